@@ -1,0 +1,66 @@
+"""`steel <command>`: a thin argparse front end. Each area registers its own subcommands.
+
+An area module exposes `register(subparsers)` which adds its parsers and sets `func` on each; the
+function receives the parsed args and returns an exit status. Config problems (`ConfigError`) and
+bad input are reported as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from steel import __version__
+from steel.config import ConfigError
+
+# Modules that contribute subcommands, in the order `steel --help` lists them.
+COMMAND_MODULES = [
+    "steel.data.cli",  # steel data prepare|merge|inspect
+    "steel.tokenizer.cli",  # steel tokenizer qwen|train
+    "steel.model.cli",  # steel model info|check-causal
+    "steel.train.cli",  # steel train, steel plot
+    "steel.sft.cli",  # steel sft
+    "steel.eval.cli",  # steel eval mc|ppl|contamination
+    "steel.infer.cli",  # steel generate, steel chat, steel export
+]
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a flag): printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steel", description="Steel: pretrain a Chinese-first LLM from scratch.")
+    parser.add_argument("--version", action="version", version=f"steel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            # Only tolerate the area module itself being absent (an area not built yet), never a missing dependency.
+            if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UserError) as e:
+        print(f"steel: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("steel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Typed configuration: YAML mapped onto dataclasses, with `--set a.b=value` overrides.
+
+Every area of Steel declares its configuration as (nested) dataclasses with a docstring or a
+comment per field. `load_config(Cls, path, overrides)` reads YAML, applies overrides, and builds
+the dataclass tree, checking every value against its annotation. Any error names the offending
+field by its dotted path (`train.lr_warmup_steps: expected int, got 'ten'`), so a wrong config is
+one clear message instead of a traceback deep inside a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field (dotted path) and, when known, the file."""
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check/convert `value` against annotation `tp`; raise ConfigError naming `path`."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{path}: must not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {_type_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
+        return value
+    if value is None:
+        raise ConfigError(f"{path}: must not be null (expected {_type_name(tp)})")
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value) and isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        return _build(tp, value, path)
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        args = get_args(tp)
+        item_tp = args[0] if args else Any
+        out = [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple or tp is tuple else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        args = get_args(tp)
+        k_tp, v_tp = args if args else (Any, Any)
+        return {_convert(k, k_tp, f"{path}.<key>"): _convert(v, v_tp, f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # YAML 1.1 reads `3e-4` (no dot) as a string; accept numeric strings for floats.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{path}: expected a path, got {value!r}")
+        return Path(value)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], data: dict, path: str) -> T:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown field" + (f" (known: {', '.join(sorted(fields))})" if fields else "")
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        fpath = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], fpath)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{fpath}: required field is missing")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError(f"{path}.{msg}" if path and not msg.startswith(path) else msg) from None
+    return obj
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a','b','c'], parsed value). The value is parsed as YAML (`3`, `true`, `[1,2]`)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+    key, raw = item.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
+    """Apply `a.b=value` overrides to a plain dict (in place) and return it. List items by index: `sources.0.weight=2`."""
+    for item in overrides:
+        keys, value = parse_override(item)
+        node: Any = data
+        for i, k in enumerate(keys[:-1]):
+            if isinstance(node, list):
+                node = node[_index(k, node, keys[: i + 1])]
+                continue
+            if k not in node or node[k] is None:
+                node[k] = {}
+            node = node[k]
+        last = keys[-1]
+        if isinstance(node, list):
+            node[_index(last, node, keys)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _index(k: str, node: list, keys: list[str]) -> int:
+    try:
+        i = int(k)
+    except ValueError:
+        raise ConfigError(f"{'.'.join(keys)}: {k!r} is not a list index") from None
+    if not -len(node) <= i < len(node):
+        raise ConfigError(f"{'.'.join(keys)}: index {i} out of range (list has {len(node)} items)")
+    return i
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type[T], data: dict, overrides: typing.Iterable[str] = (), source: str | None = None) -> T:
+    """Build `cls` from a plain dict (+ overrides). Errors are prefixed with `source` (a file name) when given."""
+    data = apply_overrides(dict(data), overrides)
+    try:
+        return _build(cls, data, "")
+    except ConfigError as e:
+        if source:
+            raise ConfigError(f"{source}: {e}") from None
+        raise
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: typing.Iterable[str] = ()) -> T:
+    """Read YAML at `path` (or start from defaults when None), apply `--set` overrides, build `cls`."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(cls, data, overrides, source=str(path) if path is not None else None)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> plain YAML/JSON-friendly values (Paths become strings)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,130 @@
+"""Run logs and progress bars shared by every long-running command.
+
+Every run log opens with the code version, library versions, the machine and the resolved config
+(as modded-nanogpt does), so a number in a log can always be traced to what produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from steel import __version__
+
+console = Console(stderr=True)
+
+
+def git_revision() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_report() -> dict:
+    """Versions and machine, as a dict (also written into manifests and checkpoints)."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "transformers", "tokenizers", "tiktoken", "numpy", "triton"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    machine = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            machine["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            machine["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return {"steel": __version__, "git": git_revision(), "versions": versions, "machine": machine}
+
+
+def setup_run_log(log_file: str | Path | None, config_yaml: str | None = None, name: str = "steel") -> logging.Logger:
+    """A logger writing to stderr (and `log_file` when given) whose first lines are versions, machine, config."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    logger.addHandler(stream)
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(fmt)
+        logger.addHandler(fh)
+    env = environment_report()
+    logger.info("steel %s (git %s) argv: %s", env["steel"], env["git"], " ".join(sys.argv))
+    logger.info("versions: %s", ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
+    logger.info("machine: %s", ", ".join(f"{k}={v}" for k, v in env["machine"].items()))
+    if config_yaml is not None:
+        logger.info("resolved config:\n%s", config_yaml.rstrip())
+    return logger
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None, unit: str = "", disable: bool | None = None) -> Iterator:
+    """A rich progress bar with ETA; yields `advance(n)`. Disabled when stderr is not a terminal unless forced."""
+    if disable is None:
+        disable = not console.is_terminal or bool(os.environ.get("STEEL_NO_PROGRESS"))
+    if disable:
+        yield lambda n=1: None
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn() if unit == "" else TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n=1: prog.advance(task, n)
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
