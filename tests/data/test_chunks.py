@@ -1,0 +1,83 @@
+"""Chunk file format: round trip, dtype by vocabulary, header checks, head/tail MD5."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from steel.data.chunks import (
+    HEADER_SIZE,
+    ChunkFormatError,
+    ChunkWriter,
+    head_tail_md5,
+    read_chunk,
+    read_header,
+    read_manifest,
+    write_chunk,
+    write_manifest,
+)
+
+
+@pytest.mark.parametrize("vocab, dtype", [(1000, np.uint16), (65536, np.uint16), (151936, np.uint32)])
+def test_round_trip(tmp_path, vocab, dtype):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, vocab, size=1237)
+    p = write_chunk(tmp_path / "c.bin", tokens, vocab, "ab" * 32)
+    header, arr = read_chunk(p)
+    assert arr.dtype == dtype and header.num_tokens == 1237 and header.vocab_size == vocab
+    assert header.fingerprint == "ab" * 32
+    np.testing.assert_array_equal(np.asarray(arr), tokens)
+    assert p.stat().st_size == HEADER_SIZE + 1237 * np.dtype(dtype).itemsize
+
+
+def test_streaming_writer_and_no_tmp_left(tmp_path):
+    w = ChunkWriter(tmp_path / "c.bin", 500, "f")
+    w.write([1, 2, 3])
+    w.write(np.array([4, 5], dtype=np.int64))
+    assert not (tmp_path / "c.bin").exists()  # only visible once complete
+    w.close()
+    assert list(read_chunk(tmp_path / "c.bin")[1]) == [1, 2, 3, 4, 5]
+    assert [p.name for p in tmp_path.iterdir()] == ["c.bin"]
+    with pytest.raises(ValueError, match="out of range"):
+        ChunkWriter(tmp_path / "d.bin", 500, "f").write([500])
+
+
+def test_bad_headers(tmp_path):
+    p = write_chunk(tmp_path / "c.bin", [1, 2, 3, 4], 100, "f")
+    raw = p.read_bytes()
+    (tmp_path / "trunc.bin").write_bytes(raw[:-2])
+    with pytest.raises(ChunkFormatError, match="trunc.bin.*truncated"):
+        read_header(tmp_path / "trunc.bin")
+    (tmp_path / "magic.bin").write_bytes(b"NOTSTEEL" + raw[8:])
+    with pytest.raises(ChunkFormatError, match="magic.bin: not a Steel chunk"):
+        read_header(tmp_path / "magic.bin")
+    (tmp_path / "ver.bin").write_bytes(raw[:8] + (99).to_bytes(4, "little") + raw[12:])
+    with pytest.raises(ChunkFormatError, match="version 99"):
+        read_header(tmp_path / "ver.bin")
+
+
+def test_head_tail_md5(tmp_path):
+    small = tmp_path / "s.bin"
+    small.write_bytes(b"hello")
+    assert head_tail_md5(small) == hashlib.md5(b"hello" + b"5").hexdigest()
+    big = tmp_path / "b.bin"
+    data = bytes(range(256)) * 40
+    big.write_bytes(data)
+    span = 1000
+    assert head_tail_md5(big, span) == hashlib.md5(data[:span] + data[-span:] + str(len(data)).encode()).hexdigest()
+    # a change in the middle is not seen (by design: only head and tail are read), one at the end is
+    big.write_bytes(data[:5000] + b"X" + data[5001:])
+    assert head_tail_md5(big, span) == hashlib.md5(data[:span] + data[-span:] + str(len(data)).encode()).hexdigest()
+    big.write_bytes(data[:-1] + b"X")
+    assert head_tail_md5(big, span) != hashlib.md5(data[:span] + data[-span:] + str(len(data)).encode()).hexdigest()
+
+
+def test_manifest_round_trip(tmp_path):
+    m = {"total_tokens": 3, "chunks": [], "tokenizer": {"vocab_size": 10}, "sources": {}}
+    write_manifest(tmp_path, m)
+    assert read_manifest(tmp_path)["total_tokens"] == 3
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(ChunkFormatError, match="not a Steel data manifest"):
+        read_manifest(tmp_path)
