@@ -1,0 +1,335 @@
+"""Pretraining batches from prepared data directories, resumable to the exact sample.
+
+A sample is a window of `seq_len + 1` tokens inside one chunk (windows overlap by one token, so every
+token of a chunk except the last is a prediction target once). Chunks are registered in a run by the
+MD5 of their head and tail (`steel.data.chunks.head_tail_md5`), not by path: moving a data directory
+does not break a resume, a chunk added twice under two names is refused (naming both files), and a
+chunk that changed since it was registered is refused at resume.
+
+Per-source mixture weights (the manifest's `sources[name]["weight"]`, or `weights:` in the config)
+scale how many times a source's samples appear per epoch: a chunk with `s` windows and weight `w`
+contributes `round(w * s)` *virtual* samples, virtual `v` reading window `v * s // round(w * s)`
+(weight 2 repeats each window twice, 0.5 takes every other window).
+
+The order is `steel.data.order.EpochOrder`: the state is `{seed, epoch, consumed, segments, chunks}`,
+small JSON, and the batches are recomputed. Rank `r` of `W` reads global positions
+`consumed + r, consumed + r + W, ...`, so the global batch does not depend on `W` and a resume with
+another world size re-splits the remaining samples exactly.
+
+The Trainer's data protocol (also met by the SFT data): `next_batch()` returns a dict with
+`input_ids` (B, T) and either `labels` (B, T, HF convention: the trainer shifts) or `shift_labels`
+(B, T, already shifted: `shift_labels[:, t]` is the target after `input_ids[:, t]`), -100 = ignored;
+`state_dict()` -> small JSON-able dict; `load_state_dict(state)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steel.data.chunks import ChunkFormatError, head_tail_md5, read_chunk, read_manifest
+from steel.data.order import EpochOrder, derive_key
+
+log = logging.getLogger("steel")
+
+STATE_VERSION = 1
+
+
+class DataError(ValueError):
+    """Data that cannot be used as asked (duplicate, changed or missing chunk, mixed tokenizers); names files."""
+
+
+@dataclass
+class ChunkRecord:
+    md5: str  # head/tail MD5: the chunk's identity in a run
+    file: str  # path where it was found (for messages; not used to identify it)
+    source: str  # source name from the manifest
+    tokens: int  # tokens in the chunk
+    count: int  # virtual samples it contributes per epoch (windows x weight)
+
+
+@dataclass
+class _Available:
+    md5: str
+    path: Path
+    source: str
+    tokens: int
+    weight: float
+
+
+def num_windows(tokens: int, seq_len: int) -> int:
+    """Windows of `seq_len + 1` tokens, overlapping by one, in a chunk of `tokens` tokens."""
+    return max(0, (tokens - 1) // seq_len)
+
+
+def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = None) -> tuple[list[_Available], dict]:
+    """Read the manifests of `dirs`; check one tokenizer for all and no chunk twice. Returns (chunks, tokenizer)."""
+    weights = weights or {}
+    found: list[_Available] = []
+    by_md5: dict[str, Path] = {}
+    tokenizer: dict | None = None
+    tok_dir: Path | None = None
+    for d in dirs:
+        d = Path(d)
+        try:
+            manifest = read_manifest(d)
+        except ChunkFormatError as e:
+            raise DataError(str(e)) from None
+        tok = manifest["tokenizer"]
+        if tokenizer is None:
+            tokenizer, tok_dir = tok, d
+        elif tok.get("fingerprint") != tokenizer.get("fingerprint"):
+            raise DataError(
+                f"{d}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from {tok_dir}'s "
+                f"{tokenizer.get('fingerprint')!r}; data prepared with different tokenizers cannot be mixed"
+            )
+        sources = manifest.get("sources", {})
+        for i, c in enumerate(manifest["chunks"]):
+            try:
+                md5, name, tokens, source = c["md5"], c["file"], int(c["tokens"]), c.get("source", "")
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{d / 'manifest.json'}: chunks[{i}] lacks file/tokens/md5") from None
+            path = d / name
+            if md5 in by_md5:
+                raise DataError(f"duplicate chunk: {path} has the same head/tail MD5 ({md5}) as {by_md5[md5]}")
+            by_md5[md5] = path
+            w = weights.get(source, sources.get(source, {}).get("weight", 1.0))
+            w = 1.0 if w is None else float(w)
+            if w < 0:
+                raise DataError(f"{d}: source {source!r} has a negative weight {w}")
+            found.append(_Available(md5, path, source, tokens, w))
+    return found, tokenizer or {}
+
+
+class PretrainLoader:
+    """Rank-local micro-batches of `seq_len + 1` windows in a keyed, resumable global order."""
+
+    def __init__(
+        self,
+        dirs: list[str | Path],
+        seq_len: int,
+        micro_batch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        weights: dict[str, float] | None = None,
+        lookup_dirs: list[str | Path] = (),
+        verify: bool = True,
+    ):
+        self.dirs = [Path(d) for d in dirs]
+        self.lookup_dirs = [Path(d) for d in lookup_dirs]  # known (e.g. annealing) dirs, registered only on demand
+        self.seq_len, self.micro_batch = seq_len, micro_batch
+        self.rank, self.world_size = rank, world_size
+        self.weights = dict(weights or {})
+        self.verify = verify
+        self.seed = seed
+        self.epoch = 0
+        self.consumed = 0  # positions of this epoch consumed, all ranks together
+        self.active_base = 0  # first virtual id the epochs draw from (moves on a `replace` append)
+        self.phases: list[str] = []  # names of mixture switches applied (annealing)
+        self.chunks: list[ChunkRecord] = []
+        self._offsets = np.zeros(1, dtype=np.int64)  # virtual id start of each chunk, + total
+        self._maps: dict[int, np.ndarray] = {}
+        self._paths: dict[int, Path] = {}
+        self.last_ids = np.zeros(0, dtype=np.int64)  # sample ids of the last batch (tests, debugging)
+        available, self.tokenizer = scan_data_dirs(self.dirs, self.weights)
+        self._available = {a.md5: a for a in available}
+        self._register(available)
+        if self.total == 0:
+            raise DataError(f"no sample of {seq_len + 1} tokens in {', '.join(map(str, self.dirs))}")
+        self.order = EpochOrder.fresh(0, self.total, derive_key(seed, 0, 0))
+
+    # --- registry -----------------------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return int(self._offsets[-1])
+
+    def _register(self, chunks: list[_Available]) -> int:
+        known = {c.md5: c.file for c in self.chunks}
+        start = self.total
+        for a in chunks:
+            if a.md5 in known:
+                raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
+            if self.verify:
+                self._check_file(a.path, a.md5)
+            rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, round(a.weight * num_windows(a.tokens, self.seq_len)))
+            self._paths[len(self.chunks)] = a.path
+            self.chunks.append(rec)
+            known[a.md5] = rec.file
+        self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])
+        return self.total - start
+
+    @staticmethod
+    def _check_file(path: Path, md5: str) -> None:
+        try:
+            actual = head_tail_md5(path)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read chunk ({e.strerror})") from None
+        if actual != md5:
+            raise DataError(f"{path}: chunk changed since it was registered (head/tail MD5 {actual}, expected {md5})")
+
+    def add_data(self, dirs: list[str | Path], replace: bool = False, phase: str | None = None) -> int:
+        """Register the chunks of `dirs` and merge their samples with the unconsumed rest of the epoch.
+
+        `replace=True` drops the rest of the epoch instead (a mixture switch). Returns the new sample count.
+        """
+        available, tok = scan_data_dirs(dirs, self.weights)
+        if tok.get("fingerprint") != self.tokenizer.get("fingerprint"):
+            raise DataError(
+                f"{dirs[0]}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from the run's "
+                f"{self.tokenizer.get('fingerprint')!r}"
+            )
+        base = self.total
+        added = self._register(available)
+        for a in available:
+            self._available[a.md5] = a
+        self._append(base, added, replace)
+        if phase is not None:
+            self.phases.append(phase)
+        return added
+
+    def _append(self, base: int, added: int, replace: bool) -> None:
+        if added == 0 and not replace:
+            return
+        key = derive_key(self.seed, self.epoch, len(self.order.segments))
+        self.order.append(self.consumed, base, added, key, replace=replace)
+        if replace:
+            self.active_base = base
+        log.info(
+            "data: %s %d samples at epoch %d position %d (%d segments)",
+            "switched to" if replace else "appended",
+            added,
+            self.epoch,
+            self.consumed,
+            len(self.order.segments),
+        )
+
+    # --- order and reading --------------------------------------------------------------------------
+    def _next_epoch_order(self, epoch: int) -> EpochOrder:
+        return EpochOrder.fresh(self.active_base, self.total - self.active_base, derive_key(self.seed, epoch, 0))
+
+    def global_ids(self, start: int, count: int) -> np.ndarray:
+        """Sample ids at global positions `[start, start + count)` of the current epoch, running into the next."""
+        pos = np.arange(start, start + count, dtype=np.int64)
+        length = self.order.length
+        ids = np.empty(count, dtype=np.int64)
+        cur = pos < length
+        ids[cur] = self.order.ids(pos[cur])
+        if not cur.all():
+            nxt = self._next_epoch_order(self.epoch + 1)
+            if int(pos[-1]) - length >= nxt.length:
+                raise DataError(f"one global micro-batch ({count} samples) exceeds an epoch ({nxt.length} samples)")
+            ids[~cur] = nxt.ids(pos[~cur] - length)
+        return ids
+
+    def _tokens(self, chunk: int) -> np.ndarray:
+        m = self._maps.get(chunk)
+        if m is None:
+            path = self._paths[chunk]
+            try:
+                _, m = read_chunk(path)
+            except ChunkFormatError as e:
+                raise DataError(str(e)) from None
+            self._maps[chunk] = m
+        return m
+
+    def read_samples(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), seq_len + 1) int64 windows for virtual sample ids."""
+        T = self.seq_len
+        chunk = np.searchsorted(self._offsets, ids, side="right") - 1
+        out = np.empty((len(ids), T + 1), dtype=np.int64)
+        for i, (c, v) in enumerate(zip(chunk.tolist(), (ids - self._offsets[chunk]).tolist())):
+            rec = self.chunks[c]
+            w = v * num_windows(rec.tokens, T) // rec.count
+            out[i] = self._tokens(c)[w * T : w * T + T + 1]
+        return out
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        W, B = self.world_size, self.micro_batch
+        ids = self.global_ids(self.consumed, B * W)[self.rank :: W]  # rank r takes r, r+W, ...
+        self.last_ids = ids
+        window = torch.from_numpy(self.read_samples(ids))  # (B, T+1)
+        self.consumed += B * W
+        if self.consumed >= self.order.length:
+            self.consumed -= self.order.length
+            self.epoch += 1
+            self.order = self._next_epoch_order(self.epoch)
+        return {"input_ids": window[:, :-1], "shift_labels": window[:, 1:]}
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+    # --- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "kind": "pretrain",
+            "seq_len": self.seq_len,
+            "micro_batch": self.micro_batch,
+            "world_size": self.world_size,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "consumed": self.consumed,
+            "active_base": self.active_base,
+            "phases": list(self.phases),
+            "fingerprint": self.tokenizer.get("fingerprint"),
+            "segments": self.order.state_dict(),
+            # NOTE: O(chunks) not O(samples): md5, source, tokens, virtual count, file name for messages.
+            "chunks": [[c.md5, c.file, c.source, c.tokens, c.count] for c in self.chunks],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the registry and position; chunks found in the data dirs but not registered are appended."""
+        if state.get("version") != STATE_VERSION or state.get("kind") != "pretrain":
+            raise DataError(f"data state: unsupported version/kind {state.get('version')}/{state.get('kind')}")
+        if state["seq_len"] != self.seq_len:
+            raise DataError(f"data state: seq_len {state['seq_len']} in the checkpoint, {self.seq_len} configured")
+        if state["fingerprint"] != self.tokenizer.get("fingerprint"):
+            raise DataError(
+                f"data state: the run's tokenizer fingerprint {state['fingerprint']!r} differs from the data "
+                f"dirs' {self.tokenizer.get('fingerprint')!r}"
+            )
+        if state["world_size"] != self.world_size:
+            log.info("data: world size %d -> %d, the global order is re-split", state["world_size"], self.world_size)
+        lookup = dict(self._available)
+        if self.lookup_dirs:
+            for a in scan_data_dirs(self.lookup_dirs, self.weights)[0]:
+                lookup.setdefault(a.md5, a)
+        self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
+        self.active_base, self.phases = state["active_base"], list(state["phases"])
+        self.chunks, self._maps, self._paths = [], {}, {}
+        by_name = {a.path.name: a for a in lookup.values()}
+        for i, (md5, file, source, tokens, count) in enumerate(state["chunks"]):
+            a = lookup.get(md5)
+            if a is None:
+                same = by_name.get(Path(file).name)
+                if same is not None:
+                    raise DataError(
+                        f"{same.path}: chunk changed since it was registered as {file} (manifest MD5 {same.md5}, "
+                        f"registered {md5}); restore it or start a new run"
+                    )
+                raise DataError(f"chunk {file} (MD5 {md5}) registered in this run is in none of the data dirs")
+            if a.tokens != tokens:
+                raise DataError(f"{a.path}: chunk changed since it was registered ({a.tokens} tokens, was {tokens})")
+            if self.verify:
+                self._check_file(a.path, md5)
+            self.chunks.append(ChunkRecord(md5, str(a.path), source, tokens, count))
+            self._paths[i] = a.path
+        self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])
+        self.order = EpochOrder.from_state(state["segments"])
+        # New chunks in the configured dirs (a new dir, `--add-data`, or files added to a dir) join now.
+        new = [a for a in self._available.values() if a.md5 not in {c.md5 for c in self.chunks}]
+        if new:
+            base = self.total
+            self._append(base, self._register(new), replace=False)
+
+
+def worker_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment (0, 1 outside it)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

@@ -1,0 +1,166 @@
+import json
+
+import numpy as np
+import pytest
+
+from steel.data.chunks import read_chunk, write_chunk
+from steel.data.loader import DataError, PretrainLoader, num_windows
+
+from train_fixtures import make_data_dir
+
+T = 16
+
+
+def all_windows(loader):
+    """Every (virtual) sample of the registry, read directly from the chunk files: the reference."""
+    out = {}
+    for c, rec in enumerate(loader.chunks):
+        _, toks = read_chunk(rec.file)
+        for v in range(rec.count):
+            w = v * num_windows(rec.tokens, T) // rec.count
+            out[int(loader._offsets[c]) + v] = np.asarray(toks[w * T : w * T + T + 1], dtype=np.int64)
+    return out
+
+
+def test_batches_are_windows_of_the_chunks(data_dir):
+    ld = PretrainLoader([data_dir], seq_len=T, micro_batch=4, seed=3)
+    ref = all_windows(ld)
+    assert ld.total == sum(num_windows(n, T) for n in (1000, 777, 1500))
+    for _ in range(5):
+        b = ld.next_batch()
+        assert b["input_ids"].shape == (4, T) and b["shift_labels"].shape == (4, T)
+        for row, i in enumerate(ld.last_ids):
+            assert np.array_equal(b["input_ids"][row].numpy(), ref[int(i)][:-1])
+            assert np.array_equal(b["shift_labels"][row].numpy(), ref[int(i)][1:])
+
+
+def test_one_epoch_sees_every_sample_once_then_reshuffles(data_dir):
+    ld = PretrainLoader([data_dir], seq_len=T, micro_batch=1, seed=0)
+    n = ld.total
+    first = [int(ld.next_batch() and ld.last_ids[0]) for _ in range(n)]
+    assert sorted(first) == list(range(n)) and ld.epoch == 1
+    second = [int(ld.next_batch() and ld.last_ids[0]) for _ in range(n)]
+    assert sorted(second) == list(range(n)) and second != first
+
+
+def test_ranks_interleave_the_global_order(data_dir):
+    one = PretrainLoader([data_dir], seq_len=T, micro_batch=4, seed=5)
+    ranks = [PretrainLoader([data_dir], seq_len=T, micro_batch=2, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(10):
+        one.next_batch()
+        parts = [(r.next_batch(), r.last_ids) for r in ranks]
+        merged = np.empty(4, dtype=np.int64)
+        merged[0::2], merged[1::2] = parts[0][1], parts[1][1]
+        assert np.array_equal(merged, one.last_ids)
+
+
+def test_resume_is_exact_and_state_is_small_json(data_dir):
+    a = PretrainLoader([data_dir], seq_len=T, micro_batch=3, seed=1)
+    for _ in range(7):
+        a.next_batch()
+    state = json.loads(json.dumps(a.state_dict()))
+    b = PretrainLoader([data_dir], seq_len=T, micro_batch=3, seed=1)
+    b.load_state_dict(state)
+    for _ in range(40):  # runs across an epoch boundary
+        x, y = a.next_batch(), b.next_batch()
+        assert np.array_equal(a.last_ids, b.last_ids)
+        assert all(np.array_equal(x[k].numpy(), y[k].numpy()) for k in x)
+
+
+def test_resume_with_another_world_size_resplits(data_dir):
+    one = PretrainLoader([data_dir], seq_len=T, micro_batch=4, seed=2)
+    for _ in range(3):
+        one.next_batch()
+    state = one.state_dict()
+    ranks = [PretrainLoader([data_dir], seq_len=T, micro_batch=2, seed=2, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.load_state_dict(state)
+    one.next_batch()
+    for r in ranks:
+        r.next_batch()
+    assert sorted(np.concatenate([r.last_ids for r in ranks]).tolist()) == sorted(one.last_ids.tolist())
+
+
+def test_append_at_resume_loses_and_repeats_nothing(tmp_path):
+    """Count every sample id over an epoch interrupted by two appends (a new dir, then files added)."""
+    d1 = make_data_dir(tmp_path / "d1", [900, 700], seed=1)
+    d2 = make_data_dir(tmp_path / "d2", [800], seed=2, source="books", prefix="b")
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9)
+    n1 = ld.total
+    seen = [int(ld.next_batch() and ld.last_ids[0]) for _ in range(40)]
+    state = ld.state_dict()
+    ld = PretrainLoader([d1, d2], seq_len=T, micro_batch=1, seed=9)  # d2 newly listed at resume
+    ld.load_state_dict(state)
+    n2 = ld.total
+    assert n2 > n1
+    seen += [int(ld.next_batch() and ld.last_ids[0]) for _ in range(30)]
+    make_data_dir(tmp_path / "d3", [600], seed=3, prefix="c")
+    state = ld.state_dict()
+    ld = PretrainLoader([d1, d2], seq_len=T, micro_batch=1, seed=9)
+    ld.load_state_dict(state)
+    ld.add_data([tmp_path / "d3"])  # --add-data
+    n3 = ld.total
+    assert len(ld.state_dict()["segments"]) == 3
+    while ld.epoch == 0:
+        seen.append(int(ld.next_batch() and ld.last_ids[0]))
+    assert len(seen) == n3 and sorted(seen) == list(range(n3))
+    # New samples arrive mixed among the old ones, not all at the end.
+    new_pos = [i for i, s in enumerate(seen) if s >= n1]
+    assert new_pos[0] < len(seen) - (n3 - n1)
+
+
+def test_duplicate_chunk_refused_naming_both_files(tmp_path):
+    d1 = make_data_dir(tmp_path / "d1", [500, 400], seed=1)
+    d2 = make_data_dir(tmp_path / "d2", [300], seed=1)  # same seed: its first chunk equals d1's? no: sizes differ
+    # Copy d1's second chunk into d2 under another name: same content, same head/tail MD5.
+    (d2 / "copy.bin").write_bytes((d1 / "chunk-00001.bin").read_bytes())
+    man = json.loads((d2 / "manifest.json").read_text())
+    man["chunks"].append({**json.loads((d1 / "manifest.json").read_text())["chunks"][1], "file": "copy.bin"})
+    (d2 / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(DataError, match=r"copy\.bin.*same head/tail MD5.*chunk-00001\.bin"):
+        PretrainLoader([d1, d2], seq_len=T, micro_batch=1)
+    # Also when the copy is appended later to a run that registered the original.
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1)
+    with pytest.raises(DataError, match=r"copy\.bin.*chunk-00001\.bin"):
+        ld.add_data([d2])
+
+
+def test_changed_chunk_refused_at_resume(tmp_path):
+    d = make_data_dir(tmp_path / "d", [500, 400], seed=1)
+    ld = PretrainLoader([d], seq_len=T, micro_batch=2)
+    ld.next_batch()
+    state = ld.state_dict()
+    # Rewrite a chunk (same name, same size, other tokens) and its manifest entry, as a re-run of prepare would.
+    make_data_dir(d, [500, 400], seed=2)
+    with pytest.raises(DataError, match=r"chunk-0000[01]\.bin: chunk changed since it was registered"):
+        PretrainLoader([d], seq_len=T, micro_batch=2).load_state_dict(state)
+    # Rewritten behind the manifest's back: caught by the file hash.
+    make_data_dir(d, [500, 400], seed=1)
+    write_chunk(d / "chunk-00001.bin", np.ones(400, dtype=np.int64), 256, "test-tokenizer-v1")
+    with pytest.raises(DataError, match=r"chunk-00001\.bin: chunk changed"):
+        PretrainLoader([d], seq_len=T, micro_batch=2)
+
+
+def test_mixed_tokenizers_refused(tmp_path):
+    d1 = make_data_dir(tmp_path / "d1", [500])
+    d2 = make_data_dir(tmp_path / "d2", [500], seed=4, fingerprint="other")
+    with pytest.raises(DataError, match="d2.*fingerprint.*differs"):
+        PretrainLoader([d1, d2], seq_len=T, micro_batch=1)
+
+
+def test_mixture_weights_scale_samples_per_epoch(tmp_path):
+    d1 = make_data_dir(tmp_path / "d1", [T * 10 + 1], seed=1, source="web", weight=0.5)
+    d2 = make_data_dir(tmp_path / "d2", [T * 10 + 1], seed=2, source="books", weight=2.0)
+    ld = PretrainLoader([d1, d2], seq_len=T, micro_batch=1)
+    assert [c.count for c in ld.chunks] == [5, 20]
+    ld = PretrainLoader([d1, d2], seq_len=T, micro_batch=1, weights={"web": 1.0})
+    assert [c.count for c in ld.chunks] == [10, 20]
+    # Each books window appears exactly twice per epoch.
+    ids = [int(ld.next_batch() and ld.last_ids[0]) for _ in range(30)]
+    windows = [tuple(ld.read_samples(np.array([i]))[0]) for i in ids if i >= 10]
+    assert len(windows) == 20 and all(windows.count(w) == 2 for w in windows)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return make_data_dir(tmp_path / "data", [1000, 777, 1500])
