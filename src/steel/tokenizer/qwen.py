@@ -1,0 +1,172 @@
+"""Rebuild Steel's tokenizer, Qwen's byte-level BPE vocabulary, offline from its rank file.
+
+Qwen publishes its vocabulary as a tiktoken rank file (`qwen.tiktoken`: one `base64(token_bytes) rank`
+per line, 151,643 lines). The PyPI package `dashscope` ships that file under `dashscope/resources/`;
+we locate it WITHOUT importing `dashscope` (installing it with `pip install --no-deps dashscope` is
+enough) and write a Hugging Face fast tokenizer directory:
+
+    OUT_DIR/tokenizer.json         byte-level BPE + Qwen's pre-tokenizer regex + 3 special tokens
+    OUT_DIR/tokenizer_config.json  eos/pad = <|endoftext|>, ChatML chat template
+    OUT_DIR/chat_template.jinja    (transformers 5 keeps the template in its own file)
+    OUT_DIR/qwen.tiktoken          the rank file itself, so `steel.tokenizer.engine` can use tiktoken
+
+Special tokens follow the rank file: `<|endoftext|>`=151643 (EOS between pretraining documents, also
+the pad token), `<|im_start|>`=151644, `<|im_end|>`=151645 (a chat turn ends with it; generation in
+chat must stop at `<|im_end|>`, not only at EOS). The vocabulary has 151,646 ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import shutil
+import site
+import sys
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from steel.cli import UserError
+
+RANKS_FILE = "qwen.tiktoken"  # the name the rank file carries inside dashscope and inside OUT_DIR
+# NOTE: Qwen's pattern differs from GPT-4's cl100k pattern in `\p{N}` (one digit per piece, not `\p{N}{1,3}`).
+QWEN_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # ids follow the last rank, in this order
+QWEN_SPECIAL_IDS = {ENDOFTEXT: 151643, IM_START: 151644, IM_END: 151645}
+QWEN_NUM_RANKS = 151643
+
+
+def chatml_template(default_system: str | None = None) -> str:
+    """Qwen's ChatML Jinja template: `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message.
+
+    With `default_system`, a conversation that does not open with a system message gets one (as Qwen1.5
+    does with "You are a helpful assistant."); `add_generation_prompt` appends `<|im_start|>assistant\\n`.
+    """
+    head = ""
+    if default_system is not None:
+        if "'" in default_system or "{" in default_system or "\\" in default_system:
+            raise UserError(f"default system message {default_system!r} must not contain quotes, braces or backslashes")
+        head = (
+            "{% if loop.first and message['role'] != 'system' %}"
+            "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}{% endif %}"
+        )
+    return (
+        "{% for message in messages %}" + head + "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+        "+ '<|im_end|>' + '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+
+def find_qwen_ranks() -> Path:
+    """Path of `dashscope/resources/qwen.tiktoken` without importing (executing) `dashscope`."""
+    candidates: list[Path] = []
+    try:
+        # find_spec on a top-level name only locates the package; nothing of it is executed.
+        spec = importlib.util.find_spec("dashscope")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) for p in spec.submodule_search_locations]
+    roots = list(sys.path) + site.getsitepackages() + [site.getusersitepackages()]
+    candidates += [Path(p) / "dashscope" for p in roots if p]
+    for pkg in candidates:
+        path = pkg / "resources" / RANKS_FILE
+        if path.is_file():
+            return path
+    raise UserError(
+        f"cannot find dashscope/resources/{RANKS_FILE} (Qwen's rank file); install it with "
+        "`pip install --no-deps dashscope` or pass --ranks PATH"
+    )
+
+
+def read_ranks(path: str | Path) -> dict[bytes, int]:
+    """Parse a tiktoken rank file (`base64 rank` per line) strictly; errors name file and line.
+
+    NOTE: we do not use `tiktoken.load.load_tiktoken_bpe`: it caches by the *path's* hash in the temp dir,
+    so a different file at the same path would silently load stale ranks.
+    """
+    path = Path(path)
+    ranks: dict[bytes, int] = {}
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError("expected `base64 rank`")
+                token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+            except ValueError as e:
+                raise UserError(f"{path}:{lineno}: bad rank line ({e})") from None
+            if token in ranks:
+                raise UserError(f"{path}:{lineno}: token {token!r} listed twice")
+            ranks[token] = rank
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise UserError(f"{path}: ranks are not exactly 0..{len(ranks) - 1}")
+    return ranks
+
+
+def build_fast_tokenizer(ranks: dict[bytes, int], pattern: str = QWEN_PATTERN) -> Tokenizer:
+    """A HF `tokenizers` byte-level BPE equivalent to tiktoken over `ranks`, specials appended after the ranks."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    class _Converter(TikTokenConverter):
+        # Feed our strictly parsed ranks instead of tiktoken's path-keyed cache (see read_ranks).
+        @staticmethod
+        def load_tiktoken_bpe(_url):
+            return ranks
+
+    # NOTE: the converter turns ranks into merges ordered by the merged token's rank and sets
+    # `ignore_merges=True` (a pre-token that is itself in the vocabulary is one id), which is exactly
+    # tiktoken's rule; tests/tokenizer prove the ids equal on real text.
+    tok = _Converter(vocab_file="<ranks>", pattern=pattern, extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    for i, name in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(name) == len(ranks) + i, (name, tok.token_to_id(name))
+    return tok
+
+
+def save_tokenizer_dir(tok: Tokenizer, out_dir: str | Path, default_system: str | None = None) -> Path:
+    """Write `tok` as a transformers fast-tokenizer directory with eos/pad and the ChatML template."""
+    from transformers import PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=ENDOFTEXT,  # pretraining separator; chat turns end with <|im_end|>
+        pad_token=ENDOFTEXT,
+        bos_token=None,
+        unk_token=None,
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+        chat_template=chatml_template(default_system),
+    )
+    hf.save_pretrained(str(out_dir))
+    # transformers 5 writes `tokenizer_class: TokenizersBackend` and keeps the template only in
+    # chat_template.jinja; name the portable class and embed the template too, so older transformers
+    # (and tools that read tokenizer_config.json only) load the same tokenizer.
+    cfg_path = out_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg["chat_template"] = chatml_template(default_system)
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def build_qwen_tokenizer(out_dir: str | Path, ranks_path: str | Path | None = None, default_system: str | None = None) -> Path:
+    """Build Qwen's tokenizer into `out_dir` (see the module docstring); returns `out_dir`."""
+    ranks_path = Path(ranks_path) if ranks_path is not None else find_qwen_ranks()
+    if not ranks_path.is_file():
+        raise UserError(f"rank file {ranks_path} does not exist")
+    ranks = read_ranks(ranks_path)
+    tok = build_fast_tokenizer(ranks)
+    out_dir = save_tokenizer_dir(tok, out_dir, default_system)
+    if (out_dir / RANKS_FILE).resolve() != ranks_path.resolve():
+        shutil.copyfile(ranks_path, out_dir / RANKS_FILE)
+    return out_dir
