@@ -1,0 +1,1 @@
+"""Evaluation: C-Eval/CMMLU multiple choice (`mc`), perplexity (`ppl`), benchmark contamination."""

@@ -1,0 +1,565 @@
+"""C-Eval / CMMLU multiple-choice evaluation: readers, prompts, scoring, answer extraction, reports.
+
+Two ways to score a question:
+- `logprob`: the benchmark's own harness prompt (header naming the subject, k dev examples, then the
+  question ending in `答案：`), prediction = argmax of the model's next-token scores. `letter` scoring
+  compares the next-token logits of the tokens "A".."D" (what C-Eval's and CMMLU's own code do);
+  `continuation` scoring compares log P(" A" | prompt) as lm-evaluation-harness does (a leading space,
+  scored as a continuation, possibly several tokens). The two give different numbers, so results
+  carry the variant used.
+- `generate`: a chat-style zero-shot prompt (ChatML via the tokenizer's template), greedy decoding,
+  and a deterministic answer extractor; an answer without a recognisable letter counts as wrong and
+  is reported (Steel-LLM's script fell back to an unseeded random letter there).
+
+Averages: per-category and overall, both macro (mean over subjects) and micro (mean over questions).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from steel.cli import UserError
+from steel.infer.load import accepts
+from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
+
+LETTERS = ("A", "B", "C", "D")
+Task = Literal["ceval", "cmmlu"]
+DEFAULT_SPLIT = {"ceval": "val", "cmmlu": "test"}
+# Which average the published leaderboards quote: both weight subjects by their question counts
+# (CMMLU's reference script and lm-evaluation-harness groups with weight_by_size).
+HEADLINE_AVERAGE = "micro"
+
+
+@dataclass
+class Question:
+    subject: str
+    question: str
+    choices: tuple[str, str, str, str]
+    answer: str | None  # "A".."D"; None where the split has no public answers (C-Eval test)
+    where: str  # "file:line" of the row, for error messages and the per-question dump
+    explanation: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Readers
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, row) pairs; line numbers are physical lines (quoted fields may span lines)."""
+    try:
+        f = path.open(encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise UserError(f"{path}: empty file (expected a header row)") from None
+        except csv.Error as e:
+            raise UserError(f"{path}:1: bad CSV ({e})") from None
+        rows = []
+        try:
+            line = reader.line_num + 1
+            for row in reader:
+                rows.append((line, row))
+                line = reader.line_num + 1
+        except csv.Error as e:
+            raise UserError(f"{path}:{reader.line_num}: bad CSV ({e})") from None
+    return header, rows
+
+
+def read_questions(path: str | Path, task: Task, subject: str, need_answer: bool = True) -> list[Question]:
+    """Read one subject CSV in the benchmark's released layout.
+
+    CMMLU: `,Question,A,B,C,D,Answer` (first column an unnamed row index).
+    C-Eval: `id,question,A,B,C,D,answer[,explanation]` (test split: no answer column).
+    """
+    path = Path(path)
+    header, rows = _csv_rows(path)
+    cols = [h.strip() for h in header]
+    if task == "cmmlu":
+        want = ["Question", "A", "B", "C", "D"]
+        ans_col = "Answer"
+    else:
+        want = ["question", "A", "B", "C", "D"]
+        ans_col = "answer"
+    missing = [c for c in want if c not in cols]
+    if missing:
+        raise UserError(f"{path}:1: not a {task} CSV, missing column(s) {missing} (header: {cols})")
+    if need_answer and ans_col not in cols:
+        raise UserError(f"{path}:1: no '{ans_col}' column (answers are needed to score this split)")
+    idx = {c: cols.index(c) for c in cols if c}
+    out = []
+    for line, row in rows:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(cols):
+            raise UserError(f"{path}:{line}: expected {len(cols)} fields, got {len(row)}")
+        answer = None
+        if ans_col in idx:
+            answer = row[idx[ans_col]].strip().upper()
+            if answer not in LETTERS:
+                raise UserError(f"{path}:{line}: answer {row[idx[ans_col]]!r} is not one of A/B/C/D")
+        q = row[idx[want[0]]]
+        choices = tuple(row[idx[L]] for L in LETTERS)
+        expl = row[idx["explanation"]] if "explanation" in idx else ""
+        out.append(Question(subject, q, choices, answer, f"{path}:{line}", expl))
+    return out
+
+
+def subject_file(task: Task, data_dir: Path, split: str, subject: str) -> Path:
+    if task == "cmmlu":
+        return data_dir / split / f"{subject}.csv"
+    return data_dir / split / f"{subject}_{split}.csv"
+
+
+def list_subjects(task: Task, data_dir: Path, split: str) -> list[str]:
+    """Subjects that have a file for `split`, sorted (the evaluation order, so reruns are identical)."""
+    d = data_dir / split
+    if not d.is_dir():
+        raise UserError(f"{d}: no '{split}' split directory in {data_dir}")
+    if task == "cmmlu":
+        names = [p.stem for p in d.glob("*.csv")]
+    else:
+        suffix = f"_{split}"
+        names = [p.stem[: -len(suffix)] for p in d.glob(f"*{suffix}.csv")]
+    if not names:
+        raise UserError(f"{d}: no {task} subject files for split '{split}'")
+    return sorted(names)
+
+
+@dataclass
+class SubjectInfo:
+    name_zh: str
+    categories: tuple[str, ...]
+
+
+def subject_table(task: Task, data_dir: Path | None = None) -> dict[str, SubjectInfo]:
+    """Built-in table, updated from `subject_mapping.json` in the data directory when there is one.
+
+    Both mapping layouts are read: C-Eval's `{subject: [English, Chinese, category]}` and the CMMLU
+    layout `{subject: {"name_zh", "categories", ...}}`.
+    """
+    if task == "ceval":
+        table = {k: SubjectInfo(zh, (cat,)) for k, (_en, zh, cat) in CEVAL_SUBJECTS.items()}
+    else:
+        table = {k: SubjectInfo(zh, cats) for k, (zh, cats) in CMMLU_SUBJECTS.items()}
+    mapping = data_dir / "subject_mapping.json" if data_dir is not None else None
+    if mapping is not None and mapping.is_file():
+        try:
+            data = json.loads(mapping.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{mapping}: cannot read subject table ({e})") from None
+        for k, v in data.items():
+            if isinstance(v, list) and len(v) == 3:
+                table[k] = SubjectInfo(str(v[1]), (str(v[2]),))
+            elif isinstance(v, dict) and "name_zh" in v and "categories" in v:
+                table[k] = SubjectInfo(str(v["name_zh"]), tuple(v["categories"]))
+            else:
+                raise UserError(f"{mapping}: entry {k!r} is neither [en, zh, category] nor {{name_zh, categories}}")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompts
+
+
+def format_question(task: Task, q: Question, answer: str | None) -> str:
+    """One question block of the harness prompt; with `answer` it is a solved few-shot example."""
+    if task == "cmmlu":
+        # CMMLU's src/mp_utils.py format_example: "题目：" prefix, "答案是：".
+        text = "题目：" + q.question
+        text += "".join(f"\n{L}. {c}" for L, c in zip(LETTERS, q.choices))
+        text += "\n答案是："
+    else:
+        # C-Eval's reference evaluator: question, options, "答案：".
+        text = q.question
+        text += "".join(f"\n{L}. {c}" for L, c in zip(LETTERS, q.choices))
+        text += "\n答案："
+    if answer is not None:
+        text += f"{answer}\n\n"
+    return text
+
+
+def harness_header(task: Task, subject_zh: str) -> str:
+    if task == "cmmlu":
+        return f"以下是关于{subject_zh}的单项选择题，请直接给出正确答案的选项。\n\n"
+    return f"以下是中国关于{subject_zh}考试的单项选择题，请选出其中的正确答案。\n\n"
+
+
+def build_prompt(task: Task, subject_zh: str, dev: list[Question], q: Question, shots: int) -> str:
+    """The harness prompt: header, `shots` solved dev examples (in file order), then the question."""
+    if not 0 <= shots <= 5:
+        raise UserError(f"--shots {shots}: expected 0..5")
+    if shots > len(dev):
+        raise UserError(f"{q.subject}: {shots} shots asked but the dev split has {len(dev)} examples")
+    return harness_header(task, subject_zh) + "".join(format_question(task, d, d.answer) for d in dev[:shots]) + (
+        format_question(task, q, None)
+    )
+
+
+def chat_user_message(subject_zh: str, q: Question, cot: bool) -> str:
+    """Steel's chat-style prompt for `generate` mode (the question as one user turn)."""
+    options = "".join(f"\n{L}. {c}" for L, c in zip(LETTERS, q.choices))
+    if cot:
+        ask = f"以下是关于{subject_zh}的单项选择题，请先逐步分析，最后以“答案：X”的格式给出正确选项。"
+    else:
+        ask = f"以下是关于{subject_zh}的单项选择题，请直接给出正确答案的选项。"
+    return f"{ask}\n\n{q.question}{options}"
+
+
+def chat_messages(subject_zh: str, dev: list[Question], q: Question, shots: int, cot: bool) -> list[dict]:
+    """Few-shot examples become earlier user/assistant turns answering "答案：X"."""
+    msgs = []
+    for d in dev[:shots]:
+        msgs.append({"role": "user", "content": chat_user_message(subject_zh, d, cot=False)})
+        msgs.append({"role": "assistant", "content": f"答案：{d.answer}"})
+    msgs.append({"role": "user", "content": chat_user_message(subject_zh, q, cot)})
+    return msgs
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answer extraction (generate mode). Deterministic; None when no letter can be found.
+
+_LETTER = r"([ABCD])(?![A-Za-z])"
+_EXPLICIT = [
+    # "答案是B", "答案：(C)", "正确答案为 D", "答案应该是A" -- the last such statement wins (CoT ends with it)
+    re.compile(r"答案\s*(?:应该|应|就)?\s*(?:是|为|选)?\s*[:：]?\s*[\(（【\[]?\s*" + _LETTER),
+    re.compile(r"(?i)answer\s*(?:is)?\s*[:：]?\s*\(?\s*" + _LETTER),
+    re.compile(r"(?:应该|应|故|所以|因此)?选(?:择|项)?\s*[:：]?\s*[\(（【\[]?\s*" + _LETTER),
+]
+# A reply opening with the letter as an answer: "B", "B. 腹", "(C)大腿" -- not "A或者B".
+_LEADING = re.compile(r"^\s*[\(（【\[]?\s*([ABCD])\s*(?:$|[.．、,，。:：)）】\]\s])")
+_STANDALONE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
+
+
+def extract_answer(text: str, choices: tuple[str, ...] | None = None) -> str | None:
+    """The option letter a generated answer commits to, or None.
+
+    Order: an explicit statement ("答案是X", "Answer: X", "选X"; the last one wins), a letter opening
+    the reply ("B. 腹", "(C)"), a single distinct stand-alone letter anywhere, the one option whose
+    full text the reply quotes. Letters inside English words ("As an AI") never count.
+    """
+    for pat in _EXPLICIT:
+        found = pat.findall(text)
+        if found:
+            return found[-1]
+    m = _LEADING.match(text)
+    if m:
+        return m.group(1)
+    letters = set(_STANDALONE.findall(text))
+    if len(letters) == 1:
+        return letters.pop()
+    if choices is not None and not letters:
+        quoted = [L for L, c in zip(LETTERS, choices) if c.strip() and c.strip() in text]
+        if len(quoted) == 1:
+            return quoted[0]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model scoring
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and attention mask with the sequences right-aligned, so position -1 is every row's last."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, T - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, T - len(s) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch.Tensor:
+    """Logits at the last `n_last` positions of each sequence: (B, n_last, V), float32.
+
+    NOTE: the LM head is computed only there (`logits_to_keep`, which HF causal LMs and Steel's model
+    accept): with a 150k vocabulary the head over every position would dominate time and memory.
+    Left padding puts every row's last token at -1; position ids restart at 0 on the first real token.
+    """
+    device = next(model.parameters()).device
+    ids, mask = left_pad(seqs, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    kwargs = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+    if accepts(model, "position_ids"):
+        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    if accepts(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = n_last
+    logits = model(**kwargs).logits  # (B, T or n_last, V)
+    return logits[:, -n_last:, :].float()
+
+
+def letter_token_ids(tokenizer, letters=LETTERS) -> list[int]:
+    ids = []
+    for L in letters:
+        t = tokenizer.encode(L, add_special_tokens=False)
+        if len(t) != 1:
+            raise UserError(f"tokenizer: option letter {L!r} is {len(t)} tokens, letter scoring needs one")
+        ids.append(t[0])
+    return ids
+
+
+def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's split: encode(context + continuation) minus the encoded context."""
+    ctx = tokenizer.encode(context, add_special_tokens=False)
+    whole = tokenizer.encode(context + continuation, add_special_tokens=False)
+    if whole[: len(ctx)] != ctx:
+        # The continuation merged with the context's last token; fall back to separate encodes (harness does the same).
+        return ctx, tokenizer.encode(continuation, add_special_tokens=False)
+    return ctx, whole[len(ctx) :]
+
+
+@dataclass
+class ScoreRequest:
+    """Score `targets` as the continuation of `context` (token ids); `key` = (question index, option)."""
+
+    key: tuple[int, int]
+    context: list[int]
+    targets: list[int]
+
+
+def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size: int, advance=None) -> dict:
+    """Sum of log-probabilities of each request's targets, batched by length (longest first). -> {key: float}"""
+    order = sorted(range(len(requests)), key=lambda i: (-(len(requests[i].context) + len(requests[i].targets)), i))
+    out = {}
+    for start in range(0, len(order), batch_size):
+        batch = [requests[i] for i in order[start : start + batch_size]]
+        n = max(len(r.targets) for r in batch)
+        # The input is context + targets[:-1]; the last len(targets) positions predict the targets.
+        seqs = [r.context + r.targets[:-1] for r in batch]
+        # Rows whose target is shorter than n read only their last len(targets) positions.
+        logp = torch.log_softmax(last_logits(model, seqs, n, pad_id), dim=-1)  # (B, n, V)
+        for b, r in enumerate(batch):
+            k = len(r.targets)
+            rows = logp[b, n - k :, :]  # (k, V)
+            out[r.key] = float(rows.gather(-1, torch.tensor(r.targets, device=rows.device)[:, None]).sum())
+        if advance is not None:
+            advance(len({r.key[0] for r in batch}))
+    return out
+
+
+@torch.no_grad()
+def predict_letter_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None) -> list[tuple[str, list[float]]]:
+    """Benchmark-code scoring: argmax over the next-token logits of "A".."D". -> [(letter, 4 logits)]"""
+    ids = letter_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    enc = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+    out: list = [None] * len(enc)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        logits = last_logits(model, [enc[i] for i in idx], 1, pad_id)[:, -1, :]  # (B, V)
+        scores = logits[:, ids]  # (B, 4)
+        for b, i in enumerate(idx):
+            s = scores[b].tolist()
+            # Ties go to the earliest letter (torch.argmax semantics), so reruns agree.
+            out[i] = (LETTERS[int(scores[b].argmax())], s)
+        if advance is not None:
+            advance(len(idx))
+    return out
+
+
+@torch.no_grad()
+def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None):
+    """lm-evaluation-harness scoring: argmax of log P(" X" | prompt), summed over the continuation's tokens."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    requests = []
+    for qi, p in enumerate(prompts):
+        for li, L in enumerate(LETTERS):
+            ctx, tgt = continuation_tokens(tokenizer, p, " " + L)
+            requests.append(ScoreRequest((qi, li), ctx, tgt))
+    # NOTE: all four requests of a question share the context; when each continuation is one token this
+    # could be one forward, but the general path (multi-token " A" in some tokenizers) stays simple and exact.
+    scores = score_requests(model, requests, pad_id, batch_size, advance=None)
+    out = []
+    for qi in range(len(prompts)):
+        s = [scores[(qi, li)] for li in range(4)]
+        out.append((LETTERS[int(torch.tensor(s).argmax())], s))
+    if advance is not None:
+        advance(len(prompts))
+    return out
+
+
+@torch.no_grad()
+def predict_generate_mode(model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None):
+    """Greedy chat replies (ChatML via the tokenizer's template), batched with left padding. -> [text]"""
+    from steel.infer.generate import chat_prompt_ids, stop_token_ids
+
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    enc = [chat_prompt_ids(tokenizer, m) for m in messages]
+    stops = stop_token_ids(tokenizer)
+    order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+    out: list = [None] * len(enc)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask = left_pad([enc[i] for i in idx], pad_id)
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=pad_id,
+        )
+        for b, i in enumerate(idx):
+            new = gen[b, ids.shape[1] :].tolist()
+            cut = next((j for j, t in enumerate(new) if t in stops), len(new))
+            out[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
+        if advance is not None:
+            advance(len(idx))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running a benchmark and reporting
+
+
+@dataclass
+class McOptions:
+    task: Task
+    data: Path
+    split: str | None = None  # None: val for C-Eval, test for CMMLU
+    shots: int = 5
+    mode: Literal["logprob", "generate"] = "logprob"
+    scoring: Literal["letter", "continuation"] = "letter"  # logprob mode only
+    cot: bool = False  # generate mode: explain, then answer
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    subjects: list[str] | None = None  # None: every subject with a file in the split
+    limit: int | None = None  # at most this many questions per subject (quick checks)
+    details: list = field(default_factory=list)
+
+
+def load_benchmark(opts: McOptions) -> tuple[dict[str, list[Question]], dict[str, list[Question]], dict[str, SubjectInfo]]:
+    split = opts.split or DEFAULT_SPLIT[opts.task]
+    data = Path(opts.data)
+    if not data.is_dir():
+        raise UserError(f"--data {data}: not a directory")
+    table = subject_table(opts.task, data)
+    available = list_subjects(opts.task, data, split)
+    subjects = opts.subjects or available
+    unknown = [s for s in subjects if s not in available]
+    if unknown:
+        raise UserError(f"--subjects: no {split} file for {unknown} in {data / split}")
+    questions, dev = {}, {}
+    for s in subjects:
+        if s not in table:
+            raise UserError(f"{subject_file(opts.task, data, split, s)}: subject '{s}' is in no subject table; add it to {data}/subject_mapping.json")
+        qs = read_questions(subject_file(opts.task, data, split, s), opts.task, s)
+        questions[s] = qs[: opts.limit] if opts.limit else qs
+        if opts.shots > 0:
+            dev[s] = read_questions(subject_file(opts.task, data, "dev", s), opts.task, s)
+        else:
+            dev[s] = []
+    return questions, dev, table
+
+
+def aggregate(task: Task, per_subject: dict[str, list[bool]], table: dict[str, SubjectInfo]) -> dict:
+    subjects = {s: {"accuracy": sum(v) / len(v) if v else 0.0, "n": len(v), "correct": sum(v)} for s, v in per_subject.items()}
+    cat_names = CEVAL_CATEGORIES if task == "ceval" else CMMLU_CATEGORIES
+    extra = sorted({c for s in per_subject for c in table[s].categories} - set(cat_names))
+    categories = {}
+    for cat in list(cat_names) + extra:
+        members = [s for s in per_subject if cat in table[s].categories and subjects[s]["n"]]
+        if not members:
+            continue
+        correct = sum(subjects[s]["correct"] for s in members)
+        n = sum(subjects[s]["n"] for s in members)
+        categories[cat] = {
+            "macro": sum(subjects[s]["accuracy"] for s in members) / len(members),
+            "micro": correct / n,
+            "subjects": len(members),
+            "n": n,
+        }
+    scored = [s for s in subjects if subjects[s]["n"]]
+    n_total = sum(subjects[s]["n"] for s in scored)
+    overall = {
+        "macro": sum(subjects[s]["accuracy"] for s in scored) / len(scored) if scored else 0.0,
+        "micro": sum(subjects[s]["correct"] for s in scored) / n_total if n_total else 0.0,
+    }
+    return {"subjects": subjects, "categories": categories, "overall": overall, "n_questions": n_total}
+
+
+def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=None) -> dict:
+    """Evaluate and return the JSON-able result (see module docstring for the fields)."""
+    t0 = time.perf_counter()
+    questions, dev, table = load_benchmark(opts)
+    flat = [(s, q) for s in questions for q in questions[s]]
+    if opts.mode == "generate" and opts.cot and opts.max_new_tokens < 128:
+        opts.max_new_tokens = 512  # an explanation needs room; the default 32 only fits a letter
+    preds: list[str | None]
+    raw: list = []
+    if progress is None:
+        from steel.runlog import progress_bar as progress
+    with progress(f"{opts.task} {opts.mode}", total=len(flat), unit="questions") as advance:
+        if opts.mode == "logprob":
+            prompts = [build_prompt(opts.task, table[s].name_zh, dev[s], q, opts.shots) for s, q in flat]
+            fn = predict_letter_mode if opts.scoring == "letter" else predict_continuation_mode
+            res = fn(model, tokenizer, prompts, opts.batch_size, advance)
+            preds = [r[0] for r in res]
+            raw = [r[1] for r in res]
+        else:
+            msgs = [chat_messages(table[s].name_zh, dev[s], q, opts.shots, opts.cot) for s, q in flat]
+            texts = predict_generate_mode(model, tokenizer, msgs, opts.max_new_tokens, opts.batch_size, advance)
+            preds = [extract_answer(t, q.choices) for t, (_s, q) in zip(texts, flat)]
+            raw = texts
+    per_subject: dict[str, list[bool]] = {s: [] for s in questions}
+    no_answer: dict[str, int] = {s: 0 for s in questions}
+    details = []
+    for (s, q), p, r in zip(flat, preds, raw):
+        per_subject[s].append(p is not None and p == q.answer)
+        if p is None:
+            no_answer[s] += 1
+        details.append({"where": q.where, "answer": q.answer, "pred": p, "raw": r})
+    result = {
+        "task": opts.task,
+        "model": model_name,
+        "split": opts.split or DEFAULT_SPLIT[opts.task],
+        "mode": opts.mode,
+        "scoring": (opts.scoring if opts.mode == "logprob" else ("generate-cot" if opts.cot else "generate")),
+        "shots": opts.shots,
+        **aggregate(opts.task, per_subject, table),
+        "headline_average": HEADLINE_AVERAGE,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if opts.mode == "generate":
+        result["no_answer"] = {"total": sum(no_answer.values()), "per_subject": no_answer}
+    opts.details = details
+    return result
+
+
+def markdown_report(result: dict, table: dict[str, SubjectInfo] | None = None) -> str:
+    """A Markdown summary: overall and per-category (macro and micro), then per subject."""
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    lines = [
+        f"## {result['task']} ({result['split']}, {result['shots']}-shot, {result['mode']}/{result['scoring']})",
+        "",
+        f"Model: `{result.get('model', '')}`; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
+        f"Published tables quote the **{result['headline_average']}** average (over questions).",
+        "",
+        "| category | subjects | questions | macro | micro |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for cat, v in result["categories"].items():
+        lines.append(f"| {cat} | {v['subjects']} | {v['n']} | {pct(v['macro'])} | {pct(v['micro'])} |")
+    o = result["overall"]
+    lines.append(f"| **overall** | {len(result['subjects'])} | {result['n_questions']} | {pct(o['macro'])} | {pct(o['micro'])} |")
+    if "no_answer" in result:
+        lines += ["", f"Replies with no recognisable letter (counted wrong): {result['no_answer']['total']}."]
+    lines += ["", "| subject | questions | accuracy |", "| --- | ---: | ---: |"]
+    for s, v in result["subjects"].items():
+        lines.append(f"| {s} | {v['n']} | {pct(v['accuracy'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""Token-by-token generation with a KV cache, sampling controls and streaming text output.
+
+`generate_ids` is a small explicit decoding loop (rather than `model.generate`) so that streaming,
+stop tokens and the sampling rules are ours and testable: the first step runs the whole prompt and
+keeps the model's key/value cache, later steps feed one token. It works with any HF causal LM that
+returns `past_key_values` (Steel's model included); `use_cache=False` recomputes the full sequence
+each step and must give the same greedy tokens (tested).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from steel.config import ConfigError
+from steel.infer.load import accepts
+
+
+@dataclass
+class SamplingOptions:
+    max_new_tokens: int = 256  # stop after this many new tokens
+    temperature: float = 0.7  # 0 = greedy (argmax)
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
+    top_p: float = 1.0  # keep the smallest set with this much probability; 1 = off
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence (CTRL rule, as HF)
+    seed: int | None = None  # sampling seed; None = nondeterministic
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens: must be >= 1")
+        if self.temperature < 0:
+            raise ConfigError("temperature: must be >= 0")
+        if self.top_k < 0:
+            raise ConfigError("top_k: must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError("top_p: must be in (0, 1]")
+        if self.repetition_penalty <= 0:
+            raise ConfigError("repetition_penalty: must be > 0")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """`<|im_end|>` (end of a ChatML turn) and the tokenizer's EOS, whichever exist."""
+    ids = []
+    for tok in ("<|im_end|>", "<|endoftext|>"):
+        t = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(t, int) and t != tokenizer.unk_token_id and t >= 0:
+            ids.append(t)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel)."""
+    if not getattr(tokenizer, "chat_template", None):
+        from steel.cli import UserError
+
+        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)")
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    # The template writes the special tokens as text; encoding it must not add a BOS of its own.
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def process_logits(logits: torch.Tensor, seen: torch.Tensor, opts: SamplingOptions) -> torch.Tensor:
+    """Apply repetition penalty, temperature, top-k, top-p to one row of logits (V,). Returns logits."""
+    logits = logits.float().clone()
+    if opts.repetition_penalty != 1.0 and seen.numel():
+        prev = logits[seen]
+        # CTRL (Keskar et al. 2019) as in HF: shrink positive logits, push negative ones further down.
+        logits[seen] = torch.where(prev > 0, prev / opts.repetition_penalty, prev * opts.repetition_penalty)
+    if opts.temperature == 0:
+        return logits
+    logits = logits / opts.temperature
+    if opts.top_k > 0 and opts.top_k < logits.numel():
+        kth = torch.topk(logits, opts.top_k).values[-1]
+        logits[logits < kth] = float("-inf")
+    if opts.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the mass before it already reaches top_p; the most likely one always stays.
+        drop = (probs.cumsum(-1) - probs) >= opts.top_p
+        logits[order[drop]] = float("-inf")
+    return logits
+
+
+def pick_token(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Generator | None) -> int:
+    if opts.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@torch.no_grad()
+def generate_ids(
+    model,
+    prompt_ids: list[int],
+    opts: SamplingOptions,
+    stop_ids: list[int] = (),
+    use_cache: bool = True,
+) -> Iterator[int]:
+    """Yield new token ids one at a time until a stop id (not yielded) or `max_new_tokens`."""
+    device = next(model.parameters()).device
+    generator = None
+    if opts.seed is not None:
+        generator = torch.Generator(device="cpu").manual_seed(opts.seed)
+    seq = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
+    past = None
+    step_input = seq
+    # Only the last position's logits are read: skip the LM head elsewhere when the model allows it.
+    keep = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
+    for _ in range(opts.max_new_tokens):
+        if use_cache:
+            out = model(input_ids=step_input, past_key_values=past, use_cache=True, **keep)
+            past = out.past_key_values
+        else:
+            out = model(input_ids=seq, use_cache=False, **keep)
+        logits = process_logits(out.logits[0, -1], seq[0], opts)  # (V,)
+        tok = pick_token(logits.cpu(), opts, generator)
+        if tok in stop_ids:
+            return
+        yield tok
+        nxt = torch.tensor([[tok]], dtype=torch.long, device=device)
+        seq = torch.cat([seq, nxt], dim=1)
+        step_input = nxt
+
+
+class TextStream:
+    """Turns a token stream into text pieces, holding back bytes that are not yet a full character."""
+
+    def __init__(self, tokenizer, write: Callable[[str], object] | None = None):
+        self.tokenizer = tokenizer
+        self.write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        self.tokens: list[int] = []
+        self.printed = 0
+
+    def put(self, token: int) -> None:
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        # NOTE: a byte-level BPE token can end mid-character; decode shows U+FFFD until the rest arrives.
+        if text.endswith("\ufffd"):
+            return
+        if len(text) > self.printed:
+            self.write(text[self.printed :])
+            self.printed = len(text)
+
+    def end(self) -> str:
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if len(text) > self.printed:
+            self.write(text[self.printed :])
+            self.printed = len(text)
+        return text
+
+
+def generate_text(model, tokenizer, prompt_ids: list[int], opts: SamplingOptions, stream: TextStream | None = None) -> str:
+    """Generate, streaming pieces to `stream` when given; returns the whole new text."""
+    stream = stream or TextStream(tokenizer, write=lambda s: None)
+    for tok in generate_ids(model, prompt_ids, opts, stop_token_ids(tokenizer)):
+        stream.put(tok)
+    return stream.end()

@@ -1,0 +1,125 @@
+"""Open a model for inference from any of the places Steel leaves one.
+
+- an HF directory (`config.json` + weights): a `steel export` output, a stock HF model on disk, or a
+  Steel model saved with `save_pretrained`; loaded with `AutoModelForCausalLM` (remote code allowed,
+  since exported Steel models carry their modeling file);
+- a Steel run directory (`RUN_DIR/checkpoints/step-N/`) or one checkpoint directory: the model is
+  rebuilt from the checkpoint's `model_config.json` and its full state dict (HF parameter names).
+
+The tokenizer comes from `--tokenizer DIR` when given, else from the model directory (an HF dir, or a
+`tokenizer/` folder in the run or checkpoint directory).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def accepts(model, name: str) -> bool:
+    """Whether `model.forward` takes keyword `name` (e.g. `logits_to_keep`, `position_ids`)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def _register_steel() -> None:
+    # Steel's own model type is registered with the Auto classes when steel.model is importable.
+    try:
+        import steel.model  # noqa: F401
+    except ImportError:
+        pass
+
+
+def is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def resolve_checkpoint(path: Path) -> Path | None:
+    """The checkpoint directory to load for a run dir or checkpoint dir; None for anything else."""
+    if (path / "model_config.json").is_file() and not is_hf_dir(path):
+        return path
+    if (path / "checkpoints").is_dir():
+        from steel.train.checkpoint import latest_checkpoint
+
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            from steel.cli import UserError
+
+            raise UserError(f"{path}: run directory has no complete checkpoint under checkpoints/")
+        return Path(ckpt)
+    return None
+
+
+def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
+    from steel.cli import UserError
+
+    if tokenizer is not None:
+        return Path(tokenizer)
+    candidates = [path, path / "tokenizer", path.parent / "tokenizer", path.parent.parent / "tokenizer"]
+    for c in candidates:
+        if (c / "tokenizer.json").is_file() or (c / "tokenizer_config.json").is_file():
+            return c
+    raise UserError(f"{path}: no tokenizer files found here or in a tokenizer/ folder; pass --tokenizer DIR")
+
+
+def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
+    from transformers import AutoTokenizer
+
+    tok_dir = find_tokenizer_dir(Path(path), tokenizer)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
+    return tok
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
+    """Model in eval mode on `device`. `dtype` None keeps the saved dtype (float32 for checkpoints)."""
+    from steel.cli import UserError
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: model path does not exist")
+    if dtype is not None and dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r}: expected one of {sorted(DTYPES)}")
+    torch_dtype = DTYPES[dtype] if dtype else None
+    _register_steel()
+    if is_hf_dir(path):
+        from transformers import AutoModelForCausalLM
+
+        kwargs = {"trust_remote_code": True}
+        if torch_dtype is not None:
+            kwargs["dtype"] = torch_dtype
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    else:
+        ckpt = resolve_checkpoint(path)
+        if ckpt is None:
+            raise UserError(f"{path}: neither an HF model directory (config.json) nor a Steel run/checkpoint directory")
+        model = model_from_checkpoint(ckpt)
+        if torch_dtype is not None:
+            model = model.to(torch_dtype)
+    return model.to(device).eval()
+
+
+def model_from_checkpoint(ckpt: Path):
+    """Rebuild a SteelForCausalLM from a trainer checkpoint directory (model_config.json + full state dict)."""
+    from steel.model import build_model, load_model_config
+    from steel.train.checkpoint import load_model_state
+
+    cfg = load_model_config(json.loads((ckpt / "model_config.json").read_text(encoding="utf-8")))
+    model = build_model(cfg)
+    state = load_model_state(ckpt)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Tied embeddings legitimately miss lm_head.weight; anything else is a real mismatch.
+    missing = [k for k in missing if not (k == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False))]
+    if missing or unexpected:
+        from steel.cli import UserError
+
+        raise UserError(f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model

@@ -1,0 +1,261 @@
+"""C-Eval / CMMLU multiple choice: readers, prompts, scoring, extraction, aggregation, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_tiny_llama, write_csv, write_json
+
+from steel.cli import UserError
+from steel.cli import main as steel_main
+from steel.eval import mc
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+CEVAL_HEADER_DEV = ["id", "question", "A", "B", "C", "D", "answer", "explanation"]
+CEVAL_HEADER_VAL = ["id", "question", "A", "B", "C", "D", "answer"]
+# Answers of the val fixture: C is the answer of 3 of 6 questions in subject 1, 1 of 4 in subject 2.
+VAL_ANSWERS = {"computer_network": "CACBDC", "high_school_history": "ACBD"}
+
+
+def make_ceval_dir(root: Path) -> Path:
+    """A C-Eval directory in the released layout: dev (with explanations), val, test (no answers), mapping."""
+    for subject, answers in VAL_ANSWERS.items():
+        dev = [[str(i), f"{subject}例题{i}", f"甲{i}", f"乙{i}", f"丙{i}", f"丁{i}", "ABCDA"[i], f"解析{i}"] for i in range(5)]
+        write_csv(root / "dev" / f"{subject}_dev.csv", CEVAL_HEADER_DEV, dev)
+        val = [[str(i), f"{subject}问题{i}", "一", "二", "三", "四", a] for i, a in enumerate(answers)]
+        write_csv(root / "val" / f"{subject}_val.csv", CEVAL_HEADER_VAL, val)
+        write_csv(root / "test" / f"{subject}_test.csv", CEVAL_HEADER_VAL[:-1], [["0", "测试题", "1", "2", "3", "4"]])
+    write_json(
+        root / "subject_mapping.json",
+        {"computer_network": ["Computer Network", "计算机网络", "STEM"], "high_school_history": ["High School History", "高中历史", "Humanities"]},
+    )
+    return root
+
+
+# ------------------------------------------------------------------------------------------ readers
+
+
+def test_cmmlu_reader_on_shared_data():
+    path = SHARED / "cmmlu" / "dev" / "agronomy.csv"
+    if not path.is_file():
+        pytest.skip("shared CMMLU data not present")
+    qs = mc.read_questions(path, "cmmlu", "agronomy")
+    assert len(qs) == 5
+    # First data row of the released file: `0,肉牛屠宰后，胴体的哪个部位肉质较好,胸,腹,大腿,小腿,C`
+    assert qs[0].question == "肉牛屠宰后，胴体的哪个部位肉质较好"
+    assert qs[0].choices == ("胸", "腹", "大腿", "小腿")
+    assert qs[0].answer == "C"
+    assert qs[0].where.endswith("agronomy.csv:2")
+
+
+def test_cmmlu_reader_quoted_newlines_and_line_numbers(tmp_path):
+    p = write_csv(tmp_path / "x.csv", ["", "Question", "A", "B", "C", "D", "Answer"], [["0", "第一行\n第二行", "a,1", "b", "c", "d", "B"], ["1", "q2", "a", "b", "c", "d", "D"]])
+    qs = mc.read_questions(p, "cmmlu", "x")
+    assert [q.answer for q in qs] == ["B", "D"]
+    assert qs[0].question == "第一行\n第二行" and qs[0].choices[0] == "a,1"
+    assert qs[1].where.endswith("x.csv:4")  # the quoted newline makes row 1 span lines 2-3
+
+
+def test_ceval_reader_all_splits(tmp_path):
+    root = make_ceval_dir(tmp_path / "ceval")
+    dev = mc.read_questions(root / "dev" / "computer_network_dev.csv", "ceval", "computer_network")
+    assert [d.answer for d in dev] == list("ABCDA") and dev[2].explanation == "解析2"
+    val = mc.read_questions(root / "val" / "computer_network_val.csv", "ceval", "computer_network")
+    assert "".join(q.answer for q in val) == VAL_ANSWERS["computer_network"]
+    test = mc.read_questions(root / "test" / "computer_network_test.csv", "ceval", "computer_network", need_answer=False)
+    assert test[0].answer is None and test[0].choices == ("1", "2", "3", "4")
+    assert mc.list_subjects("ceval", root, "val") == ["computer_network", "high_school_history"]
+    table = mc.subject_table("ceval", root)
+    assert table["high_school_history"].name_zh == "高中历史" and table["high_school_history"].categories == ("Humanities",)
+
+
+def test_reader_errors_name_file_and_line(tmp_path):
+    bad = write_csv(tmp_path / "b.csv", ["", "Question", "A", "B", "C", "D", "Answer"], [["0", "q", "a", "b", "c", "d", "A"], ["1", "q", "a", "b", "c", "d", "E"]])
+    with pytest.raises(UserError, match=r"b\.csv:3: answer 'E'"):
+        mc.read_questions(bad, "cmmlu", "b")
+    wrong = write_csv(tmp_path / "w.csv", ["id", "question", "A", "B", "C", "D", "answer"], [["0", "q", "a", "b", "c", "d", "A"]])
+    with pytest.raises(UserError, match=r"w\.csv:1: not a cmmlu CSV"):
+        mc.read_questions(wrong, "cmmlu", "w")
+    short = write_csv(tmp_path / "s.csv", ["id", "question", "A", "B", "C", "D", "answer"], [["0", "q", "a", "b", "c", "A"]])
+    with pytest.raises(UserError, match=r"s\.csv:2: expected 7 fields, got 6"):
+        mc.read_questions(short, "ceval", "s")
+
+
+def test_builtin_subject_tables():
+    from steel.eval.subjects import CEVAL_SUBJECTS, CMMLU_SUBJECTS
+
+    assert len(CEVAL_SUBJECTS) == 52 and len(CMMLU_SUBJECTS) == 67
+    assert CMMLU_SUBJECTS["ancient_chinese"] == ("古汉语", ("Social Science", "China specific"))
+    assert CEVAL_SUBJECTS["computer_network"] == ("Computer Network", "计算机网络", "STEM")
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+
+def _q(i: int, answer: str | None = "A") -> mc.Question:
+    return mc.Question("s", f"问题{i}", (f"a{i}", f"b{i}", f"c{i}", f"d{i}"), answer, "-")
+
+
+def test_prompt_zero_shot_exact():
+    assert mc.build_prompt("ceval", "计算机网络", [], _q(9), 0) == (
+        "以下是中国关于计算机网络考试的单项选择题，请选出其中的正确答案。\n\n问题9\nA. a9\nB. b9\nC. c9\nD. d9\n答案："
+    )
+    assert mc.build_prompt("cmmlu", "农学", [], _q(9), 0) == (
+        "以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n题目：问题9\nA. a9\nB. b9\nC. c9\nD. d9\n答案是："
+    )
+
+
+def test_prompt_five_shots_exact():
+    dev = [_q(i, "ABCDB"[i]) for i in range(5)]
+    expected = "以下是中国关于计算机网络考试的单项选择题，请选出其中的正确答案。\n\n"
+    for i in range(5):
+        expected += f"问题{i}\nA. a{i}\nB. b{i}\nC. c{i}\nD. d{i}\n答案：{'ABCDB'[i]}\n\n"
+    expected += "问题9\nA. a9\nB. b9\nC. c9\nD. d9\n答案："
+    assert mc.build_prompt("ceval", "计算机网络", dev, _q(9), 5) == expected
+    with pytest.raises(UserError, match="expected 0..5"):
+        mc.build_prompt("ceval", "x", dev, _q(9), 6)
+
+
+# ------------------------------------------------------------------------------------------ extractor
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("C", "C"),
+        ("答案：B", "B"),
+        ("答案是 (D)。", "D"),
+        ("正确答案为A，因为胸部肉质最好。", "A"),
+        ("A和B都不对，所以答案是C", "C"),  # explicit statement beats earlier letters
+        ("首先分析A选项……答案：B。再看看，最终答案：D", "D"),  # CoT: the last statement wins
+        ("B. 腹", "B"),
+        ("（C）大腿", "C"),
+        ("这道题选D", "D"),
+        ("The answer is C.", "C"),
+        ("As an AI, I cannot answer.", None),  # 'A' inside English words is not a letter
+        ("我不知道", None),
+        ("A或者B", None),  # two different letters, no statement: undecided, counted wrong
+        ("应该是大腿", "C"),  # quotes exactly one option's text
+    ],
+)
+def test_extract_answer(text, expected):
+    assert mc.extract_answer(text, ("胸", "腹", "大腿", "小腿")) == expected
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def _biased_model(vocab_size: int, favour: dict[int, float]):
+    """A tiny Llama whose LM head ignores the hidden state: logits = bias, so the favoured tokens always win."""
+    model = build_tiny_llama(vocab_size)
+    head = torch.nn.Linear(32, vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for t, v in favour.items():
+            head.bias[t] = v
+    model.lm_head = head
+    return model.eval()
+
+
+@pytest.mark.parametrize("scoring", ["letter", "continuation"])
+def test_forced_letter_scores_its_share(tmp_path, tiny_tokenizer_dir, scoring):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    c_id = tok.encode("C", add_special_tokens=False)[0]
+    # " C" is two tokens in the tiny vocabulary ("Ġ", "C") while " A"/" B" are one: the continuation
+    # path must sum over tokens. Favour both "Ġ" and "C" so that " C" is the most likely continuation.
+    space_id = tok.encode(" ", add_special_tokens=False)[0]
+    model = _biased_model(len(tok), {c_id: 10.0, space_id: 10.0} if scoring == "continuation" else {c_id: 10.0})
+    root = make_ceval_dir(tmp_path / "ceval")
+    opts = mc.McOptions(task="ceval", data=root, shots=2, scoring=scoring, batch_size=3)
+    res = mc.run_mc(model, tok, opts)
+    # Always predicting C scores exactly the share of C answers: 3/6 and 1/4.
+    assert res["subjects"]["computer_network"] == {"accuracy": 0.5, "n": 6, "correct": 3}
+    assert res["subjects"]["high_school_history"] == {"accuracy": 0.25, "n": 4, "correct": 1}
+    assert res["overall"]["micro"] == pytest.approx(4 / 10)
+    assert res["overall"]["macro"] == pytest.approx((0.5 + 0.25) / 2)
+    assert res["categories"]["STEM"]["macro"] == 0.5 and res["categories"]["Humanities"]["micro"] == 0.25
+    assert all(d["pred"] == "C" for d in opts.details)
+    assert res["scoring"] == scoring and res["n_questions"] == 10
+
+
+def test_batched_scores_match_unbatched_full_forward(tiny_llama_dir):
+    """Left padding + logits only at the last positions == one unpadded full forward per request."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    g = torch.Generator().manual_seed(1)
+    reqs = []
+    for i, (n_ctx, n_tgt) in enumerate([(5, 1), (17, 2), (9, 3), (30, 1), (12, 2)]):
+        ids = torch.randint(0, 256, (n_ctx + n_tgt,), generator=g).tolist()
+        reqs.append(mc.ScoreRequest((i, 0), ids[:n_ctx], ids[n_ctx:]))
+    got = mc.score_requests(model, reqs, pad_id=0, batch_size=3)
+    for r in reqs:
+        full = r.context + r.targets
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)  # (T, V)
+        want = sum(float(logp[len(r.context) - 1 + j, t]) for j, t in enumerate(r.targets))
+        # NOTE: fp32; padding changes the reduction order of attention only (masked keys), ~1e-6 relative.
+        assert got[r.key] == pytest.approx(want, rel=1e-4, abs=1e-4)
+
+
+def test_aggregate_macro_micro_multi_category():
+    table = {
+        "a": mc.SubjectInfo("甲", ("STEM",)),
+        "b": mc.SubjectInfo("乙", ("Social Science", "China specific")),
+        "c": mc.SubjectInfo("丙", ("Social Science",)),
+    }
+    res = mc.aggregate("cmmlu", {"a": [True, False], "b": [True, True, True, False], "c": [False]}, table)
+    assert res["categories"]["Social Science"]["macro"] == pytest.approx((0.75 + 0.0) / 2)
+    assert res["categories"]["Social Science"]["micro"] == pytest.approx(3 / 5)
+    assert res["categories"]["China specific"] == {"macro": 0.75, "micro": 0.75, "subjects": 1, "n": 4}
+    assert res["overall"]["macro"] == pytest.approx((0.5 + 0.75 + 0.0) / 3)
+    assert res["overall"]["micro"] == pytest.approx(4 / 7)
+    assert res["n_questions"] == 7
+
+
+def test_cli_json_markdown_and_rerun_identical(tmp_path, tiny_llama_dir):
+    root = make_ceval_dir(tmp_path / "ceval")
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"r{k}.json"
+        rc = steel_main(["eval", "mc", "--model", str(tiny_llama_dir), "--task", "ceval", "--data", str(root), "--shots", "1", "--out", str(out), "--device", "cpu"])
+        assert rc == 0
+        outs.append(json.loads(out.read_text(encoding="utf-8")))
+    a, b = outs
+    for r in (a, b):
+        r.pop("seconds")
+    assert a == b
+    assert set(a) >= {"task", "mode", "shots", "subjects", "categories", "overall", "n_questions"}
+    assert a["n_questions"] == 10 and a["split"] == "val"
+    md = (tmp_path / "r0.md").read_text(encoding="utf-8")
+    assert "| **overall** | 2 | 10 |" in md
+    lines = (tmp_path / "r0.questions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 10
+
+
+def test_generate_mode_counts_unanswered(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    root = make_ceval_dir(tmp_path / "ceval")
+    # A model that always says "x": no letter in any reply.
+    x_id = tok.encode("x", add_special_tokens=False)[0]
+    model = _biased_model(len(tok), {x_id: 10.0})
+    opts = mc.McOptions(task="ceval", data=root, shots=0, mode="generate", max_new_tokens=3, batch_size=4)
+    res = mc.run_mc(model, tok, opts)
+    assert res["no_answer"]["total"] == 10 and res["overall"]["micro"] == 0.0
+    assert opts.details[0]["raw"] == "xxx"
+    # A model that always answers "D" (one token allowed) scores the share of D answers (1/6 and 1/4).
+    d_id = tok.encode("D", add_special_tokens=False)[0]
+    model = _biased_model(len(tok), {d_id: 10.0})
+    opts = mc.McOptions(task="ceval", data=root, shots=1, mode="generate", max_new_tokens=1, batch_size=4)
+    res = mc.run_mc(model, tok, opts)
+    assert res["no_answer"]["total"] == 0
+    assert res["subjects"]["computer_network"]["correct"] == 1 and res["subjects"]["high_school_history"]["correct"] == 1
