@@ -1,0 +1,56 @@
+"""Causality check: does the output at position <= t change when tokens after t change?
+
+For each probed t, the tokens after t are replaced by other random tokens and the logits at positions
+0..t are compared with the unperturbed run. A causal LM gives exactly (or within float noise) the same
+logits; soft MoE v2/v3 do not, because every slot is a mixture of the whole sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# NOTE: in fp32 a causal model's earlier rows are computed by the same kernels on the same values, so the
+# leak is 0.0 in practice; 1e-5 relative to the logit scale leaves room for reduction-order noise of a
+# backend that blocks rows differently while staying far below the leaks of v2/v3 (docs/readme/model.md).
+DEFAULT_RTOL = 1e-5
+
+
+@dataclass
+class CausalityReport:
+    max_leak: float  # largest |logits change| at positions <= t over all probed t
+    worst_t: int  # the t where it happened
+    logit_scale: float  # max |logits| of the unperturbed run (to read max_leak relative to it)
+    per_t: dict[int, float]  # t -> largest change at positions <= t
+    tolerance: float  # absolute threshold used for `leaks`
+
+    @property
+    def leaks(self) -> bool:
+        return self.max_leak > self.tolerance
+
+
+@torch.no_grad()
+def check_causal(
+    model: torch.nn.Module, vocab_size: int, seq_len: int = 32, batch: int = 2, positions: list[int] | None = None,
+    seed: int = 0, rtol: float = DEFAULT_RTOL,
+) -> CausalityReport:
+    """Perturb tokens after each t in `positions` (default: every t < seq_len - 1); eval mode, no cache."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab_size, (batch, seq_len), generator=g).to(device)  # (B, T)
+    base = model(input_ids=ids, use_cache=False).logits.float()  # (B, T, V)
+    per_t: dict[int, float] = {}
+    for t in positions if positions is not None else range(seq_len - 1):
+        other = ids.clone()
+        # Shift every later token by a nonzero offset so each one really changes.
+        offset = torch.randint(1, vocab_size, (batch, seq_len - t - 1), generator=g).to(device)
+        other[:, t + 1 :] = (ids[:, t + 1 :] + offset) % vocab_size
+        logits = model(input_ids=other, use_cache=False).logits.float()
+        per_t[t] = (logits[:, : t + 1] - base[:, : t + 1]).abs().max().item()
+    model.train(was_training)
+    worst_t = max(per_t, key=per_t.get)
+    scale = base.abs().max().item()
+    return CausalityReport(per_t[worst_t], worst_t, scale, per_t, rtol * max(scale, 1.0))

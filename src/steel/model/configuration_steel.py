@@ -1,0 +1,96 @@
+"""SteelConfig: the configuration of the Steel decoder (a Qwen2-style decoder with a selectable FFN).
+
+Self-contained on purpose: this file imports only transformers, because `steel export` copies it next
+to `modeling_steel.py` into a plain HF directory that is loaded with `trust_remote_code=True`.
+
+The defaults reproduce the released Steel-LLM (1,122,922,770 parameters; see `configs/model/steel-1b.yaml`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+from transformers import PretrainedConfig
+
+FFN_TYPES = ("swiglu", "senet", "soft_moe_v1", "soft_moe_v2", "soft_moe_v3", "soft_moe_causal")
+EXPERT_TYPES = ("senet", "swiglu")
+# FFN variants that mix positions of the sequence and read the future (see docs/readme/model.md).
+LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
+KERNEL_NAMES = ("rmsnorm", "rope", "silu_mul", "cross_entropy")
+
+
+class SteelConfig(PretrainedConfig):
+    model_type = "steel"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    default_theta = 1_000_000.0  # RoPE base when neither rope_parameters nor rope_theta is given (Steel-LLM)
+
+    vocab_size: int = 151936  # Qwen vocabulary (151,643 BPE tokens + special tokens, padded)
+    hidden_size: int = 1792  # model width C
+    intermediate_size: int = 1792  # SwiGLU width; SENet/expert width is intermediate_size // mlp_div_ratio
+    num_hidden_layers: int = 18
+    num_attention_heads: int = 32
+    num_key_value_heads: int | None = None  # None = num_attention_heads (no GQA)
+    head_dim: int | None = None  # None = hidden_size // num_attention_heads
+    hidden_act: str = "silu"  # activation of every gated block (SwiGLU, SENet)
+    max_position_embeddings: int = 2048  # informational: RoPE has no learned positions
+    initializer_range: float = 0.02  # std of normal init for every Linear/Embedding except the soft-MoE router
+    rms_norm_eps: float = 1e-6
+    use_cache: bool = True  # KV cache in generate(); the model turns it off in training mode
+    tie_word_embeddings: bool = False  # Steel-LLM unties lm_head from embed_tokens
+    rope_parameters: dict | None = None  # HF rope dict; `rope_theta: 1e6` is accepted as a shortcut
+    attention_bias: bool = True  # bias on q/k/v projections (Qwen); o_proj never has one
+    attention_dropout: float = 0.0
+    ffn_type: str = "soft_moe_v3"  # one of FFN_TYPES
+    expert_type: str = "senet"  # expert block inside the soft-MoE variants: one of EXPERT_TYPES
+    mlp_div_ratio: int = 4  # SENet / expert inner width = intermediate_size // mlp_div_ratio
+    num_experts: int = 6  # experts of the soft-MoE variants
+    slots_per_expert: int = 1  # soft-MoE slots p per expert (v2, v3, causal)
+    moe_chunk_size: int = 1  # soft_moe_causal: slots are rebuilt every this many tokens (1 = every token)
+    document_mask: bool = False  # packed rows: positions restart after EOS, attention stays inside a document
+    kernels: dict = field(default_factory=dict)  # {rmsnorm|rope|silu_mul|cross_entropy: "torch"|other}; other = steel.kernels
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = 151643  # Qwen <|endoftext|>; used by document_mask
+    layer_types: list[str] | None = None  # HF mask/cache plumbing: all "full_attention"
+
+    def __post_init__(self, **kwargs):
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None and self.num_attention_heads:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.layer_types is None:
+            self.layer_types = ["full_attention"] * self.num_hidden_layers
+        self.kernels = dict(self.kernels or {})
+        super().__post_init__(**kwargs)
+        self.validate_steel()
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        return self.intermediate_size // self.mlp_div_ratio
+
+    def validate_steel(self) -> None:
+        """Raise ValueError("field: message") for an inconsistent config."""
+
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"{name}: {msg} (got {getattr(self, name)!r})")
+
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "mlp_div_ratio", "num_experts", "slots_per_expert",
+                     "moe_chunk_size"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name, "must be a positive integer")
+        need(self.ffn_type in FFN_TYPES, "ffn_type", f"must be one of {list(FFN_TYPES)}")
+        need(self.expert_type in EXPERT_TYPES, "expert_type", f"must be one of {list(EXPERT_TYPES)}")
+        need(self.num_attention_heads % self.num_key_value_heads == 0, "num_key_value_heads",
+             "must divide num_attention_heads")
+        need(self.intermediate_size // self.mlp_div_ratio > 0, "mlp_div_ratio", "leaves no SENet inner width")
+        need(self.rms_norm_eps > 0, "rms_norm_eps", "must be > 0")
+        rope = self.rope_parameters or {}
+        need(rope.get("rope_theta", 1.0) > 0, "rope_parameters", "rope_theta must be > 0")
+        need(isinstance(self.kernels, dict) and set(self.kernels) <= set(KERNEL_NAMES), "kernels",
+             f"keys must be among {list(KERNEL_NAMES)}")
+        if self.document_mask:
+            need(self.eos_token_id is not None, "eos_token_id", "document_mask needs an eos_token_id")
+
+
+__all__ = ["SteelConfig", "FFN_TYPES", "EXPERT_TYPES", "LEAKING_FFN_TYPES", "KERNEL_NAMES"]

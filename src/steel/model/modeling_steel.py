@@ -1,0 +1,593 @@
+"""Steel: a Qwen2-style decoder whose FFN is selected by `config.ffn_type`.
+
+Reads as a spec, top to bottom: the four swappable ops (reference versions), attention, the FFN
+variants, the decoder. Self-contained: imports only torch and transformers (plus the sibling config),
+because `steel export` copies this file into a plain HF directory loaded with `trust_remote_code=True`.
+
+FFN variants (B = batch, T = sequence, C = hidden, n = experts, p = slots per expert, S = n * p):
+- swiglu          stock Qwen2 MLP                       down(act(gate(x)) * up(x))
+- senet           Steel's two-layer gated block         h = act(gate_up(x)) * up(x); act(gate_down(h)) * down(h)
+- soft_moe_v1     per-token softmax gate over n experts, every expert on every token (causal)
+- soft_moe_v2     the seed's v2 as published: dispatch softmax over slots, combine softmax over the
+                  sequence (reads the future; kept to reproduce the seed's non-converging curve)
+- soft_moe_v3     Soft MoE (Puigcerver et al. 2023): dispatch softmax over tokens, combine softmax
+                  over slots. What the released Steel-LLM used. Reads the future (see docs/readme/model.md).
+- soft_moe_causal v3's parameters and routing, but the slots a token sees are built from its causal
+                  prefix only (rebuilt every `moe_chunk_size` tokens). Causal; cached decoding keeps
+                  running slot sums in the KV cache object.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_steel import LEAKING_FFN_TYPES, SteelConfig
+
+# ----------------------------------------------------------------------------------------------------
+# Swappable ops: pure-torch references. `config.kernels[name]` other than "torch" takes the function of
+# the same name from `steel.kernels` instead (same signature, same parameters, same checkpoints).
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # NOTE: variance in fp32 and the weight applied after casting back, exactly as Qwen2RMSNorm.
+    dtype = x.dtype
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """q, k: (B, H, T, D); cos, sin: (B, T, D). HF rotate_half convention."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return F.silu(gate) * up
+
+
+def fused_linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """hidden (N, C), weight (V, C), labels (N,) -> mean loss over non-ignored labels (logits in fp32)."""
+    logits = hidden @ weight.t()  # (N, V)
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+_REFERENCE_KERNELS: dict[str, Callable] = {
+    "rmsnorm": rms_norm,
+    "rope": apply_rotary_pos_emb,
+    "silu_mul": silu_mul,
+    "cross_entropy": fused_linear_cross_entropy,
+}
+
+
+def _resolve_kernel(config: SteelConfig, name: str) -> Callable:
+    """The reference op, unless `config.kernels[name]` asks for the steel.kernels one."""
+    choice = (getattr(config, "kernels", None) or {}).get(name, "torch")
+    reference = _REFERENCE_KERNELS[name]
+    if choice == "torch":
+        return reference
+    try:
+        module = importlib.import_module("steel.kernels")
+    except ImportError as e:
+        raise ImportError(
+            f"config.kernels.{name} = {choice!r} needs the `steel.kernels` package ({e}); "
+            f"install steel-llm or set kernels.{name}: torch"
+        ) from e
+    fn = getattr(module, reference.__name__, None)
+    if fn is None:
+        raise ImportError(f"config.kernels.{name} = {choice!r}: steel.kernels has no `{reference.__name__}`")
+    return fn
+
+
+def _act_mul_ref(act: Callable, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return act(gate) * up
+
+
+def _resolve_act_mul(config: SteelConfig) -> Callable:
+    """act(gate) * up: the silu_mul kernel when the activation is silu, else the plain expression."""
+    if config.hidden_act == "silu":
+        return _resolve_kernel(config, "silu_mul")
+    return functools.partial(_act_mul_ref, ACT2FN[config.hidden_act])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Norm, RoPE, attention (as Qwen2)
+
+
+class SteelRMSNorm(nn.Module):
+    def __init__(self, config: SteelConfig, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = config.rms_norm_eps
+        self.norm_fn = _resolve_kernel(config, "rmsnorm")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_fn(x, self.weight, self.variance_epsilon)
+
+
+class SteelRotaryEmbedding(nn.Module):
+    def __init__(self, config: SteelConfig):
+        super().__init__()
+        self.config = config
+        self.rope_type = config.rope_parameters.get("rope_type", "default")
+        init_fn = self.compute_default_rope_parameters if self.rope_type == "default" else ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = init_fn(config)
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: SteelConfig, *args, **kwargs) -> tuple[torch.Tensor, float]:
+        base, dim = config.rope_parameters["rope_theta"], config.head_dim
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # NOTE: angles in fp32 even under autocast/bf16: position * inv_freq loses digits in bf16.
+        freqs = position_ids[..., None].float() * self.inv_freq.to(x.device, torch.float)  # (B, T, D/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, D)
+        cos, sin = emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+        return cos.to(x.dtype), sin.to(x.dtype)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, H_kv, T, D) -> (B, H_kv * n_rep, T, D)"""
+    if n_rep == 1:
+        return x
+    b, h, t, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    key, value = repeat_kv(key, module.num_key_value_groups), repeat_kv(value, module.num_key_value_groups)
+    attn = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, Tq, Tk)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            attn = attn.masked_fill(~attention_mask, torch.finfo(attn.dtype).min)
+        else:
+            attn = attn + attention_mask
+    attn = F.softmax(attn, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn = F.dropout(attn, p=dropout, training=module.training)
+    return torch.matmul(attn, value).transpose(1, 2).contiguous(), attn  # (B, Tq, H, D)
+
+
+class SteelAttention(nn.Module):
+    def __init__(self, config: SteelConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True
+        h, hkv, d = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, h * d, bias=config.attention_bias)
+        self.k_proj = nn.Linear(config.hidden_size, hkv * d, bias=config.attention_bias)
+        self.v_proj = nn.Linear(config.hidden_size, hkv * d, bias=config.attention_bias)
+        self.o_proj = nn.Linear(h * d, config.hidden_size, bias=False)
+        self.rope_fn = _resolve_kernel(config, "rope")
+
+    def forward(self, x, position_embeddings, attention_mask, past_key_values=None, **kwargs):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.v_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        cos, sin = position_embeddings
+        q, k = self.rope_fn(q, k, cos, sin)
+        if past_key_values is not None:
+            k, v = past_key_values.update(k, v, self.layer_idx)  # (B, Hkv, T_past + T, D)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        y, _ = attention(
+            self, q, k, v, attention_mask,
+            dropout=self.config.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
+        )  # (B, T, H, D)
+        return self.o_proj(y.reshape(B, T, -1))
+
+
+# ----------------------------------------------------------------------------------------------------
+# FFN variants
+
+
+class SteelMLP(nn.Module):
+    """SwiGLU, the stock Qwen2 MLP: down(act(gate(x)) * up(x))."""
+
+    def __init__(self, config: SteelConfig, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, config.hidden_size, bias=False)
+        self.act_mul = _resolve_act_mul(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_mul(self.gate_proj(x), self.up_proj(x)))
+
+
+class SteelSENet(nn.Module):
+    """Steel's two-layer gated block: h = act(gate_up(x)) * up(x); out = act(gate_down(h)) * down(h).
+
+    differs from Qwen2: both layers are gated and there is no separate output projection; the inner
+    width is intermediate_size // mlp_div_ratio.
+    """
+
+    def __init__(self, config: SteelConfig):
+        super().__init__()
+        inner = config.intermediate_size // config.mlp_div_ratio
+        self.gate_up_proj = nn.Linear(config.hidden_size, inner, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, inner, bias=False)
+        self.gate_down_proj = nn.Linear(inner, config.hidden_size, bias=False)
+        self.down_proj = nn.Linear(inner, config.hidden_size, bias=False)
+        self.act_mul = _resolve_act_mul(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act_mul(self.gate_up_proj(x), self.up_proj(x))  # (..., inner)
+        return self.act_mul(self.gate_down_proj(h), self.down_proj(h))  # (..., C)
+
+
+def _make_expert(config: SteelConfig) -> nn.Module:
+    if config.expert_type == "senet":
+        return SteelSENet(config)
+    return SteelMLP(config, config.intermediate_size // config.mlp_div_ratio)
+
+
+class SteelSoftMoEV1(nn.Module):
+    """Per-token softmax gate (fp32) over n experts; every expert runs on every token. Causal."""
+
+    def __init__(self, config: SteelConfig):
+        super().__init__()
+        self.router = nn.Linear(config.hidden_size, config.num_experts, bias=False)
+        self.experts = nn.ModuleList(_make_expert(config) for _ in range(config.num_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = F.softmax(self.router(x).float(), dim=-1).to(x.dtype)  # (B, T, n)
+        return sum(gate[..., i, None] * expert(x) for i, expert in enumerate(self.experts))  # (B, T, C)
+
+
+class SteelSoftMoE(nn.Module):
+    """Soft MoE with S = n * p slots. Router `phi` (C, S); expert i processes slots [i*p, (i+1)*p).
+
+    v3 (Puigcerver et al. 2023, Sec. 2.3): logits = scale * l2norm(x) . l2norm(phi) (B, T, S);
+      dispatch D = softmax over tokens (dim T), slots = D^T x; combine = softmax over slots (dim S).
+    v2 (the seed as published): logits = x . phi, no normalisation; the two softmax axes swapped:
+      dispatch over slots, combine over the sequence, so each token's output is ~1/T of an expert output.
+    Both mix every position into every slot: the output at t depends on tokens after t.
+    """
+
+    def __init__(self, config: SteelConfig, version: str):
+        super().__init__()
+        self.version = version
+        self.num_experts, self.slots_per_expert = config.num_experts, config.slots_per_expert
+        self.phi = nn.Parameter(torch.empty(config.hidden_size, config.num_experts * config.slots_per_expert))
+        if version != "v2":
+            # (1,) not (): FSDP2 shards dim 0 and cannot shard a 0-d tensor.
+            self.scale = nn.Parameter(torch.ones(1))
+        self.experts = nn.ModuleList(_make_expert(config) for _ in range(config.num_experts))
+
+    def router_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> fp32 logits (B, T, S)."""
+        if self.version == "v2":
+            return (x @ self.phi.to(x.dtype)).float()
+        # NOTE: fp32 like the v1 gate; with both sides L2-normalised |logits| <= |scale|.
+        xn = F.normalize(x.float(), dim=-1)
+        phin = F.normalize(self.phi.float(), dim=0)
+        return self.scale.float() * (xn @ phin)
+
+    def run_experts(self, slots: torch.Tensor) -> torch.Tensor:
+        """(..., S, C) -> (..., S, C): expert i on its p slots."""
+        p = self.slots_per_expert
+        return torch.cat([e(slots[..., i * p : (i + 1) * p, :]) for i, e in enumerate(self.experts)], dim=-2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.router_logits(x)  # (B, T, S)
+        seq_dim, slot_dim = (2, 1) if self.version == "v2" else (1, 2)
+        dispatch = F.softmax(logits, dim=seq_dim).to(x.dtype)  # v3: columns sum to 1 over T
+        combine = F.softmax(logits, dim=slot_dim).to(x.dtype)  # v3: rows sum to 1 over S
+        slots = torch.einsum("bts,btc->bsc", dispatch, x)  # (B, S, C)
+        ys = self.run_experts(slots)  # (B, S, C)
+        return torch.einsum("bts,bsc->btc", combine, ys)  # (B, T, C)
+
+
+class SteelSoftMoECausal(SteelSoftMoE):
+    """Soft MoE that reads only the past: v3's parameters, normalisation, scale and combine.
+
+    The slots token t sees are a dispatch-weighted average of its causal prefix, refreshed at the first
+    token of every chunk of c = moe_chunk_size tokens: token t in chunk k = t // c uses
+        slots_k[s] = sum_{u <= k*c} w[u, s] x[u] / sum_{u <= k*c} w[u, s],   w = exp(logits)
+    i.e. v3's softmax over tokens restricted to the prefix [0, k*c]. Experts process S vectors per chunk:
+    S * ceil(T / c) per sequence (c = 1: S per token, like v1 with p = 1; c = T: S per sequence, like v3).
+    Same parameter names and shapes as v3, so a v3 checkpoint loads into it.
+    """
+
+    def __init__(self, config: SteelConfig):
+        super().__init__(config, "v3")
+        self.chunk = config.moe_chunk_size
+
+    def _weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.router_logits(x)  # (B, T, S) fp32
+        # NOTE: exp(logits - |scale|) instead of a running max: |logits| <= |scale| bounds it to
+        # [exp(-2|scale|), 1] without looking at other tokens, so no future value enters (exact causality).
+        w = torch.exp(logits - self.scale.float().abs())  # (B, T, S)
+        return logits, w, F.softmax(logits, dim=-1)
+
+    def forward(self, x: torch.Tensor, past_key_values: Cache | None = None, layer_idx: int = 0,
+                past_length: int = 0) -> torch.Tensor:
+        state = None
+        if past_key_values is not None:
+            states = past_key_values.__dict__.setdefault("steel_moe_state", {})
+            state = states.get(layer_idx)
+            seen = state["seen"] if state is not None else 0
+            if seen != past_length:
+                raise RuntimeError(
+                    f"soft_moe_causal layer {layer_idx}: cache holds MoE state for {seen} tokens but the KV cache "
+                    f"has {past_length}; cropping/reordering a cache is not supported by this variant"
+                )
+        if state is None:
+            y, new_state = self._forward_full(x, with_state=past_key_values is not None)
+            if past_key_values is not None:
+                past_key_values.steel_moe_state[layer_idx] = new_state
+            return y
+        return self._forward_step(x, state)
+
+    def _forward_full(self, x: torch.Tensor, with_state: bool):
+        B, T, C = x.shape
+        c, K = self.chunk, math.ceil(x.shape[1] / self.chunk)
+        _, w, combine = self._weights(x)  # (B, T, S) each
+        xf = x.float()
+        # Group 0 = token 0; group k >= 1 = tokens (k-1)c+1 .. kc. Slots of chunk k = prefix sums of groups 0..k.
+        num0 = w[:, 0, :, None] * xf[:, 0, None, :]  # (B, S, C)
+        den0 = w[:, 0]  # (B, S)
+        if K > 1:
+            gw = w[:, 1 : (K - 1) * c + 1].reshape(B, K - 1, c, -1)  # (B, K-1, c, S)
+            gx = xf[:, 1 : (K - 1) * c + 1].reshape(B, K - 1, c, C)  # (B, K-1, c, C)
+            num = torch.cat([num0[:, None], torch.einsum("bkjs,bkjc->bksc", gw, gx)], 1).cumsum(1)  # (B, K, S, C)
+            den = torch.cat([den0[:, None], gw.sum(2)], 1).cumsum(1)  # (B, K, S)
+        else:
+            num, den = num0[:, None], den0[:, None]
+        ys = self.run_experts((num / den[..., None]).to(x.dtype))  # (B, K, S, C)
+        pad = K * c - T
+        comb = F.pad(combine, (0, 0, 0, pad)).reshape(B, K, c, -1).to(x.dtype)  # (B, K, c, S)
+        y = torch.einsum("bkjs,bksc->bkjc", comb, ys).reshape(B, K * c, C)[:, :T]  # (B, T, C)
+        if not with_state:
+            return y, None
+        tail = slice((K - 1) * c + 1, T)  # tokens after the last chunk start: not yet in the slots
+        state = {
+            "seen": T, "num": num[:, -1], "den": den[:, -1], "ys": ys[:, -1],
+            "pnum": torch.einsum("bts,btc->bsc", w[:, tail], xf[:, tail]), "pden": w[:, tail].sum(1),
+        }
+        return y, state
+
+    def _forward_step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """Token-by-token continuation from a cached state (decoding)."""
+        _, w, combine = self._weights(x)
+        xf, out = x.float(), []
+        for i in range(x.shape[1]):
+            contrib = w[:, i, :, None] * xf[:, i, None, :]  # (B, S, C)
+            if state["seen"] % self.chunk == 0:  # chunk start: fold pending tokens + this one into the slots
+                state["num"] = state["num"] + (state["pnum"] + contrib)
+                state["den"] = state["den"] + (state["pden"] + w[:, i])
+                state["pnum"], state["pden"] = torch.zeros_like(state["pnum"]), torch.zeros_like(state["pden"])
+                state["ys"] = self.run_experts((state["num"] / state["den"][..., None]).to(x.dtype))
+            else:
+                state["pnum"], state["pden"] = state["pnum"] + contrib, state["pden"] + w[:, i]
+            state["seen"] += 1
+            out.append(torch.einsum("bs,bsc->bc", combine[:, i].to(x.dtype), state["ys"]))
+        return torch.stack(out, dim=1)  # (B, T, C)
+
+
+def make_ffn(config: SteelConfig) -> nn.Module:
+    kind = config.ffn_type
+    if kind == "swiglu":
+        return SteelMLP(config, config.intermediate_size)
+    if kind == "senet":
+        return SteelSENet(config)
+    if kind == "soft_moe_v1":
+        return SteelSoftMoEV1(config)
+    if kind in ("soft_moe_v2", "soft_moe_v3"):
+        return SteelSoftMoE(config, kind[-2:])
+    if kind == "soft_moe_causal":
+        return SteelSoftMoECausal(config)
+    raise ValueError(f"ffn_type: unknown {kind!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoder
+
+
+class SteelDecoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: SteelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.self_attn = SteelAttention(config, layer_idx)
+        self.mlp = make_ffn(config)
+        self.input_layernorm = SteelRMSNorm(config, config.hidden_size)
+        self.post_attention_layernorm = SteelRMSNorm(config, config.hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None,
+                past_length: int = 0, **kwargs):
+        h = hidden_states + self.self_attn(
+            self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
+        )
+        m = self.post_attention_layernorm(h)
+        if isinstance(self.mlp, SteelSoftMoECausal):
+            return h + self.mlp(m, past_key_values, self.layer_idx, past_length)
+        return h + self.mlp(m)
+
+
+_WARNED_LEAKING: set[str] = set()
+
+
+class SteelCausalityWarning(UserWarning):
+    """Training a soft-MoE variant whose outputs depend on future tokens."""
+
+
+def warn_if_leaking(config: SteelConfig) -> None:
+    """Warn loudly, once per process and variant, that a non-causal FFN is being trained."""
+    kind = config.ffn_type
+    if kind in LEAKING_FFN_TYPES and kind not in _WARNED_LEAKING:
+        _WARNED_LEAKING.add(kind)
+        warnings.warn(
+            f"\n{'!' * 100}\nSteel: ffn_type={kind!r} is NOT causal: every slot mixes all positions of the sequence, "
+            "so the output at position t depends on tokens after t. Training reads the future (the loss is "
+            "optimistic) and cached generation computes something else. Use soft_moe_causal or soft_moe_v1 "
+            f"for a causal soft MoE (`steel model check-causal` measures the leak).\n{'!' * 100}",
+            SteelCausalityWarning,
+            stacklevel=3,
+        )
+
+
+class SteelPreTrainedModel(PreTrainedModel):
+    config_class = SteelConfig
+    config: SteelConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SteelDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, SteelSoftMoE):
+            # Soft MoE router as in the paper's reference code (vmoe SoftRouter): LeCun normal,
+            # std = 1/sqrt(fan_in) with fan_in = C, and the learned scale starts at 1.
+            init.normal_(module.phi, mean=0.0, std=module.phi.shape[0] ** -0.5)
+            if hasattr(module, "scale"):
+                init.ones_(module.scale)
+
+
+def document_ids(input_ids: torch.Tensor, eos_token_id: int | list[int]) -> torch.Tensor:
+    """(B, T) -> (B, T) index of the document of each token; an EOS belongs to the document it ends."""
+    eos = torch.isin(input_ids, torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1)).long()
+    return eos.cumsum(1) - eos
+
+
+def document_position_ids(doc_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) document ids -> positions restarting at 0 at each document start."""
+    idx = torch.arange(doc_ids.shape[1], device=doc_ids.device).expand_as(doc_ids)
+    start = torch.ones_like(doc_ids, dtype=torch.bool)
+    start[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    return idx - torch.where(start, idx, 0).cummax(dim=1).values
+
+
+class SteelModel(SteelPreTrainedModel):
+    def __init__(self, config: SteelConfig):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList(SteelDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = SteelRMSNorm(config, config.hidden_size)
+        self.rotary_emb = SteelRotaryEmbedding(config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+
+        and_mask = None
+        # Document masking on a fresh (uncached) forward: packed rows in training and scoring.
+        if self.config.document_mask and past_length == 0 and input_ids is not None:
+            doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
+            if position_ids is None:
+                position_ids = document_position_ids(doc)
+
+            def and_mask(batch_idx, head_idx, q_idx, kv_idx):
+                return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx]
+
+        if position_ids is None:
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
+        if not isinstance(mask := attention_mask, dict):
+            mask = create_causal_mask(
+                config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                past_key_values=past_key_values, position_ids=position_ids, and_mask_function=and_mask,
+            )
+        else:
+            mask = mask["full_attention"]
+
+        h = inputs_embeds
+        position_embeddings = self.rotary_emb(h, position_ids)
+        for layer in self.layers:
+            h = layer(h, attention_mask=mask, position_embeddings=position_embeddings,
+                      past_key_values=past_key_values, past_length=past_length, **kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(h), past_key_values=past_key_values if use_cache else None)
+
+
+class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: SteelConfig):
+        super().__init__(config)
+        self.model = SteelModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def train(self, mode: bool = True):
+        if mode:
+            warn_if_leaking(self.config)
+        return super().train(mode)
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
+                return_logits: bool | None = None, num_items_in_batch=None, **kwargs) -> CausalLMOutputWithPast:
+        """HF causal LM forward. `labels` = input_ids (shifted here, -100 ignored). With a fused
+        cross-entropy kernel and labels, logits are not materialised unless `return_logits=True`."""
+        if self.training and torch.is_grad_enabled():
+            warn_if_leaking(self.config)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+        hidden = out.last_hidden_state  # (B, T, C)
+        loss = logits = None
+        if labels is not None:
+            shift = F.pad(labels, (0, 1), value=-100)[:, 1:].reshape(-1)  # (B*T,) next-token targets
+            flat = hidden.reshape(-1, hidden.shape[-1])  # (B*T, C)
+            ce = _resolve_kernel(self.config, "cross_entropy")
+            if ce is fused_linear_cross_entropy:  # reference: the usual logits then cross-entropy
+                logits = self.lm_head(hidden)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shift, ignore_index=-100)
+            else:
+                loss = ce(flat, self.lm_head.weight, shift, ignore_index=-100)
+                if return_logits:
+                    logits = self.lm_head(hidden)
+            if num_items_in_batch is not None:  # HF Trainer's gradient-accumulation normalisation
+                loss = loss * (shift != -100).sum() / num_items_in_batch
+        else:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden[:, keep])
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+
+
+__all__ = ["SteelForCausalLM", "SteelModel", "SteelPreTrainedModel", "SteelConfig", "SteelCausalityWarning"]
