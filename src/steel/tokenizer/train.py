@@ -1,0 +1,174 @@
+"""Train a byte-level BPE on one's own corpus, shaped like Qwen's tokenizer.
+
+Same pre-tokenizer regex as Qwen, byte-level alphabet (every byte is a token, so nothing is ever
+unknown), `ignore_merges` like tiktoken, the three special tokens at the END of the vocabulary
+(`<|endoftext|>`, `<|im_start|>`, `<|im_end|>` = N-3, N-2, N-1 for `--vocab-size N`), the same
+ChatML template. Inputs stream into HF `tokenizers`' trainer; only its word counts stay in memory.
+
+Inputs: `.jsonl`, `.jsonl.zst`, `.jsonl.gz` (one JSON object per line with a string field, `text`
+by default) and `.txt` (a file is one document, read in pieces of about 1 MB at line boundaries);
+a directory stands for the supported files inside it. A malformed line is an error naming file:line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+from steel.cli import UserError
+from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_dir
+
+SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
+TXT_PIECE = 1 << 20  # chars per yielded piece of a .txt file
+
+
+def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and the supported files inside directories named (sorted); missing paths are errors."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES))
+            if not inside:
+                raise UserError(f"--input {p}: directory holds no {'/'.join(SUFFIXES)} file")
+            files += inside
+        elif p.is_file():
+            if not p.name.endswith(SUFFIXES):
+                raise UserError(f"--input {p}: unsupported file type (expected {', '.join(SUFFIXES)})")
+            files.append(p)
+        else:
+            raise UserError(f"--input {p}: no such file or directory")
+    return list(dict.fromkeys(files))
+
+
+def _open_text(path: Path, raw) -> io.TextIOBase:
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8", newline="")
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[str]:
+    """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed."""
+    with open(path, "rb") as raw:
+        text = _open_text(path, raw)
+        seen = 0
+
+        def advance():
+            nonlocal seen
+            if on_bytes is not None:
+                pos = raw.tell()
+                on_bytes(pos - seen)
+                seen = pos
+
+        try:
+            if path.name.endswith(".txt"):
+                piece: list[str] = []
+                size = 0
+                for line in text:
+                    piece.append(line)
+                    size += len(line)
+                    if size >= TXT_PIECE:
+                        yield "".join(piece)
+                        piece, size = [], 0
+                        advance()
+                if piece:
+                    yield "".join(piece)
+            else:
+                for lineno, line in enumerate(text, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        doc = json.loads(line)[field]
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                    except (KeyError, TypeError):
+                        raise UserError(f"{path}:{lineno}: no {field!r} field") from None
+                    if not isinstance(doc, str):
+                        raise UserError(f"{path}:{lineno}: field {field!r} is {type(doc).__name__}, not a string")
+                    yield doc
+                    if lineno % 256 == 0:
+                        advance()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start} of a decoded block)") from None
+        advance()
+
+
+def iter_corpus(files: list[Path], field: str = "text", limit_docs: int | None = None, on_bytes=None) -> Iterator[str]:
+    n = 0
+    for path in files:
+        for doc in iter_documents(path, field, on_bytes):
+            if limit_docs is not None and n >= limit_docs:
+                return
+            n += 1
+            yield doc
+
+
+def new_bpe() -> Tokenizer:
+    """An untrained BPE with Qwen's pre-tokenization and byte-level decoding."""
+    tok = Tokenizer(BPE(ignore_merges=True))  # like tiktoken: a pre-token in the vocabulary is one id
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2, show_progress: bool = False) -> Tokenizer:
+    """Train on `texts`; the result has at most `vocab_size` ids, the 3 special tokens last."""
+    n_special = len(SPECIAL_TOKENS)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet) + n_special + 1:
+        raise UserError(f"--vocab-size {vocab_size}: must be at least {len(alphabet) + n_special + 1} (256 bytes + 3 special + 1)")
+    if min_frequency < 1:
+        raise UserError(f"--min-frequency {min_frequency}: must be >= 1")
+    tok = new_bpe()
+    trainer = BpeTrainer(
+        vocab_size=vocab_size - n_special,
+        min_frequency=min_frequency,
+        initial_alphabet=alphabet,
+        special_tokens=[],  # added after training so they take the last ids, as in Qwen
+        show_progress=show_progress,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok
+
+
+def train_tokenizer(
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    vocab_size: int,
+    min_frequency: int = 2,
+    limit_docs: int | None = None,
+    field: str = "text",
+    show_progress: bool = True,
+) -> Tokenizer:
+    """`steel tokenizer train`: stream `inputs` into a BPE trainer and write a tokenizer directory."""
+    import sys
+
+    from steel.runlog import progress_bar
+
+    if limit_docs is not None and limit_docs < 1:
+        raise UserError(f"--limit-docs {limit_docs}: must be >= 1")
+    files = expand_inputs(inputs)
+    total = sum(f.stat().st_size for f in files)
+    with progress_bar("reading corpus", total=total, unit="bytes", disable=None if show_progress else True) as advance:
+        # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
+        hf_bar = show_progress and sys.stderr.isatty()
+        tok = train_bpe(iter_corpus(files, field, limit_docs, advance), vocab_size, min_frequency, hf_bar)
+    save_tokenizer_dir(tok, out_dir)
+    return tok
