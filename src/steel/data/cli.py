@@ -1,0 +1,90 @@
+"""`steel data prepare | merge | inspect`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from steel.cli import UserError
+from steel.config import dump_yaml, load_config
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="prepare training data: raw sources -> token chunks")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("prepare", help="normalize, filter, dedup and tokenize sources into chunk files")
+    p.add_argument("config", help="data config YAML (see configs/data/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set root=../shared/data (repeatable)")
+    p.add_argument("--out", help="output directory (default: the config's `output`)")
+    p.add_argument("--workers", type=int, help="tokenizer worker processes (default: the config's `workers`)")
+    p.add_argument("--shard", default="0/1", help="process shard I of N (0-based), e.g. 2/8; then `steel data merge`")
+    p.set_defaults(func=cmd_prepare)
+
+    m = sub.add_parser("merge", help="join the outputs of sharded `prepare` runs into one data directory")
+    m.add_argument("out", help="output data directory")
+    m.add_argument("dirs", nargs="+", help="data directories written by `steel data prepare --shard I/N`")
+    m.set_defaults(func=cmd_merge)
+
+    i = sub.add_parser("inspect", help="print a data directory's manifest summary")
+    i.add_argument("dir", help="data directory (holding manifest.json)")
+    i.set_defaults(func=cmd_inspect)
+    data.set_defaults(func=lambda args: data.print_help() or 2)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from steel.data.config import DataConfig
+    from steel.data.prepare import parse_shard, prepare
+    from steel.runlog import setup_run_log
+
+    overrides = list(args.overrides)
+    if args.workers is not None:
+        overrides.append(f"workers={args.workers}")
+    cfg = load_config(DataConfig, args.config, overrides)
+    shard = parse_shard(args.shard)
+    out = Path(args.out or cfg.output)
+    log = setup_run_log(out / ("prepare.log" if shard[1] == 1 else f"prepare.shard{shard[0]}of{shard[1]}.log"),
+                        dump_yaml(cfg))
+    prepare(cfg, out, config_path=args.config, shard=shard, log=log)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from steel.data.merge import merge
+    from steel.runlog import setup_run_log
+
+    log = setup_run_log(Path(args.out) / "merge.log")
+    merge(args.out, args.dirs, log=log)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from steel.data.chunks import ChunkFormatError, read_manifest
+
+    try:
+        m = read_manifest(args.dir)
+    except ChunkFormatError as e:
+        raise UserError(str(e)) from None
+    tok = m["tokenizer"]
+    console = Console()
+    console.print(f"[bold]{args.dir}[/]: {m['total_tokens']:,} tokens in {len(m['chunks'])} chunks; tokenizer "
+                  f"{tok.get('engine') or ''} vocab {tok['vocab_size']:,} eos {tok['eos_id']} "
+                  f"fingerprint {tok['fingerprint'][:16]}")
+    table = Table("source", "kind", "weight", "read", "kept", "filtered", "rejected", "tokens", "chunks")
+    per_source_chunks: dict[str, int] = {}
+    for c in m["chunks"]:
+        per_source_chunks[c.get("source", "?")] = per_source_chunks.get(c.get("source", "?"), 0) + 1
+    for name, s in m["sources"].items():
+        fil = ", ".join(f"{k} {v:,}" for k, v in s["filtered"].items() if v) or "-"
+        rej = ", ".join(f"{k} {v:,}" for k, v in s["rejected"].items() if v) or "-"
+        table.add_row(name, s.get("kind", "?"), f"{s.get('weight', 1.0):g}", f"{s['read']:,}", f"{s['kept']:,}", fil, rej,
+                      f"{s.get('tokens', 0):,}", str(per_source_chunks.get(name, 0)))
+    console.print(table)
+    dd = m.get("dedup", {})
+    if dd.get("cross_shard_exact_duplicates") is not None:
+        console.print(f"cross-shard exact duplicates (not removed): {dd['cross_shard_exact_duplicates']:,}")
+    return 0

@@ -1,0 +1,134 @@
+"""`steel data prepare` configuration: typed dataclasses read from YAML (see docs/readme/data.md).
+
+Every field has a comment; errors name the dotted field (`sources[2].format: ...`,
+`filters[3].min_chars: ...`) so a wrong config is one clear line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from steel.config import ConfigError
+
+FORMATS = ("auto", "jsonl", "jsonl.zst", "jsonl.gz", "json", "parquet", "csv", "txt")
+CHAT_LAYOUTS = ("sharegpt", "alpaca", "openai")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class SourceConfig:
+    name: str  # unique; used in chunk file names and in manifest["sources"] (letters, digits, _ . -)
+    path: list[str]  # files or globs (`**` allowed), relative to DataConfig.root unless absolute
+    format: Literal["auto", "jsonl", "jsonl.zst", "jsonl.gz", "json", "parquet", "csv", "txt"] = "auto"
+    kind: Literal["text", "chat"] = "text"  # chat records are rendered in ChatML
+    weight: float = 1.0  # mixture weight, recorded in the manifest for the trainer
+    text_field: str = "text"  # kind=text: dotted name of the text field (`meta.body`)
+    record_path: str | None = None  # path to the records inside a JSON document, e.g. `data[*].paragraphs[*]`
+    chat_layout: Literal["sharegpt", "alpaca", "openai"] = "alpaca"  # kind=chat: record layout
+    # kind=chat: rename the layout's fields, e.g. {instruction: question, output: answer} for GSM8K.
+    # alpaca keys: instruction, input, output, system, history; sharegpt: conversations, role, content;
+    # openai: messages, role, content.
+    fields: dict[str, str] = field(default_factory=dict)
+    system: str | None = None  # kind=chat: system prompt added when a record has none
+    txt_unit: Literal["file", "paragraph", "line"] = "file"  # format=txt: what one document is
+    csv_delimiter: str = ","  # format=csv
+
+    def validate(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"name: {self.name!r} must be letters, digits, '_', '.', '-' (used in file names)")
+        if not self.path:
+            raise ConfigError("path: at least one file or glob is needed")
+        if self.weight < 0:
+            raise ConfigError(f"weight: must be >= 0, got {self.weight}")
+        if len(self.csv_delimiter) != 1:
+            raise ConfigError(f"csv_delimiter: must be one character, got {self.csv_delimiter!r}")
+        from steel.data.chat import LAYOUT_FIELDS
+        from steel.data.sources import parse_record_path
+
+        if self.record_path is not None:
+            try:
+                parse_record_path(self.record_path)
+            except ValueError as e:
+                raise ConfigError(f"record_path: {e}") from None
+        unknown = sorted(set(self.fields) - set(LAYOUT_FIELDS[self.chat_layout]))
+        if unknown:
+            raise ConfigError(
+                f"fields.{unknown[0]}: not a field of layout {self.chat_layout!r} "
+                f"(known: {', '.join(LAYOUT_FIELDS[self.chat_layout])})"
+            )
+
+
+@dataclass
+class NormalizeConfig:
+    # Unicode normalization form. NOTE: NFKC would turn Chinese full-width punctuation (，。：) into
+    # ASCII (, . :), changing the text style of a Chinese corpus, so NFC is the default.
+    unicode: Literal["NFC", "NFKC", "none"] = "NFC"
+    control_chars: bool = True  # drop C0/C1 control and zero-width characters (keeps \n and \t)
+    whitespace: bool = True  # strip line ends, collapse >2 blank lines, \r\n -> \n, odd spaces -> ' '
+    t2s: bool = False  # Traditional -> Simplified Chinese with OpenCC (`t2s`)
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True  # drop documents whose normalized text hash was seen (case/whitespace-insensitive)
+    near: bool = True  # drop near duplicates by MinHash LSH
+    threshold: float = 0.8  # estimated Jaccard similarity of character n-gram sets at which a doc is a near dup
+    num_perm: int = 128  # MinHash permutations (signature length)
+    ngram: int = 5  # character n-gram (shingle) length
+    seed: int = 1  # seed of the MinHash permutations
+
+    def validate(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"threshold: must be in (0, 1], got {self.threshold}")
+        if not 16 <= self.num_perm <= 1024:
+            raise ConfigError(f"num_perm: must be in [16, 1024], got {self.num_perm}")
+        if self.ngram < 1:
+            raise ConfigError(f"ngram: must be >= 1, got {self.ngram}")
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig]  # the inputs, in order (earlier sources win dedup ties)
+    tokenizer: str = "qwen"  # tokenizer directory, or `qwen` to build Qwen's into OUTPUT/tokenizer/
+    root: str | None = None  # base of relative source paths; default: the config file's directory
+    output: str = "runs/data"  # output directory (chunks + manifest.json + prepare.log)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    filters: list[dict[str, Any]] = field(default_factory=list)  # `{name: ..., <params>}`, in pipeline order
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    chunk_tokens: int = 1 << 24  # tokens per chunk file (the last chunk of a source may be shorter)
+    workers: int = 2  # tokenizer processes (<= 1: everything in the main process)
+    batch_chars: int = 2_000_000  # characters of text sent to a worker at once
+    max_doc_chars: int = 4_000_000  # longer documents are rejected as `too_large`
+    max_line_bytes: int = 64 << 20  # JSONL lines longer than this are rejected unparsed as `too_large`
+    max_json_file_bytes: int = 2 << 30  # a JSON array/document file is loaded whole; larger ones are rejected
+    log_examples: int = 5  # first N rejected records per (source, reason) logged with file:line
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ConfigError("sources: at least one source is needed")
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"sources: duplicate name {dup[0]!r}")
+        if self.chunk_tokens < 1:
+            raise ConfigError(f"chunk_tokens: must be >= 1, got {self.chunk_tokens}")
+        if self.workers < 0:
+            raise ConfigError(f"workers: must be >= 0, got {self.workers}")
+        for name in ("batch_chars", "max_doc_chars", "max_line_bytes", "max_json_file_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1")
+        from steel.data.filters import build_filters
+
+        build_filters(self.filters, names)  # raises ConfigError("filters[i].field: ...")
+
+    def resolve_root(self, config_path: str | Path | None) -> Path:
+        if self.root is not None:
+            root = Path(self.root)
+            if not root.is_absolute() and config_path is not None and not root.exists():
+                # `root: ../data` in a config means relative to the config file when not relative to the CWD
+                root = Path(config_path).parent / root
+            return root
+        return Path(config_path).parent if config_path is not None else Path.cwd()

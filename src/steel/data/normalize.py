@@ -1,0 +1,45 @@
+"""Text normalization applied to every document (every chat turn) before filtering and dedup."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from steel.data.config import NormalizeConfig
+
+# C0 controls except \t \n \r, DEL, C1 controls, zero-width space, LRM/RLM, BOM, soft hyphen.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff\u00ad]")
+# Unusual spaces -> ' '. NOTE: U+3000 (ideographic space, Chinese paragraph indent) is kept on purpose.
+_SPACES_RE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f]")
+_NEWLINES_RE = re.compile("\r\n?|[\u2028\u2029\x85]")
+_TRAILING_RE = re.compile("[ \t]+(?=\n)")
+_BLANKS_RE = re.compile("\n{3,}")
+
+
+class Normalizer:
+    """`Normalizer(cfg)(text) -> text`. Builds its OpenCC converter once (not picklable: one per process)."""
+
+    def __init__(self, cfg: NormalizeConfig):
+        self.cfg = cfg
+        self._t2s = None
+        if cfg.t2s:
+            import opencc
+
+            self._t2s = opencc.OpenCC("t2s")
+
+    def __call__(self, text: str) -> str:
+        cfg = self.cfg
+        if cfg.unicode != "none":
+            text = unicodedata.normalize(cfg.unicode, text)
+        if cfg.whitespace:
+            text = _NEWLINES_RE.sub("\n", text)  # before control chars: \r and NEL are line breaks
+        if cfg.control_chars:
+            text = _CONTROL_RE.sub("", text)
+        if cfg.whitespace:
+            text = _SPACES_RE.sub(" ", text)
+            text = _TRAILING_RE.sub("", text)
+            text = _BLANKS_RE.sub("\n\n", text)
+            text = text.strip()
+        if self._t2s is not None:
+            text = self._t2s.convert(text)
+        return text

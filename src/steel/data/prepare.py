@@ -1,0 +1,404 @@
+"""`steel data prepare`: raw sources -> normalized, filtered, deduplicated, tokenized chunk files + manifest.
+
+    main process                                   worker processes (N, in order of submission)
+    read files (SourceReader) ─ batches of ~2 MB ─▶ normalize ▶ render ChatML ▶ filters ▶
+                                                    dedup hashes + MinHash ▶ tokenize + EOS
+    ◀─ results, consumed in submission order ─────
+    exact/near dedup decision (input order) ▶ per-source ChunkSink ▶ chunk files ▶ manifest.json
+
+Streaming: at most `2 * workers` batches are in flight, chunks are written as they fill, nothing
+but the chunks and the manifest is written to disk. Memory is bounded apart from the dedup index
+(measured in docs/readme/data.md). Results are consumed in input order, so the chunks are
+byte-identical whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steel.config import ConfigError, to_dict
+from steel.data.chat import render_chatml
+from steel.data.chunks import MANIFEST, ChunkWriter, head_tail_md5, read_manifest, write_manifest
+from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
+from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
+from steel.data.filters import build_filters
+from steel.data.normalize import Normalizer
+from steel.data.sources import SourceReader, expand_paths
+from steel.data.tokenize import encode_documents
+
+DEDUP_HASHES = "dedup_exact_hashes.npy"
+
+
+# ---- worker side ----------------------------------------------------------------------------------
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs, picklable (the encoder is passed beside it)."""
+
+    normalize: NormalizeConfig
+    filters: list[dict[str, Any]]
+    root: str
+    dedup: DedupConfig
+    source_names: list[str]
+    source_kinds: list[str]
+
+
+class DocProcessor:
+    """normalize -> filters -> dedup signatures -> tokens, for one batch of documents."""
+
+    def __init__(self, spec: WorkerSpec, encoder):
+        self.spec = spec
+        self.encoder = encoder
+        self.normalize = Normalizer(spec.normalize)
+        self.filters = build_filters(spec.filters, spec.source_names, Path(spec.root), setup=True)
+        # Per source: the filters that apply to it (decided once, not per document).
+        self.per_source = [
+            [f for f in self.filters if f.applies(name, kind)] for name, kind in zip(spec.source_names, spec.source_kinds)
+        ]
+        self.exact = spec.dedup.exact
+        self.minhash = MinHasher(spec.dedup.num_perm, spec.dedup.ngram, spec.dedup.seed) if spec.dedup.near else None
+
+    def process(self, batch: list[tuple[int, Any]]):
+        """batch: [(source index, text or messages)] -> (statuses, hashes, signatures, tokens, lengths).
+
+        statuses[i] is None for a document that passed (its hash/signature/tokens are in the arrays, in
+        order), "f:<filter key>" when a filter dropped it, "r:<reason>" when it was rejected.
+        """
+        statuses: list[str | None] = []
+        docs, chat, plains = [], [], []
+        for src, doc in batch:
+            if isinstance(doc, str):
+                text = plain = self.normalize(doc)
+            else:
+                msgs = [{"role": m["role"], "content": self.normalize(m["content"])} for m in doc]
+                if any(not m["content"] for m in msgs if m["role"] == "assistant"):
+                    statuses.append("r:empty")
+                    continue
+                plain = "\n".join(m["content"] for m in msgs)
+                text = render_chatml(msgs)
+            if not plain.strip():
+                statuses.append("r:empty")
+                continue
+            dropped = next((f.key for f in self.per_source[src] if not f.keep(plain)), None)
+            if dropped is not None:
+                statuses.append("f:" + dropped)
+                continue
+            statuses.append(None)
+            docs.append(text)
+            chat.append(not isinstance(doc, str))
+            plains.append(plain)
+        hashes = sigs = None
+        if self.exact or self.minhash is not None:
+            folded = [fold(p) for p in plains]
+            if self.exact:
+                hashes = [exact_hash(f) for f in folded]
+            if self.minhash is not None:
+                sigs = np.stack([self.minhash.signature(f) for f in folded]) if folded else None
+        tokens, lengths = encode_documents(self.encoder, docs, chat)
+        return statuses, hashes, sigs, tokens, lengths
+
+
+_PROCESSOR: DocProcessor | None = None
+
+
+def _init_worker(spec: WorkerSpec, encoder) -> None:
+    global _PROCESSOR
+    _PROCESSOR = DocProcessor(spec, encoder)
+
+
+def _process_batch(batch):
+    return _PROCESSOR.process(batch)
+
+
+# ---- main side ------------------------------------------------------------------------------------
+@dataclass
+class SourceStats:
+    read: int = 0
+    kept: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    chars: int = 0  # characters of the kept documents (after normalization, as tokenized)
+
+
+class ChunkSink:
+    """The chunk files of one source: fills `chunk_tokens`-token files in order."""
+
+    def __init__(self, out_dir: Path, prefix: str, chunk_tokens: int, vocab_size: int, fingerprint: str):
+        self.out_dir, self.prefix, self.chunk_tokens = out_dir, prefix, chunk_tokens
+        self.vocab_size, self.fingerprint = vocab_size, fingerprint
+        self.writer: ChunkWriter | None = None
+        self.files: list[tuple[str, int]] = []
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.writer is None:
+                name = f"{self.prefix}-{len(self.files):05d}.bin"
+                self.writer = ChunkWriter(self.out_dir / name, self.vocab_size, self.fingerprint)
+            room = self.chunk_tokens - self.writer.num_tokens
+            self.writer.write(tokens[:room])
+            tokens = tokens[room:]
+            if self.writer.num_tokens == self.chunk_tokens:
+                self._close_current()
+
+    def _close_current(self) -> None:
+        path = self.writer.close()
+        self.files.append((path.name, self.writer.num_tokens))
+        self.writer = None
+
+    def close(self) -> None:
+        if self.writer is not None and self.writer.num_tokens:
+            self._close_current()
+        elif self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0-based I) -> (I, N)."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int) -> list[tuple[int, Path, str]]:
+    """Deterministic 1/N of the files, balanced by size: largest first, each to the least loaded shard.
+
+    `files` are (source index, path, name relative to the root); the decision depends only on the
+    relative names and sizes, so every node computes the same split.
+    """
+    if count == 1:
+        return files
+    sizes = {}
+    for f in files:
+        try:
+            sizes[f] = f[1].stat().st_size
+        except OSError:
+            sizes[f] = 0
+    load = [0] * count
+    mine = set()
+    for f in sorted(files, key=lambda f: (-sizes[f], f[0], f[2])):
+        k = min(range(count), key=lambda s: (load[s], s))
+        load[k] += sizes[f]
+        if k == index:
+            mine.add(f)
+    return [f for f in files if f in mine]  # keep input order
+
+
+def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
+    """A rerun into the same directory replaces the previous output (its manifest's chunks)."""
+    if (out_dir / MANIFEST).exists():
+        try:
+            old = read_manifest(out_dir)
+        except ValueError as e:
+            raise ConfigError(f"output: {out_dir} holds an unreadable {MANIFEST} ({e}); remove it first") from None
+        for c in old["chunks"]:
+            (out_dir / c["file"]).unlink(missing_ok=True)
+        (out_dir / MANIFEST).unlink()
+        (out_dir / DEDUP_HASHES).unlink(missing_ok=True)
+        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old["chunks"]))
+    for tmp in out_dir.glob("*.tmp"):
+        tmp.unlink()
+
+
+def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
+            shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
+            progress: bool | None = None) -> dict:
+    """Run the pipeline; returns the manifest (also written to OUT/manifest.json)."""
+    from steel.runlog import environment_report, progress_bar
+
+    log = log or logging.getLogger("steel")
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = cfg.resolve_root(config_path)
+    names = [s.name for s in cfg.sources]
+    build_filters(cfg.filters, names, root, setup=True)  # blocklist files: fail before any work
+
+    files: list[tuple[int, Path, str]] = []
+    for i, src in enumerate(cfg.sources):
+        for p in expand_paths(src, root, i):
+            try:
+                rel = str(p.resolve().relative_to(root.resolve()))
+            except ValueError:
+                rel = str(p)
+            files.append((i, p, rel))
+    files = assign_shard(files, *shard)
+    _clear_previous(out_dir, log)
+
+    workers = cfg.workers
+    if encoder is None:
+        from steel.data.tokenize import load_data_encoder
+
+        # NOTE: one tokenizer thread per worker process; the processes are the parallelism.
+        encoder = load_data_encoder(cfg.tokenizer, out_dir, num_threads=1 if workers > 1 else None, log=log)
+    log.info("tokenizer: %s (vocab %d, eos %d, fingerprint %s)", getattr(encoder, "engine", type(encoder).__name__),
+             encoder.vocab_size, encoder.eos_id, encoder.fingerprint[:16])
+
+    spec = WorkerSpec(cfg.normalize, cfg.filters, str(root), cfg.dedup, names, [s.kind for s in cfg.sources])
+    stats = [SourceStats() for _ in cfg.sources]
+    dedup_keys = [k for k, on in (("dedup_exact", cfg.dedup.exact), ("dedup_near", cfg.dedup.near)) if on]
+    flts = build_filters(cfg.filters, names)
+    for i, src in enumerate(cfg.sources):
+        stats[i].filtered = {f.key: 0 for f in flts if f.applies(src.name, src.kind)} | {k: 0 for k in dedup_keys}
+    tag = f".shard{shard[0]:03d}of{shard[1]:03d}" if shard[1] > 1 else ""
+    sinks = [ChunkSink(out_dir, f"{s.name}{tag}", cfg.chunk_tokens, encoder.vocab_size, encoder.fingerprint)
+             for s in cfg.sources]
+    deduper = Deduper(cfg.dedup) if dedup_keys else None
+    logged: Counter = Counter()
+
+    def reject(i: int, file: str, line: int, reason: str, detail: str) -> None:
+        st = stats[i]
+        st.rejected[reason] = st.rejected.get(reason, 0) + 1
+        key = (i, reason)
+        if logged[key] < cfg.log_examples:
+            logged[key] += 1
+            log.warning("%s: %s:%d rejected (%s): %s", names[i], file, line, reason, detail[:200])
+            if logged[key] == cfg.log_examples:
+                log.warning("%s: further %r rejections are counted, not logged", names[i], reason)
+
+    def consume(meta: list[tuple[int, str, int]], result) -> None:
+        statuses, hashes, sigs, tokens, lengths = result
+        k = off = 0
+        for (i, file, line), status in zip(meta, statuses):
+            st = stats[i]
+            if status is None:
+                n = int(lengths[k])
+                doc_tokens = tokens[off : off + n]
+                dropped = deduper.check(hashes[k] if hashes is not None else None,
+                                        sigs[k] if sigs is not None else None) if deduper else None
+                off += n
+                k += 1
+                if dropped:
+                    st.filtered[dropped] += 1
+                else:
+                    st.kept += 1
+                    st.tokens += n
+                    sinks[i].write(doc_tokens)
+            elif status.startswith("f:"):
+                st.filtered[status[2:]] += 1
+            else:
+                reject(i, file, line, status[2:], "after normalization")
+
+    total_bytes = 0
+    for _, p, _ in files:
+        try:
+            total_bytes += p.stat().st_size
+        except OSError:
+            pass
+
+    pool = None
+    if workers > 1:
+        methods = mp.get_all_start_methods()
+        # NOTE: fork shares the loaded encoder with the workers at no cost; spawn would rebuild it (~1 s each).
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(spec, encoder))
+        inline = None
+    else:
+        inline = DocProcessor(spec, encoder)
+    pending: deque = deque()
+    chars_read = 0
+    try:
+        with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=progress) as advance:
+            batch: list[tuple[int, Any]] = []
+            meta: list[tuple[int, str, int]] = []
+            batch_chars = 0
+
+            def flush():
+                nonlocal batch, meta, batch_chars
+                if not batch:
+                    return
+                if pool is None:
+                    consume(meta, inline.process(batch))
+                else:
+                    pending.append((meta, pool.apply_async(_process_batch, (batch,))))
+                    while len(pending) >= 2 * workers:
+                        m, r = pending.popleft()
+                        consume(m, r.get())
+                batch, meta, batch_chars = [], [], 0
+
+            for i, path, rel in files:
+                src = cfg.sources[i]
+                reader = SourceReader(src, cfg, progress=advance)
+                for item in reader.read_file(path):
+                    stats[i].read += 1
+                    if item.doc is None:
+                        reject(i, rel, item.line, item.reason, item.detail)
+                        continue
+                    n = len(item.doc) if isinstance(item.doc, str) else sum(len(m["content"]) for m in item.doc)
+                    if n > cfg.max_doc_chars:
+                        reject(i, rel, item.line, "too_large", f"{n:,} characters > max_doc_chars")
+                        continue
+                    chars_read += n
+                    batch.append((i, item.doc))
+                    meta.append((i, rel, item.line))
+                    batch_chars += n
+                    if batch_chars >= cfg.batch_chars:
+                        flush()
+            flush()
+            while pending:
+                m, r = pending.popleft()
+                consume(m, r.get())
+        for s in sinks:
+            s.close()
+    except BaseException:
+        for s in sinks:
+            s.abort()
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    chunks = []
+    for src, sink in zip(cfg.sources, sinks):
+        for name, n in sink.files:
+            chunks.append({"file": name, "tokens": n, "md5": head_tail_md5(out_dir / name), "source": src.name})
+    sources = {}
+    for src, st in zip(cfg.sources, stats):
+        total = st.kept + sum(st.filtered.values()) + sum(st.rejected.values())
+        assert st.read == total, f"accounting bug in source {src.name}: read {st.read} != {total}"
+        sources[src.name] = {"read": st.read, "kept": st.kept, "filtered": st.filtered,
+                             "rejected": dict(sorted(st.rejected.items())), "weight": src.weight,
+                             "kind": src.kind, "tokens": st.tokens,
+                             "files": [rel for i, _, rel in files if cfg.sources[i] is src]}
+    dedup_info: dict[str, Any] = {"exact": cfg.dedup.exact, "near": cfg.dedup.near}
+    if deduper is not None:
+        dedup_info |= {"bands": deduper.bands, "rows": deduper.rows, "indexed_docs": deduper.count}
+        if cfg.dedup.exact:
+            np.save(out_dir / DEDUP_HASHES, np.array(sorted(deduper.seen), dtype=np.uint64))
+            dedup_info["exact_hashes_file"] = DEDUP_HASHES
+    elapsed = time.perf_counter() - t0
+    manifest = {
+        "total_tokens": sum(c["tokens"] for c in chunks),
+        "chunks": chunks,
+        "tokenizer": {"fingerprint": encoder.fingerprint, "vocab_size": encoder.vocab_size, "eos_id": encoder.eos_id,
+                      "engine": getattr(encoder, "engine", None), "spec": cfg.tokenizer},
+        "sources": sources,
+        "shard": {"index": shard[0], "count": shard[1]},
+        "dedup": dedup_info,
+        "config": to_dict(cfg) | {"root": str(root)},
+        "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
+        "environment": environment_report(),
+    }
+    write_manifest(out_dir, manifest)
+    for name, s in sources.items():
+        log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
+                 {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
+    log.info("wrote %d chunks, %d tokens to %s in %.1f s", len(chunks), manifest["total_tokens"], out_dir, elapsed)
+    return manifest

@@ -1,0 +1,308 @@
+"""Readers: files of any supported format -> a stream of documents or rejections, with file:line.
+
+Every reader yields `Item`s, one per record read, in file order. An item carries either the
+document (a text, or a chat message list) or the reason it was rejected, so that nothing is lost
+without a trace: `read = kept + filtered + rejected` is accounted from these items. Readers stream
+(JSONL line by line, parquet by record batch, CSV row by row); a JSON array/document is loaded
+whole, which is why `max_json_file_bytes` bounds it.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from steel.config import ConfigError
+from steel.data.chat import _MISSING, ChatError, extract_messages, get_field
+from steel.data.config import DataConfig, SourceConfig
+
+_SUFFIX_FORMATS = [(".jsonl.zst", "jsonl.zst"), (".jsonl.gz", "jsonl.gz"), (".json.zst", "jsonl.zst"),
+                   (".json.gz", "jsonl.gz"), (".zst", "jsonl.zst"), (".gz", "jsonl.gz"), (".jsonl", "jsonl"),
+                   (".json", "json"), (".parquet", "parquet"), (".csv", "csv"), (".tsv", "csv"), (".txt", "txt")]
+
+
+@dataclass(slots=True)
+class Item:
+    line: int  # 1-based line (jsonl, csv, txt) or record number (json, parquet); 0 for the whole file
+    doc: Any = None  # str (kind text) or list of messages (kind chat)
+    reason: str | None = None  # rejection reason when doc is None
+    detail: str = ""
+
+
+def detect_format(path: str | Path) -> str:
+    name = str(path).lower()
+    for suffix, fmt in _SUFFIX_FORMATS:
+        if name.endswith(suffix):
+            return fmt
+    raise ConfigError(f"{path}: cannot tell the format from the file name; set the source's `format`")
+
+
+def expand_paths(src: SourceConfig, root: Path, index: int) -> list[Path]:
+    """Globs -> sorted unique files. A pattern that matches nothing is a config error (a typo loses data)."""
+    files: list[Path] = []
+    for i, pattern in enumerate(src.path):
+        full = pattern if os.path.isabs(pattern) else str(root / pattern)
+        matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
+        if not glob.has_magic(full) and not os.path.exists(full):
+            raise ConfigError(f"sources[{index}].path[{i}]: {full} does not exist")
+        matches = [m for m in matches if not os.path.isdir(m)]
+        if not matches:
+            raise ConfigError(f"sources[{index}].path[{i}]: no file matches {full}")
+        files += [Path(m) for m in matches]
+    return list(dict.fromkeys(files))
+
+
+_STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
+
+
+def parse_record_path(path: str) -> list[str | int | None]:
+    """`data[*].paragraphs[*]` -> ["data", None, "paragraphs", None] (None = every item, int = one item)."""
+    steps: list[str | int | None] = []
+    for part in path.split("."):
+        m = _STEP_RE.match(part)
+        if not m or (not m.group(1) and not m.group(2)):
+            raise ValueError(f"cannot parse {path!r} at {part!r} (expected e.g. data[*].paragraphs[*])")
+        if m.group(1):
+            steps.append(m.group(1))
+        for idx in re.findall(r"\[(\*|-?\d+)\]", m.group(2)):
+            steps.append(None if idx == "*" else int(idx))
+    return steps
+
+
+def walk_records(obj: Any, steps: list[str | int | None]) -> Iterator[Any]:
+    if not steps:
+        yield obj
+        return
+    step, rest = steps[0], steps[1:]
+    if isinstance(step, str):
+        if isinstance(obj, dict) and step in obj:
+            yield from walk_records(obj[step], rest)
+    elif isinstance(obj, list):
+        if step is None:
+            for item in obj:
+                yield from walk_records(item, rest)
+        elif -len(obj) <= step < len(obj):
+            yield from walk_records(obj[step], rest)
+
+
+class SourceReader:
+    """Reads every file of one source; `progress(n)` is told about raw bytes read as it goes."""
+
+    def __init__(self, src: SourceConfig, cfg: DataConfig, progress: Callable[[int], None] = lambda n: None):
+        self.src, self.cfg, self.progress = src, cfg, progress
+        self.steps = parse_record_path(src.record_path) if src.record_path else None
+
+    # -- record -> document ------------------------------------------------------------------
+    def to_item(self, line: int, record: Any) -> Item:
+        src = self.src
+        if src.kind == "chat":
+            try:
+                return Item(line, extract_messages(record, src.chat_layout, src.fields, src.system))
+            except ChatError as e:
+                return Item(line, None, e.reason, str(e))
+        value = get_field(record, src.text_field) if isinstance(record, (dict, list)) else _MISSING
+        if value is _MISSING or value is None:
+            return Item(line, None, "missing_field", f"no field {src.text_field!r}")
+        if not isinstance(value, str):
+            return Item(line, None, "bad_field_type", f"field {src.text_field!r} is {type(value).__name__}")
+        return Item(line, value)
+
+    def records_to_items(self, line: int, record: Any) -> Iterator[Item]:
+        if self.steps is None:
+            if not isinstance(record, dict):
+                yield Item(line, None, "not_an_object", f"record is a JSON {type(record).__name__}")
+                return
+            yield self.to_item(line, record)
+            return
+        found = False
+        for sub in walk_records(record, self.steps):
+            found = True
+            yield self.to_item(line, sub)
+        if not found:
+            yield Item(line, None, "missing_field", f"record path {self.src.record_path!r} finds nothing")
+
+    # -- files ---------------------------------------------------------------------------------
+    def read_file(self, path: Path) -> Iterator[Item]:
+        fmt = self.src.format if self.src.format != "auto" else detect_format(path)
+        try:
+            size = path.stat().st_size
+            raw = open(path, "rb")
+        except OSError as e:
+            self.progress(0)
+            yield Item(0, None, "unreadable_file", f"cannot open ({e.strerror or e})")
+            return
+        done = 0
+        with raw:
+            reader = {"jsonl": self._jsonl, "jsonl.zst": self._jsonl, "jsonl.gz": self._jsonl, "json": self._json,
+                      "parquet": self._parquet, "csv": self._csv, "txt": self._txt}[fmt]
+            last = 0
+            line = 0
+            try:
+                for item in reader(raw, fmt, path, size):
+                    line = item.line or line
+                    yield item
+                    pos = raw.tell() if not raw.closed else size
+                    if pos - last >= 1 << 20:
+                        self.progress(pos - last)
+                        done += pos - last
+                        last = pos
+            except (OSError, EOFError, ValueError) as e:  # zstd/gzip/parquet corruption, truncated files
+                # NOTE: the records read before the error are kept; the rest of the file is one rejection.
+                yield Item(line, None, "unreadable_file", f"read error after line/record {line}: {e}")
+        self.progress(size - done)
+
+    def _jsonl(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
+        if fmt == "jsonl.zst":
+            import zstandard
+
+            stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True),
+                                       buffer_size=1 << 20)
+        elif fmt == "jsonl.gz":
+            stream = gzip.GzipFile(fileobj=raw)
+        else:
+            stream = raw
+        yield from self._jsonl_lines(stream, path)
+
+    def _jsonl_lines(self, stream, path: Path) -> Iterator[Item]:
+        max_line = self.cfg.max_line_bytes
+        for lineno, line in enumerate(stream, 1):
+            if len(line) > max_line:
+                yield Item(lineno, None, "too_large", f"line of {len(line):,} bytes > max_line_bytes")
+                continue
+            if not line.strip():
+                continue  # a blank line is not a record
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Item(lineno, None, "invalid_utf8", str(e))
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield Item(lineno, None, "malformed_json", str(e))
+                continue
+            yield from self.records_to_items(lineno, record)
+
+    def _json(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
+        if size > self.cfg.max_json_file_bytes:
+            yield Item(0, None, "too_large", f"JSON file of {size:,} bytes > max_json_file_bytes (use JSONL)")
+            return
+        data = raw.read()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            yield Item(0, None, "invalid_utf8", f"the JSON file is not UTF-8 ({e})")
+            return
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # several JSON values, one per line: JSONL named .json
+                yield from self._jsonl_lines(io.BytesIO(data), path)
+                return
+            yield Item(e.lineno, None, "malformed_json", f"the JSON file does not parse: {e}")
+            return
+        del data, text
+        if self.steps is not None:
+            records: Any = walk_records(doc, self.steps)
+        elif isinstance(doc, list):
+            records = doc
+        else:
+            records = [doc]
+        found = False
+        for i, record in enumerate(records, 1):
+            found = True
+            if self.steps is None and not isinstance(record, dict):
+                yield Item(i, None, "not_an_object", f"record is a JSON {type(record).__name__}")
+            else:
+                yield self.to_item(i, record)
+        if not found and self.steps is not None:
+            yield Item(0, None, "missing_field", f"record path {self.src.record_path!r} finds nothing")
+
+    def _parquet(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(raw)
+        except (pa.ArrowException, OSError) as e:
+            yield Item(0, None, "unreadable_file", f"not a readable parquet file ({e})")
+            return
+        i = 0
+        for batch in pf.iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                i += 1
+                yield from self.records_to_items(i, record)
+
+    def _text_stream(self, raw) -> io.TextIOWrapper:
+        # NOTE: surrogateescape keeps invalid bytes as lone surrogates so that one bad byte rejects
+        # one row/line (found by `_bad_utf8`) instead of aborting the whole file.
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+    def _csv(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
+        delim = "\t" if str(path).lower().endswith(".tsv") and self.src.csv_delimiter == "," else self.src.csv_delimiter
+        reader = csv.DictReader(self._text_stream(raw), delimiter=delim)
+        start = 2
+        for row in reader:
+            line = start
+            start = reader.line_num + 1
+            values = [v for v in row.values() if isinstance(v, str)]
+            if any(_bad_utf8(v) for v in values):
+                yield Item(line, None, "invalid_utf8", "row has bytes that are not UTF-8")
+                continue
+            if None in row:  # more cells than header columns
+                yield Item(line, None, "malformed_csv", f"{len(row[None])} cells beyond the header's columns")
+                continue
+            record = {k: v for k, v in row.items() if v is not None}
+            yield self.to_item(line, record)
+
+    def _txt(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
+        unit = self.src.txt_unit
+        if unit == "file":
+            data = raw.read()
+            if len(data) > 4 * self.cfg.max_doc_chars:
+                yield Item(1, None, "too_large", f"text file of {len(data):,} bytes")
+                return
+            try:
+                yield Item(1, data.decode("utf-8-sig"))
+            except UnicodeDecodeError as e:
+                yield Item(1, None, "invalid_utf8", str(e))
+            return
+        stream = self._text_stream(raw)
+        buf: list[str] = []
+        first = 0
+        for lineno, line in enumerate(stream, 1):
+            if unit == "line":
+                if line.strip():
+                    yield self._txt_item(lineno, line.rstrip("\r\n"))
+                continue
+            if line.strip():
+                if not buf:
+                    first = lineno
+                buf.append(line)
+            elif buf:
+                yield self._txt_item(first, "".join(buf).rstrip("\r\n"))
+                buf = []
+        if buf:
+            yield self._txt_item(first, "".join(buf).rstrip("\r\n"))
+
+    @staticmethod
+    def _txt_item(line: int, text: str) -> Item:
+        if _bad_utf8(text):
+            return Item(line, None, "invalid_utf8", "bytes that are not UTF-8")
+        return Item(line, text)
+
+
+def _bad_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -1,0 +1,78 @@
+"""Documents -> token ids with EOS appended as an id (never as text), packed into one numpy array.
+
+Text documents are encoded as ordinary text (a literal "<|endoftext|>" in a web page stays text).
+Chat documents are ChatML strings (`steel.data.chat`): they are split on the markers, each marker
+becomes its special id and the pieces between are encoded as ordinary text, which gives the ids of
+`Encoder.encode_chat` (tested).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from steel.data.chat import SPECIAL_MARKERS
+
+_MARKER_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_MARKERS)) + ")")
+
+
+class EncoderLike(Protocol):
+    eos_id: int
+    vocab_size: int
+    fingerprint: str
+    special_ids: dict[str, int]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+
+def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, log=None):
+    """`tokenizer:` of the data config -> an Encoder. `qwen` builds Qwen's tokenizer into OUT/tokenizer/."""
+    from steel.tokenizer.engine import load_encoder
+
+    if spec == "qwen":
+        tok_dir = out_dir / "tokenizer"
+        if not (tok_dir / "tokenizer.json").is_file():
+            from steel.tokenizer.qwen import build_qwen_tokenizer
+
+            if log:
+                log.info("building Qwen's tokenizer into %s", tok_dir)
+            build_qwen_tokenizer(tok_dir)
+        return load_encoder(tok_dir, num_threads=num_threads)
+    return load_encoder(spec, num_threads=num_threads)
+
+
+def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """-> (tokens uint32 (sum of lengths,), lengths int64 (len(docs),)); each document ends with EOS."""
+    pieces: list[str] = []
+    plan: list[list] = []  # per doc: ints (special ids) and indices into `pieces` as ("p", i)
+    for doc, chat in zip(docs, is_chat):
+        if not chat:
+            plan.append([len(pieces)])
+            pieces.append(doc)
+            continue
+        parts: list = []
+        for part in _MARKER_RE.split(doc):
+            if part in SPECIAL_MARKERS:
+                parts.append(("s", encoder.special_ids[part]))
+            elif part:
+                parts.append(len(pieces))
+                pieces.append(part)
+        plan.append(parts)
+    encoded = encoder.encode_batch(pieces) if pieces else []
+    eos = encoder.eos_id
+    lengths = np.empty(len(docs), dtype=np.int64)
+    out: list[int] = []
+    for i, parts in enumerate(plan):
+        start = len(out)
+        for p in parts:
+            if isinstance(p, tuple):
+                out.append(p[1])
+            else:
+                out += encoded[p]
+        out.append(eos)
+        lengths[i] = len(out) - start
+    # NOTE: one np.array over a flat list (~25 ns/token) rather than one array per document.
+    return np.array(out, dtype=np.uint32), lengths
