@@ -48,3 +48,40 @@ def make_data_dir(
     return path
 
 
+
+
+def tiny_config(tmp_path: Path, data_dirs: list[Path], **over) -> Path:
+    """A train config for a ~30k-parameter llama on the fixture vocabulary; keyword args override top-level keys."""
+    import yaml
+
+    cfg = {
+        "run_dir": str(tmp_path / "run"),
+        "max_steps": 10,
+        "micro_batch": 4,
+        "grad_accum": 2,
+        "model": {
+            "config": {
+                "model_type": "llama", "vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "max_position_embeddings": 64, "tie_word_embeddings": False,
+            },
+        },
+        "data": {"dirs": [str(d) for d in data_dirs], "seq_len": 16, "seed": 11},
+        "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "schedule": "cosine"},
+        "checkpoint": {"every": 4, "keep": 10},
+        "log": {"every": 1, "tensorboard": False, "progress": False},
+    }
+    for k, v in over.items():
+        if isinstance(v, dict):
+            cfg[k] = {**cfg.get(k, {}), **v}
+        else:
+            cfg[k] = v
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    import json
+
+    return [(r["step"], r["loss"]) for r in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())]

@@ -132,10 +132,12 @@ class PretrainLoader:
         self.consumed = 0  # positions of this epoch consumed, all ranks together
         self.active_base = 0  # first virtual id the epochs draw from (moves on a `replace` append)
         self.phases: list[str] = []  # names of mixture switches applied (annealing)
+        self.extra_dirs: list[str] = []  # dirs added with `add_data` (looked up again at resume)
         self.chunks: list[ChunkRecord] = []
         self._offsets = np.zeros(1, dtype=np.int64)  # virtual id start of each chunk, + total
         self._maps: dict[int, np.ndarray] = {}
         self._paths: dict[int, Path] = {}
+        self._verified: set[str] = set()  # md5s whose file was hashed in this process
         self.last_ids = np.zeros(0, dtype=np.int64)  # sample ids of the last batch (tests, debugging)
         available, self.tokenizer = scan_data_dirs(self.dirs, self.weights)
         self._available = {a.md5: a for a in available}
@@ -155,8 +157,9 @@ class PretrainLoader:
         for a in chunks:
             if a.md5 in known:
                 raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
-            if self.verify:
+            if self.verify and a.md5 not in self._verified:
                 self._check_file(a.path, a.md5)
+                self._verified.add(a.md5)
             rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, round(a.weight * num_windows(a.tokens, self.seq_len)))
             self._paths[len(self.chunks)] = a.path
             self.chunks.append(rec)
@@ -184,6 +187,10 @@ class PretrainLoader:
                 f"{dirs[0]}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from the run's "
                 f"{self.tokenizer.get('fingerprint')!r}"
             )
+        # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
+        registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
+        available = [a for a in available if registered.get(a.md5) != a.path.resolve()]
+        self.extra_dirs += [str(d) for d in dirs if str(d) not in self.extra_dirs]
         base = self.total
         added = self._register(available)
         for a in available:
@@ -278,6 +285,7 @@ class PretrainLoader:
             "consumed": self.consumed,
             "active_base": self.active_base,
             "phases": list(self.phases),
+            "extra_dirs": list(self.extra_dirs),
             "fingerprint": self.tokenizer.get("fingerprint"),
             "segments": self.order.state_dict(),
             # NOTE: O(chunks) not O(samples): md5, source, tokens, virtual count, file name for messages.
@@ -298,8 +306,10 @@ class PretrainLoader:
         if state["world_size"] != self.world_size:
             log.info("data: world size %d -> %d, the global order is re-split", state["world_size"], self.world_size)
         lookup = dict(self._available)
-        if self.lookup_dirs:
-            for a in scan_data_dirs(self.lookup_dirs, self.weights)[0]:
+        self.extra_dirs = list(state.get("extra_dirs", []))
+        more = [d for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)] if d not in self.dirs and d.is_dir()]
+        if more:
+            for a in scan_data_dirs(more, self.weights)[0]:
                 lookup.setdefault(a.md5, a)
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self.active_base, self.phases = state["active_base"], list(state["phases"])
@@ -317,8 +327,9 @@ class PretrainLoader:
                 raise DataError(f"chunk {file} (MD5 {md5}) registered in this run is in none of the data dirs")
             if a.tokens != tokens:
                 raise DataError(f"{a.path}: chunk changed since it was registered ({a.tokens} tokens, was {tokens})")
-            if self.verify:
+            if self.verify and md5 not in self._verified:
                 self._check_file(a.path, md5)
+                self._verified.add(md5)
             self.chunks.append(ChunkRecord(md5, str(a.path), source, tokens, count))
             self._paths[i] = a.path
         self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])

@@ -1,0 +1,1 @@
+"""Pretraining: `steel train` (trainer, checkpoints, distributed wrapping, optimizer, metrics, plots)."""

@@ -1,0 +1,106 @@
+"""`steel train` configuration: YAML mapped onto these dataclasses (see configs/train/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from steel.config import ConfigError
+
+
+@dataclass
+class ModelSection:
+    config: Any = "tiny"  # model spec: a name in configs/model/, a YAML path, an HF dir, or a mapping
+    overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model config to change
+    init_seed: int = 0  # torch seed for the initial weights
+
+
+@dataclass
+class DataSection:
+    dirs: list[str] = field(default_factory=list)  # prepared data dirs (`steel data prepare` output)
+    seq_len: int = 2048  # tokens per sample (windows of seq_len + 1 tokens)
+    seed: int = 1234  # key of the data order (a permutation per epoch)
+    weights: dict[str, float] = field(default_factory=dict)  # per-source weights overriding the manifests'
+    verify: bool = True  # hash every chunk's head/tail at start (refuses changed chunks)
+
+    def validate(self) -> None:
+        if not self.dirs:
+            raise ConfigError("data.dirs: list at least one prepared data directory")
+        if self.seq_len < 1:
+            raise ConfigError("data.seq_len: must be >= 1")
+
+
+@dataclass
+class AnnealSection:
+    step: int | None = None  # optimizer step at which the mixture switches; null = no annealing phase
+    dirs: list[str] = field(default_factory=list)  # data dirs of the annealing mixture
+    mode: Literal["replace", "mix"] = "replace"  # replace the rest of the epoch, or mix with it
+
+    def validate(self) -> None:
+        if self.step is not None and (self.step < 0 or not self.dirs):
+            raise ConfigError("anneal.step: needs step >= 0 and anneal.dirs")
+
+
+@dataclass
+class OptimSection:
+    lr: float = 3e-4  # peak learning rate
+    min_lr: float = 3e-5  # learning rate at the end of the decay
+    weight_decay: float = 0.1  # AdamW decay (not on norms and biases: tensors with < 2 dims)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping (the norm is still logged)
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"  # cosine (Steel's) or warmup-stable-decay (MiniCPM's)
+    warmup_steps: int = 100  # linear warmup from 0 to lr
+    decay_steps: int = 0  # wsd: length of the final decay to min_lr (default: 10% of max_steps)
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ConfigError("optim.min_lr: need 0 <= min_lr <= lr and lr > 0")
+        if self.warmup_steps < 0 or self.decay_steps < 0:
+            raise ConfigError("optim.warmup_steps: warmup_steps and decay_steps must be >= 0")
+        if len(self.betas) != 2:
+            raise ConfigError("optim.betas: two numbers")
+
+
+@dataclass
+class ParallelSection:
+    mode: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # auto: fsdp when WORLD_SIZE > 1, else none
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on CUDA, fp32 on CPU); master weights fp32
+    compile: bool = False  # torch.compile the model
+    activation_checkpointing: bool = False  # recompute each decoder layer in backward
+
+
+@dataclass
+class CheckpointSection:
+    every: int = 1000  # save every N steps (and at the end, and on SIGTERM/SIGINT)
+    keep: int = 3  # keep the newest K checkpoints
+
+
+@dataclass
+class LogSection:
+    every: int = 10  # log metrics every N steps
+    tensorboard: bool = True  # RUN_DIR/tb
+    wandb: bool = False  # log to Weights & Biases (set WANDB_MODE=offline to stay offline)
+    wandb_project: str = "steel"
+    progress: bool = True  # progress bar with ETA (when stderr is a terminal)
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/train"  # checkpoints, metrics.jsonl, tb/, train.log; rerunning resumes from here
+    max_steps: int = 1000  # optimizer steps
+    micro_batch: int = 8  # samples per rank per forward
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = micro_batch x grad_accum x world)
+    max_nonfinite: int = 5  # consecutive steps with a non-finite loss/grad norm that stop the run
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    anneal: AnnealSection = field(default_factory=AnnealSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    parallel: ParallelSection = field(default_factory=ParallelSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    def validate(self) -> None:
+        for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1")

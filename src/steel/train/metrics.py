@@ -1,0 +1,113 @@
+"""Metrics to `RUN_DIR/metrics.jsonl`, TensorBoard and (optionally) W&B; MFU from a peak-FLOPs table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("steel")
+
+# Dense bf16 tensor-core peak FLOP/s per GPU, by a substring of `torch.cuda.get_device_name()`.
+# Most specific names first. Sources: NVIDIA data sheets (dense, without sparsity).
+PEAK_FLOPS: list[tuple[str, float]] = [
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),  # SXM
+    ("H800", 989e12),  # Steel's GPU; same compute as H100 SXM (interconnect differs)
+    ("H200", 989e12),
+    ("H20", 148e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("A6000", 155e12),
+    ("A10G", 70e12),
+    ("L4", 121e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),  # fp16
+    ("T4", 65e12),  # fp16
+]
+
+
+def peak_flops(device: torch.device) -> tuple[float | None, str]:
+    """(peak FLOP/s of one device or None when unknown, device name)."""
+    if device.type != "cuda":
+        return None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_FLOPS:
+        if key in name:
+            return value, name
+    return None, name
+
+
+def memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+class MetricsLogger:
+    """Writes on rank 0 only; `truncate(step)` drops records after a resumed checkpoint's step."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, wandb: bool, wandb_project: str, config: dict):
+        self.enabled = enabled
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.tb = self.wandb = None
+        if not enabled:
+            return
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        if wandb:
+            try:
+                import wandb as wb
+            except ImportError:
+                raise RuntimeError("log.wandb: true but wandb is not installed (pip install steel-llm[wandb])") from None
+            self.wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, resume="allow")
+
+    def truncate(self, step: int) -> None:
+        """Keep only records with `step <= step` (a resume recomputes the later ones)."""
+        if not self.enabled or not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError):
+                break  # a line cut by a crash: everything after it is recomputed
+        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+    def log(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and v is not None:
+                if self.tb is not None:
+                    self.tb.add_scalar(f"train/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in values.items() if v is not None}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -1,0 +1,40 @@
+"""AdamW with decay only on matrices, and the learning-rate schedules (pure functions of the step)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from steel.train.config import OptimSection
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimSection, device: torch.device) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            # Norm weights and biases are 1-D: decaying them only shrinks the scales (as nanoGPT/litgpt).
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=device.type == "cuda" or None
+    )
+
+
+def lr_at(step: int, cfg: OptimSection, max_steps: int) -> float:
+    """Learning rate of optimizer step `step` (0-based)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        span = max(1, max_steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+    # wsd: hold lr, then decay linearly to min_lr over the last `decay_steps` steps (MiniCPM, arXiv 2404.06395).
+    decay = cfg.decay_steps or max(1, max_steps // 10)
+    start = max_steps - decay
+    if step < start:
+        return cfg.lr
+    t = min(1.0, (step - start + 1) / decay)
+    return cfg.lr + (cfg.min_lr - cfg.lr) * t

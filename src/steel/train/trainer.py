@@ -1,0 +1,306 @@
+"""`steel train`: `setup()` validates input, `main()` builds the parts, `fit()` runs `Trainer.train()`.
+
+The Trainer takes any data object with `next_batch()` -> `{"input_ids": (B, T), "labels": (B, T)}`
+(HF convention, the trainer shifts) or `{"input_ids", "shift_labels"}` (already shifted), -100 =
+ignored, plus `state_dict()`/`load_state_dict()`: the pretraining loader
+(`steel.data.loader.PretrainLoader`) and the SFT data both fit. The loss of a step is the sum of
+token losses over the whole global batch divided by its number of target tokens, so it does not
+depend on how the batch is split into micro-batches and ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from steel.config import ConfigError, dump_yaml, load_config, read_yaml, to_dict
+from steel.runlog import progress_bar, setup_run_log
+from steel.train import checkpoint as ckpt
+from steel.train.config import TrainConfig
+from steel.train.distributed import (
+    Dist,
+    all_reduce_sum,
+    autocast_dtype,
+    destroy,
+    grad_sync,
+    init_distributed,
+    parallelize,
+)
+from steel.train.metrics import MetricsLogger, memory_gb, peak_flops
+from steel.train.optim import build_optimizer, lr_at
+
+log = logging.getLogger("steel")
+
+
+class BatchSource(Protocol):
+    def next_batch(self) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient norm."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    tokens: int = 0  # target tokens trained on, all ranks
+    skipped: int = 0  # steps skipped for a non-finite loss/grad norm
+    nonfinite_run: int = 0  # consecutive skipped steps now
+    losses: list[float] = field(default_factory=list)  # this process's step losses (not checkpointed)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "tokens": self.tokens, "skipped": self.skipped, "nonfinite_run": self.nonfinite_run}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.step, self.tokens, self.skipped, self.nonfinite_run = s["step"], s["tokens"], s["skipped"], s["nonfinite_run"]
+
+
+# --- model -------------------------------------------------------------------------------------------
+def build_model_config(spec: Any, overrides: dict):
+    """A model config from a spec (see ModelSection.config): Steel's loader when present, else stock HF."""
+    try:
+        from steel.model import load_model_config
+    except ImportError:
+        load_model_config = None
+    if load_model_config is not None:
+        cfg = load_model_config(spec)
+    else:
+        from transformers import AutoConfig
+
+        if isinstance(spec, str) and Path(spec).is_dir():
+            cfg = AutoConfig.from_pretrained(spec)
+        else:
+            data = read_yaml(spec) if isinstance(spec, str) else dict(spec)
+            if "model_type" not in data:
+                raise ConfigError(f"model.config: {spec!r} has no model_type")
+            data = dict(data)
+            cfg = AutoConfig.for_model(data.pop("model_type"), **data)
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise ConfigError(f"model.overrides.{k}: not a field of {type(cfg).__name__}")
+        setattr(cfg, k, v)
+    return cfg
+
+
+def build_model(cfg) -> torch.nn.Module:
+    try:
+        from steel.model import build_model as steel_build
+    except ImportError:
+        steel_build = None
+    if steel_build is not None:
+        return steel_build(cfg)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token: the model's own count when available, else 6N + 12*L*d*T (PaLM, App. B)."""
+    try:
+        from steel.model.flops import flops_per_token as steel_flops
+
+        return float(steel_flops(cfg, seq_len)["true"])
+    except ImportError:
+        pass
+    emb = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
+    n = sum(p.numel() for p in model.parameters()) - emb  # an embedding lookup is not a matmul
+    return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: TrainConfig, model, optimizer, data: BatchSource, d: Dist, metrics: MetricsLogger,
+                 flops_per_token: float, save_extra: dict, on_step=None):
+        self.cfg, self.model, self.optimizer, self.data, self.d = cfg, model, optimizer, data, d
+        self.metrics, self.flops_per_token, self.save_extra = metrics, flops_per_token, save_extra
+        self.on_step = on_step  # hook(step) before each step's batches (annealing switch)
+        self.state = TrainState()
+        self.autocast = autocast_dtype(cfg.parallel, d.device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._stop: str | None = None
+
+    def _targets(self, batch: dict) -> torch.Tensor:
+        if "shift_labels" in batch:
+            return batch["shift_labels"]
+        labels = batch["labels"]  # HF convention: the target of position t is labels[t + 1]
+        return F.pad(labels[:, 1:], (0, 1), value=-100)
+
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimizer step over `grad_accum` micro-batches; returns (loss, grad norm, target tokens)."""
+        cfg, d = self.cfg, self.d
+        micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
+        targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
+        count = all_reduce_sum(sum((t != -100).sum() for t in targets).to(torch.float64), d)
+        loss_sum = torch.zeros((), device=d.device, dtype=torch.float64)
+        for i, (b, t) in enumerate(zip(micro, targets)):
+            with grad_sync(self.model, d, i == cfg.grad_accum - 1), torch.autocast(
+                d.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
+            ):
+                logits = self.model(input_ids=b["input_ids"].to(d.device, non_blocking=True)).logits  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=-100, reduction="sum")
+            # DDP/FSDP average gradients over ranks: scale by W so the result is sum / global count.
+            (loss * (d.world_size / count.clamp(min=1)).to(loss.dtype)).backward()
+            loss_sum += loss.detach().to(torch.float64)
+        loss_val = (all_reduce_sum(loss_sum, d) / count.clamp(min=1)).item()
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        if math.isfinite(loss_val) and math.isfinite(norm):
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
+            self.optimizer.step()
+            self.state.nonfinite_run = 0
+        else:
+            self.state.skipped += 1
+            self.state.nonfinite_run += 1
+            log.warning("step %d: non-finite loss %s / grad norm %s, step skipped", self.state.step, loss_val, norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_val, norm, int(count.item())
+
+    def save(self) -> Path:
+        s = self.state
+        return ckpt.save_checkpoint(
+            self.cfg.run_dir, s.step, self.model, self.optimizer, self.d,
+            data_state=self.data.state_dict(), train_state=s.state_dict(),
+            scheduler_state={"kind": self.cfg.optim.schedule, "step": s.step}, keep=self.cfg.checkpoint.keep,
+            **self.save_extra,
+        )
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = signal.Signals(signum).name
+
+    def _stop_requested(self) -> str | None:
+        flag = torch.tensor([1.0 if self._stop else 0.0])
+        if self.d.world_size > 1:  # every rank must stop at the same step (the save is a collective)
+            all_reduce_sum(flag.to(self.d.device), self.d)
+        return (self._stop or "signal on another rank") if flag.item() > 0 else None
+
+    def train(self) -> str:
+        """Run to `max_steps` (or a signal). Returns "done" or the signal's name."""
+        cfg, s = self.cfg, self.state
+        old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        peak, device_name = peak_flops(self.d.device)
+        if peak is None:
+            log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
+        status, last_saved = "done", s.step
+        t0, tokens0 = time.perf_counter(), s.tokens
+        try:
+            with progress_bar("train", total=cfg.max_steps, unit="steps",
+                              disable=None if cfg.log.progress and self.d.is_main else True) as advance:
+                advance(s.step)
+                while s.step < cfg.max_steps:
+                    if self.on_step is not None:
+                        self.on_step(s.step)
+                    loss, norm, count = self.train_step()
+                    s.step += 1
+                    s.tokens += count
+                    s.losses.append(loss)
+                    advance(1)
+                    if s.nonfinite_run >= cfg.max_nonfinite:
+                        raise NonFiniteError(
+                            f"{s.nonfinite_run} consecutive steps with a non-finite loss or gradient norm "
+                            f"(step {s.step}); lower optim.lr or check the data; the last checkpoint is intact"
+                        )
+                    if s.step % cfg.log.every == 0 or s.step == cfg.max_steps:
+                        dt = time.perf_counter() - t0
+                        tps = (s.tokens - tokens0) / dt if dt > 0 else 0.0
+                        mfu = tps * self.flops_per_token / (peak * self.d.world_size) if peak else None
+                        self.metrics.log(s.step, {
+                            "loss": loss, "lr": lr_at(s.step - 1, cfg.optim, cfg.max_steps), "grad_norm": norm,
+                            "tokens": s.tokens, "tokens_per_s": tps, "mfu": mfu, "mem_gb": memory_gb(self.d.device),
+                            "skipped": s.skipped,
+                        })
+                        t0, tokens0 = time.perf_counter(), s.tokens
+                    stop = self._stop_requested()
+                    if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
+                        self.save()
+                        last_saved = s.step
+                    if stop:
+                        log.info("%s: checkpoint saved at step %d, stopping", stop, s.step)
+                        status = stop
+                        break
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+        if last_saved != s.step:
+            self.save()
+        return status
+
+
+# --- setup / main / fit ------------------------------------------------------------------------------
+def setup(config_path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    return load_config(TrainConfig, config_path, overrides)
+
+
+def main(cfg: TrainConfig, add_data: list[str] = ()) -> Trainer:
+    """Build every part and restore the newest checkpoint of `cfg.run_dir` when there is one."""
+    from steel.data.loader import PretrainLoader
+
+    d = init_distributed(cfg.parallel)
+    run_dir = Path(cfg.run_dir)
+    config_yaml = dump_yaml(cfg)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial(run_dir)
+        (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
+    if not d.is_main:
+        log.setLevel(logging.WARNING)
+
+    model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
+    torch.manual_seed(cfg.model.init_seed)
+    model = build_model(model_cfg)
+    fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
+    log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
+             sum(p.numel() for p in model.parameters()) / 1e6, fpt)
+    model = parallelize(model, cfg.parallel, d)
+    optimizer = build_optimizer(model, cfg.optim, d.device)
+
+    latest = ckpt.latest_checkpoint(run_dir)
+    data = PretrainLoader(
+        cfg.data.dirs + ([] if latest else list(add_data)), cfg.data.seq_len, cfg.micro_batch, seed=cfg.data.seed,
+        rank=d.rank, world_size=d.world_size, weights=cfg.data.weights, verify=cfg.data.verify,
+        lookup_dirs=cfg.anneal.dirs,
+    )
+    metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
+                            to_dict(cfg))
+
+    def on_step(step: int) -> None:
+        a = cfg.anneal
+        if a.step is not None and step >= a.step and "anneal" not in data.phases:
+            data.add_data(a.dirs, replace=a.mode == "replace", phase="anneal")
+
+    save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
+    trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
+    if latest is not None:
+        log.info("resuming from %s", latest)
+        ckpt.load_checkpoint(latest, model, optimizer, d)
+        data.load_state_dict(ckpt.read_json(latest, "data.json"))
+        if add_data:
+            data.add_data(list(add_data))
+        trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
+    metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
+    return trainer
+
+
+def fit(cfg: TrainConfig, add_data: list[str] = ()) -> int:
+    trainer = main(cfg, add_data)
+    try:
+        status = trainer.train()
+        log.info("training %s at step %d (%d tokens, %d skipped steps)", status, trainer.state.step,
+                 trainer.state.tokens, trainer.state.skipped)
+    finally:
+        trainer.metrics.close()
+        destroy(trainer.d)
+    return 0

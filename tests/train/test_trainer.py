@@ -1,0 +1,212 @@
+import json
+import math
+import os
+import shutil
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from steel.cli import main as steel
+from steel.train import checkpoint as ckpt
+from steel.train.config import OptimSection
+from steel.train.optim import lr_at
+from steel.train.trainer import NonFiniteError, main, setup
+from train_fixtures import losses, make_data_dir, tiny_config
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_data_dir(tmp_path / "data", [3000, 2000, 2500])
+
+
+def weights(ckpt_dir):
+    return load_file(ckpt_dir / "model.safetensors")
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data])
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    full, final = losses(run), weights(run / "checkpoints" / "step-10")
+    assert [s for s, _ in full] == list(range(1, 11))
+    assert all(math.isfinite(x) for _, x in full) and full[-1][1] < full[0][1]  # it learns
+    # Lose everything after step 4 (as a crash would) and run the same command again.
+    for n in (8, 10):
+        shutil.rmtree(run / "checkpoints" / f"step-{n}")
+    assert steel(["train", str(cfg)]) == 0
+    assert losses(run) == full  # bit-identical, not approximately equal
+    again = weights(run / "checkpoints" / "step-10")
+    assert all(torch.equal(final[k], again[k]) for k in final)
+    data_state = json.loads((run / "checkpoints" / "step-10" / "data.json").read_text())
+    assert data_state["consumed"] == 10 * 4 * 2 and len(data_state["segments"]) == 1
+
+
+def test_checkpoint_contents_reload_into_a_plain_hf_model(tmp_path, data):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    latest = ckpt.latest_checkpoint(run)
+    assert latest.name == "step-4"
+    assert {p.name for p in latest.iterdir()} >= {"model.safetensors", "optimizer.safetensors", "optimizer.json",
+                                                  "scheduler.json", "data.json", "train_state.json", "rng",
+                                                  "config.yaml", "model_config.json"}
+    sd = ckpt.load_model_state(latest)
+    hf = AutoModelForCausalLM.from_config(LlamaConfig(**json.loads((latest / "model_config.json").read_text())))
+    assert set(sd) == set(hf.state_dict())  # HF parameter names, nothing missing or extra
+    hf.load_state_dict(sd)
+    trainer = main(setup(str(cfg), ["max_steps=5"]))  # resumes from step 4
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in sd.items())
+    trainer.metrics.close()
+
+
+def test_partial_save_is_never_loaded(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    root = tmp_path / "run" / "checkpoints"
+    # A crash mid-save leaves step-N.tmp; a directory without train_state.json is not complete either.
+    shutil.copytree(root / "step-4", root / "step-8.tmp")
+    shutil.copytree(root / "step-4", root / "step-12")
+    (root / "step-12" / "train_state.json").unlink()
+    assert ckpt.latest_checkpoint(tmp_path / "run") == root / "step-4"
+    trainer = main(setup(str(cfg)))
+    assert trainer.state.step == 4 and not (root / "step-8.tmp").exists()
+    trainer.metrics.close()
+
+
+def test_keep_last_k(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=10, checkpoint={"every": 2, "keep": 2})
+    assert steel(["train", str(cfg)]) == 0
+    assert [p.name for _, p in ckpt.list_checkpoints(tmp_path / "run")] == ["step-8", "step-10"]
+
+
+def test_sigterm_saves_and_stops(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], checkpoint={"every": 100})
+    trainer = main(setup(str(cfg)))
+    anneal = trainer.on_step
+    trainer.on_step = lambda step: (anneal(step), step == 3 and os.kill(os.getpid(), signal.SIGTERM))
+    assert trainer.train() == "SIGTERM"
+    assert trainer.state.step == 4 and ckpt.latest_checkpoint(tmp_path / "run").name == "step-4"
+    trainer.metrics.close()
+
+
+def _poison(trainer, bad_steps):
+    """Make the logits NaN on the given steps (a forward hook), as an overflow would."""
+    def hook(module, args, out):
+        if trainer.state.step in bad_steps:
+            out.logits = out.logits * float("nan")
+        return out
+
+    trainer.model.register_forward_hook(hook)
+
+
+def test_nonfinite_step_is_skipped_and_counted(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=6)
+    trainer = main(setup(str(cfg)))
+    _poison(trainer, {2})
+    before = {}
+    trainer.on_step = lambda step: before.__setitem__(step, {k: v.clone() for k, v in trainer.model.state_dict().items()})
+    trainer.train()
+    assert trainer.state.skipped == 1 and trainer.state.nonfinite_run == 0
+    after3 = before[3]
+    assert all(torch.equal(before[2][k], after3[k]) for k in after3)  # step 2 left the weights alone
+    assert not all(torch.equal(before[1][k], before[2][k]) for k in after3)  # other steps do update
+    rec = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert math.isnan(rec[2]["loss"]) and rec[-1]["skipped"] == 1
+    trainer.metrics.close()
+
+
+def test_nonfinite_in_a_row_stops_the_run(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=20, max_nonfinite=3)
+    trainer = main(setup(str(cfg)))
+    _poison(trainer, set(range(5, 20)))
+    with pytest.raises(NonFiniteError, match="3 consecutive steps"):
+        trainer.train()
+    assert trainer.state.step == 8
+    trainer.metrics.close()
+
+
+def test_hf_labels_give_the_hf_loss(tmp_path, data):
+    """A data object in HF `labels` convention (the SFT shape): the trainer's loss equals the HF model's own."""
+    cfg = tiny_config(tmp_path, [data], max_steps=1, grad_accum=1)
+    trainer = main(setup(str(cfg)))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 256, (4, 16), generator=g)
+    labels = ids.clone()
+    labels[:, :5] = -100  # a prompt that is not trained on
+    labels[1, 9:] = -100
+
+    class Fixed:
+        def next_batch(self):
+            return {"input_ids": ids, "labels": labels}
+
+        def state_dict(self):
+            return {}
+
+    trainer.data = Fixed()
+    with torch.no_grad():
+        ref = trainer.model(input_ids=ids, labels=labels).loss.item()
+    loss, _, count = trainer.train_step()
+    # Same fp32 math, different reduction order (sum then divide vs mean): 1e-6 relative.
+    assert loss == pytest.approx(ref, rel=1e-6)
+    assert count == int((labels[:, 1:] != -100).sum())
+    trainer.metrics.close()
+
+
+def test_lr_schedules_by_hand():
+    c = OptimSection(lr=1.0, min_lr=0.1, warmup_steps=10, schedule="cosine")
+    assert lr_at(0, c, 110) == pytest.approx(0.1)
+    assert lr_at(9, c, 110) == pytest.approx(1.0)
+    assert lr_at(60, c, 110) == pytest.approx(0.55)  # half way: min + (max - min) / 2
+    assert lr_at(110, c, 110) == pytest.approx(0.1)
+    w = OptimSection(lr=1.0, min_lr=0.0, warmup_steps=10, schedule="wsd", decay_steps=20)
+    assert lr_at(50, w, 100) == 1.0 and lr_at(79, w, 100) == 1.0
+    assert lr_at(89, w, 100) == pytest.approx(0.5) and lr_at(99, w, 100) == pytest.approx(0.0)
+
+
+def test_anneal_switches_the_mixture_and_resumes(tmp_path, data):
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq)], "mode": "replace"},
+                      optim={"schedule": "wsd", "decay_steps": 4})
+    trainer = main(setup(str(cfg)))
+    seen = {}
+    ld = trainer.data
+    first_hq = ld.total  # ids of the annealing chunks start here
+    orig = ld.next_batch
+    ld.next_batch = lambda: (orig(), seen.setdefault(trainer.state.step, []).extend(ld.last_ids.tolist()))[0]
+    trainer.train()
+    assert all(i < first_hq for s in range(6) for i in seen[s])
+    assert all(i >= first_hq for s in range(6, 10) for i in seen[s])
+    trainer.metrics.close()
+    full = losses(tmp_path / "run")
+    for n in (8, 10):  # resume from step 4, before the switch at 6
+        shutil.rmtree(tmp_path / "run" / "checkpoints" / f"step-{n}")
+    assert steel(["train", str(cfg)]) == 0
+    assert losses(tmp_path / "run") == full
+
+
+def test_add_data_at_resume(tmp_path, data):
+    more = make_data_dir(tmp_path / "more", [2000], seed=9, prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=8)
+    assert steel(["train", str(cfg), "--set", "max_steps=4"]) == 0
+    assert steel(["train", str(cfg), "--add-data", str(more)]) == 0
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-8" / "data.json").read_text())
+    assert len(state["segments"]) == 2 and len(state["chunks"]) == 4 and state["extra_dirs"] == [str(more)]
+    # Repeating --add-data with the same dir at a later resume is not a duplicate.
+    assert steel(["train", str(cfg), "--set", "max_steps=9", "--add-data", str(more)]) == 0
+
+
+def test_plot(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=3)
+    assert steel(["train", str(cfg)]) == 0
+    assert steel(["plot", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_config_names_the_field(tmp_path, data, capsys):
+    cfg = tiny_config(tmp_path, [data], micro_batch=0)
+    assert steel(["train", str(cfg)]) == 2
+    assert "micro_batch: must be >= 1" in capsys.readouterr().err
