@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_llama, write_csv, write_json
+from tiny_models import build_byte_tokenizer, build_tiny_llama, write_csv, write_json
 
 from steel.cli import UserError
 from steel.cli import main as steel_main
@@ -183,6 +183,17 @@ def test_forced_letter_scores_its_share(tmp_path, tiny_tokenizer_dir, scoring):
     assert res["categories"]["STEM"]["macro"] == 0.5 and res["categories"]["Humanities"]["micro"] == 0.25
     assert all(d["pred"] == "C" for d in opts.details)
     assert res["scoring"] == scoring and res["n_questions"] == 10
+
+
+def test_continuation_one_token_path(tmp_path):
+    """With " A".." D" each one token (as in Qwen's vocabulary) the one-forward-per-question path is used."""
+    tok = build_byte_tokenizer(tmp_path / "tok", merges=[("Ġ", L) for L in "ABCD"])
+    c_id = tok.encode(" C", add_special_tokens=False)
+    assert len(c_id) == 1
+    model = _biased_model(len(tok), {c_id[0]: 10.0, tok.encode("D", add_special_tokens=False)[0]: 20.0})
+    res = mc.run_mc(model, tok, mc.McOptions(task="ceval", data=make_ceval_dir(tmp_path / "ceval"), shots=0, scoring="continuation"))
+    # "D" (no space) is the top next token but is not a continuation candidate; " C" is the best of " A".." D".
+    assert res["overall"]["micro"] == pytest.approx(4 / 10)
 
 
 def test_batched_scores_match_unbatched_full_forward(tiny_llama_dir):

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 
 from steel.cli import UserError
-from steel.infer.load import accepts
+from steel.infer.load import accepts, mixes_positions
 from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
 
 LETTERS = ("A", "B", "C", "D")
@@ -288,7 +288,10 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
     NOTE: the LM head is computed only there (`logits_to_keep`, which HF causal LMs and Steel's model
     accept): with a 150k vocabulary the head over every position would dominate time and memory.
     Left padding puts every row's last token at -1; position ids restart at 0 on the first real token.
+    Models whose FFN mixes positions (Steel soft-MoE v2/v3) see pads, so their rows run one by one.
     """
+    if len(seqs) > 1 and len({len(s) for s in seqs}) > 1 and mixes_positions(model):
+        return torch.cat([last_logits(model, [s], n_last, pad_id) for s in seqs], dim=0)
     device = next(model.parameters()).device
     ids, mask = left_pad(seqs, pad_id)
     ids, mask = ids.to(device), mask.to(device)
@@ -330,7 +333,7 @@ class ScoreRequest:
     targets: list[int]
 
 
-def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size: int, advance=None) -> dict:
+def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size: int) -> dict:
     """Sum of log-probabilities of each request's targets, batched by length (longest first). -> {key: float}"""
     order = sorted(range(len(requests)), key=lambda i: (-(len(requests[i].context) + len(requests[i].targets)), i))
     out = {}
@@ -345,8 +348,6 @@ def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size:
             k = len(r.targets)
             rows = logp[b, n - k :, :]  # (k, V)
             out[r.key] = float(rows.gather(-1, torch.tensor(r.targets, device=rows.device)[:, None]).sum())
-        if advance is not None:
-            advance(len({r.key[0] for r in batch}))
     return out
 
 
@@ -375,20 +376,32 @@ def predict_letter_mode(model, tokenizer, prompts: list[str], batch_size: int, a
 def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None):
     """lm-evaluation-harness scoring: argmax of log P(" X" | prompt), summed over the continuation's tokens."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    single: list[tuple[int, list[int], list[int]]] = []  # (question, context, 4 one-token targets)
     requests = []
     for qi, p in enumerate(prompts):
-        for li, L in enumerate(LETTERS):
-            ctx, tgt = continuation_tokens(tokenizer, p, " " + L)
-            requests.append(ScoreRequest((qi, li), ctx, tgt))
-    # NOTE: all four requests of a question share the context; when each continuation is one token this
-    # could be one forward, but the general path (multi-token " A" in some tokenizers) stays simple and exact.
-    scores = score_requests(model, requests, pad_id, batch_size, advance=None)
+        split = [continuation_tokens(tokenizer, p, " " + L) for L in LETTERS]
+        if all(len(t) == 1 and c == split[0][0] for c, t in split):
+            # NOTE: the usual case (" A" is one token): one forward per question, not four.
+            single.append((qi, split[0][0], [t[0] for _c, t in split]))
+        else:
+            requests += [ScoreRequest((qi, li), c, t) for li, (c, t) in enumerate(split)]
+    scores: dict[tuple[int, int], float] = {}
+    order = sorted(range(len(single)), key=lambda i: (-len(single[i][1]), i))
+    for start in range(0, len(order), batch_size):
+        batch = [single[i] for i in order[start : start + batch_size]]
+        logp = torch.log_softmax(last_logits(model, [c for _q, c, _t in batch], 1, pad_id)[:, -1, :], dim=-1)  # (B, V)
+        for b, (qi, _c, targets) in enumerate(batch):
+            for li, t in enumerate(targets):
+                scores[(qi, li)] = float(logp[b, t])
+        if advance is not None:
+            advance(len(batch))
+    scores.update(score_requests(model, requests, pad_id, batch_size))
+    if advance is not None and requests:
+        advance(len(requests) // 4)
     out = []
     for qi in range(len(prompts)):
         s = [scores[(qi, li)] for li in range(4)]
         out.append((LETTERS[int(torch.tensor(s).argmax())], s))
-    if advance is not None:
-        advance(len(prompts))
     return out
 
 

@@ -31,6 +31,19 @@ def accepts(model, name: str) -> bool:
     return name in params
 
 
+def mixes_positions(model) -> bool:
+    """True for Steel FFN variants that mix tokens across the sequence (soft-MoE v2/v3): padding a
+    row then changes its outputs, so batched scoring must not pad (see docs/readme/model.md)."""
+    ffn = getattr(getattr(model, "config", None), "ffn_type", None)
+    if ffn is None:
+        return False
+    try:
+        from steel.model.configuration_steel import LEAKING_FFN_TYPES
+    except ImportError:
+        LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
+    return ffn in LEAKING_FFN_TYPES
+
+
 def _register_steel() -> None:
     # Steel's own model type is registered with the Auto classes when steel.model is importable.
     try:
@@ -74,6 +87,10 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
 def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
     from transformers import AutoTokenizer
 
+    from steel.cli import UserError
+
+    if not Path(path).exists():
+        raise UserError(f"{path}: model path does not exist")
     tok_dir = find_tokenizer_dir(Path(path), tokenizer)
     tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
     return tok

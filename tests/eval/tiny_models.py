@@ -1,0 +1,98 @@
+"""Tiny stand-ins shared by tests/eval, tests/infer and tests/sft (their conftest.py files import this).
+
+- `tiny_tokenizer_dir`: a byte-level BPE tokenizer (256 byte tokens, a few merges, the Qwen specials
+  and a ChatML chat template) saved as an HF fast tokenizer: any text, Chinese included, round-trips.
+- `tiny_llama_dir`: a 2-layer stock `LlamaForCausalLM` over that vocabulary, saved with save_pretrained.
+Evaluation and generation must work on any HF causal LM directory, so a stock model is the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def build_byte_tokenizer(out_dir: Path, merges: list[tuple[str, str]] = (("Ġ", "A"), ("Ġ", "B"))):
+    """Byte-level BPE over the 256 byte symbols; `merges` make e.g. " A" one token (as in Qwen's vocab)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=list(merges)))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    # NOTE: the default init (std 0.02) gives near-uniform logits; a larger head makes greedy choices
+    # well separated so cached/uncached and batched/unbatched comparisons test real differences.
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 1.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny_tokenizer")
+    build_byte_tokenizer(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    d = tmp_path_factory.mktemp("tiny_llama")
+    model = build_tiny_llama(len(tok))
+    model.save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    return path

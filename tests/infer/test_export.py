@@ -1,0 +1,117 @@
+"""`steel export`: the output loads where steel is not importable and gives the source's logits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+
+from steel.cli import main as steel_main
+
+# Runs in a fresh interpreter: -I (isolated: no cwd, no PYTHONPATH, no user site) and -S (no site, so
+# the editable install's .pth that puts steel's src/ on sys.path is not processed); only the venv's
+# site-packages directory is added back by hand.
+CHILD = r"""
+import json, sys
+sys.path.append(sys.argv[1])
+try:
+    import steel
+    raise SystemExit("steel is importable in the child: the test would prove nothing")
+except ModuleNotFoundError:
+    pass
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+out = sys.argv[2]
+model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+tok = AutoTokenizer.from_pretrained(out)
+ids = tok.apply_chat_template([{"role": "user", "content": "你好，Steel"}], add_generation_prompt=True, tokenize=False)
+ids = tok.encode(ids, add_special_tokens=False)
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor([ids])).logits[0]
+torch.save({"ids": ids, "logits": logits, "class": type(model).__module__ + "." + type(model).__name__,
+            "eos": GenerationConfig.from_pretrained(out).eos_token_id}, sys.argv[3])
+"""
+
+
+def _steel_source(tmp_path: Path, tokenizer_dir: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    from steel.model import build_model, load_model_config
+
+    cfg = load_model_config("tiny")  # soft-MoE v3 of SENet experts, as steel-1b
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    src = tmp_path / "src"
+    model.save_pretrained(str(src))
+    AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(src))
+    return src
+
+
+def test_export_round_trip_without_steel(tmp_path, tiny_tokenizer_dir):
+    src = _steel_source(tmp_path, tiny_tokenizer_dir)
+    out = tmp_path / "export"
+    assert steel_main(["export", str(src), str(out)]) == 0
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "steel"
+    assert config["auto_map"]["AutoModelForCausalLM"].endswith("modeling_steel.SteelForCausalLM")
+    for name in ("model.safetensors", "modeling_steel.py", "configuration_steel.py", "tokenizer.json", "generation_config.json"):
+        assert (out / name).is_file(), name
+    tok_cfg = (out / "tokenizer_config.json").read_text() + ((out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists() else "")
+    assert "<|im_start|>" in tok_cfg  # the ChatML chat template travels with the tokenizer
+
+    result = tmp_path / "child.pt"
+    site = sysconfig.get_paths()["purelib"]
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", CHILD, site, str(out), str(result)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    child = torch.load(result)
+    assert child["class"].startswith("transformers_modules.") and child["class"].endswith("SteelForCausalLM")
+    assert child["eos"] == [260, 258]  # <|im_end|>, <|endoftext|> in the tiny vocabulary
+
+    from steel.infer.load import load_model
+
+    with torch.no_grad():
+        want = load_model(src).eval()(input_ids=torch.tensor([child["ids"]])).logits[0]
+    # Same fp32 weights through the same code on the same machine: bit-identical.
+    assert torch.equal(child["logits"], want)
+
+
+def test_export_refuses_nonempty_out_and_bad_source(tmp_path, tiny_llama_dir, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x").write_text("keep me")
+    assert steel_main(["export", str(tiny_llama_dir), str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert steel_main(["export", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_stock_hf_model_same_logits(tmp_path, tiny_llama_dir):
+    """Any HF causal LM exports too (no remote code needed), weights unchanged."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "llama"
+    assert steel_main(["export", str(tiny_llama_dir), str(out)]) == 0
+    ids = torch.tensor([[1, 2, 3, 200, 7]])
+    with torch.no_grad():
+        a = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(str(out)).eval()(ids).logits
+    assert torch.equal(a, b)
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == [260, 258]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.gpu
+def test_export_bfloat16_on_gpu(tmp_path, tiny_tokenizer_dir):
+    src = _steel_source(tmp_path, tiny_tokenizer_dir)
+    out = tmp_path / "bf16"
+    assert steel_main(["export", str(src), str(out), "--dtype", "bfloat16"]) == 0
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).cuda()
+    assert next(m.parameters()).dtype == torch.bfloat16
