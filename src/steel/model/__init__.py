@@ -10,11 +10,12 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
-from steel.config import ConfigError, read_yaml
+from steel.config import ConfigError, apply_overrides, read_yaml
 from steel.model.configuration_steel import FFN_TYPES, LEAKING_FFN_TYPES, SteelConfig
 from steel.model.modeling_steel import SteelCausalityWarning, SteelForCausalLM, SteelModel
 
@@ -42,6 +43,12 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
     model_type = data.pop("model_type", "steel")
     where = f"{source}: " if source else ""
     if model_type == "steel":
+        for key in ("rope_theta", "rms_norm_eps", "initializer_range", "attention_dropout"):
+            if isinstance(data.get(key), str):  # YAML 1.1 reads `1e6` (no dot) as a string
+                try:
+                    data[key] = float(data[key])
+                except ValueError:
+                    raise ConfigError(f"{where}model.{key}: expected a number, got {data[key]!r}") from None
         unknown = sorted(set(data) - _steel_fields() - _COMMON_KEYS)
         if unknown:
             raise ConfigError(f"{where}model.{unknown[0]}: unknown SteelConfig field")
@@ -55,31 +62,38 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
         raise ConfigError(f"{where}model.model_type: cannot build a {model_type!r} config: {e}") from None
 
 
-def load_model_config(spec: str | Path | dict | PretrainedConfig) -> PretrainedConfig:
-    """YAML path | name in configs/model/ | HF model directory | dict | config -> PretrainedConfig."""
+def load_model_config(spec: str | Path | dict | PretrainedConfig, overrides: Iterable[str] = ()) -> PretrainedConfig:
+    """YAML path | name in configs/model/ | HF model directory | dict | config -> PretrainedConfig.
+
+    `overrides` are `key=value` strings (as `--set`) applied before the config is built.
+    """
+    overrides = list(overrides)
     if isinstance(spec, PretrainedConfig):
-        return spec
-    if isinstance(spec, dict):
-        return _config_from_dict(spec, "")
-    path = Path(spec)
-    if path.is_dir():
+        if not overrides:
+            return spec
+        data, source = spec.to_dict(), ""
+    elif isinstance(spec, dict):
+        data, source = dict(spec), ""
+    elif (path := Path(spec)).is_dir():
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise ConfigError(f"{path}: not an HF model directory (no config.json)")
-        model_type = json.loads(cfg_file.read_text()).get("model_type")
-        if model_type == "steel":
-            return SteelConfig.from_pretrained(path)
-        return AutoConfig.from_pretrained(path)
-    if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
+        data, source = json.loads(cfg_file.read_text()), str(cfg_file)
+    elif path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{path}: no such model config file")
         data = json.loads(path.read_text()) if path.suffix == ".json" else read_yaml(path)
-        return _config_from_dict(data, str(path))
-    named = CONFIG_DIR / f"{spec}.yaml"
-    if named.is_file():
-        return _config_from_dict(read_yaml(named), str(named))
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"model config {str(spec)!r}: not a file, an HF directory or a name in {known}")
+        source = str(path)
+    elif (named := CONFIG_DIR / f"{spec}.yaml").is_file():
+        data, source = read_yaml(named), str(named)
+    else:
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"model config {str(spec)!r}: not a file, an HF directory or a name in {known}")
+    try:
+        data = apply_overrides(data, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+    return _config_from_dict(data, source)
 
 
 def build_model(config: PretrainedConfig | str | Path | dict) -> PreTrainedModel:

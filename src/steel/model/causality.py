@@ -50,7 +50,8 @@ def check_causal(
         other[:, t + 1 :] = (ids[:, t + 1 :] + offset) % vocab_size
         logits = model(input_ids=other, use_cache=False).logits.float()
         per_t[t] = (logits[:, : t + 1] - base[:, : t + 1]).abs().max().item()
-    model.train(was_training)
+    # Plain nn.Module.train: restoring the mode is not "starting to train" (no leaking-variant warning).
+    torch.nn.Module.train(model, was_training)
     worst_t = max(per_t, key=per_t.get)
     scale = base.abs().max().item()
     return CausalityReport(per_t[worst_t], worst_t, scale, per_t, rtol * max(scale, 1.0))

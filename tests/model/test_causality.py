@@ -1,0 +1,74 @@
+"""Causality: zero leak for the causal variants, a measured leak for soft MoE v2/v3; the CLI exit status;
+the leaking-variant warning (loud, once per process, naming the variant)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from steel.cli import main
+from steel.model import build_model
+from steel.model import modeling_steel
+from steel.model.causality import check_causal
+
+CAUSAL_FFNS = ["swiglu", "senet", "soft_moe_v1", "soft_moe_causal"]
+
+
+def _model(tiny_config, ffn, **fields):
+    torch.manual_seed(0)
+    # initializer_range 0.2: at the default 0.02 the MoE branch (products of four small matrices in a SENet)
+    # is ~1e-6 of the logits, so a leak would hide in it; 0.2 gives it the weight it has in a trained model.
+    return build_model(tiny_config(ffn_type=ffn, initializer_range=0.2, **fields))
+
+
+@pytest.mark.parametrize("ffn,fields", [(f, {}) for f in CAUSAL_FFNS] + [("soft_moe_causal", {"moe_chunk_size": 3})])
+def test_causal_variants_do_not_leak(tiny_config, ffn, fields):
+    r = check_causal(_model(tiny_config, ffn, **fields), 512, seq_len=12)
+    assert r.max_leak == 0.0, f"{ffn}: logits at positions <= {r.worst_t} moved by {r.max_leak}"
+    assert not r.leaks
+
+
+@pytest.mark.parametrize("ffn", ["soft_moe_v2", "soft_moe_v3"])
+def test_soft_moe_v2_v3_leak_the_future(tiny_config, ffn):
+    r = check_causal(_model(tiny_config, ffn), 512, seq_len=12)
+    assert r.leaks
+    # Not float noise: the change is a visible fraction of the logits (measured ~0.1-1x of max |logit|).
+    assert r.max_leak > 1e-2 * r.logit_scale, (r.max_leak, r.logit_scale)
+    # Even position 0 sees the future: its output mixes slots built from the whole sequence.
+    assert r.per_t[0] > 1e-3 * r.logit_scale
+
+
+def test_check_causal_cli_exit_status(capsys):
+    assert main(["model", "check-causal", "tiny", "--init-std", "0.2", "--seq-len", "8"]) == 1
+    assert "LEAKS" in capsys.readouterr().out
+    assert main(["model", "check-causal", "tiny", "--init-std", "0.2", "--seq-len", "8",
+                 "--set", "ffn_type=soft_moe_causal"]) == 0
+    assert "causal" in capsys.readouterr().out
+
+
+def test_leaking_variant_warns_once(tiny_config, monkeypatch):
+    monkeypatch.setattr(modeling_steel, "_WARNED_LEAKING", set())  # a fresh "process" for this test
+    ids = torch.randint(0, 512, (2, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        causal = build_model(tiny_config(ffn_type="soft_moe_causal"))
+        causal.train()
+        causal(input_ids=ids, labels=ids).loss.backward()
+        assert not [w for w in caught if issubclass(w.category, modeling_steel.SteelCausalityWarning)]
+        for _ in range(2):  # two models, two train() calls, two training steps: still one warning
+            model = build_model(tiny_config(ffn_type="soft_moe_v3"))
+            model.train()
+            model(input_ids=ids, labels=ids).loss.backward()
+    leak_warnings = [w for w in caught if issubclass(w.category, modeling_steel.SteelCausalityWarning)]
+    assert len(leak_warnings) == 1
+    assert "soft_moe_v3" in str(leak_warnings[0].message) and "NOT causal" in str(leak_warnings[0].message)
+
+
+def test_first_training_step_warns_without_train_call(tiny_config, monkeypatch):
+    monkeypatch.setattr(modeling_steel, "_WARNED_LEAKING", set())
+    model = build_model(tiny_config(ffn_type="soft_moe_v2"))  # nn.Module starts in training mode
+    ids = torch.randint(0, 512, (1, 8))
+    with pytest.warns(modeling_steel.SteelCausalityWarning, match="soft_moe_v2"):
+        model(input_ids=ids, labels=ids).loss.backward()

@@ -1,0 +1,53 @@
+"""Document masking: in a packed row, each document is computed as if it were alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steel.model import build_model
+from steel.model.modeling_steel import document_ids, document_position_ids
+
+EOS = 0  # tiny.yaml's eos_token_id
+
+
+def test_document_ids_and_positions():
+    ids = torch.tensor([[5, 6, EOS, 7, EOS, EOS, 8, 9]])
+    doc = document_ids(ids, EOS)
+    assert doc.tolist() == [[0, 0, 0, 1, 1, 2, 3, 3]]
+    assert document_position_ids(doc).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("ffn", ["swiglu", "senet", "soft_moe_v1"])
+def test_packed_row_equals_documents_alone(tiny_config, ffn, attn):
+    torch.manual_seed(0)
+    cfg = tiny_config(ffn_type=ffn, document_mask=True, initializer_range=0.2)
+    cfg._attn_implementation = attn
+    model = build_model(cfg).eval()
+    docs = [torch.randint(1, 512, (n,)) for n in (5, 3, 7)]
+    docs = [torch.cat([d, torch.tensor([EOS])]) for d in docs[:2]] + [docs[2]]  # last doc cut by the row end
+    packed = torch.cat(docs)[None]  # (1, 17)
+    with torch.no_grad():
+        out = model(input_ids=packed).logits[0]
+        alone = torch.cat([model(input_ids=d[None]).logits[0] for d in docs])
+        plain = build_model(tiny_config(ffn_type=ffn, initializer_range=0.2))
+        plain.load_state_dict(model.state_dict())
+        unmasked = plain.eval()(input_ids=packed).logits[0]
+    # Same rows, same keys after masking; SDPA/eager over 17 vs <= 7 keys sums masked zeros: fp32 ulps.
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
+    # And the option matters: without it the second and third documents see the first.
+    assert (unmasked[6:] - alone[6:]).abs().max() > 1e-3
+
+
+def test_no_attention_across_eos(tiny_config):
+    """Perturbing a document changes nothing in the other documents of the row (before or after it)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type="senet", document_mask=True, initializer_range=0.2)).eval()
+    row = torch.tensor([[3, 4, 5, EOS, 6, 7, 8, 9, EOS, 10, 11]])
+    other = row.clone()
+    other[0, 4:8] = torch.tensor([20, 21, 22, 23])  # rewrite the middle document
+    with torch.no_grad():
+        a, b = model(input_ids=row).logits, model(input_ids=other).logits
+    assert torch.equal(a[:, :4], b[:, :4]) and torch.equal(a[:, 9:], b[:, 9:])
+    assert not torch.equal(a[:, 4:8], b[:, 4:8])
