@@ -82,15 +82,15 @@ def jaccard_estimate(s1: np.ndarray, s2: np.ndarray) -> float:
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(b, r) with b*r <= num_perm minimizing the weighted false positive/negative probability mass."""
     best, best_err = (1, num_perm), float("inf")
+    x_fp = np.linspace(0.0, threshold, 201)
+    x_fn = np.linspace(threshold, 1.0, 201)
     for b in range(1, num_perm + 1):
-        r = num_perm // b
-        x_fp = np.linspace(0.0, threshold, 201)
-        x_fn = np.linspace(threshold, 1.0, 201)
-        fp = np.trapezoid(1 - (1 - x_fp**r) ** b, x_fp)
-        fn = np.trapezoid((1 - x_fn**r) ** b, x_fn)
-        err = fp_weight * fp + fn_weight * fn
-        if err < best_err:
-            best, best_err = (b, r), err
+        for r in range(1, num_perm // b + 1):
+            fp = np.trapezoid(1 - (1 - x_fp**r) ** b, x_fp)
+            fn = np.trapezoid((1 - x_fn**r) ** b, x_fn)
+            err = fp_weight * fp + fn_weight * fn
+            if err < best_err:
+                best, best_err = (b, r), err
     return best
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
+
 from steel.config import ConfigError, from_dict
 
 FILTERS: dict[str, type[Filter]] = {}
@@ -32,7 +34,6 @@ _CLASS_RE = {
     "symbol": re.compile(r"[^\w\s]"),  # punctuation and symbols (Chinese punctuation included)
     "whitespace": re.compile(r"\s"),
 }
-_LETTER_RE = re.compile(r"[^\W\d_]")  # letters of any script (Han characters are letters)
 _WS_RE = re.compile(r"\s")
 
 
@@ -115,7 +116,7 @@ class ScriptShare(Filter):
             raise ConfigError(f"min_share: must be in [0, 1], got {self.min_share}")
 
     def keep(self, text):
-        letters = _count(_LETTER_RE, text)
+        letters = sum(map(str.isalpha, text))  # NOTE: 3x faster than a [^\W\d_] regex; Han characters are alpha
         if letters == 0:
             return self.min_share == 0.0
         return _count(_CLASS_RE[self.script], text) / letters >= self.min_share
@@ -158,14 +159,13 @@ class RepeatedLines(Filter):
         return dup_lines / len(lines) <= self.max_line_frac and dup_chars / chars <= self.max_char_frac
 
 
-_WORD_RE = re.compile(f"[{_HAN}]|[^\\W{_HAN}]+")  # a Han character, or a run of other word characters
-
-
 @register("repeated_ngrams")
 @dataclass
 class RepeatedNgrams(Filter):
-    n: int = 10  # n-gram length in words (a Han character counts as one word)
-    max_frac: float = 0.3  # drop when characters covered by n-grams that occur 2+ times / all word chars > this
+    # Character n-grams, so that Chinese (no spaces) and English are treated alike: 20 characters are
+    # ~10-20 Chinese words or ~4 English words.
+    n: int = 20  # n-gram length in characters
+    max_frac: float = 0.3  # drop when the share of characters inside n-grams that occur 2+ times is > this
 
     def validate(self):
         if self.n < 1:
@@ -174,21 +174,29 @@ class RepeatedNgrams(Filter):
             raise ConfigError(f"max_frac: must be in [0, 1], got {self.max_frac}")
 
     def keep(self, text):
-        words = _WORD_RE.findall(text)
         n = self.n
-        if len(words) < n + 1:
+        if len(text) < n + 1:
             return True
-        grams = list(zip(*(words[i:] for i in range(n))))
-        counts = Counter(grams)
-        if len(counts) == len(grams):
-            return True  # no n-gram repeats (the common case, decided without the loop below)
-        covered = bytearray(len(words))
-        for i, g in enumerate(grams):
-            if counts[g] > 1:
-                covered[i : i + n] = b"\1" * n
-        total = sum(map(len, words))
-        dup = sum(len(w) for w, c in zip(words, covered) if c)
-        return dup / total <= self.max_frac
+        # NOTE: vectorized over code points (a Python loop over n-grams is ~10x slower on Chinese).
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        m = len(cps) - n + 1
+        h = np.zeros(m, dtype=np.uint64)
+        for k in range(n):  # uint64 arithmetic wraps mod 2^64: a polynomial hash of the n-gram
+            h = h * np.uint64(0x100000001B3) + cps[k : k + m]
+        order = np.argsort(h)
+        hs = h[order]
+        same = hs[1:] == hs[:-1]
+        dup = np.zeros(m, dtype=bool)  # (m,) in sorted order: equal to a neighbour = occurs 2+ times
+        dup[1:] |= same
+        dup[:-1] |= same
+        starts = order[dup]
+        if len(starts) == 0:
+            return True
+        cover = np.zeros(len(cps) + 1, dtype=np.int64)
+        np.add.at(cover, starts, 1)
+        np.add.at(cover, starts + n, -1)
+        covered = np.count_nonzero(np.cumsum(cover[:-1]))  # characters inside a repeated n-gram
+        return covered / len(cps) <= self.max_frac
 
 
 @register("blocklist")

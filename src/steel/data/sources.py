@@ -163,8 +163,7 @@ class SourceReader:
         if fmt == "jsonl.zst":
             import zstandard
 
-            stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True),
-                                       buffer_size=1 << 20)
+            stream = _lines(_zstd_chunks(raw))
         elif fmt == "jsonl.gz":
             stream = gzip.GzipFile(fileobj=raw)
         else:
@@ -298,6 +297,41 @@ class SourceReader:
         if _bad_utf8(text):
             return Item(line, None, "invalid_utf8", "bytes that are not UTF-8")
         return Item(line, text)
+
+
+def _zstd_chunks(raw) -> Iterator[bytes]:
+    """Decompressed blocks of a (multi-frame) zstd file.
+
+    NOTE: zstandard's stream_reader returns a truncated frame's data without any error, which would
+    lose the rest of a cut file silently; decompressobj tells us whether the last frame was complete.
+    """
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    d, fed = dctx.decompressobj(), False
+    while buf := raw.read(1 << 20):
+        while buf:
+            fed = True
+            out = d.decompress(buf)
+            if out:
+                yield out
+            if d.eof:
+                buf = d.unused_data
+                d, fed = dctx.decompressobj(), False
+            else:
+                buf = b""
+    if fed:
+        raise EOFError("the zstd stream ends inside a frame (truncated file)")
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
 
 
 def _bad_utf8(s: str) -> bool:

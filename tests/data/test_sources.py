@@ -1,0 +1,145 @@
+"""Readers: every format, field mapping, record paths, and the bad-input rejections with file:line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from steel.config import ConfigError, from_dict
+from steel.data.config import DataConfig
+from steel.data.sources import SourceReader, detect_format, expand_paths, parse_record_path
+
+
+def reader(**src) -> SourceReader:
+    src.setdefault("name", "s")
+    src.setdefault("path", ["x"])
+    cfg = from_dict(DataConfig, {"sources": [src], "max_line_bytes": 200, "max_json_file_bytes": 10_000})
+    return SourceReader(cfg.sources[0], cfg)
+
+
+def items(r: SourceReader, path):
+    return [(it.line, it.doc, it.reason) for it in r.read_file(path)]
+
+
+def jsonl_bytes(records) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+
+RECORDS = [{"text": "第一篇"}, {"text": "second doc", "meta": {"body": "nested body"}}, {"text": "三"}]
+
+
+@pytest.mark.parametrize("suffix, compress", [
+    (".jsonl", lambda b: b),
+    (".jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    (".jsonl.gz", gzip.compress),
+])
+def test_jsonl_plain_zst_gz(tmp_path, suffix, compress):
+    p = tmp_path / f"d{suffix}"
+    p.write_bytes(compress(jsonl_bytes(RECORDS)))
+    assert detect_format(p) == suffix[1:]
+    assert items(reader(), p) == [(1, "第一篇", None), (2, "second doc", None), (3, "三", None)]
+
+
+def test_dotted_field_and_missing_field(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(jsonl_bytes(RECORDS))
+    got = items(reader(text_field="meta.body"), p)
+    assert got == [(1, None, "missing_field"), (2, "nested body", None), (3, None, "missing_field")]
+
+
+def test_json_array_and_nested_record_path(tmp_path):
+    arr = tmp_path / "a.json"
+    arr.write_text(json.dumps([{"text": "a"}, {"text": "b"}, 5]), encoding="utf-8")
+    assert items(reader(), arr) == [(1, "a", None), (2, "b", None), (3, None, "not_an_object")]
+
+    squad = {"version": 1, "data": [
+        {"title": "t1", "paragraphs": [{"context": "p11"}, {"context": "p12"}]},
+        {"title": "t2", "paragraphs": [{"context": "p21"}, {"nocontext": 1}]},
+    ]}
+    p = tmp_path / "squad.json"
+    p.write_text(json.dumps(squad), encoding="utf-8")
+    got = items(reader(record_path="data[*].paragraphs[*]", text_field="context"), p)
+    assert [(d, r) for _, d, r in got] == [("p11", None), ("p12", None), ("p21", None), (None, "missing_field")]
+    assert parse_record_path("data[*].paragraphs[0]") == ["data", None, "paragraphs", 0]
+    with pytest.raises(ValueError):
+        parse_record_path("data[x]")
+
+
+def test_json_named_file_holding_jsonl(tmp_path):
+    p = tmp_path / "eval_set.json"  # belle_eval ships JSONL under a .json name
+    p.write_bytes(jsonl_bytes(RECORDS[:2]))
+    assert items(reader(), p) == [(1, "第一篇", None), (2, "second doc", None)]
+
+
+def test_parquet(tmp_path):
+    p = tmp_path / "d.parquet"
+    table = pa.table({"text": ["x", None, "z"], "meta": [{"lang": "en"}, {"lang": "zh"}, {"lang": "en"}]})
+    pq.write_table(table, p, row_group_size=2)
+    assert items(reader(), p) == [(1, "x", None), (2, None, "missing_field"), (3, "z", None)]
+    assert [d for _, d, _ in items(reader(text_field="meta.lang"), p)] == ["en", "zh", "en"]
+
+
+def test_csv_with_quoted_newlines_and_bad_rows(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes(b'id,text\n1,"line one\nline two"\n2,plain\n3,bad \xff byte\n4,a,extra\n')
+    got = items(reader(), p)
+    assert got == [(2, "line one\nline two", None), (4, "plain", None), (5, None, "invalid_utf8"),
+                   (6, None, "malformed_csv")]
+
+
+def test_txt_units(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_bytes("para one\nstill one\n\n\npara two\n".encode())
+    assert items(reader(txt_unit="file"), p) == [(1, "para one\nstill one\n\n\npara two\n", None)]
+    assert items(reader(txt_unit="paragraph"), p) == [(1, "para one\nstill one", None), (5, "para two", None)]
+    assert [(n, d) for n, d, _ in items(reader(txt_unit="line"), p)] == [(1, "para one"), (2, "still one"), (5, "para two")]
+
+
+def test_bad_jsonl_lines_are_rejected_with_line_numbers(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    lines = [
+        b'{"text": "ok"}',
+        b'{"text": "broken',  # malformed JSON
+        b'{"text": "bad \xff\xfe utf8"}',  # invalid UTF-8
+        b'{"title": "no text"}',  # missing field
+        b'{"text": 42}',  # wrong type
+        b'["not", "an", "object"]',
+        b"",  # blank line: not a record
+        b'{"text": "' + b"x" * 300 + b'"}',  # longer than max_line_bytes=200
+        b'{"text": "last"}',
+    ]
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    got = items(reader(), p)
+    assert got == [(1, "ok", None), (2, None, "malformed_json"), (3, None, "invalid_utf8"), (4, None, "missing_field"),
+                   (5, None, "bad_field_type"), (6, None, "not_an_object"), (8, None, "too_large"), (9, "last", None)]
+
+
+def test_unreadable_and_truncated_files(tmp_path):
+    missing = tmp_path / "gone.jsonl"
+    assert items(reader(), missing) == [(0, None, "unreadable_file")]
+    p = tmp_path / "trunc.jsonl.zst"
+    data = zstandard.ZstdCompressor().compress(jsonl_bytes([{"text": f"doc {i * 7919 % 100003}"} for i in range(30000)]))
+    p.write_bytes(data[: len(data) // 2])
+    got = items(reader(), p)
+    assert got[-1][2] == "unreadable_file"  # the rest of the file is one counted rejection
+    assert all(r is None for _, _, r in got[:-1]) and len(got) > 1  # records before the cut are kept
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps([{"text": "y" * 20_000}]))
+    assert items(reader(), big) == [(0, None, "too_large")]
+
+
+def test_globs_and_missing_paths(tmp_path):
+    for name in ("b.jsonl", "a.jsonl", "sub/c.jsonl"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["*.jsonl", "**/c.jsonl", "a.jsonl"]}]})
+    got = expand_paths(cfg.sources[0], tmp_path, 0)
+    assert [p.name for p in got] == ["a.jsonl", "b.jsonl", "c.jsonl"]  # sorted per pattern, unique
+    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["nothing*.jsonl"]}]})
+    with pytest.raises(ConfigError, match=r"sources\[0\].path\[0\]: no file matches"):
+        expand_paths(cfg.sources[0], tmp_path, 0)
