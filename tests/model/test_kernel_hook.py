@@ -1,0 +1,37 @@
+"""config.kernels: the hook resolves steel.kernels functions, and a fused loss never materialises logits."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from steel.model import build_model
+from steel.model import modeling_steel
+
+
+def test_reference_by_default_and_clear_error_without_steel_kernels(tiny_config, monkeypatch):
+    cfg = tiny_config(ffn_type="senet")
+    assert modeling_steel._resolve_kernel(cfg, "rmsnorm") is modeling_steel.rms_norm
+    cfg.kernels = {"rmsnorm": "triton"}
+    monkeypatch.setitem(sys.modules, "steel.kernels", None)  # as in an exported dir without steel
+    with pytest.raises(ImportError, match=r"config.kernels.rmsnorm = 'triton' needs the `steel.kernels` package"):
+        build_model(cfg)
+
+
+def test_fused_cross_entropy_skips_logits(tiny_config):
+    kernels = pytest.importorskip("steel.kernels")
+    torch.manual_seed(0)
+    ref = build_model(tiny_config(ffn_type="swiglu"))
+    fused = build_model(tiny_config(ffn_type="swiglu", kernels="{cross_entropy: triton}"))
+    fused.load_state_dict(ref.state_dict())
+    assert modeling_steel._resolve_kernel(fused.config, "cross_entropy") is kernels.fused_linear_cross_entropy
+    ids = torch.randint(0, 512, (2, 11))
+    labels = ids.clone()
+    labels[:, :3] = -100
+    out_r, out_f = ref(input_ids=ids, labels=labels), fused(input_ids=ids, labels=labels)
+    assert out_f.logits is None and out_r.logits is not None
+    # Same mean cross-entropy computed in chunks by the kernel: fp32 log-sum-exp reordering, ~1e-6 relative.
+    torch.testing.assert_close(out_f.loss, out_r.loss, rtol=1e-5, atol=0)
+    assert fused(input_ids=ids, labels=labels, return_logits=True).logits.shape == (2, 11, 512)
