@@ -19,14 +19,15 @@ CEVAL_HEADER_DEV = ["id", "question", "A", "B", "C", "D", "answer", "explanation
 CEVAL_HEADER_VAL = ["id", "question", "A", "B", "C", "D", "answer"]
 # Answers of the val fixture: C is the answer of 3 of 6 questions in subject 1, 1 of 4 in subject 2.
 VAL_ANSWERS = {"computer_network": "CACBDC", "high_school_history": "ACBD"}
+TOPICS = ["光合作用", "牛顿运动定律", "唐朝诗人", "网络传输协议", "细胞有丝分裂", "长江流域气候", "市场经济体制", "量子力学基础", "古代货币制度", "海洋生物多样性"]
 
 
 def make_ceval_dir(root: Path) -> Path:
     """A C-Eval directory in the released layout: dev (with explanations), val, test (no answers), mapping."""
-    for subject, answers in VAL_ANSWERS.items():
+    for k, (subject, answers) in zip((0, 6), VAL_ANSWERS.items()):
         dev = [[str(i), f"{subject}例题{i}", f"甲{i}", f"乙{i}", f"丙{i}", f"丁{i}", "ABCDA"[i], f"解析{i}"] for i in range(5)]
         write_csv(root / "dev" / f"{subject}_dev.csv", CEVAL_HEADER_DEV, dev)
-        val = [[str(i), f"{subject}问题{i}", "一", "二", "三", "四", a] for i, a in enumerate(answers)]
+        val = [[str(i), f"关于{TOPICS[k + i]}的说法，下列哪项正确", f"{TOPICS[k + i]}甲", "乙", "丙", "丁", a] for i, a in enumerate(answers)]
         write_csv(root / "val" / f"{subject}_val.csv", CEVAL_HEADER_VAL, val)
         write_csv(root / "test" / f"{subject}_test.csv", CEVAL_HEADER_VAL[:-1], [["0", "测试题", "1", "2", "3", "4"]])
     write_json(

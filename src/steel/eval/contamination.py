@@ -1,0 +1,188 @@
+"""`steel eval contamination`: how much of a benchmark's questions appear in training data.
+
+Both sides are normalised the same way (NFKC, lower case, only letters/digits/CJK kept, so spacing
+and punctuation do not hide a copy), then cut into character n-grams. Each question (its stem plus
+its four options) gets the share of its n-grams found anywhere in the training text; it counts as
+contaminated when that share reaches `threshold`. Reported per subject and overall, so a score on a
+subject whose questions were trained on can be discounted (Steel-LLM measured CMMLU 33 -> 36 after
+putting CMMLU-like questions into SFT).
+
+Training data: prepared chunk directories (tokens decoded with the tokenizer found in DIR/tokenizer or
+given with --tokenizer) and/or text files: .json (array or object), .jsonl, .txt, optionally .zst or .gz;
+every string value of a JSON record is read, so any SFT layout works.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import unicodedata
+from pathlib import Path
+from typing import Iterator
+
+from steel.cli import UserError
+from steel.eval.mc import DEFAULT_SPLIT, list_subjects, read_questions, subject_file
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def ngrams(text: str, n: int) -> set[str]:
+    if len(text) < n:
+        return {text} if text else set()
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8")
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _strings(obj) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def _file_texts(path: Path) -> Iterator[str]:
+    name = path.name.removesuffix(".zst").removesuffix(".gz")
+    with _open_text(path) as f:
+        if name.endswith(".jsonl"):
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{i}: invalid JSON ({e.msg})") from None
+                yield "\n".join(_strings(rec))
+        elif name.endswith(".json"):
+            text = f.read()
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                # Some ".json" files are JSON Lines (belle eval); read them as such.
+                for i, line in enumerate(text.splitlines(), 1):
+                    if line.strip():
+                        try:
+                            yield "\n".join(_strings(json.loads(line)))
+                        except json.JSONDecodeError as e:
+                            raise UserError(f"{path}:{i}: neither a JSON document nor JSON Lines ({e.msg})") from None
+                return
+            for rec in data if isinstance(data, list) else [data]:
+                yield "\n".join(_strings(rec))
+        else:
+            yield f.read()
+
+
+def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[str]:
+    from transformers import AutoTokenizer
+
+    from steel.data.chunks import read_chunk
+    from steel.eval.ppl import open_manifest
+
+    manifest = open_manifest(data_dir)
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir else data_dir / "tokenizer"
+    if not tok_dir.is_dir():
+        raise UserError(f"{data_dir}: chunks need a tokenizer to decode; none in {tok_dir}, pass --tokenizer DIR")
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    eos = manifest.get("tokenizer", {}).get("eos_id", tok.eos_token_id)
+    for c in manifest["chunks"]:
+        _h, tokens = read_chunk(data_dir / c["file"])
+        # Decode document by document (EOS-separated) so no n-gram spans two documents.
+        start = 0
+        ends = (tokens == eos).nonzero()[0].tolist() + [len(tokens)]
+        for end in ends:
+            if end > start:
+                yield tok.decode(tokens[start:end].tolist(), skip_special_tokens=True)
+            start = end + 1
+
+
+def training_texts(paths: list[Path], tokenizer_dir: str | Path | None = None) -> Iterator[str]:
+    for p in paths:
+        if p.is_dir():
+            if not (p / "manifest.json").is_file():
+                raise UserError(f"{p}: a directory must be a prepared data dir (manifest.json)")
+            yield from _chunk_texts(p, tokenizer_dir)
+        elif p.is_file():
+            yield from _file_texts(p)
+        else:
+            raise UserError(f"--data {p}: no such file or directory")
+
+
+def contamination_report(data: list[Path], task: str, bench: Path, split: str | None, n: int = 13,
+                         threshold: float = 0.5, tokenizer_dir: str | Path | None = None) -> dict:
+    if n < 1:
+        raise UserError("--n: must be >= 1")
+    if not 0 < threshold <= 1:
+        raise UserError("--threshold: must be in (0, 1]")
+    split = split or DEFAULT_SPLIT[task]
+    questions = []  # (subject, where, n-gram set)
+    index: dict[str, list[int]] = {}  # n-gram -> questions containing it
+    for s in list_subjects(task, bench, split):
+        for q in read_questions(subject_file(task, bench, split, s), task, s, need_answer=False):
+            grams = ngrams(normalize(q.question + "".join(q.choices)), n)
+            for g in grams:
+                index.setdefault(g, []).append(len(questions))
+            questions.append((s, q.where, grams))
+    found: list[set[str]] = [set() for _ in questions]
+    docs = chars = 0
+    for text in training_texts(data, tokenizer_dir):
+        t = normalize(text)
+        docs += 1
+        chars += len(t)
+        # Short texts (shorter than n) are compared whole, matching how short questions are indexed.
+        for g in ngrams(t, n) if len(t) >= n else ({t} if t else set()):
+            hit = index.get(g)
+            if hit:
+                for qi in hit:
+                    found[qi].add(g)
+    subjects: dict[str, dict] = {}
+    flagged = []
+    for qi, (s, where, grams) in enumerate(questions):
+        share = len(found[qi]) / len(grams) if grams else 0.0
+        d = subjects.setdefault(s, {"n": 0, "contaminated": 0, "mean_overlap": 0.0})
+        d["n"] += 1
+        d["mean_overlap"] += share
+        if share >= threshold:
+            d["contaminated"] += 1
+            flagged.append({"where": where, "overlap": round(share, 4)})
+    for d in subjects.values():
+        d["mean_overlap"] /= d["n"]
+        d["rate"] = d["contaminated"] / d["n"]
+    total = sum(d["contaminated"] for d in subjects.values())
+    return {
+        "task": task, "split": split, "n": n, "threshold": threshold,
+        "training": {"paths": [str(p) for p in data], "documents": docs, "normalized_chars": chars},
+        "subjects": subjects, "overall": {"questions": len(questions), "contaminated": total,
+                                          "rate": total / len(questions) if questions else 0.0},
+        "flagged": flagged,
+    }
+
+
+def markdown_contamination(result: dict) -> str:
+    lines = [
+        f"## Contamination of {result['task']} {result['split']} ({result['n']}-gram, threshold {result['threshold']})",
+        "",
+        f"Training text: {result['training']['documents']} documents, {result['training']['normalized_chars']} characters.",
+        f"Contaminated questions: {result['overall']['contaminated']} of {result['overall']['questions']}.",
+        "",
+        "| subject | questions | contaminated | rate | mean n-gram overlap |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for s, d in result["subjects"].items():
+        lines.append(f"| {s} | {d['n']} | {d['contaminated']} | {100 * d['rate']:.1f}% | {100 * d['mean_overlap']:.1f}% |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""`steel eval ppl` against a one-window-at-a-time reference; `steel eval contamination` on planted copies."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_mc import make_ceval_dir
+from tiny_models import build_tiny_llama, write_json
+
+from steel.cli import main as steel_main
+from steel.data.chunks import write_chunk, write_manifest
+from steel.eval import contamination as C
+from steel.eval.ppl import perplexity, windows
+
+
+def _data_dir(root, chunks: dict[str, np.ndarray], vocab: int):
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, toks in chunks.items():
+        write_chunk(root / f"{name}.bin", toks, vocab, "f" * 64)
+        entries.append({"file": f"{name}.bin", "tokens": len(toks), "md5": "-", "source": name})
+    write_manifest(root, {"total_tokens": sum(len(t) for t in chunks.values()), "chunks": entries,
+                          "tokenizer": {"fingerprint": "f" * 64, "vocab_size": vocab, "eos_id": 0}, "sources": {}, "config": {}})
+    return root
+
+
+def test_windows_by_hand():
+    assert windows(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert windows(9, 4) == [(0, 4), (4, 8)]  # a 1-token tail predicts nothing
+
+
+def test_perplexity_matches_reference(tmp_path):
+    model = build_tiny_llama(300)
+    rng = np.random.default_rng(0)
+    chunks = {"a": rng.integers(0, 300, 70), "b": rng.integers(0, 300, 33)}
+    d = _data_dir(tmp_path / "data", chunks, 300)
+    res = perplexity(model, d, seq_len=16, batch_size=3, advance=lambda n: None)
+    nll = {}
+    for name, toks in chunks.items():
+        total, count = 0.0, 0
+        for s, e in windows(len(toks), 16):
+            ids = torch.tensor(toks[s:e], dtype=torch.long)[None]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0].float(), -1)
+            total -= float(logp[torch.arange(e - s - 1), ids[0, 1:]].sum())
+            count += e - s - 1
+        nll[name] = (total, count)
+    # NOTE: fp32, same per-window math, only batching differs: 1e-5 relative covers summation order.
+    for name, (total, count) in nll.items():
+        assert res["sources"][name]["tokens"] == count
+        assert res["sources"][name]["nll"] == pytest.approx(total / count, rel=1e-5)
+    all_nll = sum(t for t, _ in nll.values()) / sum(c for _, c in nll.values())
+    assert res["ppl"] == pytest.approx(math.exp(all_nll), rel=1e-5)
+    assert res["tokens"] == 69 - 4 + 32 - 2 == 95
+
+
+def test_perplexity_cli_and_bad_manifest(tmp_path, tiny_llama_dir, capsys):
+    d = _data_dir(tmp_path / "data", {"a": np.arange(40) % 250}, 261)
+    out = tmp_path / "ppl.json"
+    assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(d), "--seq-len", "8", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["tokens"] == 5 * 7
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{}")
+    assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(tmp_path / "bad")]) == 2
+    assert "not a Steel data manifest" in capsys.readouterr().err
+
+
+def test_normalize_and_ngrams():
+    assert C.normalize("计算机 网络，OSI（七层）!") == "计算机网络osi七层"
+    assert C.ngrams("abcd", 3) == {"abc", "bcd"}
+    assert C.ngrams("ab", 3) == {"ab"}
+
+
+def test_contamination_finds_planted_questions(tmp_path, tiny_tokenizer_dir):
+    bench = make_ceval_dir(tmp_path / "ceval")
+    # Plant computer_network question 2 (reformatted: spacing and punctuation differ) in an SFT file and
+    # high_school_history question 2 in a prepared chunk.
+    sft = write_json(tmp_path / "sft.json", [
+        {"instruction": "关于 唐朝诗人 的说法, 下列哪项正确?\nA. 唐朝诗人甲 B. 乙 C. 丙 D. 丁", "input": "", "output": "C"},
+        {"instruction": "无关的问题", "input": "", "output": "无关的回答"},
+    ])
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    ids = tok.encode("关于古代货币制度的说法，下列哪项正确古代货币制度甲乙丙丁", add_special_tokens=False) + [tok.eos_token_id]
+    ids += tok.encode("别的文本", add_special_tokens=False) + [tok.eos_token_id]
+    d = _data_dir(tmp_path / "data", {"x": np.array(ids)}, len(tok))
+    (d / "manifest.json").write_text((d / "manifest.json").read_text().replace('"eos_id": 0', f'"eos_id": {tok.eos_token_id}'))
+    res = C.contamination_report([sft, d], "ceval", bench, None, n=8, threshold=0.5, tokenizer_dir=tiny_tokenizer_dir)
+    assert res["subjects"]["computer_network"]["contaminated"] == 1
+    assert res["subjects"]["high_school_history"]["contaminated"] == 1
+    assert res["overall"] == {"questions": 10, "contaminated": 2, "rate": 0.2}
+    assert sorted(f["where"].rsplit("/", 1)[1] for f in res["flagged"]) == ["computer_network_val.csv:4", "high_school_history_val.csv:4"]
+    assert res["training"]["documents"] == 4
+    # Other questions share only the template words: partial overlap, below the threshold.
+    assert 0 < res["subjects"]["computer_network"]["mean_overlap"] < 1
+
+
+def test_contamination_cli_errors(tmp_path, capsys):
+    bench = make_ceval_dir(tmp_path / "ceval")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": 1}\n{broken\n')
+    assert steel_main(["eval", "contamination", "--data", str(bad), "--task", "ceval", "--bench", str(bench)]) == 2
+    assert "bad.jsonl:2: invalid JSON" in capsys.readouterr().err
+    out = tmp_path / "c.json"
+    good = write_json(tmp_path / "g.json", [{"q": "nothing related"}])
+    assert steel_main(["eval", "contamination", "--data", str(good), "--task", "ceval", "--bench", str(bench), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["overall"]["contaminated"] == 0
