@@ -56,6 +56,14 @@ def _shared(kind: str, per_file: int) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def qwen_hf(qwen_tokenizer_dir):
+    """The Qwen directory loaded as a transformers fast tokenizer (shared: loading costs ~1 s)."""
+    from steel.tokenizer import load_tokenizer
+
+    return load_tokenizer(qwen_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
 def tricky_strings() -> list[str]:
     return list(TRICKY)
 

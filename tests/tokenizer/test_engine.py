@@ -9,7 +9,6 @@ import shutil
 import pytest
 
 from steel.cli import UserError
-from steel.tokenizer import load_tokenizer
 from steel.tokenizer.engine import load_encoder
 from steel.tokenizer.qwen import build_qwen_tokenizer
 
@@ -37,13 +36,15 @@ def test_engines_and_metadata(engines):
 def test_tiktoken_engine_equals_hf_engine(engines, real_texts, kind):
     tt, hf = engines
     texts = real_texts[kind]
-    assert tt.encode_batch(texts) == hf.encode_batch(texts)
+    want = hf.encode_batch(texts)
+    assert tt.encode_batch(texts) == want
+    assert load_encoder(tt.tokenizer_dir, num_threads=1).encode_batch(texts[:50]) == want[:50]
     assert tt.encode(texts[0]) == hf.encode(texts[0]) == tt.encode_batch(texts[:1])[0]
 
 
-def test_ordinary_text_semantics(engines, tricky_strings, qwen_tokenizer_dir):
+def test_ordinary_text_semantics(engines, tricky_strings, qwen_hf):
     tt, hf = engines
-    ref = load_tokenizer(qwen_tokenizer_dir)
+    ref = qwen_hf
     assert tt.encode_batch(tricky_strings) == hf.encode_batch(tricky_strings)
     for enc in engines:
         ids = enc.encode("a <|endoftext|> b <|im_start|>")
@@ -68,8 +69,8 @@ def test_pickle_rebuilds(engines):
         assert clone.encode("中文 text 123") == enc.encode("中文 text 123")
 
 
-def test_encode_chat_matches_template(engines, qwen_tokenizer_dir):
-    ref = load_tokenizer(qwen_tokenizer_dir)
+def test_encode_chat_matches_template(engines, qwen_hf):
+    ref = qwen_hf
     messages = [
         {"role": "system", "content": "你是 Steel。"},
         {"role": "user", "content": "What is 2+2?\n"},

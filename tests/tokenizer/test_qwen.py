@@ -36,8 +36,8 @@ def reference_encoding(ranks_path) -> tiktoken.Encoding:
 
 
 @pytest.fixture(scope="module")
-def qwen(qwen_tokenizer_dir):
-    return load_tokenizer(qwen_tokenizer_dir)
+def qwen(qwen_hf):
+    return qwen_hf
 
 
 @pytest.fixture(scope="module")

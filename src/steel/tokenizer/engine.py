@@ -195,6 +195,9 @@ class Encoder:
         """Ids of each text, ordinary encoding, no EOS appended."""
         texts = list(texts)
         if self._tt is not None:
+            if self.num_threads == 1:
+                # NOTE: encode_ordinary_batch builds a thread pool per call; a worker process needs none.
+                return [self._tt.encode_ordinary(t) for t in texts]
             kw = {} if self.num_threads is None else {"num_threads": self.num_threads}
             return self._tt.encode_ordinary_batch(texts, **kw)
         # NOTE: encode_batch_fast skips offsets; same ids as encode_batch, faster.
