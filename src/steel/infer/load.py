@@ -78,10 +78,27 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     if tokenizer is not None:
         return Path(tokenizer)
     candidates = [path, path / "tokenizer", path.parent / "tokenizer", path.parent.parent / "tokenizer"]
+    # A run or checkpoint directory: the tokenizer `steel data prepare` left in the training data dirs.
+    candidates += [Path(d) / "tokenizer" for d in _run_data_dirs(path)]
     for c in candidates:
         if (c / "tokenizer.json").is_file() or (c / "tokenizer_config.json").is_file():
             return c
     raise UserError(f"{path}: no tokenizer files found here or in a tokenizer/ folder; pass --tokenizer DIR")
+
+
+def _run_data_dirs(path: Path) -> list[str]:
+    """`data.dirs` of the run's config.yaml (run dir or checkpoint dir), if there is one."""
+    import yaml
+
+    for cfg in (path / "config.yaml", path.parent.parent / "config.yaml"):
+        if cfg.is_file():
+            try:
+                data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError:
+                return []
+            dirs = (data.get("data") or {}).get("dirs") or []
+            return [str(d) for d in dirs] if isinstance(dirs, list) else []
+    return []
 
 
 def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
@@ -126,17 +143,23 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
 
 def model_from_checkpoint(ckpt: Path):
     """Rebuild a SteelForCausalLM from a trainer checkpoint directory (model_config.json + full state dict)."""
-    from steel.model import build_model, load_model_config
+    from transformers import CONFIG_MAPPING
+
+    from steel.cli import UserError
+    from steel.model import build_model
     from steel.train.checkpoint import load_model_state
 
-    cfg = load_model_config(json.loads((ckpt / "model_config.json").read_text(encoding="utf-8")))
+    data = json.loads((ckpt / "model_config.json").read_text(encoding="utf-8"))
+    model_type = data.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise UserError(f"{ckpt}/model_config.json: unknown model_type {model_type!r}")
+    # The file is a PretrainedConfig.to_dict(); from_dict reads it back as save/from_pretrained would.
+    cfg = CONFIG_MAPPING[model_type].from_dict(data)
     model = build_model(cfg)
     state = load_model_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied embeddings legitimately miss lm_head.weight; anything else is a real mismatch.
     missing = [k for k in missing if not (k == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False))]
     if missing or unexpected:
-        from steel.cli import UserError
-
         raise UserError(f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model

@@ -1,0 +1,25 @@
+"""`steel sft CONFIG [--set k=v]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from steel.cli import UserError
+    from steel.sft.train import fit, setup
+    from steel.train.checkpoint import CheckpointError
+    from steel.train.trainer import NonFiniteError
+
+    cfg = setup(args.config, args.set)
+    try:
+        return fit(cfg)
+    except (CheckpointError, NonFiniteError) as e:
+        raise UserError(str(e)) from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("sft", help="supervised fine-tuning on chat data (resumes from RUN_DIR's newest checkpoint)")
+    p.add_argument("config", help="SFT config YAML (see configs/sft/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.set_defaults(func=_sft)

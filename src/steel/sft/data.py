@@ -1,0 +1,279 @@
+"""SFT data: chat files -> mixed conversations -> ChatML token rows with label masks -> batches.
+
+Reading reuses `steel.data.sources` (ShareGPT, Alpaca(+history), OpenAI messages; json/jsonl/zst/
+parquet...) so SFT reads exactly what `steel data prepare` reads. Each conversation is rendered in
+ChatML token by token:
+
+    <|im_start|>{role}\\n{content}<|im_end|>\\n   per message, then <|endoftext|>
+
+Labels (HF convention: label[t] is the token at t, -100 = no loss): by default only the assistant
+turns carry loss -- their content and the `<|im_end|>` that ends them (the model must learn to stop);
+`loss_on_prompt: true` trains on every token as pretraining did. Rows are either packed (several
+conversations per row, each ending in EOS so Steel's `document_mask` keeps attention and positions
+inside a conversation) or padded (one conversation per row, right-padded, pads carry no loss).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from steel.config import ConfigError
+
+IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+IGNORE = -100
+
+
+@dataclass
+class SftDataset:
+    name: str  # label in logs and stats
+    path: list[str]  # files or globs, relative to `root`
+    chat_layout: Literal["sharegpt", "alpaca", "openai"] = "alpaca"  # record layout
+    format: str = "auto"  # file format (auto: from the suffix), as in `steel data prepare`
+    fields: dict[str, str] = field(default_factory=dict)  # rename layout fields, e.g. {instruction: question}
+    system: str | None = None  # system prompt for records that have none
+    weight: float = 1.0  # repeat factor: 2 = every conversation twice, 0.5 = a seeded random half
+    count: int | None = None  # exactly this many conversations (seeded sample; repeats when more than available)
+    filters: list[dict[str, Any]] = field(default_factory=list)  # steel.data.filters specs, on the conversation's text
+
+    def validate(self) -> None:
+        if self.weight < 0:
+            raise ConfigError("weight: must be >= 0")
+        if self.count is not None and self.count < 0:
+            raise ConfigError("count: must be >= 0")
+        from steel.data.filters import build_filters
+
+        build_filters(self.filters)
+
+
+@dataclass
+class SelfCognitionConfig:
+    count: int = 0  # conversations to add (0 = none)
+    name: str = "Steel"  # the model's name in the answers
+    maker: str = "Steel 开发者"  # who made it
+    template: str | None = None  # identity.json-style file with {{name}}/{{author}}; default: built-in templates
+
+    def validate(self) -> None:
+        if self.count < 0:
+            raise ConfigError("count: must be >= 0")
+
+
+@dataclass
+class SftDataConfig:
+    datasets: list[SftDataset] = field(default_factory=list)  # the mixture
+    self_cognition: SelfCognitionConfig = field(default_factory=SelfCognitionConfig)
+    root: str = "."  # base directory of relative dataset paths
+    seq_len: int = 2048  # tokens per row
+    packing: bool = True  # pack conversations into rows (document masking); false = one padded conversation per row
+    loss_on_prompt: bool = False  # also train on system/user tokens and the ChatML markers
+    seed: int = 0  # mixture sampling and epoch order
+
+    def validate(self) -> None:
+        if not self.datasets and self.self_cognition.count == 0:
+            raise ConfigError("datasets: list at least one dataset (or self_cognition.count > 0)")
+        if self.seq_len < 8:
+            raise ConfigError("seq_len: must be >= 8")
+        names = [d.name for d in self.datasets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"datasets: duplicate name {dup[0]!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering + label masking
+
+
+class ChatTokenizer:
+    """Encodes messages as ChatML token ids with a per-token "trainable" flag."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        ids = {}
+        for t in (IM_START, IM_END, ENDOFTEXT):
+            i = tokenizer.convert_tokens_to_ids(t)
+            if not isinstance(i, int) or i < 0 or i == tokenizer.unk_token_id:
+                raise ConfigError(f"tokenizer: no special token {t} (SFT renders ChatML; use Qwen's or steel's tokenizer)")
+            ids[t] = i
+        self.im_start, self.im_end, self.eos = ids[IM_START], ids[IM_END], ids[ENDOFTEXT]
+        self.newline = self._enc("\n")
+
+    def _enc(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False) if text else []
+
+    def encode(self, messages: list[dict], loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+        """-> (input_ids, labels); labels = input_ids where trained, else -100. Ends with EOS."""
+        ids: list[int] = []
+        labels: list[int] = []
+
+        def add(tokens: list[int], train: bool) -> None:
+            ids.extend(tokens)
+            labels.extend(tokens if (train or loss_on_prompt) else [IGNORE] * len(tokens))
+
+        for m in messages:
+            assistant = m["role"] == "assistant"
+            add([self.im_start] + self._enc(m["role"]) + self.newline, False)
+            # NOTE: content and its <|im_end|> carry the loss; the header and the newline after
+            # <|im_end|> are template, which the chat template writes at inference anyway.
+            add(self._enc(m["content"]) + [self.im_end], assistant)
+            add(self.newline, False)
+        add([self.eos], loss_on_prompt)
+        return ids, labels
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and mixing
+
+
+def conversation_text(messages: list[dict]) -> str:
+    return "\n".join(m["content"] for m in messages)
+
+
+def read_dataset(ds: SftDataset, root: Path, stats: dict) -> list[list[dict]]:
+    """All conversations of one dataset that parse and pass its filters; rejections/filters counted in stats."""
+    from steel.data.config import DataConfig, SourceConfig
+    from steel.data.filters import build_filters
+    from steel.data.sources import SourceReader, expand_paths
+
+    src = SourceConfig(name=ds.name, path=list(ds.path), format=ds.format, kind="chat", chat_layout=ds.chat_layout,
+                       fields=dict(ds.fields), system=ds.system)
+    reader = SourceReader(src, DataConfig(sources=[src], root=str(root)))
+    filters = build_filters(ds.filters)
+    st = stats.setdefault(ds.name, {"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
+    out = []
+    for path in expand_paths(src, root, 0):
+        for item in reader.read_file(path):
+            st["read"] += 1
+            if item.doc is None:
+                st["rejected"][item.reason] = st["rejected"].get(item.reason, 0) + 1
+                if len(st["examples"]) < 5:
+                    st["examples"].append(f"{path}:{item.line}: {item.reason} {item.detail}")
+                continue
+            text = conversation_text(item.doc)
+            failed = next((f for f in filters if not f.keep(text)), None)
+            if failed is not None:
+                st["filtered"][failed.key] = st["filtered"].get(failed.key, 0) + 1
+                continue
+            st["kept"] += 1
+            out.append(item.doc)
+    return out
+
+
+def sample(convs: list, ds: SftDataset, rng: random.Random) -> list:
+    """Apply the dataset's count or weight: whole copies first, then a seeded random remainder."""
+    n = len(convs)
+    want = ds.count if ds.count is not None else round(ds.weight * n)
+    if n == 0 or want == 0:
+        return []
+    reps, rest = divmod(want, n)
+    return convs * reps + rng.sample(convs, rest)
+
+
+def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list[dict]]]:
+    """The mixture as (dataset name, messages), in a seeded shuffled order."""
+    from steel.sft.selfcog import self_cognition
+
+    rng = random.Random(cfg.seed)
+    root = Path(cfg.root)
+    mix: list[tuple[str, list[dict]]] = []
+    for ds in cfg.datasets:
+        convs = read_dataset(ds, root, stats)
+        chosen = sample(convs, ds, rng)
+        stats[ds.name]["sampled"] = len(chosen)
+        mix += [(ds.name, c) for c in chosen]
+    sc = cfg.self_cognition
+    if sc.count:
+        convs = self_cognition(sc.name, sc.maker, sc.count, cfg.seed, sc.template)
+        stats["self_cognition"] = {"read": len(convs), "kept": len(convs), "sampled": len(convs)}
+        mix += [("self_cognition", c) for c in convs]
+    rng.shuffle(mix)
+    return mix
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rows and batches
+
+
+def make_rows(encoded: list[tuple[list[int], list[int]]], seq_len: int, packing: bool, pad_id: int,
+              stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (input_ids, labels), each (N, seq_len). Conversations longer than seq_len are dropped (counted).
+
+    Packing fills rows greedily in order and never splits a conversation; the rest of a row is EOS
+    padding with no loss (a pad "document" of its own under document masking).
+    """
+    rows: list[tuple[list[int], list[int]]] = []
+    too_long = 0
+    cur_ids: list[int] = []
+    cur_lab: list[int] = []
+    for ids, labels in encoded:
+        if len(ids) > seq_len:
+            too_long += 1
+            continue
+        if not packing or len(cur_ids) + len(ids) > seq_len:
+            if cur_ids:
+                rows.append((cur_ids, cur_lab))
+            cur_ids, cur_lab = [], []
+        cur_ids = cur_ids + ids
+        cur_lab = cur_lab + labels
+    if cur_ids:
+        rows.append((cur_ids, cur_lab))
+    if stats is not None:
+        stats["too_long_dropped"] = stats.get("too_long_dropped", 0) + too_long
+    if not rows:
+        raise ConfigError(f"seq_len: no conversation fits in {seq_len} tokens ({too_long} too long)")
+    input_ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), seq_len), IGNORE, dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+    return input_ids, labels
+
+
+class SftData:
+    """The trainer's data object: seeded epoch order over fixed rows, exact resume from {seed, epoch, consumed}.
+
+    Rank r of W takes positions r, r + W, ... of the global order, so the global batch does not depend on W.
+    """
+
+    def __init__(self, input_ids: torch.Tensor, labels: torch.Tensor, micro_batch: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.input_ids, self.labels = input_ids, labels
+        self.micro_batch, self.seed, self.rank, self.world_size = micro_batch, seed, rank, world_size
+        self.epoch, self.consumed = 0, 0
+        self._order = self._perm(0)
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.input_ids), generator=g)
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        idx = []
+        for _ in range(self.micro_batch):
+            pos = self.consumed + self.rank
+            while pos >= len(self._order):
+                pos -= len(self._order)
+                self.epoch += 1
+                self.consumed -= len(self._order)
+                self._order = self._perm(self.epoch)
+            idx.append(int(self._order[pos]))
+            self.consumed += self.world_size
+        return {"input_ids": self.input_ids[idx], "labels": self.labels[idx]}
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "consumed": self.consumed, "rows": len(self.input_ids)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("rows") != len(self.input_ids):
+            raise ConfigError(f"sft data: the checkpoint saw {state.get('rows')} rows, the config now gives {len(self.input_ids)}")
+        self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
+        self._order = self._perm(self.epoch)
+
+
+def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    ct = ChatTokenizer(tokenizer)
+    mix = build_conversations(cfg, stats)
+    encoded = [ct.encode(m, cfg.loss_on_prompt) for _name, m in mix]
+    return make_rows(encoded, cfg.seq_len, cfg.packing, ct.eos, stats)

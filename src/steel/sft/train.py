@@ -1,0 +1,133 @@
+"""`steel sft CONFIG`: supervised fine-tuning with the pretraining Trainer and the SFT data of `data.py`.
+
+`setup()` reads and validates the config, `main()` loads the starting model (a pretraining run or
+checkpoint, or any HF directory), builds the token rows and the Trainer, and restores the newest
+checkpoint of `run_dir` when there is one; `fit()` trains. Checkpoints, logs, metrics, DDP/FSDP2,
+exact resume and SIGTERM saves are the Trainer's, as in pretraining.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from steel.config import ConfigError, dump_yaml, load_config, to_dict
+from steel.sft.data import SftData, SftDataConfig, build_sft_rows
+from steel.train.config import CheckpointSection, DataSection, LogSection, OptimSection, ParallelSection, TrainConfig
+
+log = logging.getLogger("steel")
+
+
+@dataclass
+class SftConfig:
+    init: str  # starting model: a pretraining RUN_DIR, a checkpoint dir, or an HF model dir (e.g. a `steel export`)
+    tokenizer: str | None = None  # tokenizer dir (default: found beside `init`, as `steel eval` does)
+    run_dir: str = "runs/sft"  # checkpoints, metrics.jsonl, tb/, train.log, tokenizer/; rerunning resumes
+    max_steps: int = 1000  # optimizer steps
+    micro_batch: int = 8  # rows per rank per forward
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_nonfinite: int = 5  # consecutive non-finite steps that stop the run
+    data: SftDataConfig = field(default_factory=SftDataConfig)
+    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=2e-5, min_lr=2e-6, weight_decay=0.0, warmup_steps=30))
+    parallel: ParallelSection = field(default_factory=ParallelSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    def validate(self) -> None:
+        for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1")
+
+    def trainer_config(self) -> TrainConfig:
+        """The TrainConfig the Trainer reads (its data section only carries seq_len here)."""
+        return TrainConfig(run_dir=self.run_dir, max_steps=self.max_steps, micro_batch=self.micro_batch,
+                           grad_accum=self.grad_accum, max_nonfinite=self.max_nonfinite,
+                           data=DataSection(dirs=[], seq_len=self.data.seq_len, seed=self.data.seed),
+                           optim=self.optim, parallel=self.parallel, checkpoint=self.checkpoint, log=self.log)
+
+
+def setup(config_path: str | None, overrides: list[str] = ()) -> SftConfig:
+    cfg = load_config(SftConfig, config_path, overrides)
+    if config_path is not None and not Path(cfg.data.root).is_absolute():
+        # Dataset paths are relative to data.root, itself relative to the config file unless it exists from the CWD.
+        root = Path(cfg.data.root)
+        if not root.exists() or cfg.data.root == ".":
+            cfg.data.root = str((Path(config_path).parent / root).resolve())
+    return cfg
+
+
+def main(cfg: SftConfig):
+    from steel.infer.load import load_model, load_tokenizer
+    from steel.runlog import setup_run_log
+    from steel.train import checkpoint as ckpt
+    from steel.train.distributed import init_distributed, parallelize
+    from steel.train.metrics import MetricsLogger
+    from steel.train.optim import build_optimizer
+    from steel.train.trainer import Trainer, flops_per_token
+
+    d = init_distributed(cfg.parallel)
+    run_dir = Path(cfg.run_dir)
+    config_yaml = dump_yaml(cfg)
+    tokenizer = load_tokenizer(cfg.init, cfg.tokenizer)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial(run_dir)
+        (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
+    setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
+    if not d.is_main:
+        log.setLevel(logging.WARNING)
+
+    stats: dict = {}
+    input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
+    trained = int((labels != -100).sum())
+    log.info("sft data: %d rows of %d tokens, %d trained tokens (%.1f%% of positions); per dataset: %s",
+             input_ids.shape[0], input_ids.shape[1], trained, 100 * trained / labels.numel(),
+             json.dumps(stats, ensure_ascii=False))
+
+    model = load_model(cfg.init, "cpu", None)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ConfigError(f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}")
+    if cfg.data.packing:
+        if getattr(model.config, "model_type", None) != "steel":
+            raise ConfigError("data.packing: document masking of packed rows needs Steel's model "
+                              f"(this is {model.config.model_type!r}); set data.packing: false")
+        # Packed conversations end with EOS: attention and positions restart there (modeling_steel.document_mask).
+        model.config.document_mask = True
+        model.config.eos_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model.train()
+    tcfg = cfg.trainer_config()
+    fpt = flops_per_token(model.config, model, cfg.data.seq_len)
+    model = parallelize(model, cfg.parallel, d)
+    optimizer = build_optimizer(model, cfg.optim, d.device)
+    data = SftData(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size)
+    metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg))
+    model_config = (model.module if hasattr(model, "module") else model).config.to_dict()
+    trainer = Trainer(tcfg, model, optimizer, data, d, metrics, fpt, {"config_yaml": config_yaml, "model_config": model_config})
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        log.info("resuming from %s", latest)
+        ckpt.load_checkpoint(latest, model, optimizer, d)
+        data.load_state_dict(ckpt.read_json(latest, "data.json"))
+        trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
+    metrics.truncate(trainer.state.step)
+    torch.manual_seed(cfg.data.seed)
+    return trainer
+
+
+def fit(cfg: SftConfig) -> int:
+    from steel.train.distributed import destroy
+
+    trainer = main(cfg)
+    try:
+        status = trainer.train()
+        log.info("sft %s at step %d (%d trained tokens, %d skipped steps)", status, trainer.state.step,
+                 trainer.state.tokens, trainer.state.skipped)
+    finally:
+        trainer.metrics.close()
+        destroy(trainer.d)
+    return 0

@@ -1,0 +1,8 @@
+"""Fixtures for tests/sft: the tiny tokenizer and model of tests/eval/tiny_models.py (test dirs are not packages)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+
+from tiny_models import tiny_llama_dir, tiny_tokenizer_dir  # noqa: E402,F401

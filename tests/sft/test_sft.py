@@ -1,0 +1,187 @@
+"""SFT data: label masking token by token, packing/padding, mixing and filters, self-cognition, resume, `steel sft`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from steel.cli import main as steel_main
+from steel.config import from_dict
+from steel.sft import data as D
+from steel.sft.selfcog import self_cognition
+
+CONV = [
+    {"role": "system", "content": "你是Steel。"},
+    {"role": "user", "content": "1+1等于几？"},
+    {"role": "assistant", "content": "等于2。"},
+    {"role": "user", "content": "Why?"},
+    {"role": "assistant", "content": "Because one plus one is two."},
+]
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+
+
+def test_label_mask_token_by_token(tok):
+    from steel.data.chat import render_chatml
+
+    ids, labels = D.ChatTokenizer(tok).encode(CONV)
+    # Same tokens as the data pipeline's ChatML rendering and as the tokenizer's chat template.
+    text = render_chatml(CONV) + "<|endoftext|>"
+    assert text == tok.apply_chat_template(CONV, tokenize=False) + "<|endoftext|>"
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert ids == enc["input_ids"]
+    # Independent reference from character spans: a token is trained iff it lies inside an assistant
+    # turn's content or is the <|im_end|> closing that turn.
+    trained_chars = set()
+    pos = 0
+    for m in CONV:
+        header = f"<|im_start|>{m['role']}\n"
+        start = pos + len(header)
+        end = start + len(m["content"]) + len("<|im_end|>")
+        if m["role"] == "assistant":
+            trained_chars.update(range(start, end))
+        pos = end + 1  # the "\n" after <|im_end|>
+    expected = [tid if any(c in trained_chars for c in range(a, b)) else -100 for tid, (a, b) in zip(ids, enc["offset_mapping"])]
+    assert labels == expected
+    # Spot checks by decoding: the trained tokens are exactly the two answers with their end markers.
+    trained = tok.decode([t for t in labels if t != -100])
+    assert trained == "等于2。<|im_end|>Because one plus one is two.<|im_end|>"
+    assert ids[-1] == tok.convert_tokens_to_ids("<|endoftext|>") and labels[-1] == -100
+
+
+def test_loss_on_prompt_trains_everything(tok):
+    ids, labels = D.ChatTokenizer(tok).encode(CONV, loss_on_prompt=True)
+    assert labels == ids
+
+
+def test_packing_and_padding_rows(tok):
+    ct = D.ChatTokenizer(tok)
+    convs = [[{"role": "user", "content": "问" * k}, {"role": "assistant", "content": "答" * k}] for k in (1, 2, 30, 3)]
+    enc = [ct.encode(c) for c in convs]
+    lens = [len(e[0]) for e in enc]
+    seq_len = lens[0] + lens[1] + 2  # the first two fit together, the long one (k=30) does not fit at all
+    assert lens[2] > seq_len
+    stats = {}
+    ids, labels = D.make_rows(enc, seq_len, packing=True, pad_id=ct.eos, stats=stats)
+    assert stats["too_long_dropped"] == 1
+    assert ids.shape == (2, seq_len)
+    assert ids[0, : lens[0] + lens[1]].tolist() == enc[0][0] + enc[1][0]
+    assert labels[0, : lens[0] + lens[1]].tolist() == enc[0][1] + enc[1][1]
+    assert ids[0, lens[0] + lens[1] :].tolist() == [ct.eos, ct.eos] and labels[0, lens[0] + lens[1] :].tolist() == [-100, -100]
+    assert ids[1, : lens[3]].tolist() == enc[3][0]
+    ids, labels = D.make_rows(enc, seq_len, packing=False, pad_id=ct.eos)
+    assert ids.shape == (3, seq_len) and ids[1, : lens[1]].tolist() == enc[1][0]
+    assert (labels[1, lens[1] :] == -100).all()
+
+
+def _write(path, records):
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_mixing_counts_weights_and_filters(tmp_path):
+    zh = [{"instruction": f"中文问题{i}", "input": "", "output": f"中文回答{i}"} for i in range(10)]
+    en = [{"instruction": f"English question {i}", "input": "", "output": f"English answer {i}"} for i in range(10)]
+    _write(tmp_path / "mixed.json", zh + en + [{"instruction": "no output"}])
+    _write(tmp_path / "sg.json", [{"conversations": [{"from": "human", "value": "你好"}, {"from": "gpt", "value": "你好！"}]}] * 4)
+    cfg = from_dict(D.SftDataConfig, {
+        "root": str(tmp_path), "seed": 3,
+        "datasets": [
+            # Keep only mostly-Chinese conversations, then take 25 of the 10 kept: two copies + 5.
+            {"name": "zh_only", "path": ["mixed.json"], "count": 25,
+             "filters": [{"name": "script_share", "script": "han", "min_share": 0.5}]},
+            {"name": "half", "path": ["mixed.json"], "weight": 0.5},
+            {"name": "sg", "path": ["sg.json"], "chat_layout": "sharegpt", "weight": 2.0},
+        ],
+        "self_cognition": {"count": 3, "name": "Steel", "maker": "测试组"},
+    })
+    stats = {}
+    mix = D.build_conversations(cfg, stats)
+    assert stats["zh_only"]["read"] == 21 and stats["zh_only"]["kept"] == 10
+    assert stats["zh_only"]["filtered"] == {"script_share": 10} and stats["zh_only"]["rejected"] == {"missing_field": 1}
+    assert "mixed.json:21" in stats["zh_only"]["examples"][0]
+    names = [n for n, _ in mix]
+    assert names.count("zh_only") == 25 and names.count("half") == 10 and names.count("sg") == 8
+    assert names.count("self_cognition") == 3
+    zh_users = [m[0]["content"] for n, m in mix if n == "zh_only"]
+    assert all(u.startswith("中文问题") for u in zh_users)
+    assert all(zh_users.count(u) in (2, 3) for u in zh_users) and len(set(zh_users)) == 10
+    assert len({m[0]["content"] for n, m in mix if n == "half"}) == 10  # sampled without repeats
+    assert D.build_conversations(cfg, {}) == mix  # seeded: the same mixture again
+
+
+def test_self_cognition(tmp_path):
+    convs = self_cognition("Steel", "钢铁团队", 50, seed=1)
+    assert len(convs) == 50
+    assert all("Steel" in c[1]["content"] and "钢铁团队" in c[1]["content"] for c in convs)
+    # The built-in pool has 8x3 Chinese + 6x3 English pairs: all 42 are used before any repeats.
+    assert len({(c[0]["content"], c[1]["content"]) for c in convs}) == 42
+    tpl = _write(tmp_path / "identity.json", [{"instruction": "hi", "input": "", "output": "I am {{name}} by {{author}}."}])
+    assert self_cognition("Steel", "Z", 2, template=tpl) == [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "I am Steel by Z."}]] * 2
+
+
+def test_sft_data_resume_and_world_size():
+    ids = torch.arange(7 * 4).reshape(7, 4)
+    a = D.SftData(ids, ids.clone(), micro_batch=3, seed=5)
+    for _ in range(4):  # crosses an epoch boundary (7 rows)
+        a.next_batch()
+    state = a.state_dict()
+    want = [a.next_batch()["input_ids"] for _ in range(3)]
+    b = D.SftData(ids, ids.clone(), micro_batch=3, seed=5)
+    b.load_state_dict(state)
+    for w in want:
+        assert torch.equal(b.next_batch()["input_ids"], w)
+    # Two ranks with micro_batch 2 see the same global rows as one rank with 4 (interleaved positions).
+    one = D.SftData(ids, ids, micro_batch=4, seed=1).next_batch()["input_ids"]
+    r0 = D.SftData(ids, ids, micro_batch=2, seed=1, rank=0, world_size=2).next_batch()["input_ids"]
+    r1 = D.SftData(ids, ids, micro_batch=2, seed=1, rank=1, world_size=2).next_batch()["input_ids"]
+    assert torch.equal(torch.stack([r0[0], r1[0], r0[1], r1[1]]), one)
+
+
+def test_steel_sft_end_to_end(tmp_path, tiny_tokenizer_dir, tok):
+    from steel.model import build_model, load_model_config
+
+    cfg = load_model_config("tiny")
+    cfg.ffn_type = "soft_moe_v1"
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    build_model(cfg).save_pretrained(str(init))
+    tok.save_pretrained(str(init))
+    _write(tmp_path / "chat.json", [{"instruction": f"问题{i}", "input": "", "output": f"回答{i}"} for i in range(12)])
+    config = tmp_path / "sft.yaml"
+    config.write_text(
+        f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: 3\nmicro_batch: 2\n"
+        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], self_cognition: {count: 4}}\n"
+        "optim: {lr: 1.0e-3, min_lr: 1.0e-4, warmup_steps: 1}\ncheckpoint: {every: 2, keep: 2}\nlog: {every: 1, tensorboard: false}\n",
+        encoding="utf-8",
+    )
+    assert steel_main(["sft", str(config)]) == 0
+    run = tmp_path / "run"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3] and all(m["loss"] == m["loss"] for m in metrics)
+    # Resume: more steps continue from step 3's checkpoint.
+    assert steel_main(["sft", str(config), "--set", "max_steps=4"]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    # The run directory is a model for every other command: its tokenizer and newest checkpoint.
+    from steel.infer.load import load_model, load_tokenizer
+
+    model = load_model(run)
+    assert model.config.document_mask is True
+    assert len(load_tokenizer(run)) == len(tok)
+    assert steel_main(["export", str(run), str(tmp_path / "hf")]) == 0
+
+
+def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_dir, capsys):
+    _write(tmp_path / "chat.json", [{"instruction": "q", "input": "", "output": "a"}])
+    config = tmp_path / "sft.yaml"
+    config.write_text(f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{datasets: [{{name: c, path: [chat.json]}}]}}\n")
+    assert steel_main(["sft", str(config)]) == 2
+    assert "data.packing: document masking of packed rows needs Steel's model" in capsys.readouterr().err
