@@ -70,7 +70,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except ChunkFormatError as e:
         raise UserError(str(e)) from None
     tok = m["tokenizer"]
-    console = Console()
+    console = Console(width=max(100, Console().width))
     console.print(f"[bold]{args.dir}[/]: {m['total_tokens']:,} tokens in {len(m['chunks'])} chunks; tokenizer "
                   f"{tok.get('engine') or ''} vocab {tok['vocab_size']:,} eos {tok['eos_id']} "
                   f"fingerprint {tok['fingerprint'][:16]}")
@@ -78,12 +78,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     per_source_chunks: dict[str, int] = {}
     for c in m["chunks"]:
         per_source_chunks[c.get("source", "?")] = per_source_chunks.get(c.get("source", "?"), 0) + 1
+    details = []
     for name, s in m["sources"].items():
-        fil = ", ".join(f"{k} {v:,}" for k, v in s["filtered"].items() if v) or "-"
-        rej = ", ".join(f"{k} {v:,}" for k, v in s["rejected"].items() if v) or "-"
-        table.add_row(name, s.get("kind", "?"), f"{s.get('weight', 1.0):g}", f"{s['read']:,}", f"{s['kept']:,}", fil, rej,
-                      f"{s.get('tokens', 0):,}", str(per_source_chunks.get(name, 0)))
+        table.add_row(name, s.get("kind", "?"), f"{s.get('weight', 1.0):g}", f"{s['read']:,}", f"{s['kept']:,}",
+                      f"{sum(s['filtered'].values()):,}", f"{sum(s['rejected'].values()):,}", f"{s.get('tokens', 0):,}",
+                      str(per_source_chunks.get(name, 0)))
+        why = [f"{k} {v:,}" for k, v in s["filtered"].items() if v] + [f"{k} {v:,}" for k, v in s["rejected"].items() if v]
+        if why:
+            details.append(f"  {name}: " + ", ".join(why))
     console.print(table)
+    if details:
+        print("dropped by filter / rejected, per reason:\n" + "\n".join(details))
     dd = m.get("dedup", {})
     if dd.get("cross_shard_exact_duplicates") is not None:
         console.print(f"cross-shard exact duplicates (not removed): {dd['cross_shard_exact_duplicates']:,}")
