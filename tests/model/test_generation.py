@@ -46,3 +46,20 @@ def test_soft_moe_v3_cached_generation_is_a_different_computation(tiny_config):
         cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
         step = model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True).logits[:, -1]
     assert (full - step).abs().max() > 1e-2 * full.abs().max()
+
+
+@pytest.mark.parametrize("ffn,fields", VARIANTS, ids=lambda v: str(v))
+def test_left_padded_batch_equals_rows_alone(tiny_config, ffn, fields):
+    """Padding never enters a computation: batched left-padded greedy = each prompt generated alone."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type=ffn, initializer_range=0.2, **fields)).eval()
+    prompts = [torch.randint(1, 512, (n,)) for n in (6, 3)]
+    ids = torch.zeros(2, 6, dtype=torch.long)  # pad id 0, left padding
+    mask = torch.zeros(2, 6, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, 6 - len(p) :], mask[i, 6 - len(p) :] = p, 1
+    kw = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    batched = model.generate(ids, attention_mask=mask, **kw)[:, 6:]
+    for i, p in enumerate(prompts):
+        alone = model.generate(p[None], **kw)[0, len(p) :]
+        assert torch.equal(batched[i], alone), (ffn, i)

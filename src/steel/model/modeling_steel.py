@@ -325,15 +325,23 @@ class SteelSoftMoECausal(SteelSoftMoE):
         super().__init__(config, "v3")
         self.chunk = config.moe_chunk_size
 
-    def _weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _weights(self, x: torch.Tensor, token_mask: torch.Tensor | None):
         logits = self.router_logits(x)  # (B, T, S) fp32
         # NOTE: exp(logits - |scale|) instead of a running max: |logits| <= |scale| bounds it to
         # [exp(-2|scale|), 1] without looking at other tokens, so no future value enters (exact causality).
         w = torch.exp(logits - self.scale.float().abs())  # (B, T, S)
-        return logits, w, F.softmax(logits, dim=-1)
+        if token_mask is not None:
+            w = w * token_mask[..., None].to(w.dtype)
+        return w, F.softmax(logits, dim=-1)
+
+    @staticmethod
+    def _slots(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        """Weighted prefix sums -> slot vectors; an all-padding prefix (den 0) gives zero slots."""
+        return torch.where(den[..., None] > 0, num / den.clamp_min(1e-30)[..., None], 0.0)
 
     def forward(self, x: torch.Tensor, past_key_values: Cache | None = None, layer_idx: int = 0,
-                past_length: int = 0) -> torch.Tensor:
+                past_length: int = 0, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C); token_mask (B, T) 0 for padding, which then never enters a slot."""
         state = None
         if past_key_values is not None:
             states = past_key_values.__dict__.setdefault("steel_moe_state", {})
@@ -345,16 +353,16 @@ class SteelSoftMoECausal(SteelSoftMoE):
                     f"has {past_length}; cropping/reordering a cache is not supported by this variant"
                 )
         if state is None:
-            y, new_state = self._forward_full(x, with_state=past_key_values is not None)
+            y, new_state = self._forward_full(x, past_key_values is not None, token_mask)
             if past_key_values is not None:
                 past_key_values.steel_moe_state[layer_idx] = new_state
             return y
-        return self._forward_step(x, state)
+        return self._forward_step(x, state, token_mask)
 
-    def _forward_full(self, x: torch.Tensor, with_state: bool):
+    def _forward_full(self, x: torch.Tensor, with_state: bool, token_mask: torch.Tensor | None):
         B, T, C = x.shape
         c, K = self.chunk, math.ceil(x.shape[1] / self.chunk)
-        _, w, combine = self._weights(x)  # (B, T, S) each
+        w, combine = self._weights(x, token_mask)  # (B, T, S) each
         xf = x.float()
         # Group 0 = token 0; group k >= 1 = tokens (k-1)c+1 .. kc. Slots of chunk k = prefix sums of groups 0..k.
         num0 = w[:, 0, :, None] * xf[:, 0, None, :]  # (B, S, C)
@@ -366,7 +374,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
             den = torch.cat([den0[:, None], gw.sum(2)], 1).cumsum(1)  # (B, K, S)
         else:
             num, den = num0[:, None], den0[:, None]
-        ys = self.run_experts((num / den[..., None]).to(x.dtype))  # (B, K, S, C)
+        ys = self.run_experts(self._slots(num, den).to(x.dtype))  # (B, K, S, C)
         pad = K * c - T
         comb = F.pad(combine, (0, 0, 0, pad)).reshape(B, K, c, -1).to(x.dtype)  # (B, K, c, S)
         y = torch.einsum("bkjs,bksc->bkjc", comb, ys).reshape(B, K * c, C)[:, :T]  # (B, T, C)
@@ -379,9 +387,9 @@ class SteelSoftMoECausal(SteelSoftMoE):
         }
         return y, state
 
-    def _forward_step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+    def _forward_step(self, x: torch.Tensor, state: dict, token_mask: torch.Tensor | None) -> torch.Tensor:
         """Token-by-token continuation from a cached state (decoding)."""
-        _, w, combine = self._weights(x)
+        w, combine = self._weights(x, token_mask)
         xf, out = x.float(), []
         for i in range(x.shape[1]):
             contrib = w[:, i, :, None] * xf[:, i, None, :]  # (B, S, C)
@@ -389,7 +397,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
                 state["num"] = state["num"] + (state["pnum"] + contrib)
                 state["den"] = state["den"] + (state["pden"] + w[:, i])
                 state["pnum"], state["pden"] = torch.zeros_like(state["pnum"]), torch.zeros_like(state["pden"])
-                state["ys"] = self.run_experts((state["num"] / state["den"][..., None]).to(x.dtype))
+                state["ys"] = self.run_experts(self._slots(state["num"], state["den"]).to(x.dtype))
             else:
                 state["pnum"], state["pden"] = state["pnum"] + contrib, state["pden"] + w[:, i]
             state["seen"] += 1
@@ -426,13 +434,13 @@ class SteelDecoderLayer(GradientCheckpointingLayer):
         self.post_attention_layernorm = SteelRMSNorm(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None,
-                past_length: int = 0, **kwargs):
+                past_length: int = 0, token_mask: torch.Tensor | None = None, **kwargs):
         h = hidden_states + self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
         )
         m = self.post_attention_layernorm(h)
         if isinstance(self.mlp, SteelSoftMoECausal):
-            return h + self.mlp(m, past_key_values, self.layer_idx, past_length)
+            return h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask)
         return h + self.mlp(m)
 
 
@@ -537,11 +545,14 @@ class SteelModel(SteelPreTrainedModel):
         else:
             mask = mask["full_attention"]
 
+        token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
+            token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         h = inputs_embeds
         position_embeddings = self.rotary_emb(h, position_ids)
         for layer in self.layers:
             h = layer(h, attention_mask=mask, position_embeddings=position_embeddings,
-                      past_key_values=past_key_values, past_length=past_length, **kwargs)
+                      past_key_values=past_key_values, past_length=past_length, token_mask=token_mask, **kwargs)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(h), past_key_values=past_key_values if use_cache else None)
 
 
