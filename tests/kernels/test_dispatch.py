@@ -97,3 +97,27 @@ def test_inductor_compiles_all_ops(device):
     for a, b in zip(eager, compiled):
         # NOTE: inductor fuses the torch glue (views, cos/sin) differently; fp32, a few ulps at most.
         assert_close_scaled(b, a, 1e-6)
+
+
+def test_custom_ops_pass_opcheck(device):
+    # torch's own checker: fake (meta) outputs match the real ones in shape/dtype/strides, the schema's
+    # aliasing claims hold, and the autograd registration works under AOT dispatch (what compile uses).
+    g = torch.Generator().manual_seed(6)
+    r = lambda *s: torch.randn(*s, generator=g).to(device)  # noqa: E731
+    x = r(3, 5, 7).transpose(0, 1).requires_grad_()  # non-contiguous input
+    w = r(7).requires_grad_()
+    q, k = r(2, 5, 3, 6).transpose(1, 2).requires_grad_(), r(2, 1, 5, 6).requires_grad_()
+    cos, sin = r(1, 5, 6), r(1, 5, 6)
+    h, wh = r(9, 7).requires_grad_(), r(11, 7).requires_grad_()
+    labels = torch.tensor([1, -100, 3, 0, 2, 10, 4, -100, 5], device=device)
+    y, rstd = torch.ops.steel.rms_norm_fwd(x, w, 1e-6)
+    cases = [
+        (torch.ops.steel.rms_norm_fwd, (x, w, 1e-6)),
+        (torch.ops.steel.rms_norm_bwd, (torch.ones_like(y), x.detach(), w.detach(), rstd.detach())),
+        (torch.ops.steel.rope, (q, k, cos, sin, False)),
+        (torch.ops.steel.silu_mul_fwd, (x, x.detach() + 1)),
+        (torch.ops.steel.silu_mul_bwd, (x.detach(), x.detach(), x.detach())),
+        (torch.ops.steel.fused_linear_ce_fwd, (h, wh, labels, None, -100, 0.1, torch.float32, 4, True)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)

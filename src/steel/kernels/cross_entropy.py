@@ -77,7 +77,7 @@ if HAS_TRITON:
                 tl.store(base + cols, (g * scale).to(LOGITS.dtype.element_ty), mask=mask)
 
 
-_addmm_dtype_ok = True  # cleared if this torch/GPU lacks addmm(out_dtype=) for the fp32 accumulation
+_addmm_dtype_ok = True  # cleared if this torch lacks addmm(out_dtype=) with an fp32 `self` on CUDA
 
 
 def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -86,15 +86,18 @@ def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     if acc.dtype == a.dtype:
         acc.addmm_(a, b)
         return
-    if acc.is_cuda and _addmm_dtype_ok:
-        try:
-            # NOTE: cuBLAS accumulates in fp32 and adds into the fp32 acc in the same call: no bf16
-            # rounding of each chunk's contribution and no (V, C) temporary.
-            torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, out=acc)
-            return
-        except RuntimeError:
-            _addmm_dtype_ok = False
-    acc.add_(torch.mm(a, b))
+    if acc.is_cuda:
+        if _addmm_dtype_ok:
+            try:
+                # NOTE: cuBLAS accumulates in fp32 and adds into the fp32 acc in the same call: no bf16
+                # rounding of each chunk's contribution and no (V, C) temporary.
+                torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, out=acc)
+                return
+            except RuntimeError:  # older torch: `self` must have the inputs' dtype
+                _addmm_dtype_ok = False
+        acc.add_(torch.mm(a, b, out_dtype=acc.dtype))  # fp32 result, one (V, C) temporary
+        return
+    acc.add_(torch.mm(a, b))  # CPU: no out_dtype kernel; each chunk's product is rounded once
 
 
 @torch.library.custom_op("steel::fused_linear_ce_fwd", mutates_args=())
@@ -141,7 +144,7 @@ def _flce_fwd(
                 dh[start:end] = logits @ w  # (n, C)
                 _accumulate_mm(dw, logits.t(), h)  # (V, C) += (V, n) @ (n, C)
                 if bias is not None:
-                    db += logits.float().sum(0)
+                    db += logits.sum(0, dtype=torch.float32)
     loss = loss_rows.sum() / n_valid[0]
     if compute_grad:
         dw = dw.to(weight.dtype)
@@ -155,8 +158,9 @@ def _(hidden, weight, labels, bias, ignore_index, label_smoothing, compute_dtype
     loss = hidden.new_empty((), dtype=torch.float32)
     if not compute_grad:
         return loss, hidden.new_empty((0,)), weight.new_empty((0,)), hidden.new_empty((0,))
-    db = torch.empty_like(bias) if bias is not None else hidden.new_empty((0,))
-    return loss, torch.empty_like(hidden), torch.empty_like(weight), db
+    # Shapes and (contiguous) strides exactly as the real op allocates them.
+    db = bias.new_empty(bias.shape) if bias is not None else hidden.new_empty((0,))
+    return loss, hidden.new_empty(hidden.shape), weight.new_empty(weight.shape), db
 
 
 def _flce_setup(ctx, inputs, output):

@@ -117,7 +117,7 @@ def _rms_norm_bwd(
 
 @_rms_norm_bwd.register_fake
 def _(dy, x, weight, rstd):
-    return torch.empty_like(x), torch.empty_like(weight)
+    return x.new_empty(x.shape), weight.new_empty(weight.shape)  # contiguous, as the real op returns
 
 
 def _rms_norm_setup(ctx, inputs, output):

@@ -55,7 +55,7 @@ def _silu_mul_fwd(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 @_silu_mul_fwd.register_fake
 def _(gate, up):
-    return gate.new_empty(gate.shape, dtype=torch.promote_types(gate.dtype, up.dtype))
+    return gate.new_empty(gate.shape, dtype=torch.promote_types(gate.dtype, up.dtype))  # contiguous
 
 
 @torch.library.custom_op("steel::silu_mul_bwd", mutates_args=())
@@ -70,9 +70,7 @@ def _silu_mul_bwd(dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tup
 
 @_silu_mul_bwd.register_fake
 def _(dy, gate, up):
-    return torch.empty_like(gate, memory_format=torch.contiguous_format), torch.empty_like(
-        up, memory_format=torch.contiguous_format
-    )
+    return gate.new_empty(gate.shape), up.new_empty(up.shape)  # contiguous, as the real op returns
 
 
 def _silu_mul_setup(ctx, inputs, output):
