@@ -60,7 +60,9 @@ class SteelConfig(PretrainedConfig):
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.layer_types is None:
             self.layer_types = ["full_attention"] * self.num_hidden_layers
-        self.kernels = dict(self.kernels or {})
+        if self.kernels == "all":  # the one switch (= steel.kernels.resolve_kernels("all"))
+            self.kernels = {"rmsnorm": "triton", "rope": "triton", "silu_mul": "triton", "cross_entropy": "fused"}
+        self.kernels = dict(self.kernels if self.kernels not in (None, "none") else {})
         super().__post_init__(**kwargs)
         self.validate_steel()
 
