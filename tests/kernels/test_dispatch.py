@@ -66,6 +66,11 @@ def test_names_match_the_model_hook():
     for key, name in K.KERNEL_NAMES.items():
         assert modeling_steel._REFERENCE_KERNELS[key].__name__ == name
         assert callable(getattr(K, name))
+    # the one switch in a model config means the same as here
+    from steel.model.configuration_steel import SteelConfig
+
+    assert SteelConfig(kernels="all").kernels == K.resolve_kernels("all")
+    assert SteelConfig(kernels="none").kernels == {}
 
 
 @pytest.mark.slow  # ~40 s on 2 CPU cores: inductor's C++ codegen for the glue around the custom ops
