@@ -254,8 +254,9 @@ def main(cfg: TrainConfig, add_data: list[str] = ()) -> Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)
         (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
-    setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
-    if not d.is_main:
+    if d.is_main:
+        setup_run_log(run_dir / "train.log", config_yaml)
+    else:
         log.setLevel(logging.WARNING)
 
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
