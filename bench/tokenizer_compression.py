@@ -63,7 +63,9 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocab-sizes", type=int, nargs="*", default=[32000, 64000])
-    ap.add_argument("--code-train-chars", type=int, default=3_000_000, help="cap on stdlib code in the training mix")
+    ap.add_argument(
+        "--code-train-chars", type=int, default=3_000_000, help="cap on stdlib code in the training mix"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-compression", action="store_true")
@@ -102,7 +104,10 @@ def main() -> int:
         train_docs["code"] = code_train
         sizes = {k: sum(map(len, v)) for k, v in train_docs.items()}
         print("training mix (chars): " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in sizes.items()))
-        print("held out (chars):     " + ", ".join(f"{k} {sum(map(len, v)) / 1e6:.2f} M" for k, v in held.items()))
+        print(
+            "held out (chars):     "
+            + ", ".join(f"{k} {sum(map(len, v)) / 1e6:.2f} M" for k, v in held.items())
+        )
         rows = []
         for vocab in args.vocab_sizes:
             t0 = time.perf_counter()
@@ -126,13 +131,19 @@ def main() -> int:
         hf.encode_special_tokens = True  # ordinary text, as the pipeline encodes it
         tt = qwen._tt
         runs = {
-            "HF tokenizers encode_batch (baseline)": lambda: [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)],
-            "HF tokenizers encode_batch_fast": lambda: [e.ids for e in hf.encode_batch_fast(texts, add_special_tokens=False)],
+            "HF tokenizers encode_batch (baseline)": lambda: [
+                e.ids for e in hf.encode_batch(texts, add_special_tokens=False)
+            ],
+            "HF tokenizers encode_batch_fast": lambda: [
+                e.ids for e in hf.encode_batch_fast(texts, add_special_tokens=False)
+            ],
             "tiktoken encode_ordinary_batch": lambda: tt.encode_ordinary_batch(texts),
             f"steel load_encoder ({qwen.engine}) encode_batch": lambda: qwen.encode_batch(texts),
         }
         print()
-        print(f"encode speed on all of pretrain_zh: {len(texts):,} docs, {mb:.1f} MB UTF-8, median of {args.repeats}")
+        print(
+            f"encode speed on all of pretrain_zh: {len(texts):,} docs, {mb:.1f} MB UTF-8, median of {args.repeats}"
+        )
         base, ref_ids = None, None
         for name, fn in runs.items():
             sec, ids = median_time(fn, args.repeats)

@@ -47,7 +47,11 @@ def reference():
 
 def test_special_tokens_and_size(qwen, qwen_tokenizer_dir):
     assert len(qwen) == 151646
-    assert qwen.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [151643, 151644, 151645]
+    assert qwen.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [
+        151643,
+        151644,
+        151645,
+    ]
     assert qwen.eos_token == "<|endoftext|>" and qwen.eos_token_id == 151643
     assert qwen.pad_token_id == 151643 and qwen.bos_token is None
     # The rank file travels with the tokenizer so the tiktoken engine can use it.
@@ -75,7 +79,9 @@ def test_ids_equal_tiktoken_on_real_text(qwen, reference, real_texts, kind):
 
 def test_ids_equal_tiktoken_on_tricky_strings(qwen, reference, tricky_strings):
     for text in tricky_strings:
-        assert qwen(text, add_special_tokens=False)["input_ids"] == reference.encode(text, allowed_special="all"), text
+        assert qwen(text, add_special_tokens=False)["input_ids"] == reference.encode(
+            text, allowed_special="all"
+        ), text
 
 
 def test_decode_round_trip(qwen, real_texts, tricky_strings):
@@ -96,11 +102,17 @@ def test_chat_template(qwen):
     )
     assert qwen.apply_chat_template(messages, tokenize=False) == expected
     gen = qwen.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
-    assert gen == "<|im_start|>system\n你是Steel。<|im_end|>\n<|im_start|>user\n1+1=?<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        gen
+        == "<|im_start|>system\n你是Steel。<|im_end|>\n<|im_start|>user\n1+1=?<|im_end|>\n<|im_start|>assistant\n"
+    )
     # Optional default system message, inserted only when the conversation has none.
     tpl = chatml_template("You are a helpful assistant.")
     with_default = qwen.apply_chat_template(messages[1:2], tokenize=False, chat_template=tpl)
-    assert with_default == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n1+1=?<|im_end|>\n"
+    assert (
+        with_default
+        == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n1+1=?<|im_end|>\n"
+    )
     assert qwen.apply_chat_template(messages, tokenize=False, chat_template=tpl) == expected
     # Tokenized, the markers are single special ids.
     ids = qwen.apply_chat_template(messages[1:2], tokenize=True, return_dict=False)
@@ -132,6 +144,8 @@ def test_cli_small_vocabulary(tmp_path, small_ranks_file, tricky_strings, capsys
     ref = reference_encoding(small_ranks_file)
     assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"]) == [3000, 3002]
     for text in tricky_strings + ["internationalization 中华人民共和国 tokenizers"]:
-        assert tok(text, add_special_tokens=False)["input_ids"] == ref.encode(text, allowed_special="all"), text
+        assert tok(text, add_special_tokens=False)["input_ids"] == ref.encode(text, allowed_special="all"), (
+            text
+        )
     assert main(["tokenizer", "qwen", str(out), "--ranks", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

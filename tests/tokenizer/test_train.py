@@ -77,7 +77,9 @@ def test_round_trip_and_compression(trained, corpus, tricky_strings):
 
 def test_deterministic(tmp_path, corpus, trained):
     d, _ = corpus
-    assert main(["tokenizer", "train", "--input", str(d), "--vocab-size", "1000", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["tokenizer", "train", "--input", str(d), "--vocab-size", "1000", "--out", str(tmp_path)]) == 0
+    )
     assert (tmp_path / "tokenizer.json").read_bytes() == (trained / "tokenizer.json").read_bytes()
 
 
@@ -109,5 +111,19 @@ def test_cli_errors(tmp_path, corpus, capsys):
     d, _ = corpus
     assert main(["tokenizer", "train", "--input", str(d), "--vocab-size", "100", "--out", str(tmp_path)]) == 2
     assert "--vocab-size 100" in capsys.readouterr().err
-    assert main(["tokenizer", "train", "--input", str(tmp_path / "none"), "--vocab-size", "500", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--input",
+                str(tmp_path / "none"),
+                "--vocab-size",
+                "500",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err

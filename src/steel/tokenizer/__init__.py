@@ -19,5 +19,7 @@ def load_tokenizer(path: str | Path):
 
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
-        raise UserError(f"{path}: not a tokenizer directory (no tokenizer.json); build one with `steel tokenizer qwen {path}`")
+        raise UserError(
+            f"{path}: not a tokenizer directory (no tokenizer.json); build one with `steel tokenizer qwen {path}`"
+        )
     return PreTrainedTokenizerFast.from_pretrained(str(path))

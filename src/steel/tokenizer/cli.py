@@ -10,14 +10,35 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND", required=True)
 
     q = sub.add_parser("qwen", help="rebuild Qwen's tokenizer (151,646 ids) from dashscope's qwen.tiktoken")
-    q.add_argument("out_dir", metavar="OUT_DIR", help="directory to write tokenizer.json, tokenizer_config.json, qwen.tiktoken")
-    q.add_argument("--ranks", default=None, help="rank file to use instead of dashscope/resources/qwen.tiktoken")
-    q.add_argument("--default-system", default=None, help="system message the chat template inserts when none is given")
+    q.add_argument(
+        "out_dir",
+        metavar="OUT_DIR",
+        help="directory to write tokenizer.json, tokenizer_config.json, qwen.tiktoken",
+    )
+    q.add_argument(
+        "--ranks", default=None, help="rank file to use instead of dashscope/resources/qwen.tiktoken"
+    )
+    q.add_argument(
+        "--default-system", default=None, help="system message the chat template inserts when none is given"
+    )
     q.set_defaults(func=_qwen)
 
-    t = sub.add_parser("train", help="train a byte-level BPE (Qwen's pre-tokenizer and special tokens) on your corpus")
-    t.add_argument("--input", nargs="+", required=True, metavar="PATH", help="jsonl/jsonl.zst/jsonl.gz/txt files or directories")
-    t.add_argument("--vocab-size", type=int, required=True, help="total ids, the 3 special tokens included (they come last)")
+    t = sub.add_parser(
+        "train", help="train a byte-level BPE (Qwen's pre-tokenizer and special tokens) on your corpus"
+    )
+    t.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="jsonl/jsonl.zst/jsonl.gz/txt files or directories",
+    )
+    t.add_argument(
+        "--vocab-size",
+        type=int,
+        required=True,
+        help="total ids, the 3 special tokens included (they come last)",
+    )
     t.add_argument("--out", required=True, metavar="OUT_DIR", help="directory to write the tokenizer to")
     t.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to be merged")
     t.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only")
@@ -30,7 +51,9 @@ def _qwen(args: argparse.Namespace) -> int:
 
     out = build_qwen_tokenizer(args.out_dir, ranks_path=args.ranks, default_system=args.default_system)
     specials = ", ".join(f"{k}={v}" for k, v in QWEN_SPECIAL_IDS.items())
-    print(f"wrote Qwen tokenizer to {out} (151,646 ids; {specials}; eos/pad <|endoftext|>, chat turns end with <|im_end|>)")
+    print(
+        f"wrote Qwen tokenizer to {out} (151,646 ids; {specials}; eos/pad <|endoftext|>, chat turns end with <|im_end|>)"
+    )
     return 0
 
 
@@ -40,9 +63,15 @@ def _train(args: argparse.Namespace) -> int:
     from steel.tokenizer.train import train_tokenizer
 
     start = time.perf_counter()
-    tok = train_tokenizer(args.input, args.out, args.vocab_size, args.min_frequency, args.limit_docs, args.field)
+    tok = train_tokenizer(
+        args.input, args.out, args.vocab_size, args.min_frequency, args.limit_docs, args.field
+    )
     n = tok.get_vocab_size()
-    note = "" if n == args.vocab_size else f" (asked {args.vocab_size}: the corpus has no more pairs above --min-frequency)"
+    note = (
+        ""
+        if n == args.vocab_size
+        else f" (asked {args.vocab_size}: the corpus has no more pairs above --min-frequency)"
+    )
     print(
         f"wrote a byte-level BPE with {n:,} ids{note} to {args.out} in {time.perf_counter() - start:.1f} s; "
         f"<|endoftext|>={n - 3}, <|im_start|>={n - 2}, <|im_end|>={n - 1}"

@@ -30,7 +30,11 @@ FINGERPRINT_FORMAT = "steel-tokenizer-fingerprint/1"
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map used by byte-level BPE vocabularies (tokenizer.json)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -66,7 +70,9 @@ def fingerprint(tok_json: dict) -> str:
         "model": model,
         "normalizer": tok_json.get("normalizer"),
         "pre_tokenizer": tok_json.get("pre_tokenizer"),
-        "added_tokens": sorted((t["id"], t["content"], bool(t.get("special"))) for t in tok_json.get("added_tokens", [])),
+        "added_tokens": sorted(
+            (t["id"], t["content"], bool(t.get("special"))) for t in tok_json.get("added_tokens", [])
+        ),
     }
     h.update(json.dumps(head, sort_keys=True, ensure_ascii=False).encode())
     h.update(b"\0vocab\0")
@@ -87,7 +93,11 @@ def _tiktoken_pattern(tok_json: dict) -> str | None:
     split, byte_level = pre["pretokenizers"]
     if split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert"):
         return None
-    if byte_level.get("type") != "ByteLevel" or byte_level.get("use_regex") or byte_level.get("add_prefix_space"):
+    if (
+        byte_level.get("type") != "ByteLevel"
+        or byte_level.get("use_regex")
+        or byte_level.get("add_prefix_space")
+    ):
         return None
     return split.get("pattern", {}).get("Regex")
 
@@ -114,7 +124,9 @@ def _tiktoken_incompatibility(tok_json: dict, ranks: dict[bytes, int]) -> str | 
 class Encoder:
     """Ordinary-text encoder over a tokenizer directory; see the module docstring."""
 
-    def __init__(self, tokenizer_dir: str | Path, engine: Engine | None = None, num_threads: int | None = None):
+    def __init__(
+        self, tokenizer_dir: str | Path, engine: Engine | None = None, num_threads: int | None = None
+    ):
         from tokenizers import Tokenizer
 
         self.tokenizer_dir = Path(tokenizer_dir)
@@ -152,7 +164,9 @@ class Encoder:
                 cfg_eos = cfg_eos.get("content")
             eos = cfg_eos or eos
         if eos not in self.special_ids:
-            raise UserError(f"{self.tokenizer_dir}: EOS token {eos!r} is not a special token of tokenizer.json")
+            raise UserError(
+                f"{self.tokenizer_dir}: EOS token {eos!r} is not a special token of tokenizer.json"
+            )
         return self.special_ids[eos]
 
     def _build_tiktoken(self, tok_json: dict, required: bool):
@@ -218,13 +232,15 @@ class Encoder:
         try:
             im_start, im_end = self.special_ids["<|im_start|>"], self.special_ids["<|im_end|>"]
         except KeyError as e:
-            raise UserError(f"{self.tokenizer_dir}: no {e.args[0]} special token; cannot render ChatML") from None
+            raise UserError(
+                f"{self.tokenizer_dir}: no {e.args[0]} special token; cannot render ChatML"
+            ) from None
         newline = self.encode("\n")
         texts = []
         for i, m in enumerate(messages):
             role, content = (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
             if not isinstance(role, str) or not isinstance(content, str):
-                raise ValueError(f"message {i}: needs string 'role' and 'content', got {m!r:.80}")
+                raise TypeError(f"message {i}: needs string 'role' and 'content', got {m!r:.80}")
             texts.append(role + "\n" + content)
         ids: list[int] = []
         for body in self.encode_batch(texts):
@@ -234,7 +250,9 @@ class Encoder:
         return ids
 
 
-def load_encoder(tokenizer_dir: str | Path, engine: Engine | None = None, num_threads: int | None = None) -> Encoder:
+def load_encoder(
+    tokenizer_dir: str | Path, engine: Engine | None = None, num_threads: int | None = None
+) -> Encoder:
     """Encoder for `tokenizer_dir`: tiktoken when the directory carries a matching rank file, else HF.
 
     `engine="hf"` forces HF `tokenizers`; `engine="tiktoken"` fails unless tiktoken is usable.

@@ -31,9 +31,7 @@ from steel.cli import UserError
 
 RANKS_FILE = "qwen.tiktoken"  # the name the rank file carries inside dashscope and inside OUT_DIR
 # NOTE: Qwen's pattern differs from GPT-4's cl100k pattern in `\p{N}` (one digit per piece, not `\p{N}{1,3}`).
-QWEN_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+QWEN_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -51,13 +49,17 @@ def chatml_template(default_system: str | None = None) -> str:
     head = ""
     if default_system is not None:
         if "'" in default_system or "{" in default_system or "\\" in default_system:
-            raise UserError(f"default system message {default_system!r} must not contain quotes, braces or backslashes")
+            raise UserError(
+                f"default system message {default_system!r} must not contain quotes, braces or backslashes"
+            )
         head = (
             "{% if loop.first and message['role'] != 'system' %}"
             "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}{% endif %}"
         )
     return (
-        "{% for message in messages %}" + head + "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+        "{% for message in messages %}"
+        + head
+        + "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
         "+ '<|im_end|>' + '\\n' }}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
@@ -125,7 +127,9 @@ def build_fast_tokenizer(ranks: dict[bytes, int], pattern: str = QWEN_PATTERN) -
     # NOTE: the converter turns ranks into merges ordered by the merged token's rank and sets
     # `ignore_merges=True` (a pre-token that is itself in the vocabulary is one id), which is exactly
     # tiktoken's rule; tests/tokenizer prove the ids equal on real text.
-    tok = _Converter(vocab_file="<ranks>", pattern=pattern, extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    tok = _Converter(
+        vocab_file="<ranks>", pattern=pattern, extra_special_tokens=list(SPECIAL_TOKENS)
+    ).converted()
     for i, name in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(name) == len(ranks) + i, (name, tok.token_to_id(name))
     return tok
@@ -159,7 +163,9 @@ def save_tokenizer_dir(tok: Tokenizer, out_dir: str | Path, default_system: str 
     return out_dir
 
 
-def build_qwen_tokenizer(out_dir: str | Path, ranks_path: str | Path | None = None, default_system: str | None = None) -> Path:
+def build_qwen_tokenizer(
+    out_dir: str | Path, ranks_path: str | Path | None = None, default_system: str | None = None
+) -> Path:
     """Build Qwen's tokenizer into `out_dir` (see the module docstring); returns `out_dir`."""
     ranks_path = Path(ranks_path) if ranks_path is not None else find_qwen_ranks()
     if not ranks_path.is_file():

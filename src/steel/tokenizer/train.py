@@ -94,16 +94,22 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                     except (KeyError, TypeError):
                         raise UserError(f"{path}:{lineno}: no {field!r} field") from None
                     if not isinstance(doc, str):
-                        raise UserError(f"{path}:{lineno}: field {field!r} is {type(doc).__name__}, not a string")
+                        raise UserError(
+                            f"{path}:{lineno}: field {field!r} is {type(doc).__name__}, not a string"
+                        )
                     yield doc
                     if lineno % 256 == 0:
                         advance()
         except UnicodeDecodeError as e:
-            raise UserError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start} of a decoded block)") from None
+            raise UserError(
+                f"{path}: invalid UTF-8 ({e.reason} at byte {e.start} of a decoded block)"
+            ) from None
         advance()
 
 
-def iter_corpus(files: list[Path], field: str = "text", limit_docs: int | None = None, on_bytes=None) -> Iterator[str]:
+def iter_corpus(
+    files: list[Path], field: str = "text", limit_docs: int | None = None, on_bytes=None
+) -> Iterator[str]:
     n = 0
     for path in files:
         for doc in iter_documents(path, field, on_bytes):
@@ -127,12 +133,16 @@ def new_bpe() -> Tokenizer:
     return tok
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2, show_progress: bool = False) -> Tokenizer:
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, min_frequency: int = 2, show_progress: bool = False
+) -> Tokenizer:
     """Train on `texts`; the result has at most `vocab_size` ids, the 3 special tokens last."""
     n_special = len(SPECIAL_TOKENS)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + n_special + 1:
-        raise UserError(f"--vocab-size {vocab_size}: must be at least {len(alphabet) + n_special + 1} (256 bytes + 3 special + 1)")
+        raise UserError(
+            f"--vocab-size {vocab_size}: must be at least {len(alphabet) + n_special + 1} (256 bytes + 3 special + 1)"
+        )
     if min_frequency < 1:
         raise UserError(f"--min-frequency {min_frequency}: must be >= 1")
     tok = new_bpe()
@@ -166,7 +176,9 @@ def train_tokenizer(
         raise UserError(f"--limit-docs {limit_docs}: must be >= 1")
     files = expand_inputs(inputs)
     total = sum(f.stat().st_size for f in files)
-    with progress_bar("reading corpus", total=total, unit="bytes", disable=None if show_progress else True) as advance:
+    with progress_bar(
+        "reading corpus", total=total, unit="bytes", disable=None if show_progress else True
+    ) as advance:
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
         hf_bar = show_progress and sys.stderr.isatty()
         tok = train_bpe(iter_corpus(files, field, limit_docs, advance), vocab_size, min_frequency, hf_bar)
