@@ -307,7 +307,7 @@ class PretrainLoader:
             log.info("data: world size %d -> %d, the global order is re-split", state["world_size"], self.world_size)
         lookup = dict(self._available)
         self.extra_dirs = list(state.get("extra_dirs", []))
-        more = [d for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)] if d not in self.dirs and d.is_dir()]
+        more = list(dict.fromkeys(d for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)] if d not in self.dirs and d.is_dir()))
         if more:
             for a in scan_data_dirs(more, self.weights)[0]:
                 lookup.setdefault(a.md5, a)
@@ -335,7 +335,8 @@ class PretrainLoader:
         self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])
         self.order = EpochOrder.from_state(state["segments"])
         # New chunks in the configured dirs (a new dir, `--add-data`, or files added to a dir) join now.
-        new = [a for a in self._available.values() if a.md5 not in {c.md5 for c in self.chunks}]
+        registered = {c.md5 for c in self.chunks}
+        new = [a for a in self._available.values() if a.md5 not in registered]
         if new:
             base = self.total
             self._append(base, self._register(new), replace=False)
