@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 def cmd_mc(args) -> int:
     import torch
 
-    from steel.eval.mc import McOptions, markdown_report, run_mc
+    from steel.eval.mc import McOptions, load_benchmark, markdown_report, run_mc
     from steel.infer.load import load_model, load_tokenizer
 
     if args.batch_size < 1:
@@ -93,6 +93,7 @@ def cmd_mc(args) -> int:
     )
     if not 0 <= opts.shots <= 5:
         raise UserError(f"--shots {opts.shots}: expected 0..5")
+    load_benchmark(opts)  # bad data fails here, before a large model is loaded
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model, args.tokenizer)
     model = load_model(args.model, _device(args.device), args.dtype)

@@ -414,6 +414,8 @@ def predict_generate_mode(model, tokenizer, messages: list[list[dict]], max_new_
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = [chat_prompt_ids(tokenizer, m) for m in messages]
     stops = stop_token_ids(tokenizer)
+    if mixes_positions(model):
+        batch_size = 1  # padding would leak into a position-mixing FFN (see last_logits)
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     out: list = [None] * len(enc)
     for start in range(0, len(order), batch_size):
