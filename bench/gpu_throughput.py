@@ -41,10 +41,20 @@ from steel.train.distributed import Dist, parallelize
 from steel.train.metrics import peak_flops
 
 LLAMA_SHAPES = {  # the shapes of hf_baseline.py
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-               num_key_value_heads=4),
-    "tiny": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2),
+    "1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+    },
+    "tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 352,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 # Steel variants tried after each baseline, most informative first (a time budget may cut the tail):
 # (name, micro-batch, activation checkpointing, precision). Same micro-batch as the baseline first,
@@ -72,19 +82,33 @@ def emit(obj: dict) -> None:
 def hf_llama(shape: str, vocab: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=2048, tie_word_embeddings=False,
-                      attn_implementation="sdpa", **LLAMA_SHAPES[shape])
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+        **LLAMA_SHAPES[shape],
+    )
     return LlamaForCausalLM(cfg), cfg
 
 
 def steel_config(model: str, shape: str, vocab: int, kernels: str):
     """SteelConfig of `model`: `llama` = the Llama shape as a Steel SwiGLU model (same parameters)."""
     if model == "llama":
-        cfg = load_model_config(dict(
-            model_type="steel", vocab_size=vocab, max_position_embeddings=2048, tie_word_embeddings=False,
-            attention_bias=False, ffn_type="swiglu", rope_theta=10000.0, rms_norm_eps=1e-6,
-            attn_implementation="sdpa", **LLAMA_SHAPES[shape],
-        ))
+        cfg = load_model_config(
+            dict(
+                model_type="steel",
+                vocab_size=vocab,
+                max_position_embeddings=2048,
+                tie_word_embeddings=False,
+                attention_bias=False,
+                ffn_type="swiglu",
+                rope_theta=10000.0,
+                rms_norm_eps=1e-6,
+                attn_implementation="sdpa",
+                **LLAMA_SHAPES[shape],
+            )
+        )
     else:
         cfg = load_model_config("tiny" if shape == "tiny" else "steel-1b")
         cfg._attn_implementation = "sdpa"
@@ -95,7 +119,9 @@ def steel_config(model: str, shape: str, vocab: int, kernels: str):
 def flops(cfg, model: torch.nn.Module, seq: int) -> tuple[float, float]:
     """(true FLOPs per token, 6N + 12 L d T with N the non-embedding parameters)."""
     n = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
-    return float(flops_per_token(cfg, seq)["true"]), 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
+    return float(
+        flops_per_token(cfg, seq)["true"]
+    ), 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
 
 
 # --- optimizers --------------------------------------------------------------------------------------
@@ -131,7 +157,9 @@ class BF16Params:
         torch.nn.utils.clip_grad_norm_(self.master, 1.0)
         self.opt.step()
         with torch.no_grad():
-            torch._foreach_copy_(self.params, self.master)  # round the updated fp32 master into the bf16 params
+            torch._foreach_copy_(
+                self.params, self.master
+            )  # round the updated fp32 master into the bf16 params
         for m, p in zip(self.master, self.params):
             m.grad = p.grad = None
 
@@ -190,12 +218,20 @@ def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, arg
 
     t, loss = time_steps(step, args.steps, args.warmup, device)
     true_fpt, six_fpt = flops(cfg, model, seq)
-    res = dict(model=model_name, vocab=vocab, variant="eager (baseline)", mb=mb, seq=seq, step_s=round(t, 4),
-               tokens_per_s=round(mb * seq / t), peak_mem_gib=round(peak_mem_gib(device), 2), loss=round(loss, 3),
-               true_flops_per_token=true_fpt, six_n_flops_per_token=six_fpt)
-    del model, opt, x
-    release(device)
-    return res
+    res = {
+        "model": model_name,
+        "vocab": vocab,
+        "variant": "eager (baseline)",
+        "mb": mb,
+        "seq": seq,
+        "step_s": round(t, 4),
+        "tokens_per_s": round(mb * seq / t),
+        "peak_mem_gib": round(peak_mem_gib(device), 2),
+        "loss": round(loss, 3),
+        "true_flops_per_token": true_fpt,
+        "six_n_flops_per_token": six_fpt,
+    }
+    return res  # model, optimizer and batch are freed on return; main() then calls release()
 
 
 def run_steel(model_name: str, shape: str, vocab: int, variant: tuple, seq: int, args, device) -> dict:
@@ -224,14 +260,25 @@ def run_steel(model_name: str, shape: str, vocab: int, variant: tuple, seq: int,
     step()  # first call: compiles; not timed
     compile_s = time.perf_counter() - t0
     t, loss = time_steps(step, args.steps, args.warmup, device)
-    res = dict(model=model_name, vocab=vocab, variant=name, mb=mb, seq=seq, step_s=round(t, 4),
-               tokens_per_s=round(mb * seq / t), peak_mem_gib=round(peak_mem_gib(device), 2), loss=round(loss, 3),
-               true_flops_per_token=true_fpt, six_n_flops_per_token=six_fpt, compile=compile_,
-               activation_checkpointing=ac, precision=precision, kernels=args.kernels,
-               first_step_s=round(compile_s, 1))
-    del model, opt, x
-    release(device)
-    return res
+    res = {
+        "model": model_name,
+        "vocab": vocab,
+        "variant": name,
+        "mb": mb,
+        "seq": seq,
+        "step_s": round(t, 4),
+        "tokens_per_s": round(mb * seq / t),
+        "peak_mem_gib": round(peak_mem_gib(device), 2),
+        "loss": round(loss, 3),
+        "true_flops_per_token": true_fpt,
+        "six_n_flops_per_token": six_fpt,
+        "compile": compile_,
+        "activation_checkpointing": ac,
+        "precision": precision,
+        "kernels": args.kernels,
+        "first_step_s": round(compile_s, 1),
+    }
+    return res  # model, optimizer and batch are freed on return; main() then calls release()
 
 
 def with_ratios(res: dict, base: dict | None, peak: float | None) -> dict:
@@ -260,26 +307,41 @@ def matmul_tflops(device: torch.device) -> float:
 def main(argv: list[str] | None = None) -> int:
     global log_file
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tiny", action="store_true", help="toy shapes and vocabularies, seq 32, one step: a CPU smoke run")
-    ap.add_argument("--models", default=None,
-                    help="comma list of llama:VOCAB and steel-1b (default llama:32000,llama:151936,steel-1b; "
-                    "with --tiny llama:1000,llama:3001,steel-1b at toy size)")
+    ap.add_argument(
+        "--tiny", action="store_true", help="toy shapes and vocabularies, seq 32, one step: a CPU smoke run"
+    )
+    ap.add_argument(
+        "--models",
+        default=None,
+        help="comma list of llama:VOCAB and steel-1b (default llama:32000,llama:151936,steel-1b; "
+        "with --tiny llama:1000,llama:3001,steel-1b at toy size)",
+    )
     ap.add_argument("--variants", default=None, help="comma list of Steel variant names (default: all)")
     ap.add_argument("--seq", type=int, default=None, help="sequence length (default 2048; 64 with --tiny)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per run (median reported)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps before timing")
     ap.add_argument("--kernels", default="all", help="Steel's kernels switch: all | none")
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                    help="torch.compile Steel's decoder blocks (default: on with CUDA, off on CPU)")
-    ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="skip the remaining runs once this many seconds have passed (one device call is 600 s)")
+    ap.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile Steel's decoder blocks (default: on with CUDA, off on CPU)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=540.0,
+        help="skip the remaining runs once this many seconds have passed (one device call is 600 s)",
+    )
     ap.add_argument("--log", default=None, help="log file (default $OUT/gpu_throughput.log when $OUT is set)")
     args = ap.parse_args(argv)
     shape = "tiny" if args.tiny else "1b"
     seq = args.seq or (32 if args.tiny else 2048)
     args.steps = args.steps or (1 if args.tiny else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.tiny else 3)
-    args.models = args.models or ("llama:1000,llama:3001,steel-1b" if args.tiny else "llama:32000,llama:151936,steel-1b")
+    args.models = args.models or (
+        "llama:1000,llama:3001,steel-1b" if args.tiny else "llama:32000,llama:151936,steel-1b"
+    )
     base_mb = 2 if args.tiny else 4
     variants = TINY_VARIANTS if args.tiny else STEEL_VARIANTS
     if args.variants:
@@ -288,21 +350,33 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--variants: unknown {sorted(unknown)}; known: {[v[0] for v in variants]}")
         variants = [v for v in variants if v[0] in wanted]
-    log_path = args.log or (str(Path(os.environ["OUT"]) / "gpu_throughput.log") if os.environ.get("OUT") else None)
+    log_path = args.log or (
+        str(Path(os.environ["OUT"]) / "gpu_throughput.log") if os.environ.get("OUT") else None
+    )
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "w")
+        log_file = open(log_path, "w")  # noqa: SIM115 -- module-level sink for emit(), closed at the end
 
-    warnings.filterwarnings("ignore", category=SteelCausalityWarning)  # steel-1b's soft_moe_v3 reads the future
+    warnings.filterwarnings(
+        "ignore", category=SteelCausalityWarning
+    )  # steel-1b's soft_moe_v3 reads the future
     torch._dynamo.config.cache_size_limit = 64  # several models and precisions in one process
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     peak, device_name = peak_flops(device)
-    emit(dict(torch=torch.__version__, device=device_name, peak_tflops=peak and peak / 1e12, seq=seq,
-              shape=shape, argv=sys.argv[1:]))
+    emit(
+        {
+            "torch": torch.__version__,
+            "device": device_name,
+            "peak_tflops": peak and peak / 1e12,
+            "seq": seq,
+            "shape": shape,
+            "argv": sys.argv[1:],
+        }
+    )
     if device.type == "cuda":
-        emit(dict(matmul_bf16_tflops=round(matmul_tflops(device), 1)))
+        emit({"matmul_bf16_tflops": round(matmul_tflops(device), 1)})
 
     start = time.perf_counter()
     results = []
@@ -314,8 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         base = None
         for v in [None, *variants]:
             if time.perf_counter() - start > args.budget_s:
-                emit(dict(model=model_name, vocab=vocab, variant="baseline" if v is None else v[0],
-                          skipped=f"time budget of {args.budget_s:.0f} s spent"))
+                emit(
+                    {
+                        "model": model_name,
+                        "vocab": vocab,
+                        "variant": "baseline" if v is None else v[0],
+                        "skipped": f"time budget of {args.budget_s:.0f} s spent",
+                    }
+                )
                 continue
             try:
                 if v is None:
@@ -323,22 +403,36 @@ def main(argv: list[str] | None = None) -> int:
                     base = res
                 else:
                     res = run_steel(model_name, shape, vocab, v, seq, args, device)
-            except Exception as e:  # an OOM or compile failure must not lose the other rows
-                emit(dict(model=model_name, vocab=vocab, variant="baseline" if v is None else v[0],
-                          error=repr(e)[:400]))
-                release(device)
+            except Exception as e:  # noqa: BLE001 -- an OOM or compile failure must not lose the other rows
+                emit(
+                    {
+                        "model": model_name,
+                        "vocab": vocab,
+                        "variant": "baseline" if v is None else v[0],
+                        "error": repr(e)[:400],
+                    }
+                )
                 continue
+            finally:
+                release(device)
             res = with_ratios(res, None if v is None else base, peak)
             results.append(res)
             emit(res)
 
-    lines = ["| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | peak GiB | x baseline tok/s "
-             "| x baseline mem |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | peak GiB "
+            "| x baseline tok/s | x baseline mem |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['vocab']} | {r['variant']} | {r['tokens_per_s']:,} | {pct(r['mfu'])} "
-                     f"| {pct(r['mfu_6n'])} | {r['peak_mem_gib']} | {r.get('speedup_vs_baseline', 1.0)} "
-                     f"| {r.get('mem_vs_baseline', 1.0)} |")
+        pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"
+        lines.append(
+            f"| {r['model']} | {r['vocab']} | {r['variant']} | {r['tokens_per_s']:,} | {pct(r['mfu'])} "
+            f"| {pct(r['mfu_6n'])} | {r['peak_mem_gib']} | {r.get('speedup_vs_baseline', 1.0)} "
+            f"| {r.get('mem_vs_baseline', 1.0)} |"
+        )
     table = "\n".join(lines)
     print(table, flush=True)
     if log_file is not None:

@@ -2,25 +2,31 @@
 
 TRITON_INTERPRET must be set before `steel.kernels` is imported (Triton picks interpreted vs compiled
 at decoration time); `make test` sets it for the whole run, and this sets it when the kernel tests run
-alone. The `device` fixture gives "cpu" (interpreter) and "cuda" (marked gpu, skipped without CUDA).
+alone on a machine without CUDA. On a GPU machine run `pytest -m gpu tests/kernels` WITHOUT it, so the
+CUDA tests exercise the compiled kernels. The `device` fixture gives "cpu" (interpreter) and "cuda"
+(marked gpu, skipped without CUDA).
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+if not torch.cuda.is_available():  # on a GPU machine the kernels must be compiled, not interpreted
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from steel.kernels import dispatch  # noqa: E402
+import pytest
+
+from steel.kernels import dispatch
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request) -> str:
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs CUDA")
+    if request.param == "cuda" and dispatch.INTERPRET:
+        pytest.skip("TRITON_INTERPRET=1 would interpret the kernels: run the GPU tests without it")
     if request.param == "cpu" and not dispatch.INTERPRET:
         pytest.skip("steel.kernels was imported without TRITON_INTERPRET=1; run with `make test`")
     if not dispatch.HAS_TRITON:

@@ -20,7 +20,8 @@ def test_tiny_run_writes_every_row(tmp_path, monkeypatch, capsys):
     assert [r.get("error") for r in rows] == [None] * len(rows)
     # per model: the baseline, then each tiny Steel variant, with ratios against that baseline
     assert [(r["model"], r["variant"]) for r in rows] == [
-        (m, v) for m in ("llama", "steel-1b")
+        (m, v)
+        for m in ("llama", "steel-1b")
         for v in ["eager (baseline)"] + [name for name, *_ in bench.TINY_VARIANTS]
     ]
     for r in rows:

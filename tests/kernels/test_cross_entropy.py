@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import assert_close_scaled, bf16_rounding
+
 from steel.kernels import fused_linear_cross_entropy, fused_linear_cross_entropy_ref
 
 N, C, V = 37, 67, 203  # odd everything; V=203 -> one 256-wide vocabulary tile with a masked tail
@@ -20,7 +20,7 @@ def _inputs(device, dtype, bias=False):
     labels = torch.randint(0, V, (N,), generator=g)
     labels[::4] = -100  # 10 of 37 ignored (the first and last rows among them)
     labels[-1] = -100
-    to = lambda t: None if t is None else t.to(device, dtype)  # noqa: E731
+    to = lambda t: None if t is None else t.to(device, dtype)
     return to(h), to(w), to(b), labels.to(device)
 
 
@@ -35,7 +35,7 @@ def _run(fn, h, w, b, labels, scale=1.0, **kw):
 @pytest.mark.parametrize("chunk", [16, None])  # 3 chunks (16, 16, 5) and the default (one chunk here)
 def test_fp32_matches_reference(device, smoothing, chunk):
     h, w, b, labels = _inputs(device, torch.float32, bias=True)
-    fused = lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=chunk, impl="triton", **k)  # noqa: E731
+    fused = lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=chunk, impl="triton", **k)
     ours = _run(fused, h, w, b, labels, scale=2.5, label_smoothing=smoothing)
     ref = _run(fused_linear_cross_entropy_ref, h, w, b, labels, scale=2.5, label_smoothing=smoothing)
     for a, r in zip(ours, ref):
@@ -47,8 +47,14 @@ def test_fp32_matches_reference(device, smoothing, chunk):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_bf16_against_fp32_reference(device, smoothing):
     h, w, b, labels = _inputs(device, torch.bfloat16)
-    ours = _run(lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k),
-                h, w, b, labels, label_smoothing=smoothing)
+    ours = _run(
+        lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k),
+        h,
+        w,
+        b,
+        labels,
+        label_smoothing=smoothing,
+    )
     assert ours[0].dtype == torch.float32 and ours[1].dtype == ours[2].dtype == torch.bfloat16
     hf, wf = h.float(), w.float()
     ref = _run(fused_linear_cross_entropy_ref, hf, wf, None, labels, label_smoothing=smoothing)
@@ -80,7 +86,11 @@ def _bf16_error_bounds(h, w, labels, r, dw_roundings=1):
     bound_loss = (r * (ep + x_y) * valid).sum() / n
     g_abs = (p + onehot) * valid / n
     dg = (p * r * (x.abs() + ep) * valid / n) + r * g_abs
-    return bound_loss.item(), dg @ w.abs() + r * g_abs @ w.abs(), dg.t() @ h.abs() + dw_roundings * r * g_abs.t() @ h.abs()
+    return (
+        bound_loss.item(),
+        dg @ w.abs() + r * g_abs @ w.abs(),
+        dg.t() @ h.abs() + dw_roundings * r * g_abs.t() @ h.abs(),
+    )
 
 
 def test_autocast_with_fp32_master_weights(device):
@@ -88,8 +98,9 @@ def test_autocast_with_fp32_master_weights(device):
     # would, and the weight gradient comes back fp32 (accumulated over chunks in fp32).
     h, w, b, labels = _inputs(device, torch.float32)
     with torch.autocast(device, dtype=torch.bfloat16):
-        ours = _run(lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k),
-                    h, w, b, labels)
+        ours = _run(
+            lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k), h, w, b, labels
+        )
         ref = _run(fused_linear_cross_entropy_ref, h, w, b, labels)
     assert ours[1].dtype == ours[2].dtype == torch.float32
     # Both sides compute on the same bf16-rounded h and W; each side is within the bounds of the bf16
@@ -103,7 +114,7 @@ def test_autocast_with_fp32_master_weights(device):
 
 
 def test_no_grad_gives_the_same_loss(device):
-    h, w, b, labels = _inputs(device, torch.float32)
+    h, w, _, labels = _inputs(device, torch.float32)
     with torch.no_grad():
         loss = fused_linear_cross_entropy(h, w, labels, impl="triton")
     assert_close_scaled(loss, fused_linear_cross_entropy_ref(h, w, labels), 1e-6)  # fp32, see above
@@ -111,7 +122,7 @@ def test_no_grad_gives_the_same_loss(device):
 
 def test_compile_matches_eager(device):
     h, w, b, labels = _inputs(device, torch.float32, bias=True)
-    fn = lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k)  # noqa: E731
+    fn = lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k)
     eager = _run(fn, h, w, b, labels, label_smoothing=0.1)
     compiled = _run(torch.compile(fn, backend="aot_eager"), h, w, b, labels, label_smoothing=0.1)
     for a, r in zip(eager, compiled):

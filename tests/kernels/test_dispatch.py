@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_close_scaled
 
 import steel.kernels as K
-from conftest import assert_close_scaled
 from steel.config import ConfigError
 from steel.kernels import dispatch
 
@@ -40,12 +40,18 @@ def test_auto_on_cpu_is_the_reference(monkeypatch):
         assert torch.equal(a, b)
     labels = torch.tensor([1, -100, 3, 0, 2])
     w2 = torch.randn(4, 9, generator=g)
-    assert torch.equal(K.fused_linear_cross_entropy(x, w2, labels), K.fused_linear_cross_entropy_ref(x, w2, labels))
+    assert torch.equal(
+        K.fused_linear_cross_entropy(x, w2, labels), K.fused_linear_cross_entropy_ref(x, w2, labels)
+    )
 
 
 def test_resolve_kernels():
-    assert K.resolve_kernels("all") == {"rmsnorm": "triton", "rope": "triton", "silu_mul": "triton",
-                                        "cross_entropy": "fused"}
+    assert K.resolve_kernels("all") == {
+        "rmsnorm": "triton",
+        "rope": "triton",
+        "silu_mul": "triton",
+        "cross_entropy": "fused",
+    }
     assert set(K.resolve_kernels("none").values()) == {"torch"} == set(K.resolve_kernels(None).values())
     assert K.resolve_kernels({"rope": "triton"})["rope"] == "triton"
     assert K.resolve_kernels({"rope": "triton"})["rmsnorm"] == "torch"
@@ -108,7 +114,7 @@ def test_custom_ops_pass_opcheck(device):
     # torch's own checker: fake (meta) outputs match the real ones in shape/dtype/strides, the schema's
     # aliasing claims hold, and the autograd registration works under AOT dispatch (what compile uses).
     g = torch.Generator().manual_seed(6)
-    r = lambda *s: torch.randn(*s, generator=g).to(device)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g).to(device)
     x = r(3, 5, 7).transpose(0, 1).requires_grad_()  # non-contiguous input
     w = r(7).requires_grad_()
     q, k = r(2, 5, 3, 6).transpose(1, 2).requires_grad_(), r(2, 1, 5, 6).requires_grad_()

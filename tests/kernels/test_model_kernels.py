@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_close_scaled
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import assert_close_scaled
 from steel.kernels import resolve_kernels
 from steel.model import build_model, load_model_config
 
@@ -50,8 +50,14 @@ def test_all_kernels_match_unfused_model(device, ffn_type, monkeypatch):
             out.loss.backward()
         ops.append(seen.names)
         outs.append((out.logits, out.loss, {n: p.grad for n, p in model.named_parameters()}))
-    steel_ops = {"steel::rms_norm_fwd", "steel::rms_norm_bwd", "steel::rope", "steel::silu_mul_fwd",
-                 "steel::silu_mul_bwd", "steel::fused_linear_ce_fwd"}
+    steel_ops = {
+        "steel::rms_norm_fwd",
+        "steel::rms_norm_bwd",
+        "steel::rope",
+        "steel::silu_mul_fwd",
+        "steel::silu_mul_bwd",
+        "steel::fused_linear_ce_fwd",
+    }
     assert steel_ops <= ops[1], f"kernels not used: {steel_ops - ops[1]}"
     assert not any(n.startswith("steel::") for n in ops[0])
     (logits_r, loss_r, grads_r), (logits_f, loss_f, grads_f) = outs

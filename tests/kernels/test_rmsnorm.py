@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_close_scaled, bf16_rounding
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
-from conftest import assert_close_scaled, bf16_rounding
 from steel.kernels import RMSNorm, rms_norm, rms_norm_ref
 
 EPS = 1e-6
@@ -87,7 +87,7 @@ def test_module_keeps_hf_state_dict(device):
 
 def test_compile_matches_eager(device):
     x, w, dy = _inputs(device, torch.float32)
-    fn = lambda a, b: rms_norm(a, b, EPS, impl="triton")  # noqa: E731
+    fn = lambda a, b: rms_norm(a, b, EPS, impl="triton")
     eager = _grads(fn, x, w, dy)
     compiled = _grads(torch.compile(fn, backend="aot_eager", fullgraph=True), x, w, dy)
     for a, b in zip(eager, compiled):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from conftest import assert_close_scaled, bf16_rounding
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb as hf_apply_rotary_pos_emb
 
-from conftest import assert_close_scaled, bf16_rounding
 from steel.kernels import apply_rotary_pos_emb, apply_rotary_pos_emb_ref
 
 B, HQ, HK, T, D = 2, 6, 2, 7, 10  # GQA (3 q heads per k head), odd T, D/2 = 5 is not a power of two
@@ -16,7 +16,9 @@ def _inputs(device, dtype, cos_batch=1):
     # q as HF makes it: a (B, T, H, D) projection viewed as (B, H, T, D): strided, not contiguous
     q = torch.randn(B, T, HQ, D, generator=g).to(device, dtype).transpose(1, 2)
     k = torch.randn(B, T, HK, D, generator=g).to(device, dtype).transpose(1, 2)
-    pos = torch.arange(T, dtype=torch.float32)[None].expand(cos_batch, T) + 3 * torch.arange(cos_batch)[:, None]
+    pos = (
+        torch.arange(T, dtype=torch.float32)[None].expand(cos_batch, T) + 3 * torch.arange(cos_batch)[:, None]
+    )
     inv_freq = 1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
     emb = torch.cat((pos[..., None] * inv_freq,) * 2, dim=-1)  # (cos_batch, T, D)
     dq = torch.randn(B, HQ, T, D, generator=g).to(device, dtype)
@@ -58,7 +60,9 @@ def test_bf16_against_fp32_reference(device):
     q, k, cos, sin, dq, dk = _inputs(device, torch.bfloat16, cos_batch=B)
     ours = _run(lambda *a: apply_rotary_pos_emb(*a, impl="triton"), q, k, cos, sin, dq, dk)
     assert all(t.dtype == torch.bfloat16 for t in ours)
-    ref = _run(apply_rotary_pos_emb_ref, q.float(), k.float(), cos.float(), sin.float(), dq.float(), dk.float())
+    ref = _run(
+        apply_rotary_pos_emb_ref, q.float(), k.float(), cos.float(), sin.float(), dq.float(), dk.float()
+    )
     # NOTE: the kernel computes in fp32 from the same bf16 inputs and rounds once at the store; the
     # magnitude of x1*c - x2*s is at most sqrt(2) * max|x|, so one rounding of max|expected| bounds it.
     for a, b in zip(ours, ref):
@@ -67,7 +71,7 @@ def test_bf16_against_fp32_reference(device):
 
 def test_compile_matches_eager(device):
     q, k, cos, sin, dq, dk = _inputs(device, torch.float32)
-    fn = lambda *a: apply_rotary_pos_emb(*a, impl="triton")  # noqa: E731
+    fn = lambda *a: apply_rotary_pos_emb(*a, impl="triton")
     eager = _run(fn, q, k, cos, sin, dq, dk)
     compiled = _run(torch.compile(fn, backend="aot_eager", fullgraph=True), q, k, cos, sin, dq, dk)
     for a, b in zip(eager, compiled):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import assert_close_scaled, bf16_rounding
+
 from steel.kernels import silu_mul, silu_mul_ref
 
 
@@ -45,7 +45,7 @@ def test_bf16_against_fp32_reference(device):
 
 def test_compile_matches_eager(device):
     gate, up, dy = _inputs(device, torch.float32)
-    fn = lambda g, u: silu_mul(g, u, impl="triton")  # noqa: E731
+    fn = lambda g, u: silu_mul(g, u, impl="triton")
     eager = _run(fn, gate, up, dy)
     compiled = _run(torch.compile(fn, backend="aot_eager", fullgraph=True), gate, up, dy)
     for a, b in zip(eager, compiled):

@@ -44,7 +44,9 @@ def resolve_kernels(spec: Any, field: str = "kernels") -> dict[str, str]:
     if spec == "all":
         return {k: on for k, (_, on) in KERNEL_CHOICES.items()}
     if not isinstance(spec, dict):
-        raise ConfigError(f"{field}: want 'all', 'none' or a mapping of {sorted(KERNEL_CHOICES)}, got {spec!r}")
+        raise ConfigError(
+            f"{field}: want 'all', 'none' or a mapping of {sorted(KERNEL_CHOICES)}, got {spec!r}"
+        )
     out = {k: off for k, (off, _) in KERNEL_CHOICES.items()}
     for key, value in spec.items():
         if key not in KERNEL_CHOICES:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from steel.kernels.dispatch import HAS_TRITON, num_warps_for, use_triton
+from steel.kernels.dispatch import HAS_TRITON, launch_device, num_warps_for, use_triton
 
 # Target elements of one logits chunk: 2**28 is 512 MiB in bf16; vocab 151936 -> 1664 tokens per chunk,
 # vocab 32000 -> 8192. NOTE: large chunks keep the GEMMs efficient and the number of (V, C) gradient
@@ -126,13 +126,13 @@ def _flce_fwd(
         dh = torch.empty((N, C), dtype=hidden.dtype, device=dev)
         # NOTE: fp32 master weights get an fp32 accumulator (their grad is fp32 anyway); bf16 weights
         # accumulate the per-chunk bf16 GEMM results in bf16, as Liger does (few chunks, see CHUNK_ELEMENTS).
-        dw = torch.zeros((V, C), dtype=torch.float32 if weight.dtype == torch.float32 else compute_dtype, device=dev)
-        db = torch.zeros((V,), dtype=torch.float32, device=dev) if bias is not None else hidden.new_empty((0,))
+        dw_dtype = torch.float32 if weight.dtype == torch.float32 else compute_dtype
+        dw = torch.zeros((V, C), dtype=dw_dtype, device=dev)
+        db = hidden.new_zeros((V,), dtype=torch.float32) if bias is not None else hidden.new_empty((0,))
     else:
         dh, dw, db = hidden.new_empty((0,)), weight.new_empty((0,)), hidden.new_empty((0,))
     block_v = min(triton.next_power_of_2(V), MAX_BLOCK_V)
-    launch_ctx = torch.cuda.device(dev) if hidden.is_cuda else torch.autograd.profiler.record_function("steel::ce")
-    with torch.autocast(dev.type, enabled=False), launch_ctx:
+    with torch.autocast(dev.type, enabled=False), launch_device(hidden):
         for start in range(0, N, chunk_size):
             end = min(start + chunk_size, N)
             h = hidden[start:end].to(compute_dtype)  # (n, C)
@@ -175,7 +175,8 @@ def _flce_backward(ctx, dloss, _ddh, _ddw, _ddb):
     if dh.numel() == 0 and dw.numel() == 0:
         raise RuntimeError("fused_linear_cross_entropy: backward through a call made without gradients")
     # The gradients were computed in the forward for a loss gradient of 1; scale by the real one.
-    return dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype), None, (db * dloss.to(db.dtype)) if ctx.has_bias else None, None, None, None, None, None
+    ddb = db * dloss.to(db.dtype) if ctx.has_bias else None
+    return dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype), None, ddb, None, None, None, None, None
 
 
 _flce_fwd.register_autograd(_flce_backward, setup_context=_flce_setup)
@@ -213,7 +214,10 @@ def fused_linear_cross_entropy(
     chunk_size: int | None = None,
     impl: str = "auto",
 ) -> torch.Tensor:
-    """Mean cross-entropy of `hidden @ weight.T + bias` against labels. hidden (N, C), weight (V, C), labels (N,)."""
+    """Mean cross-entropy of `hidden @ weight.T + bias` against `labels`.
+
+    hidden (N, C), weight (V, C), labels (N,) with `ignore_index` entries skipped; returns an fp32 scalar.
+    """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(
             f"fused_linear_cross_entropy: want hidden (N, C) and weight (V, C); got {tuple(hidden.shape)}, "
@@ -222,7 +226,9 @@ def fused_linear_cross_entropy(
     if labels.shape != (hidden.shape[0],):
         raise ValueError(f"fused_linear_cross_entropy: labels {tuple(labels.shape)} != ({hidden.shape[0]},)")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"fused_linear_cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise ValueError(
+            f"fused_linear_cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}"
+        )
     if not use_triton(hidden, impl):
         return fused_linear_cross_entropy_ref(hidden, weight, labels, ignore_index, label_smoothing, bias)
     V = weight.shape[0]

@@ -14,6 +14,7 @@ The rule, per call, from the `impl` argument every public op takes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -43,7 +44,9 @@ def use_triton(x: torch.Tensor, impl: str) -> bool:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "triton":
         if not HAS_TRITON:
-            raise KernelUnavailable("impl='triton' but triton is not installed (pip install 'steel-llm[triton]')")
+            raise KernelUnavailable(
+                "impl='triton' but triton is not installed (pip install 'steel-llm[triton]')"
+            )
         if x.device.type == "cpu" and not INTERPRET:
             raise KernelUnavailable(
                 "impl='triton' on a CPU tensor needs TRITON_INTERPRET=1 set before steel.kernels is imported"
@@ -73,3 +76,8 @@ def num_programs(device: torch.device, rows: int) -> int:
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         return max(1, min(rows, 4 * sms))
     return max(1, min(rows, 4))
+
+
+def launch_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Make t's GPU current for a Triton launch (Triton launches on the current device); no-op on CPU."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

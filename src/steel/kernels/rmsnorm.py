@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from steel.kernels.dispatch import HAS_TRITON, num_programs, num_warps_for, use_triton
+from steel.kernels.dispatch import HAS_TRITON, launch_device, num_programs, num_warps_for, use_triton
 
 if HAS_TRITON:
     import triton
@@ -68,10 +68,6 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
-def _device_ctx(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else torch.autograd.profiler.record_function("steel::cpu")
-
-
 @torch.library.custom_op("steel::rms_norm_fwd", mutates_args=())
 def _rms_norm_fwd(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     C = x.shape[-1]
@@ -80,7 +76,7 @@ def _rms_norm_fwd(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[to
     y = torch.empty((M, C), dtype=torch.promote_types(x.dtype, weight.dtype), device=x.device)
     rstd = torch.empty((M,), dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(C)
-    with _device_ctx(x):
+    with launch_device(x):
         _rms_norm_fwd_kernel[(M,)](
             x2, weight.contiguous(), y, rstd, x2.stride(0), y.stride(0), C, eps,
             BLOCK_C=block, num_warps=num_warps_for(block),
@@ -107,7 +103,7 @@ def _rms_norm_bwd(
     programs = num_programs(x.device, M)
     dw_part = torch.empty((programs, C), dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(C)
-    with _device_ctx(x):
+    with launch_device(x):
         _rms_norm_bwd_kernel[(programs,)](
             dy2, x2, weight.contiguous(), rstd, dx, dw_part, dy2.stride(0), x2.stride(0), dx.stride(0),
             M, C, triton.cdiv(M, programs), BLOCK_C=block, num_warps=num_warps_for(block),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from steel.kernels.dispatch import HAS_TRITON, use_triton
+from steel.kernels.dispatch import HAS_TRITON, launch_device, use_triton
 
 if HAS_TRITON:
     import triton
@@ -80,7 +80,7 @@ def _rope(
     qo = torch.empty(q.shape, dtype=torch.promote_types(q.dtype, cos.dtype), device=q.device)
     ko = torch.empty(k.shape, dtype=torch.promote_types(k.dtype, cos.dtype), device=k.device)
     block_d = triton.next_power_of_2(D // 2)
-    with torch.cuda.device(q.device) if q.is_cuda else torch.autograd.profiler.record_function("steel::rope"):
+    with launch_device(q):
         _rope_kernel[(B * T,)](
             q, k, cos, sin, qo, ko,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
@@ -154,9 +154,11 @@ def apply_rotary_pos_emb(
             f"{tuple(k.shape)}, {tuple(cos.shape)}, {tuple(sin.shape)}"
         )
     B, _, T, D = q.shape
-    if D % 2 or k.shape[0] != B or k.shape[2:] != (T, D) or cos.shape[1:] != (T, D) or cos.shape[0] not in (1, B):
+    agree = k.shape[0] == B and k.shape[2:] == (T, D) and cos.shape[1:] == (T, D) and cos.shape[0] in (1, B)
+    if D % 2 or not agree:
         raise ValueError(
-            f"apply_rotary_pos_emb: shapes do not agree: q {tuple(q.shape)}, k {tuple(k.shape)}, cos {tuple(cos.shape)}"
+            f"apply_rotary_pos_emb: shapes do not agree (or odd head dim): q {tuple(q.shape)}, "
+            f"k {tuple(k.shape)}, cos {tuple(cos.shape)}"
         )
     if not use_triton(q, impl):
         return apply_rotary_pos_emb_ref(q, k, cos, sin)

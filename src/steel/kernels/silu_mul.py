@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from steel.kernels.dispatch import HAS_TRITON, use_triton
+from steel.kernels.dispatch import HAS_TRITON, launch_device, use_triton
 
 BLOCK = 1024  # elements per program: 4 warps x 32 threads x 8 elements
 
@@ -39,16 +39,12 @@ if HAS_TRITON:
         tl.store(DU + offs, (dy * silu).to(DU.dtype.element_ty), mask=mask)
 
 
-def _launch_ctx(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else torch.autograd.profiler.record_function("steel::silu_mul")
-
-
 @torch.library.custom_op("steel::silu_mul_fwd", mutates_args=())
 def _silu_mul_fwd(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     g, u = gate.contiguous(), up.contiguous()
     y = torch.empty(g.shape, dtype=torch.promote_types(g.dtype, u.dtype), device=g.device)
     n = g.numel()
-    with _launch_ctx(g):
+    with launch_device(g):
         _silu_mul_fwd_kernel[(triton.cdiv(n, BLOCK),)](g, u, y, n, BLOCK=BLOCK, num_warps=4)
     return y
 
@@ -59,11 +55,13 @@ def _(gate, up):
 
 
 @torch.library.custom_op("steel::silu_mul_bwd", mutates_args=())
-def _silu_mul_bwd(dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _silu_mul_bwd(
+    dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     dy, g, u = dy.contiguous(), gate.contiguous(), up.contiguous()
     dg, du = torch.empty_like(g), torch.empty_like(u)
     n = g.numel()
-    with _launch_ctx(g):
+    with launch_device(g):
         _silu_mul_bwd_kernel[(triton.cdiv(n, BLOCK),)](dy, g, u, dg, du, n, BLOCK=BLOCK, num_warps=4)
     return dg, du
 
