@@ -69,3 +69,26 @@ def test_all_kernels_match_unfused_model(device, ffn_type, monkeypatch):
     for name in grads_r:
         assert grads_f[name] is not None, name
         assert_close_scaled(grads_f[name], grads_r[name], 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::steel.model.SteelCausalityWarning")
+def test_kernels_under_activation_checkpointing(device, monkeypatch):
+    # AC re-runs each block's forward (custom ops included) inside backward; the result must not change.
+    from steel.train.config import ParallelSection
+    from steel.train.distributed import Dist, parallelize
+
+    monkeypatch.setenv("STEEL_KERNELS_INTERPRET", "1")
+    ids = torch.randint(0, 203, (2, 9), generator=torch.Generator().manual_seed(2)).to(device)
+    grads = []
+    for ac in (False, True):
+        model = _model("all", "soft_moe_v3", device)
+        d = Dist(rank=0, world_size=1, local_rank=0, device=torch.device(device), mode="none")
+        model = parallelize(model, ParallelSection(mode="none", activation_checkpointing=ac), d)
+        with _OpNames() as seen:
+            model(input_ids=ids, labels=ids).loss.backward()
+        assert "steel::rms_norm_fwd" in seen.names
+        assert any("_checkpoint_wrapped_module" in n for n, _ in model.named_parameters()) == ac
+        grads.append({n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        assert torch.equal(g, grads[1][name]), name  # same kernels on the same inputs: bit-identical
