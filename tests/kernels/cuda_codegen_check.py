@@ -149,7 +149,7 @@ def main() -> None:
                             **ints("stride_l"),
                             "LABELS": "*i64",
                             "LOSS": "*fp32",
-                            "N_VALID": "*fp32",
+                            "DENOM": "*fp32",
                             **ints("V", "ignore_index"),
                             "smoothing": "fp32",
                             **consts("HAS_SMOOTHING", "BLOCK_V"),

@@ -113,6 +113,22 @@ def test_autocast_with_fp32_master_weights(device):
     assert ((ours[2] - ref[2]).abs() <= 2 * bound_dw).all()
 
 
+@pytest.mark.parametrize("all_ignored", [False, True])
+def test_sum_reduction(device, all_ignored):
+    # What a trainer accumulating micro-batches wants; a micro-batch with no target gives 0, not NaN.
+    h, w, b, labels = _inputs(device, torch.float32, bias=True)
+    if all_ignored:
+        labels = torch.full_like(labels, -100)
+    fused = lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k)
+    ours = _run(fused, h, w, b, labels, scale=0.5, reduction="sum")
+    ref = _run(fused_linear_cross_entropy_ref, h, w, b, labels, scale=0.5, reduction="sum")
+    for a, r in zip(ours, ref):
+        if all_ignored:
+            assert torch.equal(a, torch.zeros_like(a))
+        else:
+            assert_close_scaled(a, r, 1e-5)  # fp32, as in the mean test
+
+
 def test_no_grad_gives_the_same_loss(device):
     h, w, _, labels = _inputs(device, torch.float32)
     with torch.no_grad():

@@ -128,7 +128,7 @@ def test_custom_ops_pass_opcheck(device):
         (torch.ops.steel.rope, (q, k, cos, sin, False)),
         (torch.ops.steel.silu_mul_fwd, (x, x.detach() + 1)),
         (torch.ops.steel.silu_mul_bwd, (x.detach(), x.detach(), x.detach())),
-        (torch.ops.steel.fused_linear_ce_fwd, (h, wh, labels, None, -100, 0.1, torch.float32, 4, True)),
+        (torch.ops.steel.fused_linear_ce_fwd, (h, wh, labels, None, -100, 0.1, torch.float32, 4, True, True)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)

@@ -88,7 +88,8 @@ def test_kernels_under_activation_checkpointing(device, monkeypatch):
             model(input_ids=ids, labels=ids).loss.backward()
         assert "steel::rms_norm_fwd" in seen.names
         assert any("_checkpoint_wrapped_module" in n for n, _ in model.named_parameters()) == ac
-        grads.append({n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()})
+        names = {n: n.replace("_checkpoint_wrapped_module.", "") for n, _ in model.named_parameters()}
+        grads.append({names[n]: p.grad for n, p in model.named_parameters()})
     assert grads[0].keys() == grads[1].keys()
     for name, g in grads[0].items():
         assert torch.equal(g, grads[1][name]), name  # same kernels on the same inputs: bit-identical

@@ -6,9 +6,9 @@ two more GEMMs give this chunk's d hidden and its share of d weight. So the forw
 gradients, and the backward only scales them by the incoming scalar gradient. Peak extra memory is one
 (chunk, V) logits buffer instead of the (N, V) logits plus their fp32 copy plus their gradient.
 
-Semantics are `F.cross_entropy(hidden @ weight.T + bias, labels, ignore_index=, label_smoothing=)` with
-mean reduction over the non-ignored tokens. Under autocast, the GEMMs run in the autocast dtype like
-`F.linear` would; the loss is accumulated in fp32.
+Semantics are `F.cross_entropy(hidden @ weight.T + bias, labels, ignore_index=, label_smoothing=,
+reduction=)` with reduction "mean" (over the non-ignored tokens) or "sum". Under autocast, the GEMMs
+run in the autocast dtype like `F.linear` would; the loss is accumulated in fp32.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _ce_grad_kernel(
-        LOGITS, stride_l, LABELS, LOSS, N_VALID, V, ignore_index, smoothing,
+        LOGITS, stride_l, LABELS, LOSS, DENOM, V, ignore_index, smoothing,
         HAS_SMOOTHING: tl.constexpr, BLOCK_V: tl.constexpr,
     ):
         # One program per row of a (n, V) logits chunk; overwrites the row with d loss / d logits.
@@ -65,8 +65,9 @@ if HAS_TRITON:
             else:
                 loss = lse - x_y
             tl.store(LOSS + row, loss)
-            # Pass 2: d loss_mean / d x_j = (softmax_j - (1-eps)*[j == y] - eps/V) / n_valid
-            scale = 1.0 / tl.load(N_VALID)
+            # Pass 2: d loss / d x_j = (softmax_j - (1-eps)*[j == y] - eps/V) / denom, where denom is
+            # the count of non-ignored labels (mean) or 1 (sum).
+            scale = 1.0 / tl.load(DENOM)
             for off in range(0, V, BLOCK_V):
                 cols = off + tl.arange(0, BLOCK_V)
                 mask = cols < V
@@ -113,6 +114,7 @@ def _flce_fwd(
     compute_dtype: torch.dtype,
     chunk_size: int,
     compute_grad: bool,
+    reduction_sum: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     N, C = hidden.shape
     V = weight.shape[0]
@@ -120,7 +122,11 @@ def _flce_fwd(
     w = weight.to(compute_dtype)  # (V, C); a no-op when the dtypes already agree
     b = bias.to(compute_dtype) if bias is not None else None
     labels = labels.to(torch.int64).contiguous()
-    n_valid = (labels != ignore_index).sum().to(torch.float32).reshape(1)
+    # What the summed loss is divided by: the count of non-ignored labels (mean) or 1 (sum).
+    if reduction_sum:
+        denom = torch.ones((1,), dtype=torch.float32, device=dev)
+    else:
+        denom = (labels != ignore_index).sum().to(torch.float32).reshape(1)
     loss_rows = torch.empty((N,), dtype=torch.float32, device=dev)
     if compute_grad:
         dh = torch.empty((N, C), dtype=hidden.dtype, device=dev)
@@ -138,7 +144,7 @@ def _flce_fwd(
             h = hidden[start:end].to(compute_dtype)  # (n, C)
             logits = torch.addmm(b, h, w.t()) if b is not None else h @ w.t()  # (n, V), compute dtype
             _ce_grad_kernel[(end - start,)](
-                logits, logits.stride(0), labels[start:end], loss_rows[start:end], n_valid, V,
+                logits, logits.stride(0), labels[start:end], loss_rows[start:end], denom, V,
                 ignore_index, label_smoothing,
                 HAS_SMOOTHING=label_smoothing > 0.0, BLOCK_V=block_v, num_warps=num_warps_for(block_v),
             )
@@ -147,7 +153,7 @@ def _flce_fwd(
                 _accumulate_mm(dw, logits.t(), h)  # (V, C) += (V, n) @ (n, C)
                 if bias is not None:
                     db += logits.sum(0, dtype=torch.float32)
-    loss = loss_rows.sum() / n_valid[0]
+    loss = loss_rows.sum() / denom[0]
     if compute_grad:
         dw = dw.to(weight.dtype)
         if bias is not None:
@@ -156,7 +162,8 @@ def _flce_fwd(
 
 
 @_flce_fwd.register_fake
-def _(hidden, weight, labels, bias, ignore_index, label_smoothing, compute_dtype, chunk_size, compute_grad):
+def _(hidden, weight, labels, bias, ignore_index, label_smoothing, compute_dtype, chunk_size, compute_grad,
+      reduction_sum):
     loss = hidden.new_empty((), dtype=torch.float32)
     if not compute_grad:
         return loss, hidden.new_empty((0,)), weight.new_empty((0,)), hidden.new_empty((0,))
@@ -176,7 +183,7 @@ def _flce_backward(ctx, dloss, _ddh, _ddw, _ddb):
         raise RuntimeError("fused_linear_cross_entropy: backward through a call made without gradients")
     # The gradients were computed in the forward for a loss gradient of 1; scale by the real one.
     ddb = db * dloss.to(db.dtype) if ctx.has_bias else None
-    return dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype), None, ddb, None, None, None, None, None
+    return dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype), None, ddb, None, None, None, None, None, None
 
 
 _flce_fwd.register_autograd(_flce_backward, setup_context=_flce_setup)
@@ -189,11 +196,14 @@ def fused_linear_cross_entropy_ref(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     bias: torch.Tensor | None = None,
+    *,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Pure torch: full logits, then `F.cross_entropy` in fp32 (what HF's loss does); the CPU fallback."""
     logits = torch.nn.functional.linear(hidden, weight, bias)  # (N, V)
     return torch.nn.functional.cross_entropy(
-        logits.float(), labels, ignore_index=ignore_index, label_smoothing=label_smoothing
+        logits.float(), labels,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
     )
 
 
@@ -211,13 +221,18 @@ def fused_linear_cross_entropy(
     label_smoothing: float = 0.0,
     bias: torch.Tensor | None = None,
     *,
+    reduction: str = "mean",
     chunk_size: int | None = None,
     impl: str = "auto",
 ) -> torch.Tensor:
-    """Mean cross-entropy of `hidden @ weight.T + bias` against `labels`.
+    """Cross-entropy of `hidden @ weight.T + bias` against `labels`, averaged or summed over tokens.
 
     hidden (N, C), weight (V, C), labels (N,) with `ignore_index` entries skipped; returns an fp32 scalar.
+    `reduction="sum"` suits gradient accumulation (divide by the global token count once); like
+    `F.cross_entropy`, "mean" over zero non-ignored labels is NaN while "sum" is 0.
     """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"fused_linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(
             f"fused_linear_cross_entropy: want hidden (N, C) and weight (V, C); got {tuple(hidden.shape)}, "
@@ -230,7 +245,9 @@ def fused_linear_cross_entropy(
             f"fused_linear_cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}"
         )
     if not use_triton(hidden, impl):
-        return fused_linear_cross_entropy_ref(hidden, weight, labels, ignore_index, label_smoothing, bias)
+        return fused_linear_cross_entropy_ref(
+            hidden, weight, labels, ignore_index, label_smoothing, bias, reduction=reduction
+        )
     V = weight.shape[0]
     # Out-of-range labels would read outside the logits row: fail loudly, without a host sync on GPU.
     torch._assert_async(
@@ -248,5 +265,5 @@ def fused_linear_cross_entropy(
     chunk = chunk_size if chunk_size is not None else default_chunk_size(hidden.shape[0], V)
     return torch.ops.steel.fused_linear_ce_fwd(
         hidden, weight, labels, bias, int(ignore_index), float(label_smoothing), compute_dtype, int(chunk),
-        compute_grad,
+        compute_grad, reduction == "sum",
     )[0]
