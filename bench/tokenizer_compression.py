@@ -130,6 +130,7 @@ def main() -> int:
         hf = Tokenizer.from_file(str(qwen_dir / "tokenizer.json"))
         hf.encode_special_tokens = True  # ordinary text, as the pipeline encodes it
         tt = qwen._tt
+        one_thread = load_encoder(qwen_dir, num_threads=1)  # what a data worker process uses
         runs = {
             "HF tokenizers encode_batch (baseline)": lambda: [
                 e.ids for e in hf.encode_batch(texts, add_special_tokens=False)
@@ -139,6 +140,7 @@ def main() -> int:
             ],
             "tiktoken encode_ordinary_batch": lambda: tt.encode_ordinary_batch(texts),
             f"steel load_encoder ({qwen.engine}) encode_batch": lambda: qwen.encode_batch(texts),
+            f"steel load_encoder ({qwen.engine}, num_threads=1)": lambda: one_thread.encode_batch(texts),
         }
         print()
         print(
