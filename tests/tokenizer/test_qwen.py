@@ -149,3 +149,23 @@ def test_cli_small_vocabulary(tmp_path, small_ranks_file, tricky_strings, capsys
         )
     assert main(["tokenizer", "qwen", str(out), "--ranks", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_missing_dashscope_says_how_to_install(monkeypatch, tmp_path):
+    import importlib.util
+    import site
+    import sys
+
+    import steel.tokenizer.qwen as qwen_mod
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(site, "getsitepackages", lambda: [])
+    monkeypatch.setattr(site, "getusersitepackages", lambda: str(tmp_path))
+    with pytest.raises(UserError, match="pip install --no-deps dashscope"):
+        qwen_mod.find_qwen_ranks()
+    # Found by scanning sys.path alone, without importing anything.
+    (tmp_path / "dashscope" / "resources").mkdir(parents=True)
+    (tmp_path / "dashscope" / "resources" / "qwen.tiktoken").write_text("IQ== 0\n")
+    assert qwen_mod.find_qwen_ranks() == tmp_path / "dashscope" / "resources" / "qwen.tiktoken"
+    assert "dashscope" not in sys.modules
