@@ -134,7 +134,7 @@ def main() -> None:
             "sources": [{"name": "zh", "path": ["pretrain_zh/*.jsonl.zst"]}]}
     off = from_dict(DataConfig, base | {"filters": [], "dedup": {"exact": False, "near": False},
                                         "normalize": {"unicode": "none", "control_chars": False, "whitespace": False}})
-    t_off, m_off = median_time(lambda: prepare(off, tmp / "off", encoder=encoder, log=log, progress=True), args.runs)
+    t_off, m_off = median_time(lambda: prepare(off, tmp / "off", encoder=encoder, log=log, quiet=True), args.runs)
     docs_tokens = m_off["total_tokens"] - len(texts)  # minus one EOS per document
     print(f"steel data prepare, filters off, 2 workers: {mb / t_off:6.2f} MB/s ({t_off:.2f} s, "
           f"{docs_tokens:,} tokens + EOS)  = {t_hf / t_off:.2f}x HF (target >= 1.8), "
@@ -150,7 +150,7 @@ def main() -> None:
         "normalize": {k: getattr(sample.normalize, k) for k in ("unicode", "control_chars", "whitespace", "t2s")},
         "dedup": {k: getattr(sample.dedup, k) for k in ("exact", "near", "threshold", "num_perm", "ngram")},
     })
-    t_full, m_full = median_time(lambda: prepare(full, tmp / "full", encoder=encoder, log=log, progress=True), args.runs)
+    t_full, m_full = median_time(lambda: prepare(full, tmp / "full", encoder=encoder, log=log, quiet=True), args.runs)
     kept = sum(s["kept"] for s in m_full["sources"].values())
     print(f"full pipeline (t2s, {len(full.filters)} filters, exact+MinHash dedup), 2 workers: {mb / t_full:6.2f} MB/s "
           f"({t_full:.2f} s, kept {kept:,}/{len(texts):,} docs)")

@@ -5,12 +5,14 @@ accounting, bad input counted and logged with file:line, identical bytes with 1 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 
 from steel.cli import main as steel_main
 from steel.config import from_dict
@@ -49,6 +51,11 @@ def write_inputs(d: Path) -> None:
             {"instruction": "1+1", "input": "算一下", "output": "2", "history": [["hi", "hello"]]},
             {"instruction": "empty answer", "output": ""}]
     (d / "chat.json").write_text(json.dumps(chat, ensure_ascii=False), encoding="utf-8")
+    # a zstd file cut in the middle: the records before the cut are kept, the rest is one rejection
+    frames = [zstandard.ZstdCompressor().compress(
+        "".join(json.dumps({"text": hashlib.sha256(f"{k}-{i}".encode()).hexdigest()}) + "\n" for i in range(20)).encode())
+        for k in range(3)]
+    (d / "cut.jsonl.zst").write_bytes(frames[0] + frames[1] + frames[2][: len(frames[2]) // 2])
 
 
 def make_cfg(d: Path, **over) -> DataConfig:
@@ -63,6 +70,7 @@ def make_cfg(d: Path, **over) -> DataConfig:
             {"name": "zh", "path": ["zh.jsonl"], "weight": 2.0},
             {"name": "en", "path": ["en.jsonl.gz"]},
             {"name": "chat", "path": ["chat.json"], "kind": "chat", "chat_layout": "alpaca", "weight": 0.5},
+            {"name": "cut", "path": ["cut.jsonl.zst"]},
         ],
     }
     raw.update(over)
@@ -84,7 +92,7 @@ def test_round_trip_accounting_and_rejections(tmp_path, enc, caplog):
     out = tmp_path / "out"
     log = logging.getLogger("test.steel.data")
     with caplog.at_level(logging.WARNING, logger="test.steel.data"):
-        m = prepare(make_cfg(tmp_path), out, encoder=enc, log=log, progress=True)
+        m = prepare(make_cfg(tmp_path), out, encoder=enc, log=log, quiet=True)
     assert read_manifest(out)["chunks"] == m["chunks"] and read_manifest(out)["sources"] == m["sources"]
 
     eos = enc.eos_id
@@ -100,7 +108,7 @@ def test_round_trip_accounting_and_rejections(tmp_path, enc, caplog):
     for name in ("zh", "en", "chat"):
         sizes = [c["tokens"] for c in m["chunks"] if c["source"] == name]
         assert all(s == 16 for s in sizes[:-1]) and 0 < sizes[-1] <= 16
-    assert m["total_tokens"] == len(want_zh) + len(want_en) + len(want_chat)
+    assert m["total_tokens"] == len(want_zh) + len(want_en) + len(want_chat) + m["sources"]["cut"]["tokens"]
     assert m["tokenizer"] == m["tokenizer"] | {"fingerprint": enc.fingerprint, "vocab_size": enc.vocab_size, "eos_id": eos}
     assert read_chunk(out / m["chunks"][0]["file"])[0].fingerprint == enc.fingerprint[:64]
 
@@ -112,13 +120,15 @@ def test_round_trip_accounting_and_rejections(tmp_path, enc, caplog):
     assert m["sources"]["chat"] | {"files": None} == {
         "read": 3, "kept": 2, "filtered": {"length": 0, "dedup_exact": 0, "dedup_near": 0}, "rejected": {"empty": 1},
         "weight": 0.5, "kind": "chat", "tokens": len(want_chat), "files": None}
+    cut = m["sources"]["cut"]
+    assert cut["rejected"] == {"unreadable_file": 1} and cut["kept"] == 40 and cut["read"] == 41
     for s in m["sources"].values():
         assert s["read"] == s["kept"] + sum(s["filtered"].values()) + sum(s["rejected"].values())
 
     logged = caplog.text
     for where in ("zh.jsonl:4 rejected (malformed_json)", "zh.jsonl:5 rejected (invalid_utf8)",
                   "zh.jsonl:6 rejected (missing_field)", "zh.jsonl:7 rejected (empty)", "zh.jsonl:8 rejected (too_large)",
-                  "chat.json:3 rejected (empty)"):
+                  "chat.json:3 rejected (empty)", "cut.jsonl.zst:40 rejected (unreadable_file)"):
         assert where in logged
 
 
@@ -127,14 +137,15 @@ def test_byte_identical_with_one_or_two_workers(tmp_path, enc):
     many = [{"text": f"文档 {i} " + "内容" * (i % 7 + 1)} for i in range(300)]
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in many), encoding="utf-8")
     srcs = make_cfg(tmp_path).sources
-    raw_sources = [{"name": s.name, "path": s.path, "kind": s.kind} for s in srcs] + [{"name": "many", "path": ["many.jsonl"]}]
+    raw_sources = [{"name": s.name, "path": s.path, "kind": s.kind} for s in srcs if s.name != "cut"]
+    raw_sources += [{"name": "many", "path": ["many.jsonl"]}]
     outs = []
     for workers in (1, 2):
         # batch_chars=200: many small batches, so results really come back from both workers
         cfg = make_cfg(tmp_path, workers=workers, batch_chars=200, chunk_tokens=100, sources=raw_sources,
                        filters=[{"name": "length", "min_chars": 3}, {"name": "repeated_ngrams", "n": 4, "max_frac": 0.5}])
         out = tmp_path / f"w{workers}"
-        outs.append((out, prepare(cfg, out, encoder=enc, log=logging.getLogger("test.steel.data"), progress=True)))
+        outs.append((out, prepare(cfg, out, encoder=enc, log=logging.getLogger("test.steel.data"), quiet=True)))
     (o1, m1), (o2, m2) = outs
     assert m1["chunks"] == m2["chunks"] and m1["sources"] == m2["sources"]
     assert len(m1["chunks"]) > 5
@@ -151,8 +162,8 @@ def test_shard_and_merge(tmp_path, enc):
     sources = [{"name": "parts", "path": ["part*.jsonl"]}]
     log = logging.getLogger("test.steel.data")
     cfg = make_cfg(tmp_path, sources=sources, filters=[], chunk_tokens=1000)
-    full = prepare(cfg, tmp_path / "full", encoder=enc, log=log, progress=True)
-    shards = [prepare(cfg, tmp_path / f"s{k}", shard=(k, 2), encoder=enc, log=log, progress=True) for k in range(2)]
+    full = prepare(cfg, tmp_path / "full", encoder=enc, log=log, quiet=True)
+    shards = [prepare(cfg, tmp_path / f"s{k}", shard=(k, 2), encoder=enc, log=log, quiet=True) for k in range(2)]
     files = [set(s["sources"]["parts"]["files"]) for s in shards]
     assert files[0].isdisjoint(files[1]) and files[0] | files[1] == {f"part{i}.jsonl" for i in range(4)}
     assert all(s["chunks"] for s in shards)

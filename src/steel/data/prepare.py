@@ -218,7 +218,7 @@ def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
 
 def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
             shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
-            progress: bool | None = None) -> dict:
+            quiet: bool | None = None) -> dict:
     """Run the pipeline; returns the manifest (also written to OUT/manifest.json)."""
     from steel.runlog import environment_report, progress_bar
 
@@ -314,7 +314,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     pending: deque = deque()
     chars_read = 0
     try:
-        with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=progress) as advance:
+        with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=quiet) as advance:
             batch: list[tuple[int, Any]] = []
             meta: list[tuple[int, str, int]] = []
             batch_chars = 0
