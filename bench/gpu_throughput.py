@@ -449,10 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in results:
         pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"
+        base = "speedup_vs_baseline" not in r  # the baseline row itself
+        speed = 1.0 if base else r["speedup_vs_baseline"]
+        mem = r.get("mem_vs_baseline", "n/a (no GPU)" if r["peak_mem_gib"] == 0 else 1.0)
         lines.append(
             f"| {r['model']} | {r['vocab']} | {r['variant']} | {r['tokens_per_s']:,} | {pct(r['mfu'])} "
-            f"| {pct(r['mfu_6n'])} | {r['peak_mem_gib']} | {r.get('speedup_vs_baseline', 1.0)} "
-            f"| {r.get('mem_vs_baseline', 1.0)} |"
+            f"| {pct(r['mfu_6n'])} | {r['peak_mem_gib']} | {speed} | {mem} |"
         )
     table = "\n".join(lines)
     print(table, flush=True)
