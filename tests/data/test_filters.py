@@ -50,6 +50,19 @@ def test_char_ratio_classes():
     assert ws.keep("ab c") and not ws.keep("a  b")
 
 
+def test_class_tables_match_the_regex_definitions():
+    import re
+
+    from steel.data.filters import _CLASS_RE, _codepoints, _count
+
+    text = "Abc É 中文 𠀀𪚥 かなカナ 한글 123 ٣ ！，。 $%& \t\n\u3000 _ ß Ω 😀 \x00"
+    cps = _codepoints(text)
+    for name, regex in _CLASS_RE.items():
+        assert _count(name, cps) == len(regex.findall(text)), name
+    assert _count("alpha", cps) == sum(map(str.isalpha, text))
+    assert _count("han", cps) == len(re.findall("[中文𠀀𪚥]", text))  # astral Han (ext. B) included
+
+
 def test_script_share():
     zh = flt({"name": "script_share", "script": "han", "min_share": 0.6})
     # letters only: 3 Han of 5 letters = 0.6 kept; digits/punctuation do not count

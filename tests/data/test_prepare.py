@@ -44,6 +44,7 @@ def write_inputs(d: Path) -> None:
         json.dumps({"text": "长" * 3000}).encode(),  # line 8: too_large (max_doc_chars 2000)
         json.dumps({"text": "短"}).encode(),  # line 9: filtered by length
         json.dumps({"text": ZH[0] + "  "}, ensure_ascii=False).encode(),  # line 10: exact dup after folding
+        b'{"text": "lone \\ud800 surrogate"}',  # line 11: valid JSON, but not Unicode text: invalid_utf8
     ]
     (d / "zh.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (d / "en.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps({"text": t}) + "\n" for t in EN).encode()))
@@ -113,9 +114,9 @@ def test_round_trip_accounting_and_rejections(tmp_path, enc, caplog):
     assert read_chunk(out / m["chunks"][0]["file"])[0].fingerprint == enc.fingerprint[:64]
 
     zh = m["sources"]["zh"]
-    assert zh["read"] == 10 and zh["kept"] == 3 and zh["tokens"] == len(want_zh)
+    assert zh["read"] == 11 and zh["kept"] == 3 and zh["tokens"] == len(want_zh)
     assert zh["filtered"] == {"length": 1, "dedup_exact": 1, "dedup_near": 0}
-    assert zh["rejected"] == {"empty": 1, "invalid_utf8": 1, "malformed_json": 1, "missing_field": 1, "too_large": 1}
+    assert zh["rejected"] == {"empty": 1, "invalid_utf8": 2, "malformed_json": 1, "missing_field": 1, "too_large": 1}
     assert (zh["weight"], zh["kind"]) == (2.0, "text")
     assert m["sources"]["chat"] | {"files": None} == {
         "read": 3, "kept": 2, "filtered": {"length": 0, "dedup_exact": 0, "dedup_near": 0}, "rejected": {"empty": 1},
@@ -128,6 +129,7 @@ def test_round_trip_accounting_and_rejections(tmp_path, enc, caplog):
     logged = caplog.text
     for where in ("zh.jsonl:4 rejected (malformed_json)", "zh.jsonl:5 rejected (invalid_utf8)",
                   "zh.jsonl:6 rejected (missing_field)", "zh.jsonl:7 rejected (empty)", "zh.jsonl:8 rejected (too_large)",
+                  "zh.jsonl:11 rejected (invalid_utf8)",
                   "chat.json:3 rejected (empty)", "cut.jsonl.zst:40 rejected (unreadable_file)"):
         assert where in logged
 

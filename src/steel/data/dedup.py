@@ -44,7 +44,10 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def shingle_hashes(folded: str, n: int) -> np.ndarray:
-    """Distinct 64-bit hashes of the character n-grams (the whole text if shorter than n)."""
+    """64-bit hashes of the character n-grams (the whole text if shorter than n), repeats included.
+
+    NOTE: repeats do not change a minimum, and skipping np.unique (a sort) saves a third of the time.
+    """
     cps = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(cps) == 0:
         return np.zeros(1, dtype=np.uint64)
@@ -53,7 +56,7 @@ def shingle_hashes(folded: str, n: int) -> np.ndarray:
     h = np.zeros(m, dtype=np.uint64)
     for k in range(n):  # NOTE: uint64 array arithmetic wraps mod 2^64, which is the hash we want
         h = h * _P + cps[k : k + m]
-    return np.unique(_splitmix64(h))
+    return _splitmix64(h)
 
 
 class MinHasher:

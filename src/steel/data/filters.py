@@ -34,7 +34,6 @@ _CLASS_RE = {
     "symbol": re.compile(r"[^\w\s]"),  # punctuation and symbols (Chinese punctuation included)
     "whitespace": re.compile(r"\s"),
 }
-_WS_RE = re.compile(r"\s")
 
 
 def register(name: str):
@@ -46,9 +45,32 @@ def register(name: str):
     return deco
 
 
-def _count(regex: re.Pattern, text: str) -> int:
-    # NOTE: sub + len runs in C; ~10x faster than len(findall) or a Python loop over characters.
-    return len(text) - len(regex.sub("", text))
+_TABLES: dict[str, np.ndarray] = {}
+
+
+def _table(char_class: str) -> np.ndarray:
+    """(0x110000,) bool: which code points belong to the class; built once per process (~0.3 s)."""
+    if char_class not in _TABLES:
+        every = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+        if char_class == "alpha":
+            hits = np.array([c.isalpha() for c in every], dtype=bool)
+        else:
+            hits = np.zeros(len(every), dtype=bool)
+            hits[[m.start() for m in _CLASS_RE[char_class].finditer(every)]] = True
+        table = np.zeros(0x110000, dtype=bool)
+        table[:0xD800] = hits[:0xD800]
+        table[0xE000:] = hits[0xD800:]
+        _TABLES[char_class] = table
+    return _TABLES[char_class]
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _count(char_class: str, cps: np.ndarray) -> int:
+    # NOTE: a table lookup over the code points; ~5x faster than counting with a regex sub.
+    return int(np.count_nonzero(_table(char_class)[cps]))
 
 
 @dataclass
@@ -97,11 +119,15 @@ class CharRatio(Filter):
         if not 0.0 <= self.min <= self.max <= 1.0:
             raise ConfigError(f"min: need 0 <= min <= max <= 1, got min={self.min} max={self.max}")
 
+    def setup(self, root):
+        _table("whitespace"), _table(self.char_class)  # built before the workers fork, shared with them
+
     def keep(self, text):
-        total = len(text) if self.char_class == "whitespace" else len(text) - _count(_WS_RE, text)
+        cps = _codepoints(text)
+        total = len(text) if self.char_class == "whitespace" else len(text) - _count("whitespace", cps)
         if total == 0:
             return self.min == 0.0
-        share = _count(_CLASS_RE[self.char_class], text) / total
+        share = _count(self.char_class, cps) / total
         return self.min <= share <= self.max
 
 
@@ -115,11 +141,15 @@ class ScriptShare(Filter):
         if not 0.0 <= self.min_share <= 1.0:
             raise ConfigError(f"min_share: must be in [0, 1], got {self.min_share}")
 
+    def setup(self, root):
+        _table("alpha"), _table(self.script)  # built before the workers fork, shared with them
+
     def keep(self, text):
-        letters = sum(map(str.isalpha, text))  # NOTE: 3x faster than a [^\W\d_] regex; Han characters are alpha
+        cps = _codepoints(text)
+        letters = _count("alpha", cps)  # letters of any script (str.isalpha; Han characters are alpha)
         if letters == 0:
             return self.min_share == 0.0
-        return _count(_CLASS_RE[self.script], text) / letters >= self.min_share
+        return _count(self.script, cps) / letters >= self.min_share
 
 
 @register("max_line_length")

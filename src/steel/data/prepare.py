@@ -74,6 +74,9 @@ class DocProcessor:
         statuses: list[str | None] = []
         docs, chat, plains = [], [], []
         for src, doc in batch:
+            if _lone_surrogates(doc):  # JSON "\ud800" escapes decode to strings that are not Unicode text
+                statuses.append("r:invalid_utf8")
+                continue
             if isinstance(doc, str):
                 text = plain = self.normalize(doc)
             else:
@@ -103,6 +106,16 @@ class DocProcessor:
                 sigs = np.stack([self.minhash.signature(f) for f in folded]) if folded else None
         tokens, lengths = encode_documents(self.encoder, docs, chat)
         return statuses, hashes, sigs, tokens, lengths
+
+
+def _lone_surrogates(doc) -> bool:
+    texts = [doc] if isinstance(doc, str) else [m["content"] for m in doc]
+    try:
+        for t in texts:
+            t.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 _PROCESSOR: DocProcessor | None = None
