@@ -271,3 +271,20 @@ def test_generate_mode_counts_unanswered(tmp_path, tiny_tokenizer_dir):
     res = mc.run_mc(model, tok, opts)
     assert res["no_answer"]["total"] == 0
     assert res["subjects"]["computer_network"]["correct"] == 1 and res["subjects"]["high_school_history"]["correct"] == 1
+
+
+def test_position_mixing_steel_model_scores_like_unbatched(tiny_tokenizer_dir):
+    """Steel's soft_moe_v3 FFN mixes positions, so pads would change outputs: batched == one at a time."""
+    from transformers import AutoTokenizer
+
+    from steel.model import build_model, load_model_config
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    cfg = load_model_config("tiny")
+    assert cfg.ffn_type == "soft_moe_v3"
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    prompts = [mc.build_prompt("ceval", "计算机网络", [], _q(i), 0) + "x" * (3 * i) for i in range(5)]
+    batched = mc.predict_letter_mode(model, tok, prompts, batch_size=5)
+    single = mc.predict_letter_mode(model, tok, prompts, batch_size=1)
+    assert [s for _, s in batched] == [s for _, s in single]
