@@ -74,7 +74,8 @@ def build_model_config(spec: Any, overrides: dict):
     except ImportError:
         load_model_config = None
     if load_model_config is not None:
-        cfg = load_model_config(spec)
+        # JSON is YAML: `--set`-style strings carry any value type through unchanged.
+        return load_model_config(spec, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     else:
         from transformers import AutoConfig
 
