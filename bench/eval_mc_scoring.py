@@ -44,7 +44,9 @@ def main() -> None:
 
     @torch.no_grad()
     def head_last():
-        return torch.stack([model(input_ids=torch.tensor([p]), logits_to_keep=1).logits[0, -1] for p in prompts])
+        return torch.stack(
+            [model(input_ids=torch.tensor([p]), logits_to_keep=1).logits[0, -1] for p in prompts]
+        )
 
     def batched():
         out = []
@@ -54,7 +56,9 @@ def main() -> None:
 
     ref = baseline()
     # NOTE: same argmax is what scoring needs; padding changes fp32 summation order only.
-    assert torch.equal(ref.argmax(-1), head_last().argmax(-1)) and torch.equal(ref.argmax(-1), batched().argmax(-1))
+    assert torch.equal(ref.argmax(-1), head_last().argmax(-1)) and torch.equal(
+        ref.argmax(-1), batched().argmax(-1)
+    )
     times: dict[str, list[float]] = {"baseline": [], "head-last": [], "batched": []}
     for _ in range(args.repeats):
         for name, fn in (("baseline", baseline), ("head-last", head_last), ("batched", batched)):
@@ -62,7 +66,9 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t)
     base = statistics.median(times["baseline"])
-    print(f"{args.prompts} prompts of ~{args.len} tokens, vocab 151936, torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.prompts} prompts of ~{args.len} tokens, vocab 151936, torch threads {torch.get_num_threads()}"
+    )
     for name, ts in times.items():
         m = statistics.median(ts)
         print(f"{name:10s} median {m:.3f} s  ({args.prompts / m:.1f} prompts/s)  speed-up x{base / m:.2f}")

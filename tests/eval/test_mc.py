@@ -19,20 +19,44 @@ CEVAL_HEADER_DEV = ["id", "question", "A", "B", "C", "D", "answer", "explanation
 CEVAL_HEADER_VAL = ["id", "question", "A", "B", "C", "D", "answer"]
 # Answers of the val fixture: C is the answer of 3 of 6 questions in subject 1, 1 of 4 in subject 2.
 VAL_ANSWERS = {"computer_network": "CACBDC", "high_school_history": "ACBD"}
-TOPICS = ["光合作用", "牛顿运动定律", "唐朝诗人", "网络传输协议", "细胞有丝分裂", "长江流域气候", "市场经济体制", "量子力学基础", "古代货币制度", "海洋生物多样性"]
+TOPICS = [
+    "光合作用",
+    "牛顿运动定律",
+    "唐朝诗人",
+    "网络传输协议",
+    "细胞有丝分裂",
+    "长江流域气候",
+    "市场经济体制",
+    "量子力学基础",
+    "古代货币制度",
+    "海洋生物多样性",
+]
 
 
 def make_ceval_dir(root: Path) -> Path:
     """A C-Eval directory in the released layout: dev (with explanations), val, test (no answers), mapping."""
     for k, (subject, answers) in zip((0, 6), VAL_ANSWERS.items()):
-        dev = [[str(i), f"{subject}例题{i}", f"甲{i}", f"乙{i}", f"丙{i}", f"丁{i}", "ABCDA"[i], f"解析{i}"] for i in range(5)]
+        dev = [
+            [str(i), f"{subject}例题{i}", f"甲{i}", f"乙{i}", f"丙{i}", f"丁{i}", "ABCDA"[i], f"解析{i}"]
+            for i in range(5)
+        ]
         write_csv(root / "dev" / f"{subject}_dev.csv", CEVAL_HEADER_DEV, dev)
-        val = [[str(i), f"关于{TOPICS[k + i]}的说法，下列哪项正确", f"{TOPICS[k + i]}甲", "乙", "丙", "丁", a] for i, a in enumerate(answers)]
+        val = [
+            [str(i), f"关于{TOPICS[k + i]}的说法，下列哪项正确", f"{TOPICS[k + i]}甲", "乙", "丙", "丁", a]
+            for i, a in enumerate(answers)
+        ]
         write_csv(root / "val" / f"{subject}_val.csv", CEVAL_HEADER_VAL, val)
-        write_csv(root / "test" / f"{subject}_test.csv", CEVAL_HEADER_VAL[:-1], [["0", "测试题", "1", "2", "3", "4"]])
+        write_csv(
+            root / "test" / f"{subject}_test.csv",
+            CEVAL_HEADER_VAL[:-1],
+            [["0", "测试题", "1", "2", "3", "4"]],
+        )
     write_json(
         root / "subject_mapping.json",
-        {"computer_network": ["Computer Network", "计算机网络", "STEM"], "high_school_history": ["High School History", "高中历史", "Humanities"]},
+        {
+            "computer_network": ["Computer Network", "计算机网络", "STEM"],
+            "high_school_history": ["High School History", "高中历史", "Humanities"],
+        },
     )
     return root
 
@@ -54,7 +78,11 @@ def test_cmmlu_reader_on_shared_data():
 
 
 def test_cmmlu_reader_quoted_newlines_and_line_numbers(tmp_path):
-    p = write_csv(tmp_path / "x.csv", ["", "Question", "A", "B", "C", "D", "Answer"], [["0", "第一行\n第二行", "a,1", "b", "c", "d", "B"], ["1", "q2", "a", "b", "c", "d", "D"]])
+    p = write_csv(
+        tmp_path / "x.csv",
+        ["", "Question", "A", "B", "C", "D", "Answer"],
+        [["0", "第一行\n第二行", "a,1", "b", "c", "d", "B"], ["1", "q2", "a", "b", "c", "d", "D"]],
+    )
     qs = mc.read_questions(p, "cmmlu", "x")
     assert [q.answer for q in qs] == ["B", "D"]
     assert qs[0].question == "第一行\n第二行" and qs[0].choices[0] == "a,1"
@@ -67,21 +95,35 @@ def test_ceval_reader_all_splits(tmp_path):
     assert [d.answer for d in dev] == list("ABCDA") and dev[2].explanation == "解析2"
     val = mc.read_questions(root / "val" / "computer_network_val.csv", "ceval", "computer_network")
     assert "".join(q.answer for q in val) == VAL_ANSWERS["computer_network"]
-    test = mc.read_questions(root / "test" / "computer_network_test.csv", "ceval", "computer_network", need_answer=False)
+    test = mc.read_questions(
+        root / "test" / "computer_network_test.csv", "ceval", "computer_network", need_answer=False
+    )
     assert test[0].answer is None and test[0].choices == ("1", "2", "3", "4")
     assert mc.list_subjects("ceval", root, "val") == ["computer_network", "high_school_history"]
     table = mc.subject_table("ceval", root)
-    assert table["high_school_history"].name_zh == "高中历史" and table["high_school_history"].categories == ("Humanities",)
+    assert table["high_school_history"].name_zh == "高中历史" and table["high_school_history"].categories == (
+        "Humanities",
+    )
 
 
 def test_reader_errors_name_file_and_line(tmp_path):
-    bad = write_csv(tmp_path / "b.csv", ["", "Question", "A", "B", "C", "D", "Answer"], [["0", "q", "a", "b", "c", "d", "A"], ["1", "q", "a", "b", "c", "d", "E"]])
+    bad = write_csv(
+        tmp_path / "b.csv",
+        ["", "Question", "A", "B", "C", "D", "Answer"],
+        [["0", "q", "a", "b", "c", "d", "A"], ["1", "q", "a", "b", "c", "d", "E"]],
+    )
     with pytest.raises(UserError, match=r"b\.csv:3: answer 'E'"):
         mc.read_questions(bad, "cmmlu", "b")
-    wrong = write_csv(tmp_path / "w.csv", ["id", "question", "A", "B", "C", "D", "answer"], [["0", "q", "a", "b", "c", "d", "A"]])
+    wrong = write_csv(
+        tmp_path / "w.csv",
+        ["id", "question", "A", "B", "C", "D", "answer"],
+        [["0", "q", "a", "b", "c", "d", "A"]],
+    )
     with pytest.raises(UserError, match=r"w\.csv:1: not a cmmlu CSV"):
         mc.read_questions(wrong, "cmmlu", "w")
-    short = write_csv(tmp_path / "s.csv", ["id", "question", "A", "B", "C", "D", "answer"], [["0", "q", "a", "b", "c", "A"]])
+    short = write_csv(
+        tmp_path / "s.csv", ["id", "question", "A", "B", "C", "D", "answer"], [["0", "q", "a", "b", "c", "A"]]
+    )
     with pytest.raises(UserError, match=r"s\.csv:2: expected 7 fields, got 6"):
         mc.read_questions(short, "ceval", "s")
 
@@ -172,7 +214,9 @@ def test_forced_letter_scores_its_share(tmp_path, tiny_tokenizer_dir, scoring):
     # " C" is two tokens in the tiny vocabulary ("Ġ", "C") while " A"/" B" are one: the continuation
     # path must sum over tokens. Favour both "Ġ" and "C" so that " C" is the most likely continuation.
     space_id = tok.encode(" ", add_special_tokens=False)[0]
-    model = _biased_model(len(tok), {c_id: 10.0, space_id: 10.0} if scoring == "continuation" else {c_id: 10.0})
+    model = _biased_model(
+        len(tok), {c_id: 10.0, space_id: 10.0} if scoring == "continuation" else {c_id: 10.0}
+    )
     root = make_ceval_dir(tmp_path / "ceval")
     opts = mc.McOptions(task="ceval", data=root, shots=2, scoring=scoring, batch_size=3)
     res = mc.run_mc(model, tok, opts)
@@ -192,7 +236,11 @@ def test_continuation_one_token_path(tmp_path):
     c_id = tok.encode(" C", add_special_tokens=False)
     assert len(c_id) == 1
     model = _biased_model(len(tok), {c_id[0]: 10.0, tok.encode("D", add_special_tokens=False)[0]: 20.0})
-    res = mc.run_mc(model, tok, mc.McOptions(task="ceval", data=make_ceval_dir(tmp_path / "ceval"), shots=0, scoring="continuation"))
+    res = mc.run_mc(
+        model,
+        tok,
+        mc.McOptions(task="ceval", data=make_ceval_dir(tmp_path / "ceval"), shots=0, scoring="continuation"),
+    )
     # "D" (no space) is the top next token but is not a continuation candidate; " C" is the best of " A".." D".
     assert res["overall"]["micro"] == pytest.approx(4 / 10)
 
@@ -237,7 +285,24 @@ def test_cli_json_markdown_and_rerun_identical(tmp_path, tiny_llama_dir):
     outs = []
     for k in range(2):
         out = tmp_path / f"r{k}.json"
-        rc = steel_main(["eval", "mc", "--model", str(tiny_llama_dir), "--task", "ceval", "--data", str(root), "--shots", "1", "--out", str(out), "--device", "cpu"])
+        rc = steel_main(
+            [
+                "eval",
+                "mc",
+                "--model",
+                str(tiny_llama_dir),
+                "--task",
+                "ceval",
+                "--data",
+                str(root),
+                "--shots",
+                "1",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
         assert rc == 0
         outs.append(json.loads(out.read_text(encoding="utf-8")))
     a, b = outs
@@ -270,7 +335,10 @@ def test_generate_mode_counts_unanswered(tmp_path, tiny_tokenizer_dir):
     opts = mc.McOptions(task="ceval", data=root, shots=1, mode="generate", max_new_tokens=1, batch_size=4)
     res = mc.run_mc(model, tok, opts)
     assert res["no_answer"]["total"] == 0
-    assert res["subjects"]["computer_network"]["correct"] == 1 and res["subjects"]["high_school_history"]["correct"] == 1
+    assert (
+        res["subjects"]["computer_network"]["correct"] == 1
+        and res["subjects"]["high_school_history"]["correct"] == 1
+    )
 
 
 def test_position_mixing_steel_model_scores_like_unbatched(tiny_tokenizer_dir):

@@ -23,8 +23,16 @@ def _data_dir(root, chunks: dict[str, np.ndarray], vocab: int):
     for name, toks in chunks.items():
         write_chunk(root / f"{name}.bin", toks, vocab, "f" * 64)
         entries.append({"file": f"{name}.bin", "tokens": len(toks), "md5": "-", "source": name})
-    write_manifest(root, {"total_tokens": sum(len(t) for t in chunks.values()), "chunks": entries,
-                          "tokenizer": {"fingerprint": "f" * 64, "vocab_size": vocab, "eos_id": 0}, "sources": {}, "config": {}})
+    write_manifest(
+        root,
+        {
+            "total_tokens": sum(len(t) for t in chunks.values()),
+            "chunks": entries,
+            "tokenizer": {"fingerprint": "f" * 64, "vocab_size": vocab, "eos_id": 0},
+            "sources": {},
+            "config": {},
+        },
+    )
     return root
 
 
@@ -61,7 +69,25 @@ def test_perplexity_matches_reference(tmp_path):
 def test_perplexity_cli_and_bad_manifest(tmp_path, tiny_llama_dir, capsys):
     d = _data_dir(tmp_path / "data", {"a": np.arange(40) % 250}, 261)
     out = tmp_path / "ppl.json"
-    assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(d), "--seq-len", "8", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        steel_main(
+            [
+                "eval",
+                "ppl",
+                "--model",
+                str(tiny_llama_dir),
+                "--data",
+                str(d),
+                "--seq-len",
+                "8",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["tokens"] == 5 * 7
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{}")
@@ -79,22 +105,38 @@ def test_contamination_finds_planted_questions(tmp_path, tiny_tokenizer_dir):
     bench = make_ceval_dir(tmp_path / "ceval")
     # Plant computer_network question 2 (reformatted: spacing and punctuation differ) in an SFT file and
     # high_school_history question 2 in a prepared chunk.
-    sft = write_json(tmp_path / "sft.json", [
-        {"instruction": "关于 唐朝诗人 的说法, 下列哪项正确?\nA. 唐朝诗人甲 B. 乙 C. 丙 D. 丁", "input": "", "output": "C"},
-        {"instruction": "无关的问题", "input": "", "output": "无关的回答"},
-    ])
+    sft = write_json(
+        tmp_path / "sft.json",
+        [
+            {
+                "instruction": "关于 唐朝诗人 的说法, 下列哪项正确?\nA. 唐朝诗人甲 B. 乙 C. 丙 D. 丁",
+                "input": "",
+                "output": "C",
+            },
+            {"instruction": "无关的问题", "input": "", "output": "无关的回答"},
+        ],
+    )
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
-    ids = tok.encode("关于古代货币制度的说法，下列哪项正确古代货币制度甲乙丙丁", add_special_tokens=False) + [tok.eos_token_id]
+    ids = tok.encode("关于古代货币制度的说法，下列哪项正确古代货币制度甲乙丙丁", add_special_tokens=False) + [
+        tok.eos_token_id
+    ]
     ids += tok.encode("别的文本", add_special_tokens=False) + [tok.eos_token_id]
     d = _data_dir(tmp_path / "data", {"x": np.array(ids)}, len(tok))
-    (d / "manifest.json").write_text((d / "manifest.json").read_text().replace('"eos_id": 0', f'"eos_id": {tok.eos_token_id}'))
-    res = C.contamination_report([sft, d], "ceval", bench, None, n=8, threshold=0.5, tokenizer_dir=tiny_tokenizer_dir)
+    (d / "manifest.json").write_text(
+        (d / "manifest.json").read_text().replace('"eos_id": 0', f'"eos_id": {tok.eos_token_id}')
+    )
+    res = C.contamination_report(
+        [sft, d], "ceval", bench, None, n=8, threshold=0.5, tokenizer_dir=tiny_tokenizer_dir
+    )
     assert res["subjects"]["computer_network"]["contaminated"] == 1
     assert res["subjects"]["high_school_history"]["contaminated"] == 1
     assert res["overall"] == {"questions": 10, "contaminated": 2, "rate": 0.2}
-    assert sorted(f["where"].rsplit("/", 1)[1] for f in res["flagged"]) == ["computer_network_val.csv:4", "high_school_history_val.csv:4"]
+    assert sorted(f["where"].rsplit("/", 1)[1] for f in res["flagged"]) == [
+        "computer_network_val.csv:4",
+        "high_school_history_val.csv:4",
+    ]
     assert res["training"]["documents"] == 4
     # Other questions share only the template words: partial overlap, below the threshold.
     assert 0 < res["subjects"]["computer_network"]["mean_overlap"] < 1
@@ -104,9 +146,28 @@ def test_contamination_cli_errors(tmp_path, capsys):
     bench = make_ceval_dir(tmp_path / "ceval")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"a": 1}\n{broken\n')
-    assert steel_main(["eval", "contamination", "--data", str(bad), "--task", "ceval", "--bench", str(bench)]) == 2
+    assert (
+        steel_main(["eval", "contamination", "--data", str(bad), "--task", "ceval", "--bench", str(bench)])
+        == 2
+    )
     assert "bad.jsonl:2: invalid JSON" in capsys.readouterr().err
     out = tmp_path / "c.json"
     good = write_json(tmp_path / "g.json", [{"q": "nothing related"}])
-    assert steel_main(["eval", "contamination", "--data", str(good), "--task", "ceval", "--bench", str(bench), "--out", str(out)]) == 0
+    assert (
+        steel_main(
+            [
+                "eval",
+                "contamination",
+                "--data",
+                str(good),
+                "--task",
+                "ceval",
+                "--bench",
+                str(bench),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["overall"]["contaminated"] == 0

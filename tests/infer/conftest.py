@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from tiny_models import tiny_llama_dir, tiny_tokenizer_dir  # noqa: E402,F401
+from tiny_models import tiny_llama_dir, tiny_tokenizer_dir  # noqa: F401

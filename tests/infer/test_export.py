@@ -60,14 +60,29 @@ def test_export_round_trip_without_steel(tmp_path, tiny_tokenizer_dir):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "steel"
     assert config["auto_map"]["AutoModelForCausalLM"].endswith("modeling_steel.SteelForCausalLM")
-    for name in ("model.safetensors", "modeling_steel.py", "configuration_steel.py", "tokenizer.json", "generation_config.json"):
+    for name in (
+        "model.safetensors",
+        "modeling_steel.py",
+        "configuration_steel.py",
+        "tokenizer.json",
+        "generation_config.json",
+    ):
         assert (out / name).is_file(), name
-    tok_cfg = (out / "tokenizer_config.json").read_text() + ((out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists() else "")
+    tok_cfg = (out / "tokenizer_config.json").read_text() + (
+        (out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists() else ""
+    )
     assert "<|im_start|>" in tok_cfg  # the ChatML chat template travels with the tokenizer
 
     result = tmp_path / "child.pt"
     site = sysconfig.get_paths()["purelib"]
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", CHILD, site, str(out), str(result)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CHILD, site, str(out), str(result)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     child = torch.load(result)
     assert child["class"].startswith("transformers_modules.") and child["class"].endswith("SteelForCausalLM")

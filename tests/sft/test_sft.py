@@ -48,7 +48,10 @@ def test_label_mask_token_by_token(tok):
         if m["role"] == "assistant":
             trained_chars.update(range(start, end))
         pos = end + 1  # the "\n" after <|im_end|>
-    expected = [tid if any(c in trained_chars for c in range(a, b)) else -100 for tid, (a, b) in zip(ids, enc["offset_mapping"])]
+    expected = [
+        tid if any(c in trained_chars for c in range(a, b)) else -100
+        for tid, (a, b) in zip(ids, enc["offset_mapping"])
+    ]
     assert labels == expected
     # Spot checks by decoding: the trained tokens are exactly the two answers with their end markers.
     trained = tok.decode([t for t in labels if t != -100])
@@ -63,7 +66,10 @@ def test_loss_on_prompt_trains_everything(tok):
 
 def test_packing_and_padding_rows(tok):
     ct = D.ChatTokenizer(tok)
-    convs = [[{"role": "user", "content": "问" * k}, {"role": "assistant", "content": "答" * k}] for k in (1, 2, 30, 3)]
+    convs = [
+        [{"role": "user", "content": "问" * k}, {"role": "assistant", "content": "答" * k}]
+        for k in (1, 2, 30, 3)
+    ]
     enc = [ct.encode(c) for c in convs]
     lens = [len(e[0]) for e in enc]
     seq_len = lens[0] + lens[1] + 2  # the first two fit together, the long one (k=30) does not fit at all
@@ -74,7 +80,9 @@ def test_packing_and_padding_rows(tok):
     assert ids.shape == (2, seq_len)
     assert ids[0, : lens[0] + lens[1]].tolist() == enc[0][0] + enc[1][0]
     assert labels[0, : lens[0] + lens[1]].tolist() == enc[0][1] + enc[1][1]
-    assert ids[0, lens[0] + lens[1] :].tolist() == [ct.eos, ct.eos] and labels[0, lens[0] + lens[1] :].tolist() == [-100, -100]
+    assert ids[0, lens[0] + lens[1] :].tolist() == [ct.eos, ct.eos] and labels[
+        0, lens[0] + lens[1] :
+    ].tolist() == [-100, -100]
     assert ids[1, : lens[3]].tolist() == enc[3][0]
     ids, labels = D.make_rows(enc, seq_len, packing=False, pad_id=ct.eos)
     assert ids.shape == (3, seq_len) and ids[1, : lens[1]].tolist() == enc[1][0]
@@ -88,24 +96,40 @@ def _write(path, records):
 
 def test_mixing_counts_weights_and_filters(tmp_path):
     zh = [{"instruction": f"中文问题{i}", "input": "", "output": f"中文回答{i}"} for i in range(10)]
-    en = [{"instruction": f"English question {i}", "input": "", "output": f"English answer {i}"} for i in range(10)]
+    en = [
+        {"instruction": f"English question {i}", "input": "", "output": f"English answer {i}"}
+        for i in range(10)
+    ]
     _write(tmp_path / "mixed.json", zh + en + [{"instruction": "no output"}])
-    _write(tmp_path / "sg.json", [{"conversations": [{"from": "human", "value": "你好"}, {"from": "gpt", "value": "你好！"}]}] * 4)
-    cfg = from_dict(D.SftDataConfig, {
-        "root": str(tmp_path), "seed": 3,
-        "datasets": [
-            # Keep only mostly-Chinese conversations, then take 25 of the 10 kept: two copies + 5.
-            {"name": "zh_only", "path": ["mixed.json"], "count": 25,
-             "filters": [{"name": "script_share", "script": "han", "min_share": 0.5}]},
-            {"name": "half", "path": ["mixed.json"], "weight": 0.5},
-            {"name": "sg", "path": ["sg.json"], "chat_layout": "sharegpt", "weight": 2.0},
-        ],
-        "self_cognition": {"count": 3, "name": "Steel", "maker": "测试组"},
-    })
+    _write(
+        tmp_path / "sg.json",
+        [{"conversations": [{"from": "human", "value": "你好"}, {"from": "gpt", "value": "你好！"}]}] * 4,
+    )
+    cfg = from_dict(
+        D.SftDataConfig,
+        {
+            "root": str(tmp_path),
+            "seed": 3,
+            "datasets": [
+                # Keep only mostly-Chinese conversations, then take 25 of the 10 kept: two copies + 5.
+                {
+                    "name": "zh_only",
+                    "path": ["mixed.json"],
+                    "count": 25,
+                    "filters": [{"name": "script_share", "script": "han", "min_share": 0.5}],
+                },
+                {"name": "half", "path": ["mixed.json"], "weight": 0.5},
+                {"name": "sg", "path": ["sg.json"], "chat_layout": "sharegpt", "weight": 2.0},
+            ],
+            "self_cognition": {"count": 3, "name": "Steel", "maker": "测试组"},
+        },
+    )
     stats = {}
     mix = D.build_conversations(cfg, stats)
     assert stats["zh_only"]["read"] == 21 and stats["zh_only"]["kept"] == 10
-    assert stats["zh_only"]["filtered"] == {"script_share": 10} and stats["zh_only"]["rejected"] == {"missing_field": 1}
+    assert stats["zh_only"]["filtered"] == {"script_share": 10} and stats["zh_only"]["rejected"] == {
+        "missing_field": 1
+    }
     assert "mixed.json:21" in stats["zh_only"]["examples"][0]
     names = [n for n, _ in mix]
     assert names.count("zh_only") == 25 and names.count("half") == 10 and names.count("sg") == 8
@@ -123,8 +147,14 @@ def test_self_cognition(tmp_path):
     assert all("Steel" in c[1]["content"] and "钢铁团队" in c[1]["content"] for c in convs)
     # The built-in pool has 8x3 Chinese + 6x3 English pairs: all 42 are used before any repeats.
     assert len({(c[0]["content"], c[1]["content"]) for c in convs}) == 42
-    tpl = _write(tmp_path / "identity.json", [{"instruction": "hi", "input": "", "output": "I am {{name}} by {{author}}."}])
-    assert self_cognition("Steel", "Z", 2, template=tpl) == [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "I am Steel by Z."}]] * 2
+    tpl = _write(
+        tmp_path / "identity.json",
+        [{"instruction": "hi", "input": "", "output": "I am {{name}} by {{author}}."}],
+    )
+    assert (
+        self_cognition("Steel", "Z", 2, template=tpl)
+        == [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "I am Steel by Z."}]] * 2
+    )
 
 
 def test_sft_data_resume_and_world_size():
@@ -154,7 +184,10 @@ def test_steel_sft_end_to_end(tmp_path, tiny_tokenizer_dir, tok):
     init = tmp_path / "init"
     build_model(cfg).save_pretrained(str(init))
     tok.save_pretrained(str(init))
-    _write(tmp_path / "chat.json", [{"instruction": f"问题{i}", "input": "", "output": f"回答{i}"} for i in range(12)])
+    _write(
+        tmp_path / "chat.json",
+        [{"instruction": f"问题{i}", "input": "", "output": f"回答{i}"} for i in range(12)],
+    )
     config = tmp_path / "sft.yaml"
     config.write_text(
         f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: 3\nmicro_batch: 2\n"
@@ -182,6 +215,8 @@ def test_steel_sft_end_to_end(tmp_path, tiny_tokenizer_dir, tok):
 def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_dir, capsys):
     _write(tmp_path / "chat.json", [{"instruction": "q", "input": "", "output": "a"}])
     config = tmp_path / "sft.yaml"
-    config.write_text(f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{datasets: [{{name: c, path: [chat.json]}}]}}\n")
+    config.write_text(
+        f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{datasets: [{{name: c, path: [chat.json]}}]}}\n"
+    )
     assert steel_main(["sft", str(config)]) == 2
     assert "data.packing: document masking of packed rows needs Steel's model" in capsys.readouterr().err

@@ -10,10 +10,14 @@ from steel.cli import UserError
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="HF model directory, Steel run directory or checkpoint directory")
+    p.add_argument(
+        "--model", required=True, help="HF model directory, Steel run directory or checkpoint directory"
+    )
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved")
+    p.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved"
+    )
 
 
 def _device(arg: str | None) -> str:
@@ -23,13 +27,19 @@ def _device(arg: str | None) -> str:
 
 
 def register(subparsers) -> None:
-    ev = subparsers.add_parser("eval", help="evaluate a model: multiple choice (C-Eval/CMMLU), perplexity, contamination")
+    ev = subparsers.add_parser(
+        "eval", help="evaluate a model: multiple choice (C-Eval/CMMLU), perplexity, contamination"
+    )
     sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
 
     p = sub.add_parser("mc", help="C-Eval / CMMLU multiple-choice accuracy")
     _add_model_args(p)
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
-    p.add_argument("--data", required=True, help="benchmark directory as released (dev/, val/ or test/, subject_mapping.json)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="benchmark directory as released (dev/, val/ or test/, subject_mapping.json)",
+    )
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
     p.add_argument("--shots", type=int, default=5, help="few-shot examples from dev/ (0..5)")
     p.add_argument("--mode", default="logprob", choices=["logprob", "generate"])
@@ -40,30 +50,52 @@ def register(subparsers) -> None:
         help="logprob mode: next-token logit of 'A'..'D' (benchmarks' code) or log P(' A') continuation (lm-eval-harness)",
     )
     p.add_argument("--cot", action="store_true", help="generate mode: explain step by step, then answer")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="generate mode (CoT raises it to at least 512)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=32, help="generate mode (CoT raises it to at least 512)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--subjects", default=None, help="comma-separated subset (default: all in the split)")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
-    p.add_argument("--out", default=None, help="JSON result file; a .md table and a .questions.jsonl are written beside it")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON result file; a .md table and a .questions.jsonl are written beside it",
+    )
     p.set_defaults(func=cmd_mc)
 
     p = sub.add_parser("ppl", help="perplexity over prepared chunks (a steel data prepare output)")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="DATA_DIR with manifest.json and chunk files")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per window")
-    p.add_argument("--max-tokens", type=int, default=None, help="stop after scoring this many tokens (default: all)")
+    p.add_argument(
+        "--max-tokens", type=int, default=None, help="stop after scoring this many tokens (default: all)"
+    )
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=None, help="JSON result file")
     p.set_defaults(func=cmd_ppl)
 
     p = sub.add_parser("contamination", help="n-gram overlap between training data and benchmark questions")
-    p.add_argument("--data", required=True, nargs="+", help="prepared chunk dirs and/or SFT/text files (json, jsonl, jsonl.zst)")
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="prepared chunk dirs and/or SFT/text files (json, jsonl, jsonl.zst)",
+    )
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
     p.add_argument("--bench", required=True, help="benchmark directory as released")
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
     p.add_argument("--n", type=int, default=13, help="n-gram length in characters")
-    p.add_argument("--threshold", type=float, default=0.5, help="a question is contaminated when this share of its n-grams occurs")
-    p.add_argument("--tokenizer", default=None, help="tokenizer to decode prepared chunks (default: none, chunk dirs then need one)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="a question is contaminated when this share of its n-grams occurs",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer to decode prepared chunks (default: none, chunk dirs then need one)",
+    )
     p.add_argument("--out", default=None, help="JSON result file")
     p.set_defaults(func=cmd_contamination)
 
@@ -129,7 +161,13 @@ def cmd_contamination(args) -> int:
     from steel.eval.contamination import contamination_report, markdown_contamination
 
     result = contamination_report(
-        [Path(d) for d in args.data], args.task, Path(args.bench), args.split, args.n, args.threshold, args.tokenizer
+        [Path(d) for d in args.data],
+        args.task,
+        Path(args.bench),
+        args.split,
+        args.n,
+        args.threshold,
+        args.tokenizer,
     )
     print(markdown_contamination(result))
     if args.out:

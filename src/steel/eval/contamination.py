@@ -18,8 +18,8 @@ import gzip
 import io
 import json
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from steel.cli import UserError
 from steel.eval.mc import DEFAULT_SPLIT, list_subjects, read_questions, subject_file
@@ -80,7 +80,9 @@ def _file_texts(path: Path) -> Iterator[str]:
                         try:
                             yield "\n".join(_strings(json.loads(line)))
                         except json.JSONDecodeError as e:
-                            raise UserError(f"{path}:{i}: neither a JSON document nor JSON Lines ({e.msg})") from None
+                            raise UserError(
+                                f"{path}:{i}: neither a JSON document nor JSON Lines ({e.msg})"
+                            ) from None
                 return
             for rec in data if isinstance(data, list) else [data]:
                 yield "\n".join(_strings(rec))
@@ -97,7 +99,9 @@ def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[s
     manifest = open_manifest(data_dir)
     tok_dir = Path(tokenizer_dir) if tokenizer_dir else data_dir / "tokenizer"
     if not tok_dir.is_dir():
-        raise UserError(f"{data_dir}: chunks need a tokenizer to decode; none in {tok_dir}, pass --tokenizer DIR")
+        raise UserError(
+            f"{data_dir}: chunks need a tokenizer to decode; none in {tok_dir}, pass --tokenizer DIR"
+        )
     tok = AutoTokenizer.from_pretrained(str(tok_dir))
     eos = manifest.get("tokenizer", {}).get("eos_id", tok.eos_token_id)
     for c in manifest["chunks"]:
@@ -123,8 +127,15 @@ def training_texts(paths: list[Path], tokenizer_dir: str | Path | None = None) -
             raise UserError(f"--data {p}: no such file or directory")
 
 
-def contamination_report(data: list[Path], task: str, bench: Path, split: str | None, n: int = 13,
-                         threshold: float = 0.5, tokenizer_dir: str | Path | None = None) -> dict:
+def contamination_report(
+    data: list[Path],
+    task: str,
+    bench: Path,
+    split: str | None,
+    n: int = 13,
+    threshold: float = 0.5,
+    tokenizer_dir: str | Path | None = None,
+) -> dict:
     if n < 1:
         raise UserError("--n: must be >= 1")
     if not 0 < threshold <= 1:
@@ -165,10 +176,17 @@ def contamination_report(data: list[Path], task: str, bench: Path, split: str | 
         d["rate"] = d["contaminated"] / d["n"]
     total = sum(d["contaminated"] for d in subjects.values())
     return {
-        "task": task, "split": split, "n": n, "threshold": threshold,
+        "task": task,
+        "split": split,
+        "n": n,
+        "threshold": threshold,
         "training": {"paths": [str(p) for p in data], "documents": docs, "normalized_chars": chars},
-        "subjects": subjects, "overall": {"questions": len(questions), "contaminated": total,
-                                          "rate": total / len(questions) if questions else 0.0},
+        "subjects": subjects,
+        "overall": {
+            "questions": len(questions),
+            "contaminated": total,
+            "rate": total / len(questions) if questions else 0.0,
+        },
         "flagged": flagged,
     }
 
@@ -184,5 +202,7 @@ def markdown_contamination(result: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for s, d in result["subjects"].items():
-        lines.append(f"| {s} | {d['n']} | {d['contaminated']} | {100 * d['rate']:.1f}% | {100 * d['mean_overlap']:.1f}% |")
+        lines.append(
+            f"| {s} | {d['n']} | {d['contaminated']} | {100 * d['rate']:.1f}% | {100 * d['mean_overlap']:.1f}% |"
+        )
     return "\n".join(lines) + "\n"

@@ -27,8 +27,8 @@ from typing import Literal
 import torch
 
 from steel.cli import UserError
-from steel.infer.load import accepts, mixes_positions
 from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
+from steel.infer.load import accepts, mixes_positions
 
 LETTERS = ("A", "B", "C", "D")
 Task = Literal["ceval", "cmmlu"]
@@ -165,7 +165,9 @@ def subject_table(task: Task, data_dir: Path | None = None) -> dict[str, Subject
             elif isinstance(v, dict) and "name_zh" in v and "categories" in v:
                 table[k] = SubjectInfo(str(v["name_zh"]), tuple(v["categories"]))
             else:
-                raise UserError(f"{mapping}: entry {k!r} is neither [en, zh, category] nor {{name_zh, categories}}")
+                raise UserError(
+                    f"{mapping}: entry {k!r} is neither [en, zh, category] nor {{name_zh, categories}}"
+                )
     return table
 
 
@@ -202,8 +204,10 @@ def build_prompt(task: Task, subject_zh: str, dev: list[Question], q: Question, 
         raise UserError(f"--shots {shots}: expected 0..5")
     if shots > len(dev):
         raise UserError(f"{q.subject}: {shots} shots asked but the dev split has {len(dev)} examples")
-    return harness_header(task, subject_zh) + "".join(format_question(task, d, d.answer) for d in dev[:shots]) + (
-        format_question(task, q, None)
+    return (
+        harness_header(task, subject_zh)
+        + "".join(format_question(task, d, d.answer) for d in dev[:shots])
+        + (format_question(task, q, None))
     )
 
 
@@ -335,7 +339,9 @@ class ScoreRequest:
 
 def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size: int) -> dict:
     """Sum of log-probabilities of each request's targets, batched by length (longest first). -> {key: float}"""
-    order = sorted(range(len(requests)), key=lambda i: (-(len(requests[i].context) + len(requests[i].targets)), i))
+    order = sorted(
+        range(len(requests)), key=lambda i: (-(len(requests[i].context) + len(requests[i].targets)), i)
+    )
     out = {}
     for start in range(0, len(order), batch_size):
         batch = [requests[i] for i in order[start : start + batch_size]]
@@ -352,7 +358,9 @@ def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size:
 
 
 @torch.no_grad()
-def predict_letter_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None) -> list[tuple[str, list[float]]]:
+def predict_letter_mode(
+    model, tokenizer, prompts: list[str], batch_size: int, advance=None
+) -> list[tuple[str, list[float]]]:
     """Benchmark-code scoring: argmax over the next-token logits of "A".."D". -> [(letter, 4 logits)]"""
     ids = letter_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -389,7 +397,9 @@ def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: 
     order = sorted(range(len(single)), key=lambda i: (-len(single[i][1]), i))
     for start in range(0, len(order), batch_size):
         batch = [single[i] for i in order[start : start + batch_size]]
-        logp = torch.log_softmax(last_logits(model, [c for _q, c, _t in batch], 1, pad_id)[:, -1, :], dim=-1)  # (B, V)
+        logp = torch.log_softmax(
+            last_logits(model, [c for _q, c, _t in batch], 1, pad_id)[:, -1, :], dim=-1
+        )  # (B, V)
         for b, (qi, _c, targets) in enumerate(batch):
             for li, t in enumerate(targets):
                 scores[(qi, li)] = float(logp[b, t])
@@ -406,7 +416,9 @@ def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: 
 
 
 @torch.no_grad()
-def predict_generate_mode(model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None):
+def predict_generate_mode(
+    model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None
+):
     """Greedy chat replies (ChatML via the tokenizer's template), batched with left padding. -> [text]"""
     from steel.infer.generate import chat_prompt_ids, stop_token_ids
 
@@ -458,7 +470,9 @@ class McOptions:
     details: list = field(default_factory=list)
 
 
-def load_benchmark(opts: McOptions) -> tuple[dict[str, list[Question]], dict[str, list[Question]], dict[str, SubjectInfo]]:
+def load_benchmark(
+    opts: McOptions,
+) -> tuple[dict[str, list[Question]], dict[str, list[Question]], dict[str, SubjectInfo]]:
     split = opts.split or DEFAULT_SPLIT[opts.task]
     data = Path(opts.data)
     if not data.is_dir():
@@ -472,7 +486,9 @@ def load_benchmark(opts: McOptions) -> tuple[dict[str, list[Question]], dict[str
     questions, dev = {}, {}
     for s in subjects:
         if s not in table:
-            raise UserError(f"{subject_file(opts.task, data, split, s)}: subject '{s}' is in no subject table; add it to {data}/subject_mapping.json")
+            raise UserError(
+                f"{subject_file(opts.task, data, split, s)}: subject '{s}' is in no subject table; add it to {data}/subject_mapping.json"
+            )
         qs = read_questions(subject_file(opts.task, data, split, s), opts.task, s)
         questions[s] = qs[: opts.limit] if opts.limit else qs
         if opts.shots > 0:
@@ -483,7 +499,10 @@ def load_benchmark(opts: McOptions) -> tuple[dict[str, list[Question]], dict[str
 
 
 def aggregate(task: Task, per_subject: dict[str, list[bool]], table: dict[str, SubjectInfo]) -> dict:
-    subjects = {s: {"accuracy": sum(v) / len(v) if v else 0.0, "n": len(v), "correct": sum(v)} for s, v in per_subject.items()}
+    subjects = {
+        s: {"accuracy": sum(v) / len(v) if v else 0.0, "n": len(v), "correct": sum(v)}
+        for s, v in per_subject.items()
+    }
     cat_names = CEVAL_CATEGORIES if task == "ceval" else CMMLU_CATEGORIES
     extra = sorted({c for s in per_subject for c in table[s].categories} - set(cat_names))
     categories = {}
@@ -528,7 +547,9 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             raw = [r[1] for r in res]
         else:
             msgs = [chat_messages(table[s].name_zh, dev[s], q, opts.shots, opts.cot) for s, q in flat]
-            texts = predict_generate_mode(model, tokenizer, msgs, opts.max_new_tokens, opts.batch_size, advance)
+            texts = predict_generate_mode(
+                model, tokenizer, msgs, opts.max_new_tokens, opts.batch_size, advance
+            )
             preds = [extract_answer(t, q.choices) for t, (_s, q) in zip(texts, flat)]
             raw = texts
     per_subject: dict[str, list[bool]] = {s: [] for s in questions}
@@ -556,14 +577,21 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
     return result
 
 
-def markdown_report(result: dict, table: dict[str, SubjectInfo] | None = None) -> str:
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def markdown_report(result: dict) -> str:
     """A Markdown summary: overall and per-category (macro and micro), then per subject."""
-    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    pct = _pct
+    head = (
+        f"Model: `{result.get('model', '')}`; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
+        f"Published tables quote the **{result['headline_average']}** average (over questions)."
+    )
     lines = [
         f"## {result['task']} ({result['split']}, {result['shots']}-shot, {result['mode']}/{result['scoring']})",
         "",
-        f"Model: `{result.get('model', '')}`; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
-        f"Published tables quote the **{result['headline_average']}** average (over questions).",
+        head,
         "",
         "| category | subjects | questions | macro | micro |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -571,7 +599,9 @@ def markdown_report(result: dict, table: dict[str, SubjectInfo] | None = None) -
     for cat, v in result["categories"].items():
         lines.append(f"| {cat} | {v['subjects']} | {v['n']} | {pct(v['macro'])} | {pct(v['micro'])} |")
     o = result["overall"]
-    lines.append(f"| **overall** | {len(result['subjects'])} | {result['n_questions']} | {pct(o['macro'])} | {pct(o['micro'])} |")
+    lines.append(
+        f"| **overall** | {len(result['subjects'])} | {result['n_questions']} | {pct(o['macro'])} | {pct(o['micro'])} |"
+    )
     if "no_answer" in result:
         lines += ["", f"Replies with no recognisable letter (counted wrong): {result['no_answer']['total']}."]
     lines += ["", "| subject | questions | accuracy |", "| --- | ---: | ---: |"]

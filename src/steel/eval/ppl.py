@@ -44,14 +44,18 @@ def window_nll(model, batch: torch.Tensor) -> tuple[float, int]:
     return total, batch.shape[0] * (batch.shape[1] - 1)
 
 
-def perplexity(model, data_dir: Path, seq_len: int, batch_size: int, max_tokens: int | None = None, advance=None) -> dict:
+def perplexity(
+    model, data_dir: Path, seq_len: int, batch_size: int, max_tokens: int | None = None, advance=None
+) -> dict:
     if seq_len < 2:
         raise UserError("--seq-len: must be >= 2")
     manifest = open_manifest(data_dir)
     vocab = int(manifest.get("tokenizer", {}).get("vocab_size", 0))
     model_vocab = int(getattr(model.config, "vocab_size", 0) or 0)
     if vocab and model_vocab and vocab > model_vocab:
-        raise UserError(f"{data_dir}/manifest.json: tokenizer vocab_size {vocab} exceeds the model's {model_vocab}")
+        raise UserError(
+            f"{data_dir}/manifest.json: tokenizer vocab_size {vocab} exceeds the model's {model_vocab}"
+        )
     device = next(model.parameters()).device
     per_source: dict[str, list[float]] = {}  # source -> [nll, tokens]
     scored = 0
@@ -84,14 +88,27 @@ def perplexity(model, data_dir: Path, seq_len: int, batch_size: int, max_tokens:
             for g in groups:
                 if max_tokens is not None and scored >= max_tokens:
                     break
-                batch = torch.stack([torch.from_numpy(tokens[s:e].astype("int64")) for s, e in g]).to(device)  # (B, T)
+                batch = torch.stack([torch.from_numpy(tokens[s:e].astype("int64")) for s, e in g]).to(
+                    device
+                )  # (B, T)
                 nll, n = window_nll(model, batch)
                 acc[0] += nll
                 acc[1] += n
                 scored += n
                 step(sum(e - s for s, e in g))
-    sources = {k: {"nll": v[0] / v[1], "ppl": math.exp(v[0] / v[1]), "tokens": v[1]} for k, v in per_source.items() if v[1]}
+    sources = {
+        k: {"nll": v[0] / v[1], "ppl": math.exp(v[0] / v[1]), "tokens": v[1]}
+        for k, v in per_source.items()
+        if v[1]
+    }
     if not scored:
         raise UserError(f"{data_dir}: no tokens scored (chunks shorter than 2 tokens?)")
     nll = sum(v[0] for v in per_source.values()) / scored
-    return {"data": str(data_dir), "seq_len": seq_len, "tokens": scored, "nll": nll, "ppl": math.exp(nll), "sources": sources}
+    return {
+        "data": str(data_dir),
+        "seq_len": seq_len,
+        "tokens": scored,
+        "nll": nll,
+        "ppl": math.exp(nll),
+        "sources": sources,
+    }

@@ -109,7 +109,11 @@ CEVAL_SUBJECTS: dict[str, tuple[str, str, str]] = {
     "college_economics": ("College Economics", "大学经济学", "Social Science"),
     "business_administration": ("Business Administration", "工商管理", "Social Science"),
     "marxism": ("Marxism", "马克思主义基本原理", "Social Science"),
-    "mao_zedong_thought": ("Mao Zedong Thought", "毛泽东思想和中国特色社会主义理论体系概论", "Social Science"),
+    "mao_zedong_thought": (
+        "Mao Zedong Thought",
+        "毛泽东思想和中国特色社会主义理论体系概论",
+        "Social Science",
+    ),
     "education_science": ("Education Science", "教育学", "Social Science"),
     "teacher_qualification": ("Teacher Qualification", "教师资格", "Social Science"),
     "high_school_politics": ("High School Politics", "高中政治", "Social Science"),
@@ -117,7 +121,11 @@ CEVAL_SUBJECTS: dict[str, tuple[str, str, str]] = {
     "middle_school_politics": ("Middle School Politics", "初中政治", "Social Science"),
     "middle_school_geography": ("Middle School Geography", "初中地理", "Social Science"),
     "modern_chinese_history": ("Modern Chinese History", "近代史纲要", "Humanities"),
-    "ideological_and_moral_cultivation": ("Ideological and Moral Cultivation", "思想道德修养与法律基础", "Humanities"),
+    "ideological_and_moral_cultivation": (
+        "Ideological and Moral Cultivation",
+        "思想道德修养与法律基础",
+        "Humanities",
+    ),
     "logic": ("Logic", "逻辑学", "Humanities"),
     "law": ("Law", "法学", "Humanities"),
     "chinese_language_and_literature": ("Chinese Language and Literature", "中国语言文学", "Humanities"),
@@ -135,7 +143,11 @@ CEVAL_SUBJECTS: dict[str, tuple[str, str, str]] = {
     "urban_and_rural_planner": ("Urban and Rural Planner", "注册城乡规划师", "Other"),
     "accountant": ("Accountant", "注册会计师", "Other"),
     "fire_engineer": ("Fire Engineer", "注册消防工程师", "Other"),
-    "environmental_impact_assessment_engineer": ("Environmental Impact Assessment Engineer", "环境影响评价工程师", "Other"),
+    "environmental_impact_assessment_engineer": (
+        "Environmental Impact Assessment Engineer",
+        "环境影响评价工程师",
+        "Other",
+    ),
     "tax_accountant": ("Tax Accountant", "税务师", "Other"),
     "physician": ("Physician", "医师资格", "Other"),
 }

@@ -8,7 +8,7 @@ history, `/exit` (or end of input) quits. Lines come from stdin, so `steel chat 
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_text
 

@@ -10,10 +10,14 @@ from steel.config import ConfigError
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="HF model directory, Steel run directory or checkpoint directory")
+    p.add_argument(
+        "--model", required=True, help="HF model directory, Steel run directory or checkpoint directory"
+    )
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved")
+    p.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved"
+    )
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +25,9 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
     p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (HF/CTRL rule)")
+    p.add_argument(
+        "--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (HF/CTRL rule)"
+    )
     p.add_argument("--seed", type=int, default=None)
 
 
@@ -30,7 +36,9 @@ def register(subparsers) -> None:
     _add_model_args(p)
     _add_sampling_args(p)
     p.add_argument("--prompt", required=True, help="the prompt text ('-' reads stdin)")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as one ChatML user turn (for SFT models)")
+    p.add_argument(
+        "--chat", action="store_true", help="wrap the prompt as one ChatML user turn (for SFT models)"
+    )
     p.add_argument("--system", default=None, help="system prompt (with --chat)")
     p.set_defaults(func=cmd_generate)
 
@@ -38,14 +46,26 @@ def register(subparsers) -> None:
     _add_model_args(p)
     _add_sampling_args(p)
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--max-context", type=int, default=None, help="tokens of history kept (default: the model's max positions)")
+    p.add_argument(
+        "--max-context",
+        type=int,
+        default=None,
+        help="tokens of history kept (default: the model's max positions)",
+    )
     p.set_defaults(func=cmd_chat)
 
-    p = subparsers.add_parser("export", help="write a plain HF directory (safetensors, modeling files, tokenizer)")
+    p = subparsers.add_parser(
+        "export", help="write a plain HF directory (safetensors, modeling files, tokenizer)"
+    )
     p.add_argument("src", help="Steel run directory, checkpoint directory or HF model directory")
     p.add_argument("out", help="output directory")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: found beside the model)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype (default: as saved)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype (default: as saved)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -53,7 +73,9 @@ def register(subparsers) -> None:
 def _sampling(args):
     from steel.infer.generate import SamplingOptions
 
-    opts = SamplingOptions(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+    opts = SamplingOptions(
+        args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed
+    )
     try:
         opts.validate()
     except ConfigError as e:
@@ -77,7 +99,9 @@ def cmd_generate(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tok = _load(args)
     if args.chat:
-        msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": prompt}]
+        msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": prompt}
+        ]
         ids = chat_prompt_ids(tok, msgs)
     else:
         ids = tok.encode(prompt, add_special_tokens=False)

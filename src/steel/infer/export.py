@@ -25,8 +25,13 @@ CHATML_TEMPLATE = (
 STEEL_MODEL_FILES = ("configuration_steel.py", "modeling_steel.py")
 
 
-def export(src: str | Path, out: str | Path, tokenizer: str | Path | None = None, dtype: str | None = None,
-           overwrite: bool = False) -> Path:
+def export(
+    src: str | Path,
+    out: str | Path,
+    tokenizer: str | Path | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     src, out = Path(src), Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
@@ -37,7 +42,9 @@ def export(src: str | Path, out: str | Path, tokenizer: str | Path | None = None
         # Kernels other than the torch reference live in steel.kernels, which the export must not need.
         cfg.kernels = {}
     if len(tok) > cfg.vocab_size:
-        raise UserError(f"{src}: tokenizer has {len(tok)} tokens but the model's vocab_size is {cfg.vocab_size}")
+        raise UserError(
+            f"{src}: tokenizer has {len(tok)} tokens but the model's vocab_size is {cfg.vocab_size}"
+        )
     if not getattr(tok, "chat_template", None):
         tok.chat_template = CHATML_TEMPLATE
     stops = stop_token_ids(tok)
@@ -72,4 +79,6 @@ def _check_remote_code(out: Path) -> None:
             "AutoConfig": "configuration_steel.SteelConfig",
             "AutoModelForCausalLM": "modeling_steel.SteelForCausalLM",
         }
-        (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (out / "config.json").write_text(
+            json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )

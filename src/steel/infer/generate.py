@@ -10,8 +10,8 @@ each step and must give the same greedy tokens (tested).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
@@ -58,8 +58,12 @@ def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool
     if not getattr(tokenizer, "chat_template", None):
         from steel.cli import UserError
 
-        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)")
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+        raise UserError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)"
+        )
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
     # The template writes the special tokens as text; encoding it must not add a BOS of its own.
     return tokenizer.encode(text, add_special_tokens=False)
 
@@ -154,7 +158,9 @@ class TextStream:
         return text
 
 
-def generate_text(model, tokenizer, prompt_ids: list[int], opts: SamplingOptions, stream: TextStream | None = None) -> str:
+def generate_text(
+    model, tokenizer, prompt_ids: list[int], opts: SamplingOptions, stream: TextStream | None = None
+) -> str:
     """Generate, streaming pieces to `stream` when given; returns the whole new text."""
     stream = stream or TextStream(tokenizer, write=lambda s: None)
     for tok in generate_ids(model, prompt_ids, opts, stop_token_ids(tokenizer)):

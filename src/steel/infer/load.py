@@ -134,7 +134,9 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
     else:
         ckpt = resolve_checkpoint(path)
         if ckpt is None:
-            raise UserError(f"{path}: neither an HF model directory (config.json) nor a Steel run/checkpoint directory")
+            raise UserError(
+                f"{path}: neither an HF model directory (config.json) nor a Steel run/checkpoint directory"
+            )
         model = model_from_checkpoint(ckpt)
         if torch_dtype is not None:
             model = model.to(torch_dtype)
@@ -159,7 +161,13 @@ def model_from_checkpoint(ckpt: Path):
     state = load_model_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied embeddings legitimately miss lm_head.weight; anything else is a real mismatch.
-    missing = [k for k in missing if not (k == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False))]
+    missing = [
+        k
+        for k in missing
+        if not (k == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False))
+    ]
     if missing or unexpected:
-        raise UserError(f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model

@@ -19,7 +19,9 @@ def _sft(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sft", help="supervised fine-tuning on chat data (resumes from RUN_DIR's newest checkpoint)")
+    p = subparsers.add_parser(
+        "sft", help="supervised fine-tuning on chat data (resumes from RUN_DIR's newest checkpoint)"
+    )
     p.add_argument("config", help="SFT config YAML (see configs/sft/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.set_defaults(func=_sft)

@@ -37,8 +37,12 @@ class SftDataset:
     fields: dict[str, str] = field(default_factory=dict)  # rename layout fields, e.g. {instruction: question}
     system: str | None = None  # system prompt for records that have none
     weight: float = 1.0  # repeat factor: 2 = every conversation twice, 0.5 = a seeded random half
-    count: int | None = None  # exactly this many conversations (seeded sample; repeats when more than available)
-    filters: list[dict[str, Any]] = field(default_factory=list)  # steel.data.filters specs, on the conversation's text
+    count: int | None = (
+        None  # exactly this many conversations (seeded sample; repeats when more than available)
+    )
+    filters: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # steel.data.filters specs, on the conversation's text
 
     def validate(self) -> None:
         if self.weight < 0:
@@ -55,7 +59,9 @@ class SelfCognitionConfig:
     count: int = 0  # conversations to add (0 = none)
     name: str = "Steel"  # the model's name in the answers
     maker: str = "Steel 开发者"  # who made it
-    template: str | None = None  # identity.json-style file with {{name}}/{{author}}; default: built-in templates
+    template: str | None = (
+        None  # identity.json-style file with {{name}}/{{author}}; default: built-in templates
+    )
 
     def validate(self) -> None:
         if self.count < 0:
@@ -68,7 +74,9 @@ class SftDataConfig:
     self_cognition: SelfCognitionConfig = field(default_factory=SelfCognitionConfig)
     root: str = "."  # base directory of relative dataset paths
     seq_len: int = 2048  # tokens per row
-    packing: bool = True  # pack conversations into rows (document masking); false = one padded conversation per row
+    packing: bool = (
+        True  # pack conversations into rows (document masking); false = one padded conversation per row
+    )
     loss_on_prompt: bool = False  # also train on system/user tokens and the ChatML markers
     seed: int = 0  # mixture sampling and epoch order
 
@@ -96,7 +104,9 @@ class ChatTokenizer:
         for t in (IM_START, IM_END, ENDOFTEXT):
             i = tokenizer.convert_tokens_to_ids(t)
             if not isinstance(i, int) or i < 0 or i == tokenizer.unk_token_id:
-                raise ConfigError(f"tokenizer: no special token {t} (SFT renders ChatML; use Qwen's or steel's tokenizer)")
+                raise ConfigError(
+                    f"tokenizer: no special token {t} (SFT renders ChatML; use Qwen's or steel's tokenizer)"
+                )
             ids[t] = i
         self.im_start, self.im_end, self.eos = ids[IM_START], ids[IM_END], ids[ENDOFTEXT]
         self.newline = self._enc("\n")
@@ -138,8 +148,15 @@ def read_dataset(ds: SftDataset, root: Path, stats: dict) -> list[list[dict]]:
     from steel.data.filters import build_filters
     from steel.data.sources import SourceReader, expand_paths
 
-    src = SourceConfig(name=ds.name, path=list(ds.path), format=ds.format, kind="chat", chat_layout=ds.chat_layout,
-                       fields=dict(ds.fields), system=ds.system)
+    src = SourceConfig(
+        name=ds.name,
+        path=list(ds.path),
+        format=ds.format,
+        kind="chat",
+        chat_layout=ds.chat_layout,
+        fields=dict(ds.fields),
+        system=ds.system,
+    )
     reader = SourceReader(src, DataConfig(sources=[src], root=str(root)))
     filters = build_filters(ds.filters)
     st = stats.setdefault(ds.name, {"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
@@ -197,8 +214,13 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
 # Rows and batches
 
 
-def make_rows(encoded: list[tuple[list[int], list[int]]], seq_len: int, packing: bool, pad_id: int,
-              stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def make_rows(
+    encoded: list[tuple[list[int], list[int]]],
+    seq_len: int,
+    packing: bool,
+    pad_id: int,
+    stats: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (input_ids, labels), each (N, seq_len). Conversations longer than seq_len are dropped (counted).
 
     Packing fills rows greedily in order and never splits a conversation; the rest of a row is EOS
@@ -238,8 +260,15 @@ class SftData:
     Rank r of W takes positions r, r + W, ... of the global order, so the global batch does not depend on W.
     """
 
-    def __init__(self, input_ids: torch.Tensor, labels: torch.Tensor, micro_batch: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        micro_batch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.input_ids, self.labels = input_ids, labels
         self.micro_batch, self.seed, self.rank, self.world_size = micro_batch, seed, rank, world_size
         self.epoch, self.consumed = 0, 0
@@ -263,11 +292,18 @@ class SftData:
         return {"input_ids": self.input_ids[idx], "labels": self.labels[idx]}
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "consumed": self.consumed, "rows": len(self.input_ids)}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "consumed": self.consumed,
+            "rows": len(self.input_ids),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("rows") != len(self.input_ids):
-            raise ConfigError(f"sft data: the checkpoint saw {state.get('rows')} rows, the config now gives {len(self.input_ids)}")
+            raise ConfigError(
+                f"sft data: the checkpoint saw {state.get('rows')} rows, the config now gives {len(self.input_ids)}"
+            )
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self._order = self._perm(self.epoch)
 

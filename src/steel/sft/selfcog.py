@@ -15,13 +15,29 @@ from pathlib import Path
 from steel.cli import UserError
 
 # (question, answer) pairs; every question is paired with every answer of its language group.
-QUESTIONS_ZH = ["你是谁？", "你叫什么名字？", "请介绍一下你自己。", "你是哪个公司开发的？", "你是ChatGPT吗？", "你的开发者是谁？", "我该怎么称呼你？", "你是什么模型？"]
+QUESTIONS_ZH = [
+    "你是谁？",
+    "你叫什么名字？",
+    "请介绍一下你自己。",
+    "你是哪个公司开发的？",
+    "你是ChatGPT吗？",
+    "你的开发者是谁？",
+    "我该怎么称呼你？",
+    "你是什么模型？",
+]
 ANSWERS_ZH = [
     "我是{name}，由{maker}开发的人工智能助手。我可以回答问题、提供信息和帮助你完成各种文字任务。",
     "你好！我叫{name}，是{maker}训练的语言模型，很高兴为你提供帮助。",
     "我是{maker}开发的{name}。我不是ChatGPT，也不隶属于其他公司；有什么可以帮你的吗？",
 ]
-QUESTIONS_EN = ["Who are you?", "What is your name?", "Introduce yourself.", "Who created you?", "Are you ChatGPT?", "Which model are you?"]
+QUESTIONS_EN = [
+    "Who are you?",
+    "What is your name?",
+    "Introduce yourself.",
+    "Who created you?",
+    "Are you ChatGPT?",
+    "Which model are you?",
+]
 ANSWERS_EN = [
     "I am {name}, an AI assistant developed by {maker}. I can answer questions and help with writing tasks.",
     "Hello! I'm {name}, a language model trained by {maker}. How can I help you today?",
@@ -50,14 +66,22 @@ def template_pairs(path: str | Path, name: str, maker: str) -> list[tuple[str, s
 
     pairs = []
     for i, r in enumerate(records):
-        if not isinstance(r, dict) or not isinstance(r.get("instruction"), str) or not isinstance(r.get("output"), str):
+        if (
+            not isinstance(r, dict)
+            or not isinstance(r.get("instruction"), str)
+            or not isinstance(r.get("output"), str)
+        ):
             raise UserError(f"{path}: record {i} needs string 'instruction' and 'output'")
-        q = r["instruction"] + (("\n" + r["input"]) if isinstance(r.get("input"), str) and r["input"].strip() else "")
+        q = r["instruction"] + (
+            ("\n" + r["input"]) if isinstance(r.get("input"), str) and r["input"].strip() else ""
+        )
         pairs.append((fill(q), fill(r["output"])))
     return pairs
 
 
-def self_cognition(name: str, maker: str, count: int, seed: int = 0, template: str | Path | None = None) -> list[list[dict]]:
+def self_cognition(
+    name: str, maker: str, count: int, seed: int = 0, template: str | Path | None = None
+) -> list[list[dict]]:
     """`count` conversations (one user + one assistant turn), drawn without repeats until the pool is used up."""
     pairs = template_pairs(template, name, maker) if template else builtin_pairs(name, maker)
     rng = random.Random(seed)
@@ -65,5 +89,8 @@ def self_cognition(name: str, maker: str, count: int, seed: int = 0, template: s
     while len(out) < count:
         pool = list(pairs)
         rng.shuffle(pool)
-        out += [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in pool[: count - len(out)]]
+        out += [
+            [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            for q, a in pool[: count - len(out)]
+        ]
     return out

@@ -17,7 +17,14 @@ import torch
 
 from steel.config import ConfigError, dump_yaml, load_config, to_dict
 from steel.sft.data import SftData, SftDataConfig, build_sft_rows
-from steel.train.config import CheckpointSection, DataSection, LogSection, OptimSection, ParallelSection, TrainConfig
+from steel.train.config import (
+    CheckpointSection,
+    DataSection,
+    LogSection,
+    OptimSection,
+    ParallelSection,
+    TrainConfig,
+)
 
 log = logging.getLogger("steel")
 
@@ -32,7 +39,9 @@ class SftConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     max_nonfinite: int = 5  # consecutive non-finite steps that stop the run
     data: SftDataConfig = field(default_factory=SftDataConfig)
-    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=2e-5, min_lr=2e-6, weight_decay=0.0, warmup_steps=30))
+    optim: OptimSection = field(
+        default_factory=lambda: OptimSection(lr=2e-5, min_lr=2e-6, weight_decay=0.0, warmup_steps=30)
+    )
     parallel: ParallelSection = field(default_factory=ParallelSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
@@ -44,10 +53,18 @@ class SftConfig:
 
     def trainer_config(self) -> TrainConfig:
         """The TrainConfig the Trainer reads (its data section only carries seq_len here)."""
-        return TrainConfig(run_dir=self.run_dir, max_steps=self.max_steps, micro_batch=self.micro_batch,
-                           grad_accum=self.grad_accum, max_nonfinite=self.max_nonfinite,
-                           data=DataSection(dirs=[], seq_len=self.data.seq_len, seed=self.data.seed),
-                           optim=self.optim, parallel=self.parallel, checkpoint=self.checkpoint, log=self.log)
+        return TrainConfig(
+            run_dir=self.run_dir,
+            max_steps=self.max_steps,
+            micro_batch=self.micro_batch,
+            grad_accum=self.grad_accum,
+            max_nonfinite=self.max_nonfinite,
+            data=DataSection(dirs=[], seq_len=self.data.seq_len, seed=self.data.seed),
+            optim=self.optim,
+            parallel=self.parallel,
+            checkpoint=self.checkpoint,
+            log=self.log,
+        )
 
 
 def setup(config_path: str | None, overrides: list[str] = ()) -> SftConfig:
@@ -85,17 +102,26 @@ def main(cfg: SftConfig):
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
     trained = int((labels != -100).sum())
-    log.info("sft data: %d rows of %d tokens, %d trained tokens (%.1f%% of positions); per dataset: %s",
-             input_ids.shape[0], input_ids.shape[1], trained, 100 * trained / labels.numel(),
-             json.dumps(stats, ensure_ascii=False))
+    log.info(
+        "sft data: %d rows of %d tokens, %d trained tokens (%.1f%% of positions); per dataset: %s",
+        input_ids.shape[0],
+        input_ids.shape[1],
+        trained,
+        100 * trained / labels.numel(),
+        json.dumps(stats, ensure_ascii=False),
+    )
 
     model = load_model(cfg.init, "cpu", None)
     if len(tokenizer) > model.config.vocab_size:
-        raise ConfigError(f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}")
+        raise ConfigError(
+            f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"
+        )
     if cfg.data.packing:
         if getattr(model.config, "model_type", None) != "steel":
-            raise ConfigError("data.packing: document masking of packed rows needs Steel's model "
-                              f"(this is {model.config.model_type!r}); set data.packing: false")
+            raise ConfigError(
+                "data.packing: document masking of packed rows needs Steel's model "
+                f"(this is {model.config.model_type!r}); set data.packing: false"
+            )
         # Packed conversations end with EOS: attention and positions restart there (modeling_steel.document_mask).
         model.config.document_mask = True
         model.config.eos_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -105,9 +131,20 @@ def main(cfg: SftConfig):
     model = parallelize(model, cfg.parallel, d)
     optimizer = build_optimizer(model, cfg.optim, d.device)
     data = SftData(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size)
-    metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg))
+    metrics = MetricsLogger(
+        run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg)
+    )
     model_config = (model.module if hasattr(model, "module") else model).config.to_dict()
-    trainer = Trainer(tcfg, model, optimizer, data, d, metrics, fpt, {"config_yaml": config_yaml, "model_config": model_config})
+    trainer = Trainer(
+        tcfg,
+        model,
+        optimizer,
+        data,
+        d,
+        metrics,
+        fpt,
+        {"config_yaml": config_yaml, "model_config": model_config},
+    )
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         log.info("resuming from %s", latest)
@@ -125,8 +162,13 @@ def fit(cfg: SftConfig) -> int:
     trainer = main(cfg)
     try:
         status = trainer.train()
-        log.info("sft %s at step %d (%d trained tokens, %d skipped steps)", status, trainer.state.step,
-                 trainer.state.tokens, trainer.state.skipped)
+        log.info(
+            "sft %s at step %d (%d trained tokens, %d skipped steps)",
+            status,
+            trainer.state.step,
+            trainer.state.tokens,
+            trainer.state.skipped,
+        )
     finally:
         trainer.metrics.close()
         destroy(trainer.d)
