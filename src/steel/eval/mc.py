@@ -33,8 +33,9 @@ from steel.infer.load import accepts, mixes_positions
 LETTERS = ("A", "B", "C", "D")
 Task = Literal["ceval", "cmmlu"]
 DEFAULT_SPLIT = {"ceval": "val", "cmmlu": "test"}
-# Which average the published leaderboards quote: both weight subjects by their question counts
-# (CMMLU's reference script and lm-evaluation-harness groups with weight_by_size).
+# Which average published tables quote: the question-weighted one, as lm-evaluation-harness groups
+# (weight_by_size) and, to our knowledge, the benchmarks' own scripts report it. Both are always
+# written; compare with the one the table you compare with uses.
 HEADLINE_AVERAGE = "micro"
 
 
