@@ -28,7 +28,7 @@ def tok(tiny_tokenizer_dir):
     return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
 
 
-def test_label_mask_token_by_token(tok):
+def _check_label_mask(tok) -> list[int]:
     from steel.data.chat import render_chatml
 
     ids, labels = D.ChatTokenizer(tok).encode(CONV)
@@ -57,6 +57,19 @@ def test_label_mask_token_by_token(tok):
     trained = tok.decode([t for t in labels if t != -100])
     assert trained == "等于2。<|im_end|>Because one plus one is two.<|im_end|>"
     assert ids[-1] == tok.convert_tokens_to_ids("<|endoftext|>") and labels[-1] == -100
+    return ids
+
+
+def test_label_mask_token_by_token(tok):
+    _check_label_mask(tok)
+
+
+def test_label_mask_qwen_tokenizer(qwen_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    ids = _check_label_mask(AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir)))
+    # Qwen's specials: every turn opens with <|im_start|> (151644) and closes with <|im_end|> (151645).
+    assert ids.count(151644) == len(CONV) and ids.count(151645) == len(CONV) and ids[-1] == 151643
 
 
 def test_loss_on_prompt_trains_everything(tok):
