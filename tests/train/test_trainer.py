@@ -200,8 +200,9 @@ def test_add_data_at_resume(tmp_path, data):
 
 
 def test_plot(tmp_path, data):
-    cfg = tiny_config(tmp_path, [data], max_steps=3)
+    cfg = tiny_config(tmp_path, [data], max_steps=3, log={"every": 1, "tensorboard": True, "progress": False})
     assert steel(["train", str(cfg)]) == 0
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert steel(["plot", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -210,3 +211,67 @@ def test_bad_config_names_the_field(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], micro_batch=0)
     assert steel(["train", str(cfg)]) == 2
     assert "micro_batch: must be >= 1" in capsys.readouterr().err
+
+
+class CountingData:
+    """A non-pretraining data source (the SFT shape): HF `labels` with masked prompts, a counter as state."""
+
+    def __init__(self):
+        self.i = 0
+
+    def next_batch(self):
+        g = torch.Generator().manual_seed(self.i)
+        self.i += 1
+        ids = torch.randint(1, 256, (4, 16), generator=g)
+        labels = ids.clone()
+        labels[:, : 3 + self.i % 5] = -100
+        return {"input_ids": ids, "labels": labels}
+
+    def state_dict(self):
+        return {"i": self.i}
+
+    def load_state_dict(self, state):
+        self.i = state["i"]
+
+
+def test_custom_data_source_trains_and_resumes(tmp_path):
+    cfg = setup(str(tiny_config(tmp_path, [])), [])
+    trainer = main(cfg, make_data=lambda cfg, d: CountingData())
+    trainer.train()
+    trainer.metrics.close()
+    run = tmp_path / "run"
+    full = losses(run)
+    assert json.loads((run / "checkpoints" / "step-10" / "data.json").read_text()) == {"i": 20}
+    for n in (8, 10):
+        shutil.rmtree(run / "checkpoints" / f"step-{n}")
+    trainer = main(cfg, make_data=lambda cfg, d: CountingData())
+    assert trainer.data.i == 8  # 4 steps x 2 micro-batches restored from data.json
+    trainer.train()
+    trainer.metrics.close()
+    assert losses(run) == full
+
+
+def test_mfu_peak_table(monkeypatch):
+    from steel.train.metrics import peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H800")
+    assert peak_flops(torch.device("cuda", 0)) == (989e12, "NVIDIA H800")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
+    assert peak_flops(torch.device("cuda", 0))[0] == 756e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Future GPU")
+    assert peak_flops(torch.device("cuda", 0)) == (None, "Some Future GPU")  # unknown: said, not guessed
+    assert peak_flops(torch.device("cpu")) == (None, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_bf16_run_logs_mfu(tmp_path, data):
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    rec = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in rec)
+    name = torch.cuda.get_device_name()
+    from steel.train.metrics import PEAK_FLOPS
+
+    if any(k in name for k, _ in PEAK_FLOPS):
+        assert rec[-1]["mfu"] is not None and 0 < rec[-1]["mfu"] < 1

@@ -24,8 +24,6 @@ class DataSection:
     verify: bool = True  # hash every chunk's head/tail at start (refuses changed chunks)
 
     def validate(self) -> None:
-        if not self.dirs:
-            raise ConfigError("data.dirs: list at least one prepared data directory")
         if self.seq_len < 1:
             raise ConfigError("data.seq_len: must be >= 1")
 

@@ -244,9 +244,18 @@ def setup(config_path: str | None, overrides: list[str] = ()) -> TrainConfig:
     return load_config(TrainConfig, config_path, overrides)
 
 
-def main(cfg: TrainConfig, add_data: list[str] = ()) -> Trainer:
-    """Build every part and restore the newest checkpoint of `cfg.run_dir` when there is one."""
+def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
+    """Build every part and restore the newest checkpoint of `cfg.run_dir` when there is one.
+
+    `make_data(cfg, dist) -> BatchSource` replaces the pretraining loader (SFT passes its own data);
+    its `load_state_dict` receives the checkpoint's `data.json` at resume.
+    """
     from steel.data.loader import PretrainLoader
+
+    if make_data is None and not cfg.data.dirs:
+        raise ConfigError("data.dirs: list at least one prepared data directory")
+    if make_data is not None and cfg.anneal.step is not None:
+        raise ConfigError("anneal.step: the annealing switch needs the pretraining data loader")
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
@@ -270,11 +279,14 @@ def main(cfg: TrainConfig, add_data: list[str] = ()) -> Trainer:
     optimizer = build_optimizer(model, cfg.optim, d.device)
 
     latest = ckpt.latest_checkpoint(run_dir)
-    data = PretrainLoader(
-        cfg.data.dirs + ([] if latest else list(add_data)), cfg.data.seq_len, cfg.micro_batch, seed=cfg.data.seed,
-        rank=d.rank, world_size=d.world_size, weights=cfg.data.weights, verify=cfg.data.verify,
-        lookup_dirs=cfg.anneal.dirs,
-    )
+    if make_data is not None:
+        data = make_data(cfg, d)
+    else:
+        data = PretrainLoader(
+            cfg.data.dirs + ([] if latest else list(add_data)), cfg.data.seq_len, cfg.micro_batch,
+            seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
+            verify=cfg.data.verify, lookup_dirs=cfg.anneal.dirs,
+        )
     metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
                             to_dict(cfg))
 
@@ -290,14 +302,16 @@ def main(cfg: TrainConfig, add_data: list[str] = ()) -> Trainer:
         ckpt.load_checkpoint(latest, model, optimizer, d)
         data.load_state_dict(ckpt.read_json(latest, "data.json"))
         if add_data:
+            if not hasattr(data, "add_data"):
+                raise ConfigError("--add-data: this data source does not take appended data")
             data.add_data(list(add_data))
         trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
     metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
     return trainer
 
 
-def fit(cfg: TrainConfig, add_data: list[str] = ()) -> int:
-    trainer = main(cfg, add_data)
+def fit(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> int:
+    trainer = main(cfg, add_data, make_data)
     try:
         status = trainer.train()
         log.info("training %s at step %d (%d tokens, %d skipped steps)", status, trainer.state.step,
