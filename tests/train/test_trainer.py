@@ -275,3 +275,15 @@ def test_gpu_bf16_run_logs_mfu(tmp_path, data):
 
     if any(k in name for k, _ in PEAK_FLOPS):
         assert rec[-1]["mfu"] is not None and 0 < rec[-1]["mfu"] < 1
+
+
+def test_activation_checkpointing_same_losses_and_names(tmp_path, data):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain = tiny_config(tmp_path / "a", [data], max_steps=3)
+    ac = tiny_config(tmp_path / "b", [data], max_steps=3, parallel={"activation_checkpointing": True})
+    assert steel(["train", str(plain)]) == 0 and steel(["train", str(ac)]) == 0
+    # Recomputing the forward in backward is the same arithmetic on CPU: identical losses and weights.
+    assert losses(tmp_path / "a" / "run") == losses(tmp_path / "b" / "run")
+    wa, wb = weights(tmp_path / "a" / "run" / "checkpoints" / "step-3"), weights(tmp_path / "b" / "run" / "checkpoints" / "step-3")
+    assert set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
