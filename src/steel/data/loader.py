@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,18 +155,25 @@ class PretrainLoader:
     def _register(self, chunks: list[_Available]) -> int:
         known = {c.md5: c.file for c in self.chunks}
         start = self.total
+        self._verify_all([(a.path, a.md5) for a in chunks])
         for a in chunks:
             if a.md5 in known:
                 raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
-            if self.verify and a.md5 not in self._verified:
-                self._check_file(a.path, a.md5)
-                self._verified.add(a.md5)
             rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, round(a.weight * num_windows(a.tokens, self.seq_len)))
             self._paths[len(self.chunks)] = a.path
             self.chunks.append(rec)
             known[a.md5] = rec.file
         self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])
         return self.total - start
+
+    def _verify_all(self, items: list[tuple[Path, str]]) -> None:
+        """Hash the head/tail of each chunk not yet checked in this process (I/O bound: 8 threads)."""
+        todo = [(p, m) for p, m in items if m not in self._verified] if self.verify else []
+        if not todo:
+            return
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda pm: self._check_file(*pm), todo))
+        self._verified.update(m for _, m in todo)
 
     @staticmethod
     def _check_file(path: Path, md5: str) -> None:
@@ -327,11 +335,9 @@ class PretrainLoader:
                 raise DataError(f"chunk {file} (MD5 {md5}) registered in this run is in none of the data dirs")
             if a.tokens != tokens:
                 raise DataError(f"{a.path}: chunk changed since it was registered ({a.tokens} tokens, was {tokens})")
-            if self.verify and md5 not in self._verified:
-                self._check_file(a.path, md5)
-                self._verified.add(md5)
             self.chunks.append(ChunkRecord(md5, str(a.path), source, tokens, count))
             self._paths[i] = a.path
+        self._verify_all([(self._paths[i], c.md5) for i, c in enumerate(self.chunks)])
         self._offsets = np.concatenate([[0], np.cumsum([c.count for c in self.chunks], dtype=np.int64)])
         self.order = EpochOrder.from_state(state["segments"])
         # New chunks in the configured dirs (a new dir, `--add-data`, or files added to a dir) join now.
