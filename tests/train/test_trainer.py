@@ -301,3 +301,9 @@ def test_compile_matches_eager(tmp_path, data):
         assert sa == sb and a == pytest.approx(b, rel=1e-5)
     wb = weights(tmp_path / "b" / "run" / "checkpoints" / "step-3")
     assert set(wb) == set(weights(tmp_path / "a" / "run" / "checkpoints" / "step-3"))  # no _orig_mod. prefixes
+
+
+def test_model_vocab_smaller_than_data_refused(tmp_path, data, capsys):
+    cfg = tiny_config(tmp_path, [data])
+    assert steel(["train", str(cfg), "--set", "model.overrides.vocab_size=100"]) == 2
+    assert "vocab_size 100 < the data tokenizer's 256" in capsys.readouterr().err

@@ -119,6 +119,22 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
+def check_model_fits_data(model_cfg, tokenizer: dict) -> None:
+    """Refuse a model whose vocabulary or EOS id does not match the data's tokenizer (before training)."""
+    vocab = tokenizer.get("vocab_size")
+    if vocab is not None and vocab > model_cfg.vocab_size:
+        raise ConfigError(
+            f"model.config: vocab_size {model_cfg.vocab_size} < the data tokenizer's {vocab}; "
+            f"set model.overrides.vocab_size: {vocab}"
+        )
+    eos = tokenizer.get("eos_id")
+    if getattr(model_cfg, "document_mask", False) and eos is not None and model_cfg.eos_token_id != eos:
+        raise ConfigError(
+            f"model.overrides.eos_token_id: document_mask splits documents at EOS {model_cfg.eos_token_id}, "
+            f"but the data's EOS id is {eos}"
+        )
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, cfg: TrainConfig, model, optimizer, data: BatchSource, d: Dist, metrics: MetricsLogger,
@@ -287,6 +303,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
             verify=cfg.data.verify, lookup_dirs=cfg.anneal.dirs,
         )
+    if make_data is None:
+        check_model_fits_data(model_cfg, data.tokenizer)
     metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
                             to_dict(cfg))
 
