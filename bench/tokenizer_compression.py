@@ -5,8 +5,9 @@
    Qwen's 151,646-id vocabulary.
 2. Speed: MB/s (UTF-8 bytes) encoding all of ../shared/data/pretrain_zh with HF `tokenizers`
    `encode_batch` (the baseline), `encode_batch_fast`, tiktoken `encode_ordinary_batch` over the same
-   ranks, and steel's `load_encoder` (auto engine); median of --repeats runs, printed as ratios to the
-   baseline measured in the same run. The ids of every engine are checked identical.
+   ranks, and steel's `load_encoder` (auto engine, and num_threads=1 as in data workers); median of
+   --repeats interleaved rounds, printed as ratios to the baseline measured in the same run. The ids
+   of every engine are checked identical.
 
     .venv/bin/python bench/tokenizer_compression.py [--vocab-sizes 32000 64000] [--repeats 3]
 """
@@ -49,15 +50,6 @@ def split(docs: list[str]) -> tuple[list[str], list[str]]:
 
 def chars_per_token(encode_batch, texts: list[str]) -> float:
     return sum(map(len, texts)) / sum(map(len, encode_batch(texts)))
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> int:
@@ -146,17 +138,25 @@ def main() -> int:
         print(
             f"encode speed on all of pretrain_zh: {len(texts):,} docs, {mb:.1f} MB UTF-8, median of {args.repeats}"
         )
-        base, ref_ids = None, None
-        for name, fn in runs.items():
-            sec, ids = median_time(fn, args.repeats)
-            if ref_ids is None:
-                ref_ids = ids
-            elif ids != ref_ids:
-                print(f"ERROR: {name} gives different ids than the baseline", file=sys.stderr)
-                return 1
-            base = base or sec
-            n_tok = sum(map(len, ids))
-            print(f"  {name:<44} {mb / sec:6.2f} MB/s  {base / sec:5.2f}x  ({n_tok:,} tokens)")
+        # NOTE: rounds interleave the engines so that load drifting over time (a shared machine) hits
+        # all of them alike; each engine's figure is the median over rounds.
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        ref_ids = None
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                ids = fn()
+                times[name].append(time.perf_counter() - t0)
+                if ref_ids is None:
+                    ref_ids = ids
+                elif ids != ref_ids:
+                    print(f"ERROR: {name} gives different ids than the baseline", file=sys.stderr)
+                    return 1
+        n_tok = sum(map(len, ref_ids))
+        base = statistics.median(next(iter(times.values())))
+        for name, ts in times.items():
+            sec = statistics.median(ts)
+            print(f"  {name:<44} {mb / sec:6.2f} MB/s  {base / sec:5.2f}x  ({n_tok:,} tokens, identical ids)")
     print(f"load average {os.getloadavg()[0]:.1f} at the end (other processes on the machine skew the MB/s)")
     return 0
 
