@@ -111,7 +111,7 @@ def test_append_at_resume_loses_and_repeats_nothing(tmp_path):
 
 def test_duplicate_chunk_refused_naming_both_files(tmp_path):
     d1 = make_data_dir(tmp_path / "d1", [500, 400], seed=1)
-    d2 = make_data_dir(tmp_path / "d2", [300], seed=1)  # same seed: its first chunk equals d1's? no: sizes differ
+    d2 = make_data_dir(tmp_path / "d2", [300], seed=1)
     # Copy d1's second chunk into d2 under another name: same content, same head/tail MD5.
     (d2 / "copy.bin").write_bytes((d1 / "chunk-00001.bin").read_bytes())
     man = json.loads((d2 / "manifest.json").read_text())

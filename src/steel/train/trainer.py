@@ -165,6 +165,8 @@ class Trainer:
                 d.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
             ):
                 logits = self.model(input_ids=b["input_ids"].to(d.device, non_blocking=True)).logits  # (B, T, V)
+                # NOTE: CE in fp32 (autocast would upcast anyway). At V=151936, B=8, T=2048 the fp32 logits
+                # are ~10 GB; lower micro_batch (raise grad_accum) if that does not fit.
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=-100, reduction="sum")
             # DDP/FSDP average gradients over ranks: scale by W so the result is sum / global count.
             (loss * (d.world_size / count.clamp(min=1)).to(loss.dtype)).backward()
@@ -210,7 +212,7 @@ class Trainer:
         peak, device_name = peak_flops(self.d.device)
         if peak is None:
             log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
-        status, last_saved = "done", s.step
+        status = "done"
         t0, tokens0 = time.perf_counter(), s.tokens
         try:
             with progress_bar("train", total=cfg.max_steps, unit="steps",
@@ -242,7 +244,6 @@ class Trainer:
                     stop = self._stop_requested()
                     if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
                         self.save()
-                        last_saved = s.step
                     if stop:
                         log.info("%s: checkpoint saved at step %d, stopping", stop, s.step)
                         status = stop
@@ -250,8 +251,6 @@ class Trainer:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
-        if last_saved != s.step:
-            self.save()
         return status
 
 
