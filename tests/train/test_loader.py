@@ -119,10 +119,12 @@ def test_duplicate_chunk_refused_naming_both_files(tmp_path):
     (d2 / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(DataError, match=r"copy\.bin.*same head/tail MD5.*chunk-00001\.bin"):
         PretrainLoader([d1, d2], seq_len=T, micro_batch=1)
-    # Also when the copy is appended later to a run that registered the original.
-    ld = PretrainLoader([d1], seq_len=T, micro_batch=1)
-    with pytest.raises(DataError, match=r"copy\.bin.*chunk-00001\.bin"):
-        ld.add_data([d2])
+    # Also when the copy is appended later to a run that registered the original, on any rank (the
+    # registry is global: a copy sharded to another rank's share is still caught).
+    for rank in (0, 1):
+        ld = PretrainLoader([d1], seq_len=T, micro_batch=1, rank=rank, world_size=2)
+        with pytest.raises(DataError, match=r"copy\.bin.*chunk-00001\.bin"):
+            ld.add_data([d2])
 
 
 def test_changed_chunk_refused_at_resume(tmp_path):
