@@ -13,7 +13,7 @@ $(VENV)/.steel-installed: pyproject.toml scripts/setup.sh
 setup: $(VENV)/.steel-installed
 
 demo: setup
-	$(STEEL) data prepare configs/data/shared-sample.yaml --set shared_dir=$(SHARED) --out $(DEMO_OUT)/data
+	$(STEEL) data prepare configs/data/shared-sample.yaml --set root=$(SHARED) --out $(DEMO_OUT)/data
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider
