@@ -14,6 +14,11 @@ setup: $(VENV)/.steel-installed
 
 demo: setup
 	$(STEEL) data prepare configs/data/shared-sample.yaml --set root=$(SHARED) --out $(DEMO_OUT)/data
+	OMP_NUM_THREADS=1 $(STEEL) train configs/train/tiny-cpu.yaml --set run_dir=$(DEMO_OUT)/train --set data.dirs=[$(DEMO_OUT)/data]
+	$(STEEL) plot $(DEMO_OUT)/train
+	$(STEEL) eval mc --model $(DEMO_OUT)/train --task cmmlu --data $(SHARED)/cmmlu --shots 0 --limit 4 --out $(DEMO_OUT)/cmmlu.json
+	$(STEEL) generate --model $(DEMO_OUT)/train --prompt "中国的首都是" --max-new-tokens 24
+	$(STEEL) export $(DEMO_OUT)/train $(DEMO_OUT)/hf
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider

@@ -90,6 +90,12 @@ class MetricsLogger:
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
+        log.info(
+            "step %d | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s | MFU %s | mem %.2f GB",
+            step, values.get("loss", float("nan")), values.get("lr", float("nan")),
+            values.get("grad_norm", float("nan")), values.get("tokens_per_s", 0.0),
+            "unknown" if values.get("mfu") is None else f"{100 * values['mfu']:.1f}%", values.get("mem_gb", 0.0),
+        )
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         for k, v in values.items():
