@@ -72,3 +72,10 @@ def test_first_training_step_warns_without_train_call(tiny_config, monkeypatch):
     ids = torch.randint(0, 512, (1, 8))
     with pytest.warns(modeling_steel.SteelCausalityWarning, match="soft_moe_v2"):
         model(input_ids=ids, labels=ids).loss.backward()
+
+
+def test_check_causal_cli_on_saved_weights(tiny_config, tmp_path, capsys):
+    _model(tiny_config, "soft_moe_v3").save_pretrained(tmp_path / "v3")
+    assert main(["model", "check-causal", str(tmp_path / "v3"), "--seq-len", "10", "--positions", "3"]) == 1
+    out = capsys.readouterr().out
+    assert f"weights of {tmp_path / 'v3'}" in out and "3 positions probed" in out
