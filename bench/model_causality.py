@@ -79,8 +79,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-seqs", type=int, default=8)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "model_causality.json")
+    ap.add_argument("--variants", default="", help="comma-separated subset of names below (default: all)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared 2-core machine more threads oversubscribe and crawl)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     text = read_bytes(SHARED / "pretrain_en" / "en_tinyshakespeare.jsonl.zst", 600_000)
     text += read_bytes(SHARED / "pretrain_zh" / "zh_vernacular_novels.jsonl.zst", 600_000)
@@ -93,6 +96,8 @@ def main() -> None:
     results = []
     for ffn, extra in VARIANTS:
         name = ffn + "".join(f" c={v}" for v in extra.values())
+        if args.variants and name not in args.variants.split(","):
+            continue
         torch.manual_seed(0)
         model = build_model(config(ffn, extra, args.seq_len))
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
