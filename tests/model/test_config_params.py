@@ -45,6 +45,8 @@ def test_load_model_config_specs_and_errors(tmp_path):
         load_model_config("tiny", ["kernels={rms: triton}"])
     with pytest.raises(ConfigError, match="no-such-model"):
         load_model_config("no-such-model")
+    with_override = load_model_config(load_model_config("tiny"), ["ffn_type=senet", "attn_implementation=eager"])
+    assert with_override.ffn_type == "senet" and with_override._attn_implementation == "eager"
     model = build_model("tiny")
     model.save_pretrained(tmp_path / "hf")
     assert load_model_config(tmp_path / "hf").to_dict()["ffn_type"] == "soft_moe_v3"

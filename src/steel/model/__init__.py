@@ -35,7 +35,9 @@ _COMMON_KEYS = {"rope_theta", "rope_scaling", "dtype", "torch_dtype", "architect
 
 
 def _steel_fields() -> set[str]:
-    return set(inspect.signature(SteelConfig.__init__).parameters) | set(SteelConfig.__dataclass_fields__)
+    # Own fields, base PretrainedConfig fields, and whatever to_dict() writes (e.g. output_attentions).
+    return (set(inspect.signature(SteelConfig.__init__).parameters) | set(SteelConfig.__dataclass_fields__)
+            | set(SteelConfig(num_hidden_layers=1).to_dict()))
 
 
 def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
