@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_scaled, bf16_rounding
+from tolerances import assert_close_scaled, bf16_rounding
 
 from steel.kernels import fused_linear_cross_entropy, fused_linear_cross_entropy_ref
 

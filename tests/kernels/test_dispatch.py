@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_scaled
+from tolerances import assert_close_scaled
 
 import steel.kernels as K
 from steel.config import ConfigError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_scaled
+from tolerances import assert_close_scaled
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from steel.kernels import resolve_kernels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_scaled, bf16_rounding
+from tolerances import assert_close_scaled, bf16_rounding
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
 from steel.kernels import RMSNorm, rms_norm, rms_norm_ref

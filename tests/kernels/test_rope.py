@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import assert_close_scaled, bf16_rounding
+from tolerances import assert_close_scaled, bf16_rounding
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb as hf_apply_rotary_pos_emb
 
 from steel.kernels import apply_rotary_pos_emb, apply_rotary_pos_emb_ref

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_scaled, bf16_rounding
+from tolerances import assert_close_scaled, bf16_rounding
 
 from steel.kernels import silu_mul, silu_mul_ref
 

@@ -70,11 +70,12 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 def fused_linear_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
-    label_smoothing: float = 0.0,
+    label_smoothing: float = 0.0, *, reduction: str = "mean",
 ) -> torch.Tensor:
-    """hidden (N, C), weight (V, C), labels (N,) -> mean loss over non-ignored labels (logits in fp32)."""
+    """hidden (N, C), weight (V, C), labels (N,) -> loss over non-ignored labels, mean or sum (logits in fp32)."""
     logits = hidden @ weight.t()  # (N, V)
-    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                           reduction=reduction)
 
 
 _REFERENCE_KERNELS: dict[str, Callable] = {
@@ -573,28 +574,36 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
-                return_logits: bool | None = None, num_items_in_batch=None, **kwargs) -> CausalLMOutputWithPast:
-        """HF causal LM forward. `labels` = input_ids (shifted here, -100 ignored). With a fused
-        cross-entropy kernel and labels, logits are not materialised unless `return_logits=True`."""
+                return_logits: bool | None = None, num_items_in_batch=None, shift_labels=None,
+                loss_reduction: str = "mean", **kwargs) -> CausalLMOutputWithPast:
+        """HF causal LM forward. `labels` = input_ids (shifted here, -100 ignored), or `shift_labels`
+        already aligned with the positions (HF's loss kwarg). `loss_reduction="sum"` returns the summed
+        loss (what a trainer accumulating micro-batches over ranks needs). With a fused cross-entropy
+        kernel and labels, logits are not materialised unless `return_logits=True`."""
         if self.training and torch.is_grad_enabled():
             warn_if_leaking(self.config)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
         hidden = out.last_hidden_state  # (B, T, C)
         loss = logits = None
-        if labels is not None:
-            shift = F.pad(labels, (0, 1), value=-100)[:, 1:].reshape(-1)  # (B*T,) next-token targets
+        if labels is not None or shift_labels is not None:
+            if shift_labels is None:
+                shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            shift = shift_labels.reshape(-1)  # (B*T,) next-token targets
             flat = hidden.reshape(-1, hidden.shape[-1])  # (B*T, C)
+            # HF Trainer's gradient-accumulation normalisation: sum over this batch / items in the whole step
+            reduction = "sum" if num_items_in_batch is not None else loss_reduction
             ce = _resolve_kernel(self.config, "cross_entropy")
             if ce is fused_linear_cross_entropy:  # reference: the usual logits then cross-entropy
                 logits = self.lm_head(hidden)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shift, ignore_index=-100)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shift, ignore_index=-100,
+                                       reduction=reduction)
             else:
-                loss = ce(flat, self.lm_head.weight, shift, ignore_index=-100)
+                loss = ce(flat, self.lm_head.weight, shift, ignore_index=-100, reduction=reduction)
                 if return_logits:
                     logits = self.lm_head(hidden)
-            if num_items_in_batch is not None:  # HF Trainer's gradient-accumulation normalisation
-                loss = loss * (shift != -100).sum() / num_items_in_batch
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         else:
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden[:, keep])

@@ -145,6 +145,10 @@ class Trainer:
         self.state = TrainState()
         self.autocast = autocast_dtype(cfg.parallel, d.device)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # Steel models take already-shifted targets and a sum reduction (fused CE possible); stock HF
+        # models give logits and the loss is computed here.
+        inner = getattr(model, "module", model)  # DDP wraps; FSDP2 keeps the class
+        self.model_loss = getattr(getattr(inner, "config", None), "model_type", None) == "steel"
         self._stop: str | None = None
 
     def _targets(self, batch: dict) -> torch.Tensor:
@@ -164,10 +168,18 @@ class Trainer:
             with grad_sync(self.model, d, i == cfg.grad_accum - 1), torch.autocast(
                 d.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
             ):
-                logits = self.model(input_ids=b["input_ids"].to(d.device, non_blocking=True)).logits  # (B, T, V)
-                # NOTE: CE in fp32 (autocast would upcast anyway). At V=151936, B=8, T=2048 the fp32 logits
-                # are ~10 GB; lower micro_batch (raise grad_accum) if that does not fit.
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=-100, reduction="sum")
+                inp = b["input_ids"].to(d.device, non_blocking=True)
+                if self.model_loss:
+                    # Steel computes its own loss: with `kernels: {cross_entropy: fused}` the (B, T, V)
+                    # logits are never materialised (chunked linear + CE, steel.kernels.cross_entropy).
+                    loss = self.model(input_ids=inp, shift_labels=t, loss_reduction="sum").loss
+                else:
+                    logits = self.model(input_ids=inp).logits  # (B, T, V)
+                    # NOTE: CE in fp32 (autocast would upcast anyway). At V=151936, B=8, T=2048 the fp32
+                    # logits are ~10 GB; lower micro_batch (raise grad_accum) or use a Steel model with
+                    # the fused cross-entropy kernel.
+                    loss = F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=-100,
+                                           reduction="sum")
             # DDP/FSDP average gradients over ranks: scale by W so the result is sum / global count.
             (loss * (d.world_size / count.clamp(min=1)).to(loss.dtype)).backward()
             loss_sum += loss.detach().to(torch.float64)
