@@ -18,7 +18,7 @@ from steel.config import ConfigError
 COMMAND_MODULES = [
     "steel.data.cli",  # steel data prepare|merge|inspect
     "steel.tokenizer.cli",  # steel tokenizer qwen|train
-    "steel.model.cli",  # steel model info|check-causal
+    "steel.model_cli",  # steel model info|check-causal (outside steel.model, whose import loads torch)
     "steel.train.cli",  # steel train, steel plot
     "steel.sft.cli",  # steel sft
     "steel.eval.cli",  # steel eval mc|ppl|contamination

@@ -1,16 +1,15 @@
-"""`steel model info|check-causal CONFIG_OR_DIR`."""
+"""`steel model info|check-causal CONFIG_OR_DIR`.
+
+It lives outside `steel.model` because importing that package loads torch and transformers, and
+`steel` builds every command's parser at start-up.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import torch
-
 from steel.cli import UserError
-from steel.model import build_model, load_model_config
-from steel.model.causality import DEFAULT_RTOL, check_causal
-from steel.model.flops import flops_per_token, parameter_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc.add_argument("--init-std", type=float, default=None,
                     help="random init only: initializer_range (the config's default 0.02 makes the MoE branch, "
                          "hence the leak, tiny; 0.2 shows it at the scale of a trained model's)")
-    cc.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"leak tolerance relative to max |logit| "
-                    f"(default {DEFAULT_RTOL})")
+    cc.add_argument("--rtol", type=float, default=None, help="leak tolerance relative to max |logit| "
+                    "(default: steel.model.causality.DEFAULT_RTOL = 1e-6)")
     cc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field (repeatable)")
     cc.set_defaults(func=cmd_check_causal)
@@ -50,6 +49,9 @@ def _fmt(n: float) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from steel.model import load_model_config
+    from steel.model.flops import flops_per_token, parameter_counts
+
     config = load_model_config(args.spec, args.overrides)
     if args.seq_len <= 0:
         raise UserError(f"--seq-len must be > 0 (got {args.seq_len})")
@@ -73,6 +75,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check_causal(args: argparse.Namespace) -> int:
+    import torch
+
+    from steel.model import build_model, load_model_config
+    from steel.model.causality import DEFAULT_RTOL, check_causal
+
+    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     if args.seq_len < 2:
         raise UserError(f"--seq-len must be >= 2 (got {args.seq_len})")
     path = Path(args.spec)
@@ -93,11 +101,11 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
         k = min(args.positions, args.seq_len - 1)
         positions = sorted({round(i * (args.seq_len - 2) / max(k - 1, 1)) for i in range(k)})
     r = check_causal(model, vocab, seq_len=args.seq_len, batch=args.batch, positions=positions, seed=args.seed,
-                     rtol=args.rtol)
+                     rtol=rtol)
     ffn = getattr(model.config, "ffn_type", model.config.model_type)
     print(f"{ffn}: {source}, seq_len {args.seq_len}, {len(r.per_t)} positions probed")
     print(f"  max |logit change| at positions <= t: {r.max_leak:.3e} at t={r.worst_t} "
           f"(max |logit| {r.logit_scale:.3e}, relative {r.max_leak / max(r.logit_scale, 1e-30):.3e})")
     verdict = "LEAKS the future" if r.leaks else ("causal" if r.max_leak == 0 else "causal within float noise")
-    print(f"  {verdict} (tolerance {r.tolerance:.1e} = rtol {args.rtol:g} x max(1, max |logit|))")
+    print(f"  {verdict} (tolerance {r.tolerance:.1e} = rtol {rtol:g} x max(1, max |logit|))")
     return 1 if r.leaks else 0
