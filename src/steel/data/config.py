@@ -1,4 +1,4 @@
-"""`steel data prepare` configuration: typed dataclasses read from YAML (see docs/readme/data.md).
+"""`steel data prepare` configuration: typed dataclasses read from YAML (see README, "Data preparation").
 
 Every field has a comment; errors name the dotted field (`sources[2].format: ...`,
 `filters[3].min_chars: ...`) so a wrong config is one clear line.

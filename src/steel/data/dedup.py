@@ -101,7 +101,7 @@ class Deduper:
     """Input-order dedup decisions. `check(hash, sig)` -> None (new, now indexed) or the drop reason.
 
     Memory per kept document: exact 8-byte hash in a Python set (~60 B), the uint32 signature
-    (4 * num_perm B) and one dict entry per band (~100 B each); see docs/readme/data.md for the
+    (4 * num_perm B) and one dict entry per band (~100 B each); see README, "Data preparation" for the
     measured size per million documents.
     """
 

@@ -8,7 +8,7 @@
 
 Streaming: at most `2 * workers` batches are in flight, chunks are written as they fill, nothing
 but the chunks and the manifest is written to disk. Memory is bounded apart from the dedup index
-(measured in docs/readme/data.md). Results are consumed in input order, so the chunks are
+(measured in README, "Data preparation"). Results are consumed in input order, so the chunks are
 byte-identical whatever the worker count.
 """
 

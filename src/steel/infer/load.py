@@ -33,7 +33,7 @@ def accepts(model, name: str) -> bool:
 
 def mixes_positions(model) -> bool:
     """True for Steel FFN variants that mix tokens across the sequence (soft-MoE v2/v3): padding a
-    row then changes its outputs, so batched scoring must not pad (see docs/readme/model.md)."""
+    row then changes its outputs, so batched scoring must not pad (see README, "The model")."""
     ffn = getattr(getattr(model, "config", None), "ffn_type", None)
     if ffn is None:
         return False

@@ -15,7 +15,7 @@ import torch
 # attention rows do not depend on other rows), so its leak is exactly 0.0 in practice (measured: every
 # causal variant, fp32 CPU). fp32 rounding noise would be ~1e-7 of the logit scale; 1e-6 leaves room
 # for it while still catching soft MoE v3 at random init, whose small MoE branch leaks only ~4e-6 of
-# the logit scale (a trained one leaks far more, docs/readme/model.md).
+# the logit scale (a trained one leaks far more, README, "The model").
 DEFAULT_RTOL = 1e-6
 
 

@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 
 FFN_TYPES = ("swiglu", "senet", "soft_moe_v1", "soft_moe_v2", "soft_moe_v3", "soft_moe_causal")
 EXPERT_TYPES = ("senet", "swiglu")
-# FFN variants that mix positions of the sequence and read the future (see docs/readme/model.md).
+# FFN variants that mix positions of the sequence and read the future (see README, "The model").
 LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
 KERNEL_NAMES = ("rmsnorm", "rope", "silu_mul", "cross_entropy")
 

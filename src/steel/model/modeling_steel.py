@@ -11,7 +11,7 @@ FFN variants (B = batch, T = sequence, C = hidden, n = experts, p = slots per ex
 - soft_moe_v2     the seed's v2 as published: dispatch softmax over slots, combine softmax over the
                   sequence (reads the future; kept to reproduce the seed's non-converging curve)
 - soft_moe_v3     Soft MoE (Puigcerver et al. 2023): dispatch softmax over tokens, combine softmax
-                  over slots. What the released Steel-LLM used. Reads the future (see docs/readme/model.md).
+                  over slots. What the released Steel-LLM used. Reads the future (see README, "The model").
 - soft_moe_causal v3's parameters and routing, but the slots a token sees are built from its causal
                   prefix only (rebuilt every `moe_chunk_size` tokens). Causal; cached decoding keeps
                   running slot sums in the KV cache object.
