@@ -207,6 +207,23 @@ def peak_mem_gib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
 
+def result_row(model_name, vocab, variant, mb, seq, t, loss, device, true_fpt, six_fpt) -> dict:
+    """The columns every measured run reports."""
+    return {
+        "model": model_name,
+        "vocab": vocab,
+        "variant": variant,
+        "mb": mb,
+        "seq": seq,
+        "step_s": round(t, 4),
+        "tokens_per_s": round(mb * seq / t),
+        "peak_mem_gib": round(peak_mem_gib(device), 2),
+        "loss": round(loss, 3),
+        "true_flops_per_token": true_fpt,
+        "six_n_flops_per_token": six_fpt,
+    }
+
+
 def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, args, device) -> dict:
     torch.manual_seed(0)
     with torch.device(device):
@@ -228,19 +245,7 @@ def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, arg
 
     t, loss = time_steps(step, args.steps, args.warmup, device)
     true_fpt, six_fpt = flops(cfg, model, seq)
-    res = {
-        "model": model_name,
-        "vocab": vocab,
-        "variant": "eager (baseline)",
-        "mb": mb,
-        "seq": seq,
-        "step_s": round(t, 4),
-        "tokens_per_s": round(mb * seq / t),
-        "peak_mem_gib": round(peak_mem_gib(device), 2),
-        "loss": round(loss, 3),
-        "true_flops_per_token": true_fpt,
-        "six_n_flops_per_token": six_fpt,
-    }
+    res = result_row(model_name, vocab, "eager (baseline)", mb, seq, t, loss, device, true_fpt, six_fpt)
     return res  # model, optimizer and batch are freed on return; main() then calls release()
 
 
@@ -271,17 +276,7 @@ def run_steel(model_name: str, shape: str, vocab: int, variant: tuple, seq: int,
     compile_s = time.perf_counter() - t0
     t, loss = time_steps(step, args.steps, args.warmup, device)
     res = {
-        "model": model_name,
-        "vocab": vocab,
-        "variant": name,
-        "mb": mb,
-        "seq": seq,
-        "step_s": round(t, 4),
-        "tokens_per_s": round(mb * seq / t),
-        "peak_mem_gib": round(peak_mem_gib(device), 2),
-        "loss": round(loss, 3),
-        "true_flops_per_token": true_fpt,
-        "six_n_flops_per_token": six_fpt,
+        **result_row(model_name, vocab, name, mb, seq, t, loss, device, true_fpt, six_fpt),
         "compile": compile_,
         "activation_checkpointing": ac,
         "precision": precision,
