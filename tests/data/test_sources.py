@@ -128,6 +128,11 @@ def test_unreadable_and_truncated_files(tmp_path):
     got = items(reader(), p)
     assert got[-1][2] == "unreadable_file"  # the rest of the file is one counted rejection
     assert all(r is None for _, _, r in got[:-1]) and len(got) > 1  # records before the cut are kept
+    bad = tmp_path / "notzstd.jsonl.zst"  # not zstd at all, or a corrupt frame after good ones
+    bad.write_bytes(b"not zstd")
+    assert items(reader(), bad) == [(0, None, "unreadable_file")]
+    bad.write_bytes(zstandard.ZstdCompressor().compress(jsonl_bytes([{"text": "kept"}])) + b"\x28\xb5\x2f\xfdgarbage")
+    assert items(reader(), bad) == [(1, "kept", None), (1, None, "unreadable_file")]
     big = tmp_path / "big.json"
     big.write_text(json.dumps([{"text": "y" * 20_000}]))
     assert items(reader(), big) == [(0, None, "too_large")]

@@ -312,7 +312,10 @@ def _zstd_chunks(raw) -> Iterator[bytes]:
     while buf := raw.read(1 << 20):
         while buf:
             fed = True
-            out = d.decompress(buf)
+            try:
+                out = d.decompress(buf)
+            except zstandard.ZstdError as e:  # corrupt data (not zstd, bad block): a read error, not a crash
+                raise OSError(f"zstd: {e}") from e
             if out:
                 yield out
             if d.eof:
