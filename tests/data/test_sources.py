@@ -133,6 +133,12 @@ def test_unreadable_and_truncated_files(tmp_path):
     assert items(reader(), bad) == [(0, None, "unreadable_file")]
     bad.write_bytes(zstandard.ZstdCompressor().compress(jsonl_bytes([{"text": "kept"}])) + b"\x28\xb5\x2f\xfdgarbage")
     assert items(reader(), bad) == [(1, "kept", None), (1, None, "unreadable_file")]
+    gz = bytearray(gzip.compress(jsonl_bytes([{"text": f"doc {i}"} for i in range(20000)])))
+    gz[200:400] = bytes(b ^ 0x55 for b in gz[200:400])  # corrupt deflate data: zlib.error, not OSError
+    bad = tmp_path / "corrupt.jsonl.gz"
+    bad.write_bytes(bytes(gz))
+    got = items(reader(), bad)
+    assert got[-1][2] == "unreadable_file" and all(r is None for _, _, r in got[:-1])
     big = tmp_path / "big.json"
     big.write_text(json.dumps([{"text": "y" * 20_000}]))
     assert items(reader(), big) == [(0, None, "too_large")]

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -154,7 +155,7 @@ class SourceReader:
                         self.progress(pos - last)
                         done += pos - last
                         last = pos
-            except (OSError, EOFError, ValueError) as e:  # zstd/gzip/parquet corruption, truncated files
+            except (OSError, EOFError, ValueError, zlib.error) as e:  # zstd/gzip/parquet corruption, truncated files
                 # NOTE: the records read before the error are kept; the rest of the file is one rejection.
                 yield Item(line, None, "unreadable_file", f"read error after line/record {line}: {e}")
         self.progress(size - done)
