@@ -213,6 +213,16 @@ def test_bad_config_names_the_field(tmp_path, data, capsys):
     assert "micro_batch: must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("field,value", [("checkpoint.every", 0), ("checkpoint.keep", 0), ("checkpoint.keep", -1),
+                                         ("log.every", 0), ("optim.grad_clip", -1)])
+def test_bad_counts_are_one_error_line(tmp_path, data, capsys, field, value):
+    # every=0 used to crash with ZeroDivisionError mid-run; keep=-1 deleted the checkpoint just written.
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg), "--set", f"{field}={value}"]) == 2
+    assert f"{field}: must be >= " in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 class CountingData:
     """A non-pretraining data source (the SFT shape): HF `labels` with masked prompts, a counter as state."""
 

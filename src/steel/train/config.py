@@ -58,6 +58,8 @@ class OptimSection:
             raise ConfigError("optim.warmup_steps: warmup_steps and decay_steps must be >= 0")
         if len(self.betas) != 2:
             raise ConfigError("optim.betas: two numbers")
+        if self.grad_clip < 0:
+            raise ConfigError("optim.grad_clip: must be >= 0 (0 = no clipping)")
 
 
 @dataclass
@@ -73,6 +75,11 @@ class CheckpointSection:
     every: int = 1000  # save every N steps (and at the end, and on SIGTERM/SIGINT)
     keep: int = 3  # keep the newest K checkpoints
 
+    def validate(self) -> None:
+        for name in ("every", "keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"checkpoint.{name}: must be >= 1")
+
 
 @dataclass
 class LogSection:
@@ -81,6 +88,10 @@ class LogSection:
     wandb: bool = False  # log to Weights & Biases (set WANDB_MODE=offline to stay offline)
     wandb_project: str = "steel"
     progress: bool = True  # progress bar with ETA (when stderr is a terminal)
+
+    def validate(self) -> None:
+        if self.every < 1:
+            raise ConfigError("log.every: must be >= 1")
 
 
 @dataclass
