@@ -199,6 +199,18 @@ def test_add_data_at_resume(tmp_path, data):
     assert steel(["train", str(cfg), "--set", "max_steps=9", "--add-data", str(more)]) == 0
 
 
+def test_add_data_at_the_start_resumes(tmp_path, data):
+    # The same command run again resumes, with or without repeating --add-data (it used to fail:
+    # "registered in this run is in none of the data dirs").
+    more = make_data_dir(tmp_path / "more", [2000], seed=9, prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg), "--add-data", str(more)]) == 0
+    assert steel(["train", str(cfg), "--set", "max_steps=8", "--add-data", str(more)]) == 0
+    assert steel(["train", str(cfg), "--set", "max_steps=12"]) == 0
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-12" / "data.json").read_text())
+    assert len(state["chunks"]) == 4 and len(state["segments"]) == 1 and state["extra_dirs"] == [str(more)]
+
+
 def test_plot(tmp_path, data):
     cfg = tiny_config(tmp_path, [data], max_steps=3, log={"every": 1, "tensorboard": True, "progress": False})
     assert steel(["train", str(cfg)]) == 0

@@ -314,6 +314,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
             verify=cfg.data.verify, lookup_dirs=cfg.anneal.dirs,
         )
+        if latest is None:  # `--add-data` at the start: remembered like one given at a resume
+            data.extra_dirs = [str(x) for x in dict.fromkeys(add_data)]
     if make_data is None:
         check_model_fits_data(model_cfg, data.tokenizer)
     metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
