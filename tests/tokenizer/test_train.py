@@ -101,8 +101,27 @@ def test_readers(tmp_path, corpus):
     with pytest.raises(UserError, match=r"bad.jsonl:3: no 'text' field"):
         list(iter_corpus([bad]))
     bad.write_bytes(b'{"text": "\xff\xfe"}\n')
-    with pytest.raises(UserError, match="invalid UTF-8"):
+    with pytest.raises(UserError, match=r"bad.jsonl:1: invalid UTF-8"):
         list(iter_corpus([bad]))
+    # The error names the line (README: file:line), also for a line after a malformed-free start,
+    # and the first bad line wins over a later one.
+    bad.write_bytes(b'{"text": "ok"}\n{"text": broken\n' + b'{"text": "x"}\n' * 10 + b'\xff\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: malformed JSON"):
+        list(iter_corpus([bad]))
+    txt = tmp_path / "bad.txt"
+    txt.write_bytes(b"fine\nstill fine\nnot \xc3 utf8\n")
+    with pytest.raises(UserError, match=r"bad.txt:3: invalid UTF-8"):
+        list(iter_corpus([txt]))
+    # Corrupt compressed files are one error line, not a zstd/zlib traceback.
+    zst = tmp_path / "corrupt.jsonl.zst"
+    zst.write_bytes(b"not zstd data")
+    with pytest.raises(UserError, match=r"corrupt.jsonl.zst: read error"):
+        list(iter_corpus([zst]))
+    gz = bytearray(gzip.compress(b"".join(b'{"text": "doc %d"}\n' % i for i in range(20000))))
+    gz[200:400] = bytes(b ^ 0x55 for b in gz[200:400])
+    (tmp_path / "corrupt.jsonl.gz").write_bytes(bytes(gz))
+    with pytest.raises(UserError, match=r"corrupt.jsonl.gz: read error"):
+        list(iter_corpus([tmp_path / "corrupt.jsonl.gz"]))
     with pytest.raises(UserError, match="unsupported file type"):
         expand_inputs([Path(os.__file__)])
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import zstandard
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
@@ -49,19 +52,29 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
 
 def _open_text(path: Path, raw) -> io.TextIOBase:
     if path.name.endswith(".zst"):
-        import zstandard
+        stream = zstandard.ZstdDecompressor().stream_reader(raw)
+    elif path.name.endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=raw)
+    else:
+        stream = raw
+    # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds them is known
+    # (a strict decoder fails on a whole decoded block, with no line number).
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8", newline="")
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _check_utf8(path: Path, lineno: int, line: str) -> None:
+    if _NOT_UTF8.search(line):
+        raise UserError(f"{path}:{lineno}: invalid UTF-8")
 
 
 def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[str]:
     """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed."""
     with open(path, "rb") as raw:
         text = _open_text(path, raw)
-        seen = 0
+        seen = lineno = 0
 
         def advance():
             nonlocal seen
@@ -74,7 +87,8 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
             if path.name.endswith(".txt"):
                 piece: list[str] = []
                 size = 0
-                for line in text:
+                for lineno, line in enumerate(text, 1):
+                    _check_utf8(path, lineno, line)
                     piece.append(line)
                     size += len(line)
                     if size >= TXT_PIECE:
@@ -85,6 +99,7 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                     yield "".join(piece)
             else:
                 for lineno, line in enumerate(text, 1):
+                    _check_utf8(path, lineno, line)
                     if not line.strip():
                         continue
                     try:
@@ -100,10 +115,8 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                     yield doc
                     if lineno % 256 == 0:
                         advance()
-        except UnicodeDecodeError as e:
-            raise UserError(
-                f"{path}: invalid UTF-8 ({e.reason} at byte {e.start} of a decoded block)"
-            ) from None
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as e:  # corrupt/truncated compressed data
+            raise UserError(f"{path}: read error after line {lineno} ({e})") from None
         advance()
 
 
