@@ -219,6 +219,19 @@ def test_plot(tmp_path, data):
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_after_a_crash_mid_line(tmp_path, capsys):
+    # A run killed while writing metrics.jsonl leaves a cut last line: plot the complete records.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5, "lr": 0.1}\n{"step": 2, "loss": 2.0, "lr": 0.1}\n{"step": 3, "lo')
+    assert steel(["plot", str(run)]) == 0
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Garbage before the end is one error line naming file and line.
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5, "lr": 0.1}\ngarbage\n{"step": 3, "loss": 2.0, "lr": 0.1}\n')
+    assert steel(["plot", str(run)]) == 2
+    assert f"{run / 'metrics.jsonl'}:2: not a JSON metrics record" in capsys.readouterr().err
+
+
 def test_bad_config_names_the_field(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], micro_batch=0)
     assert steel(["train", str(cfg)]) == 2

@@ -116,4 +116,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, x in enumerate(lines, 1):
+        if not x.strip():
+            continue
+        try:
+            out.append(json.loads(x))
+        except json.JSONDecodeError:
+            if i == len(lines):  # the last line cut by a crash (or being written): the resume rewrites it
+                break
+            raise ValueError(f"{path}:{i}: not a JSON metrics record") from None
+    return out
