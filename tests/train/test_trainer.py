@@ -232,6 +232,16 @@ def test_plot_after_a_crash_mid_line(tmp_path, capsys):
     assert f"{run / 'metrics.jsonl'}:2: not a JSON metrics record" in capsys.readouterr().err
 
 
+def test_resume_with_another_model_is_one_error(tmp_path, data, capsys):
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    # A model config changed between runs used to end in a RuntimeError traceback from set_state_dict.
+    assert steel(["train", str(cfg), "--set", "max_steps=8", "--set", "model.config.hidden_size=64"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run' / 'checkpoints' / 'step-4'}: does not fit the configured model" in err
+    assert "size mismatch" in err and "Traceback" not in err
+
+
 def test_bad_config_names_the_field(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], micro_batch=0)
     assert steel(["train", str(cfg)]) == 2

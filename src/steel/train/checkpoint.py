@@ -195,7 +195,14 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
     msd = load_model_state(ckpt_dir)
     osd = _unflatten_optimizer(load_file(ckpt_dir / "optimizer.safetensors"), read_json(ckpt_dir, "optimizer.json"))
     opts = StateDictOptions(full_state_dict=True)
-    set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd, options=opts)
+    try:
+        set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd, options=opts)
+    except (RuntimeError, KeyError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(
+            f"{ckpt_dir}: does not fit the configured model (the model config changed since this checkpoint; "
+            f"it was written for {ckpt_dir / 'model_config.json'}): {detail[:500]}"
+        ) from None
     rng_file = ckpt_dir / "rng" / f"rank-{d.rank}.safetensors"
     if rng_file.is_file():
         rng = load_file(rng_file)
