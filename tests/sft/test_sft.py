@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from steel.cli import main as steel_main
-from steel.config import from_dict
+from steel.config import ConfigError, from_dict
 from steel.sft import data as D
 from steel.sft.selfcog import self_cognition
 
@@ -152,6 +152,10 @@ def test_mixing_counts_weights_and_filters(tmp_path):
     assert all(zh_users.count(u) in (2, 3) for u in zh_users) and len(set(zh_users)) == 10
     assert len({m[0]["content"] for n, m in mix if n == "half"}) == 10  # sampled without repeats
     assert D.build_conversations(cfg, {}) == mix  # seeded: the same mixture again
+    # A missing dataset file is a config error naming the SFT field (not a `sources[0]` of steel data).
+    cfg.datasets[2].path = ["nope.json"]
+    with pytest.raises(ConfigError, match=r"^data\.datasets\[2\]\.path\[0\]: .*nope.json does not exist"):
+        D.build_conversations(cfg, {})
 
 
 def test_self_cognition(tmp_path):

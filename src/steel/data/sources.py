@@ -46,17 +46,20 @@ def detect_format(path: str | Path) -> str:
     raise ConfigError(f"{path}: cannot tell the format from the file name; set the source's `format`")
 
 
-def expand_paths(src: SourceConfig, root: Path, index: int) -> list[Path]:
-    """Globs -> sorted unique files. A pattern that matches nothing is a config error (a typo loses data)."""
+def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "sources") -> list[Path]:
+    """Globs -> sorted unique files. A pattern that matches nothing is a config error (a typo loses data).
+
+    Errors name the field as `{where}[{index}].path[i]` (SFT passes its `data.datasets`).
+    """
     files: list[Path] = []
     for i, pattern in enumerate(src.path):
         full = pattern if os.path.isabs(pattern) else str(root / pattern)
         matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
         if not glob.has_magic(full) and not os.path.exists(full):
-            raise ConfigError(f"sources[{index}].path[{i}]: {full} does not exist")
+            raise ConfigError(f"{where}[{index}].path[{i}]: {full} does not exist")
         matches = [m for m in matches if not os.path.isdir(m)]
         if not matches:
-            raise ConfigError(f"sources[{index}].path[{i}]: no file matches {full}")
+            raise ConfigError(f"{where}[{index}].path[{i}]: no file matches {full}")
         files += [Path(m) for m in matches]
     return list(dict.fromkeys(files))
 

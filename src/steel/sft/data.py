@@ -142,7 +142,7 @@ def conversation_text(messages: list[dict]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-def read_dataset(ds: SftDataset, root: Path, stats: dict) -> list[list[dict]]:
+def read_dataset(ds: SftDataset, root: Path, stats: dict, index: int = 0) -> list[list[dict]]:
     """All conversations of one dataset that parse and pass its filters; rejections/filters counted in stats."""
     from steel.data.config import DataConfig, SourceConfig
     from steel.data.filters import build_filters
@@ -161,7 +161,7 @@ def read_dataset(ds: SftDataset, root: Path, stats: dict) -> list[list[dict]]:
     filters = build_filters(ds.filters)
     st = stats.setdefault(ds.name, {"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
     out = []
-    for path in expand_paths(src, root, 0):
+    for path in expand_paths(src, root, index, where="data.datasets"):
         for item in reader.read_file(path):
             st["read"] += 1
             if item.doc is None:
@@ -196,8 +196,8 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
     rng = random.Random(cfg.seed)
     root = Path(cfg.root)
     mix: list[tuple[str, list[dict]]] = []
-    for ds in cfg.datasets:
-        convs = read_dataset(ds, root, stats)
+    for i, ds in enumerate(cfg.datasets):
+        convs = read_dataset(ds, root, stats, i)
         chosen = sample(convs, ds, rng)
         stats[ds.name]["sampled"] = len(chosen)
         mix += [(ds.name, c) for c in chosen]
