@@ -183,6 +183,10 @@ def test_shard_and_merge(tmp_path, enc):
     for c in merged["chunks"]:
         assert head_tail_md5(merged_dir / c["file"]) == c["md5"]
     assert steel_main(["data", "merge", str(tmp_path / "bad"), str(tmp_path / "s0"), str(tmp_path / "s0")]) == 2
+    # OUT = one of the inputs is refused, and that shard's chunks are left intact.
+    assert steel_main(["data", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2
+    for c in shards[0]["chunks"]:
+        assert head_tail_md5(tmp_path / "s0" / c["file"]) == c["md5"]
 
 
 def test_cli_prepare_inspect_and_rerun(tmp_path, qwen_tokenizer_dir, capsys, monkeypatch):

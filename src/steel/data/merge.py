@@ -46,6 +46,9 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
     if missing and log:
         log.warning("merging %d of %d shards; missing shard(s) %s", len(shards_seen), count, missing)
 
+    for d, _ in manifests:  # writing into an input would unlink its chunks before linking them
+        if d.resolve() == out_dir.resolve():
+            raise UserError(f"{d}: the output directory cannot be one of the inputs")
     out_dir.mkdir(parents=True, exist_ok=True)
     chunks, names = [], set()
     sources: dict[str, dict] = {}
