@@ -183,6 +183,9 @@ def test_shard_and_merge(tmp_path, enc):
     for c in merged["chunks"]:
         assert head_tail_md5(merged_dir / c["file"]) == c["md5"]
     assert steel_main(["data", "merge", str(tmp_path / "bad"), str(tmp_path / "s0"), str(tmp_path / "s0")]) == 2
+    # A rerun into the same OUT replaces its previous chunks (as prepare does): none left from another merge.
+    assert steel_main(["data", "merge", str(merged_dir), str(tmp_path / "full")]) == 0
+    assert sorted(p.name for p in merged_dir.glob("*.bin")) == sorted(c["file"] for c in full["chunks"])
     # OUT = one of the inputs is refused, and that shard's chunks are left intact.
     assert steel_main(["data", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2
     for c in shards[0]["chunks"]:

@@ -8,6 +8,7 @@ from the hashes each shard stored (`dedup_exact_hashes.npy`) and reports them in
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from steel.cli import UserError
 from steel.data.chunks import ChunkFormatError, head_tail_md5, read_manifest, write_manifest
-from steel.data.prepare import DEDUP_HASHES
+from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
 def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
@@ -50,6 +51,8 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
         if d.resolve() == out_dir.resolve():
             raise UserError(f"{d}: the output directory cannot be one of the inputs")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
+    _clear_previous(out_dir, log or logging.getLogger("steel.data"))
     chunks, names = [], set()
     sources: dict[str, dict] = {}
     for d, m in manifests:
