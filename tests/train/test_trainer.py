@@ -242,6 +242,17 @@ def test_resume_with_another_model_is_one_error(tmp_path, data, capsys):
     assert "size mismatch" in err and "Traceback" not in err
 
 
+def test_weights_must_name_a_source(tmp_path, data, capsys):
+    # A typo in data.weights used to be ignored silently (the mixture stayed unweighted).
+    more = make_data_dir(tmp_path / "more", [2000], seed=9, source="more", prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg), "--set", "data.weights={nope: 2.0}"]) == 2
+    assert "data.weights.nope: no source of that name in" in capsys.readouterr().err
+    assert steel(["train", str(cfg), "--add-data", str(more), "--set", "data.weights={more: 2.0}"]) == 0
+    # at a resume, a source of a dir added earlier is known
+    assert steel(["train", str(cfg), "--set", "max_steps=4", "--set", "data.weights={more: 2.0}"]) == 0
+
+
 def test_bad_config_names_the_field(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], micro_batch=0)
     assert steel(["train", str(cfg)]) == 2

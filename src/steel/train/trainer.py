@@ -135,6 +135,25 @@ def check_model_fits_data(model_cfg, tokenizer: dict) -> None:
         )
 
 
+def check_weights_name_sources(weights: dict, dirs: list) -> None:
+    """Refuse a `data.weights` key that names no source of the run's data dirs (a typo would be ignored)."""
+    from steel.data.chunks import ChunkFormatError, read_manifest
+
+    known: set[str] = set()
+    for d in dict.fromkeys(str(x) for x in dirs):
+        try:
+            m = read_manifest(d)
+        except ChunkFormatError:
+            continue  # a missing annealing dir is reported when it is needed
+        known |= set(m.get("sources", {})) | {c.get("source", "") for c in m.get("chunks", [])}
+    unknown = [k for k in weights if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"data.weights.{unknown[0]}: no source of that name in {', '.join(dict.fromkeys(map(str, dirs)))} "
+            f"(sources: {', '.join(sorted(known))})"
+        )
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, cfg: TrainConfig, model, optimizer, data: BatchSource, d: Dist, metrics: MetricsLogger,
@@ -337,6 +356,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 raise ConfigError("--add-data: this data source does not take appended data")
             data.add_data(list(add_data))
         trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
+    if make_data is None:  # after the resume: dirs added at an earlier resume count too
+        check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
     metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
     return trainer
 
