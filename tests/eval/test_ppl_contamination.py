@@ -151,6 +151,18 @@ def test_contamination_cli_errors(tmp_path, capsys):
         == 2
     )
     assert "bad.jsonl:2: invalid JSON" in capsys.readouterr().err
+    # Invalid UTF-8 and corrupt compressed files: one error line naming the file, exit status 2.
+    undecodable = tmp_path / "latin1.txt"
+    undecodable.write_bytes("caf\u00e9 text".encode("latin-1"))
+    notzst = tmp_path / "corrupt.jsonl.zst"
+    notzst.write_bytes(b"not zstd data")
+    notgz = tmp_path / "corrupt.jsonl.gz"
+    notgz.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage")
+    for path, message in ((undecodable, "latin1.txt: invalid UTF-8"), (notzst, "corrupt.jsonl.zst: read error"),
+                          (notgz, "corrupt.jsonl.gz: read error")):
+        args = ["eval", "contamination", "--data", str(path), "--task", "ceval", "--bench", str(bench)]
+        assert steel_main(args) == 2
+        assert message in capsys.readouterr().err
     out = tmp_path / "c.json"
     good = write_json(tmp_path / "g.json", [{"q": "nothing related"}])
     assert (

@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def _strings(obj) -> Iterator[str]:
 
 
 def _file_texts(path: Path) -> Iterator[str]:
+    """Texts of one training file; undecodable input is one error line naming the file, not a traceback."""
+    import zstandard
+
+    try:
+        yield from _read_file_texts(path)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start} of a decoded block)") from None
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as e:  # corrupt or truncated .gz/.zst
+        raise UserError(f"{path}: read error ({e})") from None
+
+
+def _read_file_texts(path: Path) -> Iterator[str]:
     name = path.name.removesuffix(".zst").removesuffix(".gz")
     with _open_text(path) as f:
         if name.endswith(".jsonl"):
