@@ -253,6 +253,17 @@ def test_weights_must_name_a_source(tmp_path, data, capsys):
     assert steel(["train", str(cfg), "--set", "max_steps=4", "--set", "data.weights={more: 2.0}"]) == 0
 
 
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_parallel_mode_without_torchrun_runs_one_process(tmp_path, data, mode):
+    # configs/train/steel-1b.yaml says mode: fsdp; without torchrun this used to fail for want of a
+    # process group (DDP: "Default process group has not been initialized"; FSDP: "RANK expected").
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a = tiny_config(tmp_path / "a", [data], max_steps=3)
+    b = tiny_config(tmp_path / "b", [data], max_steps=3, parallel={"mode": mode})
+    assert steel(["train", str(a)]) == 0 and steel(["train", str(b)]) == 0
+    assert losses(tmp_path / "a" / "run") == losses(tmp_path / "b" / "run")
+
+
 def test_bad_config_names_the_field(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], micro_batch=0)
     assert steel(["train", str(cfg)]) == 2

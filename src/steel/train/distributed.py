@@ -8,6 +8,7 @@ torchrun this is one process on CUDA:0 or the CPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,11 @@ def init_distributed(cfg: ParallelSection) -> Dist:
     mode = cfg.mode if cfg.mode != "auto" else ("fsdp" if world > 1 else "none")
     if world > 1 and mode == "none":
         raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
+    if world == 1 and mode != "none":
+        # Outside torchrun (one process) there is nothing to shard or all-reduce: run unwrapped rather
+        # than fail in DDP/fully_shard for want of a process group.
+        logging.getLogger("steel").info("parallel.mode: %s with one process (no torchrun): running unwrapped", mode)
+        mode = "none"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
     return Dist(rank, world, local, device, mode)
