@@ -87,6 +87,10 @@ def test_cmmlu_reader_quoted_newlines_and_line_numbers(tmp_path):
     assert [q.answer for q in qs] == ["B", "D"]
     assert qs[0].question == "第一行\n第二行" and qs[0].choices[0] == "a,1"
     assert qs[1].where.endswith("x.csv:4")  # the quoted newline makes row 1 span lines 2-3
+    # A byte that is not UTF-8 (a GBK re-save, say) is one error naming file:line, not a traceback.
+    p.write_bytes(p.read_bytes() + "2,中文,a,b,c,d,A\n".encode("gbk"))
+    with pytest.raises(UserError, match=r"x\.csv:5: invalid UTF-8"):
+        mc.read_questions(p, "cmmlu", "x")
 
 
 def test_ceval_reader_all_splits(tmp_path):

@@ -17,6 +17,7 @@ Averages: per-category and overall, both macro (mean over subjects) and micro (m
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import time
@@ -56,10 +57,16 @@ class Question:
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, row) pairs; line numbers are physical lines (quoted fields may span lines)."""
     try:
-        f = path.open(encoding="utf-8-sig", newline="")
+        raw = path.read_bytes()  # benchmark files are small; decoding it whole tells the bad line exactly
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: invalid UTF-8 ({e.reason})") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         try:
             header = next(reader)
