@@ -199,6 +199,14 @@ def test_add_data_at_resume(tmp_path, data):
     assert steel(["train", str(cfg), "--set", "max_steps=9", "--add-data", str(more)]) == 0
 
 
+def test_same_dir_twice_is_not_a_duplicate(tmp_path, data):
+    # Used to fail: "duplicate chunk: X has the same head/tail MD5 as X" (the file against itself).
+    cfg = tiny_config(tmp_path, [data, data], max_steps=2)
+    assert steel(["train", str(cfg), "--add-data", str(data)]) == 0
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "data.json").read_text())
+    assert len(state["chunks"]) == len(json.loads((data / "manifest.json").read_text())["chunks"])
+
+
 def test_add_data_at_the_start_resumes(tmp_path, data):
     # The same command run again resumes, with or without repeating --add-data (it used to fail:
     # "registered in this run is in none of the data dirs").

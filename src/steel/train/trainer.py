@@ -328,8 +328,10 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     if make_data is not None:
         data = make_data(cfg, d)
     else:
+        # A directory listed twice (or passed to --add-data while in data.dirs) is read once.
+        dirs = list({Path(x).resolve(): x for x in cfg.data.dirs + ([] if latest else list(add_data))}.values())
         data = PretrainLoader(
-            cfg.data.dirs + ([] if latest else list(add_data)), cfg.data.seq_len, cfg.micro_batch,
+            dirs, cfg.data.seq_len, cfg.micro_batch,
             seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
             verify=cfg.data.verify, lookup_dirs=cfg.anneal.dirs,
         )
