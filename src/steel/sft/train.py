@@ -24,6 +24,7 @@ from steel.train.config import (
     OptimSection,
     ParallelSection,
     TrainConfig,
+    validate_loop_counts,
 )
 
 log = logging.getLogger("steel")
@@ -47,9 +48,7 @@ class SftConfig:
     log: LogSection = field(default_factory=LogSection)
 
     def validate(self) -> None:
-        for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1")
+        validate_loop_counts(self)
 
     def trainer_config(self) -> TrainConfig:
         """The TrainConfig the Trainer reads (its data section only carries seq_len here)."""

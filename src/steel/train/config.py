@@ -94,6 +94,13 @@ class LogSection:
             raise ConfigError("log.every: must be >= 1")
 
 
+def validate_loop_counts(cfg) -> None:
+    """The loop's counters (shared by the pretraining and SFT configs) must be >= 1."""
+    for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}: must be >= 1")
+
+
 @dataclass
 class TrainConfig:
     run_dir: str = "runs/train"  # checkpoints, metrics.jsonl, tb/, train.log; rerunning resumes from here
@@ -110,6 +117,4 @@ class TrainConfig:
     log: LogSection = field(default_factory=LogSection)
 
     def validate(self) -> None:
-        for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1")
+        validate_loop_counts(self)
