@@ -7,23 +7,7 @@ import json
 from pathlib import Path
 
 from steel.cli import UserError
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", required=True, help="HF model directory, Steel run directory or checkpoint directory"
-    )
-    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument(
-        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved"
-    )
-
-
-def _device(arg: str | None) -> str:
-    import torch
-
-    return arg or ("cuda" if torch.cuda.is_available() else "cpu")
+from steel.infer.cli import add_model_args, resolve_device
 
 
 def register(subparsers) -> None:
@@ -33,7 +17,7 @@ def register(subparsers) -> None:
     sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
 
     p = sub.add_parser("mc", help="C-Eval / CMMLU multiple-choice accuracy")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
     p.add_argument(
         "--data",
@@ -64,7 +48,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_mc)
 
     p = sub.add_parser("ppl", help="perplexity over prepared chunks (a steel data prepare output)")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--data", required=True, help="DATA_DIR with manifest.json and chunk files")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per window")
     p.add_argument(
@@ -128,7 +112,7 @@ def cmd_mc(args) -> int:
     load_benchmark(opts)  # bad data fails here, before a large model is loaded
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model, args.tokenizer)
-    model = load_model(args.model, _device(args.device), args.dtype)
+    model = load_model(args.model, resolve_device(args.device), args.dtype)
     result = run_mc(model, tokenizer, opts, model_name=str(args.model))
     md = markdown_report(result)
     print(md)
@@ -147,7 +131,7 @@ def cmd_ppl(args) -> int:
     from steel.eval.ppl import perplexity
     from steel.infer.load import load_model
 
-    model = load_model(args.model, _device(args.device), args.dtype)
+    model = load_model(args.model, resolve_device(args.device), args.dtype)
     result = perplexity(model, Path(args.data), args.seq_len, args.batch_size, args.max_tokens)
     result["model"] = str(args.model)
     print(json.dumps(result, ensure_ascii=False, indent=1))

@@ -9,12 +9,13 @@ from steel.cli import UserError
 from steel.config import ConfigError
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model/--tokenizer/--device/--dtype, shared by generate, chat and every `steel eval` command."""
     p.add_argument(
         "--model", required=True, help="HF model directory, Steel run directory or checkpoint directory"
     )
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument(
         "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved"
     )
@@ -33,7 +34,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate text from a prompt (streamed)")
-    _add_model_args(p)
+    add_model_args(p)
     _add_sampling_args(p)
     p.add_argument("--prompt", required=True, help="the prompt text ('-' reads stdin)")
     p.add_argument(
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = subparsers.add_parser("chat", help="interactive multi-turn chat (ChatML, streamed)")
-    _add_model_args(p)
+    add_model_args(p)
     _add_sampling_args(p)
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument(
@@ -83,13 +84,17 @@ def _sampling(args):
     return opts
 
 
-def _load(args):
+def resolve_device(arg: str | None) -> str:
     import torch
 
+    return arg or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load(args):
     from steel.infer.load import load_model, load_tokenizer
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_model(args.model, device, args.dtype), load_tokenizer(args.model, args.tokenizer)
+    model = load_model(args.model, resolve_device(args.device), args.dtype)
+    return model, load_tokenizer(args.model, args.tokenizer)
 
 
 def cmd_generate(args) -> int:
