@@ -146,3 +146,30 @@ def test_cli_errors(tmp_path, corpus, capsys):
         == 2
     )
     assert "no such file" in capsys.readouterr().err
+
+
+def test_truncated_compressed_input_is_an_error(tmp_path):
+    """A cut .zst/.gz file fails naming the file, instead of training on the part before the cut.
+
+    (zstandard's stream_reader returns a truncated frame's data with no error; `steel data prepare`
+    already counts such a file as `unreadable_file`, and the trainer now reads with the same code.)
+    """
+    import zstandard
+
+    data = b"".join(b'{"text": "doc %d"}\n' % (i * 7919 % 100003) for i in range(30000))
+    zst = zstandard.ZstdCompressor().compress(data)
+    (tmp_path / "cut.jsonl.zst").write_bytes(zst[: len(zst) // 2])
+    with pytest.raises(UserError, match=r"cut.jsonl.zst: read error after line \d+ .*truncated"):
+        list(iter_corpus([tmp_path / "cut.jsonl.zst"]))
+    gz = gzip.compress(data)
+    (tmp_path / "cut.jsonl.gz").write_bytes(gz[: len(gz) // 2])
+    with pytest.raises(UserError, match=r"cut.jsonl.gz: read error after line \d+"):
+        list(iter_corpus([tmp_path / "cut.jsonl.gz"]))
+    # An intact multi-frame zstd file (zstd -c a >> b) reads whole.
+    two = tmp_path / "two.jsonl.zst"
+    two.write_bytes(zstandard.ZstdCompressor().compress(data[:19]) + zstandard.ZstdCompressor().compress(data[19:]))
+    assert len(list(iter_corpus([two]))) == 30000
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "cut.jsonl.zst"), "--vocab-size", "300",
+                 "--out", str(out)]) == 2
+    assert not (out / "tokenizer.json").exists()

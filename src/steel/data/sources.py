@@ -164,15 +164,7 @@ class SourceReader:
         self.progress(size - done)
 
     def _jsonl(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
-        if fmt == "jsonl.zst":
-            import zstandard
-
-            stream = _lines(_zstd_chunks(raw))
-        elif fmt == "jsonl.gz":
-            stream = gzip.GzipFile(fileobj=raw)
-        else:
-            stream = raw
-        yield from self._jsonl_lines(stream, path)
+        yield from self._jsonl_lines(jsonl_byte_lines(raw, fmt), path)
 
     def _jsonl_lines(self, stream, path: Path) -> Iterator[Item]:
         max_line = self.cfg.max_line_bytes
@@ -301,6 +293,21 @@ class SourceReader:
         if _bad_utf8(text):
             return Item(line, None, "invalid_utf8", "bytes that are not UTF-8")
         return Item(line, text)
+
+
+def jsonl_byte_lines(raw, fmt: str) -> Iterator[bytes]:
+    """Lines (bytes, maybe with their newline) of an open binary file of format jsonl, jsonl.zst or jsonl.gz.
+
+    A truncated or corrupt compressed file raises OSError/EOFError/zlib.error after its readable
+    lines; `steel tokenizer train` reads with this too, so both commands see the same lines.
+    """
+    if fmt == "jsonl.zst":
+        return _lines(_zstd_chunks(raw))
+    if fmt == "jsonl.gz":
+        return iter(gzip.GzipFile(fileobj=raw))
+    if fmt == "jsonl":
+        return iter(raw)
+    raise ValueError(f"not a JSONL format: {fmt}")
 
 
 def _zstd_chunks(raw) -> Iterator[bytes]:

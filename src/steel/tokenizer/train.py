@@ -12,7 +12,6 @@ a directory stands for the supported files inside it. A malformed line is an err
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -20,12 +19,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import zstandard
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from steel.cli import UserError
+from steel.data.sources import detect_format, jsonl_byte_lines
 from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_dir
 
 SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
@@ -50,18 +49,6 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _open_text(path: Path, raw) -> io.TextIOBase:
-    if path.name.endswith(".zst"):
-        stream = zstandard.ZstdDecompressor().stream_reader(raw)
-    elif path.name.endswith(".gz"):
-        stream = gzip.GzipFile(fileobj=raw)
-    else:
-        stream = raw
-    # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds them is known
-    # (a strict decoder fails on a whole decoded block, with no line number).
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
-
-
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
@@ -71,9 +58,12 @@ def _check_utf8(path: Path, lineno: int, line: str) -> None:
 
 
 def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[str]:
-    """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed."""
+    """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed.
+
+    JSONL lines come from the data pipeline's reader (`steel.data.sources.jsonl_byte_lines`), which
+    notices a truncated zstd file (zstandard's stream_reader would end it silently).
+    """
     with open(path, "rb") as raw:
-        text = _open_text(path, raw)
         seen = lineno = 0
 
         def advance():
@@ -85,6 +75,9 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
 
         try:
             if path.name.endswith(".txt"):
+                # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds
+                # them is known (a strict decoder fails on a whole decoded block, with no line number).
+                text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
                 piece: list[str] = []
                 size = 0
                 for lineno, line in enumerate(text, 1):
@@ -98,10 +91,13 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                 if piece:
                     yield "".join(piece)
             else:
-                for lineno, line in enumerate(text, 1):
-                    _check_utf8(path, lineno, line)
-                    if not line.strip():
+                for lineno, raw_line in enumerate(jsonl_byte_lines(raw, detect_format(path)), 1):
+                    if not raw_line.strip():
                         continue
+                    try:
+                        line = raw_line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise UserError(f"{path}:{lineno}: invalid UTF-8") from None
                     try:
                         doc = json.loads(line)[field]
                     except json.JSONDecodeError as e:
@@ -115,7 +111,7 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                     yield doc
                     if lineno % 256 == 0:
                         advance()
-        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as e:  # corrupt/truncated compressed data
+        except (OSError, EOFError, zlib.error) as e:  # corrupt/truncated compressed data
             raise UserError(f"{path}: read error after line {lineno} ({e})") from None
         advance()
 
