@@ -18,6 +18,15 @@ uint16 when the vocabulary fits, else uint32. Read with `numpy.memmap` after che
 `manifest.json` beside the chunks lists them with their token counts and the MD5 of their head and
 tail (how Steel identified a file independently of its path), the tokenizer, and the per-source
 accounting `read = kept + sum(filtered) + sum(rejected)`.
+
+`documents.npy` (written by `prepare` when exact dedup is on, read by `merge`) lists the kept
+documents, one 22-byte record each, in the order they were written (so a source's documents, in
+order, tile that source's chunks, in manifest order):
+
+    hash    uint64  exact-dedup hash of the folded text (`steel.data.dedup.exact_hash`)
+    order   uint64  position in the unsharded input: file index << 32 | record ordinal in the file
+    tokens  uint32  tokens the document occupies in the chunks (EOS included)
+    source  uint16  index of its source in `manifest["sources"]`
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "steel-data-manifest"
 MANIFEST_VERSION = 1
 MD5_SPAN = 1 << 20  # bytes hashed at each end of a chunk file
+DOCUMENTS = "documents.npy"
+DOCUMENTS_DTYPE = np.dtype([("hash", "<u8"), ("order", "<u8"), ("tokens", "<u4"), ("source", "<u2")])
 
 
 class ChunkFormatError(ValueError):
@@ -197,3 +208,25 @@ def read_manifest(data_dir: str | Path) -> dict:
         if key not in manifest:
             raise ChunkFormatError(f"{path}: missing field {key!r}")
     return manifest
+
+
+def read_documents(data_dir: str | Path, manifest: dict) -> np.ndarray | None:
+    """`DATA_DIR/documents.npy` checked against the manifest (token sums per source); None when absent."""
+    path = Path(data_dir) / DOCUMENTS
+    if not path.exists():
+        return None
+    try:
+        docs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ChunkFormatError(f"{path}: unreadable ({e})") from None
+    if docs.dtype != DOCUMENTS_DTYPE or docs.ndim != 1:
+        raise ChunkFormatError(f"{path}: dtype {docs.dtype}, expected {DOCUMENTS_DTYPE}")
+    names = list(manifest["sources"])
+    if len(docs) and int(docs["source"].max()) >= len(names):
+        raise ChunkFormatError(f"{path}: source index {int(docs['source'].max())} but {len(names)} sources")
+    for k, name in enumerate(names):
+        want = sum(c["tokens"] for c in manifest["chunks"] if c.get("source") == name)
+        got = int(docs["tokens"][docs["source"] == k].sum(dtype=np.uint64))
+        if got != want:
+            raise ChunkFormatError(f"{path}: source {name!r} has {got} document tokens, its chunks {want}")
+    return docs

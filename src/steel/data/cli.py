@@ -91,5 +91,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("dropped by filter / rejected, per reason:\n" + "\n".join(details))
     dd = m.get("dedup", {})
     if dd.get("cross_shard_exact_duplicates") is not None:
-        console.print(f"cross-shard exact duplicates (not removed): {dd['cross_shard_exact_duplicates']:,}")
+        done = "removed" if "cross_shard_exact_removed" in dd else "not removed"
+        console.print(f"cross-shard exact duplicates ({done}): {dd['cross_shard_exact_duplicates']:,}")
     return 0

@@ -1,9 +1,15 @@
 """`steel data merge OUT DIR...`: join the outputs of `steel data prepare --shard I/N` into one data dir.
 
 Chunk files are hard-linked into OUT (copied when OUT is on another file system) after their
-head/tail MD5 is checked against their manifest; the per-source accounting is summed. Dedup ran
-within each shard only: merge does not remove cross-shard duplicates, but it counts the exact ones
-from the hashes each shard stored (`dedup_exact_hashes.npy`) and reports them in the manifest.
+head/tail MD5 is checked against their manifest; the per-source accounting is summed.
+
+Dedup ran within each shard; merge finishes the exact dedup across shards from the `documents.npy`
+each shard wrote (hash, place in the unsharded input, tokens, source of every kept document): of the
+copies of a text in several shards, the one an unsharded run reads first is kept, and the others are
+cut out of their chunks. Only the chunk files that lose documents are rewritten (in OUT; the inputs
+are never touched); the removed documents are counted under the source's `dedup_exact` filter, so
+the result (kept documents, tokens, accounting) is that of one unsharded `prepare`. Near-duplicate
+dedup stays per shard.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from steel.cli import UserError
-from steel.data.chunks import ChunkFormatError, head_tail_md5, read_manifest, write_manifest
+from steel.data.chunks import (DOCUMENTS, ChunkFormatError, ChunkWriter, head_tail_md5, read_chunk,
+                               read_documents, read_manifest, write_manifest)
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
@@ -50,12 +57,16 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
     for d, _ in manifests:  # writing into an input would unlink its chunks before linking them
         if d.resolve() == out_dir.resolve():
             raise UserError(f"{d}: the output directory cannot be one of the inputs")
+    log = log or logging.getLogger("steel.data")
+    removed, cross = _cross_shard_duplicates(manifests, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
-    _clear_previous(out_dir, log or logging.getLogger("steel.data"))
+    _clear_previous(out_dir, log)
     chunks, names = [], set()
     sources: dict[str, dict] = {}
-    for d, m in manifests:
+    rewritten = 0
+    for n_in, (d, m) in enumerate(manifests):
+        cuts = removed[n_in].cuts if removed else {}
         for c in m["chunks"]:
             if c["file"] in names:
                 raise UserError(f"{d}: chunk name {c['file']} occurs in two inputs")
@@ -66,6 +77,12 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
             dst = out_dir / c["file"]
             if dst.exists():
                 dst.unlink()
+            if c["file"] in cuts:
+                rewritten += 1
+                n = _write_without(src, dst, cuts[c["file"]])
+                if n:  # a chunk left empty is dropped: chunks are never empty (ChunkSink)
+                    chunks.append(dict(c) | {"tokens": n, "md5": head_tail_md5(dst)})
+                continue
             try:
                 os.link(src, dst)
             except OSError:
@@ -83,15 +100,30 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
                 for reason, n in s[k].items():
                     acc[k][reason] = acc[k].get(reason, 0) + n
             acc["files"] += s.get("files", [])
+            if removed:
+                docs, tokens = removed[n_in].per_source.get(name, (0, 0))
+                acc["kept"] -= docs
+                acc["tokens"] -= tokens
+                acc["filtered"]["dedup_exact"] = acc["filtered"].get("dedup_exact", 0) + docs
     for name, s in sources.items():
         assert s["read"] == s["kept"] + sum(s["filtered"].values()) + sum(s["rejected"].values()), name
+    for name in sources if removed else ():  # the cuts moved tokens from the chunks to `dedup_exact`
+        n = sum(c["tokens"] for c in chunks if c.get("source") == name)
+        assert n == sources[name]["tokens"], f"{name}: chunks hold {n} tokens, the accounting says otherwise"
 
-    hashes = [np.load(d / DEDUP_HASHES) for d, m in manifests if (d / DEDUP_HASHES).exists()]
-    cross = None
-    if len(hashes) == len(manifests):
-        allh = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-        cross = int(len(allh) - len(np.unique(allh)))
-        np.save(out_dir / DEDUP_HASHES, np.unique(allh))
+    dedup = {**first.get("dedup", {}), "scope": "per shard", "cross_shard_exact_duplicates": cross}
+    dedup.pop("exact_hashes_file", None)
+    if removed:
+        order = list(sources)
+        kept_docs = []
+        for r, (_, m) in zip(removed, manifests):
+            remap = np.array([order.index(name) for name in m["sources"]] or [0], dtype=np.uint16)
+            rows = r.docs[r.keep]
+            rows["source"] = remap[rows["source"]]
+            kept_docs.append(rows)
+        np.save(out_dir / DOCUMENTS, np.concatenate(kept_docs))
+        dedup |= {"scope": "exact: all shards (merge removed the cross-shard copies); near: per shard",
+                  "cross_shard_exact_removed": cross, "rewritten_chunks": rewritten, "documents_file": DOCUMENTS}
     if (first_dir / "tokenizer").is_dir() and not (out_dir / "tokenizer").exists():
         shutil.copytree(first_dir / "tokenizer", out_dir / "tokenizer")
     manifest = {
@@ -100,13 +132,91 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
         "tokenizer": tok,
         "sources": sources,
         "shard": {"index": 0, "count": 1, "merged_shards": sorted(shards_seen), "of": count},
-        "dedup": {**first.get("dedup", {}), "scope": "per shard",
-                  "cross_shard_exact_duplicates": cross},
+        "dedup": dedup,
         "config": first.get("config"),
         "merged_from": [str(d) for d, _ in manifests],
     }
     write_manifest(out_dir, manifest)
-    if log:
-        log.info("merged %d dirs: %d chunks, %d tokens; cross-shard exact duplicates: %s",
-                 len(manifests), len(chunks), manifest["total_tokens"], cross)
+    log.info("merged %d dirs: %d chunks, %d tokens; cross-shard exact duplicates: %s (%s; %d chunks rewritten)",
+             len(manifests), len(chunks), manifest["total_tokens"], cross,
+             "removed" if removed else "not removed", rewritten)
     return manifest
+
+
+class _Removal:
+    """What merge cuts out of one input: its documents.npy rows and, per chunk, local token ranges."""
+
+    def __init__(self, docs: np.ndarray):
+        self.docs = docs
+        self.keep = np.ones(len(docs), dtype=bool)
+        self.cuts: dict[str, list[tuple[int, int]]] = {}
+        self.per_source: dict[str, tuple[int, int]] = {}  # name -> (documents, tokens) removed
+
+
+def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[list[_Removal] | None, int | None]:
+    """(what to remove per input, or None when unknown; the number of cross-shard exact duplicates)."""
+    if not all(m.get("dedup", {}).get("exact") for _, m in manifests):
+        return None, None
+    try:
+        docs = [read_documents(d, m) for d, m in manifests]
+    except ChunkFormatError as e:
+        raise UserError(str(e)) from None
+    if any(x is None for x in docs):
+        old = [d for (d, _), x in zip(manifests, docs) if x is None]
+        log.warning("%s: no %s (prepared by an older Steel?): cross-shard exact duplicates are not removed; "
+                    "rerun `steel data prepare` on that shard to remove them", old[0], DOCUMENTS)
+        if all((d / DEDUP_HASHES).exists() for d, _ in manifests):  # those older shards stored the hashes
+            allh = np.concatenate([np.load(d / DEDUP_HASHES) for d, _ in manifests])
+            return None, int(len(allh) - len(np.unique(allh)))
+        return None, None
+    removals = [_Removal(x) for x in docs]
+    allh = np.concatenate([x["hash"] for x in docs])
+    order = np.concatenate([x["order"] for x in docs])
+    # NOTE: within a shard the hashes are unique (prepare kept one copy); across shards the copy with
+    # the smallest unsharded input position is the one an unsharded run keeps (ties: input order).
+    idx = np.lexsort((order, allh))
+    later = np.zeros(len(allh), dtype=bool)
+    later[idx[1:][allh[idx][1:] == allh[idx][:-1]]] = True
+    bounds = np.cumsum([0] + [len(x) for x in docs])
+    for r, (d, m), lo, hi in zip(removals, manifests, bounds[:-1], bounds[1:]):
+        r.keep = ~later[lo:hi]
+        for k, name in enumerate(m["sources"]):
+            mine = r.docs["source"] == k
+            gone = ~r.keep & mine
+            if not gone.any():
+                continue
+            tok = r.docs["tokens"][mine].astype(np.int64)
+            ends = np.cumsum(tok)
+            starts = ends - tok
+            lost = gone[mine]
+            r.per_source[name] = (int(lost.sum()), int(tok[lost].sum()))
+            files = [c for c in m["chunks"] if c.get("source") == name]
+            c_end = np.cumsum([c["tokens"] for c in files])
+            c_start = c_end - [c["tokens"] for c in files]
+            for s, e in zip(starts[lost], ends[lost]):
+                j = int(np.searchsorted(c_end, s, side="right"))  # the chunk that holds token s
+                while j < len(files) and c_start[j] < e:  # a document may run on into the next chunks
+                    r.cuts.setdefault(files[j]["file"], []).append(
+                        (int(max(s, c_start[j]) - c_start[j]), int(min(e, c_end[j]) - c_start[j])))
+                    j += 1
+    return removals, int(later.sum())
+
+
+def _write_without(src: Path, dst: Path, cuts: list[tuple[int, int]]) -> int:
+    """Copy chunk `src` to `dst` without the token ranges `cuts` (disjoint); returns the tokens left."""
+    header, tokens = read_chunk(src)
+    w = ChunkWriter(dst, header.vocab_size, header.fingerprint)
+    try:
+        pos = 0
+        for a, b in sorted(cuts):
+            w.write(tokens[pos:a])
+            pos = b
+        w.write(tokens[pos:])
+    except BaseException:
+        w.abort()
+        raise
+    if w.num_tokens == 0:
+        w.abort()
+        return 0
+    w.close()
+    return w.num_tokens

@@ -7,8 +7,9 @@
     exact/near dedup decision (input order) ▶ per-source ChunkSink ▶ chunk files ▶ manifest.json
 
 Streaming: at most `2 * workers` batches are in flight, chunks are written as they fill, nothing
-but the chunks and the manifest is written to disk. Memory is bounded apart from the dedup index
-(measured in README, "Data preparation"). Results are consumed in input order, so the chunks are
+but the chunks, the manifest and (with exact dedup) `documents.npy` is written to disk. Memory is
+bounded apart from the dedup index (measured in README, "Data preparation") and `documents.npy`'s
+columns (22 bytes per kept document). Results are consumed in input order, so the chunks are
 byte-identical whatever the worker count.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+from array import array
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ import numpy as np
 
 from steel.config import ConfigError, to_dict
 from steel.data.chat import render_chatml
-from steel.data.chunks import MANIFEST, ChunkWriter, head_tail_md5, read_manifest, write_manifest
+from steel.data.chunks import (DOCUMENTS, DOCUMENTS_DTYPE, MANIFEST, ChunkWriter, head_tail_md5, read_manifest,
+                               write_manifest)
 from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
@@ -34,7 +37,7 @@ from steel.data.normalize import Normalizer
 from steel.data.sources import SourceReader, expand_paths
 from steel.data.tokenize import encode_documents
 
-DEDUP_HASHES = "dedup_exact_hashes.npy"
+DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
 
 
 # ---- worker side ----------------------------------------------------------------------------------
@@ -224,6 +227,7 @@ def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
             (out_dir / c["file"]).unlink(missing_ok=True)
         (out_dir / MANIFEST).unlink()
         (out_dir / DEDUP_HASHES).unlink(missing_ok=True)
+        (out_dir / DOCUMENTS).unlink(missing_ok=True)
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old["chunks"]))
     for tmp in out_dir.glob("*.tmp"):
         tmp.unlink()
@@ -251,6 +255,9 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
             except ValueError:
                 rel = str(p)
             files.append((i, p, rel))
+    # A document's place in the unsharded input (file index, record ordinal): merge keeps, of the
+    # exact duplicates across shards, the copy an unsharded run would have kept.
+    file_index = {f: k for k, f in enumerate(files)}
     files = assign_shard(files, *shard)
     _clear_previous(out_dir, log)
 
@@ -273,6 +280,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     sinks = [ChunkSink(out_dir, f"{s.name}{tag}", cfg.chunk_tokens, encoder.vocab_size, encoder.fingerprint)
              for s in cfg.sources]
     deduper = Deduper(cfg.dedup) if dedup_keys else None
+    # documents.npy columns, 22 bytes per kept document (array('Q') etc. hold them unboxed)
+    doc_cols = (array("Q"), array("Q"), array("I"), array("H")) if cfg.dedup.exact else None
     logged: Counter = Counter()
 
     def reject(i: int, file: str, line: int, reason: str, detail: str) -> None:
@@ -285,16 +294,16 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
             if logged[key] == cfg.log_examples:
                 log.warning("%s: further %r rejections are counted, not logged", names[i], reason)
 
-    def consume(meta: list[tuple[int, str, int]], result) -> None:
+    def consume(meta: list[tuple[int, str, int, int]], result) -> None:
         statuses, hashes, sigs, tokens, lengths = result
         k = off = 0
-        for (i, file, line), status in zip(meta, statuses):
+        for (i, file, line, order), status in zip(meta, statuses):
             st = stats[i]
             if status is None:
                 n = int(lengths[k])
                 doc_tokens = tokens[off : off + n]
-                dropped = deduper.check(hashes[k] if hashes is not None else None,
-                                        sigs[k] if sigs is not None else None) if deduper else None
+                h = hashes[k] if hashes is not None else None
+                dropped = deduper.check(h, sigs[k] if sigs is not None else None) if deduper else None
                 off += n
                 k += 1
                 if dropped:
@@ -303,6 +312,9 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
                     st.kept += 1
                     st.tokens += n
                     sinks[i].write(doc_tokens)
+                    if doc_cols is not None:
+                        for col, v in zip(doc_cols, (h, order, n, i)):
+                            col.append(v)
             elif status.startswith("f:"):
                 st.filtered[status[2:]] += 1
             else:
@@ -329,7 +341,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     try:
         with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=quiet) as advance:
             batch: list[tuple[int, Any]] = []
-            meta: list[tuple[int, str, int]] = []
+            meta: list[tuple[int, str, int, int]] = []
             batch_chars = 0
 
             def flush():
@@ -348,8 +360,10 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
             for i, path, rel in files:
                 src = cfg.sources[i]
                 reader = SourceReader(src, cfg, progress=advance)
+                order = file_index[(i, path, rel)] << 32
                 for item in reader.read_file(path):
                     stats[i].read += 1
+                    order += 1
                     if item.doc is None:
                         reject(i, rel, item.line, item.reason, item.detail)
                         continue
@@ -359,7 +373,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
                         continue
                     chars_read += n
                     batch.append((i, item.doc))
-                    meta.append((i, rel, item.line))
+                    meta.append((i, rel, item.line, order))
                     batch_chars += n
                     if batch_chars >= cfg.batch_chars:
                         flush()
@@ -393,9 +407,12 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     dedup_info: dict[str, Any] = {"exact": cfg.dedup.exact, "near": cfg.dedup.near}
     if deduper is not None:
         dedup_info |= {"bands": deduper.bands, "rows": deduper.rows, "indexed_docs": deduper.count}
-        if cfg.dedup.exact:
-            np.save(out_dir / DEDUP_HASHES, np.array(sorted(deduper.seen), dtype=np.uint64))
-            dedup_info["exact_hashes_file"] = DEDUP_HASHES
+        if doc_cols is not None:
+            docs = np.empty(len(doc_cols[0]), DOCUMENTS_DTYPE)
+            for name, col in zip(DOCUMENTS_DTYPE.names, doc_cols):
+                docs[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else 0
+            np.save(out_dir / DOCUMENTS, docs)
+            dedup_info["documents_file"] = DOCUMENTS
     elapsed = time.perf_counter() - t0
     manifest = {
         "total_tokens": sum(c["tokens"] for c in chunks),
