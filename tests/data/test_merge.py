@@ -101,6 +101,7 @@ def test_sharded_merge_equals_unsharded(dup_inputs, enc, count):
     shard_chunks = {c["file"]: (s, c) for s, m in zip(shard_dirs, shards) for c in m["chunks"]}
     same = [c for c in merged["chunks"] if c == shard_chunks[c["file"]][1]]
     assert 0 < dd["rewritten_chunks"] == len(shard_chunks) - len(same)
+    assert set(shard_chunks) - {c["file"] for c in merged["chunks"]}  # chunks wholly inside a removed copy: gone
     for c in same:
         assert (d / "merged" / c["file"]).samefile(shard_chunks[c["file"]][0] / c["file"])
     # The inputs are untouched.
