@@ -167,7 +167,8 @@ def test_truncated_compressed_input_is_an_error(tmp_path):
         list(iter_corpus([tmp_path / "cut.jsonl.gz"]))
     # An intact multi-frame zstd file (zstd -c a >> b) reads whole.
     two = tmp_path / "two.jsonl.zst"
-    two.write_bytes(zstandard.ZstdCompressor().compress(data[:19]) + zstandard.ZstdCompressor().compress(data[19:]))
+    frames = [zstandard.ZstdCompressor().compress(part) for part in (data[:19], data[19:])]
+    two.write_bytes(b"".join(frames))
     assert len(list(iter_corpus([two]))) == 30000
     out = tmp_path / "tok"
     assert main(["tokenizer", "train", "--input", str(tmp_path / "cut.jsonl.zst"), "--vocab-size", "300",
