@@ -57,13 +57,16 @@ class TrainState:
     tokens: int = 0  # target tokens trained on, all ranks
     skipped: int = 0  # steps skipped for a non-finite loss/grad norm
     nonfinite_run: int = 0  # consecutive skipped steps now
+    anneal: dict | None = None  # the annealing switch once done: {step, mode, dirs, md5s} (checked at resume)
     losses: list[float] = field(default_factory=list)  # this process's step losses (not checkpointed)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "skipped": self.skipped, "nonfinite_run": self.nonfinite_run}
+        return {"step": self.step, "tokens": self.tokens, "skipped": self.skipped, "nonfinite_run": self.nonfinite_run,
+                "anneal": self.anneal}
 
     def load_state_dict(self, s: dict) -> None:
         self.step, self.tokens, self.skipped, self.nonfinite_run = s["step"], s["tokens"], s["skipped"], s["nonfinite_run"]
+        self.anneal = s.get("anneal")
 
 
 # --- model -------------------------------------------------------------------------------------------
@@ -152,6 +155,173 @@ def check_weights_name_sources(weights: dict, dirs: list) -> None:
             f"data.weights.{unknown[0]}: no source of that name in {', '.join(dict.fromkeys(map(str, dirs)))} "
             f"(sources: {', '.join(sorted(known))})"
         )
+
+
+# --- annealing and resume checks ---------------------------------------------------------------------
+def _unique_dirs(dirs) -> list[str]:
+    """`dirs` without repeats (by resolved path), first spelling kept."""
+    return list({Path(x).resolve(): str(x) for x in dirs}.values())
+
+
+def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
+    """The chunks of `anneal.dirs` and those of them already registered in the run, checked for the switch.
+
+    Run at startup (fresh or resumed, while the switch is ahead) so that what would stop the run at
+    the anneal step - a missing dir, another tokenizer, no sample, a `mix` of data already in the run -
+    is refused before hours of training, naming `anneal.dirs`.
+    """
+    from steel.data.loader import DataError, num_windows, scan_data_dirs
+
+    a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
+    try:
+        found, tok = scan_data_dirs(dirs, data.weights)
+    except DataError as e:
+        raise ConfigError(f"anneal.dirs: {e}") from None
+    if tok.get("fingerprint") != data.tokenizer.get("fingerprint"):
+        raise ConfigError(
+            f"anneal.dirs: {dirs[0]} has tokenizer fingerprint {tok.get('fingerprint')!r}, the run's is "
+            f"{data.tokenizer.get('fingerprint')!r}; data prepared with different tokenizers cannot be mixed"
+        )
+    registered = {c.md5: c.file for c in data.chunks}
+    reused = [x for x in found if x.md5 in registered]
+    if reused and a.mode == "mix":
+        x = reused[0]
+        raise ConfigError(
+            f"anneal.dirs: {x.path} is already in the run as {registered[x.md5]} (data dir "
+            f"{Path(registered[x.md5]).parent}); anneal.mode mix would add its samples a second time to the "
+            f"rest of the epoch: use anneal.mode: replace (the annealing phase then draws from these chunks "
+            f"again) or raise its source's weight in data.weights"
+        )
+    samples = sum(round(x.weight * num_windows(x.tokens, cfg.data.seq_len)) for x in found)
+    need = cfg.micro_batch * data.world_size if a.mode == "replace" else 1
+    if samples < need:
+        raise ConfigError(
+            f"anneal.dirs: {samples} samples of {cfg.data.seq_len + 1} tokens in {', '.join(dirs)}; the annealing "
+            f"phase (mode {a.mode}) needs at least {need}"
+        )
+    if reused:
+        log.info("anneal: %d of the %d chunks of anneal.dirs are already in the run (e.g. %s); the annealing "
+                 "phase (mode replace) draws from them again", len(reused), len(found), reused[0].path)
+    return found, reused
+
+
+def switch_to_anneal(cfg: TrainConfig, data) -> dict:
+    """Switch the loader to the annealing mixture; returns the record kept in the train state.
+
+    In mode `replace` the annealing phase draws from every chunk of `anneal.dirs`, also from chunks
+    already in the run (listed in data.dirs too, or added earlier): re-using high-quality data seen
+    before is a legitimate annealing recipe. Such a chunk is registered a second time under new sample
+    ids; the replace segment orders only the ids from the switch on, and later epochs draw from them
+    only, so no sample is read twice per annealing epoch. Mode `mix` takes only chunks new to the run
+    (`scan_anneal_dirs` refuses the others at startup).
+    """
+    import numpy as np
+
+    from steel.data.loader import ChunkRecord, num_windows
+
+    a = cfg.anneal
+    found, reused = scan_anneal_dirs(cfg, data)
+    dirs = _unique_dirs(a.dirs)
+    if not reused:
+        data.add_data(dirs, replace=a.mode == "replace", phase="anneal")
+    else:
+        # NOTE: PretrainLoader.add_data skips (same file) or refuses (other file) a chunk already
+        # registered, which left a replace phase with 0 samples. The registry is extended here the way
+        # `PretrainLoader._register` does it, minus the duplicate check (see the docstring); the resume
+        # path (`load_state_dict`) already takes a chunk registered twice.
+        data._verify_all([(x.path, x.md5) for x in found])
+        base = data.total
+        for x in found:
+            data._paths[len(data.chunks)] = x.path
+            data.chunks.append(ChunkRecord(x.md5, str(x.path), x.source, x.tokens,
+                                           round(x.weight * num_windows(x.tokens, data.seq_len))))
+        data._offsets = np.concatenate([[0], np.cumsum([c.count for c in data.chunks], dtype=np.int64)])
+        data.extra_dirs += [d for d in dirs if d not in data.extra_dirs]
+        data._append(base, data.total - base, replace=True)
+        data.phases.append("anneal")
+    return {"step": a.step, "mode": a.mode, "dirs": dirs, "md5s": sorted(x.md5 for x in found)}
+
+
+def check_resume_config(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, train_state: dict) -> None:
+    """Refuse a config change at resume that the checkpoint would silently override or that breaks the run.
+
+    Honoured instead: an annealing switch added or moved while it is still ahead, new data dirs (appended),
+    another order of data.dirs (chunks are known by content), micro_batch/grad_accum/world size (the data
+    order is in samples), optimizer hyper-parameters (`apply_optim_config`).
+    """
+    old_seed = data_state.get("seed")
+    if old_seed is not None and old_seed != cfg.data.seed:
+        raise ConfigError(
+            f"data.seed: {old_seed} in the checkpoint {ckpt_dir}, {cfg.data.seed} configured; the shuffle order "
+            f"of a run cannot change mid-run: set data.seed: {old_seed} again, or start a new run (another run_dir)"
+        )
+    old_len = data_state.get("seq_len")
+    if old_len is not None and old_len != cfg.data.seq_len:
+        raise ConfigError(
+            f"data.seq_len: {old_len} in the checkpoint {ckpt_dir}, {cfg.data.seq_len} configured; the samples of "
+            f"a run cannot change mid-run: set it back, or start a new run (another run_dir)"
+        )
+    a, step = cfg.anneal, train_state["step"]
+    if "anneal" in data_state.get("phases", []):
+        done = train_state.get("anneal")
+        if done is None:  # a checkpoint written before the switch was recorded: its config says
+            old = (read_yaml(ckpt_dir / "config.yaml") or {}).get("anneal") or {}
+            done = {"step": old.get("step"), "mode": old.get("mode", "replace"), "dirs": _unique_dirs(old.get("dirs", []))}
+        for name in ("step", "mode"):
+            if getattr(a, name) != done[name]:
+                raise ConfigError(
+                    f"anneal.{name}: {getattr(a, name)!r} configured, but the annealing switch already happened "
+                    f"with {name} {done[name]!r} (checkpoint {ckpt_dir}); set it back, or start a new run"
+                )
+        if _unique_dirs(a.dirs) != done["dirs"]:
+            same = False
+            if "md5s" in done:  # moved dirs holding the same chunks are the same annealing data
+                from steel.data.loader import DataError, scan_data_dirs
+
+                try:
+                    same = sorted(x.md5 for x in scan_data_dirs(_unique_dirs(a.dirs))[0]) == done["md5s"]
+                except DataError:
+                    pass
+            if not same:
+                raise ConfigError(
+                    f"anneal.dirs: {', '.join(a.dirs) or '[]'} configured, but the annealing switch already "
+                    f"happened with {', '.join(done['dirs'])} (checkpoint {ckpt_dir}); set it back, or start a new run"
+                )
+    elif a.step is not None and a.step < step:
+        raise ConfigError(
+            f"anneal.step: {a.step} is before the checkpoint's step {step} ({ckpt_dir}) and the switch has not "
+            f"happened; it cannot happen in the past: set anneal.step >= {step}, or start a new run"
+        )
+
+
+def check_registered_weights(cfg: TrainConfig, data) -> None:
+    """Refuse a weight change for data already in the run: its chunks keep the sample counts registered."""
+    from steel.data.loader import num_windows, scan_data_dirs
+
+    now = {x.md5: x for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]}
+    for c in data.chunks:
+        x = now.get(c.md5)
+        if x is not None and c.count != round(x.weight * num_windows(c.tokens, cfg.data.seq_len)):
+            raise ConfigError(
+                f"data.weights.{c.source}: weight {x.weight:g} configured, but the run registered {c.file} with "
+                f"{c.count} samples per epoch under another weight; the weight of data already in a run cannot "
+                f"change mid-run: set it back, or start a new run (another run_dir)"
+            )
+
+
+def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
+    """Give the configured AdamW hyper-parameters to the param groups a checkpoint restored.
+
+    `load_state_dict` brings back the saved betas/eps/weight_decay, which silently overrode a changed
+    config; the LR is set every step from the schedule anyway. Group 0 decays, group 1 (norms, biases) not.
+    """
+    for i, g in enumerate(optimizer.param_groups):
+        want = {"betas": tuple(o.betas), "eps": o.eps, "weight_decay": o.weight_decay if i == 0 else 0.0}
+        for k, v in want.items():
+            cur = tuple(g[k]) if k == "betas" else g[k]
+            if cur != v:
+                log.info("optim: %s %s in the checkpoint, %s configured: using %s", k, g[k], v, v)
+                g[k] = v
 
 
 # --- the loop ----------------------------------------------------------------------------------------
@@ -345,21 +515,29 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     def on_step(step: int) -> None:
         a = cfg.anneal
         if a.step is not None and step >= a.step and "anneal" not in data.phases:
-            data.add_data(a.dirs, replace=a.mode == "replace", phase="anneal")
+            trainer.state.anneal = switch_to_anneal(cfg, data)
 
     save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
     trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
     if latest is not None:
         log.info("resuming from %s", latest)
+        data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
+        if make_data is None:
+            check_resume_config(cfg, latest, data_state, train_state)
         ckpt.load_checkpoint(latest, model, optimizer, d)
-        data.load_state_dict(ckpt.read_json(latest, "data.json"))
+        apply_optim_config(optimizer, cfg.optim)
+        data.load_state_dict(data_state)
         if add_data:
             if not hasattr(data, "add_data"):
                 raise ConfigError("--add-data: this data source does not take appended data")
             data.add_data(list(add_data))
-        trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
+        trainer.state.load_state_dict(train_state)
     if make_data is None:  # after the resume: dirs added at an earlier resume count too
         check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
+        if latest is not None:
+            check_registered_weights(cfg, data)
+        if cfg.anneal.step is not None and "anneal" not in data.phases:
+            scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
     metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
     return trainer
 

@@ -1,0 +1,157 @@
+"""The annealing switch and config changes at resume: honoured exactly, or refused at startup naming the field."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from steel.cli import main as steel
+from steel.train.trainer import main, setup
+from train_fixtures import losses, make_data_dir, tiny_config
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_data_dir(tmp_path / "data", [3000, 2000, 2500])
+
+
+def loss_tensor(run):
+    return torch.tensor([x for _, x in losses(run)], dtype=torch.float64)
+
+
+def weights(run, step):
+    return load_file(run / "checkpoints" / f"step-{step}" / "model.safetensors")
+
+
+def same_weights(a, b):
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_anneal_replace_draws_again_from_data_already_in_the_run(tmp_path, data):
+    # anneal.dirs listing a dir of data.dirs used to switch the run to 0 samples at the anneal step
+    # ("one global micro-batch (4 samples) exceeds an epoch (0 samples)" after hours of training).
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(data)], "mode": "replace"},
+                      optim={"schedule": "wsd", "decay_steps": 4})
+    trainer = main(setup(str(cfg)))
+    ld, first = trainer.data, trainer.data.total  # the annealing ids start after the registry
+    seen, windows = {}, {}
+    orig = ld.next_batch
+
+    def spy():
+        b = orig()
+        seen.setdefault(trainer.state.step, []).extend(ld.last_ids.tolist())
+        windows.setdefault(trainer.state.step, []).append(b["input_ids"])
+        return b
+
+    ld.next_batch = spy
+    trainer.train()
+    trainer.metrics.close()
+    assert all(i < first for s in range(6) for i in seen[s])
+    after = [i for s in range(6, 10) for i in seen[s]]
+    assert all(first <= i < 2 * first for i in after) and len(set(after)) == len(after)  # no sample twice
+    # The second registration reads the same windows as the first: id first + v is sample v again.
+    assert torch.equal(torch.cat(windows[7]), torch.from_numpy(ld.read_samples(torch.tensor(seen[7]).numpy() - first)[:, :-1]))
+    run = tmp_path / "run"
+    full, final = loss_tensor(run), weights(run, 10)
+    for keep in (4, 8):  # resume before the switch, and after it (a registry holding chunks twice)
+        for n in (8, 10):
+            if n > keep:
+                shutil.rmtree(run / "checkpoints" / f"step-{n}", ignore_errors=True)
+        assert steel(["train", str(cfg)]) == 0
+        assert torch.equal(loss_tensor(run), full) and same_weights(weights(run, 10), final)
+
+
+def test_anneal_mix_of_data_already_in_the_run_refused_at_startup(tmp_path, data, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(copy)], "mode": "mix"})
+    assert steel(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert (f"anneal.dirs: {copy / 'chunk-00000.bin'} is already in the run as {data / 'chunk-00000.bin'} "
+            f"(data dir {data}); anneal.mode mix would add its samples a second time") in err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before step 1, not at step 6
+
+
+def test_missing_anneal_dir_refused_at_startup(tmp_path, data, capsys):
+    # Used to train to the anneal step and fail there.
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(tmp_path / "nope")]})
+    assert steel(["train", str(cfg)]) == 2
+    assert f"anneal.dirs: {tmp_path / 'nope' / 'manifest.json'}: cannot read manifest" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_anneal_decided_at_resume_switches_there_exactly(tmp_path, data, capsys):
+    # Pretrain, then decide later when to anneal: the resumed run is the uninterrupted one with the final config.
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    final = {"anneal": {"step": 6, "dirs": [str(hq)], "mode": "replace"}, "optim": {"schedule": "wsd", "decay_steps": 4}}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    assert steel(["train", str(tiny_config(tmp_path / "a", [data], **final))]) == 0
+    b = tiny_config(tmp_path / "b", [data], optim=final["optim"])  # no annealing
+    assert steel(["train", str(b)]) == 0
+    for n in (8, 10):
+        shutil.rmtree(tmp_path / "b" / "run" / "checkpoints" / f"step-{n}")
+    # The checkpoint at step 4 knows no annealing. A switch in the past cannot be honoured:
+    assert steel(["train", str(b), "--set", "anneal.step=3", "--set", f"anneal.dirs=[{hq}]"]) == 2
+    assert (f"anneal.step: 3 is before the checkpoint's step 4 ({tmp_path / 'b' / 'run' / 'checkpoints' / 'step-4'}) "
+            f"and the switch has not happened; it cannot happen in the past: set anneal.step >= 4") in capsys.readouterr().err
+    # One ahead is, and can still move while it is ahead (8, then 6 from the same checkpoint).
+    assert steel(["train", str(b), "--set", "anneal.step=8", "--set", f"anneal.dirs=[{hq}]"]) == 0
+    for n in (8, 10):
+        shutil.rmtree(tmp_path / "b" / "run" / "checkpoints" / f"step-{n}")
+    assert steel(["train", str(b), "--set", "anneal.step=6", "--set", f"anneal.dirs=[{hq}]"]) == 0
+    ra, rb = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    assert torch.equal(loss_tensor(ra), loss_tensor(rb)) and same_weights(weights(ra, 10), weights(rb, 10))
+
+
+@pytest.mark.parametrize("change,message", [
+    ("anneal.step=5", "anneal.step: 5 configured, but the annealing switch already happened with step 2"),
+    ("anneal.step=null", "anneal.step: None configured, but the annealing switch already happened with step 2"),
+    ("anneal.mode=mix", "anneal.mode: 'mix' configured, but the annealing switch already happened with mode 'replace'"),
+    ("anneal.dirs=[OTHER]", "anneal.dirs: OTHER configured, but the annealing switch already happened with HQ"),
+])
+def test_anneal_changed_after_its_switch_refused(tmp_path, data, capsys, change, message):
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    other = make_data_dir(tmp_path / "other", [1500], seed=8, source="hq", prefix="other")
+    cfg = tiny_config(tmp_path, [data], max_steps=4, anneal={"step": 2, "dirs": [str(hq)]})
+    assert steel(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    change, message = (x.replace("OTHER", str(other)).replace("HQ", str(hq)) for x in (change, message))
+    assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", change]) == 2
+    assert message + f" (checkpoint {tmp_path / 'run' / 'checkpoints' / 'step-4'})" in capsys.readouterr().err
+
+
+def test_anneal_dir_moved_after_its_switch_resumes(tmp_path, data):
+    # Chunks are known by content: a moved annealing dir is the same annealing data.
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    cfg = tiny_config(tmp_path, [data], max_steps=4, anneal={"step": 2, "dirs": [str(hq)]})
+    assert steel(["train", str(cfg)]) == 0
+    hq.rename(tmp_path / "hq-moved")
+    assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", f"anneal.dirs=[{tmp_path / 'hq-moved'}]"]) == 0
+
+
+@pytest.mark.parametrize("change,message", [
+    ("data.seed=12", "data.seed: 11 in the checkpoint CKPT, 12 configured; the shuffle order of a run cannot "
+                     "change mid-run: set data.seed: 11 again, or start a new run (another run_dir)"),
+    ("data.seq_len=8", "data.seq_len: 16 in the checkpoint CKPT, 8 configured"),
+    ("data.weights={web: 2.0}", "data.weights.web: weight 2 configured, but the run registered"),
+])
+def test_data_change_at_resume_refused(tmp_path, data, capsys, change, message):
+    # data.seed and data.weights used to be ignored silently (the checkpoint's order and counts won).
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", change]) == 2
+    assert message.replace("CKPT", str(tmp_path / "run" / "checkpoints" / "step-4")) in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "step-4").is_dir() and not (tmp_path / "run" / "checkpoints" / "step-6").exists()
+
+
+def test_optimizer_settings_changed_at_resume_are_used(tmp_path, data):
+    # The checkpoint's param groups used to override a changed weight_decay/betas/eps silently.
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    trainer = main(setup(str(cfg), ["max_steps=6", "optim.weight_decay=0.5", "optim.betas=[0.8, 0.9]", "optim.eps=0.000001"]))
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
+    assert all(tuple(g["betas"]) == (0.8, 0.9) and g["eps"] == 1e-6 for g in (decay, no_decay))
+    trainer.metrics.close()
