@@ -3,6 +3,8 @@
 - `tiny_tokenizer_dir`: a byte-level BPE tokenizer (256 byte tokens, a few merges, the Qwen specials
   and a ChatML chat template) saved as an HF fast tokenizer: any text, Chinese included, round-trips.
 - `tiny_llama_dir`: a 2-layer stock `LlamaForCausalLM` over that vocabulary, saved with save_pretrained.
+- `short_llama_dir`: the same model declaring `max_position_embeddings: 256` (context-limit tests);
+  `position_log` records the largest RoPE position every forward computes, for any Llama/Steel model.
 Evaluation and generation must work on any HF causal LM directory, so a stock model is the reference.
 """
 
@@ -40,7 +42,7 @@ def build_byte_tokenizer(out_dir: Path, merges: list[tuple[str, str]] = (("Ġ", 
     return fast
 
 
-def build_tiny_llama(vocab_size: int, seed: int = 0):
+def build_tiny_llama(vocab_size: int, seed: int = 0, max_positions: int = 512):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -51,7 +53,7 @@ def build_tiny_llama(vocab_size: int, seed: int = 0):
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(cfg)
@@ -79,6 +81,40 @@ def tiny_llama_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     model.save_pretrained(str(d))
     tok.save_pretrained(str(d))
     return d
+
+
+SHORT_CONTEXT = 256
+
+
+@pytest.fixture(scope="session")
+def short_llama_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    d = tmp_path_factory.mktemp("short_llama")
+    build_tiny_llama(len(tok), max_positions=SHORT_CONTEXT).save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture
+def position_log(monkeypatch) -> list[int]:
+    """The largest position id of every RoPE computation (Llama's and Steel's rotary embedding) while
+    the test runs: a context-limit check that does not trust the code under test."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from steel.model.modeling_steel import SteelRotaryEmbedding
+
+    seen: list[int] = []
+    for cls in (LlamaRotaryEmbedding, SteelRotaryEmbedding):
+        orig = cls.forward
+
+        def forward(self, x, position_ids, _orig=orig):
+            seen.append(int(position_ids.max()))
+            return _orig(self, x, position_ids)
+
+        monkeypatch.setattr(cls, "forward", forward)
+    return seen
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

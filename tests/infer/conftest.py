@@ -5,4 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from tiny_models import tiny_llama_dir, tiny_tokenizer_dir  # noqa: F401
+from tiny_models import (  # noqa: F401
+    position_log,
+    short_llama_dir,
+    tiny_llama_dir,
+    tiny_tokenizer_dir,
+)

@@ -50,7 +50,12 @@ def register(subparsers) -> None:
     p = sub.add_parser("ppl", help="perplexity over prepared chunks (a steel data prepare output)")
     add_model_args(p)
     p.add_argument("--data", required=True, help="DATA_DIR with manifest.json and chunk files")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per window")
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        default=None,
+        help="tokens per window (default: 1024, or the model's max_position_embeddings when smaller)",
+    )
     p.add_argument(
         "--max-tokens", type=int, default=None, help="stop after scoring this many tokens (default: all)"
     )
@@ -129,10 +134,11 @@ def cmd_mc(args) -> int:
 
 def cmd_ppl(args) -> int:
     from steel.eval.ppl import perplexity
-    from steel.infer.load import load_model
+    from steel.infer.load import load_model, max_positions
 
     model = load_model(args.model, resolve_device(args.device), args.dtype)
-    result = perplexity(model, Path(args.data), args.seq_len, args.batch_size, args.max_tokens)
+    seq_len = args.seq_len if args.seq_len is not None else min(1024, max_positions(model) or 1024)
+    result = perplexity(model, Path(args.data), seq_len, args.batch_size, args.max_tokens)
     result["model"] = str(args.model)
     print(json.dumps(result, ensure_ascii=False, indent=1))
     if args.out:

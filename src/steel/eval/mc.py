@@ -12,6 +12,12 @@ Two ways to score a question:
   is reported (Steel-LLM's script fell back to an unseeded random letter there).
 
 Averages: per-category and overall, both macro (mean over subjects) and micro (mean over questions).
+
+Context limit: a k-shot prompt that does not fit the model's `max_position_embeddings` (plus the
+reply's room in generate mode) loses its earliest examples one at a time until it fits, as MMLU's and
+CMMLU's own scripts do (`prompt_split.pop(1)`); the result counts those questions (`fewer_shots`) and
+each question's dump says how many shots it got. A question that does not fit even 0-shot is an error:
+scoring a truncated or over-long prompt would be a silently wrong number.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 
 from steel.cli import UserError
 from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
-from steel.infer.load import accepts, mixes_positions
+from steel.infer.load import accepts, max_positions, mixes_positions
 
 LETTERS = ("A", "B", "C", "D")
 Task = Literal["ceval", "cmmlu"]
@@ -237,6 +244,43 @@ def chat_messages(subject_zh: str, dev: list[Question], q: Question, shots: int,
         msgs.append({"role": "assistant", "content": f"答案：{d.answer}"})
     msgs.append({"role": "user", "content": chat_user_message(subject_zh, q, cot)})
     return msgs
+
+
+P = TypeVar("P")
+
+
+def scored_positions(tokenizer, prompt: str, scoring: str) -> int:
+    """Positions the model reads to score `prompt`: its tokens (letter scoring), or the longest
+    context + continuation minus the continuation's last token (continuation scoring, see score_requests)."""
+    if scoring == "letter":
+        return len(tokenizer.encode(prompt, add_special_tokens=False))
+    pairs = [continuation_tokens(tokenizer, prompt, " " + L) for L in LETTERS]
+    return max(len(c) + len(t) - 1 for c, t in pairs)
+
+
+def fit_shots(
+    make: Callable[[list[Question], int], P],
+    dev: list[Question],
+    shots: int,
+    positions: Callable[[P], int],
+    limit: int | None,
+    q: Question,
+    what: str = "",
+) -> tuple[P, int]:
+    """The prompt `make(examples, k)` with the most shots k <= `shots` whose `positions(prompt)` fit in
+    `limit`; the earliest examples are dropped first (MMLU's and CMMLU's scripts: `prompt_split.pop(1)`).
+    -> (prompt, k). A question that does not fit 0-shot is a UserError naming it."""
+    for k in range(shots, -1, -1):
+        prompt = make(dev[shots - k : shots], k)
+        if limit is None:
+            return prompt, k
+        n = positions(prompt)
+        if n <= limit:
+            return prompt, k
+    raise UserError(
+        f"{q.where}: the 0-shot prompt needs {n} positions{what}, more than the model's "
+        f"max_position_embeddings {limit}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -546,15 +590,42 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
     raw: list = []
     if progress is None:
         from steel.runlog import progress_bar as progress
+    limit = max_positions(model)
+    shots_used: list[int] = []
     with progress(f"{opts.task} {opts.mode}", total=len(flat), unit="questions") as advance:
         if opts.mode == "logprob":
-            prompts = [build_prompt(opts.task, table[s].name_zh, dev[s], q, opts.shots) for s, q in flat]
+            prompts = []
+            for s, q in flat:
+                prompt, k = fit_shots(
+                    lambda ex, k, s=s, q=q: build_prompt(opts.task, table[s].name_zh, ex, q, k),
+                    dev[s],
+                    opts.shots,
+                    lambda prompt: scored_positions(tokenizer, prompt, opts.scoring),
+                    limit,
+                    q,
+                )
+                prompts.append(prompt)
+                shots_used.append(k)
             fn = predict_letter_mode if opts.scoring == "letter" else predict_continuation_mode
             res = fn(model, tokenizer, prompts, opts.batch_size, advance)
             preds = [r[0] for r in res]
             raw = [r[1] for r in res]
         else:
-            msgs = [chat_messages(table[s].name_zh, dev[s], q, opts.shots, opts.cot) for s, q in flat]
+            from steel.infer.generate import chat_prompt_ids
+
+            msgs = []
+            for s, q in flat:
+                m, k = fit_shots(
+                    lambda ex, k, s=s, q=q: chat_messages(table[s].name_zh, ex, q, k, opts.cot),
+                    dev[s],
+                    opts.shots,
+                    lambda m: len(chat_prompt_ids(tokenizer, m)) + opts.max_new_tokens,
+                    limit,
+                    q,
+                    f" (with --max-new-tokens {opts.max_new_tokens})",
+                )
+                msgs.append(m)
+                shots_used.append(k)
             texts = predict_generate_mode(
                 model, tokenizer, msgs, opts.max_new_tokens, opts.batch_size, advance
             )
@@ -562,12 +633,15 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             raw = texts
     per_subject: dict[str, list[bool]] = {s: [] for s in questions}
     no_answer: dict[str, int] = {s: 0 for s in questions}
+    fewer_shots: dict[str, int] = {s: 0 for s in questions}
     details = []
-    for (s, q), p, r in zip(flat, preds, raw):
+    for (s, q), p, r, k in zip(flat, preds, raw, shots_used):
         per_subject[s].append(p is not None and p == q.answer)
         if p is None:
             no_answer[s] += 1
-        details.append({"where": q.where, "answer": q.answer, "pred": p, "raw": r})
+        if k < opts.shots:
+            fewer_shots[s] += 1
+        details.append({"where": q.where, "answer": q.answer, "pred": p, "raw": r, "shots": k})
     result = {
         "task": opts.task,
         "model": model_name,
@@ -576,6 +650,12 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
         "scoring": (opts.scoring if opts.mode == "logprob" else ("generate-cot" if opts.cot else "generate")),
         "shots": opts.shots,
         **aggregate(opts.task, per_subject, table),
+        # Questions whose prompt lost its earliest examples to fit the model's max positions.
+        "fewer_shots": {
+            "total": sum(fewer_shots.values()),
+            "per_subject": {s: n for s, n in fewer_shots.items() if n},
+            "max_positions": limit,
+        },
         "headline_average": HEADLINE_AVERAGE,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -610,6 +690,13 @@ def markdown_report(result: dict) -> str:
     lines.append(
         f"| **overall** | {len(result['subjects'])} | {result['n_questions']} | {pct(o['macro'])} | {pct(o['micro'])} |"
     )
+    fewer = result.get("fewer_shots", {}).get("total", 0)
+    if fewer:
+        lines += [
+            "",
+            f"Questions given fewer than {result['shots']} shots to fit the model's "
+            f"{result['fewer_shots']['max_positions']} positions (earliest examples dropped): {fewer}.",
+        ]
     if "no_answer" in result:
         lines += ["", f"Replies with no recognisable letter (counted wrong): {result['no_answer']['total']}."]
     lines += ["", "| subject | questions | accuracy |", "| --- | ---: | ---: |"]

@@ -4,6 +4,8 @@ Each chunk is cut into consecutive windows of `seq_len` tokens (the last, shorte
 when it has at least two tokens); inside a window every token but the first is predicted from the
 ones before it, as in training (documents are joined by EOS, so context can cross a document end).
 Reported per source and overall: mean negative log-likelihood (nats/token) and its exponential.
+`seq_len` may not exceed the model's `max_position_embeddings` (an error, not extrapolated garbage);
+the CLI's default is 1024 or the model's limit when that is smaller.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 
 from steel.cli import UserError
 from steel.data.chunks import ChunkFormatError, read_chunk, read_manifest
+from steel.infer.load import max_positions
 
 
 def open_manifest(data_dir: Path) -> dict:
@@ -49,6 +52,13 @@ def perplexity(
 ) -> dict:
     if seq_len < 2:
         raise UserError("--seq-len: must be >= 2")
+    limit = max_positions(model)
+    if limit is not None and seq_len > limit:
+        # NOTE: RoPE would happily run past it; the numbers past the trained length would be garbage.
+        raise UserError(
+            f"--seq-len {seq_len}: longer than the model's max_position_embeddings {limit} "
+            f"(use --seq-len {limit} or less)"
+        )
     manifest = open_manifest(data_dir)
     vocab = int(manifest.get("tokenizer", {}).get("vocab_size", 0))
     model_vocab = int(getattr(model.config, "vocab_size", 0) or 0)

@@ -3,6 +3,12 @@
 Each user line becomes a user turn; the whole history is rendered with the tokenizer's chat template
 and the reply streams as it is generated, stopping at `<|im_end|>`. Commands: `/reset` forgets the
 history, `/exit` (or end of input) quits. Lines come from stdin, so `steel chat < questions.txt` works.
+
+The conversation lives in `max_context` tokens (the model's max positions unless smaller): the reply
+gets `max_new_tokens` of room (at most half the context) and the history the rest. When the history no
+longer fits, the oldest user/assistant exchanges are dropped (the system prompt stays) and one line on
+stderr says so; a reply that reaches the end of the context is cut there, also with a line on stderr.
+A single message too long to fit even alone is not sent (said on stderr); the chat goes on.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 
-from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_text
+from steel.cli import UserError
+from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_reply
 
 
 def fit_history(tokenizer, history: list[dict], max_prompt_tokens: int) -> tuple[list[dict], list[int]]:
@@ -25,6 +32,11 @@ def fit_history(tokenizer, history: list[dict], max_prompt_tokens: int) -> tuple
         del history[first : first + 2]
 
 
+def _stderr(s: str) -> None:
+    sys.stderr.write(s)
+    sys.stderr.flush()
+
+
 def chat_loop(
     model,
     tokenizer,
@@ -34,9 +46,21 @@ def chat_loop(
     system: str | None = None,
     max_context: int = 2048,
     interactive: bool = False,
+    notify: Callable[[str], object] = _stderr,
 ) -> list[dict]:
-    """Run the conversation over `lines`; returns the final history."""
+    """Run the conversation over `lines`; returns the final history. Replies go to `write`, notices
+    about the context (dropped turns, cut replies, messages too long) to `notify`."""
+    # Leave room for the reply inside the context, but never more than half of it: a large
+    # --max-new-tokens must not leave the history no room at all (the reply is cut at the limit anyway).
+    budget = max_context - min(opts.max_new_tokens, max_context // 2)
     base = [{"role": "system", "content": system}] if system else []
+    if system:
+        n = len(chat_prompt_ids(tokenizer, base + [{"role": "user", "content": ""}]))
+        if n > budget:
+            raise UserError(
+                f"--system: the system prompt takes {n} tokens, more than the {budget} the history may use "
+                f"in a {max_context}-token context (max context minus the reply's room)"
+            )
     history = list(base)
     if interactive:
         write("(steel chat: /reset to start over, /exit or Ctrl-D to quit)\n>>> ")
@@ -48,12 +72,29 @@ def chat_loop(
             history = list(base)
             write("(history cleared)\n")
         elif text.strip():
-            history.append({"role": "user", "content": text})
-            # Leave room for the reply inside the model's context.
-            history, ids = fit_history(tokenizer, history, max(1, max_context - opts.max_new_tokens))
-            reply = generate_text(model, tokenizer, ids, opts, TextStream(tokenizer, write))
-            write("\n")
-            history.append({"role": "assistant", "content": reply})
+            kept, ids = fit_history(tokenizer, history + [{"role": "user", "content": text}], budget)
+            if len(ids) > budget:
+                notify(
+                    f"(steel chat: message not sent: it needs {len(ids)} tokens"
+                    + (" with the system prompt" if system else "")
+                    + f", the history may use {budget} of the {max_context}-token context)\n"
+                )
+            else:
+                dropped = len(history) + 1 - len(kept)
+                if dropped:
+                    kept_system = "; the system prompt is kept" if system else ""
+                    notify(
+                        f"(steel chat: history over the {max_context}-token context: dropped the oldest "
+                        f"{dropped // 2} exchange(s){kept_system})\n"
+                    )
+                history = kept
+                reply = generate_reply(
+                    model, tokenizer, ids, opts, TextStream(tokenizer, write), max_length=max_context
+                )
+                write("\n")
+                if reply.stop_reason == "max_positions":
+                    notify(f"(steel chat: reply cut at the end of the {max_context}-token context)\n")
+                history.append({"role": "assistant", "content": reply.text})
         if interactive:
             write(">>> ")
     return history

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
         "--max-context",
         type=int,
         default=None,
-        help="tokens of history kept (default: the model's max positions)",
+        help="tokens of context: history + reply (default and maximum: the model's max positions); "
+        "the oldest turns are dropped to fit, replies get --max-new-tokens of room (at most half)",
     )
     p.set_defaults(func=cmd_chat)
 
@@ -98,7 +99,8 @@ def _load(args):
 
 
 def cmd_generate(args) -> int:
-    from steel.infer.generate import TextStream, chat_prompt_ids, generate_text
+    from steel.infer.generate import TextStream, chat_prompt_ids, generate_reply
+    from steel.infer.load import max_positions
 
     opts = _sampling(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -112,17 +114,39 @@ def cmd_generate(args) -> int:
         ids = tok.encode(prompt, add_special_tokens=False)
         if not ids:
             raise UserError("--prompt: empty prompt")
-    generate_text(model, tok, ids, opts, TextStream(tok))
+    limit = max_positions(model)
+    if limit is not None and len(ids) >= limit:
+        what = "--prompt (with the chat template and --system)" if args.chat else "--prompt"
+        raise UserError(
+            f"{what}: {len(ids)} tokens, but the model's max_position_embeddings is {limit}; "
+            f"a prompt must be under {limit} tokens to leave room for a reply"
+        )
+    reply = generate_reply(model, tok, ids, opts, TextStream(tok))
     sys.stdout.write("\n")
+    if reply.stop_reason == "max_positions":
+        print(
+            f"steel generate: stopped at the model's max_position_embeddings ({limit} tokens: "
+            f"{len(ids)} prompt + {len(reply.tokens)} new) before --max-new-tokens {opts.max_new_tokens}",
+            file=sys.stderr,
+        )
     return 0
 
 
 def cmd_chat(args) -> int:
     from steel.infer.chat import run_chat
+    from steel.infer.load import max_positions
 
     opts = _sampling(args)
     model, tok = _load(args)
-    max_context = args.max_context or int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    limit = max_positions(model)
+    if args.max_context is not None:
+        if args.max_context < 2:
+            raise UserError(f"--max-context {args.max_context}: must be >= 2")
+        if limit is not None and args.max_context > limit:
+            raise UserError(
+                f"--max-context {args.max_context}: exceeds the model's max_position_embeddings {limit}"
+            )
+    max_context = args.max_context or limit or 2048
     return run_chat(model, tok, opts, args.system, max_context)
 
 

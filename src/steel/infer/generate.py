@@ -5,18 +5,27 @@ stop tokens and the sampling rules are ours and testable: the first step runs th
 keeps the model's key/value cache, later steps feed one token. It works with any HF causal LM that
 returns `past_key_values` (Steel's model included); `use_cache=False` recomputes the full sequence
 each step and must give the same greedy tokens (tested).
+
+Prompt plus reply never exceed the model's `max_position_embeddings` (RoPE would extrapolate into
+garbage without a word): a prompt that leaves no room is refused, and generation that reaches the
+limit stops there with stop reason `max_positions`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
+from steel.cli import UserError
 from steel.config import ConfigError
-from steel.infer.load import accepts
+from steel.infer.load import accepts, max_positions
+
+# Why generation ended: a stop token, --max-new-tokens, or the model's context (max_position_embeddings).
+StopReason = Literal["stop_token", "max_new_tokens", "max_positions"]
 
 
 @dataclass
@@ -56,8 +65,6 @@ def stop_token_ids(tokenizer) -> list[int]:
 def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel)."""
     if not getattr(tokenizer, "chat_template", None):
-        from steel.cli import UserError
-
         raise UserError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)"
         )
@@ -97,6 +104,21 @@ def pick_token(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Gen
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def new_token_budget(model, n_prompt: int, max_new_tokens: int, max_length: int | None = None) -> int:
+    """How many tokens may follow an `n_prompt`-token prompt: `max_new_tokens`, capped so prompt + reply
+    fit in `max_length` (default: the model's max_position_embeddings). A prompt that leaves no room
+    is a UserError naming both numbers."""
+    limit = max_length if max_length is not None else max_positions(model)
+    if limit is None:
+        return max_new_tokens
+    if n_prompt >= limit:
+        raise UserError(
+            f"prompt is {n_prompt} tokens but the model's context is {limit} positions "
+            f"(max_position_embeddings): no room to generate; shorten the prompt below {limit} tokens"
+        )
+    return min(max_new_tokens, limit - n_prompt)
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -104,8 +126,12 @@ def generate_ids(
     opts: SamplingOptions,
     stop_ids: list[int] = (),
     use_cache: bool = True,
-) -> Iterator[int]:
-    """Yield new token ids one at a time until a stop id (not yielded) or `max_new_tokens`."""
+    max_length: int | None = None,
+) -> Generator[int, None, StopReason]:
+    """Yield new token ids one at a time until a stop id (not yielded), `max_new_tokens`, or prompt +
+    reply reaching `max_length` (default: the model's max positions). Returns the StopReason
+    (the generator's return value)."""
+    budget = new_token_budget(model, len(prompt_ids), opts.max_new_tokens, max_length)
     device = next(model.parameters()).device
     generator = None
     if opts.seed is not None:
@@ -115,7 +141,7 @@ def generate_ids(
     step_input = seq
     # Only the last position's logits are read: skip the LM head elsewhere when the model allows it.
     keep = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
-    for _ in range(opts.max_new_tokens):
+    for _ in range(budget):
         if use_cache:
             out = model(input_ids=step_input, past_key_values=past, use_cache=True, **keep)
             past = out.past_key_values
@@ -124,11 +150,12 @@ def generate_ids(
         logits = process_logits(out.logits[0, -1], seq[0], opts)  # (V,)
         tok = pick_token(logits.cpu(), opts, generator)
         if tok in stop_ids:
-            return
+            return "stop_token"
         yield tok
         nxt = torch.tensor([[tok]], dtype=torch.long, device=device)
         seq = torch.cat([seq, nxt], dim=1)
         step_input = nxt
+    return "max_new_tokens" if budget == opts.max_new_tokens else "max_positions"
 
 
 class TextStream:
@@ -158,11 +185,36 @@ class TextStream:
         return text
 
 
+@dataclass
+class Reply:
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    stop_reason: StopReason = "stop_token"
+
+
+def generate_reply(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    opts: SamplingOptions,
+    stream: TextStream | None = None,
+    max_length: int | None = None,
+) -> Reply:
+    """Generate, streaming pieces to `stream` when given; returns the new text, tokens and stop reason."""
+    stream = stream or TextStream(tokenizer, write=lambda s: None)
+    it = generate_ids(model, prompt_ids, opts, stop_token_ids(tokenizer), max_length=max_length)
+    while True:
+        try:
+            tok = next(it)
+        except StopIteration as stop:
+            reason = stop.value
+            break
+        stream.put(tok)
+    return Reply(stream.end(), list(stream.tokens), reason)
+
+
 def generate_text(
     model, tokenizer, prompt_ids: list[int], opts: SamplingOptions, stream: TextStream | None = None
 ) -> str:
     """Generate, streaming pieces to `stream` when given; returns the whole new text."""
-    stream = stream or TextStream(tokenizer, write=lambda s: None)
-    for tok in generate_ids(model, prompt_ids, opts, stop_token_ids(tokenizer)):
-        stream.put(tok)
-    return stream.end()
+    return generate_reply(model, tokenizer, prompt_ids, opts, stream).text

@@ -31,6 +31,16 @@ def accepts(model, name: str) -> bool:
     return name in params
 
 
+def max_positions(model) -> int | None:
+    """The longest sequence the model was built for (`config.max_position_embeddings`); None if it says none.
+
+    NOTE: RoPE computes angles for any position, so nothing in the model stops a longer input: past
+    the trained length it silently produces garbage. Callers check against this limit instead.
+    """
+    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
 def mixes_positions(model) -> bool:
     """True for Steel FFN variants that mix tokens across the sequence (soft-MoE v2/v3): padding a
     row then changes its outputs, so batched scoring must not pad (see README, "The model")."""
