@@ -7,6 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from steel.cli import main as steel
+from steel.train.config import OptimSection
+from steel.train.optim import lr_at
 from steel.train.trainer import main, setup
 from train_fixtures import losses, make_data_dir, tiny_config
 
@@ -155,3 +157,21 @@ def test_optimizer_settings_changed_at_resume_are_used(tmp_path, data):
     assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
     assert all(tuple(g["betas"]) == (0.8, 0.9) and g["eps"] == 1e-6 for g in (decay, no_decay))
     trainer.metrics.close()
+
+
+def test_honoured_changes_at_resume_are_logged(tmp_path, data):
+    # A longer cosine run, another batch and a rope_theta used to resume without a word.
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    assert steel(["train", str(cfg), "--set", "max_steps=8", "--set", "micro_batch=2",
+                  "--set", "model.overrides={rope_theta: 500.0}"]) == 0
+    text = (tmp_path / "run" / "train.log").read_text()
+    ck = tmp_path / "run" / "checkpoints" / "step-4"
+    lr_was, lr_now = lr_at(4, OptimSection(lr=1e-2, min_lr=1e-3, warmup_steps=2), 4), lr_at(4, OptimSection(lr=1e-2, min_lr=1e-3, warmup_steps=2), 8)
+    assert (f"resume: max_steps/optim changed since {ck}: the learning rate of step 5 is now {lr_now:.4g} "
+            f"(was {lr_was:.4g})") in text
+    assert f"resume: global batch 4 samples (micro_batch x grad_accum x world size), was 8 in {ck}" in text
+    line = next(x for x in text.splitlines() if "resume: model config differs" in x)
+    # transformers 5 keeps rope_theta inside rope_parameters
+    assert f"resume: model config differs from {ck / 'model_config.json'} in rope_" in line and "500.0" in line
+    assert "id2label" not in line  # a JSON round trip (int keys -> str) is no change

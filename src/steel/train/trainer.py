@@ -324,6 +324,40 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
                 g[k] = v
 
 
+def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, model_config: dict, world_size: int) -> None:
+    """Log what a resume honours from the new config but that makes the run differ from an uninterrupted one.
+
+    Legitimate edits (a longer run, another batch split, a kernel switch) are not refused, but none may
+    pass unsaid: the learning rate at the resume step (max_steps and optim.* reshape the schedule), the
+    global batch, and model config fields that load into the same shapes (rope_theta, document_mask...).
+    """
+    try:
+        old = load_config(type(cfg), ckpt_dir / "config.yaml")
+    except (ConfigError, OSError):
+        return  # an unreadable config.yaml: nothing to compare with
+    step = ckpt.read_json(ckpt_dir, "train_state.json")["step"]
+    before, now = lr_at(step, old.optim, old.max_steps), lr_at(step, cfg.optim, cfg.max_steps)
+    if before != now:
+        log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g (was %.4g); "
+                    "the schedule is recomputed from the config", ckpt_dir, step + 1, now, before)
+    gb_old = data_state.get("micro_batch", old.micro_batch) * old.grad_accum * data_state.get("world_size", 1)
+    gb_new = cfg.micro_batch * cfg.grad_accum * world_size
+    if gb_old != gb_new:
+        log.warning("resume: global batch %d samples (micro_batch x grad_accum x world size), was %d in %s; "
+                    "the data order goes on from sample %d", gb_new, gb_old, ckpt_dir, data_state.get("consumed", 0))
+    try:
+        saved = ckpt.read_json(ckpt_dir, "model_config.json")
+    except ckpt.CheckpointError:
+        return
+    model_config = json.loads(json.dumps(model_config))  # as saved: JSON turns int keys (id2label) into strings
+    ignore = {"transformers_version", "_name_or_path", "architectures"}
+    changed = sorted(k for k in saved.keys() | model_config.keys() if k not in ignore and saved.get(k) != model_config.get(k))
+    if changed:
+        log.warning("resume: model config differs from %s in %s (%s); the weights load, the model computes "
+                    "something else than before", ckpt_dir / "model_config.json", ", ".join(changed),
+                    ", ".join(f"{k}: {saved.get(k)!r} -> {model_config.get(k)!r}" for k in changed[:5]))
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, cfg: TrainConfig, model, optimizer, data: BatchSource, d: Dist, metrics: MetricsLogger,
@@ -524,6 +558,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
         if make_data is None:
             check_resume_config(cfg, latest, data_state, train_state)
+        warn_resume_changes(cfg, latest, data_state, model_cfg.to_dict(), d.world_size)
         ckpt.load_checkpoint(latest, model, optimizer, d)
         apply_optim_config(optimizer, cfg.optim)
         data.load_state_dict(data_state)
