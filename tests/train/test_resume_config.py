@@ -175,3 +175,32 @@ def test_honoured_changes_at_resume_are_logged(tmp_path, data):
     # transformers 5 keeps rope_theta inside rope_parameters
     assert f"resume: model config differs from {ck / 'model_config.json'} in rope_" in line and "500.0" in line
     assert "id2label" not in line  # a JSON round trip (int keys -> str) is no change
+
+
+def test_anneal_switch_of_an_older_checkpoint_is_read_from_its_config(tmp_path, data, capsys):
+    # Checkpoints written before train_state.json recorded the switch: their config.yaml says what it was.
+    import json
+
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    cfg = tiny_config(tmp_path, [data], max_steps=4, anneal={"step": 2, "dirs": [str(hq)]})
+    assert steel(["train", str(cfg)]) == 0
+    ts = tmp_path / "run" / "checkpoints" / "step-4" / "train_state.json"
+    state = json.loads(ts.read_text())
+    assert state.pop("anneal")["step"] == 2
+    ts.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", "anneal.step=3"]) == 2
+    assert "anneal.step: 3 configured, but the annealing switch already happened with step 2" in capsys.readouterr().err
+    assert steel(["train", str(cfg), "--set", "max_steps=6"]) == 0
+
+
+def test_data_dirs_in_another_order_resume_exactly(tmp_path, data):
+    # Chunks are registered by content in the checkpoint: the order of data.dirs does not matter at a resume.
+    more = make_data_dir(tmp_path / "more", [2000], seed=9, prefix="more")
+    cfg = tiny_config(tmp_path, [data, more], max_steps=8)
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    full, final = loss_tensor(run), weights(run, 8)
+    shutil.rmtree(run / "checkpoints" / "step-8")
+    assert steel(["train", str(cfg), "--set", f"data.dirs=[{more}, {data}]"]) == 0
+    assert torch.equal(loss_tensor(run), full) and same_weights(weights(run, 8), final)

@@ -19,7 +19,7 @@ class ModelSection:
 class DataSection:
     dirs: list[str] = field(default_factory=list)  # prepared data dirs (`steel data prepare` output)
     seq_len: int = 2048  # tokens per sample (windows of seq_len + 1 tokens)
-    seed: int = 1234  # key of the data order (a permutation per epoch)
+    seed: int = 1234  # key of the data order (a permutation per epoch); fixed for the life of a run_dir
     weights: dict[str, float] = field(default_factory=dict)  # per-source weights overriding the manifests'
     verify: bool = True  # hash every chunk's head/tail at start (refuses changed chunks)
 
@@ -30,9 +30,12 @@ class DataSection:
 
 @dataclass
 class AnnealSection:
+    """The annealing switch: checked at startup; at a resume it may be added or moved while it is ahead
+    (then honoured exactly), and is fixed once it happened (a change is a ConfigError)."""
+
     step: int | None = None  # optimizer step at which the mixture switches; null = no annealing phase
-    dirs: list[str] = field(default_factory=list)  # data dirs of the annealing mixture
-    mode: Literal["replace", "mix"] = "replace"  # replace the rest of the epoch, or mix with it
+    dirs: list[str] = field(default_factory=list)  # data dirs of the annealing mixture (replace: may be in the run already)
+    mode: Literal["replace", "mix"] = "replace"  # replace the rest of the epoch (and later epochs), or mix with it
 
     def validate(self) -> None:
         if self.step is not None and (self.step < 0 or not self.dirs):
