@@ -141,3 +141,27 @@ def test_merge_of_old_shards_without_documents_only_reports(dup_inputs, enc, cap
     assert "not removed" in caplog.text and DOCUMENTS in caplog.text
     assert merged["chunks"] == shards[0]["chunks"] + shards[1]["chunks"]
     assert "cross_shard_exact_removed" not in merged["dedup"]
+
+
+def test_near_duplicates_across_shards(tmp_path, enc):
+    """Near copies (one word changed) in files of different shards: the merge drops them as an unsharded
+    run does (no near-duplicate chains here, where the two can differ: see merge._near_duplicates)."""
+    def text(k: int, changed: int = -1) -> str:
+        return " ".join(f"词{w}" if w != changed else "替换" for w in range(k * 1000, k * 1000 + 120))
+
+    for i in range(6):
+        docs = [text(10 * i + j) for j in range(3)] + [text(99, changed=99000 + i)]  # one word off in each file
+        write_jsonl(tmp_path / f"part{i}.jsonl", docs)
+    cfg = cfg_for(tmp_path, [{"name": "parts", "path": ["part*.jsonl"]}], chunk_tokens=50)
+    full = prepare(cfg, tmp_path / "full", encoder=enc, log=LOG, quiet=True)
+    assert full["sources"]["parts"]["filtered"]["dedup_near"] == 5
+    dirs = [tmp_path / f"s{k}" for k in range(3)]
+    shards = [prepare(cfg, s, shard=(k, 3), encoder=enc, log=LOG, quiet=True) for k, s in enumerate(dirs)]
+    assert sum(s["sources"]["parts"]["filtered"]["dedup_near"] for s in shards) < 5
+    merged = merge(tmp_path / "merged", dirs, log=LOG)
+    assert accounting(merged) == accounting(full)
+    assert docs_per_source(tmp_path / "merged", merged, enc.eos_id) == docs_per_source(tmp_path / "full", full,
+                                                                                       enc.eos_id)
+    assert merged["dedup"]["cross_shard_near_removed"] > 0 and merged["dedup"]["cross_shard_exact_removed"] == 0
+    sigs = np.load(tmp_path / "merged" / "signatures.npy")
+    assert sigs.shape == (len(read_documents(tmp_path / "merged", merged)), 128)

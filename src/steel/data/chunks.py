@@ -27,6 +27,9 @@ order, tile that source's chunks, in manifest order):
     order   uint64  position in the unsharded input: file index << 32 | record ordinal in the file
     tokens  uint32  tokens the document occupies in the chunks (EOS included)
     source  uint16  index of its source in `manifest["sources"]`
+
+`signatures.npy` (with near dedup too): the documents' MinHash signatures, (documents, num_perm)
+uint32, row i for document i of `documents.npy`; `merge` runs the near dedup across shards with them.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ MANIFEST_FORMAT = "steel-data-manifest"
 MANIFEST_VERSION = 1
 MD5_SPAN = 1 << 20  # bytes hashed at each end of a chunk file
 DOCUMENTS = "documents.npy"
+SIGNATURES = "signatures.npy"
 DOCUMENTS_DTYPE = np.dtype([("hash", "<u8"), ("order", "<u8"), ("tokens", "<u4"), ("source", "<u2")])
 
 

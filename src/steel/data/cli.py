@@ -93,4 +93,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if dd.get("cross_shard_exact_duplicates") is not None:
         done = "removed" if "cross_shard_exact_removed" in dd else "not removed"
         console.print(f"cross-shard exact duplicates ({done}): {dd['cross_shard_exact_duplicates']:,}")
+    if dd.get("cross_shard_near_removed") is not None:
+        console.print(f"cross-shard near duplicates (removed): {dd['cross_shard_near_removed']:,}")
     return 0

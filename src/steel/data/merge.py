@@ -8,8 +8,11 @@ each shard wrote (hash, place in the unsharded input, tokens, source of every ke
 copies of a text in several shards, the one an unsharded run reads first is kept, and the others are
 cut out of their chunks. Only the chunk files that lose documents are rewritten (in OUT; the inputs
 are never touched); the removed documents are counted under the source's `dedup_exact` filter, so
-the result (kept documents, tokens, accounting) is that of one unsharded `prepare`. Near-duplicate
-dedup stays per shard.
+the result (kept documents, tokens, accounting) is that of one unsharded `prepare`.
+
+With near dedup on, the shards also wrote `signatures.npy` (MinHash, 4 * num_perm bytes per kept
+document) and merge runs one LSH pass over all the kept documents in unsharded input order, counting
+its drops under `dedup_near`: close to an unsharded run, not always equal (see `_near_duplicates`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from steel.cli import UserError
-from steel.data.chunks import (DOCUMENTS, ChunkFormatError, ChunkWriter, head_tail_md5, read_chunk,
+from steel.data.chunks import (DOCUMENTS, SIGNATURES, ChunkFormatError, ChunkWriter, head_tail_md5, read_chunk,
                                read_documents, read_manifest, write_manifest)
+from steel.data.config import DedupConfig
+from steel.data.dedup import Deduper
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
@@ -58,7 +63,7 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
         if d.resolve() == out_dir.resolve():
             raise UserError(f"{d}: the output directory cannot be one of the inputs")
     log = log or logging.getLogger("steel.data")
-    removed, cross = _cross_shard_duplicates(manifests, log)
+    removed, found = _cross_shard_duplicates(manifests, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
     _clear_previous(out_dir, log)
@@ -100,30 +105,41 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
                 for reason, n in s[k].items():
                     acc[k][reason] = acc[k].get(reason, 0) + n
             acc["files"] += s.get("files", [])
-            if removed:
-                docs, tokens = removed[n_in].per_source.get(name, (0, 0))
-                acc["kept"] -= docs
-                acc["tokens"] -= tokens
-                acc["filtered"]["dedup_exact"] = acc["filtered"].get("dedup_exact", 0) + docs
+            gone = removed[n_in].per_source.get(name) if removed else None
+            if gone:
+                for key in ("dedup_exact", "dedup_near"):
+                    acc["kept"] -= gone[key]
+                    acc["filtered"][key] = acc["filtered"].get(key, 0) + gone[key]
+                acc["tokens"] -= gone["tokens"]
     for name, s in sources.items():
         assert s["read"] == s["kept"] + sum(s["filtered"].values()) + sum(s["rejected"].values()), name
-    for name in sources if removed else ():  # the cuts moved tokens from the chunks to `dedup_exact`
+    for name in sources if removed else ():  # the cuts moved tokens from the chunks to the dedup filters
         n = sum(c["tokens"] for c in chunks if c.get("source") == name)
         assert n == sources[name]["tokens"], f"{name}: chunks hold {n} tokens, the accounting says otherwise"
 
-    dedup = {**first.get("dedup", {}), "scope": "per shard", "cross_shard_exact_duplicates": cross}
-    dedup.pop("exact_hashes_file", None)
+    found = found or {}
+    dedup = {**first.get("dedup", {}), "scope": "per shard", "cross_shard_exact_duplicates": found.get("exact")}
+    for key in ("exact_hashes_file", "documents_file", "signatures_file"):
+        dedup.pop(key, None)
     if removed:
         order = list(sources)
-        kept_docs = []
-        for r, (_, m) in zip(removed, manifests):
+        kept_docs, kept_sigs = [], []
+        for r, (d, m) in zip(removed, manifests):
             remap = np.array([order.index(name) for name in m["sources"]] or [0], dtype=np.uint16)
             rows = r.docs[r.keep]
             rows["source"] = remap[rows["source"]]
             kept_docs.append(rows)
+            if "near" in found:
+                kept_sigs.append(np.load(d / SIGNATURES, mmap_mode="r")[r.keep])
         np.save(out_dir / DOCUMENTS, np.concatenate(kept_docs))
-        dedup |= {"scope": "exact: all shards (merge removed the cross-shard copies); near: per shard",
-                  "cross_shard_exact_removed": cross, "rewritten_chunks": rewritten, "documents_file": DOCUMENTS}
+        dedup |= {"scope": "all shards (merge removed the cross-shard duplicates)",
+                  "cross_shard_exact_removed": found["exact"], "rewritten_chunks": rewritten,
+                  "documents_file": DOCUMENTS}
+        if "near" in found:
+            np.save(out_dir / SIGNATURES, np.concatenate(kept_sigs))
+            dedup |= {"cross_shard_near_removed": found["near"], "signatures_file": SIGNATURES}
+        elif dedup.get("near"):
+            dedup["scope"] = "exact: all shards (merge removed the cross-shard copies); near: per shard"
     if (first_dir / "tokenizer").is_dir() and not (out_dir / "tokenizer").exists():
         shutil.copytree(first_dir / "tokenizer", out_dir / "tokenizer")
     manifest = {
@@ -137,8 +153,8 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
         "merged_from": [str(d) for d, _ in manifests],
     }
     write_manifest(out_dir, manifest)
-    log.info("merged %d dirs: %d chunks, %d tokens; cross-shard exact duplicates: %s (%s; %d chunks rewritten)",
-             len(manifests), len(chunks), manifest["total_tokens"], cross,
+    log.info("merged %d dirs: %d chunks, %d tokens; cross-shard duplicates %s (%s; %d chunks rewritten)",
+             len(manifests), len(chunks), manifest["total_tokens"], found or "unknown",
              "removed" if removed else "not removed", rewritten)
     return manifest
 
@@ -150,11 +166,11 @@ class _Removal:
         self.docs = docs
         self.keep = np.ones(len(docs), dtype=bool)
         self.cuts: dict[str, list[tuple[int, int]]] = {}
-        self.per_source: dict[str, tuple[int, int]] = {}  # name -> (documents, tokens) removed
+        self.per_source: dict[str, dict[str, int]] = {}  # name -> {dedup_exact: n, dedup_near: n, tokens: n}
 
 
-def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[list[_Removal] | None, int | None]:
-    """(what to remove per input, or None when unknown; the number of cross-shard exact duplicates)."""
+def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[list[_Removal] | None, dict | None]:
+    """(what to remove per input, or None when unknown; the cross-shard duplicates found, per kind)."""
     if not all(m.get("dedup", {}).get("exact") for _, m in manifests):
         return None, None
     try:
@@ -167,7 +183,7 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
                     "rerun `steel data prepare` on that shard to remove them", old[0], DOCUMENTS)
         if all((d / DEDUP_HASHES).exists() for d, _ in manifests):  # those older shards stored the hashes
             allh = np.concatenate([np.load(d / DEDUP_HASHES) for d, _ in manifests])
-            return None, int(len(allh) - len(np.unique(allh)))
+            return None, {"exact": int(len(allh) - len(np.unique(allh)))}
         return None, None
     removals = [_Removal(x) for x in docs]
     allh = np.concatenate([x["hash"] for x in docs])
@@ -175,21 +191,25 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
     # NOTE: within a shard the hashes are unique (prepare kept one copy); across shards the copy with
     # the smallest unsharded input position is the one an unsharded run keeps (ties: input order).
     idx = np.lexsort((order, allh))
-    later = np.zeros(len(allh), dtype=bool)
-    later[idx[1:][allh[idx][1:] == allh[idx][:-1]]] = True
+    exact = np.zeros(len(allh), dtype=bool)
+    exact[idx[1:][allh[idx][1:] == allh[idx][:-1]]] = True
     bounds = np.cumsum([0] + [len(x) for x in docs])
+    near = _near_duplicates(manifests, bounds, order, exact, log)
+    found = {"exact": int(exact.sum())} | ({"near": int(near.sum())} if near is not None else {})
     for r, (d, m), lo, hi in zip(removals, manifests, bounds[:-1], bounds[1:]):
-        r.keep = ~later[lo:hi]
+        ex = exact[lo:hi]
+        nr = near[lo:hi] if near is not None else np.zeros_like(ex)
+        r.keep = ~(ex | nr)
         for k, name in enumerate(m["sources"]):
             mine = r.docs["source"] == k
-            gone = ~r.keep & mine
-            if not gone.any():
+            if r.keep[mine].all():
                 continue
             tok = r.docs["tokens"][mine].astype(np.int64)
             ends = np.cumsum(tok)
             starts = ends - tok
-            lost = gone[mine]
-            r.per_source[name] = (int(lost.sum()), int(tok[lost].sum()))
+            lost = ~r.keep[mine]
+            r.per_source[name] = {"dedup_exact": int(ex[mine].sum()), "dedup_near": int(nr[mine].sum()),
+                                  "tokens": int(tok[lost].sum())}
             files = [c for c in m["chunks"] if c.get("source") == name]
             c_end = np.cumsum([c["tokens"] for c in files])
             c_start = c_end - [c["tokens"] for c in files]
@@ -199,7 +219,41 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
                     r.cuts.setdefault(files[j]["file"], []).append(
                         (int(max(s, c_start[j]) - c_start[j]), int(min(e, c_end[j]) - c_start[j])))
                     j += 1
-    return removals, int(later.sum())
+    return removals, found
+
+
+def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np.ndarray, log) -> np.ndarray | None:
+    """Near dedup of the documents the shards kept (less the exact duplicates), in unsharded input order.
+
+    NOTE: an approximation of one unsharded run, not the same result: a shard has already dropped the
+    near duplicates of its own documents, and where a chain A ~ B ~ C crosses shards (B dropped for A
+    in the unsharded run, so C was compared with A only) a shard may have dropped C for B. One global
+    LSH index is built here: the memory an unsharded prepare's index takes (~1.5 KB per document).
+    """
+    cfgs = [m.get("config", {}).get("dedup") for _, m in manifests]
+    if not all(m.get("dedup", {}).get("near") for _, m in manifests):
+        return None
+    if any(c != cfgs[0] for c in cfgs) or not isinstance(cfgs[0], dict):
+        log.warning("the inputs' near-dedup settings differ: near duplicates across shards are not removed")
+        return None
+    if not all((d / SIGNATURES).exists() for d, _ in manifests):
+        log.warning("an input has no %s: near duplicates across shards are not removed", SIGNATURES)
+        return None
+    cfg = DedupConfig(**{**cfgs[0], "exact": False})
+    sigs = []
+    for (d, _), lo, hi in zip(manifests, bounds[:-1], bounds[1:]):
+        x = np.load(d / SIGNATURES, mmap_mode="r")
+        if x.shape != (hi - lo, cfg.num_perm) or x.dtype != np.uint32:
+            raise UserError(f"{d / SIGNATURES}: shape {x.shape} {x.dtype}, expected ({hi - lo}, {cfg.num_perm}) uint32")
+        sigs.append(x)
+    deduper = Deduper(cfg)
+    near = np.zeros(len(order), dtype=bool)
+    n_in = np.searchsorted(bounds, np.arange(len(order)), side="right") - 1
+    for p in np.argsort(order, kind="stable"):
+        if not exact[p]:
+            k = n_in[p]
+            near[p] = deduper.check(None, np.asarray(sigs[k][p - bounds[k]])) is not None
+    return near
 
 
 def _write_without(src: Path, dst: Path, cuts: list[tuple[int, int]]) -> int:

@@ -28,8 +28,8 @@ import numpy as np
 
 from steel.config import ConfigError, to_dict
 from steel.data.chat import render_chatml
-from steel.data.chunks import (DOCUMENTS, DOCUMENTS_DTYPE, MANIFEST, ChunkWriter, head_tail_md5, read_manifest,
-                               write_manifest)
+from steel.data.chunks import (DOCUMENTS, DOCUMENTS_DTYPE, MANIFEST, SIGNATURES, ChunkWriter, head_tail_md5,
+                               read_manifest, write_manifest)
 from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
@@ -228,6 +228,7 @@ def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
         (out_dir / MANIFEST).unlink()
         (out_dir / DEDUP_HASHES).unlink(missing_ok=True)
         (out_dir / DOCUMENTS).unlink(missing_ok=True)
+        (out_dir / SIGNATURES).unlink(missing_ok=True)
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old["chunks"]))
     for tmp in out_dir.glob("*.tmp"):
         tmp.unlink()
@@ -413,6 +414,10 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
                 docs[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else 0
             np.save(out_dir / DOCUMENTS, docs)
             dedup_info["documents_file"] = DOCUMENTS
+            if cfg.dedup.near:  # the near index holds exactly the kept documents, in order
+                assert deduper.count == len(docs), (deduper.count, len(docs))
+                np.save(out_dir / SIGNATURES, deduper.sigs[: deduper.count])
+                dedup_info["signatures_file"] = SIGNATURES
     elapsed = time.perf_counter() - t0
     manifest = {
         "total_tokens": sum(c["tokens"] for c in chunks),
