@@ -106,6 +106,8 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
     print(f"{ffn}: {source}, seq_len {args.seq_len}, {len(r.per_t)} positions probed")
     print(f"  max |logit change| at positions <= t: {r.max_leak:.3e} at t={r.worst_t} "
           f"(max |logit| {r.logit_scale:.3e}, relative {r.max_leak / max(r.logit_scale, 1e-30):.3e})")
+    print("  by probe (later tokens replaced by): "
+          + ", ".join(f"{name} tokens {leak:.3e}" for name, leak in r.per_probe.items()))
     verdict = "LEAKS the future" if r.leaks else ("causal" if r.max_leak == 0 else "causal within float noise")
     print(f"  {verdict} (tolerance {r.tolerance:.1e} = rtol {rtol:g} x max(1, max |logit|))")
     return 1 if r.leaks else 0

@@ -79,3 +79,17 @@ def test_check_causal_cli_on_saved_weights(tiny_config, tmp_path, capsys):
     assert main(["model", "check-causal", str(tmp_path / "v3"), "--seq-len", "10", "--positions", "3"]) == 1
     out = capsys.readouterr().out
     assert f"weights of {tmp_path / 'v3'}" in out and "3 positions probed" in out
+
+
+def test_leak_is_found_on_long_sequences(tiny_config):
+    # At random init (0.02) and seq_len 256 (tiny's max positions) the `random` probe alone sees soft MoE
+    # v3's leak shrink under the tolerance (each slot averages ~256 random tokens, so swapping them for
+    # other random tokens moves it by ~1/sqrt(T); measured 2.1e-7 vs tolerance 1e-6, 2.6e-6 at seq_len 32):
+    # the check called v3 causal there. The
+    # `constant` probe shifts the average by O(1) and keeps the verdict right at any length.
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type="soft_moe_v3"))
+    r = check_causal(model, 512, seq_len=256, batch=1, positions=[0, 127, 250])
+    assert r.leaks
+    assert r.per_probe["constant"] > r.tolerance
+    assert r.per_probe["random"] < r.per_probe["constant"]
