@@ -266,7 +266,8 @@ def check_resume_config(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, trai
         done = train_state.get("anneal")
         if done is None:  # a checkpoint written before the switch was recorded: its config says
             old = (read_yaml(ckpt_dir / "config.yaml") or {}).get("anneal") or {}
-            done = {"step": old.get("step"), "mode": old.get("mode", "replace"), "dirs": _unique_dirs(old.get("dirs", []))}
+            done = {"step": old.get("step"), "mode": old.get("mode", "replace"),
+                    "dirs": _unique_dirs(old.get("dirs", []))}
         for name in ("step", "mode"):
             if getattr(a, name) != done[name]:
                 raise ConfigError(
@@ -324,7 +325,8 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
                 g[k] = v
 
 
-def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, model_config: dict, world_size: int) -> None:
+def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state: dict, model_config: dict,
+                        world_size: int) -> None:
     """Log what a resume honours from the new config but that makes the run differ from an uninterrupted one.
 
     Legitimate edits (a longer run, another batch split, a kernel switch) are not refused, but none may
@@ -335,11 +337,10 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, mode
         old = load_config(type(cfg), ckpt_dir / "config.yaml")
     except (ConfigError, OSError):
         return  # an unreadable config.yaml: nothing to compare with
-    step = ckpt.read_json(ckpt_dir, "train_state.json")["step"]
     before, now = lr_at(step, old.optim, old.max_steps), lr_at(step, cfg.optim, cfg.max_steps)
     if before != now:
-        log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g (was %.4g); "
-                    "the schedule is recomputed from the config", ckpt_dir, step + 1, now, before)
+        log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g "
+                    "(was %.4g); the schedule is recomputed from the config", ckpt_dir, step + 1, now, before)
     gb_old = data_state.get("micro_batch", old.micro_batch) * old.grad_accum * data_state.get("world_size", 1)
     gb_new = cfg.micro_batch * cfg.grad_accum * world_size
     if gb_old != gb_new:
@@ -351,7 +352,8 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, mode
         return
     model_config = json.loads(json.dumps(model_config))  # as saved: JSON turns int keys (id2label) into strings
     ignore = {"transformers_version", "_name_or_path", "architectures"}
-    changed = sorted(k for k in saved.keys() | model_config.keys() if k not in ignore and saved.get(k) != model_config.get(k))
+    changed = sorted(k for k in saved.keys() | model_config.keys()
+                     if k not in ignore and saved.get(k) != model_config.get(k))
     if changed:
         log.warning("resume: model config differs from %s in %s (%s); the weights load, the model computes "
                     "something else than before", ckpt_dir / "model_config.json", ", ".join(changed),
@@ -558,7 +560,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
         if make_data is None:
             check_resume_config(cfg, latest, data_state, train_state)
-        warn_resume_changes(cfg, latest, data_state, model_cfg.to_dict(), d.world_size)
+        warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d.world_size)
         ckpt.load_checkpoint(latest, model, optimizer, d)
         apply_optim_config(optimizer, cfg.optim)
         data.load_state_dict(data_state)
