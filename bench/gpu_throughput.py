@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # steel-1b's soft_moe_v3 reads the future: known, and irrelevant to throughput
     warnings.filterwarnings("ignore", category=SteelCausalityWarning)
-    torch._dynamo.config.recompile_limit = 64  # several models, precisions and micro-batches in one process
+    # several models, precisions and micro-batches in one process; `cache_size_limit` before torch 2.7
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit, 64)
     torch._dynamo.config.automatic_dynamic_shapes = False  # a static graph per micro-batch: faster code
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
