@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any, TypeVar
 
 from steel.cli import UserError
+from steel.config import ConfigError, from_dict, read_yaml
 from steel.infer.cli import add_model_args, resolve_device
+
+T = TypeVar("T")
 
 
 def register(subparsers) -> None:
@@ -18,26 +22,41 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("mc", help="C-Eval / CMMLU multiple-choice accuracy")
     add_model_args(p)
-    p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
+    # Defaults are McOptions' (steel/eval/mc.py): a flag left out keeps the --config file's value.
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML with the benchmark fields (see configs/eval/); flags given override it",
+    )
+    p.add_argument("--task", default=None, choices=["ceval", "cmmlu"], help="required unless in --config")
     p.add_argument(
         "--data",
-        required=True,
+        default=None,
         help="benchmark directory as released (dev/, val/ or test/, subject_mapping.json)",
     )
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
-    p.add_argument("--shots", type=int, default=5, help="few-shot examples from dev/ (0..5)")
-    p.add_argument("--mode", default="logprob", choices=["logprob", "generate"])
+    p.add_argument("--shots", type=int, default=None, help="few-shot examples from dev/ (0..5, default 5)")
+    p.add_argument("--mode", default=None, choices=["logprob", "generate"], help="default: logprob")
     p.add_argument(
         "--scoring",
-        default="letter",
+        default=None,
         choices=["letter", "continuation"],
-        help="logprob mode: next-token logit of 'A'..'D' (benchmarks' code) or log P(' A') continuation (lm-eval-harness)",
+        help="logprob mode: next-token logit of 'A'..'D' (benchmarks' code, default) or log P(' A') "
+        "continuation (lm-eval-harness)",
     )
-    p.add_argument("--cot", action="store_true", help="generate mode: explain step by step, then answer")
     p.add_argument(
-        "--max-new-tokens", type=int, default=32, help="generate mode (CoT raises it to at least 512)"
+        "--cot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generate mode: explain step by step, then answer",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="generate mode, default 32 (CoT raises it to at least 512)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="default: 8")
     p.add_argument("--subjects", default=None, help="comma-separated subset (default: all in the split)")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per subject")
     p.add_argument(
@@ -49,7 +68,12 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("ppl", help="perplexity over prepared chunks (a steel data prepare output)")
     add_model_args(p)
-    p.add_argument("--data", required=True, help="DATA_DIR with manifest.json and chunk files")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML with the fields below (see configs/eval/); flags given override it",
+    )
+    p.add_argument("--data", default=None, help="DATA_DIR with manifest.json and chunk files")
     p.add_argument(
         "--seq-len",
         type=int,
@@ -59,7 +83,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--max-tokens", type=int, default=None, help="stop after scoring this many tokens (default: all)"
     )
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 4")
     p.add_argument("--out", default=None, help="JSON result file")
     p.set_defaults(func=cmd_ppl)
 
@@ -91,29 +115,60 @@ def register(subparsers) -> None:
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
 
 
+def options(cls: type[T], config: str | None, given: dict[str, Any]) -> T:
+    """`cls` built from the --config file's fields, overridden by the flags given (`given`: field ->
+    flag value, None where the flag was left out), with the project's typed loader (steel.config).
+
+    Errors name their source: a flag (`--shots: must be in 0..5, got 7`), the file
+    (`configs/eval/x.yaml: shot: unknown field (known: ...)`), or a field set in neither.
+    A relative `data` path in the file is taken from the file's directory unless it exists from here.
+    """
+    cli = {k: v for k, v in given.items() if v is not None}
+    data = read_yaml(config) if config else {}
+    if config and isinstance(data.get("data"), str) and "data" not in cli:
+        path = Path(data["data"]).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = (Path(config).parent / path).resolve()
+        data["data"] = str(path)
+    try:
+        return from_dict(cls, {**data, **cli})
+    except ConfigError as e:
+        msg = str(e)
+        name = msg.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+        flag = "--" + name.replace("_", "-")
+        if name in cli:
+            raise UserError(f"{flag}{msg[len(name):]}") from None
+        if name in data:
+            raise ConfigError(f"{config}: {msg}") from None
+        if msg.endswith("required field is missing"):
+            where = f" or set {name}: in {config}" if config else " (or set it in a --config file)"
+            raise UserError(f"{flag} is required{where}") from None
+        raise ConfigError(f"{config}: {msg}" if config else msg) from None
+
+
 def cmd_mc(args) -> int:
     import torch
 
     from steel.eval.mc import McOptions, load_benchmark, markdown_report, run_mc
     from steel.infer.load import load_model, load_tokenizer
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size: must be >= 1")
-    opts = McOptions(
-        task=args.task,
-        data=Path(args.data),
-        split=args.split,
-        shots=args.shots,
-        mode=args.mode,
-        scoring=args.scoring,
-        cot=args.cot,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        subjects=[s.strip() for s in args.subjects.split(",") if s.strip()] if args.subjects else None,
-        limit=args.limit,
-    )
-    if not 0 <= opts.shots <= 5:
-        raise UserError(f"--shots {opts.shots}: expected 0..5")
+    subjects = None
+    if args.subjects is not None:
+        subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
+    given = {
+        "task": args.task,
+        "data": args.data,
+        "split": args.split,
+        "shots": args.shots,
+        "mode": args.mode,
+        "scoring": args.scoring,
+        "cot": args.cot,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "subjects": subjects,
+        "limit": args.limit,
+    }
+    opts = options(McOptions, args.config, given)
     load_benchmark(opts)  # bad data fails here, before a large model is loaded
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model, args.tokenizer)
@@ -133,12 +188,19 @@ def cmd_mc(args) -> int:
 
 
 def cmd_ppl(args) -> int:
-    from steel.eval.ppl import perplexity
+    from steel.eval.ppl import PplOptions, perplexity
     from steel.infer.load import load_model, max_positions
 
+    given = {
+        "data": args.data,
+        "seq_len": args.seq_len,
+        "max_tokens": args.max_tokens,
+        "batch_size": args.batch_size,
+    }
+    opts = options(PplOptions, args.config, given)
     model = load_model(args.model, resolve_device(args.device), args.dtype)
-    seq_len = args.seq_len if args.seq_len is not None else min(1024, max_positions(model) or 1024)
-    result = perplexity(model, Path(args.data), seq_len, args.batch_size, args.max_tokens)
+    seq_len = opts.seq_len if opts.seq_len is not None else min(1024, max_positions(model) or 1024)
+    result = perplexity(model, Path(opts.data), seq_len, opts.batch_size, opts.max_tokens)
     result["model"] = str(args.model)
     print(json.dumps(result, ensure_ascii=False, indent=1))
     if args.out:

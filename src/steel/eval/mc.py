@@ -35,6 +35,7 @@ from typing import Literal, TypeVar
 import torch
 
 from steel.cli import UserError
+from steel.config import ConfigError
 from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
 from steel.infer.load import accepts, max_positions, mixes_positions
 
@@ -508,18 +509,32 @@ def predict_generate_mode(
 
 @dataclass
 class McOptions:
-    task: Task
-    data: Path
+    """One benchmark run: the flags of `steel eval mc`, or the fields of a `--config` YAML (configs/eval/)."""
+
+    task: Task  # ceval or cmmlu
+    data: Path  # benchmark directory as released (dev/, val/ or test/, subject_mapping.json)
     split: str | None = None  # None: val for C-Eval, test for CMMLU
-    shots: int = 5
+    shots: int = 5  # few-shot examples from dev/ (0..5); fewer where the model's context is too short
     mode: Literal["logprob", "generate"] = "logprob"
     scoring: Literal["letter", "continuation"] = "letter"  # logprob mode only
     cot: bool = False  # generate mode: explain, then answer
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32  # generate mode (CoT raises it to at least 512)
     batch_size: int = 8
     subjects: list[str] | None = None  # None: every subject with a file in the split
     limit: int | None = None  # at most this many questions per subject (quick checks)
-    details: list = field(default_factory=list)
+    details: list = field(default_factory=list, init=False, repr=False)  # per-question dump, set by run_mc
+
+    def validate(self) -> None:
+        if not 0 <= self.shots <= 5:
+            raise ConfigError(f"shots: must be in 0..5, got {self.shots}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+        if self.subjects is not None and not self.subjects:
+            raise ConfigError("subjects: must not be empty (leave it out for every subject)")
 
 
 def load_benchmark(

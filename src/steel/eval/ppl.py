@@ -11,14 +11,34 @@ the CLI's default is 1024 or the model's limit when that is smaller.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from steel.cli import UserError
+from steel.config import ConfigError
 from steel.data.chunks import ChunkFormatError, read_chunk, read_manifest
 from steel.infer.load import max_positions
+
+
+@dataclass
+class PplOptions:
+    """The flags of `steel eval ppl`, or the fields of a `--config` YAML (configs/eval/)."""
+
+    data: Path  # DATA_DIR with manifest.json and chunk files (a `steel data prepare` output)
+    seq_len: int | None = None  # tokens per window; None: 1024, or the model's max positions if smaller
+    max_tokens: int | None = None  # stop after scoring this many tokens; None: all
+    batch_size: int = 4
+
+    def validate(self) -> None:
+        if self.seq_len is not None and self.seq_len < 2:
+            raise ConfigError(f"seq_len: must be >= 2, got {self.seq_len}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens: must be >= 1, got {self.max_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
 
 
 def open_manifest(data_dir: Path) -> dict:
