@@ -13,7 +13,7 @@ import pytest
 
 from steel.cli import main as steel_main
 from steel.config import from_dict
-from steel.data.chunks import DOCUMENTS, head_tail_md5, read_chunk, read_documents
+from steel.data.chunks import DOCUMENTS, SIGNATURES, head_tail_md5, read_chunk, read_documents, read_manifest
 from steel.data.config import DataConfig
 from steel.data.merge import merge
 from steel.data.prepare import prepare
@@ -158,10 +158,16 @@ def test_near_duplicates_across_shards(tmp_path, enc):
     dirs = [tmp_path / f"s{k}" for k in range(3)]
     shards = [prepare(cfg, s, shard=(k, 3), encoder=enc, log=LOG, quiet=True) for k, s in enumerate(dirs)]
     assert sum(s["sources"]["parts"]["filtered"]["dedup_near"] for s in shards) < 5
-    merged = merge(tmp_path / "merged", dirs, log=LOG)
+    exact_only = merge(tmp_path / "merged", dirs, log=LOG)  # the default: near dedup stays per shard
+    assert "cross_shard_near_removed" not in exact_only["dedup"]
+    assert exact_only["sources"]["parts"]["kept"] > full["sources"]["parts"]["kept"]
+    assert steel_main(["data", "merge", str(tmp_path / "merged"), *map(str, dirs), "--near"]) == 0
+    merged = read_manifest(tmp_path / "merged")
     assert accounting(merged) == accounting(full)
     assert docs_per_source(tmp_path / "merged", merged, enc.eos_id) == docs_per_source(tmp_path / "full", full,
                                                                                        enc.eos_id)
     assert merged["dedup"]["cross_shard_near_removed"] > 0 and merged["dedup"]["cross_shard_exact_removed"] == 0
-    sigs = np.load(tmp_path / "merged" / "signatures.npy")
+    sigs = np.load(tmp_path / "merged" / SIGNATURES)
     assert sigs.shape == (len(read_documents(tmp_path / "merged", merged)), 128)
+    assert not (tmp_path / "full" / SIGNATURES).exists()  # only shards pay for them (512 B per document)
+    assert steel_main(["data", "merge", str(tmp_path / "m2"), str(tmp_path / "full"), "--near"]) == 2

@@ -28,8 +28,8 @@ order, tile that source's chunks, in manifest order):
     tokens  uint32  tokens the document occupies in the chunks (EOS included)
     source  uint16  index of its source in `manifest["sources"]`
 
-`signatures.npy` (with near dedup too): the documents' MinHash signatures, (documents, num_perm)
-uint32, row i for document i of `documents.npy`; `merge` runs the near dedup across shards with them.
+`signatures.npy` (near dedup on, `--shard I/N` with N > 1): the documents' MinHash signatures,
+(documents, num_perm) uint32, row i for document i of `documents.npy`, for `merge --near`.
 """
 
 from __future__ import annotations

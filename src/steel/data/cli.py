@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     m = sub.add_parser("merge", help="join the outputs of sharded `prepare` runs into one data directory")
     m.add_argument("out", help="output data directory")
     m.add_argument("dirs", nargs="+", help="data directories written by `steel data prepare --shard I/N`")
+    m.add_argument("--near", action="store_true",
+                   help="also remove near duplicates across shards (one global MinHash-LSH index in memory, "
+                        "~1.5 KB per kept document, as an unsharded prepare)")
     m.set_defaults(func=cmd_merge)
 
     i = sub.add_parser("inspect", help="print a data directory's manifest summary")
@@ -55,7 +58,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from steel.runlog import setup_run_log
 
     log = setup_run_log(Path(args.out) / "merge.log")
-    merge(args.out, args.dirs, log=log)
+    merge(args.out, args.dirs, log=log, near=args.near)
     return 0
 
 

@@ -10,9 +10,11 @@ cut out of their chunks. Only the chunk files that lose documents are rewritten 
 are never touched); the removed documents are counted under the source's `dedup_exact` filter, so
 the result (kept documents, tokens, accounting) is that of one unsharded `prepare`.
 
-With near dedup on, the shards also wrote `signatures.npy` (MinHash, 4 * num_perm bytes per kept
-document) and merge runs one LSH pass over all the kept documents in unsharded input order, counting
-its drops under `dedup_near`: close to an unsharded run, not always equal (see `_near_duplicates`).
+`--near` (opt-in) also removes near duplicates across shards: with near dedup on, each shard wrote
+`signatures.npy` (MinHash, 4 * num_perm bytes per kept document), and merge runs one LSH pass over all
+the kept documents in unsharded input order, counting its drops under `dedup_near`: close to an
+unsharded run, not always equal (see `_near_duplicates`), and it needs one global LSH index, the
+memory that sharding avoided (~1.5 KB per document), which is why it is not the default.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from steel.data.dedup import Deduper
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
-def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
+def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False) -> dict:
     out_dir = Path(out_dir)
     if not dirs:
         raise UserError("merge: give at least one data directory")
@@ -63,7 +65,7 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None) -> dict:
         if d.resolve() == out_dir.resolve():
             raise UserError(f"{d}: the output directory cannot be one of the inputs")
     log = log or logging.getLogger("steel.data")
-    removed, found = _cross_shard_duplicates(manifests, log)
+    removed, found = _cross_shard_duplicates(manifests, log, near)
     out_dir.mkdir(parents=True, exist_ok=True)
     # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
     _clear_previous(out_dir, log)
@@ -169,9 +171,12 @@ class _Removal:
         self.per_source: dict[str, dict[str, int]] = {}  # name -> {dedup_exact: n, dedup_near: n, tokens: n}
 
 
-def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[list[_Removal] | None, dict | None]:
+def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log,
+                            near: bool) -> tuple[list[_Removal] | None, dict | None]:
     """(what to remove per input, or None when unknown; the cross-shard duplicates found, per kind)."""
     if not all(m.get("dedup", {}).get("exact") for _, m in manifests):
+        if near:
+            raise UserError("--near: needs shards prepared with dedup.exact and dedup.near on")
         return None, None
     try:
         docs = [read_documents(d, m) for d, m in manifests]
@@ -179,6 +184,8 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
         raise UserError(str(e)) from None
     if any(x is None for x in docs):
         old = [d for (d, _), x in zip(manifests, docs) if x is None]
+        if near:
+            raise UserError(f"--near: {old[0]} has no {DOCUMENTS} (prepared by an older Steel?)")
         log.warning("%s: no %s (prepared by an older Steel?): cross-shard exact duplicates are not removed; "
                     "rerun `steel data prepare` on that shard to remove them", old[0], DOCUMENTS)
         if all((d / DEDUP_HASHES).exists() for d, _ in manifests):  # those older shards stored the hashes
@@ -194,7 +201,7 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
     exact = np.zeros(len(allh), dtype=bool)
     exact[idx[1:][allh[idx][1:] == allh[idx][:-1]]] = True
     bounds = np.cumsum([0] + [len(x) for x in docs])
-    near = _near_duplicates(manifests, bounds, order, exact, log)
+    near = _near_duplicates(manifests, bounds, order, exact) if near else None
     found = {"exact": int(exact.sum())} | ({"near": int(near.sum())} if near is not None else {})
     for r, (d, m), lo, hi in zip(removals, manifests, bounds[:-1], bounds[1:]):
         ex = exact[lo:hi]
@@ -222,7 +229,7 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log) -> tuple[li
     return removals, found
 
 
-def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np.ndarray, log) -> np.ndarray | None:
+def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np.ndarray) -> np.ndarray:
     """Near dedup of the documents the shards kept (less the exact duplicates), in unsharded input order.
 
     NOTE: an approximation of one unsharded run, not the same result: a shard has already dropped the
@@ -230,15 +237,14 @@ def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np
     in the unsharded run, so C was compared with A only) a shard may have dropped C for B. One global
     LSH index is built here: the memory an unsharded prepare's index takes (~1.5 KB per document).
     """
-    cfgs = [m.get("config", {}).get("dedup") for _, m in manifests]
-    if not all(m.get("dedup", {}).get("near") for _, m in manifests):
-        return None
-    if any(c != cfgs[0] for c in cfgs) or not isinstance(cfgs[0], dict):
-        log.warning("the inputs' near-dedup settings differ: near duplicates across shards are not removed")
-        return None
-    if not all((d / SIGNATURES).exists() for d, _ in manifests):
-        log.warning("an input has no %s: near duplicates across shards are not removed", SIGNATURES)
-        return None
+    cfgs = [(m.get("config") or {}).get("dedup") for _, m in manifests]
+    for (d, m), c in zip(manifests, cfgs):
+        if not m.get("dedup", {}).get("near"):
+            raise UserError(f"--near: {d} was prepared with dedup.near off")
+        if c != cfgs[0] or not isinstance(c, dict):
+            raise UserError(f"--near: {d}'s dedup settings {c} differ from {manifests[0][0]}'s {cfgs[0]}")
+        if not (d / SIGNATURES).exists():
+            raise UserError(f"--near: {d} has no {SIGNATURES} (written by `prepare --shard I/N` with N > 1)")
     cfg = DedupConfig(**{**cfgs[0], "exact": False})
     sigs = []
     for (d, _), lo, hi in zip(manifests, bounds[:-1], bounds[1:]):

@@ -414,7 +414,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
                 docs[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else 0
             np.save(out_dir / DOCUMENTS, docs)
             dedup_info["documents_file"] = DOCUMENTS
-            if cfg.dedup.near:  # the near index holds exactly the kept documents, in order
+            if cfg.dedup.near and shard[1] > 1:  # for `merge --near`; the near index holds the kept docs, in order
                 assert deduper.count == len(docs), (deduper.count, len(docs))
                 np.save(out_dir / SIGNATURES, deduper.sigs[: deduper.count])
                 dedup_info["signatures_file"] = SIGNATURES
