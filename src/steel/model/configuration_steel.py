@@ -32,7 +32,8 @@ class SteelConfig(PretrainedConfig):
     num_key_value_heads: int | None = None  # None = num_attention_heads (no GQA)
     head_dim: int | None = None  # None = hidden_size // num_attention_heads
     hidden_act: str = "silu"  # activation of every gated block (SwiGLU, SENet)
-    max_position_embeddings: int = 2048  # informational: RoPE has no learned positions
+    # RoPE has no learned positions; generate/chat/eval refuse to go past this (no silent extrapolation)
+    max_position_embeddings: int = 2048
     initializer_range: float = 0.02  # std of normal init for every Linear/Embedding except the soft-MoE router
     rms_norm_eps: float = 1e-6
     use_cache: bool = True  # KV cache in generate(); the model turns it off in training mode
