@@ -121,7 +121,7 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
 
     found = found or {}
     dedup = {**first.get("dedup", {}), "scope": "per shard", "cross_shard_exact_duplicates": found.get("exact")}
-    for key in ("exact_hashes_file", "documents_file", "signatures_file"):
+    for key in ("exact_hashes_file", "documents_file", "signatures_file", "indexed_docs"):  # first shard's only
         dedup.pop(key, None)
     if removed:
         order = list(sources)
