@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from steel.cli import main as steel
-from steel.train.config import OptimSection
+from steel.config import load_config
+from steel.train.config import OptimSection, TrainConfig
 from steel.train.optim import lr_at
 from steel.train.trainer import main, setup
 from train_fixtures import losses, make_data_dir, tiny_config
@@ -81,6 +82,7 @@ def test_missing_anneal_dir_refused_at_startup(tmp_path, data, capsys):
     assert steel(["train", str(cfg)]) == 2
     assert f"anneal.dirs: {tmp_path / 'nope' / 'manifest.json'}: cannot read manifest" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "config.yaml").exists()  # a refused config is no record of the run
 
 
 def test_anneal_decided_at_resume_switches_there_exactly(tmp_path, data, capsys):
@@ -148,6 +150,25 @@ def test_data_change_at_resume_refused(tmp_path, data, capsys, change, message):
     assert (tmp_path / "run" / "checkpoints" / "step-4").is_dir() and not (tmp_path / "run" / "checkpoints" / "step-6").exists()
 
 
+def test_refused_resume_keeps_the_run_config(tmp_path, data, capsys):
+    # RUN_DIR/config.yaml used to be overwritten before the checks: a refused resume left the refused
+    # config as the run's record.
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    before = (run / "config.yaml").read_text()
+    assert before == (run / "checkpoints" / "step-4" / "config.yaml").read_text()
+    for change, field in [("data.seed=12", "data.seed: 11 in the checkpoint"), ("data.seq_len=8", "data.seq_len: 16 in"),
+                          ("data.weights={web: 2.0}", "data.weights.web: weight 2 configured")]:
+        assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", change]) == 2
+        assert field in capsys.readouterr().err
+        assert (run / "config.yaml").read_text() == before
+    assert steel(["train", str(cfg), "--set", "max_steps=6"]) == 0  # an accepted resume records its config
+    after = (run / "config.yaml").read_text()
+    assert after == (run / "checkpoints" / "step-6" / "config.yaml").read_text() and after != before
+    assert load_config(TrainConfig, run / "config.yaml").max_steps == 6
+
+
 def test_optimizer_settings_changed_at_resume_are_used(tmp_path, data):
     # The checkpoint's param groups used to override a changed weight_decay/betas/eps silently.
     cfg = tiny_config(tmp_path, [data], max_steps=4)
@@ -164,13 +185,15 @@ def test_honoured_changes_at_resume_are_logged(tmp_path, data):
     cfg = tiny_config(tmp_path, [data], max_steps=4)
     assert steel(["train", str(cfg)]) == 0
     assert steel(["train", str(cfg), "--set", "max_steps=8", "--set", "micro_batch=2",
-                  "--set", "model.overrides={rope_theta: 500.0}"]) == 0
+                  "--set", "model.overrides={rope_theta: 500.0}", "--set", "parallel.dtype=bf16"]) == 0
     text = (tmp_path / "run" / "train.log").read_text()
     ck = tmp_path / "run" / "checkpoints" / "step-4"
     lr_was, lr_now = lr_at(4, OptimSection(lr=1e-2, min_lr=1e-3, warmup_steps=2), 4), lr_at(4, OptimSection(lr=1e-2, min_lr=1e-3, warmup_steps=2), 8)
     assert (f"resume: max_steps/optim changed since {ck}: the learning rate of step 5 is now {lr_now:.4g} "
             f"(was {lr_was:.4g})") in text
     assert f"resume: global batch 4 samples (micro_batch x grad_accum x world size), was 8 in {ck}" in text
+    assert (f"resume: parallel.dtype bf16, was auto in {ck}; the fp32 weights and optimizer state load as saved, "
+            f"the forward and backward passes now run in torch.bfloat16") in text
     line = next(x for x in text.splitlines() if "resume: model config differs" in x)
     # transformers 5 keeps rope_theta inside rope_parameters
     assert f"resume: model config differs from {ck / 'model_config.json'} in rope_" in line and "500.0" in line

@@ -326,23 +326,29 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
 
 
 def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state: dict, model_config: dict,
-                        world_size: int) -> None:
+                        d: Dist, old: TrainConfig | None = None) -> None:
     """Log what a resume honours from the new config but that makes the run differ from an uninterrupted one.
 
     Legitimate edits (a longer run, another batch split, a kernel switch) are not refused, but none may
     pass unsaid: the learning rate at the resume step (max_steps and optim.* reshape the schedule), the
-    global batch, and model config fields that load into the same shapes (rope_theta, document_mask...).
+    autocast dtype, the global batch, and model config fields that load into the same shapes (rope_theta,
+    document_mask...). `old` is the checkpoint's config as a TrainConfig (default: read from its config.yaml).
     """
-    try:
-        old = load_config(type(cfg), ckpt_dir / "config.yaml")
-    except (ConfigError, OSError):
-        return  # an unreadable config.yaml: nothing to compare with
+    if old is None:
+        try:
+            old = load_config(type(cfg), ckpt_dir / "config.yaml")
+        except (ConfigError, OSError):
+            return  # an unreadable config.yaml: nothing to compare with
     before, now = lr_at(step, old.optim, old.max_steps), lr_at(step, cfg.optim, cfg.max_steps)
     if before != now:
         log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g "
                     "(was %.4g); the schedule is recomputed from the config", ckpt_dir, step + 1, now, before)
+    if old.parallel.dtype != cfg.parallel.dtype:
+        log.warning("resume: parallel.dtype %s, was %s in %s; the fp32 weights and optimizer state load as "
+                    "saved, the forward and backward passes now run in %s", cfg.parallel.dtype, old.parallel.dtype,
+                    ckpt_dir, autocast_dtype(cfg.parallel, d.device) or torch.float32)
     gb_old = data_state.get("micro_batch", old.micro_batch) * old.grad_accum * data_state.get("world_size", 1)
-    gb_new = cfg.micro_batch * cfg.grad_accum * world_size
+    gb_new = cfg.micro_batch * cfg.grad_accum * d.world_size
     if gb_old != gb_new:
         log.warning("resume: global batch %d samples (micro_batch x grad_accum x world size), was %d in %s; "
                     "the data order goes on from sample %d", gb_new, gb_old, ckpt_dir, data_state.get("consumed", 0))
@@ -492,6 +498,17 @@ class Trainer:
 
 
 # --- setup / main / fit ------------------------------------------------------------------------------
+def write_run_config(run_dir: Path, config_yaml: str) -> None:
+    """Write RUN_DIR/config.yaml atomically (temp file, then rename), once the config passed every check.
+
+    A config refused at startup (a ConfigError at resume, a missing annealing dir...) used to have replaced
+    it already: the run's record then showed a config it never ran with.
+    """
+    tmp = run_dir / "config.yaml.tmp"
+    tmp.write_text(config_yaml, encoding="utf-8")
+    tmp.replace(run_dir / "config.yaml")
+
+
 def setup(config_path: str | None, overrides: list[str] = ()) -> TrainConfig:
     return load_config(TrainConfig, config_path, overrides)
 
@@ -515,8 +532,6 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)
-        (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
-    if d.is_main:
         setup_run_log(run_dir / "train.log", config_yaml)
     else:
         log.setLevel(logging.WARNING)
@@ -560,7 +575,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
         if make_data is None:
             check_resume_config(cfg, latest, data_state, train_state)
-        warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d.world_size)
+        warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d)
         ckpt.load_checkpoint(latest, model, optimizer, d)
         apply_optim_config(optimizer, cfg.optim)
         data.load_state_dict(data_state)
@@ -576,6 +591,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         if cfg.anneal.step is not None and "anneal" not in data.phases:
             scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
     metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
+    if d.is_main:  # only once accepted: a refused config must not replace the record of the run
+        write_run_config(run_dir, config_yaml)
     return trainer
 
 
