@@ -7,7 +7,7 @@ For each model (a 1.1B dense Llama shape with vocab 32000 and 151936, and steel-
              torch.compile and activation checkpointing applied by `steel.train.distributed.parallelize`,
              the loss from the fused CE, and one of two precisions:
                fp32-master  fp32 parameters + bf16 autocast (as the baseline)
-               bf16         bf16 parameters; fp32 master copy + fp32 AdamW state in the optimizer
+               bf16         bf16 parameters; fp32 master weights + fp32 AdamW state (MasterWeightAdamW)
 and prints one JSON line per run: step time (median of `--steps`), tokens/s, MFU, peak memory, and the
 ratio of tokens/s and of peak memory to the same model's baseline measured in this run.
 
@@ -38,6 +38,7 @@ from steel.model import SteelCausalityWarning, build_model, load_model_config
 from steel.model.flops import flops_per_token
 from steel.train.config import ParallelSection
 from steel.train.distributed import Dist, parallelize
+from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.metrics import peak_flops
 
 LLAMA_SHAPES = {  # the shapes of hf_baseline.py
@@ -150,28 +151,16 @@ class FP32Master:
 
 
 class BF16Params:
-    """bf16 model parameters and gradients; the optimizer keeps an fp32 master copy and fp32 AdamW state.
-
-    Same 16 bytes per parameter as fp32 master weights + autocast, but forward/backward read bf16
-    weights directly (no per-step casts, half the gradient traffic), and the update stays in fp32.
-    """
+    """bf16 model parameters and gradients; fp32 master weights and AdamW state in
+    `steel.train.master_adamw.MasterWeightAdamW` (16 bytes per parameter, fp32 gradients made one
+    bucket at a time), grad clipping at 1.0."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device):
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.master = [p.detach().float().clone() for p in self.params]
         model.to(torch.bfloat16)
-        self.opt = torch.optim.AdamW(self.master, lr=3e-4, fused=device.type == "cuda")
+        self.opt = MasterWeightAdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
 
     def step(self) -> None:
-        for m, p in zip(self.master, self.params):
-            m.grad = p.grad.float()
-            p.grad = None  # free each bf16 gradient as soon as its fp32 copy exists
-        torch.nn.utils.clip_grad_norm_(self.master, 1.0)
-        self.opt.step()
-        with torch.no_grad():  # round the updated fp32 master into the bf16 params
-            torch._foreach_copy_(self.params, self.master)
-        for m in self.master:
-            m.grad = None
+        self.opt.step(max_grad_norm=1.0)
 
 
 # --- measurement -------------------------------------------------------------------------------------
