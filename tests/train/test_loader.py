@@ -166,3 +166,36 @@ def test_mixture_weights_scale_samples_per_epoch(tmp_path):
 @pytest.fixture
 def data_dir(tmp_path):
     return make_data_dir(tmp_path / "data", [1000, 777, 1500])
+
+
+def test_replace_with_reuse_registers_chunks_again(tmp_path):
+    """An annealing phase (`replace`) may draw again from chunks already in the run: new ids, same windows."""
+    d1 = make_data_dir(tmp_path / "d1", [900, 700], seed=1)
+    hq = make_data_dir(tmp_path / "hq", [500], seed=2, source="hq", prefix="hq")
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9)
+    n1 = ld.total
+    for _ in range(10):
+        ld.next_batch()
+    with pytest.raises(ValueError, match="reuse=True needs replace=True"):
+        ld.add_data([d1, hq], reuse=True)
+    assert ld.total == n1 and ld.phases == []  # refused before any change
+    added = ld.add_data([d1, hq], replace=True, phase="anneal", reuse=True)
+    assert added == n1 + num_windows(500, T) and ld.total == n1 + added and ld.phases == ["anneal"]
+    assert [c.md5 for c in ld.chunks[2:4]] == [c.md5 for c in ld.chunks[:2]]  # registered a second time
+    ids = np.arange(n1)
+    assert np.array_equal(ld.read_samples(ids + n1), ld.read_samples(ids))
+    state = ld.state_dict()
+    resumed = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9, lookup_dirs=[hq])
+    resumed.load_state_dict(state)
+    assert resumed.total == ld.total
+    # The rest of this epoch and the next draw from the ids from the switch on, each once.
+    for _ in range(2):
+        epoch, seen = ld.epoch, []
+        while ld.epoch == epoch:
+            b = ld.next_batch()
+            assert np.array_equal(b["input_ids"].numpy(), resumed.next_batch()["input_ids"].numpy())
+            seen.append(int(ld.last_ids[0]))
+        assert sorted(seen) == list(range(n1, ld.total))
+    # Without reuse, a chunk of the run is skipped (the same file): the phase would hold hq's samples only.
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9)
+    assert ld.add_data([d1, hq], replace=True) == num_windows(500, T)

@@ -152,12 +152,13 @@ class PretrainLoader:
     def total(self) -> int:
         return int(self._offsets[-1])
 
-    def _register(self, chunks: list[_Available]) -> int:
+    def _register(self, chunks: list[_Available], again: bool = False) -> int:
+        """Append `chunks` to the registry; `again=True` takes chunks already registered (new sample ids)."""
         known = {c.md5: c.file for c in self.chunks}
         start = self.total
         self._verify_all([(a.path, a.md5) for a in chunks])
         for a in chunks:
-            if a.md5 in known:
+            if a.md5 in known and not again:
                 raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
             rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, round(a.weight * num_windows(a.tokens, self.seq_len)))
             self._paths[len(self.chunks)] = a.path
@@ -184,25 +185,34 @@ class PretrainLoader:
         if actual != md5:
             raise DataError(f"{path}: chunk changed since it was registered (head/tail MD5 {actual}, expected {md5})")
 
-    def add_data(self, dirs: list[str | Path], replace: bool = False, phase: str | None = None) -> int:
+    def add_data(self, dirs: list[str | Path], replace: bool = False, phase: str | None = None,
+                 reuse: bool = False) -> int:
         """Register the chunks of `dirs` and merge their samples with the unconsumed rest of the epoch.
 
-        `replace=True` drops the rest of the epoch instead (a mixture switch). Returns the new sample count.
+        `replace=True` drops the rest of the epoch instead (a mixture switch). A chunk already registered
+        is skipped (the same file) or refused (another file with the same content), unless `reuse=True`
+        (only with `replace`): every chunk of `dirs` is then registered, those already in the run a second
+        time under new sample ids, so the new phase draws from all of them and still reads no sample twice
+        per epoch (epochs draw from the ids from the switch on). Returns the new sample count.
         """
+        if reuse and not replace:
+            raise ValueError("add_data: reuse=True needs replace=True (merged with the rest of the epoch, "
+                             "re-used chunks would be read twice in it)")
         available, tok = scan_data_dirs(dirs, self.weights)
         if tok.get("fingerprint") != self.tokenizer.get("fingerprint"):
             raise DataError(
                 f"{dirs[0]}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from the run's "
                 f"{self.tokenizer.get('fingerprint')!r}"
             )
-        # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
-        registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
-        available = [a for a in available if registered.get(a.md5) != a.path.resolve()]
+        if not reuse:
+            # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
+            registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
+            available = [a for a in available if registered.get(a.md5) != a.path.resolve()]
         self.extra_dirs += [str(d) for d in dirs if str(d) not in self.extra_dirs]
         base = self.total
-        added = self._register(available)
+        added = self._register(available, again=reuse)
         for a in available:
-            self._available[a.md5] = a
+            self._available.setdefault(a.md5, a)
         self._append(base, added, replace)
         if phase is not None:
             self.phases.append(phase)

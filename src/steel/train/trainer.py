@@ -212,33 +212,13 @@ def switch_to_anneal(cfg: TrainConfig, data) -> dict:
     already in the run (listed in data.dirs too, or added earlier): re-using high-quality data seen
     before is a legitimate annealing recipe. Such a chunk is registered a second time under new sample
     ids; the replace segment orders only the ids from the switch on, and later epochs draw from them
-    only, so no sample is read twice per annealing epoch. Mode `mix` takes only chunks new to the run
-    (`scan_anneal_dirs` refuses the others at startup).
+    only, so no sample is read twice per annealing epoch (`PretrainLoader.add_data(reuse=True)`). Mode
+    `mix` takes only chunks new to the run (`scan_anneal_dirs` refuses the others at startup).
     """
-    import numpy as np
-
-    from steel.data.loader import ChunkRecord, num_windows
-
-    a = cfg.anneal
-    found, reused = scan_anneal_dirs(cfg, data)
-    dirs = _unique_dirs(a.dirs)
-    if not reused:
-        data.add_data(dirs, replace=a.mode == "replace", phase="anneal")
-    else:
-        # NOTE: PretrainLoader.add_data skips (same file) or refuses (other file) a chunk already
-        # registered, which left a replace phase with 0 samples. The registry is extended here the way
-        # `PretrainLoader._register` does it, minus the duplicate check (see the docstring); the resume
-        # path (`load_state_dict`) already takes a chunk registered twice.
-        data._verify_all([(x.path, x.md5) for x in found])
-        base = data.total
-        for x in found:
-            data._paths[len(data.chunks)] = x.path
-            data.chunks.append(ChunkRecord(x.md5, str(x.path), x.source, x.tokens,
-                                           round(x.weight * num_windows(x.tokens, data.seq_len))))
-        data._offsets = np.concatenate([[0], np.cumsum([c.count for c in data.chunks], dtype=np.int64)])
-        data.extra_dirs += [d for d in dirs if d not in data.extra_dirs]
-        data._append(base, data.total - base, replace=True)
-        data.phases.append("anneal")
+    a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
+    found, _ = scan_anneal_dirs(cfg, data)
+    replace = a.mode == "replace"
+    data.add_data(dirs, replace=replace, phase="anneal", reuse=replace)
     return {"step": a.step, "mode": a.mode, "dirs": dirs, "md5s": sorted(x.md5 for x in found)}
 
 
