@@ -10,7 +10,7 @@ between forward and backward (18 bytes).
 NOTE (memory): the fp32 gradients the update needs are made one bucket at a time (`bucket_bytes` of
 fp32), each bucket updated by its own `torch.optim.AdamW` and its bf16 gradients freed at once. Making
 all fp32 gradients first, as a single optimizer over all master weights would need, peaks at
-2 + 4 + 4 + 8 = 18 bytes per parameter (measured in bench/gpu_throughput.py's first version); with
+2 + 4 + 4 + 8 = 18 bytes per parameter (by count: not yet measured on a GPU); with
 buckets the peak is 16 bytes per parameter plus one bucket.
 
 NOTE (numerics): gradients are accumulated over micro-batches in bf16 (8 bits of mantissa), unlike
