@@ -160,7 +160,9 @@ class BF16Params:
         self.opt = MasterWeightAdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
 
     def step(self) -> None:
-        self.opt.step(max_grad_norm=1.0)
+        self.opt.clip_grad_norm_(1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
 
 
 # --- measurement -------------------------------------------------------------------------------------
