@@ -237,3 +237,91 @@ def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_d
     )
     assert steel_main(["sft", str(config)]) == 2
     assert "data.packing: document masking of packed rows needs Steel's model" in capsys.readouterr().err
+
+
+def _sft_run(tmp_path, tok, max_steps=2):
+    """A tiny Steel model and chat data; trains `max_steps` steps (checkpoint every 2). Returns the config path."""
+    from steel.model import build_model, load_model_config
+
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    cfg = load_model_config("tiny")
+    cfg.ffn_type = "soft_moe_v1"  # causal (the default v3 is not)
+    build_model(cfg).save_pretrained(str(init))
+    tok.save_pretrained(str(init))
+    _write(tmp_path / "chat.json", [{"instruction": f"问题{i}", "input": "", "output": f"回答{i}"} for i in range(12)])
+    config = tmp_path / "sft.yaml"
+    config.write_text(
+        f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: {max_steps}\nmicro_batch: 2\n"
+        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], self_cognition: {count: 4}}\n"
+        "optim: {lr: 1.0e-3, min_lr: 1.0e-4, warmup_steps: 1}\ncheckpoint: {every: 2, keep: 5}\n"
+        "log: {every: 1, tensorboard: false, progress: false}\n",
+        encoding="utf-8",
+    )
+    assert steel_main(["sft", str(config)]) == 0
+    return config
+
+
+def test_sft_resume_refuses_other_data_naming_the_field(tmp_path, tok, capsys):
+    # A changed data.seed was overridden by the checkpoint's, and other rows of the same number (another
+    # mixture, edited files) resumed silently at the checkpoint's position in rows it never saw.
+    config = _sft_run(tmp_path, tok)
+    run, ck = tmp_path / "run", tmp_path / "run" / "checkpoints" / "step-2"
+    record = (run / "config.yaml").read_text()
+    assert record == (ck / "config.yaml").read_text()
+    rows = json.loads((ck / "data.json").read_text())["rows"]
+    capsys.readouterr()
+    for change, message in [
+        ("data.seed=1", f"data.seed: 0 in the checkpoint {ck}, 1 configured; the mixture sampling and row order "
+                        "of a run cannot change mid-run: set data.seed: 0 again"),
+        ("data.self_cognition.count=5", f"data.self_cognition.count: 4 in the checkpoint {ck}, 5 configured"),
+        ("data.datasets=[{name: chat, path: [chat.json], count: 11}]",
+         f"data.datasets[0].count: None in the checkpoint {ck}, 11 configured"),
+        ("data.loss_on_prompt=true", f"data.loss_on_prompt: False in the checkpoint {ck}, True configured (other rows)"),
+    ]:
+        assert steel_main(["sft", str(config), "--set", "max_steps=4", "--set", change]) == 2
+        assert message in capsys.readouterr().err
+        assert (run / "config.yaml").read_text() == record  # a refused config is no record of the run
+    # The same config over edited files (same number of rows here).
+    _write(tmp_path / "chat.json", [{"instruction": f"问题{i}", "input": "", "output": f"答{i}"} for i in range(12)])
+    assert steel_main(["sft", str(config), "--set", "max_steps=4"]) == 2
+    assert (f"data.datasets: the dataset files changed since the checkpoint {ck} (other rows, same config)"
+            in capsys.readouterr().err)
+    assert not (ck.parent / "step-4").exists()
+    assert rows == json.loads((ck / "data.json").read_text())["rows"]
+
+
+def test_sft_resume_uses_changed_optimizer_settings(tmp_path, tok):
+    # The checkpoint's param groups used to override a changed weight_decay/betas/eps silently.
+    from steel.sft.train import main, setup
+
+    config = _sft_run(tmp_path, tok)
+    trainer = main(setup(str(config), ["max_steps=4", "optim.weight_decay=0.5", "optim.betas=[0.8, 0.9]",
+                                       "optim.eps=0.000001", "parallel.dtype=bf16"]))
+    trainer.metrics.close()
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
+    assert all(tuple(g["betas"]) == (0.8, 0.9) and g["eps"] == 1e-6 for g in (decay, no_decay))
+    # What a resume honours is logged as in pretraining (the checkpoint's config.yaml is an SFT config).
+    text = (tmp_path / "run" / "train.log").read_text()
+    ck = tmp_path / "run" / "checkpoints" / "step-2"
+    assert f"resume: max_steps/optim changed since {ck}: the learning rate of step 3 is now" in text
+    assert f"resume: parallel.dtype bf16, was auto in {ck}" in text
+
+
+def test_sft_resume_is_exact(tmp_path, tok):
+    # Two steps, then two more from the checkpoint: the losses and weights of an uninterrupted 4-step run.
+    from safetensors.torch import load_file
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    _sft_run(tmp_path / "a", tok, max_steps=4)
+    config = _sft_run(tmp_path / "b", tok, max_steps=2)
+    assert steel_main(["sft", str(config), "--set", "max_steps=4"]) == 0
+
+    def losses(run):
+        return torch.tensor([json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()])
+
+    ra, rb = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    assert len(losses(ra)) == 4 and torch.equal(losses(ra), losses(rb))
+    wa, wb = (load_file(r / "checkpoints" / "step-4" / "model.safetensors") for r in (ra, rb))
+    assert set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -15,6 +15,8 @@ inside a conversation) or padded (one conversation per row, right-padded, pads c
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,12 +293,24 @@ class SftData:
             self.consumed += self.world_size
         return {"input_ids": self.input_ids[idx], "labels": self.labels[idx]}
 
+    @functools.cached_property
+    def rows_md5(self) -> str:
+        """MD5 of the rows (token ids and labels): the checkpoint's position is only valid for the same rows."""
+        h = hashlib.md5()
+        for t in (self.input_ids, self.labels):
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.contiguous().numpy().data)
+        return h.hexdigest()
+
     def state_dict(self) -> dict:
         return {
             "seed": self.seed,
             "epoch": self.epoch,
             "consumed": self.consumed,
             "rows": len(self.input_ids),
+            "rows_md5": self.rows_md5,
+            "micro_batch": self.micro_batch,  # read by the resume messages (global batch)
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -304,6 +318,8 @@ class SftData:
             raise ConfigError(
                 f"sft data: the checkpoint saw {state.get('rows')} rows, the config now gives {len(self.input_ids)}"
             )
+        if state.get("rows_md5", self.rows_md5) != self.rows_md5:  # checkpoints before rows_md5: not checked
+            raise ConfigError("sft data: the checkpoint's rows differ from those the config now gives")
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self._order = self._perm(self.epoch)
 

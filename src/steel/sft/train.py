@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,6 +77,67 @@ def setup(config_path: str | None, overrides: list[str] = ()) -> SftConfig:
     return cfg
 
 
+def read_checkpoint_config(ckpt_dir: Path) -> SftConfig | None:
+    """The SftConfig a checkpoint was written with (None if unreadable: nothing to compare with)."""
+    try:
+        return load_config(SftConfig, ckpt_dir / "config.yaml")
+    except (ConfigError, OSError):
+        return None
+
+
+def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
+    """(dotted path, old value, new value) of the first difference of two config trees (`data.datasets[0].weight`)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in [*new, *(k for k in old if k not in new)]:
+            found = _first_difference(old.get(k), new.get(k), f"{path}.{k}")
+            if found:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, state: dict, data: SftData) -> None:
+    """Refuse SFT data that differs from the checkpoint's, naming the field.
+
+    The checkpoint's position (epoch, rows consumed) indexes the rows it was trained on: other rows (a
+    changed mixture, seed, seq_len, or edited dataset files) used to resume silently as long as their
+    number matched, and the checkpoint's seed overrode a changed `data.seed`.
+    """
+    old_seed = state.get("seed")
+    if old_seed is not None and old_seed != cfg.data.seed:
+        raise ConfigError(
+            f"data.seed: {old_seed} in the checkpoint {ckpt_dir}, {cfg.data.seed} configured; the mixture sampling "
+            f"and row order of a run cannot change mid-run: set data.seed: {old_seed} again, or start a new run "
+            f"(another run_dir)"
+        )
+    rows = len(data.input_ids)
+    if state.get("rows") == rows and state.get("rows_md5", data.rows_md5) == data.rows_md5:
+        return
+    was = f"{state.get('rows')} rows in the checkpoint, {rows} now" if state.get("rows") != rows else "other rows"
+    diff = _first_difference(to_dict(old.data), to_dict(cfg.data), "data") if old is not None else None
+    if diff is not None:
+        where, before, now = diff
+        raise ConfigError(
+            f"{where}: {_short(before)} in the checkpoint {ckpt_dir}, {_short(now)} configured ({was}); the SFT "
+            f"data of a run cannot change mid-run: set it back, or start a new run (another run_dir)"
+        )
+    raise ConfigError(
+        f"data.datasets: the dataset files changed since the checkpoint {ckpt_dir} ({was}, same config); the SFT "
+        f"data of a run cannot change mid-run: restore the files, or start a new run (another run_dir)"
+    )
+
+
 def main(cfg: SftConfig):
     from steel.infer.load import load_model, load_tokenizer
     from steel.runlog import setup_run_log
@@ -83,7 +145,7 @@ def main(cfg: SftConfig):
     from steel.train.distributed import init_distributed, parallelize
     from steel.train.metrics import MetricsLogger
     from steel.train.optim import build_optimizer
-    from steel.train.trainer import Trainer, flops_per_token
+    from steel.train.trainer import Trainer, apply_optim_config, flops_per_token, warn_resume_changes, write_run_config
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
@@ -92,7 +154,6 @@ def main(cfg: SftConfig):
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)
-        (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
         tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
     setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
     if not d.is_main:
@@ -147,10 +208,18 @@ def main(cfg: SftConfig):
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         log.info("resuming from %s", latest)
+        data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
+        old = read_checkpoint_config(latest)
+        check_resume_data(cfg, old, latest, data_state, data)
+        warn_resume_changes(tcfg, latest, train_state["step"], data_state, model_config, d,
+                            old=old.trainer_config() if old is not None else None)
         ckpt.load_checkpoint(latest, model, optimizer, d)
-        data.load_state_dict(ckpt.read_json(latest, "data.json"))
-        trainer.state.load_state_dict(ckpt.read_json(latest, "train_state.json"))
+        apply_optim_config(optimizer, cfg.optim)  # the checkpoint's param groups would override the config
+        data.load_state_dict(data_state)
+        trainer.state.load_state_dict(train_state)
     metrics.truncate(trainer.state.step)
+    if d.is_main:  # only once accepted: a refused config must not replace the record of the run
+        write_run_config(run_dir, config_yaml)
     torch.manual_seed(cfg.data.seed)
     return trainer
 
