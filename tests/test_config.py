@@ -81,3 +81,26 @@ def test_required_field():
 
 def test_apply_overrides_creates_nested():
     assert apply_overrides({}, ["a.b.c=1", "a.d=[1, 2]"]) == {"a": {"b": {"c": 1}, "d": [1, 2]}}
+
+
+@dataclass
+class Tuned:
+    # a section whose defaults differ from its class's (as SftConfig.optim vs OptimSection)
+    inner: Inner = field(default_factory=lambda: Inner(lr=2e-5, steps=30, name="sft"))
+    nested: Outer = field(default_factory=lambda: Outer(inner=Inner(steps=99), kind="b"))
+
+
+def test_partial_section_keeps_the_fields_own_defaults():
+    cfg = from_dict(Tuned, {"inner": {"lr": 1e-3}, "nested": {"inner": {"lr": 0.5}}})
+    assert cfg.inner == Inner(lr=1e-3, steps=30, name="sft")  # was Inner(lr=1e-3, steps=10, name=None)
+    assert cfg.nested.kind == "b" and cfg.nested.inner == Inner(lr=0.5, steps=99)
+    assert from_dict(Tuned, {}).inner == Inner(lr=2e-5, steps=30, name="sft")
+    with pytest.raises(ConfigError, match=r"inner\.bogus: unknown field"):
+        from_dict(Tuned, {"inner": {"bogus": 1}})
+
+
+def test_sft_partial_optim_keeps_sft_defaults():
+    from steel.sft.train import SftConfig
+
+    o = from_dict(SftConfig, {"init": "x", "optim": {"lr": 1e-3}}).optim
+    assert (o.lr, o.weight_decay, o.min_lr, o.warmup_steps) == (1e-3, 0.0, 2e-6, 30)

@@ -111,6 +111,21 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+def _fill_defaults(value: dict, default: Any) -> dict:
+    """`value` with the keys it lacks taken from the dataclass instance `default` (recursively)."""
+    if not (dataclasses.is_dataclass(default) and not isinstance(default, type)):
+        return value
+    out = dict(value)
+    for f in dataclasses.fields(default):
+        if not f.init:
+            continue
+        if f.name not in out:
+            out[f.name] = to_dict(getattr(default, f.name))
+        elif isinstance(out[f.name], dict):
+            out[f.name] = _fill_defaults(out[f.name], getattr(default, f.name))
+    return out
+
+
 def _build(cls: type[T], data: dict, path: str) -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -124,7 +139,12 @@ def _build(cls: type[T], data: dict, path: str) -> T:
     for name, f in fields.items():
         fpath = f"{path}.{name}" if path else name
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], fpath)
+            value = data[name]
+            if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+                # A partial section keeps the field's own defaults (e.g. SFT's optim: lr 2e-5, no weight
+                # decay), not those of the section's class (pretraining's).
+                value = _fill_defaults(value, f.default_factory())
+            kwargs[name] = _convert(value, hints[name], fpath)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{fpath}: required field is missing")
     obj = cls(**kwargs)
