@@ -76,3 +76,20 @@ def test_world_size_change_resplits(tmp_path, reference):
     assert got[:3] == want[:3]
     for (_, a), (_, b) in zip(got[3:], want[3:]):
         assert a == pytest.approx(b, rel=1e-5)  # summation order only, as above
+
+
+def test_ddp_with_bf16_params_resumes_bit_identically(tmp_path, reference):
+    """parallel.param_dtype bf16 under DDP: bf16 gradients all-reduced (gloo), fp32 masters on every rank."""
+    data, _ = reference
+    cfg = tiny_config(tmp_path, [data], max_steps=STEPS, micro_batch=2, checkpoint={"every": 3, "keep": 5},
+                      parallel={"mode": "ddp", "param_dtype": "bf16"})
+    torchrun(cfg)
+    run = tmp_path / "run"
+    got = losses(run)
+    assert [s for s, _ in got] == list(range(1, STEPS + 1)) and got[-1][1] < got[0][1]
+    w = final_weights(run)
+    assert {v.dtype for v in w.values()} == {torch.bfloat16}
+    shutil.rmtree(run / "checkpoints" / f"step-{STEPS}")
+    torchrun(cfg)
+    assert losses(run) == got
+    assert all(torch.equal(final_weights(run)[k], w[k]) for k in w)

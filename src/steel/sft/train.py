@@ -189,7 +189,7 @@ def main(cfg: SftConfig):
     tcfg = cfg.trainer_config()
     fpt = flops_per_token(model.config, model, cfg.data.seq_len)
     model = parallelize(model, cfg.parallel, d)
-    optimizer = build_optimizer(model, cfg.optim, d.device)
+    optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
     data = SftData(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size)
     metrics = MetricsLogger(
         run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg)

@@ -69,8 +69,19 @@ class OptimSection:
 class ParallelSection:
     mode: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # auto: fsdp when WORLD_SIZE > 1, else none
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on CUDA, fp32 on CPU); master weights fp32
+    # fp32: fp32 parameters (+ autocast of `dtype`). bf16: bf16 parameters and gradients, no autocast, fp32
+    # master weights and AdamW state in the optimizer (steel.train.master_adamw); modes none and ddp.
+    param_dtype: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False  # torch.compile the model
     activation_checkpointing: bool = False  # recompute each decoder layer in backward
+
+    def validate(self) -> None:
+        if self.param_dtype == "bf16" and self.mode == "fsdp":
+            raise ConfigError(
+                "parallel.param_dtype: bf16 parameters are for modes none and ddp; under fsdp, dtype: bf16 already "
+                "computes in bf16 from fp32 sharded master weights (FSDP2 MixedPrecisionPolicy)")
+        if self.param_dtype == "bf16" and self.dtype == "fp32":
+            raise ConfigError("parallel.dtype: fp32 computation contradicts param_dtype: bf16 (bf16 parameters)")
 
 
 @dataclass

@@ -55,8 +55,8 @@ def init_distributed(cfg: ParallelSection) -> Dist:
 
 
 def autocast_dtype(cfg: ParallelSection, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPU (fp32 master weights), none (fp32) on CPU unless asked."""
-    if cfg.dtype == "fp32" or (cfg.dtype == "auto" and device.type != "cuda"):
+    """bf16 autocast on GPU (fp32 master weights), none (fp32) on CPU unless asked; none for bf16 parameters."""
+    if cfg.param_dtype == "bf16" or cfg.dtype == "fp32" or (cfg.dtype == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
 
@@ -73,6 +73,14 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
 
 def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
     model.to(d.device)
+    if cfg.param_dtype == "bf16":
+        if d.mode == "fsdp":
+            raise ConfigError("parallel.param_dtype: bf16 parameters are for modes none and ddp (this run resolved "
+                              "mode auto to fsdp); under fsdp, dtype: bf16 computes in bf16 from fp32 masters")
+        # Parameters only: buffers such as RoPE's inv_freq stay fp32.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.data = p.data.to(torch.bfloat16)
     layers = decoder_layers(model)
     if cfg.activation_checkpointing:
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing

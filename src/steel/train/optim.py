@@ -7,15 +7,21 @@ import math
 import torch
 
 from steel.train.config import OptimSection
+from steel.train.master_adamw import MasterWeightAdamW
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimSection, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, cfg: OptimSection, device: torch.device,
+                    master_weights: bool = False) -> torch.optim.Optimizer:
+    """AdamW over `model`'s parameters; `master_weights`: MasterWeightAdamW (bf16 parameters, fp32 masters)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             # Norm weights and biases are 1-D: decaying them only shrinks the scales (as nanoGPT/litgpt).
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if master_weights:
+        return MasterWeightAdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                 fused=device.type == "cuda")
     return torch.optim.AdamW(
         groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=device.type == "cuda" or None
     )

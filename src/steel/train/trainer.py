@@ -36,6 +36,7 @@ from steel.train.distributed import (
     parallelize,
 )
 from steel.train.metrics import MetricsLogger, memory_gb, peak_flops
+from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.optim import build_optimizer, lr_at
 
 log = logging.getLogger("steel")
@@ -313,12 +314,18 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
     pass unsaid: the learning rate at the resume step (max_steps and optim.* reshape the schedule), the
     autocast dtype, the global batch, and model config fields that load into the same shapes (rope_theta,
     document_mask...). `old` is the checkpoint's config as a TrainConfig (default: read from its config.yaml).
+    A changed `parallel.param_dtype` is refused (ConfigError): the optimizer state differs.
     """
     if old is None:
         try:
             old = load_config(type(cfg), ckpt_dir / "config.yaml")
         except (ConfigError, OSError):
             return  # an unreadable config.yaml: nothing to compare with
+    if old.parallel.param_dtype != cfg.parallel.param_dtype:  # the one precision change it refuses
+        raise ConfigError(
+            f"parallel.param_dtype: {old.parallel.param_dtype} in the checkpoint {ckpt_dir}, "
+            f"{cfg.parallel.param_dtype} configured; its optimizer state is for {old.parallel.param_dtype} "
+            f"parameters (bf16 keeps fp32 master weights in the optimizer): set it back, or start a new run_dir")
     before, now = lr_at(step, old.optim, old.max_steps), lr_at(step, cfg.optim, cfg.max_steps)
     if before != now:
         log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g "
@@ -396,7 +403,10 @@ class Trainer:
             loss_sum += loss.detach().to(torch.float64)
         loss_val = (all_reduce_sum(loss_sum, d) / count.clamp(min=1)).item()
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        if isinstance(self.optimizer, MasterWeightAdamW):  # bf16 grads: norm in fp32, clip the fp32 copies
+            norm = self.optimizer.clip_grad_norm_(clip)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
         norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         if math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
@@ -523,7 +533,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, fpt)
     model = parallelize(model, cfg.parallel, d)
-    optimizer = build_optimizer(model, cfg.optim, d.device)
+    optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
 
     latest = ckpt.latest_checkpoint(run_dir)
     if make_data is not None:
