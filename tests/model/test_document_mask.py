@@ -18,9 +18,12 @@ def test_document_ids_and_positions():
     assert document_position_ids(doc).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("ffn", ["swiglu", "senet", "soft_moe_v1"])
-def test_packed_row_equals_documents_alone(tiny_config, ffn, attn):
+def test_packed_row_equals_documents_alone(tiny_config, ffn, attn, use_cache):
+    """use_cache=False is the training path (transformers detects packed sequences only without a cache);
+    the third document is longer than the first, so a mask reading the wrong row indices would show."""
     torch.manual_seed(0)
     cfg = tiny_config(ffn_type=ffn, document_mask=True, initializer_range=0.2)
     cfg._attn_implementation = attn
@@ -29,11 +32,11 @@ def test_packed_row_equals_documents_alone(tiny_config, ffn, attn):
     docs = [torch.cat([d, torch.tensor([EOS])]) for d in docs[:2]] + [docs[2]]  # last doc cut by the row end
     packed = torch.cat(docs)[None]  # (1, 17)
     with torch.no_grad():
-        out = model(input_ids=packed).logits[0]
-        alone = torch.cat([model(input_ids=d[None]).logits[0] for d in docs])
+        out = model(input_ids=packed, use_cache=use_cache).logits[0]
+        alone = torch.cat([model(input_ids=d[None], use_cache=use_cache).logits[0] for d in docs])
         plain = build_model(tiny_config(ffn_type=ffn, initializer_range=0.2))
         plain.load_state_dict(model.state_dict())
-        unmasked = plain.eval()(input_ids=packed).logits[0]
+        unmasked = plain.eval()(input_ids=packed, use_cache=use_cache).logits[0]
     # Same rows, same keys after masking; SDPA/eager over 17 vs <= 7 keys sums masked zeros: fp32 ulps.
     torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
     # And the option matters: without it the second and third documents see the first.

@@ -539,9 +539,14 @@ class SteelModel(SteelPreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
         if not isinstance(mask := attention_mask, dict):
+            # NOTE: no position_ids with the document mask: with no cache and no 2-D mask, transformers reads
+            # restarting positions as packed sequences and calls the mask functions with per-sequence
+            # positions in place of row indices (masking_utils.remap_positions_for_packed_sequence), so
+            # `doc[b, q_idx]` would read the wrong tokens (it masked keys inside long documents in training).
             mask = create_causal_mask(
                 config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                past_key_values=past_key_values, position_ids=position_ids, and_mask_function=and_mask,
+                past_key_values=past_key_values, position_ids=None if and_mask is not None else position_ids,
+                and_mask_function=and_mask,
             )
         else:
             mask = mask["full_attention"]
