@@ -63,4 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # NOTE: run as `python -m steel.cli` (the torchrun launch) this file is `__main__`, a second copy of
+    # the module: command modules import `steel.cli` and raise *its* UserError, which this copy's main()
+    # would not catch (a traceback, exit 1). Run the real module's main() instead.
+    from steel.cli import main as _main
+
+    sys.exit(_main())
