@@ -45,6 +45,18 @@ def test_jsonl_plain_zst_gz(tmp_path, suffix, compress):
     assert items(reader(), p) == [(1, "第一篇", None), (2, "second doc", None), (3, "三", None)]
 
 
+@pytest.mark.parametrize("suffix, compress", [
+    (".jsonl", lambda b: b),
+    (".jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    (".jsonl.gz", gzip.compress),
+    (".json", lambda b: b),  # JSONL under a .json name, read line by line after the whole-file parse fails
+])
+def test_jsonl_with_bom_keeps_its_first_record(tmp_path, suffix, compress):
+    p = tmp_path / f"d{suffix}"
+    p.write_bytes(compress(b"\xef\xbb\xbf" + jsonl_bytes(RECORDS)))
+    assert items(reader(), p) == [(1, "第一篇", None), (2, "second doc", None), (3, "三", None)]
+
+
 def test_dotted_field_and_missing_field(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_bytes(jsonl_bytes(RECORDS))

@@ -93,6 +93,11 @@ def test_readers(tmp_path, corpus):
     # A .txt file comes back whole, in pieces split at line boundaries.
     assert "".join(iter_corpus(files[:1])) == (d / "code.txt").read_text(encoding="utf-8")
 
+    # A UTF-8 BOM (Windows editors) is not part of the first record, as in `steel data prepare`.
+    bom = tmp_path / "bom.jsonl.gz"
+    bom.write_bytes(gzip.compress(b"\xef\xbb\xbf" + '{"text": "第一"}\n{"text": "二"}\n'.encode()))
+    assert list(iter_corpus([bom])) == ["第一", "二"]
+
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": "broken\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: malformed JSON"):

@@ -9,6 +9,7 @@ whole, which is why `max_json_file_bytes` bounds it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import gzip
@@ -200,7 +201,7 @@ class SourceReader:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             if e.msg == "Extra data":  # several JSON values, one per line: JSONL named .json
-                yield from self._jsonl_lines(io.BytesIO(data), path)
+                yield from self._jsonl_lines(_skip_bom(io.BytesIO(data)), path)
                 return
             yield Item(e.lineno, None, "malformed_json", f"the JSON file does not parse: {e}")
             return
@@ -300,14 +301,24 @@ def jsonl_byte_lines(raw, fmt: str) -> Iterator[bytes]:
 
     A truncated or corrupt compressed file raises OSError/EOFError/zlib.error after its readable
     lines; `steel tokenizer train` reads with this too, so both commands see the same lines.
+    A UTF-8 byte order mark at the start of the (decompressed) file is dropped, as for CSV/JSON/txt.
     """
     if fmt == "jsonl.zst":
-        return _lines(_zstd_chunks(raw))
+        return _skip_bom(_lines(_zstd_chunks(raw)))
     if fmt == "jsonl.gz":
-        return iter(gzip.GzipFile(fileobj=raw))
+        return _skip_bom(iter(gzip.GzipFile(fileobj=raw)))
     if fmt == "jsonl":
-        return iter(raw)
+        return _skip_bom(iter(raw))
     raise ValueError(f"not a JSONL format: {fmt}")
+
+
+def _skip_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
+    # NOTE: editors on Windows write a BOM; left in, the first record failed json.loads (malformed_json).
+    first = next(lines, None)
+    if first is None:
+        return
+    yield first.removeprefix(codecs.BOM_UTF8)
+    yield from lines
 
 
 def _zstd_chunks(raw) -> Iterator[bytes]:
