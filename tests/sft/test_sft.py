@@ -28,20 +28,31 @@ def tok(tiny_tokenizer_dir):
     return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
 
 
-def _check_label_mask(tok) -> list[int]:
+# Contents that start with whitespace: a newline opening the content merges with the header's "\n" into
+# one token ("\n\n"), so encoding header and content apart gave other tokens than the chat template.
+EDGE_CONV = [
+    {"role": "system", "content": "\n系统"},
+    {"role": "user", "content": " \n x"},
+    {"role": "assistant", "content": "\n\n答案是2。"},
+    {"role": "user", "content": ""},
+    {"role": "assistant", "content": "\r\n  ok \n"},
+]
+
+
+def _check_label_mask(tok, conv=CONV) -> list[int]:
     from steel.data.chat import render_chatml
 
-    ids, labels = D.ChatTokenizer(tok).encode(CONV)
+    ids, labels = D.ChatTokenizer(tok).encode(conv)
     # Same tokens as the data pipeline's ChatML rendering and as the tokenizer's chat template.
-    text = render_chatml(CONV) + "<|endoftext|>"
-    assert text == tok.apply_chat_template(CONV, tokenize=False) + "<|endoftext|>"
+    text = render_chatml(conv) + "<|endoftext|>"
+    assert text == tok.apply_chat_template(conv, tokenize=False) + "<|endoftext|>"
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     assert ids == enc["input_ids"]
     # Independent reference from character spans: a token is trained iff it lies inside an assistant
     # turn's content or is the <|im_end|> closing that turn.
     trained_chars = set()
     pos = 0
-    for m in CONV:
+    for m in conv:
         header = f"<|im_start|>{m['role']}\n"
         start = pos + len(header)
         end = start + len(m["content"]) + len("<|im_end|>")
@@ -53,6 +64,8 @@ def _check_label_mask(tok) -> list[int]:
         for tid, (a, b) in zip(ids, enc["offset_mapping"])
     ]
     assert labels == expected
+    if conv is not CONV:
+        return ids
     # Spot checks by decoding: the trained tokens are exactly the two answers with their end markers.
     trained = tok.decode([t for t in labels if t != -100])
     assert trained == "等于2。<|im_end|>Because one plus one is two.<|im_end|>"
@@ -70,6 +83,15 @@ def test_label_mask_qwen_tokenizer(qwen_tokenizer_dir):
     ids = _check_label_mask(AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir)))
     # Qwen's specials: every turn opens with <|im_start|> (151644) and closes with <|im_end|> (151645).
     assert ids.count(151644) == len(CONV) and ids.count(151645) == len(CONV) and ids[-1] == 151643
+
+
+def test_label_mask_contents_starting_with_whitespace(tok, qwen_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    _check_label_mask(tok, EDGE_CONV)
+    qwen = AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir))
+    ids = _check_label_mask(qwen, EDGE_CONV)
+    assert 271 in ids or 1406 in ids  # a merged newline token really occurs (Qwen: 271 "\n\n", 1406 "\n\n\n")
 
 
 def test_loss_on_prompt_trains_everything(tok):

@@ -127,10 +127,19 @@ class ChatTokenizer:
 
         for m in messages:
             assistant = m["role"] == "assistant"
-            add([self.im_start] + self._enc(m["role"]) + self.newline, False)
+            # Header and content are encoded as ONE text, as the chat template does: a content opening with
+            # whitespace ("\n\n...") merges with the header's "\n" into one token, which encoding them apart
+            # would split. Tokens the header alone encodes to (the common prefix) are template; the rest,
+            # a merged token included, is content.
+            head = self._enc(m["role"] + "\n")
+            body = self._enc(m["role"] + "\n" + m["content"])
+            n = 0
+            while n < min(len(head), len(body)) and head[n] == body[n]:
+                n += 1
+            add([self.im_start] + body[:n], False)
             # NOTE: content and its <|im_end|> carry the loss; the header and the newline after
             # <|im_end|> are template, which the chat template writes at inference anyway.
-            add(self._enc(m["content"]) + [self.im_end], assistant)
+            add(body[n:] + [self.im_end], assistant)
             add(self.newline, False)
         add([self.eos], loss_on_prompt)
         return ids, labels
