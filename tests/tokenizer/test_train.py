@@ -83,6 +83,23 @@ def test_deterministic(tmp_path, corpus, trained):
     assert (tmp_path / "tokenizer.json").read_bytes() == (trained / "tokenizer.json").read_bytes()
 
 
+def test_non_empty_out_is_refused_unless_overwrite(tmp_path, corpus, capsys):
+    """Data prepared with the tokenizer in --out would decode wrongly after a silent retrain there."""
+    d, _ = corpus
+    out = tmp_path / "tok"
+    out.mkdir()
+    (out / "tokenizer.json").write_text("{}", encoding="utf-8")
+    args = ["tokenizer", "train", "--input", str(d), "--vocab-size", "300", "--limit-docs", "20", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "tokenizer.json" in err and "--overwrite" in err
+    assert (out / "tokenizer.json").read_text(encoding="utf-8") == "{}"
+    assert main(args + ["--overwrite"]) == 0
+    assert len(load_tokenizer(out)) == 300
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    assert main(args[:-1] + [str(tmp_path / "file"), "--overwrite"]) == 2
+
+
 def test_readers(tmp_path, corpus):
     d, _ = corpus
     files = expand_inputs([d])

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     t.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to be merged")
     t.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only")
     t.add_argument("--field", default="text", help="JSON field holding the text (jsonl inputs)")
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace the files of a non-empty OUT_DIR (refused otherwise)"
+    )
     t.set_defaults(func=_train)
 
 
@@ -64,7 +67,13 @@ def _train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     tok = train_tokenizer(
-        args.input, args.out, args.vocab_size, args.min_frequency, args.limit_docs, args.field
+        args.input,
+        args.out,
+        args.vocab_size,
+        args.min_frequency,
+        args.limit_docs,
+        args.field,
+        overwrite=args.overwrite,
     )
     n = tok.get_vocab_size()
     note = (

@@ -167,6 +167,21 @@ def train_bpe(
     return tok
 
 
+def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
+    """Refuse to write a tokenizer into a non-empty directory (or over a file) unless `overwrite`."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and not overwrite:
+        names = sorted(p.name for p in out.iterdir())
+        if names:
+            shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
+            raise UserError(
+                f"--out {out}: directory is not empty ({shown}); data prepared with a tokenizer there "
+                "would decode wrongly with a new one (use --overwrite to replace it)"
+            )
+
+
 def train_tokenizer(
     inputs: list[str | Path],
     out_dir: str | Path,
@@ -175,14 +190,20 @@ def train_tokenizer(
     limit_docs: int | None = None,
     field: str = "text",
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> Tokenizer:
-    """`steel tokenizer train`: stream `inputs` into a BPE trainer and write a tokenizer directory."""
+    """`steel tokenizer train`: stream `inputs` into a BPE trainer and write a tokenizer directory.
+
+    A non-empty `out_dir` is refused unless `overwrite`: data prepared with the tokenizer there
+    would decode to other text with a new one.
+    """
     import sys
 
     from steel.runlog import progress_bar
 
     if limit_docs is not None and limit_docs < 1:
         raise UserError(f"--limit-docs {limit_docs}: must be >= 1")
+    check_out_dir(out_dir, overwrite)
     files = expand_inputs(inputs)
     total = sum(f.stat().st_size for f in files)
     with progress_bar(
