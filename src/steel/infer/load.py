@@ -7,7 +7,9 @@
   rebuilt from the checkpoint's `model_config.json` and its full state dict (HF parameter names).
 
 The tokenizer comes from `--tokenizer DIR` when given, else from the model directory (an HF dir, or a
-`tokenizer/` folder in the run or checkpoint directory).
+`tokenizer/` folder in the run or checkpoint directory), else from the run's training data: the data
+dir's `tokenizer/`, or the directory `tokenizer: DIR` named at prepare time (`tokenizer.spec` of its
+manifest) when its fingerprint matches the manifest's.
 """
 
 from __future__ import annotations
@@ -82,33 +84,118 @@ def resolve_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def _has_tokenizer_files(d: Path) -> bool:
+    return (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file()
+
+
 def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     from steel.cli import UserError
 
     if tokenizer is not None:
         return Path(tokenizer)
-    candidates = [path, path / "tokenizer", path.parent / "tokenizer", path.parent.parent / "tokenizer"]
-    # A run or checkpoint directory: the tokenizer `steel data prepare` left in the training data dirs.
-    candidates += [Path(d) / "tokenizer" for d in _run_data_dirs(path)]
-    for c in candidates:
-        if (c / "tokenizer.json").is_file() or (c / "tokenizer_config.json").is_file():
+    for c in (path, path / "tokenizer", path.parent / "tokenizer", path.parent.parent / "tokenizer"):
+        if _has_tokenizer_files(c):
             return c
-    raise UserError(f"{path}: no tokenizer files found here or in a tokenizer/ folder; pass --tokenizer DIR")
+    # A run or checkpoint directory: the tokenizer its training data was prepared with.
+    notes: list[str] = []
+    for d in _run_data_dirs(path):
+        found = _data_dir_tokenizer(d, _run_bases(path), notes)
+        if found is not None:
+            return found
+    hint = f" ({'; '.join(notes)})" if notes else ""
+    raise UserError(
+        f"{path}: no tokenizer files found here, in a tokenizer/ folder or in the training data's tokenizer"
+        f"{hint}; pass --tokenizer DIR"
+    )
 
 
-def _run_data_dirs(path: Path) -> list[str]:
-    """`data.dirs` of the run's config.yaml (run dir or checkpoint dir), if there is one."""
+def _data_dir_tokenizer(data_dir: Path, bases: list[Path], notes: list[str]) -> Path | None:
+    """The tokenizer of one prepared data dir: `DATA/tokenizer/` (where `tokenizer: qwen` builds it),
+    else the directory its manifest names (`tokenizer.spec`, from `tokenizer: DIR` at prepare time),
+    accepted only when its fingerprint is the manifest's: the ids the model was trained on."""
+    if _has_tokenizer_files(data_dir / "tokenizer"):
+        return data_dir / "tokenizer"
+    try:
+        tok = (json.loads((data_dir / "manifest.json").read_text(encoding="utf-8")).get("tokenizer")) or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    spec, want = tok.get("spec"), tok.get("fingerprint")
+    if not isinstance(spec, str) or spec == "qwen" or not want:
+        return None
+    # NOTE: a relative spec was relative to prepare's working directory, which nothing recorded: try the
+    # current one and the training run's (fingerprint-checked, so a wrong guess cannot be taken).
+    tried = [Path(spec)] if Path(spec).is_absolute() else [b / spec for b in bases]
+    from steel.tokenizer.engine import fingerprint
+
+    for cand in dict.fromkeys(tried):
+        if not (cand / "tokenizer.json").is_file():
+            continue
+        try:
+            got = fingerprint(json.loads((cand / "tokenizer.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+        if got == want:
+            return cand
+        notes.append(f"{cand}: tokenizer fingerprint differs from {data_dir}/manifest.json's")
+    if not notes:
+        notes.append(f"{data_dir}/manifest.json names tokenizer {spec!r}, not found")
+    return None
+
+
+def _run_config(path: Path) -> tuple[dict, Path] | None:
+    """(config.yaml of the run, the run directory) for a run dir or checkpoint dir."""
     import yaml
 
-    for cfg in (path / "config.yaml", path.parent.parent / "config.yaml"):
+    is_ckpt = (path / "model_config.json").is_file()
+    # A checkpoint dir carries its own config.yaml; its run is two levels up (checkpoints/step-N).
+    run_dir = path.parent.parent if is_ckpt else path
+    for cfg in (path / "config.yaml", run_dir / "config.yaml"):
         if cfg.is_file():
             try:
                 data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError:
-                return []
-            dirs = (data.get("data") or {}).get("dirs") or []
-            return [str(d) for d in dirs] if isinstance(dirs, list) else []
-    return []
+                return None
+            if not isinstance(data, dict):
+                return None
+            return data, run_dir
+    return None
+
+
+def _run_bases(path: Path) -> list[Path]:
+    """Where the run's relative paths may be relative to: the current directory, then training's.
+
+    Training resolved `data.dirs` against its own working directory, which is recoverable when the
+    recorded `run_dir` is relative: it is what remains of the run directory's absolute path once
+    `run_dir`'s own parts are taken off its end (`/home/u/proj/runs/tiny` - `runs/tiny`).
+    """
+    bases = [Path.cwd()]
+    found = _run_config(path)
+    if found is not None:
+        data, run_dir = found
+        typed = data.get("run_dir")
+        if isinstance(typed, str) and typed and not Path(typed).is_absolute():
+            parts, actual = Path(typed).parts, run_dir.resolve().parts
+            parts = tuple(p for p in parts if p != ".")
+            if parts and ".." not in parts and actual[len(actual) - len(parts):] == parts:
+                bases.append(Path(*actual[: len(actual) - len(parts)]))
+    return list(dict.fromkeys(bases))
+
+
+def _run_data_dirs(path: Path) -> list[Path]:
+    """`data.dirs` of the run's config.yaml (run dir or checkpoint dir), existing directories only;
+    relative entries are tried against each of `_run_bases`."""
+    found = _run_config(path)
+    if found is None:
+        return []
+    dirs = (found[0].get("data") or {}).get("dirs") or []
+    if not isinstance(dirs, list):
+        return []
+    out: list[Path] = []
+    bases = _run_bases(path)
+    for d in map(str, dirs):
+        cands = [Path(d)] if Path(d).is_absolute() else [b / d for b in bases]
+        out += [c for c in cands if c.is_dir()][:1]
+    return list(dict.fromkeys(out))
 
 
 def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
