@@ -347,3 +347,11 @@ def test_sft_resume_is_exact(tmp_path, tok):
     assert len(losses(ra)) == 4 and torch.equal(losses(ra), losses(rb))
     wa, wb = (load_file(r / "checkpoints" / "step-4" / "model.safetensors") for r in (ra, rb))
     assert set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_sft_seq_len_beyond_the_models_positions_is_refused(tmp_path, tok, capsys):
+    config = _sft_run(tmp_path, tok, max_steps=1)  # tiny: max_position_embeddings 256
+    run2 = tmp_path / "run2"
+    assert steel_main(["sft", str(config), "--set", f"run_dir={run2}", "--set", "data.seq_len=257"]) == 2
+    assert "data.seq_len: 257 > the model's max_position_embeddings 256" in capsys.readouterr().err
+    assert not (run2 / "checkpoints").exists()

@@ -419,3 +419,16 @@ def test_fused_cross_entropy_in_training_never_builds_logits(tmp_path, data, mon
     # summation order than autograd's; over 4 steps of a 2-layer fp32 model the drift stays ~1e-6.
     for (_, x), (_, y) in zip(a, b):
         assert x == pytest.approx(y, rel=1e-5)
+
+
+def test_seq_len_beyond_the_models_positions_is_refused(tmp_path, data):
+    # The fixture model has max_position_embeddings 64: rows of 65+ tokens would train positions the
+    # model's config disowns (and generate/eval stop at 64), so this is refused before any step.
+    from steel.config import ConfigError
+
+    cfg = tiny_config(tmp_path, [data], data={"dirs": [str(data)], "seq_len": 65, "seed": 11})
+    with pytest.raises(ConfigError, match=r"data.seq_len: 65 > the model's max_position_embeddings 64"):
+        main(setup(str(cfg)))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    cfg = tiny_config(tmp_path, [data], max_steps=1, data={"dirs": [str(data)], "seq_len": 64, "seed": 11})
+    assert steel(["train", str(cfg)]) == 0  # the limit itself is fine

@@ -145,7 +145,9 @@ def main(cfg: SftConfig):
     from steel.train.distributed import init_distributed, parallelize
     from steel.train.metrics import MetricsLogger
     from steel.train.optim import build_optimizer
-    from steel.train.trainer import Trainer, apply_optim_config, flops_per_token, warn_resume_changes, write_run_config
+    from steel.train.trainer import (
+        Trainer, apply_optim_config, check_seq_len_fits_model, flops_per_token, warn_resume_changes, write_run_config,
+    )
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
@@ -172,6 +174,7 @@ def main(cfg: SftConfig):
     )
 
     model = load_model(cfg.init, "cpu", None)
+    check_seq_len_fits_model(model.config, cfg.data.seq_len)
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(
             f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"

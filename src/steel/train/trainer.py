@@ -123,6 +123,17 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
+def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len") -> None:
+    """Refuse training rows longer than the model's max_position_embeddings: the model would be trained on
+    positions its config disowns, and generate/chat/eval (which stop at that limit) never use them."""
+    limit = getattr(model_cfg, "max_position_embeddings", None)
+    if limit is not None and seq_len > limit:
+        raise ConfigError(
+            f"{field}: {seq_len} > the model's max_position_embeddings {limit}; lower {field} or raise the "
+            f"model's limit (model.overrides.max_position_embeddings: {seq_len})"
+        )
+
+
 def check_model_fits_data(model_cfg, tokenizer: dict) -> None:
     """Refuse a model whose vocabulary or EOS id does not match the data's tokenizer (before training)."""
     vocab = tokenizer.get("vocab_size")
@@ -527,6 +538,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         log.setLevel(logging.WARNING)
 
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
+    check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
     torch.manual_seed(cfg.model.init_seed)
     model = build_model(model_cfg)
     fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
