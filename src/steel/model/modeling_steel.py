@@ -320,6 +320,15 @@ class SteelSoftMoECausal(SteelSoftMoE):
     i.e. v3's softmax over tokens restricted to the prefix [0, k*c]. Experts process S vectors per chunk:
     S * ceil(T / c) per sequence (c = 1: S per token, like v1 with p = 1; c = T: S per sequence, like v3).
     Same parameter names and shapes as v3, so a v3 checkpoint loads into it.
+
+    With document masking (`layout` from `document_layout`, built by SteelModel from the document ids of a
+    packed row), every document is computed as if it were alone: its chunk grid restarts at its first
+    token (local index l = t - start, chunk l // c) and its slots are prefix sums over its own tokens only.
+    All documents of the batch run at once: tokens are grouped by (document, local chunk), the groups'
+    sums are prefix-summed over the whole batch and each document's offset subtracted, the experts run
+    once on every group's S slots. Cost: the experts process S vectors per group, sum_d ceil(L_d / c)
+    groups instead of ceil(T / c); the (group, c) layouts pad <= c - 1 tokens per document; one host
+    sync per forward (the number of groups).
     """
 
     def __init__(self, config: SteelConfig):
@@ -340,9 +349,42 @@ class SteelSoftMoECausal(SteelSoftMoE):
         """Weighted prefix sums -> slot vectors; an all-padding prefix (den 0) gives zero slots."""
         return torch.where(den[..., None] > 0, num / den.clamp_min(1e-30)[..., None], 0.0)
 
+    @staticmethod
+    def document_layout(doc_ids: torch.Tensor, chunk: int) -> dict:
+        """(B, T) document ids (`document_ids`) -> where each token goes in the per-document chunk grid.
+
+        Groups are (document, local chunk) pairs, numbered document by document over the whole batch
+        (G in all). Token at local index l is combined with the slots of group (doc, l // c) at row l % c,
+        and contributes to group (doc, ceil(l / c)) at row (l - 1) % c (l = 0: its own group, row 0), or
+        to the discarded group G if that chunk does not exist (tokens after the document's last chunk start).
+        """
+        B, T = doc_ids.shape
+        local = document_position_ids(doc_ids).reshape(-1)  # (B*T,)
+        n_docs = doc_ids[:, -1] + 1  # (B,)
+        gdoc = (doc_ids + (n_docs.cumsum(0) - n_docs)[:, None]).reshape(-1)  # (B*T,) document index in the batch
+        length = torch.bincount(gdoc)  # (N,)
+        K = (length + chunk - 1) // chunk  # (N,) chunks per document
+        first = K.cumsum(0) - K  # (N,) first group of each document
+        G = int(K.sum())  # NOTE: one host sync per forward: the number of groups sizes the tensors
+        con = (local + chunk - 1) // chunk  # local chunk the token is folded into
+        last = doc_ids == doc_ids[:, -1:]  # (B, T) tokens of each row's last document
+        return {
+            "G": G, "chunk": chunk,
+            "use_idx": first[gdoc] + local // chunk, "use_pos": local % chunk,
+            "con_idx": torch.where(con < K[gdoc], first[gdoc] + con, G),
+            "con_pos": torch.where(local == 0, 0, (local - 1) % chunk),
+            "doc_first": torch.repeat_interleave(first, K, output_size=G),  # (G,) first group of its document
+            # for cached decoding after the prefill: each row continues its last document
+            "last_group": (first[gdoc] + local // chunk).view(B, T)[:, -1],  # (B,)
+            "last_start": T - 1 - local.view(B, T)[:, -1],  # (B,)
+            "last_pending": (last & (con >= K[gdoc]).view(B, T)),  # (B, T)
+        }
+
     def forward(self, x: torch.Tensor, past_key_values: Cache | None = None, layer_idx: int = 0,
-                past_length: int = 0, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, C); token_mask (B, T) 0 for padding, which then never enters a slot."""
+                past_length: int = 0, token_mask: torch.Tensor | None = None,
+                layout: dict | None = None) -> torch.Tensor:
+        """x (B, T, C); token_mask (B, T) 0 for padding, which then never enters a slot; layout: from
+        `document_layout` on a fresh forward with document masking (None: the row is one sequence)."""
         state = None
         if past_key_values is not None:
             states = past_key_values.__dict__.setdefault("steel_moe_state", {})
@@ -354,7 +396,10 @@ class SteelSoftMoECausal(SteelSoftMoE):
                     f"has {past_length}; cropping/reordering a cache is not supported by this variant"
                 )
         if state is None:
-            y, new_state = self._forward_full(x, past_key_values is not None, token_mask)
+            if layout is not None:
+                y, new_state = self._forward_documents(x, past_key_values is not None, token_mask, layout)
+            else:
+                y, new_state = self._forward_full(x, past_key_values is not None, token_mask)
             if past_key_values is not None:
                 past_key_values.steel_moe_state[layer_idx] = new_state
             return y
@@ -388,13 +433,53 @@ class SteelSoftMoECausal(SteelSoftMoE):
         }
         return y, state
 
+    def _forward_documents(self, x: torch.Tensor, with_state: bool, token_mask: torch.Tensor | None,
+                           layout: dict):
+        """`_forward_full` run on every document of every row separately, in one pass (see the class doc)."""
+        B, T, C = x.shape
+        c, G = layout["chunk"], layout["G"]
+        assert c == self.chunk, "layout built for another moe_chunk_size"
+        w, combine = self._weights(x, token_mask)  # (B, T, S) each
+        S = w.shape[-1]
+        xf = x.float()
+        # Each group's tokens in a (G + 1, c) grid (row G: tokens folded into no chunk, dropped).
+        con = (layout["con_idx"], layout["con_pos"])
+        gw = w.new_zeros(G + 1, c, S).index_put(con, w.reshape(-1, S))  # (G+1, c, S)
+        gx = xf.new_zeros(G + 1, c, C).index_put(con, xf.reshape(-1, C))  # (G+1, c, C)
+        num = torch.einsum("gjs,gjc->gsc", gw[:G], gx[:G])  # (G, S, C)
+        den = gw[:G].sum(1)  # (G, S)
+        # NOTE: prefix sums over the whole batch minus the sum before the document's first group. In fp64
+        # because in fp32 the subtraction keeps the earlier documents' rounding: after a 2k-token document
+        # the first slots of the next one could be off by up to ~2k ulps (~1e-4). In fp64 what is left of
+        # the earlier documents is ~1e-16 of their sums, so after the cast to fp32 the slots are the
+        # document's own to within an ulp (tests/model/test_soft_moe_documents.py).
+        cnum, cden = num.double().cumsum(0), den.double().cumsum(0)
+        first = layout["doc_first"]
+        num = (cnum - F.pad(cnum, (0, 0, 0, 0, 1, 0))[first]).float()  # (G, S, C) each document's own prefix
+        den = (cden - F.pad(cden, (0, 0, 1, 0))[first]).float()  # (G, S)
+        ys = self.run_experts(self._slots(num, den).to(x.dtype))  # (G, S, C)
+        use = (layout["use_idx"], layout["use_pos"])
+        comb = combine.to(x.dtype)
+        comb = comb.new_zeros(G, c, S).index_put(use, comb.reshape(-1, S))  # (G, c, S)
+        y = torch.einsum("gjs,gsc->gjc", comb, ys)[use].view(B, T, C)  # (B, T, C)
+        if not with_state:
+            return y, None
+        lg, wp = layout["last_group"], w * layout["last_pending"][..., None].to(w.dtype)  # (B,), (B, T, S)
+        state = {
+            "seen": T, "start": layout["last_start"], "num": num[lg], "den": den[lg], "ys": ys[lg],
+            "pnum": torch.einsum("bts,btc->bsc", wp, xf), "pden": wp.sum(1),
+        }
+        return y, state
+
     def _forward_step(self, x: torch.Tensor, state: dict, token_mask: torch.Tensor | None) -> torch.Tensor:
         """Token-by-token continuation from a cached state (decoding)."""
         w, combine = self._weights(x, token_mask)
         xf, out = x.float(), []
         for i in range(x.shape[1]):
             contrib = w[:, i, :, None] * xf[:, i, None, :]  # (B, S, C)
-            if state["seen"] % self.chunk == 0:  # chunk start: fold pending tokens + this one into the slots
+            if "start" in state:  # after a document-masked prefill: row b continues its last document
+                self._step_documents(state, contrib, w[:, i], x.dtype)
+            elif state["seen"] % self.chunk == 0:  # chunk start: fold pending tokens + this one into the slots
                 state["num"] = state["num"] + (state["pnum"] + contrib)
                 state["den"] = state["den"] + (state["pden"] + w[:, i])
                 state["pnum"], state["pden"] = torch.zeros_like(state["pnum"]), torch.zeros_like(state["pden"])
@@ -404,6 +489,18 @@ class SteelSoftMoECausal(SteelSoftMoE):
             state["seen"] += 1
             out.append(torch.einsum("bs,bsc->bc", combine[:, i].to(x.dtype), state["ys"]))
         return torch.stack(out, dim=1)  # (B, T, C)
+
+    def _step_documents(self, state: dict, contrib: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> None:
+        """One decoding step when rows are at different points of their chunk grid (per-row document start)."""
+        at = (state["seen"] - state["start"]) % self.chunk == 0  # (B,) this token starts a chunk
+        num, den = state["num"] + (state["pnum"] + contrib), state["den"] + (state["pden"] + w)
+        pnum, pden = state["pnum"] + contrib, state["pden"] + w
+        if bool(at.any()):
+            ys = self.run_experts(self._slots(num, den).to(dtype))
+            state["ys"] = torch.where(at[:, None, None], ys, state["ys"])
+        at2, at3 = at[:, None], at[:, None, None]
+        state["num"], state["den"] = torch.where(at3, num, state["num"]), torch.where(at2, den, state["den"])
+        state["pnum"], state["pden"] = torch.where(at3, 0.0, pnum), torch.where(at2, 0.0, pden)
 
 
 def make_ffn(config: SteelConfig) -> nn.Module:
@@ -435,13 +532,14 @@ class SteelDecoderLayer(GradientCheckpointingLayer):
         self.post_attention_layernorm = SteelRMSNorm(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None,
-                past_length: int = 0, token_mask: torch.Tensor | None = None, **kwargs):
+                past_length: int = 0, token_mask: torch.Tensor | None = None, moe_layout: dict | None = None,
+                **kwargs):
         h = hidden_states + self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
         )
         m = self.post_attention_layernorm(h)
         if isinstance(self.mlp, SteelSoftMoECausal):
-            return h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask)
+            return h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask, moe_layout)
         return h + self.mlp(m)
 
 
@@ -526,12 +624,14 @@ class SteelModel(SteelPreTrainedModel):
             past_key_values = DynamicCache(config=self.config)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
 
-        and_mask = None
+        and_mask = moe_layout = None
         # Document masking on a fresh (uncached) forward: packed rows in training and scoring.
         if self.config.document_mask and past_length == 0 and input_ids is not None:
             doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
             if position_ids is None:
                 position_ids = document_position_ids(doc)
+            if self.config.ffn_type == "soft_moe_causal":  # built once, shared by every layer
+                moe_layout = SteelSoftMoECausal.document_layout(doc, self.config.moe_chunk_size)
 
             def and_mask(batch_idx, head_idx, q_idx, kv_idx):
                 return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx]
@@ -558,7 +658,8 @@ class SteelModel(SteelPreTrainedModel):
         position_embeddings = self.rotary_emb(h, position_ids)
         for layer in self.layers:
             h = layer(h, attention_mask=mask, position_embeddings=position_embeddings,
-                      past_key_values=past_key_values, past_length=past_length, token_mask=token_mask, **kwargs)
+                      past_key_values=past_key_values, past_length=past_length, token_mask=token_mask,
+                      moe_layout=moe_layout, **kwargs)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(h), past_key_values=past_key_values if use_cache else None)
 
 
