@@ -161,7 +161,7 @@ def test_near_duplicates_across_shards(tmp_path, enc):
     exact_only = merge(tmp_path / "merged", dirs, log=LOG)  # the default: near dedup stays per shard
     assert "cross_shard_near_removed" not in exact_only["dedup"]
     assert exact_only["sources"]["parts"]["kept"] > full["sources"]["parts"]["kept"]
-    assert steel_main(["data", "merge", str(tmp_path / "merged"), *map(str, dirs), "--near"]) == 0
+    assert steel_main(["data", "merge", str(tmp_path / "merged"), *map(str, dirs), "--near", "--overwrite"]) == 0
     merged = read_manifest(tmp_path / "merged")
     assert accounting(merged) == accounting(full)
     assert docs_per_source(tmp_path / "merged", merged, enc.eos_id) == docs_per_source(tmp_path / "full", full,

@@ -156,7 +156,7 @@ def test_byte_identical_with_one_or_two_workers(tmp_path, enc):
     assert m1["sources"]["many"]["filtered"]["repeated_ngrams"] > 0  # the filter really ran in the workers
 
 
-def test_shard_and_merge(tmp_path, enc):
+def test_shard_and_merge(tmp_path, enc, capsys):
     for i in range(4):
         docs = [f"file {i} doc {j} 的内容" for j in range(5)] + (["shared across shards 共享文档"] if i in (0, 3) else [])
         (tmp_path / f"part{i}.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
@@ -185,13 +185,37 @@ def test_shard_and_merge(tmp_path, enc):
     for c in merged["chunks"]:
         assert head_tail_md5(merged_dir / c["file"]) == c["md5"]
     assert steel_main(["data", "merge", str(tmp_path / "bad"), str(tmp_path / "s0"), str(tmp_path / "s0")]) == 2
-    # A rerun into the same OUT replaces its previous chunks (as prepare does): none left from another merge.
-    assert steel_main(["data", "merge", str(merged_dir), str(tmp_path / "full")]) == 0
+    # A rerun into the same OUT is refused without --overwrite (it would delete OUT's chunks) ...
+    before = sorted(p.name for p in merged_dir.iterdir())
+    assert steel_main(["data", "merge", str(merged_dir), str(tmp_path / "full")]) == 2
+    err = capsys.readouterr().err
+    assert f"{merged_dir}: output directory is not empty (a data directory" in err and "--overwrite" in err
+    assert sorted(p.name for p in merged_dir.iterdir()) == before and read_manifest(merged_dir) == merged
+    # ... and with it replaces its previous chunks (as prepare does): none left from another merge.
+    assert steel_main(["data", "merge", str(merged_dir), str(tmp_path / "full"), "--overwrite"]) == 0
     assert sorted(p.name for p in merged_dir.glob("*.bin")) == sorted(c["file"] for c in full["chunks"])
-    # OUT = one of the inputs is refused, and that shard's chunks are left intact.
-    assert steel_main(["data", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2
+    # A prepared data dir (not a merge output) as OUT: refused, its chunks left intact; no merge.log put in it.
+    assert steel_main(["data", "merge", str(tmp_path / "full"), str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2
+    assert not (tmp_path / "full" / "merge.log").exists()
+    for c in full["chunks"]:
+        assert head_tail_md5(tmp_path / "full" / c["file"]) == c["md5"]
+    # Any other non-empty directory too.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine", encoding="utf-8")
+    assert steel_main(["data", "merge", str(tmp_path / "other"), str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2
+    assert "(notes.txt)" in capsys.readouterr().err
+    # OUT = one of the inputs is refused, even with --overwrite, and that shard's chunks are left intact.
+    for extra in ([], ["--overwrite"]):
+        assert steel_main(["data", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), str(tmp_path / "s1"),
+                           *extra]) == 2
     for c in shards[0]["chunks"]:
         assert head_tail_md5(tmp_path / "s0" / c["file"]) == c["md5"]
+    # A missing shard is an error naming its index, unless --allow-missing.
+    assert steel_main(["data", "merge", str(tmp_path / "half"), str(tmp_path / "s0")]) == 2
+    assert "missing shard index(es) 1 (of 0..1)" in capsys.readouterr().err
+    assert not (tmp_path / "half" / "manifest.json").exists()
+    assert steel_main(["data", "merge", str(tmp_path / "half"), str(tmp_path / "s0"), "--allow-missing"]) == 0
+    assert read_manifest(tmp_path / "half")["shard"]["merged_shards"] == [0]
 
 
 def test_cli_prepare_inspect_and_rerun(tmp_path, qwen_tokenizer_dir, capsys, monkeypatch):

@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     m.add_argument("--near", action="store_true",
                    help="also remove near duplicates across shards (one global MinHash-LSH index in memory, "
                         "~1.5 KB per kept document, as an unsharded prepare)")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace the previous output in a non-empty OUT (its chunks are deleted; refused otherwise)")
+    m.add_argument("--allow-missing", action="store_true",
+                   help="merge an incomplete set of shards (refused otherwise: their data would be missing)")
     m.set_defaults(func=cmd_merge)
 
     i = sub.add_parser("inspect", help="print a data directory's manifest summary")
@@ -54,11 +58,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from steel.data.merge import merge
+    from steel.data.merge import MERGE_LOG, check_out_dir, merge
     from steel.runlog import setup_run_log
 
-    log = setup_run_log(Path(args.out) / "merge.log")
-    merge(args.out, args.dirs, log=log, near=args.near)
+    check_out_dir(args.out, args.overwrite)  # before the log file goes into OUT
+    log = setup_run_log(Path(args.out) / MERGE_LOG)
+    merge(args.out, args.dirs, log=log, near=args.near, overwrite=args.overwrite, allow_missing=args.allow_missing)
     return 0
 
 

@@ -27,17 +27,57 @@ from pathlib import Path
 import numpy as np
 
 from steel.cli import UserError
-from steel.data.chunks import (DOCUMENTS, SIGNATURES, ChunkFormatError, ChunkWriter, head_tail_md5, read_chunk,
+from steel.data.chunks import (DOCUMENTS, MANIFEST, SIGNATURES, ChunkFormatError, ChunkWriter, head_tail_md5, read_chunk,
                                read_documents, read_manifest, write_manifest)
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
-def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False) -> dict:
+MERGE_LOG = "merge.log"
+
+
+def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
+    """Refuse a non-empty OUT unless `overwrite`: merge deletes the chunks its manifest lists.
+
+    OUT's own `merge.log` does not count (`steel data merge` opens it before merging).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    if overwrite or not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir() if p.name != MERGE_LOG)
+    if not names:
+        return
+    if MANIFEST in names:
+        try:
+            m = read_manifest(out)
+            what = f"a data directory: {MANIFEST}, {len(m['chunks'])} chunk files, {m['total_tokens']:,} tokens"
+            if m.get("merged_from"):
+                what += f", merged from {', '.join(m['merged_from'])}"
+        except (ChunkFormatError, ValueError, KeyError):
+            what = f"{MANIFEST} (unreadable) and {len(names) - 1} other entries"
+    else:
+        what = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
+    raise UserError(f"{out}: output directory is not empty ({what}); merge would delete its chunks and replace "
+                    "its manifest (use --overwrite to replace a previous output)")
+
+
+def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False, overwrite: bool = False,
+          allow_missing: bool = False) -> dict:
+    """Merge the shard dirs `dirs` into `out_dir`; returns the manifest (also written to OUT/manifest.json).
+
+    A non-empty `out_dir` is refused unless `overwrite`, and an incomplete set of shards unless
+    `allow_missing` (the result would silently lack the missing shards' data).
+    """
     out_dir = Path(out_dir)
     if not dirs:
         raise UserError("merge: give at least one data directory")
+    for d in dirs:  # writing into an input would unlink its chunks before linking them
+        if Path(d).resolve() == out_dir.resolve():
+            raise UserError(f"{d}: the output directory cannot be one of the inputs")
+    check_out_dir(out_dir, overwrite)
     manifests = []
     for d in dirs:
         try:
@@ -58,13 +98,14 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
         shards_seen[sh["index"]] = d
     count = first.get("shard", {}).get("count", 1)
     missing = sorted(set(range(count)) - set(shards_seen))
-    if missing and log:
-        log.warning("merging %d of %d shards; missing shard(s) %s", len(shards_seen), count, missing)
-
-    for d, _ in manifests:  # writing into an input would unlink its chunks before linking them
-        if d.resolve() == out_dir.resolve():
-            raise UserError(f"{d}: the output directory cannot be one of the inputs")
     log = log or logging.getLogger("steel.data")
+    if missing:
+        if not allow_missing:
+            raise UserError(f"merge: {len(shards_seen)} of {count} shards given; missing shard index(es) "
+                            f"{', '.join(map(str, missing))} (of 0..{count - 1}); give them, or --allow-missing "
+                            "to merge without their data")
+        log.warning("merging %d of %d shards; missing shard(s) %s (--allow-missing)", len(shards_seen), count,
+                    missing)
     removed, found = _cross_shard_duplicates(manifests, log, near)
     out_dir.mkdir(parents=True, exist_ok=True)
     # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
