@@ -137,11 +137,11 @@ def cmd_chat(args) -> int:
     from steel.infer.load import max_positions
 
     opts = _sampling(args)
+    if args.max_context is not None and args.max_context < 2:  # before a large model is loaded
+        raise UserError(f"--max-context {args.max_context}: must be >= 2")
     model, tok = _load(args)
     limit = max_positions(model)
     if args.max_context is not None:
-        if args.max_context < 2:
-            raise UserError(f"--max-context {args.max_context}: must be >= 2")
         if limit is not None and args.max_context > limit:
             raise UserError(
                 f"--max-context {args.max_context}: exceeds the model's max_position_embeddings {limit}"

@@ -13,6 +13,7 @@ limit stops there with stop reason `max_positions`.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ class SamplingOptions:
     def validate(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens: must be >= 1")
+        # NOTE: NaN passes every `<` test and an infinite temperature turns the logits into NaN or a
+        # uniform draw: refuse non-finite floats by name instead of sampling garbage.
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name}: must be a finite number, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ConfigError("temperature: must be >= 0")
         if self.top_k < 0:
