@@ -81,7 +81,11 @@ def register(subparsers) -> None:
         help="tokens per window (default: 1024, or the model's max_position_embeddings when smaller)",
     )
     p.add_argument(
-        "--max-tokens", type=int, default=None, help="stop after scoring this many tokens (default: all)"
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="score exactly this many tokens (default: all), shared among the sources in proportion to "
+        "their size; each source's windows are taken from its start, the last one cut to fit",
     )
     p.add_argument("--batch-size", type=int, default=None, help="default: 4")
     p.add_argument("--out", default=None, help="JSON result file")

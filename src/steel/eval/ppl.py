@@ -4,6 +4,8 @@ Each chunk is cut into consecutive windows of `seq_len` tokens (the last, shorte
 when it has at least two tokens); inside a window every token but the first is predicted from the
 ones before it, as in training (documents are joined by EOS, so context can cross a document end).
 Reported per source and overall: mean negative log-likelihood (nats/token) and its exponential.
+`max_tokens` scores exactly that many tokens (predicted tokens, as `tokens` reports), shared among the
+sources in proportion to their size, so the overall figure is not the first source's alone.
 `seq_len` may not exceed the model's `max_position_embeddings` (an error, not extrapolated garbage);
 the CLI's default is 1024 or the model's limit when that is smaller.
 """
@@ -67,9 +69,44 @@ def window_nll(model, batch: torch.Tensor) -> tuple[float, int]:
     return total, batch.shape[0] * (batch.shape[1] - 1)
 
 
+def plan(chunks: list[dict], seq_len: int, max_tokens: int | None) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+    """The windows to score, as (chunk index, start, end), and each source's available scored tokens.
+
+    Without `max_tokens`: every window of every chunk. With it, exactly min(max_tokens, available) tokens
+    are scored, shared among the sources in proportion to what each has (largest remainder, ties to the
+    earlier source), so "overall" estimates the whole data's figure instead of the first source's; each
+    source takes its windows from its start and its last window is cut short to end on its share.
+    """
+    spans: dict[str, list[tuple[int, int, int]]] = {}
+    for i, c in enumerate(chunks):
+        spans.setdefault(c.get("source", "?"), []).extend((i, s, e) for s, e in windows(int(c["tokens"]), seq_len))
+    available = {src: sum(e - s - 1 for _, s, e in sp) for src, sp in spans.items()}
+    total = sum(available.values())
+    if max_tokens is None or max_tokens >= total:
+        quota = dict(available)
+    else:
+        quota = {src: max_tokens * a // total for src, a in available.items()}
+        order = sorted(available, key=lambda src: -((max_tokens * available[src]) % total))  # stable: ties keep order
+        for src in order[: max_tokens - sum(quota.values())]:
+            quota[src] += 1
+    out: list[tuple[int, int, int]] = []
+    for src, sp in spans.items():
+        left = quota[src]
+        for i, s, e in sp:
+            if left <= 0:
+                break
+            e = min(e, s + left + 1)  # a window of L tokens scores L - 1
+            out.append((i, s, e))
+            left -= e - s - 1
+    out.sort()
+    return out, available
+
+
 def perplexity(
     model, data_dir: Path, seq_len: int, batch_size: int, max_tokens: int | None = None, advance=None
 ) -> dict:
+    """Mean NLL and perplexity per source and overall. `max_tokens`: score exactly that many tokens
+    (fewer if the data has fewer), shared among the sources in proportion to their size (see `plan`)."""
     if seq_len < 2:
         raise UserError("--seq-len: must be >= 2")
     limit = max_positions(model)
@@ -87,58 +124,62 @@ def perplexity(
             f"{data_dir}/manifest.json: tokenizer vocab_size {vocab} exceeds the model's {model_vocab}"
         )
     device = next(model.parameters()).device
+    chunks = manifest["chunks"]
+    todo, available = plan(chunks, seq_len, max_tokens)
     per_source: dict[str, list[float]] = {}  # source -> [nll, tokens]
-    scored = 0
+    # Consecutive windows of one chunk and one length batch together; a shorter one runs alone.
+    groups: list[list[tuple[int, int, int]]] = []
+    for i, s, e in todo:
+        g = groups[-1] if groups else None
+        if g and len(g) < batch_size and g[0][0] == i and g[0][2] - g[0][1] == e - s:
+            g.append((i, s, e))
+        else:
+            groups.append([(i, s, e)])
     if advance is None:
         from steel.runlog import progress_bar
 
-        total = sum(int(c["tokens"]) for c in manifest["chunks"])
-        bar = progress_bar("perplexity", total=min(total, max_tokens) if max_tokens else total, unit="tokens")
+        bar = progress_bar("perplexity", total=sum(e - s - 1 for _, s, e in todo), unit="tokens")
     else:
         from contextlib import nullcontext
 
         bar = nullcontext(advance)
+    loaded: tuple[int, object] | None = None
     with bar as step:
-        for c in manifest["chunks"]:
-            if max_tokens is not None and scored >= max_tokens:
-                break
-            try:
-                _header, tokens = read_chunk(Path(data_dir) / c["file"])
-            except (ChunkFormatError, OSError) as e:
-                raise UserError(f"{Path(data_dir) / c['file']}: {e}") from None
-            spans = windows(len(tokens), seq_len)
+        for g in groups:
+            i = g[0][0]
+            c = chunks[i]
+            if loaded is None or loaded[0] != i:
+                try:
+                    loaded = (i, read_chunk(Path(data_dir) / c["file"])[1])
+                except (ChunkFormatError, OSError) as e:
+                    raise UserError(f"{Path(data_dir) / c['file']}: {e}") from None
+            tokens = loaded[1]
+            batch = torch.stack([torch.from_numpy(tokens[s:e].astype("int64")) for _, s, e in g]).to(
+                device
+            )  # (B, T)
+            nll, n = window_nll(model, batch)
             acc = per_source.setdefault(c.get("source", "?"), [0.0, 0])
-            # Full windows batch together; the short last one (if any) runs alone.
-            groups: list[list[tuple[int, int]]] = []
-            for s, e in spans:
-                if groups and len(groups[-1]) < batch_size and groups[-1][0][1] - groups[-1][0][0] == e - s:
-                    groups[-1].append((s, e))
-                else:
-                    groups.append([(s, e)])
-            for g in groups:
-                if max_tokens is not None and scored >= max_tokens:
-                    break
-                batch = torch.stack([torch.from_numpy(tokens[s:e].astype("int64")) for s, e in g]).to(
-                    device
-                )  # (B, T)
-                nll, n = window_nll(model, batch)
-                acc[0] += nll
-                acc[1] += n
-                scored += n
-                step(sum(e - s for s, e in g))
+            acc[0] += nll
+            acc[1] += n
+            step(n)
+    scored = sum(v[1] for v in per_source.values())
+    if not scored:
+        raise UserError(f"{data_dir}: no tokens scored (chunks shorter than 2 tokens?)")
     sources = {
-        k: {"nll": v[0] / v[1], "ppl": math.exp(v[0] / v[1]), "tokens": v[1]}
+        k: {"nll": v[0] / v[1], "ppl": math.exp(v[0] / v[1]), "tokens": v[1], "available": available[k]}
         for k, v in per_source.items()
         if v[1]
     }
-    if not scored:
-        raise UserError(f"{data_dir}: no tokens scored (chunks shorter than 2 tokens?)")
     nll = sum(v[0] for v in per_source.values()) / scored
     return {
         "data": str(data_dir),
         "seq_len": seq_len,
         "tokens": scored,
+        "available_tokens": sum(available.values()),
         "nll": nll,
         "ppl": math.exp(nll),
         "sources": sources,
+        # Sources with data but no share of --max-tokens (too small for one token of it), named so the
+        # overall figure is not mistaken for theirs.
+        "unscored_sources": [k for k, a in available.items() if a and k not in sources],
     }
