@@ -76,3 +76,49 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
         lengths[i] = len(out) - start
     # NOTE: one np.array over a flat list (~25 ns/token) rather than one array per document.
     return np.array(out, dtype=np.uint32), lengths
+
+
+def tokenizer_dir_for(data_dir: str | Path, bases: Sequence[str | Path] = (), notes: list[str] | None = None) -> Path | None:
+    """The tokenizer directory a prepared data dir was tokenized with, or None when none is found.
+
+    `DATA/tokenizer/` (where `tokenizer: qwen` builds it), else the directory the manifest names
+    (`tokenizer.spec`, from `tokenizer: DIR` at prepare time), accepted only when the fingerprint of
+    its tokenizer.json is the manifest's: another tokenizer would decode the ids to other text. A
+    relative spec was relative to prepare's working directory, which nothing recorded: it is tried
+    against `bases` (default: the current directory), the data dir's parent and the data dir. Why a
+    candidate was not taken is appended to `notes` (for the caller's error message).
+    """
+    import json
+
+    from steel.tokenizer.engine import fingerprint
+
+    data_dir = Path(data_dir)
+    notes = [] if notes is None else notes
+    had = len(notes)
+    own = data_dir / "tokenizer"
+    if (own / "tokenizer.json").is_file() or (own / "tokenizer_config.json").is_file():
+        return own
+    try:
+        tok = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8")).get("tokenizer") or {}
+        spec, want = tok.get("spec"), tok.get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(spec, str) or spec == "qwen" or not want:
+        return None
+    if Path(spec).is_absolute():
+        tried = [Path(spec)]
+    else:
+        tried = [Path(b) / spec for b in (bases or [Path.cwd()])] + [data_dir.parent / spec, data_dir / spec]
+    for cand in dict.fromkeys(tried):
+        if not (cand / "tokenizer.json").is_file():
+            continue
+        try:
+            got = fingerprint(json.loads((cand / "tokenizer.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+        if got == want:
+            return cand
+        notes.append(f"{cand}: tokenizer fingerprint differs from {data_dir / 'manifest.json'}'s")
+    if len(notes) == had:
+        notes.append(f"{data_dir / 'manifest.json'} names tokenizer {spec!r}, not found")
+    return None

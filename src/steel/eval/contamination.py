@@ -7,8 +7,8 @@ contaminated when that share reaches `threshold`. Reported per subject and overa
 subject whose questions were trained on can be discounted (Steel-LLM measured CMMLU 33 -> 36 after
 putting CMMLU-like questions into SFT).
 
-Training data: prepared chunk directories (tokens decoded with the tokenizer found in DIR/tokenizer or
-given with --tokenizer) and/or text files: .json (array or object), .jsonl, .txt, optionally .zst or .gz;
+Training data: prepared chunk directories (tokens decoded with the tokenizer given with --tokenizer,
+else DIR/tokenizer, else the `tokenizer: DIR` it was prepared with if its fingerprint matches) and/or text files: .json (array or object), .jsonl, .txt, optionally .zst or .gz;
 every string value of a JSON record is read, so any SFT layout works.
 """
 
@@ -104,28 +104,52 @@ def _read_file_texts(path: Path) -> Iterator[str]:
 
 
 def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[str]:
+    """The documents of a prepared data dir, decoded; a document split across chunks comes back whole.
+
+    NOTE: prepare fills each source's chunks in turn (consecutive in the manifest), cutting a document
+    at a chunk's end; decoding chunk by chunk split such a document in two (missing the n-grams across
+    the cut, and a character whose bytes straddle it decoded to U+FFFD). The tokens after a chunk's
+    last EOS are carried into the next chunk of the same source instead.
+    """
+    import numpy as np
     from transformers import AutoTokenizer
 
     from steel.data.chunks import read_chunk
+    from steel.data.tokenize import tokenizer_dir_for
     from steel.eval.ppl import open_manifest
 
     manifest = open_manifest(data_dir)
-    tok_dir = Path(tokenizer_dir) if tokenizer_dir else data_dir / "tokenizer"
-    if not tok_dir.is_dir():
+    notes: list[str] = []
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir else tokenizer_dir_for(data_dir, notes=notes)
+    if tok_dir is None or not tok_dir.is_dir():
+        where = tok_dir or f"{data_dir / 'tokenizer'} or the manifest's tokenizer.spec"
+        hint = f" ({'; '.join(notes)})" if notes else ""
         raise UserError(
-            f"{data_dir}: chunks need a tokenizer to decode; none in {tok_dir}, pass --tokenizer DIR"
+            f"{data_dir}: chunks need a tokenizer to decode; none in {where}{hint}, pass --tokenizer DIR"
         )
     tok = AutoTokenizer.from_pretrained(str(tok_dir))
     eos = manifest.get("tokenizer", {}).get("eos_id", tok.eos_token_id)
+
+    def decode(ids) -> str:
+        return tok.decode(ids.tolist(), skip_special_tokens=True)
+
+    carry, carry_source = np.zeros(0, dtype=np.int64), None
     for c in manifest["chunks"]:
         _h, tokens = read_chunk(data_dir / c["file"])
+        source = c.get("source")
+        if len(carry) and source != carry_source:  # a source's last chunk without a final EOS
+            yield decode(carry)
+            carry = carry[:0]
+        tokens = np.concatenate([carry, np.asarray(tokens, dtype=np.int64)]) if len(carry) else np.asarray(tokens)
         # Decode document by document (EOS-separated) so no n-gram spans two documents.
         start = 0
-        ends = (tokens == eos).nonzero()[0].tolist() + [len(tokens)]
-        for end in ends:
+        for end in (tokens == eos).nonzero()[0].tolist():
             if end > start:
-                yield tok.decode(tokens[start:end].tolist(), skip_special_tokens=True)
+                yield decode(tokens[start:end])
             start = end + 1
+        carry, carry_source = tokens[start:], source
+    if len(carry):
+        yield decode(carry)
 
 
 def training_texts(paths: list[Path], tokenizer_dir: str | Path | None = None) -> Iterator[str]:
