@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     cc = sub.add_parser("check-causal", help="perturb tokens after t, report the logit change at positions <= t")
     cc.add_argument("spec", metavar="CONFIG_OR_DIR",
-                    help="HF model dir (its weights) or a config (random init, see --init-std)")
+                    help="HF model dir, Steel run dir (its latest checkpoint) or checkpoint dir (their weights), "
+                         "or a config (random init, see --init-std; with a directory, its config)")
     cc.add_argument("--seq-len", type=int, default=32, help="tokens per probe sequence (default 32)")
     cc.add_argument("--positions", type=int, default=0,
                     help="probe this many evenly spaced t (default 0 = every t < seq-len - 1)")
@@ -84,8 +85,22 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
     if args.seq_len < 2:
         raise UserError(f"--seq-len must be >= 2 (got {args.seq_len})")
     path = Path(args.spec)
+    spec = args.spec
+    ckpt = None
+    if path.is_dir() and not (path / "config.json").is_file():
+        # A Steel run or checkpoint directory, as every other model command takes (steel.infer.load).
+        from steel.infer.load import model_from_checkpoint, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(path)
+        if ckpt is None:
+            raise UserError(f"{path}: neither an HF model directory (config.json) nor a Steel run/checkpoint "
+                            "directory (checkpoints/step-N/ or model_config.json)")
+        spec = model_from_checkpoint(ckpt).config if args.overrides or args.init_std else None
     has_weights = path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
-    if has_weights and not args.overrides and args.init_std is None:
+    if ckpt is not None and spec is None:
+        model = model_from_checkpoint(ckpt).float()
+        source = f"weights of {ckpt}"
+    elif ckpt is None and has_weights and not args.overrides and args.init_std is None:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -93,7 +108,7 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
     else:
         overrides = list(args.overrides) + ([f"initializer_range={args.init_std}"] if args.init_std else [])
         torch.manual_seed(args.seed)
-        model = build_model(load_model_config(args.spec, overrides))
+        model = build_model(load_model_config(spec, overrides))
         source = f"random init (initializer_range={model.config.initializer_range})"
     vocab = model.config.vocab_size
     positions = None

@@ -4,6 +4,7 @@ the leaking-variant warning (loud, once per process, naming the variant)."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,3 +94,40 @@ def test_leak_is_found_on_long_sequences(tiny_config):
     assert r.leaks
     assert r.per_probe["constant"] > r.tolerance
     assert r.per_probe["random"] < r.per_probe["constant"]
+
+
+def _run_dir(model, run: Path, step: int = 3) -> Path:
+    """`model` as the trainer leaves it: RUN/checkpoints/step-N/{model.safetensors, model_config.json, ...}."""
+    import json
+
+    from safetensors.torch import save_file
+
+    ckpt = run / "checkpoints" / f"step-{step}"
+    ckpt.mkdir(parents=True)
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(ckpt / "model.safetensors"))
+    (ckpt / "model_config.json").write_text(json.dumps(model.config.to_dict()))
+    (ckpt / "train_state.json").write_text(json.dumps({"step": step}))
+    return run
+
+
+@pytest.mark.parametrize("ffn, status", [("soft_moe_v3", 1), ("soft_moe_causal", 0)])
+def test_check_causal_cli_on_run_and_checkpoint_dirs(tiny_config, tmp_path, capsys, ffn, status):
+    run = _run_dir(_model(tiny_config, ffn), tmp_path / "run")
+    ckpt = run / "checkpoints" / "step-3"
+    for spec in (run, ckpt):
+        assert main(["model", "check-causal", str(spec), "--seq-len", "8", "--positions", "2"]) == status
+        out = capsys.readouterr().out
+        assert f"weights of {ckpt}" in out
+    # --set on a run dir: its config with the field changed, random init.
+    assert main(["model", "check-causal", str(run), "--seq-len", "8", "--positions", "2", "--init-std", "0.2",
+                 "--set", "ffn_type=soft_moe_v2"]) == 1
+    assert "soft_moe_v2: random init (initializer_range=0.2)" in capsys.readouterr().out
+
+
+def test_check_causal_cli_refuses_other_dirs(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["model", "check-causal", str(tmp_path / "empty")]) == 2
+    assert "neither an HF model directory" in capsys.readouterr().err
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert main(["model", "check-causal", str(tmp_path / "run")]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
