@@ -255,7 +255,7 @@ def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_d
     _write(tmp_path / "chat.json", [{"instruction": "q", "input": "", "output": "a"}])
     config = tmp_path / "sft.yaml"
     config.write_text(
-        f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{datasets: [{{name: c, path: [chat.json]}}]}}\n"
+        f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{seq_len: 64, datasets: [{{name: c, path: [chat.json]}}]}}\n"
     )
     assert steel_main(["sft", str(config)]) == 2
     assert "data.packing: document masking of packed rows needs Steel's model" in capsys.readouterr().err
