@@ -199,3 +199,59 @@ def test_replace_with_reuse_registers_chunks_again(tmp_path):
     # Without reuse, a chunk of the run is skipped (the same file): the phase would hold hq's samples only.
     ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9)
     assert ld.add_data([d1, hq], replace=True) == num_windows(500, T)
+
+
+def test_data_that_gives_no_sample_is_reported(tmp_path, caplog):
+    """Chunks shorter than seq_len + 1, or whose windows x weight round to 0, give no sample: said at
+    registration (start, append), per source, with the tokens no sample reads; the samples do not change."""
+    d = tmp_path / "d"
+    make_data_dir(d, [T * 10 + 1], seed=1, source="big")
+    for k, src in enumerate(["a", "b", "c", "d"]):  # 4 small sources of the same dir, each < T + 1 tokens
+        small = make_data_dir(tmp_path / f"small_{src}", [T - 2, T], seed=10 + k, source=src, prefix=src)
+        man = json.loads((d / "manifest.json").read_text())
+        sm = json.loads((small / "manifest.json").read_text())
+        for c in sm["chunks"]:
+            (d / c["file"]).write_bytes((small / c["file"]).read_bytes())
+        man["chunks"] += sm["chunks"]
+        man["sources"] |= sm["sources"]
+        (d / "manifest.json").write_text(json.dumps(man))
+    with caplog.at_level("INFO", logger="steel"):
+        ld = PretrainLoader([d], seq_len=T, micro_batch=1)
+    assert ld.total == 10 and [c.count for c in ld.chunks] == [10] + [0] * 8  # ids unchanged
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for src in "abcd":
+        assert any(f"source {src!r} in {d}: 2 of 2 chunks give no sample (2 shorter than seq_len + 1 = {T + 1} "
+                   f"tokens); {2 * T - 2} of its {2 * T - 2} tokens are in no sample" in m for m in warned), warned
+    assert not any("'big'" in m for m in warned)  # a full source: no tail (10 windows = 161 tokens)
+
+    # A weight that rounds 0.4 x 1 window to 0, and a tail over 1% of a source, appended with --add-data.
+    e = make_data_dir(tmp_path / "e", [T + 1], seed=2, source="e", weight=0.4, prefix="e")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="steel"):
+        with pytest.raises(DataError, match=rf"no sample of seq_len \+ 1 = {T + 1} tokens in data dir\(s\) {e} "
+                                            r"\(1 chunks, 17 tokens"):
+            ld.add_data([e])
+    assert ld.total == 10 and ld.extra_dirs == []  # refused before any change
+    # At an annealing switch (mid-run) it is a warning: the run's startup checks are where to refuse it.
+    mid = PretrainLoader([d], seq_len=T, micro_batch=1)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="steel"):
+        assert mid.add_data([e], replace=True, phase="anneal", reuse=True) == 0
+    assert any(f"no sample of seq_len + 1 = {T + 1} tokens in data dir(s) {e}" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+    f = make_data_dir(tmp_path / "f", [T + 1, 2 * T + 9], seed=3, source="f", weight=0.4, prefix="f")
+    with caplog.at_level("INFO", logger="steel"):
+        assert ld.add_data([f]) == 1  # 0.4 x 1 -> 0, 0.4 x 2 -> 1
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"source 'f' in {f}: 1 of 2 chunks give no sample (1 whose windows x weight 0.4 rounds to 0); "
+               f"{T + 1 + 8} of its {3 * T + 10} tokens" in m for m in warned), warned
+    g = make_data_dir(tmp_path / "g", [3 * T - 1], seed=4, source="g", prefix="g")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="steel"):
+        ld.add_data([g])
+    assert any(f"source 'g' in {g}: all 1 chunks give samples, but {T - 2} of its {3 * T - 1} tokens"
+               in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    # A whole dir without a sample is refused at the start too, naming it.
+    tiny = make_data_dir(tmp_path / "tiny", [T - 2, T], seed=99, source="tiny", prefix="t")
+    with pytest.raises(DataError, match=rf"data dir\(s\) {tiny} \(2 chunks, {2 * T - 2} tokens, the longest {T}\)"):
+        PretrainLoader([d, tiny], seq_len=T, micro_batch=1)

@@ -11,6 +11,12 @@ scale how many times a source's samples appear per epoch: a chunk with `s` windo
 contributes `round(w * s)` *virtual* samples, virtual `v` reading window `v * s // round(w * s)`
 (weight 2 repeats each window twice, 0.5 takes every other window).
 
+So a chunk shorter than `seq_len + 1` tokens gives no sample, nor does one whose `w * s` rounds to 0,
+and the tail of a chunk after its last window is never read. Nothing about which samples exist
+changes with that (resume depends on it), but registration says so: a WARNING per source with chunks
+that give no sample, or with more than 1% of its tokens in no window, and a data dir that gives no
+sample at all is refused (`check_dirs_give_samples`).
+
 The order is `steel.data.order.EpochOrder`: the state is `{seed, epoch, consumed, segments, chunks}`,
 small JSON, and the batches are recomputed. Rank `r` of `W` reads global positions
 `consumed + r, consumed + r + W, ...`, so the global batch does not depend on `W` and a resume with
@@ -61,11 +67,87 @@ class _Available:
     source: str
     tokens: int
     weight: float
+    dir: Path | None = None  # the data dir whose manifest lists it (for messages)
 
 
 def num_windows(tokens: int, seq_len: int) -> int:
     """Windows of `seq_len + 1` tokens, overlapping by one, in a chunk of `tokens` tokens."""
     return max(0, (tokens - 1) // seq_len)
+
+
+def chunk_samples(tokens: int, weight: float, seq_len: int) -> int:
+    """Virtual samples a chunk contributes per epoch: its windows times its weight, rounded."""
+    return round(weight * num_windows(tokens, seq_len))
+
+
+def uncovered_tokens(tokens: int, weight: float, seq_len: int) -> int:
+    """Tokens of a chunk that no sample reads: all without a sample, else the tail after the last window.
+
+    (Windows skipped by a weight below 1 are not counted: that is the weight's intent, not a loss.)
+    """
+    if chunk_samples(tokens, weight, seq_len) == 0:
+        return tokens
+    return tokens - (num_windows(tokens, seq_len) * seq_len + 1)
+
+
+def check_dirs_give_samples(
+    chunks: list[_Available], dirs: list[str | Path], seq_len: int, warn: bool = False
+) -> None:
+    """Refuse data dirs none of whose chunks gives a sample (unless all their weights are 0: a choice).
+
+    `warn=True` logs a WARNING instead (the annealing switch, mid-run: `scan_anneal_dirs` should
+    refuse such a dir at startup).
+    """
+    bad = []
+    for d in dirs:
+        mine = [a for a in chunks if a.dir == Path(d)]
+        if any(chunk_samples(a.tokens, a.weight, seq_len) for a in mine):
+            continue
+        if mine and all(a.weight == 0 for a in mine):  # weight 0 leaves the dir out on purpose
+            continue
+        longest = max((a.tokens for a in mine), default=0)
+        bad.append(f"{d} ({len(mine)} chunks, {sum(a.tokens for a in mine):,} tokens, the longest {longest:,})")
+    if bad:
+        msg = (f"no sample of seq_len + 1 = {seq_len + 1} tokens in data dir(s) {'; '.join(bad)}: a sample is a "
+               "window inside one chunk; prepare with larger chunk_tokens or more data, use a smaller seq_len, or "
+               "leave the dir out")
+        if warn:
+            log.warning("data: %s", msg)
+        else:
+            raise DataError(msg)
+
+
+def report_coverage(chunks: list[_Available], seq_len: int) -> None:
+    """Log, per data dir and source, the chunks that give no sample and the tokens no sample reads.
+
+    NOTE: reporting only; which samples exist (and their ids) must not change, or resume breaks.
+    """
+    groups: dict[tuple[str, str], list[_Available]] = {}
+    for a in chunks:
+        groups.setdefault((str(a.dir if a.dir is not None else a.path.parent), a.source), []).append(a)
+    total = lost_total = 0
+    for (d, source), group in groups.items():
+        tokens = sum(a.tokens for a in group)
+        lost = sum(uncovered_tokens(a.tokens, a.weight, seq_len) for a in group)
+        total, lost_total = total + tokens, lost_total + lost
+        zero = [a for a in group if chunk_samples(a.tokens, a.weight, seq_len) == 0]
+        if not zero and lost * 100 <= tokens:
+            continue
+        why = []
+        short = sum(num_windows(a.tokens, seq_len) == 0 for a in zero)
+        if short:
+            why.append(f"{short} shorter than seq_len + 1 = {seq_len + 1} tokens")
+        if len(zero) > short:
+            weights = sorted({a.weight for a in zero if num_windows(a.tokens, seq_len)})
+            why.append(f"{len(zero) - short} whose windows x weight {', '.join(f'{w:g}' for w in weights)} "
+                       "rounds to 0")
+        head = (f"{len(zero)} of {len(group)} chunks give no sample ({'; '.join(why)}); " if zero
+                else f"all {len(group)} chunks give samples, but ")
+        log.warning("data: source %r in %s: %s%s of its %s tokens are in no sample%s", source, d, head,
+                    f"{lost:,}", f"{tokens:,}", "" if zero else " (the chunk tails after the last window)")
+    if total:
+        log.info("data: %s of %s tokens registered are in no sample (%.2g%%: chunk tails, chunks shorter than "
+                 "seq_len + 1)", f"{lost_total:,}", f"{total:,}", 100 * lost_total / total)
 
 
 def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = None) -> tuple[list[_Available], dict]:
@@ -103,7 +185,7 @@ def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = No
             w = 1.0 if w is None else float(w)
             if w < 0:
                 raise DataError(f"{d}: source {source!r} has a negative weight {w}")
-            found.append(_Available(md5, path, source, tokens, w))
+            found.append(_Available(md5, path, source, tokens, w, d))
     return found, tokenizer or {}
 
 
@@ -141,6 +223,8 @@ class PretrainLoader:
         self._verified: set[str] = set()  # md5s whose file was hashed in this process
         self.last_ids = np.zeros(0, dtype=np.int64)  # sample ids of the last batch (tests, debugging)
         available, self.tokenizer = scan_data_dirs(self.dirs, self.weights)
+        check_dirs_give_samples(available, self.dirs, seq_len)
+        report_coverage(available, seq_len)
         self._available = {a.md5: a for a in available}
         self._register(available)
         if self.total == 0:
@@ -160,7 +244,8 @@ class PretrainLoader:
         for a in chunks:
             if a.md5 in known and not again:
                 raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
-            rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, round(a.weight * num_windows(a.tokens, self.seq_len)))
+            count = chunk_samples(a.tokens, a.weight, self.seq_len)
+            rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, count)
             self._paths[len(self.chunks)] = a.path
             self.chunks.append(rec)
             known[a.md5] = rec.file
@@ -204,10 +289,13 @@ class PretrainLoader:
                 f"{dirs[0]}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from the run's "
                 f"{self.tokenizer.get('fingerprint')!r}"
             )
+        # NOTE: at an annealing switch (phase) the run is hours in: warn; startup checks should refuse it.
+        check_dirs_give_samples(available, dirs, self.seq_len, warn=phase is not None)
         if not reuse:
             # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
             registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
             available = [a for a in available if registered.get(a.md5) != a.path.resolve()]
+        report_coverage(available, self.seq_len)
         self.extra_dirs += [str(d) for d in dirs if str(d) not in self.extra_dirs]
         base = self.total
         added = self._register(available, again=reuse)
