@@ -78,7 +78,9 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
     return np.array(out, dtype=np.uint32), lengths
 
 
-def tokenizer_dir_for(data_dir: str | Path, bases: Sequence[str | Path] = (), notes: list[str] | None = None) -> Path | None:
+def tokenizer_dir_for(
+    data_dir: str | Path, bases: Sequence[str | Path] = (), notes: list[str] | None = None
+) -> Path | None:
     """The tokenizer directory a prepared data dir was tokenized with, or None when none is found.
 
     `DATA/tokenizer/` (where `tokenizer: qwen` builds it), else the directory the manifest names

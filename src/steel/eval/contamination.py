@@ -8,7 +8,8 @@ subject whose questions were trained on can be discounted (Steel-LLM measured CM
 putting CMMLU-like questions into SFT).
 
 Training data: prepared chunk directories (tokens decoded with the tokenizer given with --tokenizer,
-else DIR/tokenizer, else the `tokenizer: DIR` it was prepared with if its fingerprint matches) and/or text files: .json (array or object), .jsonl, .txt, optionally .zst or .gz;
+else DIR/tokenizer, else the `tokenizer: DIR` it was prepared with if its fingerprint matches) and/or
+text files: .json (array or object), .jsonl, .txt, optionally .zst or .gz;
 every string value of a JSON record is read, so any SFT layout works.
 """
 
