@@ -5,7 +5,7 @@ STEEL := $(VENV)/bin/steel
 SHARED ?= ../shared/data
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test gpu-bench gpu-test clean
 
 $(VENV)/.steel-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -22,6 +22,14 @@ demo: setup
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider
+
+# On a GPU machine with its own torch/triton/transformers (no .venv, nothing to download): the benchmark
+# of issue 5 (log in $$OUT/gpu_throughput.log when OUT is set), then the CUDA tests, kernels compiled for real.
+gpu-bench:
+	PYTHONPATH=src python bench/gpu_throughput.py
+
+gpu-test:
+	env -u TRITON_INTERPRET PYTHONPATH=src python -m pytest -q -p no:cacheprovider -m gpu tests
 
 clean:
 	rm -rf runs .pytest_cache
