@@ -77,3 +77,13 @@ def test_tokenizer_named_at_prepare_time_is_found_by_fingerprint(tmp_path, tiny_
     # DATA/tokenizer/ comes first.
     (other / "tokenizer").symlink_to(tiny_tokenizer_dir)
     assert tokenizer_dir_for(other) == other / "tokenizer"
+
+
+@pytest.mark.parametrize("name", ["t.jsonl", "t.json", "t.jsonl.gz"])
+def test_text_file_with_bom(tmp_path, name):
+    import gzip
+
+    data = b"\xef\xbb\xbf" + json.dumps({"text": PLANTED}, ensure_ascii=False).encode() + b"\n"
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert list(C.training_texts([p])) == [PLANTED]

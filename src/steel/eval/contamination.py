@@ -39,13 +39,14 @@ def ngrams(text: str, n: int) -> set[str]:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a leading BOM (Windows editors) is dropped, not read into the first record.
     if path.name.endswith(".zst"):
         import zstandard
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8")
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8-sig")
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
 
 
 def _strings(obj) -> Iterator[str]:
