@@ -130,3 +130,66 @@ def test_export_bfloat16_on_gpu(tmp_path, tiny_tokenizer_dir):
 
     m = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).cuda()
     assert next(m.parameters()).dtype == torch.bfloat16
+
+
+# Loads the exported tokenizer where steel is not importable (as CHILD), printing what the caller checks.
+TOKENIZER_CHILD = r"""
+import json, sys
+sys.path.append(sys.argv[1])
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+kwargs = {"trust_remote_code": True} if sys.argv[3] == "trust" else {}
+tok = (PreTrainedTokenizerFast if sys.argv[3] == "fast" else AutoTokenizer).from_pretrained(sys.argv[2], **kwargs)
+print("RESULT " + json.dumps({"max": tok.model_max_length, "ids": tok.encode("你好 Steel", add_special_tokens=False)}))
+"""
+
+
+def _load_tokenizer_in_child(out: Path, how: str, cwd: Path) -> tuple[dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", TOKENIZER_CHILD, sysconfig.get_paths()["purelib"], str(out), how],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=cwd, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # (transformers' prompt ends without a newline: RESULT may follow it on the same line)
+    line = next(x for x in proc.stdout.splitlines() if "RESULT " in x)
+    return json.loads(line.split("RESULT ", 1)[1]), proc.stdout + proc.stderr
+
+
+def test_export_tokenizer_max_length_and_plain_loading(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    src = _steel_source(tmp_path, tiny_tokenizer_dir)
+    tok = AutoTokenizer.from_pretrained(str(src))
+    tok.model_max_length = 32768  # what Qwen's tokenizer_config.json says, whatever the model
+    tok.save_pretrained(str(src))
+    out = tmp_path / "export"
+    assert steel_main(["export", str(src), str(out)]) == 0
+    limit = json.loads((out / "config.json").read_text())["max_position_embeddings"]
+    assert limit == 256  # configs/model/tiny.yaml
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == limit
+    assert "auto_map" not in json.loads((out / "tokenizer_config.json").read_text())  # no custom tokenizer code
+    want = tok.encode("你好 Steel", add_special_tokens=False)
+    for how in ("trust", "fast"):  # the documented ways: no prompt, stdin closed
+        got, output = _load_tokenizer_in_child(out, how, tmp_path)
+        assert got == {"max": limit, "ids": want}, how
+        assert "Do you wish to run the custom code" not in output, how
+    # Without trust_remote_code transformers asks about config.json's custom code (see export.py); with
+    # stdin closed it must still load the same tokenizer rather than fail or hang.
+    got, _ = _load_tokenizer_in_child(out, "auto", tmp_path)
+    assert got == {"max": limit, "ids": want}
+
+
+def test_export_refuses_run_checkpoint_and_source_dirs(tmp_path, tiny_llama_dir, capsys):
+    from run_dirs import make_run_dir
+    from transformers import AutoModelForCausalLM
+
+    run = make_run_dir(tmp_path / "run", AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)), [])
+    ckpt = run / "checkpoints" / "step-2"
+    for src, out, what in ((run, run, "run directory"), (tiny_llama_dir, run, "run directory"),
+                           (ckpt, ckpt, "checkpoint directory"), (tiny_llama_dir, tiny_llama_dir, "source")):
+        assert steel_main(["export", str(src), str(out), "--overwrite", "--tokenizer", str(tiny_llama_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"steel: error: {out}: output is" in err and what in err, err
+    assert not (run / "config.json").exists() and not (ckpt / "config.json").exists()
+    out = run / "hf"  # beside the checkpoints is fine: the run stays a run
+    assert steel_main(["export", str(run), str(out), "--tokenizer", str(tiny_llama_dir)]) == 0
+    assert (out / "config.json").is_file() and not (run / "config.json").exists()

@@ -5,6 +5,13 @@ The output holds `config.json` (with `auto_map` for Steel's model type), `model.
 and `generation_config.json` (stop at `<|im_end|>` or `<|endoftext|>`). It loads with
 `AutoModelForCausalLM.from_pretrained(OUT_DIR, trust_remote_code=True)` where Steel is not installed
 (LLaMA-Factory, TRL, vLLM users), with the same logits as the source (tested in a subprocess).
+The tokenizer's `model_max_length` is the model's `max_position_embeddings`.
+
+NOTE: transformers >= 5 `AutoTokenizer.from_pretrained(OUT_DIR)` always reads `config.json` first, and
+its `auto_map.AutoConfig` (custom code, needed by AutoModelForCausalLM) makes it ask "Do you wish to run
+the custom code? [y/N]" where Steel is not imported (it falls back to the plain config after an answer,
+15 s or a closed stdin). Pass `trust_remote_code=True` as for the model, or load the tokenizer as
+`PreTrainedTokenizerFast.from_pretrained(OUT_DIR)`; the tokenizer itself has no custom code.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
-from steel.infer.load import load_model, load_tokenizer
+from steel.infer.load import load_model, load_tokenizer, max_positions
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.
 CHATML_TEMPLATE = (
@@ -33,6 +40,7 @@ def export(
     overwrite: bool = False,
 ) -> Path:
     src, out = Path(src), Path(out)
+    _refuse_training_dir(src, out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
     tok = load_tokenizer(src, tokenizer)
@@ -47,6 +55,11 @@ def export(
         )
     if not getattr(tok, "chat_template", None):
         tok.chat_template = CHATML_TEMPLATE
+    limit = max_positions(model)
+    if limit is not None:
+        # The source tokenizer's own value (Qwen's 32768, or "no limit") is not this model's context:
+        # truncation=True and pipelines read model_max_length.
+        tok.model_max_length = limit
     stops = stop_token_ids(tok)
     if tok.pad_token_id is None:
         tok.pad_token = tok.convert_ids_to_tokens(stops[-1]) if stops else tok.eos_token
@@ -62,6 +75,20 @@ def export(
     if getattr(cfg, "model_type", None) == "steel":
         _check_remote_code(out)
     return out
+
+
+def _refuse_training_dir(src: Path, out: Path) -> None:
+    """OUT may not be a run or checkpoint directory, nor the source: an HF config.json written into a run
+    makes every later load take it for an HF model and ignore newer checkpoints (and --overwrite would
+    rewrite weights the source model may still be reading)."""
+    if not out.exists():
+        return
+    if (out / "checkpoints").is_dir():
+        raise UserError(f"{out}: output is a Steel run directory (it has checkpoints/); export to another directory")
+    if (out / "model_config.json").is_file() or (out / "train_state.json").is_file():
+        raise UserError(f"{out}: output is a Steel checkpoint directory; export to another directory")
+    if src.exists() and out.resolve() == src.resolve():
+        raise UserError(f"{out}: output is the source model directory; export to another directory")
 
 
 def _check_remote_code(out: Path) -> None:
