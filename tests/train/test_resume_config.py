@@ -227,3 +227,15 @@ def test_data_dirs_in_another_order_resume_exactly(tmp_path, data):
     shutil.rmtree(run / "checkpoints" / "step-8")
     assert steel(["train", str(cfg), "--set", f"data.dirs=[{more}, {data}]"]) == 0
     assert torch.equal(loss_tensor(run), full) and same_weights(weights(run, 8), final)
+
+
+def test_anneal_dir_without_samples_refused_at_startup(tmp_path, data, capsys):
+    # Two anneal dirs whose total has enough samples, but one of them gives none (its chunk is shorter than
+    # seq_len + 1 = 17 tokens): each dir is checked at startup, not only their sum.
+    hq = make_data_dir(tmp_path / "hq", [1500], seed=7, source="hq", prefix="hq")
+    tiny = make_data_dir(tmp_path / "tiny", [12], seed=8, source="tiny", prefix="tiny")
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq), str(tiny)], "mode": "replace"})
+    assert steel(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"anneal.dirs: no sample of seq_len + 1 = 17 tokens in data dir(s) {tiny} (1 chunks, 12 tokens" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

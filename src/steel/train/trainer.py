@@ -182,11 +182,12 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
     the anneal step - a missing dir, another tokenizer, no sample, a `mix` of data already in the run -
     is refused before hours of training, naming `anneal.dirs`.
     """
-    from steel.data.loader import DataError, num_windows, scan_data_dirs
+    from steel.data.loader import DataError, check_dirs_give_samples, num_windows, scan_data_dirs
 
     a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
     try:
         found, tok = scan_data_dirs(dirs, data.weights)
+        check_dirs_give_samples(found, dirs, cfg.data.seq_len)  # each dir, not only their total
     except DataError as e:
         raise ConfigError(f"anneal.dirs: {e}") from None
     if tok.get("fingerprint") != data.tokenizer.get("fingerprint"):
