@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     cc = sub.add_parser("check-causal", help="perturb tokens after t, report the logit change at positions <= t")
     cc.add_argument("spec", metavar="CONFIG_OR_DIR",
-                    help="HF model dir, Steel run dir (its latest checkpoint) or checkpoint dir (their weights), "
-                         "or a config (random init, see --init-std; with a directory, its config)")
+                    help="HF model dir, Steel run dir (its latest checkpoint) or checkpoint dir (their "
+                         "weights), or a config (random init, see --init-std; with a directory, its config)")
     cc.add_argument("--seq-len", type=int, default=32, help="tokens per probe sequence (default 32)")
     cc.add_argument("--positions", type=int, default=0,
                     help="probe this many evenly spaced t (default 0 = every t < seq-len - 1)")

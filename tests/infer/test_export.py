@@ -138,8 +138,10 @@ import json, sys
 sys.path.append(sys.argv[1])
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 kwargs = {"trust_remote_code": True} if sys.argv[3] == "trust" else {}
-tok = (PreTrainedTokenizerFast if sys.argv[3] == "fast" else AutoTokenizer).from_pretrained(sys.argv[2], **kwargs)
-print("RESULT " + json.dumps({"max": tok.model_max_length, "ids": tok.encode("你好 Steel", add_special_tokens=False)}))
+cls = PreTrainedTokenizerFast if sys.argv[3] == "fast" else AutoTokenizer
+tok = cls.from_pretrained(sys.argv[2], **kwargs)
+ids = tok.encode("你好 Steel", add_special_tokens=False)
+print("RESULT " + json.dumps({"max": tok.model_max_length, "ids": ids}))
 """
 
 
@@ -166,7 +168,8 @@ def test_export_tokenizer_max_length_and_plain_loading(tmp_path, tiny_tokenizer_
     limit = json.loads((out / "config.json").read_text())["max_position_embeddings"]
     assert limit == 256  # configs/model/tiny.yaml
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == limit
-    assert "auto_map" not in json.loads((out / "tokenizer_config.json").read_text())  # no custom tokenizer code
+    # The tokenizer itself needs no custom code.
+    assert "auto_map" not in json.loads((out / "tokenizer_config.json").read_text())
     want = tok.encode("你好 Steel", add_special_tokens=False)
     for how in ("trust", "fast"):  # the documented ways: no prompt, stdin closed
         got, output = _load_tokenizer_in_child(out, how, tmp_path)
@@ -186,7 +189,8 @@ def test_export_refuses_run_checkpoint_and_source_dirs(tmp_path, tiny_llama_dir,
     ckpt = run / "checkpoints" / "step-2"
     for src, out, what in ((run, run, "run directory"), (tiny_llama_dir, run, "run directory"),
                            (ckpt, ckpt, "checkpoint directory"), (tiny_llama_dir, tiny_llama_dir, "source")):
-        assert steel_main(["export", str(src), str(out), "--overwrite", "--tokenizer", str(tiny_llama_dir)]) == 2
+        argv = ["export", str(src), str(out), "--overwrite", "--tokenizer", str(tiny_llama_dir)]
+        assert steel_main(argv) == 2
         err = capsys.readouterr().err
         assert f"steel: error: {out}: output is" in err and what in err, err
     assert not (run / "config.json").exists() and not (ckpt / "config.json").exists()

@@ -97,14 +97,15 @@ def test_leak_is_found_on_long_sequences(tiny_config):
 
 
 def _run_dir(model, run: Path, step: int = 3) -> Path:
-    """`model` as the trainer leaves it: RUN/checkpoints/step-N/{model.safetensors, model_config.json, ...}."""
+    """`model` saved as a trainer checkpoint: RUN/checkpoints/step-N/ (weights, model_config.json...)."""
     import json
 
     from safetensors.torch import save_file
 
     ckpt = run / "checkpoints" / f"step-{step}"
     ckpt.mkdir(parents=True)
-    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(ckpt / "model.safetensors"))
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(ckpt / "model.safetensors"))
     (ckpt / "model_config.json").write_text(json.dumps(model.config.to_dict()))
     (ckpt / "train_state.json").write_text(json.dumps({"step": step}))
     return run

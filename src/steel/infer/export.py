@@ -84,7 +84,9 @@ def _refuse_training_dir(src: Path, out: Path) -> None:
     if not out.exists():
         return
     if (out / "checkpoints").is_dir():
-        raise UserError(f"{out}: output is a Steel run directory (it has checkpoints/); export to another directory")
+        raise UserError(
+            f"{out}: output is a Steel run directory (it has checkpoints/); export to another directory"
+        )
     if (out / "model_config.json").is_file() or (out / "train_state.json").is_file():
         raise UserError(f"{out}: output is a Steel checkpoint directory; export to another directory")
     if src.exists() and out.resolve() == src.resolve():
