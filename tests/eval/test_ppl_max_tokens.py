@@ -49,7 +49,7 @@ def test_max_tokens_exact_and_shared(tmp_path, max_tokens, batch_size):
     (d / "manifest.json").write_text(json.dumps(manifest))
     seq = 16
     avail = {"a": 130 - 9, "b": 40 - 3 + 30 - 2}  # each window of L tokens scores L - 1
-    res = perplexity(model, d, seq_len=seq, batch_size=batch_size, max_tokens=max_tokens, advance=lambda n: None)
+    res = perplexity(model, d, seq, batch_size, max_tokens=max_tokens, advance=lambda n: None)
     want_total = min(max_tokens, sum(avail.values()))
     assert res["tokens"] == want_total
     assert res["available_tokens"] == sum(avail.values())
@@ -89,4 +89,5 @@ def test_cli_max_tokens(tmp_path, tiny_llama_dir):
     assert steel_main(argv) == 0
     res = json.loads(out.read_text())
     assert res["tokens"] == 63
-    assert {k: v["tokens"] for k, v in res["sources"].items()} == {"a": 47, "z": 16}  # 63 * 295/393 = 47.3, 63 * 98/393 = 15.7
+    # 63 * 295/393 = 47.3 and 63 * 98/393 = 15.7: the larger remainder takes the last token.
+    assert {k: v["tokens"] for k, v in res["sources"].items()} == {"a": 47, "z": 16}

@@ -69,7 +69,10 @@ def window_nll(model, batch: torch.Tensor) -> tuple[float, int]:
     return total, batch.shape[0] * (batch.shape[1] - 1)
 
 
-def plan(chunks: list[dict], seq_len: int, max_tokens: int | None) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+Span = tuple[int, int, int]  # (chunk index, start, end)
+
+
+def plan(chunks: list[dict], seq_len: int, max_tokens: int | None) -> tuple[list[Span], dict[str, int]]:
     """The windows to score, as (chunk index, start, end), and each source's available scored tokens.
 
     Without `max_tokens`: every window of every chunk. With it, exactly min(max_tokens, available) tokens
@@ -77,19 +80,21 @@ def plan(chunks: list[dict], seq_len: int, max_tokens: int | None) -> tuple[list
     earlier source), so "overall" estimates the whole data's figure instead of the first source's; each
     source takes its windows from its start and its last window is cut short to end on its share.
     """
-    spans: dict[str, list[tuple[int, int, int]]] = {}
+    spans: dict[str, list[Span]] = {}
     for i, c in enumerate(chunks):
-        spans.setdefault(c.get("source", "?"), []).extend((i, s, e) for s, e in windows(int(c["tokens"]), seq_len))
+        src = c.get("source", "?")
+        spans.setdefault(src, []).extend((i, s, e) for s, e in windows(int(c["tokens"]), seq_len))
     available = {src: sum(e - s - 1 for _, s, e in sp) for src, sp in spans.items()}
     total = sum(available.values())
     if max_tokens is None or max_tokens >= total:
         quota = dict(available)
     else:
         quota = {src: max_tokens * a // total for src, a in available.items()}
-        order = sorted(available, key=lambda src: -((max_tokens * available[src]) % total))  # stable: ties keep order
+        # Largest remainders first; sorted() is stable, so ties keep the manifest's order.
+        order = sorted(available, key=lambda src: -((max_tokens * available[src]) % total))
         for src in order[: max_tokens - sum(quota.values())]:
             quota[src] += 1
-    out: list[tuple[int, int, int]] = []
+    out: list[Span] = []
     for src, sp in spans.items():
         left = quota[src]
         for i, s, e in sp:
@@ -128,7 +133,7 @@ def perplexity(
     todo, available = plan(chunks, seq_len, max_tokens)
     per_source: dict[str, list[float]] = {}  # source -> [nll, tokens]
     # Consecutive windows of one chunk and one length batch together; a shorter one runs alone.
-    groups: list[list[tuple[int, int, int]]] = []
+    groups: list[list[Span]] = []
     for i, s, e in todo:
         g = groups[-1] if groups else None
         if g and len(g) < batch_size and g[0][0] == i and g[0][2] - g[0][1] == e - s:
