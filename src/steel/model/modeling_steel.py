@@ -14,7 +14,8 @@ FFN variants (B = batch, T = sequence, C = hidden, n = experts, p = slots per ex
                   over slots. What the released Steel-LLM used. Reads the future (see README, "The model").
 - soft_moe_causal v3's parameters and routing, but the slots a token sees are built from its causal
                   prefix only (rebuilt every `moe_chunk_size` tokens). Causal; cached decoding keeps
-                  running slot sums in the KV cache object.
+                  running slot sums in the KV cache object. With document_mask, each document of a packed
+                  row has its own chunk grid and slots (as if alone).
 """
 
 from __future__ import annotations
@@ -361,7 +362,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
         B, T = doc_ids.shape
         local = document_position_ids(doc_ids).reshape(-1)  # (B*T,)
         n_docs = doc_ids[:, -1] + 1  # (B,)
-        gdoc = (doc_ids + (n_docs.cumsum(0) - n_docs)[:, None]).reshape(-1)  # (B*T,) document index in the batch
+        gdoc = (doc_ids + (n_docs.cumsum(0) - n_docs)[:, None]).reshape(-1)  # (B*T,) document in the batch
         length = torch.bincount(gdoc)  # (N,)
         K = (length + chunk - 1) // chunk  # (N,) chunks per document
         first = K.cumsum(0) - K  # (N,) first group of each document
