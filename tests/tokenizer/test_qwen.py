@@ -151,6 +151,22 @@ def test_cli_small_vocabulary(tmp_path, small_ranks_file, tricky_strings, capsys
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_keeps_another_tokenizer_unless_overwrite(tmp_path, small_ranks_file, capsys):
+    out = tmp_path / "tok"
+    build = ["tokenizer", "qwen", str(out), "--ranks", str(small_ranks_file)]
+    assert main(build) == 0
+    before = (out / "tokenizer_config.json").read_bytes()
+    assert main(build) == 0  # the same build again: harmless, nothing rewritten
+    assert "already holds this Qwen tokenizer" in capsys.readouterr().out
+    # Another tokenizer in OUT_DIR (here: another default system prompt) was replaced without a word.
+    assert main([*build, "--default-system", "你是Steel"]) == 2
+    assert f"OUT_DIR {out}: directory is not empty" in capsys.readouterr().err
+    assert (out / "tokenizer_config.json").read_bytes() == before
+    assert main([*build, "--default-system", "你是Steel", "--overwrite"]) == 0
+    assert "你是Steel" in (out / "tokenizer_config.json").read_text(encoding="utf-8") + (
+        (out / "chat_template.jinja").read_text(encoding="utf-8") if (out / "chat_template.jinja").exists() else "")
+
+
 def test_missing_dashscope_says_how_to_install(monkeypatch, tmp_path):
     import importlib.util
     import site

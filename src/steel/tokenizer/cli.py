@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     q.add_argument(
         "--default-system", default=None, help="system message the chat template inserts when none is given"
     )
+    q.add_argument(
+        "--overwrite", action="store_true",
+        help="replace another tokenizer (or other files) in OUT_DIR (refused otherwise; the same Qwen build is kept)",
+    )
     q.set_defaults(func=_qwen)
 
     t = sub.add_parser(
@@ -52,6 +56,24 @@ def register(subparsers) -> None:
 def _qwen(args: argparse.Namespace) -> int:
     from steel.tokenizer.qwen import QWEN_SPECIAL_IDS, build_qwen_tokenizer
 
+    import filecmp
+    import tempfile
+    from pathlib import Path
+
+    from steel.tokenizer.train import check_out_dir
+
+    target = Path(args.out_dir)
+    if not args.overwrite and target.is_dir() and any(target.iterdir()):
+        # Rebuilding the same tokenizer into its own directory is harmless (the build is deterministic);
+        # anything else there (a trained BPE that data was prepared with) would be replaced silently.
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = build_qwen_tokenizer(tmp, ranks_path=args.ranks, default_system=args.default_system)
+            same = all((target / f.name).is_file() and filecmp.cmp(f, target / f.name, shallow=False)
+                       for f in Path(fresh).iterdir())
+        if same:
+            print(f"{target}: already holds this Qwen tokenizer, nothing to do")
+            return 0
+    check_out_dir(args.out_dir, args.overwrite, what="OUT_DIR")
     out = build_qwen_tokenizer(args.out_dir, ranks_path=args.ranks, default_system=args.default_system)
     specials = ", ".join(f"{k}={v}" for k, v in QWEN_SPECIAL_IDS.items())
     print(

@@ -167,17 +167,17 @@ def train_bpe(
     return tok
 
 
-def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
+def check_out_dir(out_dir: str | Path, overwrite: bool, what: str = "--out") -> None:
     """Refuse to write a tokenizer into a non-empty directory (or over a file) unless `overwrite`."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+        raise UserError(f"{what} {out}: exists and is not a directory")
     if out.is_dir() and not overwrite:
         names = sorted(p.name for p in out.iterdir())
         if names:
             shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
             raise UserError(
-                f"--out {out}: directory is not empty ({shown}); data prepared with a tokenizer there "
+                f"{what} {out}: directory is not empty ({shown}); data prepared with a tokenizer there "
                 "would decode wrongly with a new one (use --overwrite to replace it)"
             )
 
