@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
+import secrets
 import sys
 from pathlib import Path
 
@@ -72,7 +74,16 @@ class MetricsLogger:
                 import wandb as wb
             except ImportError:
                 raise RuntimeError("log.wandb: true but wandb is not installed (pip install steel-llm[wandb])") from None
-            self.wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, resume="allow")
+            # One W&B run per run_dir: its id is kept in RUN_DIR/wandb_run_id, so a resume continues the same
+            # W&B run (without an id every resume started a new one).
+            id_file = Path(run_dir) / "wandb_run_id"
+            run_id = id_file.read_text(encoding="utf-8").strip() if id_file.exists() else ""
+            if not run_id:
+                run_id = secrets.token_hex(4)  # W&B run ids: [a-z0-9], 8 characters as its own
+                tmp = id_file.with_suffix(".tmp")
+                tmp.write_text(run_id + "\n", encoding="utf-8")
+                os.replace(tmp, id_file)
+            self.wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, id=run_id, resume="allow")
 
     def truncate(self, step: int) -> None:
         """Keep only records with `step <= step` (a resume recomputes the later ones)."""
