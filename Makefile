@@ -18,7 +18,7 @@ demo: setup
 	$(STEEL) plot $(DEMO_OUT)/train
 	$(STEEL) eval mc --model $(DEMO_OUT)/train --task cmmlu --data $(SHARED)/cmmlu --shots 0 --limit 4 --out $(DEMO_OUT)/cmmlu.json
 	$(STEEL) generate --model $(DEMO_OUT)/train --prompt "中国的首都是" --max-new-tokens 24
-	$(STEEL) export $(DEMO_OUT)/train $(DEMO_OUT)/hf
+	$(STEEL) export $(DEMO_OUT)/train $(DEMO_OUT)/hf --overwrite
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider
