@@ -179,6 +179,8 @@ def test_prompt_five_shots_exact():
         ("正确答案为A，因为胸部肉质最好。", "A"),
         ("A和B都不对，所以答案是C", "C"),  # explicit statement beats earlier letters
         ("首先分析A选项……答案：B。再看看，最终答案：D", "D"),  # CoT: the last statement wins
+        ("答案是A。不对，应该选C", "C"),  # ... whichever pattern states it (was A: the first pattern won)
+        ("I'd choose B... no. Answer: A。最后选D", "D"),
         ("B. 腹", "B"),
         ("（C）大腿", "C"),
         ("这道题选D", "D"),

@@ -306,10 +306,10 @@ def extract_answer(text: str, choices: tuple[str, ...] | None = None) -> str | N
     the reply ("B. 腹", "(C)"), a single distinct stand-alone letter anywhere, the one option whose
     full text the reply quotes. Letters inside English words ("As an AI") never count.
     """
-    for pat in _EXPLICIT:
-        found = pat.findall(text)
-        if found:
-            return found[-1]
+    # The statement whose letter comes last in the reply, whichever pattern found it ("答案是A。不对，应该选C": C).
+    explicit = [(m.start(1), m.group(1)) for pat in _EXPLICIT for m in pat.finditer(text)]
+    if explicit:
+        return max(explicit)[1]
     m = _LEADING.match(text)
     if m:
         return m.group(1)
