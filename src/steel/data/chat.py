@@ -73,9 +73,10 @@ def _text(record: Any, dotted: str, required: bool) -> str:
     return value
 
 
-def extract_messages(record: Any, layout: str, fields: dict[str, str] | None = None,
+def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | None = None,
                      system: str | None = None) -> list[dict[str, str]]:
     """One record -> `[{"role", "content"}, ...]` with roles system/user/assistant/tool."""
+    layout = layout or "alpaca"  # SourceConfig.chat_layout None = the default layout
     f = {**LAYOUT_FIELDS[layout], **(fields or {})}
     messages: list[dict[str, str]] = []
     if layout == "alpaca":

@@ -27,7 +27,8 @@ class SourceConfig:
     weight: float = 1.0  # mixture weight, recorded in the manifest for the trainer
     text_field: str = "text"  # kind=text: dotted name of the text field (`meta.body`)
     record_path: str | None = None  # path to the records inside a JSON document, e.g. `data[*].paragraphs[*]`
-    chat_layout: Literal["sharegpt", "alpaca", "openai"] = "alpaca"  # kind=chat: record layout
+    # kind=chat: record layout; unset means alpaca (None, not "alpaca", so that a text source setting it is caught)
+    chat_layout: Literal["sharegpt", "alpaca", "openai"] | None = None
     # kind=chat: rename the layout's fields, e.g. {instruction: question, output: answer} for GSM8K.
     # alpaca keys: instruction, input, output, system, history; sharegpt: conversations, role, content;
     # openai: messages, role, content.
@@ -53,6 +54,14 @@ class SourceConfig:
                 parse_record_path(self.record_path)
             except ValueError as e:
                 raise ConfigError(f"record_path: {e}") from None
+        if self.kind == "text":
+            # A chat setting on a text source would be silently ignored (the text is read from text_field).
+            for name, unset in (("chat_layout", None), ("fields", {}), ("system", None)):
+                if getattr(self, name) != unset:
+                    raise ConfigError(f"{name}: only for kind: chat (source {self.name!r} is kind: text)")
+            return
+        if self.chat_layout is None:
+            self.chat_layout = "alpaca"
         unknown = sorted(set(self.fields) - set(LAYOUT_FIELDS[self.chat_layout]))
         if unknown:
             raise ConfigError(
