@@ -50,6 +50,37 @@ def test_bad_chat_records(rec, layout, reason):
     assert e.value.reason == reason
 
 
+def _sg(*turns):
+    return {"conversations": [{"from": r, "value": v} for r, v in turns]}
+
+
+@pytest.mark.parametrize("rec, layout, reason, detail", [
+    (_sg(("gpt", "hi"), ("human", "q"), ("gpt", "a")), "sharegpt", "bad_chat", "first turn after the system prompt is assistant"),
+    (_sg(("system", "s"), ("gpt", "hi"), ("human", "q"), ("gpt", "a")), "sharegpt", "bad_chat", "first turn after"),
+    (_sg(("human", "q1"), ("human", "q2"), ("gpt", "a")), "sharegpt", "bad_chat", "turns 0 and 1 are both user"),
+    (_sg(("human", "q"), ("gpt", "a1"), ("gpt", "a2")), "sharegpt", "bad_chat", "turns 1 and 2 are both assistant"),
+    (_sg(("human", "q"), ("gpt", "a"), ("human", "q2")), "sharegpt", "bad_chat", "ends with a user turn"),
+    (_sg(("human", "q"), ("system", "s"), ("gpt", "a")), "sharegpt", "bad_chat", "turn 1 is a system turn"),
+    (_sg(("human", " \n"), ("gpt", "a")), "sharegpt", "empty", r"turn 0 \(user\) is empty"),
+    (_sg(("human", "q"), ("gpt", "\t")), "sharegpt", "empty", r"turn 1 \(assistant\) is empty"),
+    ({"instruction": "q", "output": "a", "history": [["", "a0"]]}, "alpaca", "empty", r"turn 0 \(user\) is empty"),
+    (_sg(("human", "q"), ("observation", "r"), ("gpt", "a")), "sharegpt", "bad_chat", "tool turn after a user turn"),
+    (_sg(("human", "q"), ("function_call", "f()"), ("observation", "r")), "sharegpt", "bad_chat", "ends with a tool"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                   {"role": "system", "content": "late"}]}, "openai", "bad_chat", "turn 2 is a system turn"),
+])
+def test_turn_order_rules(rec, layout, reason, detail):
+    with pytest.raises(ChatError, match=detail) as e:
+        extract_messages(rec, layout)
+    assert e.value.reason == reason
+
+
+def test_turn_order_accepts_tool_calls_and_a_default_system():
+    rec = _sg(("human", "q"), ("function_call", "f()"), ("observation", "r1"), ("observation", "r2"), ("gpt", "a"))
+    msgs = extract_messages(rec, "sharegpt", system="s")
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "tool", "assistant"]
+
+
 def test_chat_tokenization_matches_encode_chat(qwen_tokenizer_dir):
     from steel.data.tokenize import encode_documents
     from steel.tokenizer.engine import load_encoder

@@ -123,13 +123,43 @@ def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | N
     roles = {m["role"] for m in messages}
     if "user" not in roles or "assistant" not in roles:
         raise ChatError("bad_chat", "a conversation needs a user and an assistant turn")
-    if any(not m["content"].strip() for m in messages if m["role"] == "assistant"):
-        raise ChatError("empty", "an assistant turn is empty")
+    for i, m in enumerate(messages):
+        if m["role"] in ("user", "assistant") and not m["content"].strip():
+            raise ChatError("empty", f"turn {i} ({m['role']}) is empty")
+    check_turn_order(messages)
     for m in messages:
         for marker in SPECIAL_MARKERS:
             if marker in m["content"]:
                 raise ChatError("special_token_in_text", f"a {m['role']} turn contains {marker}")
     return messages
+
+
+def check_turn_order(messages: list[dict[str, str]]) -> None:
+    """Raise `ChatError("bad_chat", <rule>)` unless the turns read [system] user assistant (user assistant)*.
+
+    Tool turns answer an assistant turn (a function call) and are answered by one: assistant (tool)+ assistant.
+    NOTE: nothing is merged or reordered. A record that breaks a rule (two user turns in a row, a question
+    left without an answer) would teach the model a conversation shape it never sees at inference, so it is
+    rejected and counted; the detail names the rule and the turn (indices count the system turn).
+    """
+    prev = None
+    for i, m in enumerate(messages):
+        role = m["role"]
+        if role == "system":
+            if i != 0:
+                raise ChatError("bad_chat", f"turn order: turn {i} is a system turn; only the first turn may be")
+        elif prev in (None, "system"):
+            if role != "user":
+                raise ChatError("bad_chat", f"turn order: the first turn after the system prompt is {role}, not user")
+        elif role == prev and role != "tool":
+            raise ChatError("bad_chat", f"turn order: turns {i - 1} and {i} are both {role} turns")
+        elif role == "tool" and prev not in ("assistant", "tool"):
+            raise ChatError("bad_chat", f"turn order: turn {i} is a tool turn after a {prev} turn, not an assistant one")
+        elif prev == "tool" and role not in ("assistant", "tool"):
+            raise ChatError("bad_chat", f"turn order: turn {i} is a {role} turn after a tool turn, not an assistant one")
+        prev = role
+    if prev != "assistant":
+        raise ChatError("bad_chat", f"turn order: the conversation ends with a {prev} turn, without an assistant reply")
 
 
 def render_chatml(messages: list[dict[str, str]]) -> str:
