@@ -1,7 +1,7 @@
 """Kill a tiny CPU training run with SIGKILL at random moments (some during checkpoint saves) and check
 that the resumed run ends bit-identical to an uninterrupted one: final weights and every step's loss.
 
-    .venv/bin/python bench/kill_resume.py [--kills 12] [--seed 0]
+    .venv/bin/python bench/kill_resume.py [--kills 12] [--seed 0] [--param-dtype fp32|bf16]
 
 Prints `kills survived: K/K, identical: yes|no`.
 """
@@ -45,8 +45,9 @@ def make_data(d: Path) -> Path:
     return d
 
 
-def make_config(tmp: Path, data: Path, run: str) -> Path:
+def make_config(tmp: Path, data: Path, run: str, param_dtype: str = "fp32") -> Path:
     cfg = {
+        "parallel": {"param_dtype": param_dtype},
         "run_dir": str(tmp / run), "max_steps": STEPS, "micro_batch": 4, "grad_accum": 2,
         "model": {"config": {"model_type": "llama", "vocab_size": 256, "hidden_size": 32, "intermediate_size": 64,
                              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -89,20 +90,22 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--param-dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="parallel.param_dtype of the runs (bf16: fp32 masters in the optimizer state)")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_data(tmp / "data")
         t0 = time.perf_counter()
-        ref = start(make_config(tmp, data, "ref"))
+        ref = start(make_config(tmp, data, "ref", args.param_dtype))
         if ref.wait() != 0:
             print(ref.stderr.read()[-2000:])
             return 1
         ref_time = time.perf_counter() - t0
         print(f"uninterrupted run: {ref_time:.1f}s for {STEPS} steps")
 
-        cfg, run = make_config(tmp, data, "killed"), tmp / "killed"
+        cfg, run = make_config(tmp, data, "killed", args.param_dtype), tmp / "killed"
         kills = survived = during_save = 0
         while True:
             p = start(cfg)
