@@ -161,11 +161,10 @@ def test_mixing_counts_weights_and_filters(tmp_path):
     )
     stats = {}
     mix = D.build_conversations(cfg, stats)
-    assert stats["zh_only"]["read"] == 21 and stats["zh_only"]["kept"] == 10
-    assert stats["zh_only"]["filtered"] == {"script_share": 10} and stats["zh_only"]["rejected"] == {
-        "missing_field": 1
-    }
-    assert "mixed.json:21" in stats["zh_only"]["examples"][0]
+    zh_st = stats["datasets"]["zh_only"]
+    assert zh_st["read"] == 21 and zh_st["kept"] == 10
+    assert zh_st["filtered"] == {"script_share": 10} and zh_st["rejected"] == {"missing_field": 1}
+    assert "mixed.json:21" in zh_st["examples"][0]
     names = [n for n, _ in mix]
     assert names.count("zh_only") == 25 and names.count("half") == 10 and names.count("sg") == 8
     assert names.count("self_cognition") == 3
@@ -178,6 +177,54 @@ def test_mixing_counts_weights_and_filters(tmp_path):
     cfg.datasets[2].path = ["nope.json"]
     with pytest.raises(ConfigError, match=r"^data\.datasets\[2\]\.path\[0\]: .*nope.json does not exist"):
         D.build_conversations(cfg, {})
+
+
+def test_dataset_without_usable_conversations_is_an_error(tmp_path, tiny_llama_dir, capsys):
+    # A typo in `fields` rejected every record and the dataset silently left the mixture (exit 0).
+    _write(tmp_path / "ok.json", [{"instruction": "q", "input": "", "output": "a"}])
+    _write(tmp_path / "gsm.json", [{"question": f"q{i}", "answer": f"a{i}"} for i in range(7)])
+    datasets = [
+        {"name": "ok", "path": ["ok.json"]},
+        {"name": "gsm", "path": ["gsm.json"], "fields": {"instruction": "question", "output": "anwser"}, "count": 50},
+    ]
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": datasets})
+    with pytest.raises(ConfigError) as e:
+        D.build_conversations(cfg, {})
+    msg = str(e.value)
+    assert msg.startswith("data.datasets[1] (gsm): no usable conversation in 7 records (rejected missing_field: 7)")
+    assert "first rejected: " in msg and "gsm.json:1: missing_field no field 'anwser'" in msg
+    # All filtered out is the same error; a dataset weighted 0 is not asked for anything.
+    datasets[1] = {"name": "gsm", "path": ["gsm.json"], "fields": {"instruction": "question", "output": "answer"},
+                   "filters": [{"name": "length", "min_chars": 1000}]}
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": datasets})
+    with pytest.raises(ConfigError, match=r"^data\.datasets\[1\] \(gsm\): no usable conversation in 7 records \(filtered length: 7\)$"):
+        D.build_conversations(cfg, {})
+    cfg.datasets[1].weight = 0
+    assert [n for n, _ in D.build_conversations(cfg, {})] == ["ok"]
+    # `steel sft` stops with the message (exit 2), before loading the model.
+    config = tmp_path / "sft.yaml"
+    config.write_text(
+        f"init: {tiny_llama_dir}\nrun_dir: {tmp_path / 'run'}\ndata: {{seq_len: 64, packing: false, datasets: "
+        "[{name: ok, path: [ok.json]}, {name: gsm, path: [gsm.json], fields: {output: anwser}}]}\n"
+    )
+    assert steel_main(["sft", str(config)]) == 2
+    assert "data.datasets[1] (gsm): no usable conversation in 7 records (rejected missing_field: 7)" in capsys.readouterr().err
+
+
+def test_dataset_names_do_not_collide_with_stats_keys(tmp_path, tok):
+    # A dataset named too_long_dropped made make_rows add to a dict (TypeError); one named self_cognition
+    # had its counts overwritten by the self-cognition ones.
+    _write(tmp_path / "a.json", [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(3)])
+    _write(tmp_path / "long.json", [{"instruction": "q" * 500, "input": "", "output": "a"}])
+    cfg = from_dict(D.SftDataConfig, {
+        "root": str(tmp_path), "seq_len": 64,
+        "datasets": [{"name": "self_cognition", "path": ["a.json"]}, {"name": "too_long_dropped", "path": ["long.json"]}],
+        "self_cognition": {"count": 2},
+    })
+    stats = {}
+    D.build_sft_rows(cfg, tok, stats)
+    assert stats["datasets"]["self_cognition"]["read"] == 3 and stats["self_cognition"]["read"] == 2
+    assert stats["datasets"]["too_long_dropped"]["kept"] == 1 and stats["too_long_dropped"] >= 1  # an int, not the dict
 
 
 def test_self_cognition(tmp_path):

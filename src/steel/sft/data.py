@@ -153,8 +153,8 @@ def conversation_text(messages: list[dict]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-def read_dataset(ds: SftDataset, root: Path, stats: dict, index: int = 0) -> list[list[dict]]:
-    """All conversations of one dataset that parse and pass its filters; rejections/filters counted in stats."""
+def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0) -> list[list[dict]]:
+    """All conversations of one dataset that parse and pass its filters; rejections/filters counted in `st`."""
     from steel.data.config import DataConfig, SourceConfig
     from steel.data.filters import build_filters
     from steel.data.sources import SourceReader, expand_paths
@@ -170,23 +170,24 @@ def read_dataset(ds: SftDataset, root: Path, stats: dict, index: int = 0) -> lis
     )
     reader = SourceReader(src, DataConfig(sources=[src], root=str(root)))
     filters = build_filters(ds.filters)
-    st = stats.setdefault(ds.name, {"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
+    st.update({"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
     out = []
     for path in expand_paths(src, root, index, where="data.datasets"):
         for item in reader.read_file(path):
             st["read"] += 1
-            if item.doc is None:
-                st["rejected"][item.reason] = st["rejected"].get(item.reason, 0) + 1
+            doc, reason, detail = item.doc, item.reason, item.detail
+            if doc is None:
+                st["rejected"][reason] = st["rejected"].get(reason, 0) + 1
                 if len(st["examples"]) < 5:
-                    st["examples"].append(f"{path}:{item.line}: {item.reason} {item.detail}")
+                    st["examples"].append(f"{path}:{item.line}: {reason} {detail}")
                 continue
-            text = conversation_text(item.doc)
+            text = conversation_text(doc)
             failed = next((f for f in filters if not f.keep(text)), None)
             if failed is not None:
                 st["filtered"][failed.key] = st["filtered"].get(failed.key, 0) + 1
                 continue
             st["kept"] += 1
-            out.append(item.doc)
+            out.append(doc)
     return out
 
 
@@ -200,17 +201,43 @@ def sample(convs: list, ds: SftDataset, rng: random.Random) -> list:
     return convs * reps + rng.sample(convs, rest)
 
 
+def _no_conversations(i: int, ds: SftDataset, st: dict) -> ConfigError:
+    """The error for a listed dataset of which no record is usable (a typo in `fields`, the wrong layout)."""
+
+    def counts(d: dict) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+
+    parts = [f"rejected {counts(st['rejected'])}"] if st["rejected"] else []
+    if st["filtered"]:
+        parts.append(f"filtered {counts(st['filtered'])}")
+    msg = f"data.datasets[{i}] ({ds.name}): no usable conversation in {st['read']} records"
+    msg += f" ({'; '.join(parts)})" if parts else ""
+    if st["examples"]:
+        msg += f"; first rejected: {st['examples'][0]}"
+    if st["rejected"]:
+        msg += f"; check chat_layout ({ds.chat_layout}) and fields"
+    return ConfigError(msg)
+
+
 def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list[dict]]]:
-    """The mixture as (dataset name, messages), in a seeded shuffled order."""
+    """The mixture as (dataset name, messages), in a seeded shuffled order.
+
+    Fills `stats`: {"datasets": {name: {read, kept, rejected, filtered, examples, sampled}}, "self_cognition":
+    {...}}; per-dataset counts have their own sub-dict so that no dataset name collides with another key.
+    """
     from steel.sft.selfcog import self_cognition
 
     rng = random.Random(cfg.seed)
     root = Path(cfg.root)
     mix: list[tuple[str, list[dict]]] = []
+    per_ds = stats.setdefault("datasets", {})
     for i, ds in enumerate(cfg.datasets):
-        convs = read_dataset(ds, root, stats, i)
+        st = per_ds[ds.name] = {}
+        convs = read_dataset(ds, root, st, i)
+        if not convs and (ds.count if ds.count is not None else ds.weight) > 0:
+            raise _no_conversations(i, ds, st)
         chosen = sample(convs, ds, rng)
-        stats[ds.name]["sampled"] = len(chosen)
+        st["sampled"] = len(chosen)
         mix += [(ds.name, c) for c in chosen]
     sc = cfg.self_cognition
     if sc.count:
