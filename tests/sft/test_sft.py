@@ -227,6 +227,42 @@ def test_dataset_names_do_not_collide_with_stats_keys(tmp_path, tok):
     assert stats["datasets"]["too_long_dropped"]["kept"] == 1 and stats["too_long_dropped"] >= 1  # an int, not the dict
 
 
+def test_messages_are_normalized_as_steel_data_prepare_does(tmp_path, qwen_tokenizer_dir):
+    # SFT used contents as read, `steel data prepare` normalized them: the same chat file gave two texts.
+    from steel.data.chat import render_chatml
+    from steel.data.chunks import read_chunk
+    from steel.data.config import DataConfig
+    from steel.data.prepare import prepare
+    from steel.tokenizer.engine import load_encoder
+
+    recs = [
+        {"instruction": "你好\u200b世界\r\n第二行   ", "input": "", "output": "co\u00adoperate\r\n\r\n\r\n\r\nend\ufeff",
+         "system": "Ｓ e\u0301"},
+        {"conversations": [{"from": "human", "value": "q\r\n"}, {"from": "gpt", "value": "\u200b"}]},  # empty after
+    ]
+    _write(tmp_path / "a.json", recs[:1])
+    _write(tmp_path / "sg.json", recs[1:] + [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}])
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [
+        {"name": "a", "path": ["a.json"]}, {"name": "sg", "path": ["sg.json"], "chat_layout": "sharegpt"}]})
+    stats = {}
+    mix = dict(D.build_conversations(cfg, stats))
+    text = render_chatml(mix["a"])
+    assert text == ("<|im_start|>system\nＳ \u00e9<|im_end|>\n<|im_start|>user\n你好世界\n第二行<|im_end|>\n"
+                    "<|im_start|>assistant\ncooperate\n\nend<|im_end|>\n")
+    assert stats["datasets"]["sg"]["rejected"] == {"empty": 1} and "sg.json:1: empty after normalization" in stats["datasets"]["sg"]["examples"][0]
+    # `steel data prepare` (kind: chat, its default normalize) gives the same tokens for the same record.
+    enc = load_encoder(qwen_tokenizer_dir, num_threads=1)
+    dcfg = from_dict(DataConfig, {"root": str(tmp_path), "tokenizer": "unused", "workers": 0, "sources": [
+        {"name": "a", "path": ["a.json"], "kind": "chat"}]})
+    m = prepare(dcfg, tmp_path / "out", encoder=enc, quiet=True)
+    tokens = [t for c in m["chunks"] for t in read_chunk(tmp_path / "out" / c["file"])[1].tolist()]
+    assert tokens == enc.encode_chat(mix["a"]) + [enc.eos_id]
+    # normalize: is configurable like steel data prepare's: off, the text stays as read.
+    cfg.normalize.unicode, cfg.normalize.control_chars, cfg.normalize.whitespace = "none", False, False
+    raw = [m for n, m in D.build_conversations(cfg, {}) if n == "a"][0]
+    assert raw[1]["content"] == recs[0]["instruction"]
+
+
 def test_self_cognition(tmp_path):
     convs = self_cognition("Steel", "钢铁团队", 50, seed=1)
     assert len(convs) == 50

@@ -43,3 +43,21 @@ class Normalizer:
         if self._t2s is not None:
             text = self._t2s.convert(text)
         return text
+
+
+def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[list[dict] | None, str | None]:
+    """Normalize every turn of a chat record, as `steel data prepare` does -> (messages, None) or (None, reason).
+
+    NOTE: `steel sft` calls this so that a chat file gives the same text in SFT as in a pretraining mix;
+    its checks are those of `prepare.DocProcessor.process` (lone surrogates, an assistant turn emptied by
+    normalization), keep the two in step.
+    """
+    try:
+        for m in messages:
+            m["content"].encode("utf-8")
+    except UnicodeEncodeError:  # JSON "\ud800" escapes decode to strings that are not Unicode text
+        return None, "invalid_utf8"
+    out = [{"role": m["role"], "content": normalize(m["content"])} for m in messages]
+    if any(not m["content"] for m in out if m["role"] == "assistant"):
+        return None, "empty"
+    return out, None

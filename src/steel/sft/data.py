@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 
 from steel.config import ConfigError
+from steel.data.config import NormalizeConfig
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 IGNORE = -100
@@ -81,6 +82,10 @@ class SftDataConfig:
     )
     loss_on_prompt: bool = False  # also train on system/user tokens and the ChatML markers
     seed: int = 0  # mixture sampling and epoch order
+    # Applied to every message content before filters and tokenization, with `steel data prepare`'s
+    # defaults (NFC, control/zero-width chars, whitespace and CRLF; t2s off), so a chat file gives the
+    # same text here as in a pretraining mix.
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
     def validate(self) -> None:
         if not self.datasets and self.self_cognition.count == 0:
@@ -153,10 +158,14 @@ def conversation_text(messages: list[dict]) -> str:
     return "\n".join(m["content"] for m in messages)
 
 
-def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0) -> list[list[dict]]:
-    """All conversations of one dataset that parse and pass its filters; rejections/filters counted in `st`."""
+def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize=None) -> list[list[dict]]:
+    """All conversations of one dataset that parse and pass its filters; rejections/filters counted in `st`.
+
+    `normalize` (a `steel.data.normalize.Normalizer`) is applied to every message content first.
+    """
     from steel.data.config import DataConfig, SourceConfig
     from steel.data.filters import build_filters
+    from steel.data.normalize import normalize_messages
     from steel.data.sources import SourceReader, expand_paths
 
     src = SourceConfig(
@@ -176,6 +185,9 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0) -> list[l
         for item in reader.read_file(path):
             st["read"] += 1
             doc, reason, detail = item.doc, item.reason, item.detail
+            if doc is not None and normalize is not None:
+                doc, reason = normalize_messages(normalize, doc)
+                detail = "after normalization"
             if doc is None:
                 st["rejected"][reason] = st["rejected"].get(reason, 0) + 1
                 if len(st["examples"]) < 5:
@@ -225,15 +237,17 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
     Fills `stats`: {"datasets": {name: {read, kept, rejected, filtered, examples, sampled}}, "self_cognition":
     {...}}; per-dataset counts have their own sub-dict so that no dataset name collides with another key.
     """
+    from steel.data.normalize import Normalizer
     from steel.sft.selfcog import self_cognition
 
     rng = random.Random(cfg.seed)
     root = Path(cfg.root)
+    normalize = Normalizer(cfg.normalize)
     mix: list[tuple[str, list[dict]]] = []
     per_ds = stats.setdefault("datasets", {})
     for i, ds in enumerate(cfg.datasets):
         st = per_ds[ds.name] = {}
-        convs = read_dataset(ds, root, st, i)
+        convs = read_dataset(ds, root, st, i, normalize)
         if not convs and (ds.count if ds.count is not None else ds.weight) > 0:
             raise _no_conversations(i, ds, st)
         chosen = sample(convs, ds, rng)
@@ -242,6 +256,7 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
     sc = cfg.self_cognition
     if sc.count:
         convs = self_cognition(sc.name, sc.maker, sc.count, cfg.seed, sc.template)
+        convs = [[{"role": m["role"], "content": normalize(m["content"])} for m in c] for c in convs]
         stats["self_cognition"] = {"read": len(convs), "kept": len(convs), "sampled": len(convs)}
         mix += [("self_cognition", c) for c in convs]
     rng.shuffle(mix)
