@@ -438,3 +438,24 @@ def test_sft_seq_len_beyond_the_models_positions_is_refused(tmp_path, tok, capsy
     assert steel_main(["sft", str(config), "--set", f"run_dir={run2}", "--set", "data.seq_len=257"]) == 2
     assert "data.seq_len: 257 > the model's max_position_embeddings 256" in capsys.readouterr().err
     assert not (run2 / "checkpoints").exists()
+
+
+def test_user_turn_emptied_by_normalization_is_rejected_in_both_paths(tmp_path, qwen_tokenizer_dir):
+    # A user turn holding only a zero-width space passed both `steel data prepare` and `steel sft` (only
+    # assistant turns were re-checked after normalization) and trained an empty question.
+    from steel.data.config import DataConfig
+    from steel.data.prepare import prepare
+    from steel.tokenizer.engine import load_encoder
+
+    _write(tmp_path / "c.json", [{"conversations": [{"from": "human", "value": "\u200b\u00ad"}, {"from": "gpt", "value": "a"}]},
+                                 {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}])
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [
+        {"name": "c", "path": ["c.json"], "chat_layout": "sharegpt"}]})
+    stats = {}
+    assert len(D.build_conversations(cfg, stats)) == 1
+    assert stats["datasets"]["c"]["rejected"] == {"empty": 1}
+    dcfg = from_dict(DataConfig, {"root": str(tmp_path), "tokenizer": "unused", "workers": 0, "sources": [
+        {"name": "c", "path": ["c.json"], "kind": "chat", "chat_layout": "sharegpt"}]})
+    m = prepare(dcfg, tmp_path / "out", encoder=load_encoder(qwen_tokenizer_dir, num_threads=1), quiet=True)
+    src = m["sources"]["c"]
+    assert (src["read"], src["kept"], src["rejected"]) == (2, 1, {"empty": 1})

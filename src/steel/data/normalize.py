@@ -48,9 +48,9 @@ class Normalizer:
 def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[list[dict] | None, str | None]:
     """Normalize every turn of a chat record, as `steel data prepare` does -> (messages, None) or (None, reason).
 
-    NOTE: `steel sft` calls this so that a chat file gives the same text in SFT as in a pretraining mix;
-    its checks are those of `prepare.DocProcessor.process` (lone surrogates, an assistant turn emptied by
-    normalization), keep the two in step.
+    NOTE: `steel data prepare` (`DocProcessor.process`) and `steel sft` both call this, so a chat file
+    gives the same text in SFT as in a pretraining mix. Rejected: lone surrogates (`invalid_utf8`), a
+    user or assistant turn that normalization empties (`empty`; e.g. only a zero-width space).
     """
     try:
         for m in messages:
@@ -58,6 +58,6 @@ def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[lis
     except UnicodeEncodeError:  # JSON "\ud800" escapes decode to strings that are not Unicode text
         return None, "invalid_utf8"
     out = [{"role": m["role"], "content": normalize(m["content"])} for m in messages]
-    if any(not m["content"] for m in out if m["role"] == "assistant"):
+    if any(not m["content"] for m in out if m["role"] in ("user", "assistant")):
         return None, "empty"
     return out, None

@@ -33,7 +33,7 @@ from steel.data.chunks import (DOCUMENTS, DOCUMENTS_DTYPE, MANIFEST, SIGNATURES,
 from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
-from steel.data.normalize import Normalizer
+from steel.data.normalize import Normalizer, normalize_messages
 from steel.data.sources import SourceReader, expand_paths
 from steel.data.tokenize import encode_documents
 
@@ -83,9 +83,9 @@ class DocProcessor:
             if isinstance(doc, str):
                 text = plain = self.normalize(doc)
             else:
-                msgs = [{"role": m["role"], "content": self.normalize(m["content"])} for m in doc]
-                if any(not m["content"] for m in msgs if m["role"] == "assistant"):
-                    statuses.append("r:empty")
+                msgs, reason = normalize_messages(self.normalize, doc)  # the same code as `steel sft`
+                if msgs is None:
+                    statuses.append("r:" + reason)
                     continue
                 plain = "\n".join(m["content"] for m in msgs)
                 text = render_chatml(msgs)
