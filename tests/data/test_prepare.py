@@ -237,6 +237,15 @@ def test_cli_prepare_inspect_and_rerun(tmp_path, qwen_tokenizer_dir, capsys, mon
     assert steel_main(["data", "inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"{second['total_tokens']:,} tokens" in text and "en" in text
+    # inspect checks every listed chunk (it printed a healthy summary for a directory missing chunks)
+    chunk = out / second["chunks"][0]["file"]
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:-2])  # two bytes short: truncated
+    assert steel_main(["data", "inspect", str(out)]) == 1
+    assert f"{chunk}: header says" in capsys.readouterr().out
+    chunk.unlink()
+    assert steel_main(["data", "inspect", str(out)]) == 1
+    assert f"1 of 1 chunks do not match the manifest:\n  {chunk}: cannot read chunk" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("override, message", [

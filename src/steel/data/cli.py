@@ -71,7 +71,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from steel.data.chunks import ChunkFormatError, read_manifest
+    from steel.data.chunks import ChunkFormatError, read_header, read_manifest
 
     try:
         m = read_manifest(args.dir)
@@ -103,4 +103,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         console.print(f"cross-shard exact duplicates ({done}): {dd['cross_shard_exact_duplicates']:,}")
     if dd.get("cross_shard_near_removed") is not None:
         console.print(f"cross-shard near duplicates (removed): {dd['cross_shard_near_removed']:,}")
+    # Every chunk the manifest lists: present, a valid header, the manifest's token count (cheap: headers
+    # and sizes only; `steel train` also checks each chunk's head/tail MD5).
+    problems = []
+    for c in m["chunks"]:
+        try:
+            header = read_header(Path(args.dir) / c["file"])
+        except ChunkFormatError as e:
+            problems.append(str(e))
+            continue
+        if header.num_tokens != c["tokens"]:
+            problems.append(f"{Path(args.dir) / c['file']}: {header.num_tokens:,} tokens, the manifest says {c['tokens']:,}")
+    if problems:
+        print(f"{len(problems)} of {len(m['chunks'])} chunks do not match the manifest:\n  " + "\n  ".join(problems))
+        return 1
     return 0
