@@ -270,6 +270,24 @@ def test_parallel_mode_without_torchrun_runs_one_process(tmp_path, data, mode):
     b = tiny_config(tmp_path / "b", [data], max_steps=3, parallel={"mode": mode})
     assert steel(["train", str(a)]) == 0 and steel(["train", str(b)]) == 0
     assert losses(tmp_path / "a" / "run") == losses(tmp_path / "b" / "run")
+    # ...and says so in the run log (it was logged before the log existed, so it never appeared)
+    log_text = (tmp_path / "b" / "run" / "train.log").read_text()
+    assert f"parallel.mode: {mode} with one process (no torchrun): running unwrapped" in log_text
+
+
+def test_bf16_saved_model_trains_with_fp32_master_weights(tmp_path, data):
+    # A model config carrying dtype bfloat16 (as HF directories saved in bf16 do) built bf16 parameters,
+    # and param_dtype: fp32 then trained them as pure bf16: plain AdamW on bf16 weights, no fp32 masters.
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    import yaml
+
+    c = yaml.safe_load(cfg.read_text())
+    c["model"]["config"]["torch_dtype"] = "bfloat16"
+    cfg.write_text(yaml.safe_dump(c))
+    trainer = main(setup(str(cfg)))
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    trainer.metrics.close()
+    assert "model parameters in torch.bfloat16 cast to fp32" in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_bad_config_names_the_field(tmp_path, data, capsys):

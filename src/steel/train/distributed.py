@@ -46,8 +46,8 @@ def init_distributed(cfg: ParallelSection) -> Dist:
         raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
     if world == 1 and mode != "none":
         # Outside torchrun (one process) there is nothing to shard or all-reduce: run unwrapped rather
-        # than fail in DDP/fully_shard for want of a process group.
-        logging.getLogger("steel").info("parallel.mode: %s with one process (no torchrun): running unwrapped", mode)
+        # than fail in DDP/fully_shard for want of a process group (`parallelize` logs it, once the run
+        # log exists).
         mode = "none"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
@@ -72,7 +72,21 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
+    log = logging.getLogger("steel")
+    if cfg.mode not in ("auto", d.mode):
+        log.info("parallel.mode: %s with one process (no torchrun): running unwrapped", cfg.mode)
     model.to(d.device)
+    if cfg.param_dtype == "fp32":
+        # A model loaded in bf16 (an HF directory saved so, a config with dtype: bfloat16) would otherwise
+        # train as pure bf16 with no fp32 master weights, losing small updates to rounding.
+        low = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
+        if low:
+            log.info("parallel.param_dtype: fp32: model parameters in %s cast to fp32 (fp32 master weights)",
+                     ", ".join(low))
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.is_floating_point():
+                        p.data = p.data.float()
     if cfg.param_dtype == "bf16":
         if d.mode == "fsdp":
             raise ConfigError("parallel.param_dtype: bf16 parameters are for modes none and ddp (this run resolved "
