@@ -139,7 +139,7 @@ def test_changed_chunk_refused_at_resume(tmp_path):
     # Rewritten behind the manifest's back: caught by the file hash.
     make_data_dir(d, [500, 400], seed=1)
     write_chunk(d / "chunk-00001.bin", np.ones(400, dtype=np.int64), 256, "test-tokenizer-v1")
-    with pytest.raises(DataError, match=r"chunk-00001\.bin: chunk changed"):
+    with pytest.raises(DataError, match=r"chunk-00001\.bin: chunk does not match its manifest MD5"):
         PretrainLoader([d], seq_len=T, micro_batch=2)
 
 
@@ -255,3 +255,53 @@ def test_data_that_gives_no_sample_is_reported(tmp_path, caplog):
     tiny = make_data_dir(tmp_path / "tiny", [T - 2, T], seed=99, source="tiny", prefix="t")
     with pytest.raises(DataError, match=rf"data dir\(s\) {tiny} \(2 chunks, {2 * T - 2} tokens, the longest {T}\)"):
         PretrainLoader([d, tiny], seq_len=T, micro_batch=1)
+
+
+def _edit_manifest(d, edit):
+    man = json.loads((d / "manifest.json").read_text())
+    edit(man)
+    (d / "manifest.json").write_text(json.dumps(man))
+
+
+MANIFEST_EDITS = {
+    "tokens x3": (lambda m: m["chunks"][1].update(tokens=m["chunks"][1]["tokens"] * 3),
+                  r"chunk-00001\.bin: the chunk header says 400 tokens.*says 1200"),
+    "tokens -100": (lambda m: m["chunks"][1].update(tokens=m["chunks"][1]["tokens"] - 100),
+                    r"chunk-00001\.bin: the chunk header says 400 tokens.*says 300"),
+    "fingerprint": (lambda m: m["tokenizer"].update(fingerprint="another-tokenizer"),
+                    r"chunk-00000\.bin: the chunk header's tokenizer fingerprint 'test-tokenizer-v1' differs"),
+    "vocab": (lambda m: m["tokenizer"].update(vocab_size=1000),
+              r"chunk-00000\.bin: the chunk header says vocab size 256.*says 1000"),
+}
+
+
+@pytest.mark.parametrize("edit", list(MANIFEST_EDITS))
+def test_manifest_disagreeing_with_chunk_headers_refused(tmp_path, edit):
+    fn, message = MANIFEST_EDITS[edit]
+    good = make_data_dir(tmp_path / "good", [500, 400], seed=1)
+    bad = make_data_dir(tmp_path / "bad", [500, 400], seed=2)
+    _edit_manifest(bad, fn)
+    with pytest.raises(DataError, match=message):  # fresh start (MD5 checks too: not a MD5 message)
+        PretrainLoader([bad], seq_len=T, micro_batch=1)
+    with pytest.raises(DataError, match=message):  # even with the MD5 check off
+        PretrainLoader([bad], seq_len=T, micro_batch=1, verify=False)
+    ld = PretrainLoader([good], seq_len=T, micro_batch=1)
+    if edit != "fingerprint":  # (another fingerprint is refused as another tokenizer, before)
+        with pytest.raises(DataError, match=message):  # --add-data
+            ld.add_data([bad])
+    state = ld.state_dict()
+    state["extra_dirs"] = [str(bad)]
+    with pytest.raises(DataError, match=message):  # resume, the added dir looked up again
+        PretrainLoader([good], seq_len=T, micro_batch=1).load_state_dict(state)
+
+
+def test_long_fingerprint_header_keeps_its_first_64_characters(tmp_path):
+    fp = "f" * 40 + "0123456789" * 4
+    d = make_data_dir(tmp_path / "d", [500], fingerprint=fp)
+    assert read_chunk(d / "chunk-00000.bin")[0].fingerprint == fp[:64]
+    assert PretrainLoader([d], seq_len=T, micro_batch=1).tokenizer["fingerprint"] == fp
+    _edit_manifest(d, lambda m: m["tokenizer"].update(fingerprint=fp[:64] + "x"))  # same first 64: not seen
+    PretrainLoader([d], seq_len=T, micro_batch=1)
+    _edit_manifest(d, lambda m: m["tokenizer"].update(fingerprint="g" + fp[1:]))
+    with pytest.raises(DataError, match="fingerprint"):
+        PretrainLoader([d], seq_len=T, micro_batch=1)
