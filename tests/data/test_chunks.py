@@ -81,3 +81,32 @@ def test_manifest_round_trip(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(ChunkFormatError, match="not a Steel data manifest"):
         read_manifest(tmp_path)
+
+
+class _FullDiskFile:
+    """A chunk writer's file on a full disk: writes and close (the flush) fail with ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+    def close(self):
+        self.f.close()  # the descriptor is released, as io does when the flush fails
+        raise OSError(28, "No space left on device")
+
+
+def test_abort_is_best_effort_on_a_full_disk(tmp_path):
+    w = ChunkWriter(tmp_path / "c.bin", 500, "f")
+    w.write([1, 2, 3])
+    w._f = _FullDiskFile(w._f)
+    with pytest.raises(OSError, match="No space left") as info:
+        try:
+            w.write([4, 5])
+        except OSError:
+            w.abort()  # must not raise (which would mask the first error) and must remove c.bin.tmp
+            raise
+    assert info.value.__context__ is None  # the original error, not one raised by abort
+    assert list(tmp_path.iterdir()) == []
+    w.abort()  # twice: still quiet

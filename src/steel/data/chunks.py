@@ -156,8 +156,19 @@ class ChunkWriter:
         return self.path
 
     def abort(self) -> None:
-        self._f.close()
-        self.tmp.unlink(missing_ok=True)
+        """Best effort, never raises: called while another exception (often ENOSPC) is on its way up.
+
+        Closing may fail (a full disk fails the flush of buffered bytes); the temp file is removed anyway
+        and that error is not raised, so it neither masks the first error nor leaves `NAME.tmp` behind.
+        """
+        try:
+            self._f.close()
+        except Exception:
+            pass
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_chunk(path: str | Path, tokens, vocab_size: int, fingerprint: str) -> Path:
