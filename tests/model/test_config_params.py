@@ -43,6 +43,11 @@ def test_load_model_config_specs_and_errors(tmp_path):
         load_model_config("tiny", ["num_key_value_heads=3"])
     with pytest.raises(ConfigError, match=r"model.kernels: keys must be among"):
         load_model_config("tiny", ["kernels={rms: triton}"])
+    # A wrong value turned the fused kernel on without a word (any value but "torch" loaded it).
+    with pytest.raises(ConfigError, match=r"model.kernels: rmsnorm must be one of \('torch', 'triton'\)"):
+        load_model_config("tiny", ["kernels={rmsnorm: fused}"])
+    with pytest.raises(ConfigError, match=r"model.kernels: want 'all', 'none' or a mapping"):
+        load_model_config("tiny", ["kernels=bogus"])
     with pytest.raises(ConfigError, match="no-such-model"):
         load_model_config("no-such-model")
     with_override = load_model_config(load_model_config("tiny"), ["ffn_type=senet", "attn_implementation=eager"])
@@ -91,3 +96,11 @@ def test_flops_per_token_stock_qwen2():
     assert f["true"] == pytest.approx(3 * fwd, rel=1e-12)
     assert f["params"] == sum(p.numel() for p in build_model(cfg).parameters())  # tied head counted once
     assert f["params_non_embedding"] == f["params"] - 300 * 64
+
+
+def test_config_kernel_choices_are_the_kernels_own():
+    # configuration_steel.py keeps its own copy (exports carry it without steel); both must agree.
+    from steel.kernels import KERNEL_CHOICES
+    from steel.model.configuration_steel import KERNEL_CHOICES as CONFIG_CHOICES
+
+    assert CONFIG_CHOICES == KERNEL_CHOICES

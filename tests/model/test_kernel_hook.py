@@ -24,7 +24,7 @@ def test_fused_cross_entropy_skips_logits(tiny_config):
     kernels = pytest.importorskip("steel.kernels")
     torch.manual_seed(0)
     ref = build_model(tiny_config(ffn_type="swiglu"))
-    fused = build_model(tiny_config(ffn_type="swiglu", kernels="{cross_entropy: triton}"))
+    fused = build_model(tiny_config(ffn_type="swiglu", kernels="{cross_entropy: fused}"))
     fused.load_state_dict(ref.state_dict())
     assert modeling_steel._resolve_kernel(fused.config, "cross_entropy") is kernels.fused_linear_cross_entropy
     ids = torch.randint(0, 512, (2, 11))

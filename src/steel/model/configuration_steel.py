@@ -16,7 +16,11 @@ FFN_TYPES = ("swiglu", "senet", "soft_moe_v1", "soft_moe_v2", "soft_moe_v3", "so
 EXPERT_TYPES = ("senet", "swiglu")
 # FFN variants that mix positions of the sequence and read the future (see README, "The model").
 LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
-KERNEL_NAMES = ("rmsnorm", "rope", "silu_mul", "cross_entropy")
+# Values of `kernels:` per op: (reference, fused). Kept here too (this file must import nothing from steel:
+# exports carry it alone); tests/model assert it equals steel.kernels.KERNEL_CHOICES.
+KERNEL_CHOICES = {"rmsnorm": ("torch", "triton"), "rope": ("torch", "triton"), "silu_mul": ("torch", "triton"),
+                  "cross_entropy": ("torch", "fused")}
+KERNEL_NAMES = tuple(KERNEL_CHOICES)
 
 
 class SteelConfig(PretrainedConfig):
@@ -62,8 +66,12 @@ class SteelConfig(PretrainedConfig):
         if self.layer_types is None:
             self.layer_types = ["full_attention"] * self.num_hidden_layers
         if self.kernels == "all":  # the one switch (= steel.kernels.resolve_kernels("all"))
-            self.kernels = {"rmsnorm": "triton", "rope": "triton", "silu_mul": "triton", "cross_entropy": "fused"}
-        self.kernels = dict(self.kernels if self.kernels not in (None, "none") else {})
+            self.kernels = {k: fused for k, (_, fused) in KERNEL_CHOICES.items()}
+        if self.kernels in (None, "none"):
+            self.kernels = {}
+        if not isinstance(self.kernels, dict):
+            raise ValueError(f"kernels: want 'all', 'none' or a mapping of {list(KERNEL_NAMES)} (got {self.kernels!r})")
+        self.kernels = dict(self.kernels)
         super().__post_init__(**kwargs)
         self.validate_steel()
 
@@ -92,8 +100,10 @@ class SteelConfig(PretrainedConfig):
         need(rope.get("rope_theta", 1.0) > 0, "rope_parameters", "rope_theta must be > 0")
         need(isinstance(self.kernels, dict) and set(self.kernels) <= set(KERNEL_NAMES), "kernels",
              f"keys must be among {list(KERNEL_NAMES)}")
+        for op, value in self.kernels.items():  # any other value turned the fused kernel on unsaid
+            need(value in KERNEL_CHOICES[op], "kernels", f"{op} must be one of {KERNEL_CHOICES[op]}")
         if self.document_mask:
             need(self.eos_token_id is not None, "eos_token_id", "document_mask needs an eos_token_id")
 
 
-__all__ = ["SteelConfig", "FFN_TYPES", "EXPERT_TYPES", "LEAKING_FFN_TYPES", "KERNEL_NAMES"]
+__all__ = ["SteelConfig", "FFN_TYPES", "EXPERT_TYPES", "LEAKING_FFN_TYPES", "KERNEL_CHOICES", "KERNEL_NAMES"]
