@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from steel import __version__
@@ -60,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("steel: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # A path that is not a directory, a read-only or full disk: one line naming the file, not a
+        # traceback (STEEL_TRACEBACK=1 shows it), exit status 1: the run failed.
+        if os.environ.get("STEEL_TRACEBACK"):
+            raise
+        print(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
