@@ -539,7 +539,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         log.setLevel(logging.WARNING)
 
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
-    check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
+    if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
+        check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
     torch.manual_seed(cfg.model.init_seed)
     model = build_model(model_cfg)
     fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
