@@ -197,3 +197,29 @@ def test_export_refuses_run_checkpoint_and_source_dirs(tmp_path, tiny_llama_dir,
     out = run / "hf"  # beside the checkpoints is fine: the run stays a run
     assert steel_main(["export", str(run), str(out), "--tokenizer", str(tiny_llama_dir)]) == 0
     assert (out / "config.json").is_file() and not (run / "config.json").exists()
+
+
+def test_bf16_run_loads_and_exports_as_saved(tmp_path, tiny_tokenizer_dir):
+    # A run trained with parallel.param_dtype: bf16 stores bf16 weights; it was loaded into an fp32
+    # model, so `--dtype` "as saved" gave fp32 and the export was twice the size.
+    from safetensors.torch import load_file
+
+    from run_dirs import make_run_dir
+    from steel.infer.load import load_model
+    from steel.model import build_model, load_model_config
+
+    torch.manual_seed(0)
+    model = build_model(load_model_config("tiny", ["ffn_type=swiglu"])).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data.to(torch.bfloat16)  # as parallelize() leaves them under param_dtype bf16
+    run = make_run_dir(tmp_path / "run", model, [])
+    loaded = load_model(run)
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    ids = torch.randint(0, 512, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    out = tmp_path / "hf"
+    assert steel_main(["export", str(run), str(out), "--tokenizer", str(tiny_tokenizer_dir)]) == 0
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {v.dtype for v in load_file(out / "model.safetensors").values()} == {torch.bfloat16}

@@ -267,4 +267,13 @@ def model_from_checkpoint(ckpt: Path):
         raise UserError(
             f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
+    # "As saved": a run trained with bf16 parameters (parallel.param_dtype: bf16) stores bf16 weights; the
+    # model is built in fp32, so bring its parameters (not buffers such as RoPE's inv_freq) to that dtype.
+    saved = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(saved) == 1 and (dtype := saved.pop()) != torch.float32:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.is_floating_point():
+                    p.data = p.data.to(dtype)
+        model.config.dtype = dtype
     return model
