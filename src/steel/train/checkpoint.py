@@ -68,7 +68,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_model_state(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
-    """Full fp32 weights with HF parameter names, on CPU; needs no process group."""
+    """Full weights with HF parameter names (fp32, or bf16 for param_dtype: bf16 runs), on CPU; no process group."""
     path = Path(ckpt_dir) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{ckpt_dir}: no model.safetensors (not a Steel checkpoint?)")
