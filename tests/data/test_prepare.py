@@ -262,3 +262,67 @@ def test_config_errors_are_one_line(tmp_path, capsys, override, message):
     rc = steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(tmp_path / "o"), "--set", override])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("steel: error: ") and message in err[-1], err
+
+
+def _sigterm_after_chunks(monkeypatch, n: int) -> None:
+    """`kill PID` (SIGTERM) arrives after the main process has closed `n` chunks (more are open)."""
+    import os
+    import signal
+
+    from steel.data import prepare as prep
+
+    closed = []
+    real = prep.ChunkSink._close_current
+
+    def close_then_kill(self):
+        real(self)
+        closed.append(1)
+        if len(closed) == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(prep.ChunkSink, "_close_current", close_then_kill)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_cleans_up_and_rerun_removes_what_a_killed_run_left(tmp_path, enc, monkeypatch, workers):
+    import signal
+
+    write_inputs(tmp_path)
+    out = tmp_path / "out"
+    log = logging.getLogger("test.steel.data")
+    before = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as mp:
+        _sigterm_after_chunks(mp, 3)
+        with pytest.raises(KeyboardInterrupt):  # the Ctrl-C path: the CLI prints "steel: interrupted", 130
+            prepare(make_cfg(tmp_path, workers=workers), out, encoder=enc, log=log, quiet=True)
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+    assert not list(out.glob("*.tmp")) and not (out / "manifest.json").exists()
+    strays = sorted(p.name for p in out.glob("*.bin"))
+    assert len(strays) == 3  # the chunks closed before the kill, which no manifest lists
+    # What a `kill -9` (or a Steel from before this fix) leaves, and files that are not prepare's own.
+    (out / "zh-00007.bin.tmp").write_bytes(b"partial")
+    (out / "en-00042.bin").write_bytes(b"stale chunk")
+    user = ["notes.txt", "other-00000.bin", "zh-extra.bin", "zh-00001.bin.bak", "zh-001.bin",
+            "zh.shard000of002-00000.bin"]
+    for name in user:
+        (out / name).write_text("keep me")
+    m = prepare(make_cfg(tmp_path, workers=workers), out, encoder=enc, log=log, quiet=True)
+    listed = {c["file"] for c in m["chunks"]}
+    assert "en-00042.bin" not in listed and not (out / "en-00042.bin").exists()
+    assert not list(out.glob("*.tmp"))
+    assert sorted(p.name for p in out.iterdir() if p.name not in user) == sorted(listed | {"manifest.json",
+                                                                                            "documents.npy"})
+    assert all((out / name).read_text() == "keep me" for name in user)
+
+
+def test_cli_prepare_sigterm_is_interrupted_130(tmp_path, qwen_tokenizer_dir, capsys, monkeypatch):
+    monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    write_inputs(tmp_path)
+    cfg = {"tokenizer": str(qwen_tokenizer_dir), "max_doc_chars": 2000, "workers": 1, "chunk_tokens": 4,
+           "sources": [{"name": "en", "path": ["en.jsonl.gz"]}]}
+    (tmp_path / "data.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    _sigterm_after_chunks(monkeypatch, 1)
+    assert steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(out)]) == 130
+    assert "steel: interrupted" in capsys.readouterr().err
+    assert not list(out.glob("*.tmp")) and not (out / "manifest.json").exists()

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import re
+import signal
+import threading
 from array import array
 import time
 from collections import Counter, deque
@@ -126,6 +130,9 @@ _PROCESSOR: DocProcessor | None = None
 
 def _init_worker(spec: WorkerSpec, encoder) -> None:
     global _PROCESSOR
+    # A forked worker inherits the main process's SIGTERM handler (`_sigterm_as_interrupt`): SIGTERM
+    # (`pool.terminate()`, or a kill of the process group) must end a worker, not raise in it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _PROCESSOR = DocProcessor(spec, encoder)
 
 
@@ -216,8 +223,47 @@ def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int) -> 
     return [f for f in files if f in mine]  # keep input order
 
 
-def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
-    """A rerun into the same directory replaces the previous output (its manifest's chunks)."""
+class _sigterm_as_interrupt:
+    """SIGTERM in the main process raises KeyboardInterrupt, so a `kill` takes the same cleanup path as
+    Ctrl-C (the open chunks' temp files removed, workers terminated; `steel: interrupted`, status 130).
+
+    Only in the main thread of the process that entered (a forked child dies as SIGTERM would); the
+    previous handler is restored on exit.
+    """
+
+    def __enter__(self):
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.pid = os.getpid()
+            self.prev = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if os.getpid() != self.pid:  # a forked child that did not reset the handler
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc):
+        if self.installed:  # (None: a handler not set from Python; the default is the best stand-in)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.prev is None else self.prev)
+        return False
+
+
+def _chunk_pattern(prefixes: list[str]) -> re.Pattern:
+    """Names `ChunkSink` gives its chunk files (and their temp files) for these prefixes."""
+    alts = "|".join(re.escape(p) for p in prefixes)
+    return re.compile(rf"(?:{alts})-\d{{5,}}\.bin(?:\.tmp)?")
+
+
+def _clear_previous(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -> None:
+    """A rerun into the same directory replaces the previous output (its manifest's chunks).
+
+    Also removes what a killed run left: chunk temp files (`*.bin.tmp`), and chunk files named as this
+    prepare names its own (`PREFIX-NNNNN.bin`, PREFIX = source name + shard tag) that no manifest lists
+    (a run killed before writing its manifest). Other files are never touched.
+    """
     if (out_dir / MANIFEST).exists():
         try:
             old = read_manifest(out_dir)
@@ -230,14 +276,32 @@ def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
         (out_dir / DOCUMENTS).unlink(missing_ok=True)
         (out_dir / SIGNATURES).unlink(missing_ok=True)
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old["chunks"]))
-    for tmp in out_dir.glob("*.tmp"):
-        tmp.unlink()
+    stale = [p for p in out_dir.glob("*.bin.tmp") if p.is_file()] + [p for p in [out_dir / (MANIFEST + ".tmp")]
+                                                                   if p.is_file()]
+    if prefixes:
+        own = _chunk_pattern(list(prefixes))
+        stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d files a previous, interrupted run left in %s (chunks no manifest lists, temp files)",
+                 len(stale), out_dir)
 
 
 def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
             shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
             quiet: bool | None = None) -> dict:
-    """Run the pipeline; returns the manifest (also written to OUT/manifest.json)."""
+    """Run the pipeline; returns the manifest (also written to OUT/manifest.json).
+
+    SIGTERM is handled like Ctrl-C (KeyboardInterrupt; the caller prints `steel: interrupted`, status 130).
+    """
+    with _sigterm_as_interrupt():
+        return _prepare(cfg, out_dir, config_path=config_path, shard=shard, encoder=encoder, log=log, quiet=quiet)
+
+
+def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
+             shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
+             quiet: bool | None = None) -> dict:
     from steel.runlog import environment_report, progress_bar
 
     log = log or logging.getLogger("steel")
@@ -260,7 +324,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     # exact duplicates across shards, the copy an unsharded run would have kept.
     file_index = {f: k for k, f in enumerate(files)}
     files = assign_shard(files, *shard)
-    _clear_previous(out_dir, log)
+    tag = f".shard{shard[0]:03d}of{shard[1]:03d}" if shard[1] > 1 else ""
+    _clear_previous(out_dir, log, [f"{name}{tag}" for name in names])
 
     workers = cfg.workers
     if encoder is None:
@@ -277,7 +342,6 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     flts = build_filters(cfg.filters, names)
     for i, src in enumerate(cfg.sources):
         stats[i].filtered = {f.key: 0 for f in flts if f.applies(src.name, src.kind)} | {k: 0 for k in dedup_keys}
-    tag = f".shard{shard[0]:03d}of{shard[1]:03d}" if shard[1] > 1 else ""
     sinks = [ChunkSink(out_dir, f"{s.name}{tag}", cfg.chunk_tokens, encoder.vocab_size, encoder.fingerprint)
              for s in cfg.sources]
     deduper = Deduper(cfg.dedup) if dedup_keys else None
