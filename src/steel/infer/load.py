@@ -90,6 +90,7 @@ def _has_tokenizer_files(d: Path) -> bool:
 
 def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     from steel.cli import UserError
+    from steel.data.tokenize import tokenizer_dir_for
 
     if tokenizer is not None:
         return Path(tokenizer)
@@ -99,7 +100,7 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     # A run or checkpoint directory: the tokenizer its training data was prepared with.
     notes: list[str] = []
     for d in _run_data_dirs(path):
-        found = _data_dir_tokenizer(d, _run_bases(path), notes)
+        found = tokenizer_dir_for(d, _run_bases(path), notes)  # DATA/tokenizer/, else the manifest's spec
         if found is not None:
             return found
     hint = f" ({'; '.join(notes)})" if notes else ""
@@ -107,39 +108,6 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
         f"{path}: no tokenizer files found here, in a tokenizer/ folder or in the training data's tokenizer"
         f"{hint}; pass --tokenizer DIR"
     )
-
-
-def _data_dir_tokenizer(data_dir: Path, bases: list[Path], notes: list[str]) -> Path | None:
-    """The tokenizer of one prepared data dir: `DATA/tokenizer/` (where `tokenizer: qwen` builds it),
-    else the directory its manifest names (`tokenizer.spec`, from `tokenizer: DIR` at prepare time),
-    accepted only when its fingerprint is the manifest's: the ids the model was trained on."""
-    if _has_tokenizer_files(data_dir / "tokenizer"):
-        return data_dir / "tokenizer"
-    try:
-        tok = (json.loads((data_dir / "manifest.json").read_text(encoding="utf-8")).get("tokenizer")) or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    spec, want = tok.get("spec"), tok.get("fingerprint")
-    if not isinstance(spec, str) or spec == "qwen" or not want:
-        return None
-    # NOTE: a relative spec was relative to prepare's working directory, which nothing recorded: try the
-    # current one and the training run's (fingerprint-checked, so a wrong guess cannot be taken).
-    tried = [Path(spec)] if Path(spec).is_absolute() else [b / spec for b in bases]
-    from steel.tokenizer.engine import fingerprint
-
-    for cand in dict.fromkeys(tried):
-        if not (cand / "tokenizer.json").is_file():
-            continue
-        try:
-            got = fingerprint(json.loads((cand / "tokenizer.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-        if got == want:
-            return cand
-        notes.append(f"{cand}: tokenizer fingerprint differs from {data_dir}/manifest.json's")
-    if not notes:
-        notes.append(f"{data_dir}/manifest.json names tokenizer {spec!r}, not found")
-    return None
 
 
 def _run_config(path: Path) -> tuple[dict, Path] | None:
