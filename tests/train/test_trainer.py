@@ -452,3 +452,31 @@ def test_seq_len_beyond_the_models_positions_is_refused(tmp_path, data):
     assert not (tmp_path / "run" / "checkpoints").exists()
     cfg = tiny_config(tmp_path, [data], max_steps=1, data={"dirs": [str(data)], "seq_len": 64, "seed": 11})
     assert steel(["train", str(cfg)]) == 0  # the limit itself is fine
+
+
+def test_damaged_or_unwritable_checkpoint_is_one_error_line(tmp_path, data, capsys, monkeypatch):
+    # A torn model.safetensors (or a full disk while saving) was a SafetensorError traceback.
+    from safetensors import SafetensorError
+
+    from steel.infer.load import load_model
+
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    model_file = tmp_path / "run" / "checkpoints" / "step-4" / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:100])
+    capsys.readouterr()
+    assert steel(["train", str(cfg), "--set", "max_steps=6"]) == 2
+    err = capsys.readouterr().err
+    assert f"steel: error: {model_file}: cannot read (" in err and "delete this step directory" in err
+    with pytest.raises(ckpt.CheckpointError, match="cannot read"):
+        load_model(tmp_path / "run")  # eval / generate / export read it the same way
+
+    def full_disk(tensors, path, *a, **k):
+        raise SafetensorError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    (tmp_path / "b").mkdir()
+    other = tiny_config(tmp_path / "b", [data], max_steps=2)
+    assert steel(["train", str(other)]) == 2
+    assert "cannot write (No space left on device (os error 28)); the previous checkpoint is intact" in (
+        capsys.readouterr().err)

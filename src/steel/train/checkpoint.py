@@ -30,9 +30,11 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from steel.cli import UserError
 from steel.train.distributed import Dist, barrier
 
 log = logging.getLogger("steel")
@@ -40,8 +42,9 @@ log = logging.getLogger("steel")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; names the directory."""
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used (or written); names the file or directory. A UserError: every
+    command that reads checkpoints reports it as one `steel: error:` line."""
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -72,7 +75,7 @@ def load_model_state(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
     path = Path(ckpt_dir) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{ckpt_dir}: no model.safetensors (not a Steel checkpoint?)")
-    return load_file(path)
+    return _load_tensors(path)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -91,9 +94,20 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         ptr = v.untyped_storage().data_ptr()
         out[k] = v.clone() if ptr in seen and v.numel() else v
         seen.add(ptr)
-    save_file(out, str(path))
+    try:
+        save_file(out, str(path))
+    except SafetensorError as e:  # e.g. "No space left on device": name the file, not a traceback
+        raise CheckpointError(f"{path}: cannot write ({e}); the previous checkpoint is intact") from None
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot read ({e}); a damaged checkpoint: delete this step directory "
+                              "to resume from the one before") from None
 
 
 def _flatten_optimizer(osd: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -193,7 +207,7 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
     # optimizer on ranks given an empty model dict and deadlocks, torch 2.13). Host memory per rank:
     # ~16 bytes/parameter while loading; the files are shared through the page cache.
     msd = load_model_state(ckpt_dir)
-    osd = _unflatten_optimizer(load_file(ckpt_dir / "optimizer.safetensors"), read_json(ckpt_dir, "optimizer.json"))
+    osd = _unflatten_optimizer(_load_tensors(ckpt_dir / "optimizer.safetensors"), read_json(ckpt_dir, "optimizer.json"))
     opts = StateDictOptions(full_state_dict=True)
     try:
         set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd, options=opts)
@@ -205,7 +219,7 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
         ) from None
     rng_file = ckpt_dir / "rng" / f"rank-{d.rank}.safetensors"
     if rng_file.is_file():
-        rng = load_file(rng_file)
+        rng = _load_tensors(rng_file)
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and d.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], d.device)
