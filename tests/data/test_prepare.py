@@ -297,9 +297,11 @@ def test_sigterm_cleans_up_and_rerun_removes_what_a_killed_run_left(tmp_path, en
             prepare(make_cfg(tmp_path, workers=workers), out, encoder=enc, log=log, quiet=True)
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
     assert not list(out.glob("*.tmp")) and not (out / "manifest.json").exists()
-    strays = sorted(p.name for p in out.glob("*.bin"))
-    assert len(strays) == 3  # the chunks closed before the kill, which no manifest lists
-    # What a `kill -9` (or a Steel from before this fix) leaves, and files that are not prepare's own.
+    # The chunks closed before the kill were staged in OUT/.partial/, removed with it.
+    assert not list(out.glob("*.bin")) and not (out / ".partial").exists()
+    # What a `kill -9` (or a Steel from before staging) leaves, and files that are not prepare's own.
+    (out / ".partial").mkdir()
+    (out / ".partial" / "zh-00000.bin").write_bytes(b"staged")
     (out / "zh-00007.bin.tmp").write_bytes(b"partial")
     (out / "en-00042.bin").write_bytes(b"stale chunk")
     user = ["notes.txt", "other-00000.bin", "zh-extra.bin", "zh-00001.bin.bak", "zh-001.bin",
@@ -313,6 +315,16 @@ def test_sigterm_cleans_up_and_rerun_removes_what_a_killed_run_left(tmp_path, en
     assert sorted(p.name for p in out.iterdir() if p.name not in user) == sorted(listed | {"manifest.json",
                                                                                             "documents.npy"})
     assert all((out / name).read_text() == "keep me" for name in user)
+    assert not (out / ".partial").exists()
+
+    # An interrupted rerun into this complete output leaves it as it was (it deleted it first, then died).
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    with monkeypatch.context() as mp:
+        _sigterm_after_chunks(mp, 2)
+        with pytest.raises(KeyboardInterrupt):
+            prepare(make_cfg(tmp_path, workers=workers, chunk_tokens=5), out, encoder=enc, log=log, quiet=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    assert read_manifest(out)["chunks"] == m["chunks"]  # (the bytes of every file are unchanged, above)
 
 
 def test_cli_prepare_sigterm_is_interrupted_130(tmp_path, qwen_tokenizer_dir, capsys, monkeypatch):

@@ -19,6 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import threading
 from array import array
@@ -42,6 +43,7 @@ from steel.data.sources import SourceReader, expand_paths
 from steel.data.tokenize import encode_documents
 
 DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
+STAGING = ".partial"  # OUT/.partial/: a run's chunks and sidecars until the whole output is complete
 
 
 # ---- worker side ----------------------------------------------------------------------------------
@@ -257,35 +259,61 @@ def _chunk_pattern(prefixes: list[str]) -> re.Pattern:
     return re.compile(rf"(?:{alts})-\d{{5,}}\.bin(?:\.tmp)?")
 
 
-def _clear_previous(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -> None:
-    """A rerun into the same directory replaces the previous output (its manifest's chunks).
+def _previous_chunks(out_dir: Path) -> list[str]:
+    """Chunk files the directory's current manifest lists ([] without one); an unreadable one is an error."""
+    if not (out_dir / MANIFEST).exists():
+        return []
+    try:
+        return [c["file"] for c in read_manifest(out_dir)["chunks"]]
+    except ValueError as e:
+        raise ConfigError(f"output: {out_dir} holds an unreadable {MANIFEST} ({e}); remove it first") from None
 
-    Also removes what a killed run left: chunk temp files (`*.bin.tmp`), and chunk files named as this
-    prepare names its own (`PREFIX-NNNNN.bin`, PREFIX = source name + shard tag) that no manifest lists
-    (a run killed before writing its manifest). Other files are never touched.
+
+def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -> None:
+    """Remove what a killed run left: its staging directory, chunk temp files (`*.bin.tmp`), and chunk
+    files named as this prepare names its own (`PREFIX-NNNNN.bin`, PREFIX = source name + shard tag) that
+    no manifest lists (a Steel from before staging, killed before writing its manifest). Other files, and
+    the previous output (its manifest and chunks: replaced only once the new one is complete), are kept.
     """
-    if (out_dir / MANIFEST).exists():
-        try:
-            old = read_manifest(out_dir)
-        except ValueError as e:
-            raise ConfigError(f"output: {out_dir} holds an unreadable {MANIFEST} ({e}); remove it first") from None
-        for c in old["chunks"]:
-            (out_dir / c["file"]).unlink(missing_ok=True)
-        (out_dir / MANIFEST).unlink()
-        (out_dir / DEDUP_HASHES).unlink(missing_ok=True)
-        (out_dir / DOCUMENTS).unlink(missing_ok=True)
-        (out_dir / SIGNATURES).unlink(missing_ok=True)
-        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old["chunks"]))
+    shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+    listed = set(_previous_chunks(out_dir))
     stale = [p for p in out_dir.glob("*.bin.tmp") if p.is_file()] + [p for p in [out_dir / (MANIFEST + ".tmp")]
                                                                    if p.is_file()]
     if prefixes:
         own = _chunk_pattern(list(prefixes))
-        stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file()]
+        stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file() and p.name not in listed]
     for p in stale:
         p.unlink(missing_ok=True)
     if stale:
         log.info("removed %d files a previous, interrupted run left in %s (chunks no manifest lists, temp files)",
                  len(stale), out_dir)
+
+
+def _remove_previous(out_dir: Path, log: logging.Logger) -> None:
+    """Delete the directory's output: its manifest first (a crash in between leaves no manifest, never one
+    listing missing chunks), then the chunks it lists and the sidecars."""
+    old = _previous_chunks(out_dir)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for name in old:
+        (out_dir / name).unlink(missing_ok=True)
+    for name in (DEDUP_HASHES, DOCUMENTS, SIGNATURES):
+        (out_dir / name).unlink(missing_ok=True)
+    if old:
+        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old))
+
+
+def _replace_output(out_dir: Path, stage: Path, log: logging.Logger) -> None:
+    """Swap the complete new output in: the previous one goes, the staged files move in (renames)."""
+    _remove_previous(out_dir, log)
+    for p in sorted(stage.iterdir()):
+        os.replace(p, out_dir / p.name)
+    stage.rmdir()
+
+
+def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
+    """For `steel data merge` (which writes into OUT directly): leftovers and the previous output, now."""
+    _clear_stale(out_dir, log)
+    _remove_previous(out_dir, log)
 
 
 def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
@@ -302,8 +330,6 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
 def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
              shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
              quiet: bool | None = None) -> dict:
-    from steel.runlog import environment_report, progress_bar
-
     log = log or logging.getLogger("steel")
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -325,7 +351,21 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     file_index = {f: k for k, f in enumerate(files)}
     files = assign_shard(files, *shard)
     tag = f".shard{shard[0]:03d}of{shard[1]:03d}" if shard[1] > 1 else ""
-    _clear_previous(out_dir, log, [f"{name}{tag}" for name in names])
+    _clear_stale(out_dir, log, [f"{name}{tag}" for name in names])
+    # NOTE: chunks and sidecars are written to OUT/.partial/ and moved in at the end, so an interrupted
+    # rerun leaves the previous output (manifest + chunks) as it was.
+    stage = out_dir / STAGING
+    stage.mkdir()
+    try:
+        return _prepare_into(cfg, out_dir, stage, root, names, files, file_index, tag, shard, encoder, log, quiet, t0)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _prepare_into(cfg, out_dir, stage, root, names, files, file_index, tag, shard, encoder, log, quiet, t0) -> dict:
+    """The pipeline proper, writing chunks and sidecars into `stage` (see `_prepare`)."""
+    from steel.runlog import environment_report, progress_bar
 
     workers = cfg.workers
     if encoder is None:
@@ -342,7 +382,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     flts = build_filters(cfg.filters, names)
     for i, src in enumerate(cfg.sources):
         stats[i].filtered = {f.key: 0 for f in flts if f.applies(src.name, src.kind)} | {k: 0 for k in dedup_keys}
-    sinks = [ChunkSink(out_dir, f"{s.name}{tag}", cfg.chunk_tokens, encoder.vocab_size, encoder.fingerprint)
+    sinks = [ChunkSink(stage, f"{s.name}{tag}", cfg.chunk_tokens, encoder.vocab_size, encoder.fingerprint)
              for s in cfg.sources]
     deduper = Deduper(cfg.dedup) if dedup_keys else None
     # documents.npy columns, 22 bytes per kept document (array('Q') etc. hold them unboxed)
@@ -460,7 +500,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     chunks = []
     for src, sink in zip(cfg.sources, sinks):
         for name, n in sink.files:
-            chunks.append({"file": name, "tokens": n, "md5": head_tail_md5(out_dir / name), "source": src.name})
+            chunks.append({"file": name, "tokens": n, "md5": head_tail_md5(stage / name), "source": src.name})
     sources = {}
     for src, st in zip(cfg.sources, stats):
         total = st.kept + sum(st.filtered.values()) + sum(st.rejected.values())
@@ -476,11 +516,11 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
             docs = np.empty(len(doc_cols[0]), DOCUMENTS_DTYPE)
             for name, col in zip(DOCUMENTS_DTYPE.names, doc_cols):
                 docs[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else 0
-            np.save(out_dir / DOCUMENTS, docs)
+            np.save(stage / DOCUMENTS, docs)
             dedup_info["documents_file"] = DOCUMENTS
             if cfg.dedup.near and shard[1] > 1:  # for `merge --near`; the near index holds the kept docs, in order
                 assert deduper.count == len(docs), (deduper.count, len(docs))
-                np.save(out_dir / SIGNATURES, deduper.sigs[: deduper.count])
+                np.save(stage / SIGNATURES, deduper.sigs[: deduper.count])
                 dedup_info["signatures_file"] = SIGNATURES
     elapsed = time.perf_counter() - t0
     manifest = {
@@ -495,6 +535,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
         "environment": environment_report(),
     }
+    _replace_output(out_dir, stage, log)
     write_manifest(out_dir, manifest)
     for name, s in sources.items():
         log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
