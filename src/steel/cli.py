@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("steel: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `steel ... | head`: the reader left; stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
     except OSError as e:
         # A path that is not a directory, a read-only or full disk: one line naming the file, not a
         # traceback (STEEL_TRACEBACK=1 shows it), exit status 1: the run failed.
