@@ -324,12 +324,19 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
     SIGTERM is handled like Ctrl-C (KeyboardInterrupt; the caller prints `steel: interrupted`, status 130).
     """
     with _sigterm_as_interrupt():
-        return _prepare(cfg, out_dir, config_path=config_path, shard=shard, encoder=encoder, log=log, quiet=quiet)
+        try:
+            return _prepare(cfg, out_dir, config_path=config_path, shard=shard, encoder=encoder, log=log,
+                            quiet=quiet)
+        except BaseException:
+            shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)  # the previous output stays as it was
+            raise
 
 
 def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
              shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
              quiet: bool | None = None) -> dict:
+    from steel.runlog import environment_report, progress_bar
+
     log = log or logging.getLogger("steel")
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -356,16 +363,6 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # rerun leaves the previous output (manifest + chunks) as it was.
     stage = out_dir / STAGING
     stage.mkdir()
-    try:
-        return _prepare_into(cfg, out_dir, stage, root, names, files, file_index, tag, shard, encoder, log, quiet, t0)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
-def _prepare_into(cfg, out_dir, stage, root, names, files, file_index, tag, shard, encoder, log, quiet, t0) -> dict:
-    """The pipeline proper, writing chunks and sidecars into `stage` (see `_prepare`)."""
-    from steel.runlog import environment_report, progress_bar
 
     workers = cfg.workers
     if encoder is None:
