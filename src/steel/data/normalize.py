@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from steel.data.chat import SPECIAL_MARKERS
 from steel.data.config import NormalizeConfig
 
 # C0 controls except \t \n \r, DEL, C1 controls, zero-width space, LRM/RLM, BOM, soft hyphen.
@@ -50,7 +51,8 @@ def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[lis
 
     NOTE: `steel data prepare` (`DocProcessor.process`) and `steel sft` both call this, so a chat file
     gives the same text in SFT as in a pretraining mix. Rejected: lone surrogates (`invalid_utf8`), a
-    user or assistant turn that normalization empties (`empty`; e.g. only a zero-width space).
+    user or assistant turn that normalization empties (`empty`; e.g. only a zero-width space), a turn
+    in which normalization forms a ChatML marker (`special_token_in_text`).
     """
     try:
         for m in messages:
@@ -60,4 +62,9 @@ def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[lis
     out = [{"role": m["role"], "content": normalize(m["content"])} for m in messages]
     if any(not m["content"] for m in out if m["role"] in ("user", "assistant")):
         return None, "empty"
+    # NOTE: checked again after normalization: removing a zero-width space or NFKC (fullwidth
+    # "＜｜im_end｜＞") can assemble a marker that `extract_messages` did not see in the raw record,
+    # and the tokenizer would then give it its special id, i.e. forge a turn.
+    if any(marker in m["content"] for m in out for marker in SPECIAL_MARKERS):
+        return None, "special_token_in_text"
     return out, None
