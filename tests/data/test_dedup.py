@@ -90,3 +90,23 @@ def test_exact_only_and_near_only():
     assert exact.check(exact_hash(a), None) is None and exact.check(exact_hash(a), None) == "dedup_exact"
     near = Deduper(DedupConfig(exact=False, near=True))
     assert near.check(None, mh.signature(a)) is None and near.check(None, mh.signature(a)) == "dedup_near"
+
+
+def test_near_dup_compares_every_document_sharing_a_band():
+    # By construction: B shares only band 0 with A (Jaccard ~ r/128, kept); C equals B everywhere but one
+    # slot of every other band (Jaccard (128 - (bands - 1)) / 128 >= 0.9 vs B) and also shares band 0
+    # with A. A bucket that remembered only A (its first document) never compared C with B, its near dup.
+    cfg = DedupConfig(exact=False, near=True, threshold=0.8, num_perm=128)
+    d = Deduper(cfg)
+    b, r = d.bands, d.rows
+    rng = np.random.default_rng(0)
+    a_sig = rng.integers(0, 2**32, 128, dtype=np.uint32)
+    b_sig = rng.integers(0, 2**32, 128, dtype=np.uint32)
+    b_sig[:r] = a_sig[:r]
+    c_sig = b_sig.copy()
+    for band in range(1, b):
+        c_sig[band * r] ^= 1  # differ once in every other band: only band 0 is shared with A and B
+    assert jaccard_estimate(c_sig, b_sig) >= 0.9 and jaccard_estimate(b_sig, a_sig) < 0.2
+    assert d.check(None, a_sig) is None and d.check(None, b_sig) is None
+    assert d.check(None, c_sig) == "dedup_near"
+    assert d.check(None, rng.integers(0, 2**32, 128, dtype=np.uint32)) is None  # an unrelated one is kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import pyarrow as pa
@@ -20,6 +21,12 @@ def reader(**src) -> SourceReader:
     src.setdefault("path", ["x"])
     cfg = from_dict(DataConfig, {"sources": [src], "max_line_bytes": 200, "max_json_file_bytes": 10_000})
     return SourceReader(cfg.sources[0], cfg)
+
+
+def reader_with(**cfg) -> SourceReader:
+    """A reader of one default text source under the DataConfig defaults, overridden by `cfg`."""
+    c = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["x"]}], **cfg})
+    return SourceReader(c.sources[0], c)
 
 
 def items(r: SourceReader, path):
@@ -166,3 +173,61 @@ def test_globs_and_missing_paths(tmp_path):
     cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["nothing*.jsonl"]}]})
     with pytest.raises(ConfigError, match=r"sources\[0\].path\[0\]: no file matches"):
         expand_paths(cfg.sources[0], tmp_path, 0)
+
+
+def test_csv_cell_over_the_default_csv_limit_and_unclosed_quote(tmp_path):
+    # Python's csv refuses cells over 131,072 characters: that was a csv.Error traceback killing the run.
+    p = tmp_path / "big.csv"
+    p.write_text("id,text\n1,正常\n2," + "长" * 200_000 + "\n3,之后\n", encoding="utf-8")
+    assert items(reader_with(), p) == [(2, "正常", None), (3, "长" * 200_000, None), (4, "之后", None)]
+    # A cell over csv's limit (max_doc_chars, at least csv's default), or an unclosed quote swallowing
+    # the rest past it: one counted rejection, the same whatever limit an earlier reader had set.
+    small = reader_with(max_doc_chars=1000)
+    assert items(small, p) == [(2, "正常", None), (3, None, "too_large")]
+    assert len(items(reader_with(), p)) == 3 and items(small, p)[-1] == (3, None, "too_large")
+    q = tmp_path / "quote.csv"
+    q.write_text('id,text\n1,ok\n2,"never closed\n' + "more\n" * 30_000 + "3,x\n", encoding="utf-8")
+    assert items(small, q) == [(2, "ok", None), (3, None, "too_large")]
+
+
+def test_corrupt_zstd_keeps_every_record_before_the_bad_block(tmp_path):
+    # Independent reference: zstandard's stream reader fed 1 KiB at a time, counting complete lines.
+    import io
+
+    lines = [{"text": f"record {i} " + hashlib.sha256(str(i).encode()).hexdigest() * 4} for i in range(20000)]
+    data = bytearray(zstandard.ZstdCompressor(level=3).compress(jsonl_bytes(lines)))
+    mid = len(data) * 2 // 3
+    data[mid : mid + 64] = bytes(b ^ 0xFF for b in data[mid : mid + 64])
+    ref = b""
+    stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(bytes(data)), read_size=1024)
+    with pytest.raises(zstandard.ZstdError):
+        while chunk := stream.read(1024):
+            ref += chunk
+    want = ref.count(b"\n")
+    p = tmp_path / "c.jsonl.zst"
+    p.write_bytes(bytes(data))
+    got = items(reader_with(), p)
+    assert got[-1][2] == "unreadable_file" and all(r is None for _, _, r in got[:-1])
+    assert len(got) - 1 == want > 10_000  # the 1 MiB feed lost every record decoded in its last read
+
+
+def test_json_file_of_jsonl_with_a_bad_first_line(tmp_path):
+    p = tmp_path / "j.json"
+    p.write_bytes(b'{"text": "broken\n{"text": "second"}\n{"text": "third"}\n')
+    assert items(reader(), p) == [(1, None, "malformed_json"), (2, "second", None), (3, "third", None)]
+    pretty = tmp_path / "pretty.json"  # a broken pretty-printed object stays one rejection
+    pretty.write_bytes(b'{\n  "data": [\n    {"text": "a"}\n  ]\n')
+    assert items(reader(), pretty) == [(5, None, "malformed_json")]
+
+
+@pytest.mark.parametrize("suffix, compress", [
+    (".jsonl", lambda b: b),
+    (".jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    (".jsonl.gz", gzip.compress),
+])
+def test_max_line_bytes_does_not_depend_on_compression(tmp_path, suffix, compress):
+    line = b'{"text": "abcdefghij"}'  # 22 bytes without its newline
+    p = tmp_path / f"d{suffix}"
+    p.write_bytes(compress(line + b"\n" + line + b"\r\n"))
+    for limit, want in ((22, [(1, "abcdefghij", None), (2, "abcdefghij", None)]), (21, [(1, None, "too_large"), (2, None, "too_large")])):
+        assert items(reader_with(max_line_bytes=limit), p) == want

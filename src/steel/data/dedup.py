@@ -111,7 +111,9 @@ class Deduper:
         self.bands, self.rows = optimal_bands(cfg.threshold, cfg.num_perm)
         # NOTE: band keys are Python's hash() of the band bytes (64-bit ints, ~4x smaller than the bytes);
         # a collision can only propose a candidate, which the signature comparison then confirms or not.
-        self.tables: list[dict[int, int]] = [{} for _ in range(self.bands)]
+        # A bucket holds EVERY kept document with that band (an int for one, a list for more): keeping only
+        # the first missed near duplicates of a later document that shared only that band.
+        self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
         self.sigs = np.zeros((1024, cfg.num_perm), dtype=np.uint32)  # grown by doubling
         self.count = 0
 
@@ -122,20 +124,32 @@ class Deduper:
         if self.cfg.near and sig is not None:
             r = self.rows
             keys = [hash(sig[i * r : (i + 1) * r].tobytes()) for i in range(self.bands)]
-            checked = set()
+            cands: set[int] = set()
             for table, key in zip(self.tables, keys):
                 j = table.get(key)
-                if j is not None and j not in checked:
-                    checked.add(j)
-                    if jaccard_estimate(sig, self.sigs[j]) >= self.cfg.threshold:
-                        return "dedup_near"
+                if isinstance(j, list):
+                    cands.update(j)
+                elif j is not None:
+                    cands.add(j)
+            if cands:
+                # all candidates at once: the share of equal hash values per row = the Jaccard estimate
+                idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
+                same = np.count_nonzero(self.sigs[idx] == sig, axis=1)
+                if float(same.max()) / len(sig) >= self.cfg.threshold:  # as `jaccard_estimate`
+                    return "dedup_near"
             idx = self.count
             if idx == len(self.sigs):
                 self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
             self.sigs[idx] = sig
             self.count += 1
             for table, key in zip(self.tables, keys):
-                table.setdefault(key, idx)
+                j = table.get(key)
+                if j is None:
+                    table[key] = idx
+                elif isinstance(j, list):
+                    j.append(idx)
+                else:
+                    table[key] = [j, idx]
         if self.cfg.exact and h is not None:
             self.seen.add(h)
         return None
