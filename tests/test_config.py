@@ -53,6 +53,10 @@ def test_yaml_and_overrides(tmp_path):
         ({"flag": "yes please"}, [], "flag: expected true/false"),
         ({"items": [{"steps": 1}]}, ["items.3.steps=1"], "index 3 out of range"),
         ({}, ["novalue"], "expected KEY=VALUE"),
+        # NaN passed every `< 0` check and reached manifest.json as a bare NaN (not JSON)
+        ({}, ["weights.zh=.nan"], "weights.zh: expected a finite number, got nan"),
+        ({}, ["inner.lr=.inf"], "inner.lr: expected a finite number, got inf"),
+        ({"inner": {"lr": "-inf"}}, [], "inner.lr: expected a finite number"),
     ],
 )
 def test_errors_name_the_field(data, overrides, message):

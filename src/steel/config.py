@@ -10,6 +10,7 @@ one clear message instead of a traceback deep inside a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -91,10 +92,15 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             # YAML 1.1 reads `3e-4` (no dot) as a string; accept numeric strings for floats.
             if isinstance(value, str):
                 try:
-                    return float(value)
+                    value = float(value)
                 except ValueError:
                     pass
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            if not isinstance(value, float):
+                raise ConfigError(f"{path}: expected a number, got {value!r}")
+        # NOTE: no setting of ours means anything at NaN or infinity; `.nan` passed every `< 0` check and
+        # then wrote NaN into manifest.json (not JSON) or into a schedule.
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

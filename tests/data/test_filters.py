@@ -120,10 +120,24 @@ def test_applies_to_sources_and_kinds():
     ([{"name": "length"}, {"name": "length"}], r"filters\[1\]\.label: 'length' is already used"),
     ([{"name": "length", "sources": ["zz"]}], r"filters\[0\]\.sources: no source named 'zz'"),
     ([{"min_chars": 1}], r"filters\[0\]: expected a mapping with `name`"),
+    # dedup counts under these keys in the same `filtered` table: a filter there would merge with them
+    ([{"name": "length", "label": "dedup_exact"}], r"filters\[0\]\.label: 'dedup_exact' is already used"),
+    ([{"name": "length", "label": "dedup_near"}], r"filters\[0\]\.label: 'dedup_near' is already used"),
+    # an empty word compiled to the empty pattern, which matches every text: every document was dropped
+    ([{"name": "blocklist", "words": [""]}], r"filters\[0\]\.words: give `words` \(non-empty\)"),
 ])
 def test_filter_config_errors(filters, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(DataConfig, {"sources": [{"name": "s", "path": ["x"]}], "filters": filters})
+
+
+def test_blocklist_file_without_words_is_refused(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"filters\[0\]\.file: .*empty.txt has no word"):
+        build_filters([{"name": "blocklist", "file": "empty.txt"}], root=tmp_path, setup=True)
+    # words given beside an empty file: those words are the list
+    f = build_filters([{"name": "blocklist", "file": "empty.txt", "words": ["spam"]}], root=tmp_path, setup=True)[0]
+    assert f.keep("clean") and not f.keep("spam")
 
 
 def test_blocklist_missing_file_names_field(tmp_path):

@@ -238,8 +238,8 @@ class Blocklist(Filter):
     ignore_case: bool = True
 
     def validate(self):
-        if not self.words and self.file is None:
-            raise ConfigError("words: give `words` or `file`")
+        if not any(self.words) and self.file is None:
+            raise ConfigError("words: give `words` (non-empty) or `file`")
         if self.max_hits < 0:
             raise ConfigError(f"max_hits: must be >= 0, got {self.max_hits}")
 
@@ -252,6 +252,9 @@ class Blocklist(Filter):
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"file: cannot read blocklist {path} ({e})") from None
         words = sorted({w for w in words if w}, key=len, reverse=True)  # longest first: 'abc' before 'ab'
+        if not words:  # the empty pattern matches every text: each document would be dropped
+            where = f"file: {path} has" if self.file is not None else "words: has"
+            raise ConfigError(f"{where} no word (only empty lines/strings)")
         self._re = re.compile("|".join(map(re.escape, words)), re.IGNORECASE if self.ignore_case else 0)
 
     def keep(self, text):
@@ -269,7 +272,8 @@ def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = 
                   root: Path | None = None, setup: bool = False) -> list[Filter]:
     """YAML specs -> filter objects; errors name `filters[i].field`. `setup=True` also loads files."""
     out: list[Filter] = []
-    keys: set[str] = set()
+    # dedup's own drop counts live beside the filters' in `filtered`: a filter may not take their keys
+    keys: set[str] = {"dedup_exact", "dedup_near"}
     for i, spec in enumerate(specs):
         where = f"filters[{i}]"
         if not isinstance(spec, dict) or "name" not in spec:
@@ -287,7 +291,8 @@ def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = 
                 if s not in source_names:
                     raise ConfigError(f"{where}.sources: no source named {s!r}")
         if flt.key in keys:
-            raise ConfigError(f"{where}.label: {flt.key!r} is already used by another filter; set a distinct label")
+            raise ConfigError(f"{where}.label: {flt.key!r} is already used by another filter or by dedup; "
+                              "set a distinct label")
         keys.add(flt.key)
         if setup:
             try:
