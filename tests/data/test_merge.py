@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from steel.cli import main as steel_main
-from steel.config import from_dict
+from steel.config import from_dict, to_dict
 from steel.data.chunks import DOCUMENTS, SIGNATURES, head_tail_md5, read_chunk, read_documents, read_manifest
 from steel.data.config import DataConfig
 from steel.data.merge import merge
@@ -128,6 +128,26 @@ def test_merge_without_duplicates_is_unchanged(tmp_path, enc):
     full = prepare(cfg, tmp_path / "full", encoder=enc, log=LOG, quiet=True)
     assert accounting(merged) == accounting(full)
     assert (tmp_path / "merged" / DOCUMENTS).exists()
+
+
+def test_merge_refuses_shards_of_different_configs(dup_inputs, enc):
+    # documents.npy numbers sources by position: shard 1 prepared with the sources listed b, a was read
+    # as a, b, and dedup and the per-source accounting came out wrong without a word.
+    from steel.cli import UserError
+
+    d, sources = dup_inputs
+    dirs = [d / f"s{k}" for k in range(2)]
+    prepare(cfg_for(d, sources), dirs[0], shard=(0, 2), encoder=enc, log=LOG, quiet=True)
+    prepare(cfg_for(d, sources[::-1]), dirs[1], shard=(1, 2), encoder=enc, log=LOG, quiet=True)
+    with pytest.raises(UserError, match=r"s1: sources \['other', 'parts'\] differ from .*s0's \['parts', 'other'\]"):
+        merge(d / "merged", dirs, log=LOG)
+    other_filters = from_dict(DataConfig, {**to_dict(cfg_for(d, sources)), "filters": [{"name": "length", "min_chars": 20}]})
+    prepare(other_filters, dirs[1], shard=(1, 2), encoder=enc, log=LOG, quiet=True)
+    with pytest.raises(UserError, match=r"s1: `filters` differs from .*s0's"):
+        merge(d / "merged", dirs, log=LOG)
+    # what changes no document may differ: chunk size, workers
+    prepare(cfg_for(d, sources, chunk_tokens=11), dirs[1], shard=(1, 2), encoder=enc, log=LOG, quiet=True)
+    assert merge(d / "merged", dirs, log=LOG)["sources"].keys() == {"parts", "other"}
 
 
 def test_merge_of_old_shards_without_documents_only_reports(dup_inputs, enc, caplog):

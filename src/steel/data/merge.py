@@ -64,6 +64,36 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
                     "its manifest (use --overwrite to replace a previous output)")
 
 
+# The settings that decide which documents a shard keeps and in what order the merge sees them; shards of
+# one dataset must agree on them (paths, workers and chunk sizes may differ: they change no document).
+_SHARD_SETTINGS = ("normalize", "filters", "dedup", "max_doc_chars", "max_line_bytes", "max_json_file_bytes")
+_SOURCE_SETTINGS = ("kind", "format", "text_field", "record_path", "chat_layout", "fields", "system", "txt_unit",
+                    "csv_delimiter", "weight")
+
+
+def _check_same_settings(manifests: list[tuple[Path, dict]]) -> None:
+    """Refuse shards prepared from different configs: dedup decisions and the document index map
+    (`documents.npy` source numbers) are read against the first shard's source list."""
+    first_dir, first = manifests[0]
+
+    def settings(m: dict) -> dict | None:
+        cfg = m.get("config")
+        if cfg is None:  # a manifest without its config (older Steel): only the source names are compared
+            return None
+        return {k: cfg.get(k) for k in _SHARD_SETTINGS} | {
+            "sources": [{"name": s["name"]} | {k: s.get(k) for k in _SOURCE_SETTINGS} for s in cfg["sources"]]}
+
+    want = settings(first)
+    for d, m in manifests[1:]:
+        if list(m["sources"]) != list(first["sources"]):
+            raise UserError(f"{d}: sources {list(m['sources'])} differ from {first_dir}'s {list(first['sources'])} "
+                            "(names or order); prepare every shard from one config")
+        got = settings(m)
+        for k in want if want is not None and got is not None else ():
+            if got[k] != want[k]:
+                raise UserError(f"{d}: `{k}` differs from {first_dir}'s; prepare every shard from one config")
+
+
 def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False, overwrite: bool = False,
           allow_missing: bool = False) -> dict:
     """Merge the shard dirs `dirs` into `out_dir`; returns the manifest (also written to OUT/manifest.json).
@@ -96,6 +126,7 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
         if sh["index"] in shards_seen:
             raise UserError(f"{d}: shard {sh['index']} given twice (also {shards_seen[sh['index']]})")
         shards_seen[sh["index"]] = d
+    _check_same_settings(manifests)
     count = first.get("shard", {}).get("count", 1)
     missing = sorted(set(range(count)) - set(shards_seen))
     log = log or logging.getLogger("steel.data")
