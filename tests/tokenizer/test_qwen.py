@@ -140,6 +140,8 @@ def test_cli_small_vocabulary(tmp_path, small_ranks_file, tricky_strings, capsys
     """`steel tokenizer qwen --ranks` on a 3,000-rank prefix of Qwen's file: merge order, not lookups, decides ids."""
     out = tmp_path / "tok"
     assert main(["tokenizer", "qwen", str(out), "--ranks", str(small_ranks_file)]) == 0
+    # the message tells what was written (it said "151,646 ids; <|endoftext|>=151643" for any rank file)
+    assert "(3,003 ids; <|endoftext|>=3000, <|im_start|>=3001, <|im_end|>=3002;" in capsys.readouterr().out
     tok = load_tokenizer(out)
     ref = reference_encoding(small_ranks_file)
     assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"]) == [3000, 3002]

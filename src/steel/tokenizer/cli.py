@@ -75,9 +75,13 @@ def _qwen(args: argparse.Namespace) -> int:
             return 0
     check_out_dir(args.out_dir, args.overwrite, what="OUT_DIR")
     out = build_qwen_tokenizer(args.out_dir, ranks_path=args.ranks, default_system=args.default_system)
-    specials = ", ".join(f"{k}={v}" for k, v in QWEN_SPECIAL_IDS.items())
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(out) / "tokenizer.json"))  # what was written (`--ranks` may be another file)
+    specials = ", ".join(f"{k}={tok.token_to_id(k)}" for k in QWEN_SPECIAL_IDS)
     print(
-        f"wrote Qwen tokenizer to {out} (151,646 ids; {specials}; eos/pad <|endoftext|>, chat turns end with <|im_end|>)"
+        f"wrote Qwen tokenizer to {out} ({tok.get_vocab_size():,} ids; {specials}; eos/pad <|endoftext|>, "
+        "chat turns end with <|im_end|>)"
     )
     return 0
 
