@@ -187,3 +187,14 @@ def test_missing_dashscope_says_how_to_install(monkeypatch, tmp_path):
     (tmp_path / "dashscope" / "resources" / "qwen.tiktoken").write_text("IQ== 0\n")
     assert qwen_mod.find_qwen_ranks() == tmp_path / "dashscope" / "resources" / "qwen.tiktoken"
     assert "dashscope" not in sys.modules
+
+
+def test_fast_tokenizer_is_byte_identical_to_transformers_converter(small_ranks_file):
+    # Independent reference: transformers' own TikTokenConverter, reading the rank file with tiktoken.
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, build_fast_tokenizer
+
+    ref = TikTokenConverter(vocab_file=str(small_ranks_file), pattern=QWEN_PATTERN,
+                            extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    assert build_fast_tokenizer(read_ranks(small_ranks_file)).to_str() == ref.to_str()

@@ -36,7 +36,9 @@ _COMMON_KEYS = {"rope_theta", "rope_scaling", "dtype", "torch_dtype", "architect
 
 def _steel_fields() -> set[str]:
     # Own fields, base PretrainedConfig fields, and whatever to_dict() writes (e.g. output_attentions).
-    return (set(inspect.signature(SteelConfig.__init__).parameters) | set(SteelConfig.__dataclass_fields__)
+    # (PretrainedConfig is a dataclass from transformers 5.x on, not in 5.0)
+    return (set(inspect.signature(SteelConfig.__init__).parameters)
+            | set(getattr(SteelConfig, "__dataclass_fields__", ()))
             | set(SteelConfig(num_hidden_layers=1).to_dict()))
 
 

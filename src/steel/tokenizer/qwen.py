@@ -114,22 +114,55 @@ def read_ranks(path: str | Path) -> dict[bytes, int]:
     return ranks
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map used by byte-level BPE vocabularies."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
 def build_fast_tokenizer(ranks: dict[bytes, int], pattern: str = QWEN_PATTERN) -> Tokenizer:
-    """A HF `tokenizers` byte-level BPE equivalent to tiktoken over `ranks`, specials appended after the ranks."""
-    from transformers.convert_slow_tokenizer import TikTokenConverter
+    """A HF `tokenizers` byte-level BPE equivalent to tiktoken over `ranks`, specials appended after the ranks.
 
-    class _Converter(TikTokenConverter):
-        # Feed our strictly parsed ranks instead of tiktoken's path-keyed cache (see read_ranks).
-        @staticmethod
-        def load_tiktoken_bpe(_url):
-            return ranks
+    NOTE: this is what transformers' `TikTokenConverter` builds, written out here because its way of
+    reading the ranks changed within transformers 5 (5.0 reads a path with tiktoken, later versions call an
+    overridable loader); the result is byte-identical to the converter's (tests/tokenizer check the ids
+    against tiktoken on real text).
+    """
+    from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
 
-    # NOTE: the converter turns ranks into merges ordered by the merged token's rank and sets
-    # `ignore_merges=True` (a pre-token that is itself in the vocabulary is one id), which is exactly
-    # tiktoken's rule; tests/tokenizer prove the ids equal on real text.
-    tok = _Converter(
-        vocab_file="<ranks>", pattern=pattern, extra_special_tokens=list(SPECIAL_TOKENS)
-    ).converted()
+    byte_char = _bytes_to_unicode()
+
+    def to_str(b: bytes) -> str:
+        return "".join(byte_char[x] for x in b)
+
+    # Merges ordered by the merged token's rank (each token's own splits by their pieces' ranks); with
+    # `ignore_merges` a pre-token that is itself in the vocabulary is one id: exactly tiktoken's rule.
+    vocab, merges = {}, []
+    for token, rank in ranks.items():
+        vocab[to_str(token)] = rank
+        if len(token) == 1:
+            continue
+        local = [(token[:i], token[i:], rank) for i in range(1, len(token))
+                 if token[:i] in ranks and token[i:] in ranks]
+        merges.extend(sorted(local, key=lambda x: (ranks[x[0]], ranks[x[1]])))
+    merges.sort(key=lambda x: x[2])
+    tok = Tokenizer(BPE(vocab, [(to_str(a), to_str(b)) for a, b, _ in merges], fuse_unk=False))
+    tok.model.ignore_merges = True
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
     for i, name in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(name) == len(ranks) + i, (name, tok.token_to_id(name))
     return tok
