@@ -189,6 +189,17 @@ def test_prompt_five_shots_exact():
         ("我不知道", None),
         ("A或者B", None),  # two different letters, no statement: undecided, counted wrong
         ("应该是大腿", "C"),  # quotes exactly one option's text
+        # "选项X" mentions an option; a plain "选X" yields to a stated answer (all were the mention before)
+        ("答案：A\n\n解析：选项B错误，选项C错误。", "A"),
+        ("答案是C，因为选项A的说法是错误的。", "C"),
+        ("B。选项D是干扰项", "B"),
+        ("答案为C。选择A是常见错误。", "C"),
+        ("所以选项B正确", "B"),
+        ("我选择B", "B"),
+        # only upper-case letters: these gave 'a'/'b'/'d', never equal to a key, yet not counted no_answer
+        ("Answer is a", None),
+        ("The answer is (b).", None),
+        ("answer is a bit tricky, B", "B"),
     ],
 )
 def test_extract_answer(text, expected):
@@ -362,3 +373,78 @@ def test_position_mixing_steel_model_scores_like_unbatched(tiny_tokenizer_dir):
     batched = mc.predict_letter_mode(model, tok, prompts, batch_size=5)
     single = mc.predict_letter_mode(model, tok, prompts, batch_size=1)
     assert [s for _, s in batched] == [s for _, s in single]
+
+
+def test_chunked_causal_moe_scores_like_unbatched(tiny_tokenizer_dir):
+    """soft_moe_causal rebuilds its slots every moe_chunk_size-th index: left pads shift that grid, so
+    such a model is also scored one prompt at a time (steel-1b's training config uses chunk 64)."""
+    from transformers import AutoTokenizer
+
+    from steel.infer.load import mixes_positions
+    from steel.model import build_model, load_model_config
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    cfg = load_model_config("tiny")
+    cfg.ffn_type, cfg.moe_chunk_size, cfg.initializer_range = "soft_moe_causal", 4, 0.2  # a visible MoE branch
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert mixes_positions(model)
+    seqs = [tok.encode("题目" + "x" * (i + 1), add_special_tokens=False) for i in range(4)]  # 4 lengths
+    batched = mc.last_logits(model, seqs, 1, pad_id=0)
+    single = torch.cat([mc.last_logits(model, [s], 1, pad_id=0) for s in seqs])
+    assert torch.equal(batched, single)
+    cfg1 = load_model_config("tiny")
+    cfg1.ffn_type = "soft_moe_causal"
+    assert not mixes_positions(build_model(cfg1))  # chunk 1: pads change nothing, batches stay batched
+
+
+def test_generate_mode_is_plain_greedy_whatever_generation_config_says(tiny_llama_dir):
+    # A Steel export's generation_config.json asks for repetition_penalty 1.05: `eval mc --mode generate`
+    # on the export answered differently from the run directory with the same weights.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steel.infer.generate import chat_prompt_ids, stop_token_ids
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    msgs = [{"role": "user", "content": "以下是单项选择题 ABCD ABCD"}]
+    ids = chat_prompt_ids(tok, msgs)
+    stops = stop_token_ids(tok)
+    ref = list(ids)  # independent greedy: argmax of a full forward per step
+    with torch.no_grad():
+        for _ in range(12):
+            nxt = int(model(torch.tensor([ref])).logits[0, -1].argmax())
+            if nxt in stops:
+                break
+            ref.append(nxt)
+    want = tok.decode(ref[len(ids):], skip_special_tokens=True)
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.no_repeat_ngram_size = 1
+    assert mc.predict_generate_mode(model, tok, [msgs], 12, 1) == [want]
+    penalised = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert tok.decode(penalised[0, len(ids):].tolist(), skip_special_tokens=True) != want  # the test can fail
+
+
+def test_cot_raises_max_new_tokens_to_512(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    root = make_ceval_dir(tmp_path / "ceval")
+    x_id = tok.encode("x", add_special_tokens=False)[0]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    model = _biased_model(len(tok), {x_id: 10.0})
+    model.lm_head.bias.data[eos] = 0.0
+    model.config.max_position_embeddings = 2048  # room for the prompt + 512 (RoPE needs no table)
+    opts = mc.McOptions(task="ceval", data=root, shots=0, mode="generate", cot=True, max_new_tokens=200,
+                        batch_size=4, subjects=["computer_network"], limit=1)
+    mc.run_mc(model, tok, opts)
+    assert opts.max_new_tokens == 512 and opts.details[0]["raw"] == "x" * 512  # 200 was kept before
+
+
+def test_out_must_be_the_json_file(tmp_path, tiny_llama_dir, capsys):
+    root = make_ceval_dir(tmp_path / "ceval")
+    for bad in ("res.md", "res.jsonl"):  # the .md table written beside --out replaced the JSON itself
+        rc = steel_main(["eval", "mc", "--model", str(tiny_llama_dir), "--task", "ceval", "--data", str(root),
+                         "--out", str(tmp_path / bad)])
+        assert rc == 2 and "give the JSON file" in capsys.readouterr().err
+        assert not (tmp_path / bad).exists()

@@ -223,3 +223,28 @@ def test_bf16_run_loads_and_exports_as_saved(tmp_path, tiny_tokenizer_dir):
     assert steel_main(["export", str(run), str(out), "--tokenizer", str(tiny_tokenizer_dir)]) == 0
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     assert {v.dtype for v in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+
+
+def test_run_dir_in_bf16_computes_like_its_bf16_export(tmp_path, tiny_tokenizer_dir):
+    # `--dtype bfloat16` on a run dir did model.to(bf16), rounding RoPE's fp32 inv_freq too (0.37 rad off
+    # at position 2047), where the bf16 export loads with it in fp32: two numbers for one model.
+    from run_dirs import make_run_dir
+    from transformers import AutoTokenizer
+
+    from steel.infer.load import load_model
+    from steel.model import build_model, load_model_config
+
+    torch.manual_seed(0)
+    model = build_model(load_model_config("tiny")).eval()
+    run = make_run_dir(tmp_path / "run", model, [])
+    src = tmp_path / "src"
+    model.save_pretrained(str(src))
+    AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir)).save_pretrained(str(src))
+    out = tmp_path / "export"
+    assert steel_main(["export", str(src), str(out), "--dtype", "bfloat16"]) == 0
+    a, b = load_model(run, "cpu", "bfloat16"), load_model(out, "cpu", "bfloat16")
+    assert a.model.rotary_emb.inv_freq.dtype == b.model.rotary_emb.inv_freq.dtype == torch.float32
+    assert next(a.parameters()).dtype == torch.bfloat16
+    ids = torch.randint(0, 256, (1, 200))
+    with torch.no_grad():
+        assert torch.equal(a(ids).logits, b(ids).logits)

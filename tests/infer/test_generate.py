@@ -212,3 +212,7 @@ def test_chat_and_generate_cli(tiny_llama_dir, monkeypatch, capsys):
     expected = G.generate_text(model, tok, ids, G.SamplingOptions(max_new_tokens=5, temperature=0.0))
     assert capsys.readouterr().out == expected + "\n"
     assert steel_main(["generate", "--model", str(tiny_llama_dir), "--prompt", "x", "--top-p", "0"]) == 2
+    capsys.readouterr()
+    # --system without --chat was dropped without a word (a plain prompt has no place for it)
+    assert steel_main(["generate", "--model", str(tiny_llama_dir), "--prompt", "x", "--system", "be brief"]) == 2
+    assert "--system: needs --chat" in capsys.readouterr().err

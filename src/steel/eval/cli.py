@@ -173,6 +173,9 @@ def cmd_mc(args) -> int:
         "limit": args.limit,
     }
     opts = options(McOptions, args.config, given)
+    if args.out and Path(args.out).suffix in (".md", ".jsonl"):  # the table/questions file would replace it
+        raise UserError(f"--out {args.out}: give the JSON file (e.g. result.json); the .md table and the "
+                        ".questions.jsonl go beside it")
     load_benchmark(opts)  # bad data fails here, before a large model is loaded
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model, args.tokenizer)

@@ -287,13 +287,19 @@ def fit_shots(
 # ---------------------------------------------------------------------------------------------------
 # Answer extraction (generate mode). Deterministic; None when no letter can be found.
 
-_LETTER = r"([ABCD])(?![A-Za-z])"
+_LETTER = r"([ABCD])(?![A-Za-z])"  # an upper-case option letter only: "answer is a bit" has no letter
+_OPEN = r"\s*[:：]?\s*[\(（【\[]?\s*"
+# Statements of the answer -- the last one wins (CoT ends with it; "答案是A。不对，应该选C": C):
 _EXPLICIT = [
-    # "答案是B", "答案：(C)", "正确答案为 D", "答案应该是A" -- the last such statement wins (CoT ends with it)
-    re.compile(r"答案\s*(?:应该|应|就)?\s*(?:是|为|选)?\s*[:：]?\s*[\(（【\[]?\s*" + _LETTER),
-    re.compile(r"(?i)answer\s*(?:is)?\s*[:：]?\s*\(?\s*" + _LETTER),
-    re.compile(r"(?:应该|应|故|所以|因此)?选(?:择|项)?\s*[:：]?\s*[\(（【\[]?\s*" + _LETTER),
+    # "答案是B", "答案：(C)", "正确答案为 D", "答案应该是A"
+    re.compile(r"答案\s*(?:应该|应|就)?\s*(?:是|为|选)?" + _OPEN + _LETTER),
+    re.compile(r"(?i:answer)\s*(?:(?i:is))?" + _OPEN + _LETTER),
+    # a concluding choice: "应该选C", "故选B", "所以选项B", "最后选D"
+    re.compile(r"(?:应该|应|故|所以|因此|最后|最终|综上)\s*选(?:择|项)?" + _OPEN + _LETTER),
 ]
+# A plain choice ("这道题选D", "我选择B"), read only when no statement above is found
+# ("答案为C。选择A是常见错误" is C). "选项B" alone names an option ("选项B错误"), it does not choose one.
+_CHOICE = re.compile(r"选(?:择)?" + _OPEN + _LETTER)
 # A reply opening with the letter as an answer: "B", "B. 腹", "(C)大腿" -- not "A或者B".
 _LEADING = re.compile(r"^\s*[\(（【\[]?\s*([ABCD])\s*(?:$|[.．、,，。:：)）】\]\s])")
 _STANDALONE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
@@ -302,14 +308,18 @@ _STANDALONE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
 def extract_answer(text: str, choices: tuple[str, ...] | None = None) -> str | None:
     """The option letter a generated answer commits to, or None.
 
-    Order: an explicit statement ("答案是X", "Answer: X", "选X"; the last one wins), a letter opening
-    the reply ("B. 腹", "(C)"), a single distinct stand-alone letter anywhere, the one option whose
-    full text the reply quotes. Letters inside English words ("As an AI") never count.
+    Order: an explicit statement ("答案是X", "Answer: X", "应该选X"; the last one wins), a plain choice
+    ("选X", the last one), a letter opening the reply ("B. 腹", "(C)"), a single distinct stand-alone
+    letter anywhere, the one option whose full text the reply quotes. Only upper-case letters count, and
+    never inside English words ("As an AI"); "选项X" only mentions an option.
     """
     # The statement whose letter comes last in the reply, whichever pattern found it ("答案是A。不对，应该选C": C).
     explicit = [(m.start(1), m.group(1)) for pat in _EXPLICIT for m in pat.finditer(text)]
     if explicit:
         return max(explicit)[1]
+    chosen = _CHOICE.findall(text)
+    if chosen:
+        return chosen[-1]
     m = _LEADING.match(text)
     if m:
         return m.group(1)
@@ -491,6 +501,10 @@ def predict_generate_mode(
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            # plain greedy whatever the model directory's generation_config.json says (a Steel export
+            # asks for repetition_penalty 1.05: the run dir and its export answered differently)
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
             eos_token_id=stops,
             pad_token_id=pad_id,
         )
@@ -599,8 +613,8 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
     t0 = time.perf_counter()
     questions, dev, table = load_benchmark(opts)
     flat = [(s, q) for s in questions for q in questions[s]]
-    if opts.mode == "generate" and opts.cot and opts.max_new_tokens < 128:
-        opts.max_new_tokens = 512  # an explanation needs room; the default 32 only fits a letter
+    if opts.mode == "generate" and opts.cot and opts.max_new_tokens < 512:
+        opts.max_new_tokens = 512  # an explanation needs room (README: "raised to at least 512")
     preds: list[str | None]
     raw: list = []
     if progress is None:

@@ -103,6 +103,8 @@ def cmd_generate(args) -> int:
     from steel.infer.load import max_positions
 
     opts = _sampling(args)
+    if args.system is not None and not args.chat:
+        raise UserError("--system: needs --chat (a plain prompt is continued as text, without a chat template)")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tok = _load(args)
     if args.chat:

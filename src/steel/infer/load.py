@@ -44,16 +44,18 @@ def max_positions(model) -> int | None:
 
 
 def mixes_positions(model) -> bool:
-    """True for Steel FFN variants that mix tokens across the sequence (soft-MoE v2/v3): padding a
-    row then changes its outputs, so batched scoring must not pad (see README, "The model")."""
-    ffn = getattr(getattr(model, "config", None), "ffn_type", None)
+    """True for Steel FFN variants whose outputs change with left padding, so batched scoring must not
+    pad (see README, "The model"): soft-MoE v2/v3 mix tokens across the sequence, and `soft_moe_causal`
+    with `moe_chunk_size` > 1 rebuilds its slots at every c-th index, a grid the pads shift."""
+    cfg = getattr(model, "config", None)
+    ffn = getattr(cfg, "ffn_type", None)
     if ffn is None:
         return False
     try:
         from steel.model.configuration_steel import LEAKING_FFN_TYPES
     except ImportError:
         LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
-    return ffn in LEAKING_FFN_TYPES
+    return ffn in LEAKING_FFN_TYPES or (ffn == "soft_moe_causal" and getattr(cfg, "moe_chunk_size", 1) > 1)
 
 
 def _register_steel() -> None:
@@ -204,8 +206,18 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
             )
         model = model_from_checkpoint(ckpt)
         if torch_dtype is not None:
-            model = model.to(torch_dtype)
+            cast_parameters(model, torch_dtype)
     return model.to(device).eval()
+
+
+def cast_parameters(model, dtype: torch.dtype) -> None:
+    """Parameters to `dtype`, buffers as they are: `model.to(bf16)` also rounded RoPE's fp32 `inv_freq`
+    (0.37 rad off at position 2047), where `from_pretrained(dtype=bf16)` of the export keeps it fp32."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.data = p.data.to(dtype)
+    model.config.dtype = dtype
 
 
 def model_from_checkpoint(ckpt: Path):
@@ -239,9 +251,5 @@ def model_from_checkpoint(ckpt: Path):
     # model is built in fp32, so bring its parameters (not buffers such as RoPE's inv_freq) to that dtype.
     saved = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(saved) == 1 and (dtype := saved.pop()) != torch.float32:
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.is_floating_point():
-                    p.data = p.data.to(dtype)
-        model.config.dtype = dtype
+        cast_parameters(model, dtype)
     return model
