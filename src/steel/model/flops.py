@@ -101,7 +101,9 @@ def flops_per_token(config: PretrainedConfig, seq_len: int) -> dict[str, float]:
     H = config.num_attention_heads
     Hkv = getattr(config, "num_key_value_heads", None) or H
     D = getattr(config, "head_dim", None) or C // H
-    if isinstance(config, SteelConfig):
+    # NOTE: by model_type, not isinstance: a Steel directory loaded with trust_remote_code may carry the
+    # config class of its own configuration_steel.py copy (transformers 5.4 prefers it to the registered one).
+    if isinstance(config, SteelConfig) or getattr(config, "model_type", None) == "steel":
         proj = C * H * D + 2 * C * Hkv * D + H * D * C
         ffn = steel_ffn_macs(config, seq_len)
     else:

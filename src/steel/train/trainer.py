@@ -402,9 +402,11 @@ class Trainer:
                 if self.model_loss:
                     # Steel computes its own loss: with `kernels: {cross_entropy: fused}` the (B, T, V)
                     # logits are never materialised (chunked linear + CE, steel.kernels.cross_entropy).
-                    loss = self.model(input_ids=inp, shift_labels=t, loss_reduction="sum").loss
+                    loss = self.model(input_ids=inp, shift_labels=t, loss_reduction="sum", use_cache=False).loss
                 else:
-                    logits = self.model(input_ids=inp).logits  # (B, T, V)
+                    # NOTE: use_cache=False: some transformers versions (5.4) build a KV cache in training
+                    # mode, which activation checkpointing's recomputation then extends to twice the length.
+                    logits = self.model(input_ids=inp, use_cache=False).logits  # (B, T, V)
                     # NOTE: CE in fp32 (autocast would upcast anyway). At V=151936, B=8, T=2048 the fp32
                     # logits are ~10 GB; lower micro_batch (raise grad_accum) or use a Steel model with
                     # the fused cross-entropy kernel.
