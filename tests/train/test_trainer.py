@@ -219,6 +219,28 @@ def test_add_data_at_the_start_resumes(tmp_path, data):
     assert len(state["chunks"]) == 4 and len(state["segments"]) == 1 and state["extra_dirs"] == [str(more)]
 
 
+def test_appended_data_weight_change_moved_dir_and_relative_path(tmp_path, data, monkeypatch, capsys):
+    more = make_data_dir(tmp_path / "more", [2000], seed=9, source="more", prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert steel(["train", str(cfg), "--add-data", "more"]) == 0  # relative, from tmp_path
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "data.json").read_text())
+    assert state["extra_dirs"] == [str(more.resolve())]  # stored absolute: it was 'more'
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a resume from another cwd used to lose 'more'
+    assert steel(["train", str(cfg), "--set", "max_steps=3"]) == 0
+    # A weight given for a source appended with --add-data was ignored without a word.
+    assert steel(["train", str(cfg), "--set", "max_steps=4", "--set", "data.weights={more: 3.0}"]) == 2
+    assert "data.weights.more: weight 3 configured, but the run registered" in capsys.readouterr().err
+    # Appended data moved: given again at its new place, the run resumes (chunks are found by MD5).
+    shutil.move(str(more), str(tmp_path / "moved"))
+    assert steel(["train", str(cfg), "--set", "max_steps=4"]) == 2
+    assert "(moved? list its directory in data.dirs or pass it with --add-data)" in capsys.readouterr().err
+    assert steel(["train", str(cfg), "--set", "max_steps=4", "--add-data", str(tmp_path / "moved")]) == 0
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-4" / "data.json").read_text())
+    assert len(state["chunks"]) == 4 and len(state["segments"]) == 1  # nothing appended twice
+
+
 def test_plot(tmp_path, data):
     cfg = tiny_config(tmp_path, [data], max_steps=3, log={"every": 1, "tensorboard": True, "progress": False})
     assert steel(["train", str(cfg)]) == 0

@@ -347,7 +347,8 @@ class PretrainLoader:
             registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
             available = [a for a in available if registered.get(a.md5) != a.path.resolve()]
         report_coverage(available, self.seq_len)
-        self.extra_dirs += [str(d) for d in dirs if str(d) not in self.extra_dirs]
+        # absolute: a relative `--add-data` dir was looked up again from whatever cwd the resume ran in
+        self.extra_dirs += [str(Path(d).resolve()) for d in dirs if str(Path(d).resolve()) not in self.extra_dirs]
         base = self.total
         added = self._register(available, again=reuse)
         for a in available:
@@ -481,7 +482,8 @@ class PretrainLoader:
                         f"{same.path}: chunk changed since it was registered as {file} (manifest MD5 {same.md5}, "
                         f"registered {md5}); restore it or start a new run"
                     )
-                raise DataError(f"chunk {file} (MD5 {md5}) registered in this run is in none of the data dirs")
+                raise DataError(f"chunk {file} (MD5 {md5}) registered in this run is in none of the data dirs "
+                                "(moved? list its directory in data.dirs or pass it with --add-data)")
             if a.tokens != tokens:
                 raise DataError(f"{a.path}: chunk changed since it was registered ({a.tokens} tokens, was {tokens})")
             self.chunks.append(ChunkRecord(md5, str(a.path), source, tokens, count))

@@ -292,7 +292,10 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
     """Refuse a weight change for data already in the run: its chunks keep the sample counts registered."""
     from steel.data.loader import num_windows, scan_data_dirs
 
-    now = {x.md5: x for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]}
+    # the configured dirs and those appended earlier (`--add-data`, kept in the data state): a weight
+    # given for an appended source was ignored silently, and recorded in config.yaml as if used
+    appended = [x for x in data.extra_dirs if Path(x).is_dir()]
+    now = {x.md5: x for x in scan_data_dirs(_unique_dirs([*cfg.data.dirs, *appended]), cfg.data.weights)[0]}
     for c in data.chunks:
         x = now.get(c.md5)
         if x is not None and c.count != round(x.weight * num_windows(c.tokens, cfg.data.seq_len)):
@@ -557,13 +560,15 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     else:
         # A directory listed twice (or passed to --add-data while in data.dirs) is read once.
         dirs = list({Path(x).resolve(): x for x in cfg.data.dirs + ([] if latest else list(add_data))}.values())
+        # At a resume, `--add-data` dirs are also where registered chunks are looked up: appended data that
+        # moved is found at the new path given again (chunks are identified by MD5, not by path).
         data = PretrainLoader(
             dirs, cfg.data.seq_len, cfg.micro_batch,
             seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
-            verify=cfg.data.verify, lookup_dirs=cfg.anneal.dirs,
+            verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
         )
-        if latest is None:  # `--add-data` at the start: remembered like one given at a resume
-            data.extra_dirs = [str(x) for x in dict.fromkeys(add_data)]
+        if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
+            data.extra_dirs = [str(Path(x).resolve()) for x in dict.fromkeys(add_data)]
     if make_data is None:
         check_model_fits_data(model_cfg, data.tokenizer)
     metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
