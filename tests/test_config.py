@@ -108,3 +108,42 @@ def test_sft_partial_optim_keeps_sft_defaults():
 
     o = from_dict(SftConfig, {"init": "x", "optim": {"lr": 1e-3}}).optim
     assert (o.lr, o.weight_decay, o.min_lr, o.warmup_steps) == (1e-3, 0.0, 2e-6, 30)
+
+
+@dataclass
+class WithList:
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    inner: Inner = field(default_factory=Inner)
+    items: list[Inner] = field(default_factory=lambda: [Inner(steps=1), Inner(steps=2)])
+
+
+@dataclass
+class HasListSection:
+    optim: WithList = field(default_factory=WithList)
+    maybe: Optional[WithList] = None
+
+
+def test_override_list_item_of_an_unset_list_uses_the_default():
+    # `--set optim.betas.1=0.99` with no `betas` (or no `optim`) in the file: the default list, one item changed
+    # (was "optim.betas: expected a list, got dict {'1': 0.99}")
+    assert from_dict(HasListSection, {}, ["optim.betas.1=0.99"]).optim.betas == [0.9, 0.99]
+    assert from_dict(HasListSection, {"optim": {"inner": {"lr": 0.5}}}, ["optim.betas.0=0.8"]).optim.betas == [0.8, 0.95]
+    assert from_dict(WithList, {}, ["betas.-1=0.5"]).betas == [0.9, 0.5]
+    cfg = from_dict(WithList, {}, ["items.1.name=x"])
+    assert cfg.items == [Inner(steps=1), Inner(steps=2, name="x")]
+    cfg = from_dict(HasListSection, {}, ["maybe.betas.1=0.7"])  # an Optional section: its class's defaults
+    assert cfg.maybe.betas == [0.9, 0.7] and cfg.maybe.items[0] == Inner(steps=1)
+    # a list in the file is the one indexed; the default list is not touched
+    assert from_dict(WithList, {"betas": [0.1, 0.2]}, ["betas.1=0.3"]).betas == [0.1, 0.3]
+    assert WithList().betas == [0.9, 0.95]
+    # an index past the default list is still an error naming the field
+    with pytest.raises(ConfigError, match=r"optim\.betas\.2: index 2 out of range \(list has 2 items\)"):
+        from_dict(HasListSection, {}, ["optim.betas.2=0.5"])
+    with pytest.raises(ConfigError, match=r"optim\.betas\.x: 'x' is not a list index"):
+        from_dict(HasListSection, {}, ["optim.betas.x=0.5"])
+
+
+def test_override_list_item_of_the_train_config_default():
+    from steel.train.config import TrainConfig
+
+    assert from_dict(TrainConfig, {}, ["optim.betas.1=0.99"]).optim.betas == [0.9, 0.99]

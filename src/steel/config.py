@@ -9,6 +9,7 @@ one clear message instead of a traceback deep inside a run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -179,8 +180,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return keys, value
 
 
-def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
-    """Apply `a.b=value` overrides to a plain dict (in place) and return it. List items by index: `sources.0.weight=2`."""
+def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | None = None) -> dict:
+    """Apply `a.b=value` overrides to a plain dict (in place) and return it. List items by index: `sources.0.weight=2`.
+
+    With `cls` (the dataclass `data` describes), indexing a list that `data` does not set indexes the field's
+    default list (`optim.betas.1=0.99` -> [0.9, 0.99] with the default [0.9, 0.95]).
+    """
     for item in overrides:
         keys, value = parse_override(item)
         node: Any = data
@@ -189,7 +194,8 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
                 node = node[_index(k, node, keys[: i + 1])]
                 continue
             if k not in node or node[k] is None:
-                node[k] = {}
+                default = _default_at(cls, keys[: i + 1]) if cls is not None else _MISSING
+                node[k] = copy.deepcopy(to_dict(default)) if isinstance(default, (list, tuple)) else {}
             node = node[k]
         last = keys[-1]
         if isinstance(node, list):
@@ -197,6 +203,50 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
         else:
             node[last] = value
     return data
+
+
+_MISSING = object()
+
+
+def _default_at(cls: Any, keys: list[str]) -> Any:
+    """The default value of the field at path `keys` inside dataclass `cls` (the enclosing fields' own
+    defaults first, as `_build` fills a partial section), or _MISSING when there is none."""
+    tp, default = cls, _MISSING
+    for k in keys:
+        if get_origin(tp) in (Union, types.UnionType):  # Optional[X] -> X
+            args = [a for a in get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else Any
+        origin = get_origin(tp)
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            f = next((f for f in dataclasses.fields(tp) if f.init and f.name == k), None)
+            if f is None:
+                return _MISSING
+            if dataclasses.is_dataclass(default) and not isinstance(default, type):
+                default = getattr(default, k)
+            elif f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = _MISSING
+            try:
+                tp = get_type_hints(tp).get(k, Any)
+            except Exception:  # an unresolvable annotation: no type to go deeper by
+                tp = Any
+        elif origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+            args = get_args(tp)
+            tp = args[0] if args else Any
+            try:
+                default = default[int(k)] if isinstance(default, (list, tuple)) else _MISSING
+            except (ValueError, IndexError):
+                default = _MISSING
+        elif origin is dict or tp is dict:
+            args = get_args(tp)
+            tp = args[1] if args else Any
+            default = default.get(k, _MISSING) if isinstance(default, dict) else _MISSING
+        else:
+            return _MISSING
+    return default
 
 
 def _index(k: str, node: list, keys: list[str]) -> int:
@@ -228,7 +278,7 @@ def read_yaml(path: str | Path) -> dict:
 
 def from_dict(cls: type[T], data: dict, overrides: typing.Iterable[str] = (), source: str | None = None) -> T:
     """Build `cls` from a plain dict (+ overrides). Errors are prefixed with `source` (a file name) when given."""
-    data = apply_overrides(dict(data), overrides)
+    data = apply_overrides(dict(data), overrides, cls)
     try:
         return _build(cls, data, "")
     except ConfigError as e:
