@@ -318,6 +318,24 @@ def test_bad_config_names_the_field(tmp_path, data, capsys):
     assert "micro_batch: must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override,message", [
+    # AdamW's own ValueError tracebacks (betas, eps); NaN/inf lr; a negative decay trained silently
+    ("optim.betas=[2,0.9]", "optim.betas: each must be in [0, 1), got [2.0, 0.9]"),
+    ("optim.eps=0", "optim.eps: must be > 0"),
+    ("optim.weight_decay=-1", "optim.weight_decay: must be >= 0"),
+    ("optim.lr=.nan", "optim.lr: expected a finite number"),
+    ("optim.lr=.inf", "optim.lr: expected a finite number"),
+    ("run_dir=", "run_dir: must not be empty"),  # wrote the run into the current directory
+])
+def test_bad_optimizer_and_run_dir_are_one_error_line(tmp_path, data, capsys, monkeypatch, override, message):
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("field,value", [("checkpoint.every", 0), ("checkpoint.keep", 0), ("checkpoint.keep", -1),
                                          ("log.every", 0), ("optim.grad_clip", -1)])
 def test_bad_counts_are_one_error_line(tmp_path, data, capsys, field, value):

@@ -61,6 +61,13 @@ class OptimSection:
             raise ConfigError("optim.warmup_steps: warmup_steps and decay_steps must be >= 0")
         if len(self.betas) != 2:
             raise ConfigError("optim.betas: two numbers")
+        # AdamW's own checks raised them as tracebacks at startup (betas, eps), or not at all (weight_decay)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optim.betas: each must be in [0, 1), got {list(self.betas)}")
+        if self.eps <= 0:
+            raise ConfigError(f"optim.eps: must be > 0, got {self.eps}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay: must be >= 0, got {self.weight_decay}")
         if self.grad_clip < 0:
             raise ConfigError("optim.grad_clip: must be >= 0 (0 = no clipping)")
 
@@ -109,10 +116,12 @@ class LogSection:
 
 
 def validate_loop_counts(cfg) -> None:
-    """The loop's counters (shared by the pretraining and SFT configs) must be >= 1."""
+    """The loop's counters (shared by the pretraining and SFT configs) must be >= 1, the run dir named."""
     for name in ("max_steps", "micro_batch", "grad_accum", "max_nonfinite"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: must be >= 1")
+    if not str(cfg.run_dir).strip():  # '' wrote checkpoints/, tb/, train.log into the current directory
+        raise ConfigError("run_dir: must not be empty")
 
 
 @dataclass
