@@ -53,13 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from steel.runlog import log_error_to_run_logs, run_log_handlers
+
+    # The run log files this command opens (a handler left attached by an earlier command of the same
+    # process is not this command's log) get the error that ends it, as the last line.
+    before = [h for _, h in run_log_handlers()]  # the handlers themselves (held, so no id is reused)
+
+    def to_run_log(message: str, exc_info=None) -> None:
+        new = [(lg, h) for lg, h in run_log_handlers() if not any(h is b for b in before)]
+        log_error_to_run_logs(message, new, exc_info)
+
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UserError) as e:
         print(f"steel: error: {e}", file=sys.stderr)
+        to_run_log(f"steel: error: {e}")
         return 2
     except KeyboardInterrupt:
         print("steel: interrupted", file=sys.stderr)
+        to_run_log("steel: interrupted")
         return 130
     except BrokenPipeError:  # `steel ... | head`: the reader left; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
@@ -68,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         # A path that is not a directory, a read-only or full disk: one line naming the file, not a
         # traceback (STEEL_TRACEBACK=1 shows it), exit status 1: the run failed.
         if os.environ.get("STEEL_TRACEBACK"):
+            to_run_log(f"steel: error: {e}", e)
             raise
         print(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)", file=sys.stderr)
+        to_run_log(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)")
         return 1
+    except Exception as e:  # a bug: the traceback goes to stderr as before, and into the run log too
+        to_run_log(f"steel: error: {type(e).__name__}: {e}", e)
+        raise
 
 
 if __name__ == "__main__":

@@ -99,6 +99,29 @@ def setup_run_log(log_file: str | Path | None, config_yaml: str | None = None, n
     return logger
 
 
+def run_log_handlers() -> list[tuple[logging.Logger, logging.FileHandler]]:
+    """The run log files attached now: (logger, its FileHandler) for every logger that has one."""
+    loggers = [logging.getLogger()]
+    loggers += [x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    return [(lg, h) for lg in loggers for h in lg.handlers if isinstance(h, logging.FileHandler)]
+
+
+def log_error_to_run_logs(message: str, handlers: list[tuple[logging.Logger, logging.FileHandler]],
+                          exc_info=None) -> None:
+    """Write `message` as an ERROR record to the given run log files only (stderr has it already), then flush.
+
+    The error that stops a command (printed as `steel: error: ...` by `steel.cli`) used to reach stderr
+    only: the run's log ended at the last line before it.
+    """
+    for lg, h in handlers:
+        try:
+            record = lg.makeRecord(lg.name, logging.ERROR, __file__, 0, "%s", (message,), exc_info)
+            h.handle(record)
+            h.flush()
+        except Exception:  # a log that cannot be written must not hide the error itself
+            pass
+
+
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "", disable: bool | None = None) -> Iterator:
     """A rich progress bar with ETA; yields `advance(n)`. Disabled when stderr is not a terminal unless forced."""

@@ -63,12 +63,12 @@ class MetricsLogger:
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.tb = self.wandb = None
+        # The SummaryWriter opens at `truncate(step)` (the resume step is known then) or at the first log.
+        self._tb_dir = Path(run_dir) / "tb" if enabled and tensorboard else None
         if not enabled:
             return
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (a missing tensorboard fails here)
         if wandb:
             try:
                 import wandb as wb
@@ -85,8 +85,24 @@ class MetricsLogger:
                 os.replace(tmp, id_file)
             self.wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, id=run_id, resume="allow")
 
+    def _open_tb(self, purge_step: int | None = None) -> None:
+        if self._tb_dir is None or self.tb is not None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self._tb_dir), purge_step=purge_step)
+
     def truncate(self, step: int) -> None:
-        """Keep only records with `step <= step` (a resume recomputes the later ones)."""
+        """Keep only records with `step <= step` (a resume recomputes the later ones).
+
+        TensorBoard's event files are append-only: the writer opens with `purge_step=step + 1`, which makes
+        readers drop the points of steps > `step` logged before (a crash after the last checkpoint left them,
+        and the curve folded back at the resume).
+        """
+        if self.tb is not None and self._tb_dir is not None:  # opened by an earlier log: reopen with the purge
+            self.tb.close()
+            self.tb = None
+        self._open_tb(purge_step=step + 1)
         if not self.enabled or not self.path.exists():
             return
         keep = []
@@ -109,6 +125,7 @@ class MetricsLogger:
         )
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
+        self._open_tb()
         for k, v in values.items():
             if isinstance(v, (int, float)) and v is not None:
                 if self.tb is not None:

@@ -1,0 +1,74 @@
+"""What a run leaves on disk after a crash or an error: TensorBoard curves that do not fold back at a resume,
+and train.log ending with the error that stopped the run."""
+
+import json
+import shutil
+
+import pytest
+
+from steel.cli import main as steel
+from train_fixtures import make_data_dir, tiny_config
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_data_dir(tmp_path / "data", [3000, 2000, 2500])
+
+
+def tb_steps(run, tag="train/loss"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def jsonl_steps(run):
+    return [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tensorboard_drops_the_steps_after_the_resumed_checkpoint(tmp_path, data):
+    # A resume used to truncate metrics.jsonl only: the event files kept steps 9, 10 logged after the last
+    # checkpoint, and train/loss read 1..10, 9, 10, 11, 12.
+    cfg = tiny_config(tmp_path, [data], log={"every": 1, "tensorboard": True, "progress": False})
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    assert tb_steps(run) == list(range(1, 11))
+    shutil.rmtree(run / "checkpoints" / "step-10")  # killed after step 10 was logged, before its checkpoint
+    assert steel(["train", str(cfg), "--set", "max_steps=12"]) == 0
+    steps = tb_steps(run)
+    assert steps == list(range(1, 13)) == jsonl_steps(run)
+    assert tb_steps(run, "train/lr") == steps
+
+
+def test_refused_resume_ends_the_run_log_with_the_error(tmp_path, data, capsys):
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    assert steel(["train", str(cfg), "--set", "max_steps=6", "--set", "data.seed=12"]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("steel: error:")]
+    assert len(lines) == 1 and "data.seed: 11 in the checkpoint" in lines[0]
+    assert err.count("data.seed: 11 in the checkpoint") == 1  # not also printed by the logger
+    last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
+    assert " ERROR " in last and lines[0] in last
+
+
+def test_an_error_before_the_run_log_does_not_reach_another_runs_log(tmp_path, data, capsys):
+    # An earlier command of the same process (tests, notebooks) left its file handler attached.
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg)]) == 0
+    before = (tmp_path / "run" / "train.log").read_text()
+    assert steel(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "steel: error:" in capsys.readouterr().err
+    assert (tmp_path / "run" / "train.log").read_text() == before
+
+
+def test_nonfinite_stop_ends_the_run_log_with_the_error(tmp_path, data, capsys):
+    cfg = tiny_config(tmp_path, [data], max_steps=6)
+    assert steel(["train", str(cfg), "--set", "optim.lr=1e30", "--set", "max_nonfinite=2"]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("steel: error:")]
+    assert len(lines) == 1 and "consecutive steps with a non-finite loss" in lines[0]
+    last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
+    assert " ERROR " in last and lines[0] in last
