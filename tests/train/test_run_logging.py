@@ -70,5 +70,6 @@ def test_nonfinite_stop_ends_the_run_log_with_the_error(tmp_path, data, capsys):
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("steel: error:")]
     assert len(lines) == 1 and "consecutive steps with a non-finite loss" in lines[0]
+    assert lines[0].endswith("no checkpoint was written yet")  # it said "the last checkpoint is intact"
     last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
     assert " ERROR " in last and lines[0] in last

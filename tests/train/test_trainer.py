@@ -265,11 +265,21 @@ def test_plot_after_a_crash_mid_line(tmp_path, capsys):
 def test_resume_with_another_model_is_one_error(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], max_steps=4)
     assert steel(["train", str(cfg)]) == 0
-    # A model config changed between runs used to end in a RuntimeError traceback from set_state_dict.
-    assert steel(["train", str(cfg), "--set", "max_steps=8", "--set", "model.config.hidden_size=64"]) == 2
+    # A model config changed between runs used to end in a RuntimeError traceback from set_state_dict,
+    # then in that error after building the whole model (and a warning that "the weights load").
+    import steel.train.trainer as T
+
+    built = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(T, "build_model", lambda c, real=T.build_model: built.append(torch.empty(0).device) or real(c))
+    try:
+        assert steel(["train", str(cfg), "--set", "max_steps=8", "--set", "model.config.hidden_size=64"]) == 2
+    finally:
+        monkey.undo()
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'run' / 'checkpoints' / 'step-4'}: does not fit the configured model" in err
-    assert "size mismatch" in err and "Traceback" not in err
+    assert f"does not fit the checkpoint {tmp_path / 'run' / 'checkpoints' / 'step-4'} (changed: head_dim, hidden_size;" in err
+    assert "Traceback" not in err and "the weights load" not in err
+    assert built and all(dev.type == "meta" for dev in built)  # refused before a real model was built
 
 
 def test_weights_must_name_a_source(tmp_path, data, capsys):

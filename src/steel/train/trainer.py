@@ -110,6 +110,36 @@ def build_model(cfg) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(cfg)
 
 
+def check_model_shapes_at_resume(model_cfg, ckpt_dir: Path) -> None:
+    """Refuse, before the model is built, a model config whose parameter shapes differ from the checkpoint's.
+
+    Both models are built on the meta device (no memory, no init): a changed width or depth used to build
+    the full model (a 1.1B one on a CPU machine was killed for memory) and then fail to load, after a
+    warning that said the weights would load.
+    """
+    from transformers import CONFIG_MAPPING
+
+    try:
+        saved = ckpt.read_json(ckpt_dir, "model_config.json")
+    except ckpt.CheckpointError:
+        return
+    if saved.get("model_type") not in CONFIG_MAPPING:
+        return
+    with torch.device("meta"):
+        old = {k: tuple(v.shape) for k, v in build_model(CONFIG_MAPPING[saved["model_type"]].from_dict(saved)).state_dict().items()}
+        new = {k: tuple(v.shape) for k, v in build_model(model_cfg).state_dict().items()}
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if diff:
+        fields = sorted(k for k in saved.keys() & model_cfg.to_dict().keys()
+                        if k not in ("transformers_version", "_name_or_path", "architectures")
+                        and json.loads(json.dumps(model_cfg.to_dict()[k])) != saved[k])
+        raise ConfigError(
+            f"model: the configured model does not fit the checkpoint {ckpt_dir} (changed: {', '.join(fields) or '?'}; "
+            f"e.g. {diff[0]}: {old.get(diff[0])} in the checkpoint, {new.get(diff[0])} now); set it back, or "
+            f"start a new run (another run_dir)"
+        )
+
+
 def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     """Training FLOPs per token: the model's own count when available, else 6N + 12*L*d*T (PaLM, App. B)."""
     try:
@@ -363,8 +393,9 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
     changed = sorted(k for k in saved.keys() | model_config.keys()
                      if k not in ignore and saved.get(k) != model_config.get(k))
     if changed:
-        log.warning("resume: model config differs from %s in %s (%s); the weights load, the model computes "
-                    "something else than before", ckpt_dir / "model_config.json", ", ".join(changed),
+        log.warning("resume: model config differs from %s in %s (%s); the parameter shapes are the same, so "
+                    "the weights load, but the model computes something else than before",
+                    ckpt_dir / "model_config.json", ", ".join(changed),
                     ", ".join(f"{k}: {saved.get(k)!r} -> {model_config.get(k)!r}" for k in changed[:5]))
 
 
@@ -477,9 +508,12 @@ class Trainer:
                     s.losses.append(loss)
                     advance(1)
                     if s.nonfinite_run >= cfg.max_nonfinite:
+                        last = ckpt.latest_checkpoint(cfg.run_dir)
                         raise NonFiniteError(
                             f"{s.nonfinite_run} consecutive steps with a non-finite loss or gradient norm "
-                            f"(step {s.step}); lower optim.lr or check the data; the last checkpoint is intact"
+                            f"(step {s.step}); lower optim.lr or check the data; "
+                            + (f"the last checkpoint ({last.name}) is intact" if last is not None
+                               else "no checkpoint was written yet")
                         )
                     if s.step % cfg.log.every == 0 or s.step == cfg.max_steps:
                         dt = time.perf_counter() - t0
@@ -546,6 +580,9 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
     if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
         check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        check_model_shapes_at_resume(model_cfg, latest)
     torch.manual_seed(cfg.model.init_seed)
     model = build_model(model_cfg)
     fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
@@ -554,7 +591,6 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     model = parallelize(model, cfg.parallel, d)
     optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
 
-    latest = ckpt.latest_checkpoint(run_dir)
     if make_data is not None:
         data = make_data(cfg, d)
     else:
