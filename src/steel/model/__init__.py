@@ -7,11 +7,14 @@ default) gives a SteelConfig; any other model_type (llama, qwen2, ...) a stock H
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
+import sys
+import types
 from pathlib import Path
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
@@ -42,12 +45,75 @@ def _steel_fields() -> set[str]:
             | set(SteelConfig(num_hidden_layers=1).to_dict()))
 
 
+# SteelConfig fields whose annotation is not checked before construction: `kernels: dict` also takes "all",
+# "none" or null (SteelConfig.__post_init__ resolves them and names the field when it refuses a value).
+_UNCHECKED_FIELDS = {"kernels"}
+_SCALARS = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+
+
+def _allowed_types(tp: Any) -> tuple | None:
+    """The alternatives of an annotation built from bool/int/float/str/dict/None and list[<those>], or None."""
+    alternatives = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    for a in alternatives:
+        if get_origin(a) is list:
+            if len(get_args(a)) != 1 or get_args(a)[0] not in _SCALARS:
+                return None
+        elif a is not type(None) and a not in _SCALARS:
+            return None
+    return alternatives
+
+
+@functools.lru_cache(maxsize=None)
+def _steel_field_types() -> dict[str, tuple]:
+    """SteelConfig's own fields -> the types their annotations allow (the fields whose annotations we can check)."""
+    namespace = vars(sys.modules[SteelConfig.__module__])
+    out = {}
+    for name, ann in SteelConfig.__dict__.get("__annotations__", {}).items():
+        if name in _UNCHECKED_FIELDS:
+            continue
+        try:
+            tp = eval(ann, namespace) if isinstance(ann, str) else ann  # `from __future__ import annotations`
+        except Exception:  # noqa: BLE001 - an annotation we cannot resolve is not checked
+            continue
+        if (allowed := _allowed_types(tp)) is not None:
+            out[name] = allowed
+    return out
+
+
+def _is_a(value: Any, tp: Any) -> bool:
+    if tp is type(None):
+        return value is None
+    if get_origin(tp) is list:
+        return isinstance(value, list) and all(_is_a(v, get_args(tp)[0]) for v in value)
+    if isinstance(value, bool):  # bool is an int: True is no hidden_size
+        return tp is bool
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
+
+
+def _describe(allowed: tuple) -> str:
+    names = [_SCALARS[a] for a in allowed if a in _SCALARS]
+    names += [f"a list of {_SCALARS[get_args(a)[0]].split(' ', 1)[-1]}s" for a in allowed if get_origin(a) is list]
+    names += ["null"] if type(None) in allowed else []
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _check_steel_types(data: dict[str, Any], where: str) -> None:
+    """Raise ConfigError naming the field whose value does not fit SteelConfig's annotation (before it is built:
+    a wrong type failed deep inside as e.g. "unsupported operand type(s) for //: 'str' and 'int'")."""
+    for name, allowed in _steel_field_types().items():
+        if name in data and not any(_is_a(data[name], tp) for tp in allowed):
+            raise ConfigError(f"{where}model.{name}: expected {_describe(allowed)}, got {data[name]!r}")
+
+
 def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
     data = dict(data)
     model_type = data.pop("model_type", "steel")
     where = f"{source}: " if source else ""
     if model_type == "steel":
-        for key in ("rope_theta", "rms_norm_eps", "initializer_range", "attention_dropout"):
+        float_fields = {name for name, allowed in _steel_field_types().items() if float in allowed}
+        for key in sorted({"rope_theta", "rms_norm_eps", "initializer_range", "attention_dropout"} | float_fields):
             if isinstance(data.get(key), str):  # YAML 1.1 reads `1e6` (no dot) as a string
                 try:
                     data[key] = float(data[key])
@@ -56,10 +122,15 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
         unknown = sorted(set(data) - _steel_fields() - _COMMON_KEYS)
         if unknown:
             raise ConfigError(f"{where}model.{unknown[0]}: unknown SteelConfig field")
+        _check_steel_types(data, where)
         try:
             return SteelConfig(**data)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{where}model.{e}") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as e:
+            # SteelConfig's own checks raise ValueError("field: message"); anything else names no field
+            msg = str(e)
+            if msg.split(":", 1)[0] in _steel_fields() | _COMMON_KEYS and ":" in msg:
+                raise ConfigError(f"{where}model.{msg}") from None
+            raise ConfigError(f"{where}model: invalid config ({msg})") from None
     try:
         return AutoConfig.for_model(model_type, **data)
     except (ValueError, TypeError, KeyError) as e:

@@ -1,0 +1,70 @@
+"""load_model_config: a wrong field value is one message naming the field (not an arithmetic error)."""
+
+from __future__ import annotations
+
+import pytest
+
+from steel.config import ConfigError
+from steel.model import SteelConfig, load_model_config
+from steel.train.trainer import build_model_config
+
+TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 3}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        # were "model.unsupported operand type(s) for //: 'str' and 'int'" (no field named)
+        ({"hidden_size": "abc"}, "model.hidden_size: expected an integer, got 'abc'"),
+        ({"num_attention_heads": "x"}, "model.num_attention_heads: expected an integer, got 'x'"),
+        ({"rms_norm_eps": "tiny"}, "model.rms_norm_eps: expected a number, got 'tiny'"),
+        ({"hidden_size": True}, "model.hidden_size: expected an integer, got True"),
+        ({"num_key_value_heads": "2"}, "model.num_key_value_heads: expected an integer or null, got '2'"),
+        ({"use_cache": "yes"}, "model.use_cache: expected true/false, got 'yes'"),
+        ({"ffn_type": 3}, "model.ffn_type: expected a string, got 3"),
+        ({"initializer_range": [0.02]}, r"model.initializer_range: expected a number, got \[0.02\]"),
+        ({"eos_token_id": "eos"}, "model.eos_token_id: expected an integer, a list of integers or null, got 'eos'"),
+        ({"eos_token_id": [1, "x"]}, "model.eos_token_id: expected an integer, a list of integers or null"),
+        # SteelConfig's own validation still speaks (its messages start with the field)
+        ({"ffn_type": "moe"}, "model.ffn_type: must be one of"),
+        ({"hidden_size": 0}, "model.hidden_size: must be a positive integer"),
+    ],
+)
+def test_bad_field_value_names_the_field(fields, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        load_model_config({**TINY, **fields})
+
+
+def test_bad_override_names_the_field_and_the_file():
+    # as `steel train ... --set model.overrides.hidden_size=abc` reaches it
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: model\.hidden_size: expected an integer, got 'abc'$"):
+        build_model_config("tiny", {"hidden_size": "abc"})
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: model\.num_attention_heads: expected an integer, got 'x'$"):
+        load_model_config("tiny", ["num_attention_heads=x"])
+
+
+def test_an_error_without_a_field_is_not_glued_onto_model():
+    # a wrong value the annotations do not see fails inside SteelConfig with a message that names no field
+    # (was "model.'>' not supported between instances of 'str' and 'int'")
+    with pytest.raises(ConfigError, match=r"^model: invalid config \('>' not supported between"):
+        load_model_config({**TINY, "rope_parameters": {"rope_theta": "x"}})
+    with pytest.raises(ConfigError, match=r"^model\.rope_parameters: expected a mapping or null, got 'abc'$"):
+        load_model_config({**TINY, "rope_parameters": "abc"})  # was an AttributeError traceback
+    with pytest.raises(ConfigError, match=r"^model\.layer_types: expected a list of strings or null, got 'abc'$"):
+        load_model_config({**TINY, "layer_types": "abc"})  # was accepted
+
+
+def test_valid_configs_still_load():
+    cfg = load_model_config({**TINY, "rms_norm_eps": "1e-6", "rope_theta": "1e6", "initializer_range": 0,
+                             "num_key_value_heads": None, "head_dim": None, "pad_token_id": None,
+                             "eos_token_id": [0, 1], "use_cache": False, "hidden_act": "silu"})
+    assert isinstance(cfg, SteelConfig)
+    assert cfg.rms_norm_eps == 1e-6 and cfg.rope_parameters["rope_theta"] == 1e6  # YAML 1.1 strings for floats
+    assert cfg.num_key_value_heads == 4 and cfg.head_dim == 16 and cfg.eos_token_id == [0, 1]
+    assert load_model_config("tiny").hidden_size == 64
+    assert load_model_config("steel-1b", ["kernels=all"]).kernels["rmsnorm"] == "triton"
+    assert build_model_config("tiny", {"hidden_size": 128, "rms_norm_eps": 1e-5}).hidden_size == 128
+    # a config round-trips through its own dict (as an HF directory's config.json)
+    again = load_model_config(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict()
