@@ -328,6 +328,15 @@ def test_bad_config_names_the_field(tmp_path, data, capsys):
     assert "micro_batch: must be >= 1" in capsys.readouterr().err
 
 
+def test_bad_model_field_is_one_line_before_the_run_starts(tmp_path, data, capsys):
+    # It came after ~55 lines of resolved-config log on stderr, with the run dir already created.
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg), "--set", "model.config.num_attention_heads=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("steel: error: model: invalid 'llama' config") and "attention heads (3)" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("override,message", [
     # AdamW's own ValueError tracebacks (betas, eps); NaN/inf lr; a negative decay trained silently
     ("optim.betas=[2,0.9]", "optim.betas: each must be in [0, 1), got [2.0, 0.9]"),

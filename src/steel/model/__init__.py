@@ -135,6 +135,9 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
         return AutoConfig.for_model(model_type, **data)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{where}model.model_type: cannot build a {model_type!r} config: {e}") from None
+    except Exception as e:  # noqa: BLE001 -- huggingface_hub's StrictDataclassError (not a ValueError), multi-line
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        raise ConfigError(f"{where}model: invalid {model_type!r} config: {lines[-1] if lines else e}") from None
 
 
 def load_model_config(spec: str | Path | dict | PretrainedConfig, overrides: Iterable[str] = ()) -> PretrainedConfig:

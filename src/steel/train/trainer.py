@@ -90,7 +90,11 @@ def build_model_config(spec: Any, overrides: dict):
             if "model_type" not in data:
                 raise ConfigError(f"model.config: {spec!r} has no model_type")
             data = dict(data)
-            cfg = AutoConfig.for_model(data.pop("model_type"), **data)
+            try:
+                cfg = AutoConfig.for_model(data.pop("model_type"), **data)
+            except Exception as e:  # noqa: BLE001 -- transformers/huggingface_hub validators raise several types
+                lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+                raise ConfigError(f"model.config: {lines[-1] if lines else e}") from None
     for k, v in overrides.items():
         if not hasattr(cfg, k):
             raise ConfigError(f"model.overrides.{k}: not a field of {type(cfg).__name__}")
@@ -567,6 +571,11 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     if make_data is not None and cfg.anneal.step is not None:
         raise ConfigError("anneal.step: the annealing switch needs the pretraining data loader")
 
+    # The model config first: a bad model field is one error line, not the end of the resolved-config log.
+    model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
+    if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
+        check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
+
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
@@ -577,9 +586,6 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     else:
         log.setLevel(logging.WARNING)
 
-    model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
-    if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
-        check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         check_model_shapes_at_resume(model_cfg, latest)
