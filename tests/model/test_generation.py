@@ -63,3 +63,35 @@ def test_left_padded_batch_equals_rows_alone(tiny_config, ffn, fields):
     for i, p in enumerate(prompts):
         alone = model.generate(p[None], **kw)[0, len(p) :]
         assert torch.equal(batched[i], alone), (ffn, i)
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 5])
+@pytest.mark.parametrize("document_mask", [False, True])
+def test_causal_moe_left_padding_by_any_amount_equals_rows_alone(tiny_config, chunk, document_mask):
+    """The chunk grid of soft_moe_causal is counted from each row's first real token: padded by a
+    non-multiple of the chunk size, a row saw other slot refreshes than alone (logits off by ~3)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(ffn_type="soft_moe_causal", moe_chunk_size=chunk, initializer_range=0.2,
+                      document_mask=document_mask)
+    model = build_model(cfg).eval()
+    eos = cfg.eos_token_id
+    prompts = [torch.randint(1, 400, (n,)) for n in (9, 3, 5, 8, 7)]  # pads 0, 6, 4, 1, 2
+    if document_mask:
+        prompts[4][2] = eos  # two documents in a padded row
+    T = 9
+    # pad id 450, not EOS: pads must not count as documents of their own (then the grid would align anyway)
+    ids, mask = torch.full((len(prompts), T), 450), torch.zeros(len(prompts), T, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p) :], mask[i, T - len(p) :] = p, 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=mask, position_ids=None if document_mask else pos).logits
+        for i, p in enumerate(prompts):
+            alone = model(input_ids=p[None]).logits[0]
+            # fp32, the same ops on the same values up to the layout of the sums: a few ulps
+            torch.testing.assert_close(batched[i, T - len(p) :], alone, rtol=1e-5, atol=1e-5)
+    if not document_mask:  # cached decoding continues each row's own grid
+        kw = dict(max_new_tokens=7, do_sample=False, pad_token_id=450, eos_token_id=None)
+        gen = model.generate(ids, attention_mask=mask, **kw)[:, T:]
+        for i, p in enumerate(prompts):
+            assert torch.equal(gen[i], model.generate(p[None], **kw)[0, len(p) :]), i

@@ -44,18 +44,17 @@ def max_positions(model) -> int | None:
 
 
 def mixes_positions(model) -> bool:
-    """True for Steel FFN variants whose outputs change with left padding, so batched scoring must not
-    pad (see README, "The model"): soft-MoE v2/v3 mix tokens across the sequence, and `soft_moe_causal`
-    with `moe_chunk_size` > 1 rebuilds its slots at every c-th index, a grid the pads shift."""
-    cfg = getattr(model, "config", None)
-    ffn = getattr(cfg, "ffn_type", None)
+    """True for Steel FFN variants that mix tokens across the sequence (soft-MoE v2/v3): padding a
+    row then changes its outputs, so batched scoring must not pad (see README, "The model").
+    (`soft_moe_causal` starts its chunk grid at each row's first real token: left padding changes nothing.)"""
+    ffn = getattr(getattr(model, "config", None), "ffn_type", None)
     if ffn is None:
         return False
     try:
         from steel.model.configuration_steel import LEAKING_FFN_TYPES
     except ImportError:
         LEAKING_FFN_TYPES = ("soft_moe_v2", "soft_moe_v3")
-    return ffn in LEAKING_FFN_TYPES or (ffn == "soft_moe_causal" and getattr(cfg, "moe_chunk_size", 1) > 1)
+    return ffn in LEAKING_FFN_TYPES
 
 
 def _register_steel() -> None:

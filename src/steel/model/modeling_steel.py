@@ -625,17 +625,33 @@ class SteelModel(SteelPreTrainedModel):
             past_key_values = DynamicCache(config=self.config)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
 
-        and_mask = moe_layout = None
+        token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
+            token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        and_mask = moe_layout = moe_doc = None
         # Document masking on a fresh (uncached) forward: packed rows in training and scoring.
         if self.config.document_mask and past_length == 0 and input_ids is not None:
             doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
             if position_ids is None:
                 position_ids = document_position_ids(doc)
-            if self.config.ffn_type == "soft_moe_causal":  # built once, shared by every layer
-                moe_layout = SteelSoftMoECausal.document_layout(doc, self.config.moe_chunk_size)
+            moe_doc = doc
 
             def and_mask(batch_idx, head_idx, q_idx, kv_idx):
                 return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx]
+
+        causal_moe, chunk = self.config.ffn_type == "soft_moe_causal", self.config.moe_chunk_size
+        if causal_moe and chunk > 1 and past_length == 0 and token_mask is not None and not bool(token_mask[:, 0].all()):
+            # NOTE: left padding shifts the chunk grid (counted from index 0): a row padded by a non-multiple
+            # of c refreshed its slots at other tokens than alone, and its first real tokens saw only pads.
+            # Each row's first real token starts a grid of its own (as a document does): batched = alone.
+            real = token_mask.bool()
+            starts = real & (real.long().cumsum(1) == 1)  # (B, T) first real token of each row
+            if moe_doc is not None:
+                starts[:, 1:] |= moe_doc[:, 1:] != moe_doc[:, :-1]
+            starts[:, 0] = False
+            moe_doc = starts.long().cumsum(1)  # (B, T) ids from 0: pads, then each document
+        if causal_moe and moe_doc is not None:  # built once, shared by every layer
+            moe_layout = SteelSoftMoECausal.document_layout(moe_doc, chunk)
 
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
@@ -652,9 +668,6 @@ class SteelModel(SteelPreTrainedModel):
         else:
             mask = mask["full_attention"]
 
-        token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
-            token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         h = inputs_embeds
         position_embeddings = self.rotary_emb(h, position_ids)
         for layer in self.layers:
