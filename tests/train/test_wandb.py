@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from steel.cli import main as steel
 from train_fixtures import make_data_dir, tiny_config
 
@@ -19,4 +21,6 @@ def test_resume_continues_the_same_wandb_run(tmp_path, monkeypatch):
     assert steel(["train", str(tiny_config(tmp_path, [data], max_steps=6, log=LOG))]) == 0  # resumes at step 4
     offline = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
     assert len(offline) == 2  # one directory per process that logged...
-    assert {name.rsplit("-", 1)[1] for name in offline} == {run_id}  # ...both for the same W&B run (was 2 runs)
+    # offline-run-{YYYYMMDD_HHMMSS}-{run id}[-{n}]: wandb adds -1 when both runs start in the same second
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-([^-]+)(?:-\d+)?", name).group(1) for name in offline}
+    assert ids == {run_id}  # ...both for the same W&B run (was 2 runs)
