@@ -11,13 +11,21 @@ from steel.model import build_model
 from steel.model import modeling_steel
 
 
-def test_reference_by_default_and_clear_error_without_steel_kernels(tiny_config, monkeypatch):
+def test_reference_by_default_and_reference_with_a_warning_without_steel_kernels(tiny_config, monkeypatch):
     cfg = tiny_config(ffn_type="senet")
     assert modeling_steel._resolve_kernel(cfg, "rmsnorm") is modeling_steel.rms_norm
+    torch.manual_seed(0)
+    plain = build_model(cfg).eval()
     cfg.kernels = {"rmsnorm": "triton"}
-    monkeypatch.setitem(sys.modules, "steel.kernels", None)  # as in an exported dir without steel
-    with pytest.raises(ImportError, match=r"config.kernels.rmsnorm = 'triton' needs the `steel.kernels` package"):
-        build_model(cfg)
+    # A directory saved with kernels on, loaded where steel is not installed: it used to be an ImportError
+    # (the README promises that save_pretrained output loads with trust_remote_code alone).
+    monkeypatch.setitem(sys.modules, "steel.kernels", None)
+    with pytest.warns(UserWarning, match=r"config.kernels.rmsnorm = 'triton' needs the `steel.kernels` package"):
+        model = build_model(cfg).eval()
+    model.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, 512, (1, 7))
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, plain(input_ids=ids).logits)
 
 
 def test_fused_cross_entropy_skips_logits(tiny_config):

@@ -96,10 +96,13 @@ def _resolve_kernel(config: SteelConfig, name: str) -> Callable:
     try:
         module = importlib.import_module("steel.kernels")
     except ImportError as e:
-        raise ImportError(
-            f"config.kernels.{name} = {choice!r} needs the `steel.kernels` package ({e}); "
-            f"install steel-llm or set kernels.{name}: torch"
-        ) from e
+        # NOTE: a directory saved with kernels on (save_pretrained, a trainer checkpoint) must still load
+        # where steel is not installed (remote code): the reference is the same function in plain torch.
+        warnings.warn(
+            f"config.kernels.{name} = {choice!r} needs the `steel.kernels` package ({e}); using the plain torch "
+            f"reference (same function; install steel-llm for the fused kernel)", stacklevel=2,
+        )
+        return reference
     fn = getattr(module, reference.__name__, None)
     if fn is None:
         raise ImportError(f"config.kernels.{name} = {choice!r}: steel.kernels has no `{reference.__name__}`")
