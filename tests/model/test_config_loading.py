@@ -29,6 +29,16 @@ TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         # SteelConfig's own validation still speaks (its messages start with the field)
         ({"ffn_type": "moe"}, "model.ffn_type: must be one of"),
         ({"hidden_size": 0}, "model.hidden_size: must be a positive integer"),
+        # accepted before, then a shape/KeyError at build or forward, or nothing at all
+        ({"head_dim": 7}, "model.head_dim: must be even"),
+        ({"hidden_act": "bogus"}, "model.hidden_act: must be one of transformers' activations"),
+        ({"rope_parameters": {"rope_type": "bogus", "rope_theta": 1e4}}, "model.rope_parameters: rope_type must be"),
+        ({"initializer_range": -1.0}, "model.initializer_range: must be >= 0"),
+        ({"attention_dropout": 1.5}, r"model.attention_dropout: must be in \[0, 1\)"),
+        ({"max_position_embeddings": 0}, "model.max_position_embeddings: must be > 0"),
+        ({"layer_types": ["full_attention"]}, r"model.layer_types: needs one entry per layer \(2\)"),
+        ({"layer_types": ["sliding_attention"] * 2}, "model.layer_types: only full_attention"),
+        ({"document_mask": True, "eos_token_id": -3}, r"model.eos_token_id: must be token ids in \[0, vocab_size 512\)"),
     ],
 )
 def test_bad_field_value_names_the_field(fields, message):

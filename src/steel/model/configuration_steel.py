@@ -96,14 +96,32 @@ class SteelConfig(PretrainedConfig):
              "must divide num_attention_heads")
         need(self.intermediate_size // self.mlp_div_ratio > 0, "mlp_div_ratio", "leaves no SENet inner width")
         need(self.rms_norm_eps > 0, "rms_norm_eps", "must be > 0")
+        # These failed only later, at build or in the forward, with errors that named no field:
+        need(self.head_dim % 2 == 0, "head_dim", "must be even (RoPE rotates pairs of dimensions)")
+        need(self.max_position_embeddings > 0, "max_position_embeddings", "must be > 0")
+        need(self.initializer_range >= 0, "initializer_range", "must be >= 0")
+        need(0 <= self.attention_dropout < 1, "attention_dropout", "must be in [0, 1)")
+        from transformers.activations import ACT2FN
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        need(self.hidden_act in ACT2FN, "hidden_act", f"must be one of transformers' activations {sorted(ACT2FN)}")
         rope = self.rope_parameters or {}
         need(rope.get("rope_theta", 1.0) > 0, "rope_parameters", "rope_theta must be > 0")
+        rope_types = ["default", *sorted(ROPE_INIT_FUNCTIONS)]
+        need(rope.get("rope_type", "default") in rope_types, "rope_parameters", f"rope_type must be one of {rope_types}")
+        need(self.layer_types is None or len(self.layer_types) == self.num_hidden_layers, "layer_types",
+             f"needs one entry per layer ({self.num_hidden_layers})")
+        need(all(t == "full_attention" for t in self.layer_types or ()), "layer_types",
+             "only full_attention is implemented")
         need(isinstance(self.kernels, dict) and set(self.kernels) <= set(KERNEL_NAMES), "kernels",
              f"keys must be among {list(KERNEL_NAMES)}")
         for op, value in self.kernels.items():  # any other value turned the fused kernel on unsaid
             need(value in KERNEL_CHOICES[op], "kernels", f"{op} must be one of {KERNEL_CHOICES[op]}")
         if self.document_mask:
             need(self.eos_token_id is not None, "eos_token_id", "document_mask needs an eos_token_id")
+            eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+            need(all(isinstance(e, int) and 0 <= e < self.vocab_size for e in eos), "eos_token_id",
+                 f"must be token ids in [0, vocab_size {self.vocab_size})")
 
 
 __all__ = ["SteelConfig", "FFN_TYPES", "EXPERT_TYPES", "LEAKING_FFN_TYPES", "KERNEL_CHOICES", "KERNEL_NAMES"]
