@@ -8,9 +8,13 @@ The defaults reproduce the released Steel-LLM (1,122,922,770 parameters; see `co
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import field, is_dataclass
 
+import transformers
 from transformers import PretrainedConfig
+
+if not is_dataclass(PretrainedConfig):  # 5.0-5.3: the fields below would be class attributes, never set
+    raise ImportError(f"SteelConfig needs transformers >= 5.4 (dataclass configs); this is {transformers.__version__}")
 
 FFN_TYPES = ("swiglu", "senet", "soft_moe_v1", "soft_moe_v2", "soft_moe_v3", "soft_moe_causal")
 EXPERT_TYPES = ("senet", "swiglu")
