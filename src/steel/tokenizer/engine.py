@@ -28,7 +28,7 @@ Engine = Literal["tiktoken", "hf"]
 FINGERPRINT_FORMAT = "steel-tokenizer-fingerprint/1"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map used by byte-level BPE vocabularies (tokenizer.json)."""
     bs = (
         list(range(ord("!"), ord("~") + 1))
@@ -114,7 +114,7 @@ def _tiktoken_incompatibility(tok_json: dict, ranks: dict[bytes, int]) -> str | 
     vocab = model.get("vocab", {})
     if len(vocab) != len(ranks):
         return f"rank file has {len(ranks)} tokens, tokenizer.json {len(vocab)}"
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
     for token, rank in ranks.items():
         if vocab.get("".join(b2u[b] for b in token)) != rank:
             return f"token {token!r} has rank {rank} in the rank file but not in tokenizer.json"

@@ -114,19 +114,6 @@ def read_ranks(path: str | Path) -> dict[bytes, int]:
     return ranks
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map used by byte-level BPE vocabularies."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def build_fast_tokenizer(ranks: dict[bytes, int], pattern: str = QWEN_PATTERN) -> Tokenizer:
     """A HF `tokenizers` byte-level BPE equivalent to tiktoken over `ranks`, specials appended after the ranks.
 
@@ -138,7 +125,9 @@ def build_fast_tokenizer(ranks: dict[bytes, int], pattern: str = QWEN_PATTERN) -
     from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
     from tokenizers.models import BPE
 
-    byte_char = _bytes_to_unicode()
+    from steel.tokenizer.engine import bytes_to_unicode
+
+    byte_char = bytes_to_unicode()
 
     def to_str(b: bytes) -> str:
         return "".join(byte_char[x] for x in b)
