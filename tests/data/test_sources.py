@@ -79,11 +79,22 @@ def test_json_array_and_nested_record_path(tmp_path):
     squad = {"version": 1, "data": [
         {"title": "t1", "paragraphs": [{"context": "p11"}, {"context": "p12"}]},
         {"title": "t2", "paragraphs": [{"context": "p21"}, {"nocontext": 1}]},
+        {"title": "t3"},  # no paragraphs: was skipped without a trace, now one counted missing_field
+        {"title": "t4", "paragraphs": []},  # no paragraph at all: nothing to count
     ]}
     p = tmp_path / "squad.json"
     p.write_text(json.dumps(squad), encoding="utf-8")
     got = items(reader(record_path="data[*].paragraphs[*]", text_field="context"), p)
-    assert [(d, r) for _, d, r in got] == [("p11", None), ("p12", None), ("p21", None), (None, "missing_field")]
+    assert [(d, r) for _, d, r in got] == [("p11", None), ("p12", None), ("p21", None), (None, "missing_field"),
+                                           (None, "missing_field")]
+    # the same in JSONL: one line holding the whole document
+    jl = tmp_path / "squad.jsonl"
+    jl.write_text(json.dumps(squad) + "\n", encoding="utf-8")
+    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["x"], "record_path": "data[*].paragraphs[*]",
+                                              "text_field": "context"}]})
+    got = items(SourceReader(cfg.sources[0], cfg), jl)
+    assert [(n, d, r) for n, d, r in got] == [(1, "p11", None), (1, "p12", None), (1, "p21", None),
+                                              (1, None, "missing_field"), (1, None, "missing_field")]
     assert parse_record_path("data[*].paragraphs[0]") == ["data", None, "paragraphs", 0]
     with pytest.raises(ValueError):
         parse_record_path("data[x]")

@@ -82,7 +82,13 @@ def parse_record_path(path: str) -> list[str | int | None]:
     return steps
 
 
+DEAD_END = object()  # what `walk_records` yields where a step finds nothing: counted as `missing_field`
+
+
 def walk_records(obj: Any, steps: list[str | int | None]) -> Iterator[Any]:
+    """The values `steps` lead to, in order; DEAD_END for each place where a step finds nothing (a missing
+    key, an index out of range, not a list) so that the record is counted, not skipped without a trace.
+    An empty list is no record at all."""
     if not steps:
         yield obj
         return
@@ -90,12 +96,18 @@ def walk_records(obj: Any, steps: list[str | int | None]) -> Iterator[Any]:
     if isinstance(step, str):
         if isinstance(obj, dict) and step in obj:
             yield from walk_records(obj[step], rest)
+        else:
+            yield DEAD_END
     elif isinstance(obj, list):
         if step is None:
             for item in obj:
                 yield from walk_records(item, rest)
         elif -len(obj) <= step < len(obj):
             yield from walk_records(obj[step], rest)
+        else:
+            yield DEAD_END
+    else:
+        yield DEAD_END
 
 
 class SourceReader:
@@ -120,6 +132,9 @@ class SourceReader:
             return Item(line, None, "bad_field_type", f"field {src.text_field!r} is {type(value).__name__}")
         return Item(line, value)
 
+    def _dead_end(self, line: int) -> Item:
+        return Item(line, None, "missing_field", f"record path {self.src.record_path!r}: a step finds nothing")
+
     def records_to_items(self, line: int, record: Any) -> Iterator[Item]:
         if self.steps is None:
             if not isinstance(record, dict):
@@ -130,7 +145,7 @@ class SourceReader:
         found = False
         for sub in walk_records(record, self.steps):
             found = True
-            yield self.to_item(line, sub)
+            yield self._dead_end(line) if sub is DEAD_END else self.to_item(line, sub)
         if not found:
             yield Item(line, None, "missing_field", f"record path {self.src.record_path!r} finds nothing")
 
@@ -216,7 +231,9 @@ class SourceReader:
         found = False
         for i, record in enumerate(records, 1):
             found = True
-            if self.steps is None and not isinstance(record, dict):
+            if record is DEAD_END:
+                yield self._dead_end(i)
+            elif self.steps is None and not isinstance(record, dict):
                 yield Item(i, None, "not_an_object", f"record is a JSON {type(record).__name__}")
             else:
                 yield self.to_item(i, record)
