@@ -312,18 +312,18 @@ def test_sigterm_cleans_up_and_rerun_removes_what_a_killed_run_left(tmp_path, en
     listed = {c["file"] for c in m["chunks"]}
     assert "en-00042.bin" not in listed and not (out / "en-00042.bin").exists()
     assert not list(out.glob("*.tmp"))
-    assert sorted(p.name for p in out.iterdir() if p.name not in user) == sorted(listed | {"manifest.json",
-                                                                                            "documents.npy"})
+    assert sorted(p.name for p in out.iterdir() if p.name not in user) == sorted(listed | {
+        "manifest.json", "documents.npy", ".steel.lock"})
     assert all((out / name).read_text() == "keep me" for name in user)
     assert not (out / ".partial").exists()
 
     # An interrupted rerun into this complete output leaves it as it was (it deleted it first, then died).
-    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".steel.lock"}  # (it names its holder)
     with monkeypatch.context() as mp:
         _sigterm_after_chunks(mp, 2)
         with pytest.raises(KeyboardInterrupt):
             prepare(make_cfg(tmp_path, workers=workers, chunk_tokens=5), out, encoder=enc, log=log, quiet=True)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".steel.lock"} == files
     assert read_manifest(out)["chunks"] == m["chunks"]  # (the bytes of every file are unchanged, above)
 
 

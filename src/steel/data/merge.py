@@ -31,6 +31,7 @@ from steel.data.chunks import (DOCUMENTS, MANIFEST, SIGNATURES, ChunkFormatError
                                read_chunk, read_documents, read_manifest, write_manifest)
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
+from steel.dirlock import LOCK_NAME
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
 
 
@@ -40,14 +41,14 @@ MERGE_LOG = "merge.log"
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     """Refuse a non-empty OUT unless `overwrite`: merge deletes the chunks its manifest lists.
 
-    OUT's own `merge.log` does not count (`steel data merge` opens it before merging).
+    OUT's own `merge.log` does not count (`steel data merge` opens it before merging), nor `.steel.lock`.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     if overwrite or not out.is_dir():
         return
-    names = sorted(p.name for p in out.iterdir() if p.name != MERGE_LOG)
+    names = sorted(p.name for p in out.iterdir() if p.name not in (MERGE_LOG, LOCK_NAME))
     if not names:
         return
     if MANIFEST in names:
@@ -108,6 +109,13 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
         if Path(d).resolve() == out_dir.resolve():
             raise UserError(f"{d}: the output directory cannot be one of the inputs")
     check_out_dir(out_dir, overwrite)
+    from steel.dirlock import dir_lock
+
+    with dir_lock(out_dir, "steel data merge"):  # a second merge (or prepare) into OUT is refused
+        return _merge(out_dir, dirs, log, near, allow_missing)
+
+
+def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing: bool) -> dict:
     manifests = []
     for d in dirs:
         try:

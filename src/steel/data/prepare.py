@@ -323,7 +323,11 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
 
     SIGTERM is handled like Ctrl-C (KeyboardInterrupt; the caller prints `steel: interrupted`, status 130).
     """
-    with _sigterm_as_interrupt():
+    from steel.dirlock import dir_lock
+
+    # NOTE: the lock comes first: a second prepare into OUT is refused before it touches OUT/.partial/,
+    # which is the running one's.
+    with _sigterm_as_interrupt(), dir_lock(out_dir, "steel data prepare"):
         try:
             return _prepare(cfg, out_dir, config_path=config_path, shard=shard, encoder=encoder, log=log,
                             quiet=quiet)

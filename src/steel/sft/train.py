@@ -228,6 +228,13 @@ def main(cfg: SftConfig):
 
 
 def fit(cfg: SftConfig) -> int:
+    from steel.dirlock import dir_lock
+
+    with dir_lock(cfg.run_dir, "steel sft"):  # one process per run dir: a second one is refused
+        return _fit(cfg)
+
+
+def _fit(cfg: SftConfig) -> int:
     from steel.train.distributed import destroy
 
     trainer = main(cfg)

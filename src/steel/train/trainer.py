@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from steel.config import ConfigError, dump_yaml, load_config, read_yaml, to_dict
 from steel.runlog import progress_bar, setup_run_log
+from steel import dirlock
 from steel.train import checkpoint as ckpt
 from steel.train.config import TrainConfig
 from steel.train.distributed import (
@@ -410,6 +411,7 @@ class Trainer:
         self.cfg, self.model, self.optimizer, self.data, self.d = cfg, model, optimizer, data, d
         self.metrics, self.flops_per_token, self.save_extra = metrics, flops_per_token, save_extra
         self.on_step = on_step  # hook(step) before each step's batches (annealing switch)
+        self.release_lock = lambda: None  # set by main(): frees the run dir (fit() calls it at the end)
         self.state = TrainState()
         self.autocast = autocast_dtype(cfg.parallel, d.device)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -579,74 +581,80 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
+    release_lock = lambda: None  # noqa: E731
     if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # One process per run dir (a second `steel train` on it is refused); released by fit() at the end.
+        release_lock = dirlock.acquire(run_dir, "steel train")
         ckpt.remove_partial(run_dir)
         setup_run_log(run_dir / "train.log", config_yaml)
     else:
         log.setLevel(logging.WARNING)
-
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None:
-        check_model_shapes_at_resume(model_cfg, latest)
-    torch.manual_seed(cfg.model.init_seed)
-    model = build_model(model_cfg)
-    fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
-    log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
-             sum(p.numel() for p in model.parameters()) / 1e6, fpt)
-    model = parallelize(model, cfg.parallel, d)
-    optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
-
-    if make_data is not None:
-        data = make_data(cfg, d)
-    else:
-        # A directory listed twice (or passed to --add-data while in data.dirs) is read once.
-        dirs = list({Path(x).resolve(): x for x in cfg.data.dirs + ([] if latest else list(add_data))}.values())
-        # At a resume, `--add-data` dirs are also where registered chunks are looked up: appended data that
-        # moved is found at the new path given again (chunks are identified by MD5, not by path).
-        data = PretrainLoader(
-            dirs, cfg.data.seq_len, cfg.micro_batch,
-            seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
-            verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
-        )
-        if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
-            data.extra_dirs = [str(Path(x).resolve()) for x in dict.fromkeys(add_data)]
-    if make_data is None:
-        check_model_fits_data(model_cfg, data.tokenizer)
-    metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
-                            to_dict(cfg))
-
-    def on_step(step: int) -> None:
-        a = cfg.anneal
-        if a.step is not None and step >= a.step and "anneal" not in data.phases:
-            trainer.state.anneal = switch_to_anneal(cfg, data)
-
-    save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
-    trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
-    if latest is not None:
-        log.info("resuming from %s", latest)
-        data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
-        if make_data is None:
-            check_resume_config(cfg, latest, data_state, train_state)
-        warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d)
-        ckpt.load_checkpoint(latest, model, optimizer, d)
-        apply_optim_config(optimizer, cfg.optim)
-        data.load_state_dict(data_state)
-        if add_data:
-            if not hasattr(data, "add_data"):
-                raise ConfigError("--add-data: this data source does not take appended data")
-            data.add_data(list(add_data))
-        trainer.state.load_state_dict(train_state)
-    if make_data is None:  # after the resume: dirs added at an earlier resume count too
-        check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
+    try:
+        latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
-            check_registered_weights(cfg, data)
-        if cfg.anneal.step is not None and "anneal" not in data.phases:
-            scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
-    metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
-    if d.is_main:  # only once accepted: a refused config must not replace the record of the run
-        write_run_config(run_dir, config_yaml)
-    return trainer
+            check_model_shapes_at_resume(model_cfg, latest)
+        torch.manual_seed(cfg.model.init_seed)
+        model = build_model(model_cfg)
+        fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
+        log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
+                 sum(p.numel() for p in model.parameters()) / 1e6, fpt)
+        model = parallelize(model, cfg.parallel, d)
+        optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
+
+        if make_data is not None:
+            data = make_data(cfg, d)
+        else:
+            # A directory listed twice (or passed to --add-data while in data.dirs) is read once.
+            dirs = list({Path(x).resolve(): x for x in cfg.data.dirs + ([] if latest else list(add_data))}.values())
+            # At a resume, `--add-data` dirs are also where registered chunks are looked up: appended data that
+            # moved is found at the new path given again (chunks are identified by MD5, not by path).
+            data = PretrainLoader(
+                dirs, cfg.data.seq_len, cfg.micro_batch,
+                seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
+                verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
+            )
+            if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
+                data.extra_dirs = [str(Path(x).resolve()) for x in dict.fromkeys(add_data)]
+        if make_data is None:
+            check_model_fits_data(model_cfg, data.tokenizer)
+        metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
+                                to_dict(cfg))
+
+        def on_step(step: int) -> None:
+            a = cfg.anneal
+            if a.step is not None and step >= a.step and "anneal" not in data.phases:
+                trainer.state.anneal = switch_to_anneal(cfg, data)
+
+        save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
+        trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
+        if latest is not None:
+            log.info("resuming from %s", latest)
+            data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
+            if make_data is None:
+                check_resume_config(cfg, latest, data_state, train_state)
+            warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d)
+            ckpt.load_checkpoint(latest, model, optimizer, d)
+            apply_optim_config(optimizer, cfg.optim)
+            data.load_state_dict(data_state)
+            if add_data:
+                if not hasattr(data, "add_data"):
+                    raise ConfigError("--add-data: this data source does not take appended data")
+                data.add_data(list(add_data))
+            trainer.state.load_state_dict(train_state)
+        if make_data is None:  # after the resume: dirs added at an earlier resume count too
+            check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
+            if latest is not None:
+                check_registered_weights(cfg, data)
+            if cfg.anneal.step is not None and "anneal" not in data.phases:
+                scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
+        metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
+        if d.is_main:  # only once accepted: a refused config must not replace the record of the run
+            write_run_config(run_dir, config_yaml)
+        trainer.release_lock = release_lock
+        return trainer
+    except BaseException:  # refused or failed before training: the run dir is free again
+        release_lock()
+        raise
 
 
 def fit(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> int:
@@ -658,4 +666,5 @@ def fit(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> int:
     finally:
         trainer.metrics.close()
         destroy(trainer.d)
+        trainer.release_lock()
     return 0
