@@ -56,8 +56,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     config = load_model_config(args.spec, args.overrides)
     if args.seq_len <= 0:
         raise UserError(f"--seq-len must be > 0 (got {args.seq_len})")
-    params = parameter_counts(config)
-    flops = flops_per_token(config, args.seq_len)
+    try:
+        params = parameter_counts(config)
+        flops = flops_per_token(config, args.seq_len)
+    except ValueError as e:  # a stock routed-MoE config: its FLOPs are not modelled
+        raise UserError(f"{args.spec}: {e}") from None
     name = getattr(config, "ffn_type", None)
     print(f"model: {config.model_type}" + (f" (ffn_type={name})" if name else ""))
     print("parameters:")

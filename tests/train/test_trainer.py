@@ -337,6 +337,20 @@ def test_bad_model_field_is_one_line_before_the_run_starts(tmp_path, data, capsy
     assert not (tmp_path / "run").exists()
 
 
+def test_routed_moe_stock_config_is_one_error_line(tmp_path, data, capsys):
+    # "routed-MoE stock configs are refused with a clear error" was a ValueError traceback (exit 1).
+    mixtral = {"model_type": "mixtral", "vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
+               "max_position_embeddings": 64}
+    (tmp_path / "mixtral.yaml").write_text(json.dumps(mixtral))
+    cfg = tiny_config(tmp_path, [data], max_steps=2, model={"config": str(tmp_path / "mixtral.yaml")})
+    assert steel(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.config: flops: mixtral has num_local_experts=4" in err[0]
+    assert steel(["model", "info", str(tmp_path / "mixtral.yaml")]) == 2
+    assert "routed MoE FLOPs are not modelled" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override,message", [
     # AdamW's own ValueError tracebacks (betas, eps); NaN/inf lr; a negative decay trained silently
     ("optim.betas=[2,0.9]", "optim.betas: each must be in [0, 1), got [2.0, 0.9]"),

@@ -149,10 +149,13 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     """Training FLOPs per token: the model's own count when available, else 6N + 12*L*d*T (PaLM, App. B)."""
     try:
         from steel.model.flops import flops_per_token as steel_flops
-
-        return float(steel_flops(cfg, seq_len)["true"])
     except ImportError:
-        pass
+        steel_flops = None
+    if steel_flops is not None:
+        try:
+            return float(steel_flops(cfg, seq_len)["true"])
+        except ValueError as e:  # a stock routed-MoE config (num_local_experts...): FLOPs not modelled
+            raise ConfigError(f"model.config: {e}; Steel trains dense stock configs") from None
     emb = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
     n = sum(p.numel() for p in model.parameters()) - emb  # an embedding lookup is not a matmul
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
@@ -577,6 +580,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
     if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
         check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
+        flops_per_token(model_cfg, None, cfg.data.seq_len)  # refuses what it cannot count before the build
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
