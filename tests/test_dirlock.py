@@ -73,3 +73,14 @@ def test_train_and_prepare_refuse_a_directory_in_use(held, tmp_path, capsys):
     assert steel(["data", "prepare", str(tmp_path / "d.yaml"), "--out", str(run)]) == 2
     assert "in use by another Steel process" in capsys.readouterr().err
     assert not (run / ".partial").exists()
+
+
+def test_a_refused_prepare_leaves_the_running_ones_log_alone(held, tmp_path, capsys):
+    run, _ = held
+    (run / "prepare.log").write_text("the running prepare's log\n")
+    (tmp_path / "d.yaml").write_text("sources: [{name: s, path: [x.jsonl]}]\ntokenizer: unused\n")
+    (tmp_path / "x.jsonl").write_text('{"text": "a"}\n')
+    assert steel(["data", "prepare", str(tmp_path / "d.yaml"), "--out", str(run)]) == 2
+    assert "in use by another Steel process" in capsys.readouterr().err
+    # it appended its own banner and the ERROR line to the holder's log
+    assert (run / "prepare.log").read_text() == "the running prepare's log\n"

@@ -226,6 +226,9 @@ def test_json_file_of_jsonl_with_a_bad_first_line(tmp_path):
     p = tmp_path / "j.json"
     p.write_bytes(b'{"text": "broken\n{"text": "second"}\n{"text": "third"}\n')
     assert items(reader(), p) == [(1, None, "malformed_json"), (2, "second", None), (3, "third", None)]
+    cut = tmp_path / "cut.json"  # a JSON document cut short is one rejection, not lines read as JSONL
+    cut.write_bytes(b'{"version": 1, "data": [\n{"text": "first doc"},\n{"text": "second doc"}\n')
+    assert [r for _, _, r in items(reader(), cut)] == ["malformed_json"]
     pretty = tmp_path / "pretty.json"  # a broken pretty-printed object stays one rejection
     pretty.write_bytes(b'{\n  "data": [\n    {"text": "a"}\n  ]\n')
     assert items(reader(), pretty) == [(5, None, "malformed_json")]

@@ -36,7 +36,6 @@ TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         ({"initializer_range": -1.0}, "model.initializer_range: must be >= 0"),
         ({"attention_dropout": 1.5}, r"model.attention_dropout: must be in \[0, 1\)"),
         ({"max_position_embeddings": 0}, "model.max_position_embeddings: must be > 0"),
-        ({"layer_types": ["full_attention"]}, r"model.layer_types: needs one entry per layer \(2\)"),
         ({"layer_types": ["sliding_attention"] * 2}, "model.layer_types: only full_attention"),
         ({"document_mask": True, "eos_token_id": -3}, r"model.eos_token_id: must be token ids in \[0, vocab_size 512\)"),
     ],
@@ -78,3 +77,14 @@ def test_valid_configs_still_load():
     # a config round-trips through its own dict (as an HF directory's config.json)
     again = load_model_config(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict()
+
+
+def test_depth_override_of_a_saved_config_resizes_layer_types(tmp_path):
+    # A saved config carries layer_types of its own depth; overriding num_hidden_layers was refused
+    # ("layer_types: needs one entry per layer") after SteelConfig learned to check layer_types.
+    from steel.model import build_model
+
+    load_model_config(TINY).save_pretrained(str(tmp_path))
+    cfg = load_model_config(str(tmp_path), ["num_hidden_layers=4"])
+    assert cfg.num_hidden_layers == 4 and cfg.layer_types == ["full_attention"] * 4
+    assert len(build_model(cfg).model.layers) == 4

@@ -239,3 +239,18 @@ def test_anneal_dir_without_samples_refused_at_startup(tmp_path, data, capsys):
     err = capsys.readouterr().err
     assert f"anneal.dirs: no sample of seq_len + 1 = 17 tokens in data dir(s) {tiny} (1 chunks, 12 tokens" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_after_an_anneal_switch_to_copies_of_run_data(tmp_path, capsys):
+    # mode replace may re-use data of the run; an anneal dir of copies (same MD5, other path) made every
+    # resume after the switch fail with "duplicate chunk" in the weight check (one combined scan).
+    data = make_data_dir(tmp_path / "data", [3000, 2000, 2500])
+    hq = tmp_path / "hq"
+    shutil.copytree(data, hq)
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq)], "mode": "replace"},
+                      optim={"schedule": "wsd", "decay_steps": 4})
+    assert steel(["train", str(cfg)]) == 0
+    full = losses(tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-10")
+    assert steel(["train", str(cfg)]) == 0, capsys.readouterr().err[-400:]
+    assert losses(tmp_path / "run") == full  # and the resume is exact

@@ -42,6 +42,7 @@ def register(subparsers) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from steel.data.config import DataConfig
+    from steel.dirlock import dir_lock
     from steel.data.prepare import parse_shard, prepare
     from steel.runlog import setup_run_log
 
@@ -51,19 +52,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     cfg = load_config(DataConfig, args.config, overrides)
     shard = parse_shard(args.shard)
     out = Path(args.out or cfg.output)
-    log = setup_run_log(out / ("prepare.log" if shard[1] == 1 else f"prepare.shard{shard[0]}of{shard[1]}.log"),
-                        dump_yaml(cfg))
-    prepare(cfg, out, config_path=args.config, shard=shard, log=log)
+    # the lock before the log: a refused second prepare must not write into the running one's log
+    with dir_lock(out, "steel data prepare"):
+        log = setup_run_log(out / ("prepare.log" if shard[1] == 1 else f"prepare.shard{shard[0]}of{shard[1]}.log"),
+                            dump_yaml(cfg))
+        prepare(cfg, out, config_path=args.config, shard=shard, log=log)
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from steel.data.merge import MERGE_LOG, check_out_dir, merge
+    from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
     check_out_dir(args.out, args.overwrite)  # before the log file goes into OUT
-    log = setup_run_log(Path(args.out) / MERGE_LOG)
-    merge(args.out, args.dirs, log=log, near=args.near, overwrite=args.overwrite, allow_missing=args.allow_missing)
+    with dir_lock(args.out, "steel data merge"):  # before the log: see cmd_prepare
+        log = setup_run_log(Path(args.out) / MERGE_LOG)
+        merge(args.out, args.dirs, log=log, near=args.near, overwrite=args.overwrite,
+              allow_missing=args.allow_missing)
     return 0
 
 

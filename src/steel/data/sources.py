@@ -400,19 +400,20 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def _looks_like_jsonl(text: str) -> bool:
     """A .json file that does not parse as one value, but is JSON Lines with a bad line: it opens with an
-    object and some line after the first is an object on its own (so the bad line is counted as one
+    object and most of its lines are objects on their own (so the bad line is counted as one
     `malformed_json` and the good lines are read, instead of the whole file being one rejection)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     first = lines[0].strip() if lines else ""
     if len(lines) < 2 or not first.startswith("{") or first == "{":  # "{" alone: a pretty-printed object
         return False
-    for ln in lines[1:]:
+    objects = 0
+    for ln in lines:
         try:
-            if isinstance(json.loads(ln), dict):
-                return True
+            objects += isinstance(json.loads(ln), dict)
         except json.JSONDecodeError:
             continue
-    return False
+    # most lines are objects on their own: a truncated JSON document ('{"data": [', '{...},' lines) is not
+    return objects * 2 > len(lines)
 
 
 def _bad_utf8(s: str) -> bool:

@@ -67,7 +67,9 @@ class SteelConfig(PretrainedConfig):
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None and self.num_attention_heads:
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.layer_types is None:
+        if self.layer_types is None or (set(self.layer_types) == {"full_attention"}
+                                        and len(self.layer_types) != self.num_hidden_layers):
+            # (a saved config carries layer_types of its own depth: `num_hidden_layers` overridden resizes it)
             self.layer_types = ["full_attention"] * self.num_hidden_layers
         if self.kernels == "all":  # the one switch (= steel.kernels.resolve_kernels("all"))
             self.kernels = {k: fused for k, (_, fused) in KERNEL_CHOICES.items()}

@@ -332,8 +332,14 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
 
     # the configured dirs and those appended earlier (`--add-data`, kept in the data state): a weight
     # given for an appended source was ignored silently, and recorded in config.yaml as if used
-    appended = [x for x in data.extra_dirs if Path(x).is_dir()]
-    now = {x.md5: x for x in scan_data_dirs(_unique_dirs([*cfg.data.dirs, *appended]), cfg.data.weights)[0]}
+    now = {x.md5: x for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]}
+    # Each appended dir on its own: an annealing dir may hold copies of chunks already in the run (mode
+    # replace re-uses them), which one combined scan would refuse as duplicates.
+    configured = {Path(x).resolve() for x in cfg.data.dirs}
+    for extra in data.extra_dirs:
+        if Path(extra).is_dir() and Path(extra).resolve() not in configured:
+            for x in scan_data_dirs([extra], cfg.data.weights)[0]:
+                now.setdefault(x.md5, x)
     for c in data.chunks:
         x = now.get(c.md5)
         if x is not None and c.count != round(x.weight * num_windows(c.tokens, cfg.data.seq_len)):
