@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from steel.cli import UserError
 from steel.cli import main as steel_main
 from steel.config import ConfigError, from_dict
 from steel.sft import data as D
@@ -215,7 +216,8 @@ def test_dataset_names_do_not_collide_with_stats_keys(tmp_path, tok):
     # A dataset named too_long_dropped made make_rows add to a dict (TypeError); one named self_cognition
     # had its counts overwritten by the self-cognition ones.
     _write(tmp_path / "a.json", [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(3)])
-    _write(tmp_path / "long.json", [{"instruction": "q" * 500, "input": "", "output": "a"}])
+    _write(tmp_path / "long.json", [{"instruction": "q" * 500, "input": "", "output": "a"},
+                                    {"instruction": "q", "input": "", "output": "a"}])  # one fits
     cfg = from_dict(D.SftDataConfig, {
         "root": str(tmp_path), "seq_len": 64,
         "datasets": [{"name": "self_cognition", "path": ["a.json"]}, {"name": "too_long_dropped", "path": ["long.json"]}],
@@ -224,7 +226,7 @@ def test_dataset_names_do_not_collide_with_stats_keys(tmp_path, tok):
     stats = {}
     D.build_sft_rows(cfg, tok, stats)
     assert stats["datasets"]["self_cognition"]["read"] == 3 and stats["self_cognition"]["read"] == 2
-    assert stats["datasets"]["too_long_dropped"]["kept"] == 1 and stats["too_long_dropped"] >= 1  # an int, not the dict
+    assert stats["datasets"]["too_long_dropped"]["kept"] == 2 and stats["too_long_dropped"] >= 1  # an int, not the dict
 
 
 def test_messages_are_normalized_as_steel_data_prepare_does(tmp_path, qwen_tokenizer_dir):
@@ -448,8 +450,48 @@ def test_sft_seq_len_beyond_the_models_positions_is_refused(tmp_path, tok, capsy
     config = _sft_run(tmp_path, tok, max_steps=1)  # tiny: max_position_embeddings 256
     run2 = tmp_path / "run2"
     assert steel_main(["sft", str(config), "--set", f"run_dir={run2}", "--set", "data.seq_len=257"]) == 2
-    assert "data.seq_len: 257 > the model's max_position_embeddings 256" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "data.seq_len: 257 > the model's max_position_embeddings 256" in err
+    # the advice fits SFT (it said model.overrides.max_position_embeddings, a field SFT does not have)
+    assert "start from a model with a longer context (init:" in err and "model.overrides" not in err
     assert not (run2 / "checkpoints").exists()
+
+
+def test_self_cognition_template_empty_relative_and_field_named(tmp_path):
+    from steel.sft.selfcog import self_cognition
+
+    (tmp_path / "empty.json").write_text("[]")
+    # an empty template made the draw loop spin forever
+    with pytest.raises(UserError, match=r"data.self_cognition.template: .*empty.json holds no record"):
+        self_cognition("Steel", "m", 5, template=tmp_path / "empty.json")
+    # a relative template is read from data.root (it was read from the working directory)
+    (tmp_path / "data").mkdir()
+    _write(tmp_path / "data" / "id.json", [{"instruction": "你是谁", "input": "", "output": "我是{{name}}"}])
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path / "data"), "datasets": [],
+                                      "self_cognition": {"count": 3, "name": "Steel", "template": "id.json"}})
+    convs = [m for _, m in D.build_conversations(cfg, {})]
+    assert [c[1]["content"] for c in convs] == ["我是Steel"] * 3
+    cfg.self_cognition.template = "missing.json"
+    with pytest.raises(UserError, match=r"data.self_cognition.template: .*missing.json: cannot read it"):
+        D.build_conversations(cfg, {})
+
+
+def test_dataset_whose_conversations_are_all_too_long_is_an_error(tmp_path, qwen_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir))
+    _write(tmp_path / "ok.json", [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(4)])
+    _write(tmp_path / "long.json", [{"instruction": "q", "input": "", "output": "长" * 600} for _ in range(3)])
+    raw = {"root": str(tmp_path), "seq_len": 64, "datasets": [
+        {"name": "ok", "path": ["ok.json"]}, {"name": "long", "path": ["long.json"], "count": 10}]}
+    # it vanished from the mixture without a word, its stats saying "sampled: 10"
+    with pytest.raises(ConfigError, match=r"data.datasets\[1\] \(long\): none of its 10 sampled conversations fits"):
+        D.build_sft_rows(from_dict(D.SftDataConfig, raw), tok, {})
+    raw["datasets"][1]["path"] = ["ok.json", "long.json"]  # partly too long: counted per dataset
+    stats = {}
+    D.build_sft_rows(from_dict(D.SftDataConfig, raw), tok, stats)
+    assert stats["datasets"]["long"]["too_long"] == stats["too_long_dropped"] > 0
+    assert "too_long" not in stats["datasets"]["ok"]
 
 
 def test_user_turn_emptied_by_normalization_is_rejected_in_both_paths(tmp_path, qwen_tokenizer_dir):

@@ -89,13 +89,13 @@ class SftDataConfig:
 
     def validate(self) -> None:
         if not self.datasets and self.self_cognition.count == 0:
-            raise ConfigError("datasets: list at least one dataset (or self_cognition.count > 0)")
+            raise ConfigError("data.datasets: list at least one dataset (or data.self_cognition.count > 0)")
         if self.seq_len < 8:
-            raise ConfigError("seq_len: must be >= 8")
+            raise ConfigError("data.seq_len: must be >= 8")
         names = [d.name for d in self.datasets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ConfigError(f"datasets: duplicate name {dup[0]!r}")
+            raise ConfigError(f"data.datasets: duplicate name {dup[0]!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,7 +255,9 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
         mix += [(ds.name, c) for c in chosen]
     sc = cfg.self_cognition
     if sc.count:
-        convs = self_cognition(sc.name, sc.maker, sc.count, cfg.seed, sc.template)
+        # relative to data.root like every other data path (it was read from the working directory)
+        template = str(root / sc.template) if sc.template and not Path(sc.template).is_absolute() else sc.template
+        convs = self_cognition(sc.name, sc.maker, sc.count, cfg.seed, template)
         convs = [[{"role": m["role"], "content": normalize(m["content"])} for m in c] for c in convs]
         stats["self_cognition"] = {"read": len(convs), "kept": len(convs), "sampled": len(convs)}
         mix += [("self_cognition", c) for c in convs]
@@ -379,4 +381,17 @@ def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Te
     ct = ChatTokenizer(tokenizer)
     mix = build_conversations(cfg, stats)
     encoded = [ct.encode(m, cfg.loss_on_prompt) for _name, m in mix]
+    # Conversations longer than seq_len are dropped (make_rows): counted per dataset, and a listed
+    # dataset none of whose sampled conversations fits is an error (it vanished from the mixture silently).
+    per_ds = stats.setdefault("datasets", {})
+    for (name, _), (ids, _) in zip(mix, encoded):
+        if len(ids) > cfg.seq_len and name in per_ds:
+            per_ds[name]["too_long"] = per_ds[name].get("too_long", 0) + 1
+    for i, ds in enumerate(cfg.datasets):
+        st = per_ds.get(ds.name, {})
+        if st.get("sampled") and st.get("too_long", 0) == st["sampled"]:
+            raise ConfigError(
+                f"data.datasets[{i}] ({ds.name}): none of its {st['sampled']} sampled conversations fits in "
+                f"data.seq_len {cfg.seq_len} tokens; raise data.seq_len or leave the dataset out"
+            )
     return make_rows(encoded, cfg.seq_len, cfg.packing, ct.eos, stats)

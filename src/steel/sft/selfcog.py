@@ -57,9 +57,10 @@ def template_pairs(path: str | Path, name: str, maker: str) -> list[tuple[str, s
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: cannot read self-cognition template ({e})") from None
+        raise UserError(f"data.self_cognition.template: {path}: cannot read it ({e})") from None
     if not isinstance(records, list):
-        raise UserError(f"{path}: expected a JSON array of {{instruction, input, output}} records")
+        raise UserError(f"data.self_cognition.template: {path}: expected a JSON array of "
+                        "{instruction, input, output} records")
 
     def fill(s: str) -> str:
         return s.replace("{{name}}", name).replace("{{author}}", maker).replace("{{maker}}", maker)
@@ -71,7 +72,7 @@ def template_pairs(path: str | Path, name: str, maker: str) -> list[tuple[str, s
             or not isinstance(r.get("instruction"), str)
             or not isinstance(r.get("output"), str)
         ):
-            raise UserError(f"{path}: record {i} needs string 'instruction' and 'output'")
+            raise UserError(f"data.self_cognition.template: {path}: record {i} needs string 'instruction' and 'output'")
         q = r["instruction"] + (
             ("\n" + r["input"]) if isinstance(r.get("input"), str) and r["input"].strip() else ""
         )
@@ -84,6 +85,8 @@ def self_cognition(
 ) -> list[list[dict]]:
     """`count` conversations (one user + one assistant turn), drawn without repeats until the pool is used up."""
     pairs = template_pairs(template, name, maker) if template else builtin_pairs(name, maker)
+    if not pairs and count > 0:  # the draw below would never fill `count` (it spun forever)
+        raise UserError(f"data.self_cognition.template: {template} holds no record")
     rng = random.Random(seed)
     out = []
     while len(out) < count:

@@ -161,6 +161,10 @@ def main(cfg: SftConfig):
     if not d.is_main:
         log.setLevel(logging.WARNING)
 
+    # The model first: a seq_len beyond its limit is refused before the whole mixture is read and tokenized.
+    model = load_model(cfg.init, "cpu", None)
+    check_seq_len_fits_model(model.config, cfg.data.seq_len,
+                             raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
     trained = int((labels != -100).sum())
@@ -173,8 +177,6 @@ def main(cfg: SftConfig):
         json.dumps(stats, ensure_ascii=False),
     )
 
-    model = load_model(cfg.init, "cpu", None)
-    check_seq_len_fits_model(model.config, cfg.data.seq_len)
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(
             f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"

@@ -161,15 +161,15 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
-def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len") -> None:
+def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len",
+                             raise_hint: str | None = None) -> None:
     """Refuse training rows longer than the model's max_position_embeddings: the model would be trained on
-    positions its config disowns, and generate/chat/eval (which stop at that limit) never use them."""
+    positions its config disowns, and generate/chat/eval (which stop at that limit) never use them.
+    `raise_hint`: how to raise the limit where the model comes from (default: pretraining's overrides)."""
     limit = getattr(model_cfg, "max_position_embeddings", None)
     if limit is not None and seq_len > limit:
-        raise ConfigError(
-            f"{field}: {seq_len} > the model's max_position_embeddings {limit}; lower {field} or raise the "
-            f"model's limit (model.overrides.max_position_embeddings: {seq_len})"
-        )
+        hint = raise_hint or f"raise the model's limit (model.overrides.max_position_embeddings: {seq_len})"
+        raise ConfigError(f"{field}: {seq_len} > the model's max_position_embeddings {limit}; lower {field} or {hint}")
 
 
 def check_model_fits_data(model_cfg, tokenizer: dict) -> None:
