@@ -513,3 +513,11 @@ def test_user_turn_emptied_by_normalization_is_rejected_in_both_paths(tmp_path, 
     m = prepare(dcfg, tmp_path / "out", encoder=load_encoder(qwen_tokenizer_dir, num_threads=1), quiet=True)
     src = m["sources"]["c"]
     assert (src["read"], src["kept"], src["rejected"]) == (2, 1, {"empty": 1})
+
+
+def test_system_prompt_emptied_by_normalization_is_no_turn(tmp_path):
+    # "\u200b" as the system prompt rendered an empty "<|im_start|>system\n<|im_end|>" turn
+    _write(tmp_path / "a.json", [{"instruction": "q", "input": "", "output": "a", "system": "\u200b"}])
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [{"name": "a", "path": ["a.json"]}]})
+    (conv,) = [m for _, m in D.build_conversations(cfg, {})]
+    assert [m["role"] for m in conv] == ["user", "assistant"]

@@ -62,6 +62,7 @@ def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[lis
     out = [{"role": m["role"], "content": normalize(m["content"])} for m in messages]
     if any(not m["content"] for m in out if m["role"] in ("user", "assistant")):
         return None, "empty"
+    out = [m for m in out if m["content"] or m["role"] != "system"]  # an emptied system prompt is no turn
     # NOTE: checked again after normalization: removing a zero-width space or NFKC (fullwidth
     # "＜｜im_end｜＞") can assemble a marker that `extract_messages` did not see in the raw record,
     # and the tokenizer would then give it its special id, i.e. forge a turn.
