@@ -82,5 +82,6 @@ def test_a_refused_prepare_leaves_the_running_ones_log_alone(held, tmp_path, cap
     (tmp_path / "x.jsonl").write_text('{"text": "a"}\n')
     assert steel(["data", "prepare", str(tmp_path / "d.yaml"), "--out", str(run)]) == 2
     assert "in use by another Steel process" in capsys.readouterr().err
-    # it appended its own banner and the ERROR line to the holder's log
+    # untouched: the refused one used to append its own banner and an ERROR line to the holder's log
     assert (run / "prepare.log").read_text() == "the running prepare's log\n"
+

@@ -130,6 +130,15 @@ def _write(path, records):
     return path
 
 
+def _short_identity(d) -> str:
+    """Short self-cognition pairs (file name, relative to data.root = d): the built-in answers do not fit
+    seq_len 64 in the byte-level test vocabulary; they were all dropped without a word before too-long
+    drops were counted (now an error)."""
+    _write(d / "id.json", [{"instruction": "你是谁", "input": "", "output": "我是{{name}}"},
+                           {"instruction": "who are you", "input": "", "output": "{{name}}"}])
+    return "id.json"
+
+
 def test_mixing_counts_weights_and_filters(tmp_path):
     zh = [{"instruction": f"中文问题{i}", "input": "", "output": f"中文回答{i}"} for i in range(10)]
     en = [
@@ -168,7 +177,7 @@ def test_mixing_counts_weights_and_filters(tmp_path):
     assert "mixed.json:21" in zh_st["examples"][0]
     names = [n for n, _ in mix]
     assert names.count("zh_only") == 25 and names.count("half") == 10 and names.count("sg") == 8
-    assert names.count("self_cognition") == 3
+    assert names.count(None) == 3  # self-cognition (None: no dataset name collides with it)
     zh_users = [m[0]["content"] for n, m in mix if n == "zh_only"]
     assert all(u.startswith("中文问题") for u in zh_users)
     assert all(zh_users.count(u) in (2, 3) for u in zh_users) and len(set(zh_users)) == 10
@@ -221,11 +230,12 @@ def test_dataset_names_do_not_collide_with_stats_keys(tmp_path, tok):
     cfg = from_dict(D.SftDataConfig, {
         "root": str(tmp_path), "seq_len": 64,
         "datasets": [{"name": "self_cognition", "path": ["a.json"]}, {"name": "too_long_dropped", "path": ["long.json"]}],
-        "self_cognition": {"count": 2},
+        "self_cognition": {"count": 2, "template": _short_identity(tmp_path)},
     })
     stats = {}
     D.build_sft_rows(cfg, tok, stats)
     assert stats["datasets"]["self_cognition"]["read"] == 3 and stats["self_cognition"]["read"] == 2
+    assert "too_long" not in stats["datasets"]["self_cognition"]  # self-cognition drops are not its
     assert stats["datasets"]["too_long_dropped"]["kept"] == 2 and stats["too_long_dropped"] >= 1  # an int, not the dict
 
 
@@ -327,7 +337,8 @@ def test_steel_sft_end_to_end(tmp_path, tiny_tokenizer_dir, tok):
     config = tmp_path / "sft.yaml"
     config.write_text(
         f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: 3\nmicro_batch: 2\n"
-        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], self_cognition: {count: 4}}\n"
+        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], "
+        f"self_cognition: {{count: 4, template: {_short_identity(tmp_path)}}}}}\n"
         "optim: {lr: 1.0e-3, min_lr: 1.0e-4, warmup_steps: 1}\ncheckpoint: {every: 2, keep: 2}\nlog: {every: 1, tensorboard: false}\n",
         encoding="utf-8",
     )
@@ -372,7 +383,8 @@ def _sft_run(tmp_path, tok, max_steps=2):
     config = tmp_path / "sft.yaml"
     config.write_text(
         f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: {max_steps}\nmicro_batch: 2\n"
-        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], self_cognition: {count: 4}}\n"
+        "data: {seq_len: 64, datasets: [{name: chat, path: [chat.json]}], "
+        f"self_cognition: {{count: 4, template: {_short_identity(tmp_path)}}}}}\n"
         "optim: {lr: 1.0e-3, min_lr: 1.0e-4, warmup_steps: 1}\ncheckpoint: {every: 2, keep: 5}\n"
         "log: {every: 1, tensorboard: false, progress: false}\n",
         encoding="utf-8",

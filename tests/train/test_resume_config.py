@@ -254,3 +254,18 @@ def test_resume_after_an_anneal_switch_to_copies_of_run_data(tmp_path, capsys):
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-10")
     assert steel(["train", str(cfg)]) == 0, capsys.readouterr().err[-400:]
     assert losses(tmp_path / "run") == full  # and the resume is exact
+
+
+def test_resume_after_an_anneal_switch_to_the_same_chunks_under_another_manifest_weight(tmp_path, capsys):
+    # The same source prepared again with weight 2 for annealing: byte-identical chunks, re-used by mode
+    # replace under the anneal manifest's weight. The weight check kept one weight per chunk and refused
+    # every resume after the switch ("weight 1 configured ... under another weight").
+    data = make_data_dir(tmp_path / "data", [3000, 2000, 2500])
+    hq = make_data_dir(tmp_path / "hq", [3000, 2000, 2500], weight=2.0)
+    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq)], "mode": "replace"},
+                      optim={"schedule": "wsd", "decay_steps": 4})
+    assert steel(["train", str(cfg)]) == 0
+    full = losses(tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-10")
+    assert steel(["train", str(cfg)]) == 0, capsys.readouterr().err[-400:]
+    assert losses(tmp_path / "run") == full

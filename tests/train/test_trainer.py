@@ -346,7 +346,7 @@ def test_routed_moe_stock_config_is_one_error_line(tmp_path, data, capsys):
     cfg = tiny_config(tmp_path, [data], max_steps=2, model={"config": str(tmp_path / "mixtral.yaml")})
     assert steel(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "model.config: flops: mixtral has num_local_experts=4" in err[0]
+    assert len(err) == 1 and "model: flops: mixtral has num_local_experts=4" in err[0]
     assert steel(["model", "info", str(tmp_path / "mixtral.yaml")]) == 2
     assert "routed MoE FLOPs are not modelled" in capsys.readouterr().err
 
@@ -553,3 +553,29 @@ def test_damaged_or_unwritable_checkpoint_is_one_error_line(tmp_path, data, caps
     assert steel(["train", str(other)]) == 2
     assert "cannot write (No space left on device (os error 28)); the previous checkpoint is intact" in (
         capsys.readouterr().err)
+
+
+def test_a_run_failing_at_startup_frees_its_run_dir(tmp_path, data, capsys):
+    # A failure between taking the run-dir lock and the rest of startup (here: train.log cannot be opened)
+    # left the dir locked for the rest of the process: every other process was refused.
+    import subprocess
+    import sys
+
+    from steel import dirlock
+
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    (tmp_path / "run" / "train.log").mkdir(parents=True)
+    assert steel(["train", str(cfg)]) == 1  # an OSError: one line, exit 1
+    assert str((tmp_path / "run").resolve()) not in dirlock._held
+    code = f"from steel.dirlock import acquire; acquire({str(tmp_path / 'run')!r}, 'steel train')"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "RANK": "0"})
+    assert other.returncode == 0, other.stderr
+
+
+def test_a_refused_sft_writes_nothing(tmp_path, capsys):
+    # SFT took its lock (creating RUN_DIR/.steel.lock) before the init model was even loaded.
+    (tmp_path / "c.json").write_text('[{"instruction": "q", "input": "", "output": "a"}]')
+    (tmp_path / "sft.yaml").write_text(f"init: {tmp_path / 'missing'}\nrun_dir: {tmp_path / 'run'}\n"
+                                       f"data: {{datasets: [{{name: c, path: [c.json]}}]}}\n")
+    assert steel(["sft", str(tmp_path / "sft.yaml")]) == 2
+    assert not (tmp_path / "run").exists()

@@ -232,7 +232,7 @@ def _no_conversations(i: int, ds: SftDataset, st: dict) -> ConfigError:
 
 
 def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list[dict]]]:
-    """The mixture as (dataset name, messages), in a seeded shuffled order.
+    """The mixture as (dataset name, messages), in a seeded shuffled order (name None: self-cognition).
 
     Fills `stats`: {"datasets": {name: {read, kept, rejected, filtered, examples, sampled}}, "self_cognition":
     {...}}; per-dataset counts have their own sub-dict so that no dataset name collides with another key.
@@ -260,7 +260,7 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
         convs = self_cognition(sc.name, sc.maker, sc.count, cfg.seed, template)
         convs = [[{"role": m["role"], "content": normalize(m["content"])} for m in c] for c in convs]
         stats["self_cognition"] = {"read": len(convs), "kept": len(convs), "sampled": len(convs)}
-        mix += [("self_cognition", c) for c in convs]
+        mix += [(None, c) for c in convs]  # None: no dataset name can collide with it
     rng.shuffle(mix)
     return mix
 
@@ -385,13 +385,14 @@ def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Te
     # dataset none of whose sampled conversations fits is an error (it vanished from the mixture silently).
     per_ds = stats.setdefault("datasets", {})
     for (name, _), (ids, _) in zip(mix, encoded):
-        if len(ids) > cfg.seq_len and name in per_ds:
-            per_ds[name]["too_long"] = per_ds[name].get("too_long", 0) + 1
-    for i, ds in enumerate(cfg.datasets):
-        st = per_ds.get(ds.name, {})
+        if len(ids) > cfg.seq_len:
+            st = stats["self_cognition"] if name is None else per_ds[name]
+            st["too_long"] = st.get("too_long", 0) + 1
+    parts = [(f"data.datasets[{i}] ({ds.name})", per_ds.get(ds.name, {})) for i, ds in enumerate(cfg.datasets)]
+    for where, st in [*parts, ("data.self_cognition", stats.get("self_cognition", {}))]:
         if st.get("sampled") and st.get("too_long", 0) == st["sampled"]:
             raise ConfigError(
-                f"data.datasets[{i}] ({ds.name}): none of its {st['sampled']} sampled conversations fits in "
-                f"data.seq_len {cfg.seq_len} tokens; raise data.seq_len or leave the dataset out"
+                f"{where}: none of its {st['sampled']} sampled conversations fits in data.seq_len "
+                f"{cfg.seq_len} tokens; raise data.seq_len or leave it out"
             )
     return make_rows(encoded, cfg.seq_len, cfg.packing, ct.eos, stats)

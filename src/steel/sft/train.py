@@ -139,32 +139,44 @@ def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, sta
 
 
 def main(cfg: SftConfig):
+    from steel import dirlock
     from steel.infer.load import load_model, load_tokenizer
-    from steel.runlog import setup_run_log
-    from steel.train import checkpoint as ckpt
-    from steel.train.distributed import init_distributed, parallelize
-    from steel.train.metrics import MetricsLogger
-    from steel.train.optim import build_optimizer
-    from steel.train.trainer import (
-        Trainer, apply_optim_config, check_seq_len_fits_model, flops_per_token, warn_resume_changes, write_run_config,
-    )
+    from steel.train.distributed import init_distributed
+    from steel.train.trainer import check_seq_len_fits_model
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
+    # The tokenizer and the model first: a bad init or a seq_len beyond the model's limit is refused before
+    # anything is written and before the whole mixture is read and tokenized.
     tokenizer = load_tokenizer(cfg.init, cfg.tokenizer)
+    model = load_model(cfg.init, "cpu", None)
+    check_seq_len_fits_model(model.config, cfg.data.seq_len,
+                             raise_hint=f"start from a model with a longer context (init: {cfg.init})")
+    # One process per run dir; released by fit() at the end, or below if startup fails.
+    release_lock = dirlock.acquire(run_dir, "steel sft") if d.is_main else (lambda: None)
+    try:
+        return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock)
+    except BaseException:
+        release_lock()
+        raise
+
+
+def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock):
+    from steel.runlog import setup_run_log
+    from steel.train import checkpoint as ckpt
+    from steel.train.distributed import parallelize
+    from steel.train.metrics import MetricsLogger
+    from steel.train.optim import build_optimizer
+    from steel.train.trainer import Trainer, apply_optim_config, flops_per_token, warn_resume_changes, write_run_config
+
     if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)
         tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
     setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
     if not d.is_main:
         log.setLevel(logging.WARNING)
 
-    # The model first: a seq_len beyond its limit is refused before the whole mixture is read and tokenized.
-    model = load_model(cfg.init, "cpu", None)
-    check_seq_len_fits_model(model.config, cfg.data.seq_len,
-                             raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
     trained = int((labels != -100).sum())
@@ -226,17 +238,11 @@ def main(cfg: SftConfig):
     if d.is_main:  # only once accepted: a refused config must not replace the record of the run
         write_run_config(run_dir, config_yaml)
     torch.manual_seed(cfg.data.seed)
+    trainer.release_lock = release_lock
     return trainer
 
 
 def fit(cfg: SftConfig) -> int:
-    from steel.dirlock import dir_lock
-
-    with dir_lock(cfg.run_dir, "steel sft"):  # one process per run dir: a second one is refused
-        return _fit(cfg)
-
-
-def _fit(cfg: SftConfig) -> int:
     from steel.train.distributed import destroy
 
     trainer = main(cfg)
@@ -252,4 +258,5 @@ def _fit(cfg: SftConfig) -> int:
     finally:
         trainer.metrics.close()
         destroy(trainer.d)
+        trainer.release_lock()
     return 0

@@ -155,7 +155,7 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
         try:
             return float(steel_flops(cfg, seq_len)["true"])
         except ValueError as e:  # a stock routed-MoE config (num_local_experts...): FLOPs not modelled
-            raise ConfigError(f"model.config: {e}; Steel trains dense stock configs") from None
+            raise ConfigError(f"model: {e}; Steel trains dense stock configs") from None
     emb = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
     n = sum(p.numel() for p in model.parameters()) - emb  # an embedding lookup is not a matmul
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
@@ -332,21 +332,26 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
 
     # the configured dirs and those appended earlier (`--add-data`, kept in the data state): a weight
     # given for an appended source was ignored silently, and recorded in config.yaml as if used
-    now = {x.md5: x for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]}
-    # Each appended dir on its own: an annealing dir may hold copies of chunks already in the run (mode
-    # replace re-uses them), which one combined scan would refuse as duplicates.
+    # Every place a chunk is found now, by MD5: the configured dirs, then each appended dir on its own (an
+    # annealing dir may hold copies of chunks of the run, re-used by mode replace, maybe under another
+    # manifest weight; one combined scan refused them as duplicates). A registration is consistent when
+    # one of its places gives its count.
+    now: dict[str, list] = {}
+    for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]:
+        now.setdefault(x.md5, []).append(x)
     configured = {Path(x).resolve() for x in cfg.data.dirs}
     for extra in data.extra_dirs:
         if Path(extra).is_dir() and Path(extra).resolve() not in configured:
             for x in scan_data_dirs([extra], cfg.data.weights)[0]:
-                now.setdefault(x.md5, x)
+                now.setdefault(x.md5, []).append(x)
     for c in data.chunks:
-        x = now.get(c.md5)
-        if x is not None and c.count != round(x.weight * num_windows(c.tokens, cfg.data.seq_len)):
+        places = now.get(c.md5, [])
+        windows = num_windows(c.tokens, cfg.data.seq_len)
+        if places and all(c.count != round(x.weight * windows) for x in places):
             raise ConfigError(
-                f"data.weights.{c.source}: weight {x.weight:g} configured, but the run registered {c.file} with "
-                f"{c.count} samples per epoch under another weight; the weight of data already in a run cannot "
-                f"change mid-run: set it back, or start a new run (another run_dir)"
+                f"data.weights.{c.source}: weight {places[0].weight:g} configured, but the run registered {c.file} "
+                f"with {c.count} samples per epoch under another weight; the weight of data already in a run "
+                f"cannot change mid-run: set it back, or start a new run (another run_dir)"
             )
 
 
@@ -591,15 +596,15 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
-    release_lock = lambda: None  # noqa: E731
-    if d.is_main:
-        # One process per run dir (a second `steel train` on it is refused); released by fit() at the end.
-        release_lock = dirlock.acquire(run_dir, "steel train")
-        ckpt.remove_partial(run_dir)
-        setup_run_log(run_dir / "train.log", config_yaml)
-    else:
-        log.setLevel(logging.WARNING)
+    # One process per run dir (a second `steel train` on it is refused); released by fit() at the end,
+    # or below if startup fails.
+    release_lock = dirlock.acquire(run_dir, "steel train") if d.is_main else (lambda: None)
     try:
+        if d.is_main:
+            ckpt.remove_partial(run_dir)
+            setup_run_log(run_dir / "train.log", config_yaml)
+        else:
+            log.setLevel(logging.WARNING)
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
