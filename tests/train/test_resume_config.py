@@ -241,12 +241,18 @@ def test_anneal_dir_without_samples_refused_at_startup(tmp_path, data, capsys):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_resume_after_an_anneal_switch_to_copies_of_run_data(tmp_path, capsys):
-    # mode replace may re-use data of the run; an anneal dir of copies (same MD5, other path) made every
-    # resume after the switch fail with "duplicate chunk" in the weight check (one combined scan).
+@pytest.mark.parametrize("weight", [None, 2.0])
+def test_resume_after_an_anneal_switch_to_copies_of_run_data(tmp_path, capsys, weight):
+    # mode replace may re-use data of the run. An anneal dir of copies (same MD5, other path) made every
+    # resume after the switch fail with "duplicate chunk" in the weight check (one combined scan); the same
+    # chunks prepared again under another manifest weight (weight 2) then failed with "weight 1 configured
+    # ... under another weight" (one weight kept per chunk).
     data = make_data_dir(tmp_path / "data", [3000, 2000, 2500])
     hq = tmp_path / "hq"
-    shutil.copytree(data, hq)
+    if weight is None:
+        shutil.copytree(data, hq)
+    else:
+        make_data_dir(hq, [3000, 2000, 2500], weight=weight)  # byte-identical chunks, another manifest weight
     cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq)], "mode": "replace"},
                       optim={"schedule": "wsd", "decay_steps": 4})
     assert steel(["train", str(cfg)]) == 0
@@ -254,18 +260,3 @@ def test_resume_after_an_anneal_switch_to_copies_of_run_data(tmp_path, capsys):
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-10")
     assert steel(["train", str(cfg)]) == 0, capsys.readouterr().err[-400:]
     assert losses(tmp_path / "run") == full  # and the resume is exact
-
-
-def test_resume_after_an_anneal_switch_to_the_same_chunks_under_another_manifest_weight(tmp_path, capsys):
-    # The same source prepared again with weight 2 for annealing: byte-identical chunks, re-used by mode
-    # replace under the anneal manifest's weight. The weight check kept one weight per chunk and refused
-    # every resume after the switch ("weight 1 configured ... under another weight").
-    data = make_data_dir(tmp_path / "data", [3000, 2000, 2500])
-    hq = make_data_dir(tmp_path / "hq", [3000, 2000, 2500], weight=2.0)
-    cfg = tiny_config(tmp_path, [data], anneal={"step": 6, "dirs": [str(hq)], "mode": "replace"},
-                      optim={"schedule": "wsd", "decay_steps": 4})
-    assert steel(["train", str(cfg)]) == 0
-    full = losses(tmp_path / "run")
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-10")
-    assert steel(["train", str(cfg)]) == 0, capsys.readouterr().err[-400:]
-    assert losses(tmp_path / "run") == full
