@@ -201,6 +201,48 @@ def test_replace_with_reuse_registers_chunks_again(tmp_path):
     assert ld.add_data([d1, hq], replace=True) == num_windows(500, T)
 
 
+def test_after_a_replace_switch_new_chunks_of_the_data_dirs_stay_out(tmp_path, caplog):
+    # They joined the annealing phase and every later epoch ("from the switch on, the run draws only from
+    # the annealing chunks").
+    d1 = make_data_dir(tmp_path / "d1", [900, 700], seed=1)
+    hq = make_data_dir(tmp_path / "hq", [500], seed=2, source="hq", prefix="hq")
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9, lookup_dirs=[hq])
+    for _ in range(5):
+        ld.next_batch()
+    ld.add_data([hq], replace=True, phase="anneal")
+    state = ld.state_dict()
+    make_data_dir(tmp_path / "d1b", [800], seed=3, source="late", prefix="late")
+    (tmp_path / "d1b" / "late-00000.bin").rename(d1 / "late-00000.bin")  # a file added to a listed dir
+    m = json.loads((d1 / "manifest.json").read_text())
+    m["chunks"] += json.loads((tmp_path / "d1b" / "manifest.json").read_text())["chunks"]
+    (d1 / "manifest.json").write_text(json.dumps(m))
+    resumed = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9, lookup_dirs=[hq])
+    with caplog.at_level("WARNING", logger="steel"):
+        resumed.load_state_dict(state)
+    assert resumed.total == ld.total and "1 new chunks in the data dirs" in caplog.text
+    for _ in range(2):  # the rest of this epoch and the next: hq only
+        epoch, seen = resumed.epoch, []
+        while resumed.epoch == epoch:
+            resumed.next_batch()
+            seen.append(int(resumed.last_ids[0]))
+        assert set(seen) <= set(range(ld.active_base, ld.total))
+
+
+def test_resume_with_relative_lookup_dirs_and_absolute_appended_ones(tmp_path, monkeypatch):
+    # Appended dirs are stored absolute; a relative anneal/--add-data dir named the same dir again and
+    # the two were scanned together: "duplicate chunk" at every resume after the switch.
+    d1 = make_data_dir(tmp_path / "d1", [900], seed=1)
+    make_data_dir(tmp_path / "hq", [500], seed=2, source="hq", prefix="hq")
+    monkeypatch.chdir(tmp_path)
+    ld = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9, lookup_dirs=["hq"])
+    ld.next_batch()
+    ld.add_data(["hq"], replace=True, phase="anneal")
+    assert ld.extra_dirs == [str((tmp_path / "hq").resolve())]
+    resumed = PretrainLoader([d1], seq_len=T, micro_batch=1, seed=9, lookup_dirs=["hq"])
+    resumed.load_state_dict(ld.state_dict())
+    assert np.array_equal(resumed.next_batch()["input_ids"].numpy(), ld.next_batch()["input_ids"].numpy())
+
+
 def test_data_that_gives_no_sample_is_reported(tmp_path, caplog):
     """Chunks shorter than seq_len + 1, or whose windows x weight round to 0, give no sample: said at
     registration (start, append), per source, with the tokens no sample reads; the samples do not change."""

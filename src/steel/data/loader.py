@@ -465,7 +465,13 @@ class PretrainLoader:
             log.info("data: world size %d -> %d, the global order is re-split", state["world_size"], self.world_size)
         lookup = dict(self._available)
         self.extra_dirs = list(state.get("extra_dirs", []))
-        more = list(dict.fromkeys(d for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)] if d not in self.dirs and d.is_dir()))
+        # NOTE: repeats by resolved path: appended dirs are stored absolute, `--add-data`/anneal dirs may be
+        # given relative, and one dir scanned twice is refused as a set of duplicate chunks.
+        seen, more = {Path(d).resolve() for d in self.dirs}, []
+        for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)]:
+            if Path(d).resolve() not in seen and Path(d).is_dir():
+                seen.add(Path(d).resolve())
+                more.append(d)
         if more:
             for a in scan_data_dirs(more, self.weights)[0]:
                 lookup.setdefault(a.md5, a)
@@ -494,7 +500,13 @@ class PretrainLoader:
         # New chunks in the configured dirs (a new dir, `--add-data`, or files added to a dir) join now.
         registered = {c.md5 for c in self.chunks}
         new = [a for a in self._available.values() if a.md5 not in registered]
-        if new:
+        if new and self.active_base > 0:
+            # after a `replace` switch the run draws only from the annealing data: new chunks of the
+            # pretraining dirs would have joined that phase and every later epoch
+            log.warning("data: %d new chunks in the data dirs (e.g. %s) are not used: since the annealing "
+                        "switch (mode replace) the run draws only from the annealing data; pass them with "
+                        "--add-data to add them to it", len(new), new[0].path)
+        elif new:
             base = self.total
             self._append(base, self._register(new), replace=False)
 
