@@ -241,6 +241,17 @@ def test_appended_data_weight_change_moved_dir_and_relative_path(tmp_path, data,
     assert len(state["chunks"]) == 4 and len(state["segments"]) == 1  # nothing appended twice
 
 
+def test_relative_add_data_passed_again_at_resume(tmp_path, data, monkeypatch):
+    # The run stores appended dirs absolute; the same dir passed again relative was scanned twice at the
+    # resume ("duplicate chunk"), although re-passing --add-data is documented as harmless.
+    make_data_dir(tmp_path / "more", [2000], seed=9, source="more", prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    monkeypatch.chdir(tmp_path)
+    assert steel(["train", str(cfg), "--add-data", "more"]) == 0
+    assert steel(["train", str(cfg), "--set", "max_steps=3", "--add-data", "more"]) == 0
+    assert steel(["train", str(cfg), "--set", "max_steps=4", "--add-data", "./more"]) == 0
+
+
 def test_plot(tmp_path, data):
     cfg = tiny_config(tmp_path, [data], max_steps=3, log={"every": 1, "tensorboard": True, "progress": False})
     assert steel(["train", str(cfg)]) == 0
