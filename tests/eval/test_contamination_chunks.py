@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from test_mc import make_ceval_dir
+from tiny_models import tiny_fingerprint
 
 from steel.cli import UserError
 from steel.data.chunks import write_chunk, write_manifest
@@ -20,7 +21,7 @@ PLANTED = "关于古代货币制度的说法，下列哪项正确古代货币制
 
 def _prepared(root, tok, chunks: list[list[int]], spec: str | None = None, fp: str | None = None):
     """A data dir of one source whose documents run across `chunks`, as prepare writes it."""
-    fp = fp or "f" * 64
+    fp = fp or tiny_fingerprint()
     root.mkdir(parents=True, exist_ok=True)
     entries = []
     for i, ids in enumerate(chunks):

@@ -9,26 +9,35 @@ import numpy as np
 import pytest
 import torch
 from test_mc import make_ceval_dir
-from tiny_models import build_tiny_llama, write_json
+from tiny_models import build_tiny_llama, tiny_fingerprint, write_json
 
+from steel.cli import UserError
 from steel.cli import main as steel_main
 from steel.data.chunks import write_chunk, write_manifest
 from steel.eval import contamination as C
 from steel.eval.ppl import perplexity, windows
 
 
-def _data_dir(root, chunks: dict[str, np.ndarray], vocab: int):
+def _fingerprint(tok_dir) -> str:
+    from steel.tokenizer.engine import fingerprint
+
+    return fingerprint(json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8")))
+
+
+def _data_dir(root, chunks: dict[str, np.ndarray], vocab: int, fp: str | None = None):
+    """A prepared data dir of `chunks`, tokenized (says its manifest) with the tiny test tokenizer by default."""
+    fp = fp or tiny_fingerprint()
     root.mkdir(parents=True, exist_ok=True)
     entries = []
     for name, toks in chunks.items():
-        write_chunk(root / f"{name}.bin", toks, vocab, "f" * 64)
+        write_chunk(root / f"{name}.bin", toks, vocab, fp)
         entries.append({"file": f"{name}.bin", "tokens": len(toks), "md5": "-", "source": name})
     write_manifest(
         root,
         {
             "total_tokens": sum(len(t) for t in chunks.values()),
             "chunks": entries,
-            "tokenizer": {"fingerprint": "f" * 64, "vocab_size": vocab, "eos_id": 0},
+            "tokenizer": {"fingerprint": fp, "vocab_size": vocab, "eos_id": 0},
             "sources": {},
             "config": {},
         },
@@ -67,7 +76,7 @@ def test_perplexity_matches_reference(tmp_path):
 
 
 def test_perplexity_cli_and_bad_manifest(tmp_path, tiny_llama_dir, capsys):
-    d = _data_dir(tmp_path / "data", {"a": np.arange(40) % 250}, 261)
+    d = _data_dir(tmp_path / "data", {"a": np.arange(40) % 250}, 261, _fingerprint(tiny_llama_dir))
     out = tmp_path / "ppl.json"
     assert (
         steel_main(
@@ -93,6 +102,14 @@ def test_perplexity_cli_and_bad_manifest(tmp_path, tiny_llama_dir, capsys):
     (tmp_path / "bad" / "manifest.json").write_text("{}")
     assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(tmp_path / "bad")]) == 2
     assert "not a Steel data manifest" in capsys.readouterr().err
+    # Data of another tokenizer (same vocabulary size) was scored as if its ids were the model's.
+    other = _data_dir(tmp_path / "other", {"a": np.arange(40) % 250}, 261, "e" * 64)
+    assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(other)]) == 2
+    assert f"{other}: tokenized with another tokenizer (fingerprint eeeeeeeeeeee...) than the model's" \
+        in capsys.readouterr().err
+    # A second --data replaced the first without a word.
+    assert steel_main(["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(d), "--data", str(other)]) == 2
+    assert "--data: give one data directory (got 2" in capsys.readouterr().err
 
 
 def test_normalize_and_ngrams():
@@ -123,7 +140,7 @@ def test_contamination_finds_planted_questions(tmp_path, tiny_tokenizer_dir):
         tok.eos_token_id
     ]
     ids += tok.encode("别的文本", add_special_tokens=False) + [tok.eos_token_id]
-    d = _data_dir(tmp_path / "data", {"x": np.array(ids)}, len(tok))
+    d = _data_dir(tmp_path / "data", {"x": np.array(ids)}, len(tok), _fingerprint(tiny_tokenizer_dir))
     (d / "manifest.json").write_text(
         (d / "manifest.json").read_text().replace('"eos_id": 0', f'"eos_id": {tok.eos_token_id}')
     )
@@ -140,6 +157,10 @@ def test_contamination_finds_planted_questions(tmp_path, tiny_tokenizer_dir):
     assert res["training"]["documents"] == 4
     # Other questions share only the template words: partial overlap, below the threshold.
     assert 0 < res["subjects"]["computer_network"]["mean_overlap"] < 1
+    # --tokenizer of another tokenizer decoded the ids to other text without a word
+    bad = _data_dir(tmp_path / "bad", {"x": np.array(ids)}, len(tok), "e" * 64)
+    with pytest.raises(UserError, match=r"tokenized with another tokenizer .* than --tokenizer"):
+        C.contamination_report([bad], "ceval", bench, None, n=8, threshold=0.5, tokenizer_dir=tiny_tokenizer_dir)
 
 
 def test_contamination_cli_errors(tmp_path, capsys):

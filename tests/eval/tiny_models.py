@@ -132,3 +132,20 @@ def write_json(path: Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+_TINY_FP: list[str] = []
+
+
+def tiny_fingerprint() -> str:
+    """The tokenizer fingerprint of `build_byte_tokenizer()` (every tiny model here uses it): what the
+    manifest of data tokenized with it records, so that eval's tokenizer checks accept the test data."""
+    if not _TINY_FP:
+        import tempfile
+
+        from steel.tokenizer.engine import fingerprint
+
+        with tempfile.TemporaryDirectory() as d:
+            build_byte_tokenizer(Path(d))
+            _TINY_FP.append(fingerprint(json.loads((Path(d) / "tokenizer.json").read_text(encoding="utf-8"))))
+    return _TINY_FP[0]

@@ -78,6 +78,25 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
     return np.array(out, dtype=np.uint32), lengths
 
 
+def check_tokenizer_matches(data_dir: str | Path, tok_dir: str | Path, what: str) -> None:
+    """Refuse `tok_dir` when its tokenizer.json is not the one the prepared `data_dir` was tokenized with
+    (the manifest's fingerprint): its ids would mean other text (decoded wrongly, or scored as if they were
+    the model's). Nothing to compare (no tokenizer.json, no fingerprint): no check."""
+    import json
+
+    from steel.cli import UserError
+    from steel.tokenizer.engine import fingerprint
+
+    try:
+        want = json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8"))["tokenizer"]["fingerprint"]
+        got = fingerprint(json.loads((Path(tok_dir) / "tokenizer.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if want and got != want:
+        raise UserError(f"{data_dir}: tokenized with another tokenizer (fingerprint {want[:12]}...) than {what} "
+                        f"{tok_dir} ({got[:12]}...)")
+
+
 def tokenizer_dir_for(
     data_dir: str | Path, bases: Sequence[str | Path] = (), notes: list[str] | None = None
 ) -> Path | None:

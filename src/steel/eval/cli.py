@@ -73,7 +73,8 @@ def register(subparsers) -> None:
         default=None,
         help="YAML with the fields below (see configs/eval/); flags given override it",
     )
-    p.add_argument("--data", default=None, help="DATA_DIR with manifest.json and chunk files")
+    p.add_argument("--data", default=None, action="append",
+                   help="DATA_DIR with manifest.json and chunk files (one)")
     p.add_argument(
         "--seq-len",
         type=int,
@@ -195,16 +196,25 @@ def cmd_mc(args) -> int:
 
 
 def cmd_ppl(args) -> int:
+    from steel.data.tokenize import check_tokenizer_matches
     from steel.eval.ppl import PplOptions, perplexity
-    from steel.infer.load import load_model, max_positions
+    from steel.infer.load import find_tokenizer_dir, load_model, max_positions
 
+    if args.data is not None and len(args.data) > 1:  # a second --data replaced the first without a word
+        raise UserError(f"--data: give one data directory (got {len(args.data)}: {', '.join(args.data)})")
     given = {
-        "data": args.data,
+        "data": args.data[0] if args.data else None,
         "seq_len": args.seq_len,
         "max_tokens": args.max_tokens,
         "batch_size": args.batch_size,
     }
     opts = options(PplOptions, args.config, given)
+    try:  # data tokenized with another tokenizer than the model's scores other text (vocab sizes may agree)
+        tok_dir = find_tokenizer_dir(Path(args.model), args.tokenizer)
+    except UserError:
+        tok_dir = None  # nothing to compare with
+    if tok_dir is not None and opts.data:
+        check_tokenizer_matches(opts.data, tok_dir, "the model's tokenizer")
     model = load_model(args.model, resolve_device(args.device), args.dtype)
     seq_len = opts.seq_len if opts.seq_len is not None else min(1024, max_positions(model) or 1024)
     result = perplexity(model, Path(opts.data), seq_len, opts.batch_size, opts.max_tokens)

@@ -117,12 +117,14 @@ def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[s
     from transformers import AutoTokenizer
 
     from steel.data.chunks import read_chunk
-    from steel.data.tokenize import tokenizer_dir_for
+    from steel.data.tokenize import check_tokenizer_matches, tokenizer_dir_for
     from steel.eval.ppl import open_manifest
 
     manifest = open_manifest(data_dir)
     notes: list[str] = []
     tok_dir = Path(tokenizer_dir) if tokenizer_dir else tokenizer_dir_for(data_dir, notes=notes)
+    if tokenizer_dir:  # the automatic lookup checks this itself; a given one decoded the ids to other text
+        check_tokenizer_matches(data_dir, tok_dir, "--tokenizer")
     if tok_dir is None or not tok_dir.is_dir():
         where = tok_dir or f"{data_dir / 'tokenizer'} or the manifest's tokenizer.spec"
         hint = f" ({'; '.join(notes)})" if notes else ""
