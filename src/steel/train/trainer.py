@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from steel import dirlock
 from steel.config import ConfigError, dump_yaml, load_config, read_yaml, to_dict
 from steel.runlog import progress_bar, setup_run_log
-from steel import dirlock
 from steel.train import checkpoint as ckpt
 from steel.train.config import TrainConfig
 from steel.train.distributed import (
@@ -115,6 +115,14 @@ def build_model(cfg) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(cfg)
 
 
+def changed_model_fields(saved: dict, model_config: dict) -> list[str]:
+    """The model config fields that differ between a checkpoint's model_config.json and `model_config`."""
+    model_config = json.loads(json.dumps(model_config))  # as saved: JSON turns int keys (id2label) into strings
+    ignore = {"transformers_version", "_name_or_path", "architectures"}
+    return sorted(k for k in saved.keys() | model_config.keys()
+                  if k not in ignore and saved.get(k) != model_config.get(k))
+
+
 def check_model_shapes_at_resume(model_cfg, ckpt_dir: Path) -> None:
     """Refuse, before the model is built, a model config whose parameter shapes differ from the checkpoint's.
 
@@ -135,9 +143,7 @@ def check_model_shapes_at_resume(model_cfg, ckpt_dir: Path) -> None:
         new = {k: tuple(v.shape) for k, v in build_model(model_cfg).state_dict().items()}
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if diff:
-        fields = sorted(k for k in saved.keys() & model_cfg.to_dict().keys()
-                        if k not in ("transformers_version", "_name_or_path", "architectures")
-                        and json.loads(json.dumps(model_cfg.to_dict()[k])) != saved[k])
+        fields = changed_model_fields(saved, model_cfg.to_dict())
         raise ConfigError(
             f"model: the configured model does not fit the checkpoint {ckpt_dir} (changed: {', '.join(fields) or '?'}; "
             f"e.g. {diff[0]}: {old.get(diff[0])} in the checkpoint, {new.get(diff[0])} now); set it back, or "
@@ -220,7 +226,7 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
     the anneal step - a missing dir, another tokenizer, no sample, a `mix` of data already in the run -
     is refused before hours of training, naming `anneal.dirs`.
     """
-    from steel.data.loader import DataError, check_dirs_give_samples, num_windows, scan_data_dirs
+    from steel.data.loader import DataError, check_dirs_give_samples, chunk_samples, scan_data_dirs
 
     a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
     try:
@@ -243,7 +249,7 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
             f"rest of the epoch: use anneal.mode: replace (the annealing phase then draws from these chunks "
             f"again) or raise its source's weight in data.weights"
         )
-    samples = sum(round(x.weight * num_windows(x.tokens, cfg.data.seq_len)) for x in found)
+    samples = sum(chunk_samples(x.tokens, x.weight, cfg.data.seq_len) for x in found)
     need = cfg.micro_batch * data.world_size if a.mode == "replace" else 1
     if samples < need:
         raise ConfigError(
@@ -328,14 +334,13 @@ def check_resume_config(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, trai
 
 def check_registered_weights(cfg: TrainConfig, data) -> None:
     """Refuse a weight change for data already in the run: its chunks keep the sample counts registered."""
-    from steel.data.loader import num_windows, scan_data_dirs
+    from steel.data.loader import chunk_samples, scan_data_dirs
 
-    # the configured dirs and those appended earlier (`--add-data`, kept in the data state): a weight
-    # given for an appended source was ignored silently, and recorded in config.yaml as if used
-    # Every place a chunk is found now, by MD5: the configured dirs, then each appended dir on its own (an
+    # Every place a chunk is found now, by MD5: the configured dirs, then each appended dir on its own
+    # (`--add-data`, annealing; a weight given for an appended source used to be ignored silently). An
     # annealing dir may hold copies of chunks of the run, re-used by mode replace, maybe under another
-    # manifest weight; one combined scan refused them as duplicates). A registration is consistent when
-    # one of its places gives its count.
+    # manifest weight: one combined scan refused them as duplicates. A registration is consistent when one
+    # of its places gives its count.
     now: dict[str, list] = {}
     for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]:
         now.setdefault(x.md5, []).append(x)
@@ -346,8 +351,7 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
                 now.setdefault(x.md5, []).append(x)
     for c in data.chunks:
         places = now.get(c.md5, [])
-        windows = num_windows(c.tokens, cfg.data.seq_len)
-        if places and all(c.count != round(x.weight * windows) for x in places):
+        if places and all(c.count != chunk_samples(c.tokens, x.weight, cfg.data.seq_len) for x in places):
             raise ConfigError(
                 f"data.weights.{c.source}: weight {places[0].weight:g} configured, but the run registered {c.file} "
                 f"with {c.count} samples per epoch under another weight; the weight of data already in a run "
@@ -407,10 +411,8 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
         saved = ckpt.read_json(ckpt_dir, "model_config.json")
     except ckpt.CheckpointError:
         return
-    model_config = json.loads(json.dumps(model_config))  # as saved: JSON turns int keys (id2label) into strings
-    ignore = {"transformers_version", "_name_or_path", "architectures"}
-    changed = sorted(k for k in saved.keys() | model_config.keys()
-                     if k not in ignore and saved.get(k) != model_config.get(k))
+    changed = changed_model_fields(saved, model_config)
+    model_config = json.loads(json.dumps(model_config))
     if changed:
         log.warning("resume: model config differs from %s in %s (%s); the parameter shapes are the same, so "
                     "the weights load, but the model computes something else than before",
