@@ -78,6 +78,18 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
     return np.array(out, dtype=np.uint32), lengths
 
 
+def dir_fingerprint(tok_dir: str | Path) -> str | None:
+    """The fingerprint of `tok_dir`/tokenizer.json (None when there is none or it does not parse)."""
+    import json
+
+    from steel.tokenizer.engine import fingerprint
+
+    try:
+        return fingerprint(json.loads((Path(tok_dir) / "tokenizer.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
 def check_tokenizer_matches(data_dir: str | Path, tok_dir: str | Path, what: str) -> None:
     """Refuse `tok_dir` when its tokenizer.json is not the one the prepared `data_dir` was tokenized with
     (the manifest's fingerprint): its ids would mean other text (decoded wrongly, or scored as if they were
@@ -85,14 +97,13 @@ def check_tokenizer_matches(data_dir: str | Path, tok_dir: str | Path, what: str
     import json
 
     from steel.cli import UserError
-    from steel.tokenizer.engine import fingerprint
 
     try:
         want = json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8"))["tokenizer"]["fingerprint"]
-        got = fingerprint(json.loads((Path(tok_dir) / "tokenizer.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if want and got != want:
+    got = dir_fingerprint(tok_dir)
+    if want and got is not None and got != want:
         raise UserError(f"{data_dir}: tokenized with another tokenizer (fingerprint {want[:12]}...) than {what} "
                         f"{tok_dir} ({got[:12]}...)")
 
@@ -110,8 +121,6 @@ def tokenizer_dir_for(
     candidate was not taken is appended to `notes` (for the caller's error message).
     """
     import json
-
-    from steel.tokenizer.engine import fingerprint
 
     data_dir = Path(data_dir)
     notes = [] if notes is None else notes
@@ -131,11 +140,8 @@ def tokenizer_dir_for(
     else:
         tried = [Path(b) / spec for b in (bases or [Path.cwd()])] + [data_dir.parent / spec, data_dir / spec]
     for cand in dict.fromkeys(tried):
-        if not (cand / "tokenizer.json").is_file():
-            continue
-        try:
-            got = fingerprint(json.loads((cand / "tokenizer.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError):
+        got = dir_fingerprint(cand)
+        if got is None:
             continue
         if got == want:
             return cand
