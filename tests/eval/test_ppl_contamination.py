@@ -163,6 +163,36 @@ def test_contamination_finds_planted_questions(tmp_path, tiny_tokenizer_dir):
         C.contamination_report([bad], "ceval", bench, None, n=8, threshold=0.5, tokenizer_dir=tiny_tokenizer_dir)
 
 
+def test_question_layouts_by_hand():
+    layouts = C.question_layouts("问：是什么", ["甲", "乙。"], 3)
+    assert layouts == {
+        "lettered": {"问是什", "是什么", "什么a", "么a甲", "a甲b", "甲b乙"},
+        "plain": {"问是什", "是什么", "什么甲", "么甲乙"},
+    }
+
+
+def test_contamination_finds_copies_with_option_letters(tmp_path):
+    """A verbatim copy in the usual "A. x" layout: the letters break every n-gram that crosses two options,
+    so the stem-and-options-run-together n-grams alone found half of each question (0.5 < 0.6)."""
+    bench = make_ceval_dir(tmp_path / "ceval")
+    from steel.eval.mc import read_questions
+
+    qs = read_questions(bench / "val" / "computer_network_val.csv", "ceval", "computer_network")
+    copies = [q.question + "？\n" + "\n".join(f"{L}. {c}" for L, c in zip("ABCD", q.choices)) for q in qs]
+    path = tmp_path / "copies.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in copies), encoding="utf-8")
+    res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=0.6)
+    assert res["subjects"]["computer_network"]["contaminated"] == len(qs) == 6
+    assert res["subjects"]["high_school_history"]["contaminated"] == 0
+    assert {(f["overlap"], f["layout"]) for f in res["flagged"]} == {(1.0, "lettered")}
+    # The same questions with the letters dropped are found by the plain layout.
+    path.write_text(json.dumps([{"q": q.question, "o": list(q.choices)} for q in qs], ensure_ascii=False))
+    path = path.rename(tmp_path / "copies.json")
+    res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=0.6)
+    assert {(f["overlap"], f["layout"]) for f in res["flagged"]} == {(1.0, "plain")}
+    assert len(res["flagged"]) == 6
+
+
 def test_contamination_cli_errors(tmp_path, capsys):
     bench = make_ceval_dir(tmp_path / "ceval")
     bad = tmp_path / "bad.jsonl"

@@ -1,11 +1,11 @@
 """`steel eval contamination`: how much of a benchmark's questions appear in training data.
 
 Both sides are normalised the same way (NFKC, lower case, only letters/digits/CJK kept, so spacing
-and punctuation do not hide a copy), then cut into character n-grams. Each question (its stem plus
-its four options) gets the share of its n-grams found anywhere in the training text; it counts as
-contaminated when that share reaches `threshold`. Reported per subject and overall, so a score on a
-subject whose questions were trained on can be discounted (Steel-LLM measured CMMLU 33 -> 36 after
-putting CMMLU-like questions into SFT).
+and punctuation do not hide a copy), then cut into character n-grams. A question is looked for in
+two layouts, and its overlap is the largest share of a layout's n-grams found anywhere in the
+training text (see `question_layouts`); it counts as contaminated when that share reaches `threshold`.
+Reported per subject and overall, so a score on a subject whose questions were trained on can be
+discounted (Steel-LLM measured CMMLU 33 -> 36 after putting CMMLU-like questions into SFT).
 
 Training data: prepared chunk directories (tokens decoded with the tokenizer given with --tokenizer,
 else DIR/tokenizer, else the `tokenizer: DIR` it was prepared with if its fingerprint matches) and/or
@@ -36,6 +36,25 @@ def ngrams(text: str, n: int) -> set[str]:
     if len(text) < n:
         return {text} if text else set()
     return {text[i : i + n] for i in range(len(text) - n + 1)}
+
+
+def question_layouts(question: str, choices: list[str], n: int) -> dict[str, set[str]]:
+    """The n-gram sets of one question as a copy would lay it out: `lettered`, the stem then each option
+    after its letter ("A. x", "(A) x", "A、x" all normalise to "ax"), and `plain`, stem and options run
+    together as when the letters were dropped.
+
+    NOTE: with the plain layout alone, only 2,674 of the 7,703 CMMLU test questions copied verbatim in
+    the "A. x" layout were found: the letters break every n-gram that crosses two options. N-grams
+    inside the stem or one option alone would find copies in any layout, but they flag a question whose
+    stem quotes a text (a law article, a poem) with the text alone: 31 more CMMLU test questions against
+    the shared Chinese corpus, none of them a copy of the question.
+    """
+    stem = normalize(question)
+    opts = [normalize(c) for c in choices]
+    return {
+        "lettered": ngrams(stem + "".join(letter + o for letter, o in zip("abcdefghij", opts)), n),
+        "plain": ngrams(stem + "".join(opts), n),
+    }
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -182,14 +201,14 @@ def contamination_report(
     if not 0 < threshold <= 1:
         raise UserError("--threshold: must be in (0, 1]")
     split = split or DEFAULT_SPLIT[task]
-    questions = []  # (subject, where, n-gram set)
-    index: dict[str, list[int]] = {}  # n-gram -> questions containing it
+    questions = []  # (subject, where, {layout: n-gram set})
+    index: dict[str, list[int]] = {}  # n-gram -> questions containing it (in any layout)
     for s in list_subjects(task, bench, split):
         for q in read_questions(subject_file(task, bench, split, s), task, s, need_answer=False):
-            grams = ngrams(normalize(q.question + "".join(q.choices)), n)
-            for g in grams:
+            layouts = question_layouts(q.question, q.choices, n)
+            for g in set().union(*layouts.values()):
                 index.setdefault(g, []).append(len(questions))
-            questions.append((s, q.where, grams))
+            questions.append((s, q.where, layouts))
     found: list[set[str]] = [set() for _ in questions]
     docs = chars = 0
     for text in training_texts(data, tokenizer_dir):
@@ -204,14 +223,15 @@ def contamination_report(
                     found[qi].add(g)
     subjects: dict[str, dict] = {}
     flagged = []
-    for qi, (s, where, grams) in enumerate(questions):
-        share = len(found[qi]) / len(grams) if grams else 0.0
+    for qi, (s, where, layouts) in enumerate(questions):
+        shares = {k: len(found[qi] & g) / len(g) for k, g in layouts.items() if g}
+        layout, share = max(shares.items(), key=lambda kv: kv[1]) if shares else (None, 0.0)
         d = subjects.setdefault(s, {"n": 0, "contaminated": 0, "mean_overlap": 0.0})
         d["n"] += 1
         d["mean_overlap"] += share
         if share >= threshold:
             d["contaminated"] += 1
-            flagged.append({"where": where, "overlap": round(share, 4)})
+            flagged.append({"where": where, "overlap": round(share, 4), "layout": layout})
     for d in subjects.values():
         d["mean_overlap"] /= d["n"]
         d["rate"] = d["contaminated"] / d["n"]
