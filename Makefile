@@ -5,7 +5,7 @@ STEEL := $(VENV)/bin/steel
 SHARED ?= ../shared/data
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test gpu-bench gpu-test clean
+.PHONY: setup demo test lint gpu-bench gpu-test clean
 
 $(VENV)/.steel-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -22,6 +22,9 @@ demo: setup
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
 
 # On a GPU machine with its own torch/triton/transformers (no .venv, nothing to download): the benchmark
 # of issue 5 (log in $$OUT/gpu_throughput.log when OUT is set), then the CUDA tests, kernels compiled for real.

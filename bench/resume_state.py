@@ -18,7 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from steel.data.chunks import HEADER_SIZE, VERSION, ChunkHeader, dtype_for_vocab, head_tail_md5, write_manifest
+from steel.data.chunks import (
+    HEADER_SIZE,
+    VERSION,
+    ChunkHeader,
+    dtype_for_vocab,
+    head_tail_md5,
+    write_manifest,
+)
 from steel.data.loader import PretrainLoader
 
 VOCAB, SEQ = 151_936, 2048

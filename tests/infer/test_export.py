@@ -202,9 +202,9 @@ def test_export_refuses_run_checkpoint_and_source_dirs(tmp_path, tiny_llama_dir,
 def test_bf16_run_loads_and_exports_as_saved(tmp_path, tiny_tokenizer_dir):
     # A run trained with parallel.param_dtype: bf16 stores bf16 weights; it was loaded into an fp32
     # model, so `--dtype` "as saved" gave fp32 and the export was twice the size.
+    from run_dirs import make_run_dir
     from safetensors.torch import load_file
 
-    from run_dirs import make_run_dir
     from steel.infer.load import load_model
     from steel.model import build_model, load_model_config
 

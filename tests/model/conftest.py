@@ -7,7 +7,6 @@ import pytest
 from steel.model import load_model_config
 
 
-
 @pytest.fixture
 def tiny_config():
     """tiny_config(**fields) -> SteelConfig built from configs/model/tiny.yaml with fields overridden."""

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from steel.cli import main
-from steel.model import build_model
-from steel.model import modeling_steel
+from steel.model import build_model, modeling_steel
 from steel.model.causality import check_causal
 
 CAUSAL_FFNS = ["swiglu", "senet", "soft_moe_v1", "soft_moe_causal"]

@@ -7,8 +7,7 @@ import sys
 import pytest
 import torch
 
-from steel.model import build_model
-from steel.model import modeling_steel
+from steel.model import build_model, modeling_steel
 
 
 def test_reference_by_default_and_reference_with_a_warning_without_steel_kernels(tiny_config, monkeypatch):

@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
 from steel.config import ConfigError
 from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.trainer import main, setup
-from train_fixtures import losses, make_data_dir, tiny_config
 
 BF16 = {"param_dtype": "bf16"}
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
-from train_fixtures import losses, make_data_dir, tiny_config
 
 STEPS = 6
 

@@ -2,11 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from train_fixtures import make_data_dir
 
 from steel.data.chunks import read_chunk, write_chunk
 from steel.data.loader import DataError, PretrainLoader, num_windows
-
-from train_fixtures import make_data_dir
 
 T = 16
 

@@ -5,13 +5,13 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
 from steel.config import load_config
 from steel.train.config import OptimSection, TrainConfig
 from steel.train.optim import lr_at
 from steel.train.trainer import main, setup
-from train_fixtures import losses, make_data_dir, tiny_config
 
 
 @pytest.fixture

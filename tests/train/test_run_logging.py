@@ -5,9 +5,9 @@ import json
 import shutil
 
 import pytest
+from train_fixtures import make_data_dir, tiny_config
 
 from steel.cli import main as steel
-from train_fixtures import make_data_dir, tiny_config
 
 
 @pytest.fixture

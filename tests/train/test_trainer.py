@@ -7,13 +7,13 @@ import signal
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import EOS, VOCAB, losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
 from steel.train import checkpoint as ckpt
 from steel.train.config import OptimSection
 from steel.train.optim import lr_at
 from steel.train.trainer import NonFiniteError, main, setup
-from train_fixtures import EOS, VOCAB, losses, make_data_dir, tiny_config
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from steel.cli import main as steel
 from train_fixtures import make_data_dir, tiny_config
+
+from steel.cli import main as steel
 
 LOG = {"every": 1, "wandb": True, "tensorboard": False, "progress": False}
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from steel.data.chunks import head_tail_md5, write_chunk, write_manifest
 
 VOCAB = 256

@@ -42,8 +42,8 @@ def register(subparsers) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from steel.data.config import DataConfig
-    from steel.dirlock import dir_lock
     from steel.data.prepare import parse_shard, prepare
+    from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
     overrides = list(args.overrides)

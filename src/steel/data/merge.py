@@ -27,13 +27,22 @@ from pathlib import Path
 import numpy as np
 
 from steel.cli import UserError
-from steel.data.chunks import (DOCUMENTS, MANIFEST, SIGNATURES, ChunkFormatError, ChunkWriter, head_tail_md5,
-                               read_chunk, read_documents, read_manifest, write_manifest)
+from steel.data.chunks import (
+    DOCUMENTS,
+    MANIFEST,
+    SIGNATURES,
+    ChunkFormatError,
+    ChunkWriter,
+    head_tail_md5,
+    read_chunk,
+    read_documents,
+    read_manifest,
+    write_manifest,
+)
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
-from steel.dirlock import LOCK_NAME
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
-
+from steel.dirlock import LOCK_NAME
 
 MERGE_LOG = "merge.log"
 

@@ -22,8 +22,8 @@ import re
 import shutil
 import signal
 import threading
-from array import array
 import time
+from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +33,16 @@ import numpy as np
 
 from steel.config import ConfigError, to_dict
 from steel.data.chat import render_chatml
-from steel.data.chunks import (DOCUMENTS, DOCUMENTS_DTYPE, MANIFEST, SIGNATURES, ChunkWriter, head_tail_md5,
-                               read_manifest, write_manifest)
+from steel.data.chunks import (
+    DOCUMENTS,
+    DOCUMENTS_DTYPE,
+    MANIFEST,
+    SIGNATURES,
+    ChunkWriter,
+    head_tail_md5,
+    read_manifest,
+    write_manifest,
+)
 from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters

@@ -12,8 +12,8 @@ import inspect
 import json
 import sys
 import types
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel

@@ -168,7 +168,13 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     from steel.train.distributed import parallelize
     from steel.train.metrics import MetricsLogger
     from steel.train.optim import build_optimizer
-    from steel.train.trainer import Trainer, apply_optim_config, flops_per_token, warn_resume_changes, write_run_config
+    from steel.train.trainer import (
+        Trainer,
+        apply_optim_config,
+        flops_per_token,
+        warn_resume_changes,
+        write_run_config,
+    )
 
     if d.is_main:
         ckpt.remove_partial(run_dir)

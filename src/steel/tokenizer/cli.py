@@ -54,12 +54,11 @@ def register(subparsers) -> None:
 
 
 def _qwen(args: argparse.Namespace) -> int:
-    from steel.tokenizer.qwen import QWEN_SPECIAL_IDS, build_qwen_tokenizer
-
     import filecmp
     import tempfile
     from pathlib import Path
 
+    from steel.tokenizer.qwen import QWEN_SPECIAL_IDS, build_qwen_tokenizer
     from steel.tokenizer.train import check_out_dir
 
     target = Path(args.out_dir)

@@ -36,8 +36,8 @@ from steel.train.distributed import (
     init_distributed,
     parallelize,
 )
-from steel.train.metrics import MetricsLogger, memory_gb, peak_flops
 from steel.train.master_adamw import MasterWeightAdamW
+from steel.train.metrics import MetricsLogger, memory_gb, peak_flops
 from steel.train.optim import build_optimizer, lr_at
 
 log = logging.getLogger("steel")
