@@ -27,7 +27,8 @@ except ModuleNotFoundError:
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 out = sys.argv[2]
-model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+remote = {"trust_remote_code": True} if sys.argv[4] == "remote" else {}  # a stock export must need none
+model = AutoModelForCausalLM.from_pretrained(out, **remote).eval()
 tok = AutoTokenizer.from_pretrained(out)
 ids = tok.apply_chat_template([{"role": "user", "content": "你好，Steel"}], add_generation_prompt=True, tokenize=False)
 ids = tok.encode(ids, add_special_tokens=False)
@@ -76,7 +77,7 @@ def test_export_round_trip_without_steel(tmp_path, tiny_tokenizer_dir):
     result = tmp_path / "child.pt"
     site = sysconfig.get_paths()["purelib"]
     proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", CHILD, site, str(out), str(result)],
+        [sys.executable, "-I", "-S", "-c", CHILD, site, str(out), str(result), "remote"],
         check=False,
         capture_output=True,
         text=True,
@@ -94,6 +95,79 @@ def test_export_round_trip_without_steel(tmp_path, tiny_tokenizer_dir):
         want = load_model(src).eval()(input_ids=torch.tensor([child["ids"]])).logits[0]
     # Same fp32 weights through the same code on the same machine: bit-identical.
     assert torch.equal(child["logits"], want)
+
+
+@pytest.mark.parametrize("bias, cls", [(True, "Qwen2ForCausalLM"), (False, "LlamaForCausalLM")])
+def test_stock_export_is_transformers_own_class(tmp_path, tiny_tokenizer_dir, bias, cls, capsys):
+    """--stock: a dense Steel model as Qwen2/Llama, loaded without steel and without trust_remote_code (a
+    closed stdin: transformers' "run custom code?" prompt would fail the child), with the same logits."""
+    from transformers import AutoTokenizer
+
+    from steel.model import SteelConfig, SteelForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    cfg = SteelConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, ffn_type="swiglu", attention_bias=bias,
+                      rope_theta=10000.0, document_mask=True, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = SteelForCausalLM(cfg).eval()
+    with torch.no_grad():  # biases start at zero: make them count
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    src = tmp_path / "src"
+    model.save_pretrained(str(src))
+    tok.save_pretrained(str(src))
+    out = tmp_path / "stock"
+    assert steel_main(["export", str(src), str(out), "--stock"]) == 0
+    assert "document_mask" in capsys.readouterr().err  # the one behaviour the stock class lacks is named
+    assert not list(out.glob("*.py"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [cls] and "auto_map" not in config
+
+    result = tmp_path / "child.pt"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CHILD, sysconfig.get_paths()["purelib"], str(out), str(result), "stock"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    child = torch.load(result)
+    assert child["class"] == f"transformers.models.{cls[:-11].lower()}.modeling_{cls[:-11].lower()}.{cls}"
+    with torch.no_grad():
+        want = model(input_ids=torch.tensor([child["ids"]])).logits[0]
+    # The same fp32 operations in the same order on the same machine: bit-identical.
+    assert torch.equal(child["logits"], want)
+
+
+def test_stock_export_probe_catches_a_dropped_field(tmp_path, monkeypatch):
+    """A mapping that loses a config field (here RoPE's base) is refused by the probe, not written."""
+    import transformers
+
+    from steel.cli import UserError
+    from steel.infer.export import stock_model
+    from steel.model import SteelConfig, SteelForCausalLM
+
+    cfg = SteelConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                      num_attention_heads=4, ffn_type="swiglu", rope_theta=10000.0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = SteelForCausalLM(cfg).eval()
+    real = transformers.Qwen2Config
+
+    def lossy(**kw):
+        kw["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6}
+        return real(**kw)
+
+    monkeypatch.setattr(transformers, "Qwen2Config", lossy)
+    with pytest.raises(UserError, match="computes other logits than the Steel model"):
+        stock_model(model, tmp_path, [])
+    monkeypatch.setattr(transformers, "Qwen2Config", real)
+    assert type(stock_model(model, tmp_path, [])).__name__ == "Qwen2ForCausalLM"
+
+
+def test_stock_export_refuses_soft_moe(tmp_path, tiny_tokenizer_dir, capsys):
+    src = _steel_source(tmp_path, tiny_tokenizer_dir)  # soft_moe_v3: no transformers class computes it
+    assert steel_main(["export", str(src), str(tmp_path / "o"), "--stock"]) == 2
+    assert "--stock: ffn_type soft_moe_v3 has no transformers architecture" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_export_refuses_nonempty_out_and_bad_source(tmp_path, tiny_llama_dir, capsys):

@@ -69,6 +69,11 @@ def register(subparsers) -> None:
         help="weights dtype (default: as saved)",
     )
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--stock",
+        action="store_true",
+        help="a dense (ffn_type swiglu) Steel model as transformers' Qwen2/Llama class: no custom code",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -155,6 +160,9 @@ def cmd_chat(args) -> int:
 def cmd_export(args) -> int:
     from steel.infer.export import export
 
-    out = export(args.src, args.out, args.tokenizer, args.dtype, args.overwrite)
+    notes: list[str] = []
+    out = export(args.src, args.out, args.tokenizer, args.dtype, args.overwrite, stock=args.stock, notes=notes)
+    for note in notes:
+        print(f"steel: note: {note}", file=sys.stderr)
     print(f"exported {args.src} -> {out}")
     return 0

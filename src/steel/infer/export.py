@@ -5,7 +5,8 @@ The output holds `config.json` (with `auto_map` for Steel's model type), `model.
 and `generation_config.json` (stop at `<|im_end|>` or `<|endoftext|>`). It loads with
 `AutoModelForCausalLM.from_pretrained(OUT_DIR, trust_remote_code=True)` where Steel is not installed
 (LLaMA-Factory, TRL, vLLM users), with the same logits as the source (tested in a subprocess).
-The tokenizer's `model_max_length` is the model's `max_position_embeddings`.
+The tokenizer's `model_max_length` is the model's `max_position_embeddings`. With `--stock`, a dense
+Steel model is written as transformers' own Qwen2/Llama class instead, with no custom code at all.
 
 NOTE: transformers >= 5 `AutoTokenizer.from_pretrained(OUT_DIR)` always reads `config.json` first, and
 its `auto_map.AutoConfig` (custom code, needed by AutoModelForCausalLM) makes it ask "Do you wish to run
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+
+import torch
 
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
@@ -38,7 +41,11 @@ def export(
     tokenizer: str | Path | None = None,
     dtype: str | None = None,
     overwrite: bool = False,
+    stock: bool = False,
+    notes: list[str] | None = None,
 ) -> Path:
+    """Write the export; `stock`: a dense Steel model as transformers' own Qwen2/Llama class
+    (`stock_model`), which needs no custom code. Lines for the user are appended to `notes`."""
     src, out = Path(src), Path(out)
     _refuse_training_dir(src, out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -49,6 +56,11 @@ def export(
     if getattr(cfg, "model_type", None) == "steel":
         # Kernels other than the torch reference live in steel.kernels, which the export must not need.
         cfg.kernels = {}
+        if stock:
+            model = stock_model(model, src, notes if notes is not None else [])
+            cfg = model.config
+    elif stock and notes is not None:
+        notes.append(f"--stock: {src} is a transformers {type(model).__name__} already; exported as it is")
     if len(tok) > cfg.vocab_size:
         raise UserError(
             f"{src}: tokenizer has {len(tok)} tokens but the model's vocab_size is {cfg.vocab_size}"
@@ -75,6 +87,81 @@ def export(
     if getattr(cfg, "model_type", None) == "steel":
         _check_remote_code(out)
     return out
+
+
+def stock_model(model, src: Path, notes: list[str]):
+    """The same network as transformers' own class: Qwen2ForCausalLM (bias on q/k/v, none on o_proj, as
+    Steel's `attention_bias: true`) or LlamaForCausalLM (`attention_bias: false`: no bias at all). Only a
+    dense `ffn_type: swiglu` Steel model is that network; the parameter names are the same. vLLM, SGLang
+    and llama.cpp's converter know these classes; no `trust_remote_code`.
+
+    The two are run on a probe sequence before anything is written: a mapping that dropped a config
+    field (RoPE scaling, head_dim, activation) gives logits far apart, not a silently different model.
+    """
+    import transformers
+
+    cfg = model.config
+    if cfg.ffn_type != "swiglu":
+        raise UserError(
+            f"{src}: --stock: ffn_type {cfg.ffn_type} has no transformers architecture (only ffn_type swiglu is "
+            "Qwen2/Llama); export without --stock (Steel's model files, loaded with trust_remote_code=True)"
+        )
+    common = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        head_dim=cfg.head_dim,
+        hidden_act=cfg.hidden_act,
+        max_position_embeddings=cfg.max_position_embeddings,
+        initializer_range=cfg.initializer_range,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters=dict(cfg.rope_parameters),
+        attention_dropout=cfg.attention_dropout,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        pad_token_id=cfg.pad_token_id,
+    )
+    if cfg.attention_bias:
+        new_cfg, cls = transformers.Qwen2Config(**common, use_sliding_window=False), transformers.Qwen2ForCausalLM
+    else:
+        new_cfg = transformers.LlamaConfig(**common, attention_bias=False, mlp_bias=False)
+        cls = transformers.LlamaForCausalLM
+    new_cfg.head_dim = cfg.head_dim  # Qwen2Config has no such field; Qwen2's attention reads it if set
+    dtype = next(model.parameters()).dtype
+    new = cls(new_cfg)
+    new.load_state_dict(model.state_dict(), strict=True)
+    from steel.infer.load import cast_parameters
+
+    cast_parameters(new, dtype)  # parameters only: RoPE's inv_freq stays fp32, as in the source
+    new.generation_config = model.generation_config
+    new.eval()
+    # A probe without EOS ids: with document_mask Steel restarts attention after one, the stock class does not.
+    eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
+    allowed = torch.tensor([i for i in range(min(cfg.vocab_size, 4096)) if i not in eos])
+    probe = allowed[torch.randint(len(allowed), (1, min(32, cfg.max_position_embeddings)),
+                                  generator=torch.Generator().manual_seed(0))]
+    with torch.no_grad():
+        want, got = model(input_ids=probe).logits.float(), new(input_ids=probe).logits.float()
+    # The same weights and operations, maybe in another order: fp32 rounding (bit-equal on CPU in the tests)
+    # or one bf16/fp16 rounding per op (eps 2^-8 / 2^-11). A dropped RoPE base moved the logits of a freshly
+    # initialised model (the hardest case: near-uniform attention) by 0.4% of their largest value.
+    scale = want.abs().max().item()
+    rel = 1e-4 if dtype == torch.float32 else 2e-2
+    if not (got - want).abs().max().item() <= rel * scale:
+        raise UserError(
+            f"{src}: --stock: {cls.__name__} computes other logits than the Steel model on a probe (max "
+            f"difference {(got - want).abs().max().item():.4g}, logits up to {scale:.4g}); export without --stock"
+        )
+    if cfg.document_mask:
+        notes.append(
+            f"document_mask: {cls.__name__} attends across EOS (id {eos}) inside one sequence; inputs without "
+            "one (a prompt, a chat) give the same logits"
+        )
+    return new
 
 
 def _refuse_training_dir(src: Path, out: Path) -> None:
