@@ -44,10 +44,11 @@ if HAS_TRITON:
         mask = cols < C
         w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
         dw = tl.zeros((BLOCK_C,), dtype=tl.float32)
-        row_start = pid * rows_per_program
+        # int64 bounds make `row` int64 (compiled) or a Python int (interpreter): row * stride may pass 2**31
+        # (a strided dy, a long batch), which int32 offsets wrapped.
+        row_start = pid.to(tl.int64) * rows_per_program
         row_end = tl.minimum(row_start + rows_per_program, M)
         for row in range(row_start, row_end):
-            # NOTE: int32 offsets; the launcher checks M * C < 2**31.
             row64 = row
             x = tl.load(X + row64 * stride_x + cols, mask=mask, other=0.0)
             x32 = x.to(tl.float32)
@@ -98,8 +99,6 @@ def _rms_norm_bwd(
     x2, dy2 = _rows(x), _rows(dy)
     M = x2.shape[0]
     dx = torch.empty((M, C), dtype=x.dtype, device=x.device)
-    if M * C >= 2**31:
-        raise ValueError(f"rms_norm backward: {M}x{C} elements overflow the kernel's int32 offsets")
     programs = num_programs(x.device, M)
     dw_part = torch.empty((programs, C), dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(C)
