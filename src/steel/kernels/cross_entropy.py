@@ -80,24 +80,37 @@ if HAS_TRITON:
                 tl.store(base + cols, (g * scale).to(LOGITS.dtype.element_ty), mask=mask)
 
 
-_addmm_dtype_ok = True  # cleared if this torch lacks addmm(out_dtype=) with an fp32 `self` on CUDA
+_addmm_dtype_ok: dict[tuple, bool] = {}  # (device type, acc dtype, input dtype) -> addmm(out_dtype=) works
+
+
+def _addmm_out_dtype_works(acc: torch.Tensor, a: torch.Tensor) -> bool:
+    """Whether this torch has addmm(out_dtype=) with an fp32 `self` for these dtypes, tried once on 16x16
+    tensors: a try around the real call also caught a CUDA out-of-memory (a RuntimeError) and took it for
+    a missing kernel, switching to the path with a (V, C) temporary for the rest of the run."""
+    key = (acc.device.type, acc.dtype, a.dtype)
+    if key not in _addmm_dtype_ok:
+        small_acc, small = acc.new_zeros((16, 16)), a.new_zeros((16, 16))
+        try:
+            torch.ops.aten.addmm.dtype_out(small_acc, small, small, acc.dtype, out=small_acc)
+            _addmm_dtype_ok[key] = True
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError:  # older torch: `self` must have the inputs' dtype
+            _addmm_dtype_ok[key] = False
+    return _addmm_dtype_ok[key]
 
 
 def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """acc += a @ b, where acc may be fp32 while a and b are in the (bf16) compute dtype."""
-    global _addmm_dtype_ok
     if acc.dtype == a.dtype:
         acc.addmm_(a, b)
         return
     if acc.is_cuda:
-        if _addmm_dtype_ok:
-            try:
-                # NOTE: cuBLAS accumulates in fp32 and adds into the fp32 acc in the same call: no bf16
-                # rounding of each chunk's contribution and no (V, C) temporary.
-                torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, out=acc)
-                return
-            except RuntimeError:  # older torch: `self` must have the inputs' dtype
-                _addmm_dtype_ok = False
+        if _addmm_out_dtype_works(acc, a):
+            # NOTE: cuBLAS accumulates in fp32 and adds into the fp32 acc in the same call: no bf16
+            # rounding of each chunk's contribution and no (V, C) temporary.
+            torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, out=acc)
+            return
         acc.add_(torch.mm(a, b, out_dtype=acc.dtype))  # fp32 result, one (V, C) temporary
         return
     acc.add_(torch.mm(a, b))  # CPU: no out_dtype kernel; each chunk's product is rounded once
