@@ -29,6 +29,25 @@ def test_use_triton_rules(monkeypatch):
             dispatch.use_triton(x, "triton")
 
 
+def test_interpreter_left_on_for_cuda_tensors_uses_the_reference(monkeypatch):
+    """TRITON_INTERPRET=1 left in the shell of a GPU run ran every kernel in the interpreter on the host."""
+    import types
+    import warnings
+
+    x = types.SimpleNamespace(device=torch.device("cuda"))  # use_triton reads only the device
+    monkeypatch.setattr(dispatch, "HAS_TRITON", True)
+    monkeypatch.setattr(dispatch, "INTERPRET", False)
+    assert dispatch.use_triton(x, "auto")
+    monkeypatch.setattr(dispatch, "INTERPRET", True)
+    monkeypatch.setattr(dispatch, "_warned_interpret", False)
+    with pytest.warns(UserWarning, match="TRITON_INTERPRET=1 is set"):
+        assert not dispatch.use_triton(x, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process, not once per layer and step
+        assert not dispatch.use_triton(x, "auto")
+    assert dispatch.use_triton(x, "triton")  # asked for by name: the interpreter, as the user said
+
+
 def test_auto_on_cpu_is_the_reference(monkeypatch):
     monkeypatch.delenv("STEEL_KERNELS_INTERPRET", raising=False)
     g = torch.Generator().manual_seed(4)

@@ -6,8 +6,8 @@ The rule, per call, from the `impl` argument every public op takes:
   `TRITON_INTERPRET=1` set before `steel.kernels` is first imported (Triton decides at decoration time
   whether a `@triton.jit` function is compiled or interpreted); otherwise a `KernelUnavailable` error.
 - `impl="auto"` (the default, what the model calls): CUDA tensor -> Triton (reference if Triton is not
-  installed); CPU tensor -> the reference, unless the interpreter is on AND `STEEL_KERNELS_INTERPRET=1`,
-  in which case the Triton kernel runs in the interpreter (how the tests exercise the kernel code
+  installed, or, with a warning, if the interpreter is on: it would run on the host); CPU tensor -> the
+  reference, unless the interpreter is on AND `STEEL_KERNELS_INTERPRET=1`, in which case the Triton kernel runs in the interpreter (how the tests exercise the kernel code
   through the model). So a CPU run of a config with `kernels: all` silently and correctly uses the
   reference: this is the automatic CPU fallback.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import torch
 
@@ -55,8 +56,26 @@ def use_triton(x: torch.Tensor, impl: str) -> bool:
     if not HAS_TRITON:
         return False
     if x.device.type == "cuda":
+        if INTERPRET:
+            _warn_interpret_on_cuda()
+            return False
         return True
     return x.device.type == "cpu" and INTERPRET and os.environ.get("STEEL_KERNELS_INTERPRET", "0") == "1"
+
+
+_warned_interpret = False
+
+
+def _warn_interpret_on_cuda() -> None:
+    global _warned_interpret
+    if not _warned_interpret:
+        _warned_interpret = True
+        warnings.warn(
+            "TRITON_INTERPRET=1 is set (left from a CPU test run?): Triton kernels would run in the interpreter "
+            "on the host, far slower than the references; CUDA tensors use the torch references. Unset it "
+            "before starting Python to run the compiled kernels.",
+            stacklevel=3,
+        )
 
 
 def num_warps_for(block: int) -> int:
