@@ -28,11 +28,13 @@ lint: setup
 
 # On a GPU machine with its own torch/triton/transformers (no .venv, nothing to download): the benchmark
 # of issue 5 (log in $$OUT/gpu_throughput.log when OUT is set), then the CUDA tests, kernels compiled for real.
+# TRITON_INTERPRET is unset: left from a CPU test run, it would make the kernels fall back to the references.
+# No pytest there? `pip install --target .gpu-deps pytest` on a machine with the registry, carry .gpu-deps.
 gpu-bench:
-	PYTHONPATH=src python bench/gpu_throughput.py
+	env -u TRITON_INTERPRET PYTHONPATH=src python bench/gpu_throughput.py
 
 gpu-test:
-	env -u TRITON_INTERPRET PYTHONPATH=src python -m pytest -q -p no:cacheprovider -m gpu tests
+	env -u TRITON_INTERPRET PYTHONPATH=src:.gpu-deps python -m pytest -q -p no:cacheprovider -m gpu tests
 
 clean:
 	rm -rf runs .pytest_cache
