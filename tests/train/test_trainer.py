@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from train_fixtures import EOS, VOCAB, losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
+from steel.config import ConfigError
 from steel.train import checkpoint as ckpt
 from steel.train.config import OptimSection
 from steel.train.optim import lr_at
@@ -91,6 +92,31 @@ def test_sigterm_saves_and_stops(tmp_path, data):
     assert trainer.train() == "SIGTERM"
     assert trainer.state.step == 4 and ckpt.latest_checkpoint(tmp_path / "run").name == "step-4"
     trainer.metrics.close()
+
+
+def test_time_limit_saves_and_stops(tmp_path, data, monkeypatch):
+    """checkpoint.stop_after_minutes: the loop's own clock stops the run with a checkpoint, for a job with a
+    time limit (a save after SIGTERM under torchrun has 30 s before its SIGKILL)."""
+    import steel.train.trainer as T
+
+    clock = [1000.0]
+    monkeypatch.setattr(T.time, "monotonic", lambda: clock[0])
+    cfg = tiny_config(tmp_path, [data], checkpoint={"every": 100, "stop_after_minutes": 1.5})
+    trainer = main(setup(str(cfg)))
+    anneal = trainer.on_step
+
+    def tick(step):
+        anneal(step)
+        clock[0] += 20.0  # 20 s per step: 90 s have passed after step 5
+
+    trainer.on_step = tick
+    assert trainer.train() == "time limit"
+    assert trainer.state.step == 5 and ckpt.latest_checkpoint(tmp_path / "run").name == "step-5"
+    trainer.metrics.close()
+    with pytest.raises(ConfigError, match=r"checkpoint.stop_after_minutes: must be >= 0"):
+        setup(str(cfg), ["checkpoint.stop_after_minutes=-1"])
+    with pytest.raises(ConfigError, match=r"parallel.timeout_minutes: must be > 0"):
+        setup(str(cfg), ["parallel.timeout_minutes=0"])
 
 
 def _poison(trainer, bad_steps):

@@ -81,8 +81,13 @@ class ParallelSection:
     param_dtype: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False  # torch.compile the model
     activation_checkpointing: bool = False  # recompute each decoder layer in backward
+    # How long a collective may wait (init_process_group's timeout). NCCL's own default is 10 minutes, less than
+    # rank 0 may take to write a 1B checkpoint to a slow shared file system while the others wait at a barrier.
+    timeout_minutes: float = 30.0
 
     def validate(self) -> None:
+        if not self.timeout_minutes > 0:
+            raise ConfigError(f"parallel.timeout_minutes: must be > 0, got {self.timeout_minutes}")
         if self.param_dtype == "bf16" and self.mode == "fsdp":
             raise ConfigError(
                 "parallel.param_dtype: bf16 parameters are for modes none and ddp; under fsdp, dtype: bf16 already "
@@ -95,11 +100,17 @@ class ParallelSection:
 class CheckpointSection:
     every: int = 1000  # save every N steps (and at the end, and on SIGTERM/SIGINT)
     keep: int = 3  # keep the newest K checkpoints
+    # Save and stop once the loop has run this long (0 = no limit). For a job with a time limit: set it a
+    # checkpoint's save time under the limit. A save after SIGTERM under torchrun has 30 s before its
+    # SIGKILL, too short for a 1B model's checkpoint.
+    stop_after_minutes: float = 0.0
 
     def validate(self) -> None:
         for name in ("every", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"checkpoint.{name}: must be >= 1")
+        if not self.stop_after_minutes >= 0:
+            raise ConfigError(f"checkpoint.stop_after_minutes: must be >= 0 (0 = no limit), got {self.stop_after_minutes}")
 
 
 @dataclass

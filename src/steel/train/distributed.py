@@ -8,6 +8,7 @@ torchrun this is one process on CUDA:0 or the CPU.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -50,7 +51,11 @@ def init_distributed(cfg: ParallelSection) -> Dist:
         # log exists).
         mode = "none"
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+            timeout=datetime.timedelta(minutes=cfg.timeout_minutes),
+        )
     return Dist(rank, world, local, device, mode)
 
 

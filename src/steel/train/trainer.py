@@ -502,14 +502,19 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = signal.Signals(signum).name
 
-    def _stop_requested(self) -> str | None:
-        flag = torch.tensor([1.0 if self._stop else 0.0])
+    def _stop_requested(self, started: float) -> str | None:
+        limit = self.cfg.checkpoint.stop_after_minutes
+        if not self._stop and limit and time.monotonic() - started >= 60 * limit:
+            self._stop = "time limit"
+        # Made on the device: all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag.
+        flag = torch.tensor([1.0 if self._stop else 0.0], device=self.d.device)
         if self.d.world_size > 1:  # every rank must stop at the same step (the save is a collective)
-            all_reduce_sum(flag.to(self.d.device), self.d)
-        return (self._stop or "signal on another rank") if flag.item() > 0 else None
+            all_reduce_sum(flag, self.d)
+        return (self._stop or "stop on another rank") if flag.item() > 0 else None
 
     def train(self) -> str:
-        """Run to `max_steps` (or a signal). Returns "done" or the signal's name."""
+        """Run to `max_steps` (or a signal, or `checkpoint.stop_after_minutes`). Returns "done", the signal's
+        name or "time limit"."""
         cfg, s = self.cfg, self.state
         old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         peak, device_name = peak_flops(self.d.device)
@@ -517,6 +522,7 @@ class Trainer:
             log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
         status = "done"
         t0, tokens0 = time.perf_counter(), s.tokens
+        started = time.monotonic()
         try:
             with progress_bar("train", total=cfg.max_steps, unit="steps",
                               disable=None if cfg.log.progress and self.d.is_main else True) as advance:
@@ -547,7 +553,7 @@ class Trainer:
                             "skipped": s.skipped,
                         })
                         t0, tokens0 = time.perf_counter(), s.tokens
-                    stop = self._stop_requested()
+                    stop = self._stop_requested(started)
                     if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
                         self.save()
                     if stop:
