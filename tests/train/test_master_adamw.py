@@ -107,3 +107,22 @@ def test_distributed_checkpoint_state_dict_keeps_fp32():
         assert torch.equal(p, q)
         assert torch.equal(o1.state[p]["master"], o2.state[q]["master"])
         assert torch.equal(o1.state[p]["exp_avg"], o2.state[q]["exp_avg"])
+
+
+def test_fused_step_count_is_restored_on_the_parameters_device():
+    """torch.distributed.checkpoint gives 0-d tensors back on the CPU; Optimizer moves `step` to the
+    parameter's device only for param groups marked "fused", which ours are not. The fused CUDA kernel
+    then read a host pointer. "meta" stands in for the GPU here: any non-CPU device shows the move."""
+    p = torch.zeros(3, dtype=torch.bfloat16, device="meta", requires_grad=True)
+    opt = MasterWeightAdamW([p], lr=1e-2, fused=True)
+    state = {"state": {0: {"step": torch.tensor(7.0), "master": torch.zeros(3), "exp_avg": torch.zeros(3),
+                           "exp_avg_sq": torch.zeros(3)}},
+             "param_groups": [{**opt.param_groups[0], "params": [0]}]}
+    opt.load_state_dict(state)
+    assert opt.state[p]["step"].device.type == "meta" and opt.state[p]["master"].device.type == "meta"
+    assert opt.state[p]["step"].dtype == torch.float32
+    # Not fused: on the CPU, as torch.optim.AdamW keeps it.
+    q = torch.zeros(3, dtype=torch.bfloat16, device="meta", requires_grad=True)
+    opt = MasterWeightAdamW([q], lr=1e-2)
+    opt.load_state_dict(state)
+    assert opt.state[q]["step"].device.type == "cpu"

@@ -106,6 +106,11 @@ class MasterWeightAdamW(torch.optim.Optimizer):
             for k, v in state_dict["state"].get(i, {}).items():
                 if k != "step":
                     self.state[p][k] = v.to(device=p.device, dtype=torch.float32).clone()
+                else:
+                    # NOTE: torch.distributed.checkpoint hands 0-d tensors back on the CPU, and Optimizer moves
+                    # `step` to the parameter's device only for groups with "fused", which ours lack: the
+                    # fused CUDA kernel would read a host pointer. Where _state puts it, as AdamW does.
+                    self.state[p][k] = v.to(device=p.device if self.fused else "cpu", dtype=torch.float32)
             if "master" in self.state[p]:
                 with torch.no_grad():
                     p.copy_(self.state[p]["master"])  # the parameter is the rounded master
