@@ -460,7 +460,9 @@ def test_mfu_peak_table(monkeypatch):
     from steel.train.metrics import peak_flops
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H800")
-    assert peak_flops(torch.device("cuda", 0)) == (989e12, "NVIDIA H800")
+    assert peak_flops(torch.device("cuda", 0)) == (989.4e12, "NVIDIA H800")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert peak_flops(torch.device("cuda", 0))[0] == 989.4e12  # the MFU peak (SXM)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
     assert peak_flops(torch.device("cuda", 0))[0] == 756e12
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some Future GPU")

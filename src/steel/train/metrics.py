@@ -19,9 +19,11 @@ log = logging.getLogger("steel")
 PEAK_FLOPS: list[tuple[str, float]] = [
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),
-    ("H100", 989e12),  # SXM
-    ("H800", 989e12),  # Steel's GPU; same compute as H100 SXM (interconnect differs)
-    ("H200", 989e12),
+    # H100 SXM: 132 SMs x 4 tensor cores x 1024 dense bf16 FLOPs/clock x 1.83 GHz boost = 989.4e12
+    # (the data sheet's 1,979 TFLOPS is with sparsity); H800 and H200 have the same SMs and clocks.
+    ("H100", 989.4e12),  # SXM
+    ("H800", 989.4e12),  # Steel's GPU; same compute as H100 SXM (interconnect differs)
+    ("H200", 989.4e12),
     ("H20", 148e12),
     ("B200", 2250e12),
     ("A100", 312e12),
