@@ -3,43 +3,72 @@
 For each model (a 1.1B dense Llama shape with vocab 32000 and 151936, and steel-1b) this measures
   baseline   the plain HF step of `../shared/bench/hf_baseline.py`: fp32 master weights + bf16 autocast,
              SDPA, fused AdamW, micro-batch 4 x 2048, eager (for steel-1b: SteelForCausalLM, no kernels)
-  steel ...  Steel's step: `kernels: all` (fused RMSNorm/RoPE/silu*mul/linear+CE), per-block
-             torch.compile and activation checkpointing applied by `steel.train.distributed.parallelize`,
-             the loss from the fused CE, and one of two precisions:
+  steel ...  Steel's training step as `steel.train.trainer.main` builds it: the fp32 model with
+             `kernels: all` (fused RMSNorm/RoPE/silu*mul/linear+CE), then `steel.train.distributed.parallelize`
+             (parameters cast to `param_dtype`, buffers such as RoPE's inv_freq left fp32; activation
+             checkpointing; per-block torch.compile), then the optimizer of `build_optimizer`; the loss from
+             the fused CE, and one of two precisions:
                fp32-master  fp32 parameters + bf16 autocast (as the baseline)
-               bf16         bf16 parameters; fp32 master weights + fp32 AdamW state (MasterWeightAdamW)
-and prints one JSON line per run: step time (median of `--steps`), tokens/s, MFU, peak memory, and the
-ratio of tokens/s and of peak memory to the same model's baseline measured in this run.
+               bf16         bf16 parameters, no autocast; fp32 master weights + fp32 AdamW state
+                            (MasterWeightAdamW)
+and prints one JSON line per row: step time (median of `--steps`), tokens/s, MFU, peak memory, the parameter
+dtypes it checked, and the ratio of tokens/s and of peak memory to the same model's baseline in this run.
+
+Order: every baseline first, then a correctness check of each Steel kernel against its torch reference on the
+device (in a child process: a kernel that breaks the CUDA context cannot take this one down; a kernel that
+fails is replaced by its reference in every Steel row, which says so), then the Steel rows: each model's
+DEFAULT_VARIANTS in their order (the rows that test the issue's targets first), taken in turn across models.
+A time budget (`--budget-s`, counted from the process start) skips a row whose estimated time would overrun
+it; the Markdown table is rewritten after every row, so a kill keeps what was measured.
 
 MFU = tokens/s x FLOPs per token / peak. `mfu` uses the true FLOPs of `steel.model.flops` (what the
 model really multiplies); `mfu_6n` uses 6N + 12 L d T with N the non-embedding parameters, as in
-issue 5 and hf_baseline.py. Peak: `steel.train.metrics.PEAK_FLOPS` (H100 SXM: 989 TFLOP/s dense bf16).
+issue 5 and hf_baseline.py. Peak: `steel.train.metrics.PEAK_FLOPS` (H100 SXM: 989.4 TFLOP/s dense bf16).
 
   python bench/gpu_throughput.py                 # the GPU benchmark (fits one 10-minute call on an H100)
-  python bench/gpu_throughput.py --tiny          # CPU smoke run with toy shapes, a few seconds
-The log (the same JSON lines plus a summary table) goes to $OUT/gpu_throughput.log when $OUT is set.
+  python bench/gpu_throughput.py --tiny          # CPU smoke run with toy shapes (~15 s on 2 cores)
+With $OUT set, the log (the same JSON lines plus the table) goes to $OUT/gpu_throughput.log and the table to
+$OUT/gpu_throughput.md.
 """
 
 from __future__ import annotations
 
+import time
+
+# The 10-minute limit of a device call counts from the process start: imports and CUDA init included.
+START = time.perf_counter()
+
 import argparse
+import contextlib
 import gc
+import importlib.metadata
 import json
 import os
+import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from steel.kernels import resolve_kernels
-from steel.model import SteelCausalityWarning, build_model, load_model_config
-from steel.model.flops import flops_per_token
-from steel.train.config import ParallelSection
-from steel.train.distributed import Dist, parallelize
+import steel
+from steel.kernels import (
+    KERNEL_CHOICES,
+    apply_rotary_pos_emb,
+    fused_linear_cross_entropy,
+    resolve_kernels,
+    rms_norm,
+    silu_mul,
+    use_triton,
+)
+from steel.train.config import OptimSection, ParallelSection
+from steel.train.distributed import Dist, autocast_dtype, parallelize
 from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.metrics import peak_flops
+from steel.train.optim import build_optimizer
+
+# NOTE: steel.model (and with it transformers, ~3 s) is imported where it is used: the kernel-check child
+# process needs only torch and steel.kernels.
 
 LLAMA_SHAPES = {  # the shapes of hf_baseline.py
     "1b": {
@@ -57,9 +86,9 @@ LLAMA_SHAPES = {  # the shapes of hf_baseline.py
         "num_key_value_heads": 2,
     },
 }
-# Steel variants tried after each baseline, most informative first (a time budget may cut the tail):
-# (name, micro-batch, activation checkpointing, precision). Same micro-batch as the baseline first,
-# so its peak memory compares like for like; then bigger micro-batches.
+BASELINE = "eager (baseline)"
+BASE_MB = 4  # the baseline's micro-batch (also with --tiny)
+# Steel variants: (name, micro-batch, activation checkpointing, precision). --tiny runs the same ones.
 STEEL_VARIANTS = [
     ("steel fp32-master mb4", 4, False, "fp32-master"),
     ("steel bf16 mb4", 4, False, "bf16"),
@@ -69,15 +98,28 @@ STEEL_VARIANTS = [
     # already ~46% of HF's 55 GB there, so <= 60% at micro-batch 4 needs the activations checkpointed.
     ("steel bf16 mb4 ac", 4, True, "bf16"),
 ]
-TINY_VARIANTS = [("steel fp32-master mb2", 2, False, "fp32-master"), ("steel bf16 mb2 ac", 2, True, "bf16")]
-# Which variants run by default, per model, to fit one 10-minute call: compiling the 22 Llama blocks
-# once per precision / micro-batch / AC setting is most of the time; the second Llama vocabulary reuses
-# those compiled blocks (the vocabulary only changes the embedding and head), steel-1b compiles anew.
+VARIANTS = {v[0]: v for v in STEEL_VARIANTS}
+# Which variants run by default, per model, in this order: first the row that tests the model's target of
+# the issue (vocab 32000: MFU and x1.4 tokens/s at the baseline's micro-batch; vocab 151936: peak memory
+# <= 60% of HF's at micro-batch 4, then its MFU; steel-1b: tokens/s and MFU), then the other settings.
+# Compiling the 22 Llama blocks once per precision / micro-batch / AC setting is most of the time; the
+# second Llama vocabulary reuses those compiled blocks (the vocabulary only changes the embedding and head),
+# steel-1b compiles anew.
 DEFAULT_VARIANTS = {
-    "llama:32000": ["steel fp32-master mb4", "steel bf16 mb4", "steel bf16 mb8", "steel bf16 mb16 ac"],
-    "llama:151936": ["steel fp32-master mb4", "steel bf16 mb4", "steel bf16 mb4 ac", "steel bf16 mb8"],
+    "llama:32000": ["steel bf16 mb4", "steel bf16 mb8", "steel fp32-master mb4", "steel bf16 mb16 ac"],
+    "llama:151936": ["steel bf16 mb4 ac", "steel bf16 mb4", "steel bf16 mb8", "steel fp32-master mb4"],
     "steel-1b": ["steel bf16 mb4", "steel bf16 mb8"],
 }
+DEFAULT_MODELS = "llama:32000,llama:151936,steel-1b"
+TINY_MODELS = "llama:1000,llama:3001,steel-1b"
+TINY_STANDS_FOR = {"llama:1000": "llama:32000", "llama:3001": "llama:151936"}  # --tiny: whose variants it runs
+
+# Time-budget estimates used until a row of the same kind has been measured (then its figures are used):
+SETUP_S = 20.0  # build a 1.1B model, place it on the GPU, build the optimizer
+STEP_S = 1.0  # one step at micro-batch 4 x 2048 (HF's: ~0.15 s at vocab 32000 on an H100, per the issue)
+COLD_COMPILE_S = 90.0  # first step of a row whose blocks compile anew (a guess; the largest measured one wins)
+KERNEL_CHECK_S = 60.0  # the kernel-check child: start, import, compile the kernels, run them
+KERNEL_CHECK_TIMEOUT_S = 150.0
 
 log_file = None
 
@@ -88,6 +130,10 @@ def emit(obj: dict) -> None:
     if log_file is not None:
         log_file.write(line + "\n")
         log_file.flush()
+
+
+def elapsed() -> float:
+    return time.perf_counter() - START
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -104,8 +150,10 @@ def hf_llama(shape: str, vocab: int):
     return LlamaForCausalLM(cfg), cfg
 
 
-def steel_config(model: str, shape: str, vocab: int, kernels: str):
+def steel_config(model: str, shape: str, vocab: int, kernels):
     """SteelConfig of `model`: `llama` = the Llama shape as a Steel SwiGLU model (same parameters)."""
+    from steel.model import load_model_config
+
     if model == "llama":
         cfg = load_model_config(
             dict(
@@ -130,13 +178,81 @@ def steel_config(model: str, shape: str, vocab: int, kernels: str):
 
 def flops(cfg, model: torch.nn.Module, seq: int) -> tuple[float, float]:
     """(true FLOPs per token, 6N + 12 L d T with N the non-embedding parameters)."""
+    from steel.model.flops import flops_per_token
+
     n = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
     return float(
         flops_per_token(cfg, seq)["true"]
     ), 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
 
 
-# --- optimizers --------------------------------------------------------------------------------------
+def checked_dtypes(model: torch.nn.Module, variant: str, want: torch.dtype) -> dict:
+    """Raise unless every parameter is `want` and RoPE's inv_freq buffers are fp32; the dtypes, for the row.
+
+    A bf16 row silently running fp32 parameters (cast back by a default `param_dtype: fp32`) measured fp32/TF32
+    speed under a bf16 label; a bf16 inv_freq loses the angles' low digits.
+    """
+    name = lambda dt: str(dt).removeprefix("torch.")  # noqa: E731
+    params = {name(p.dtype) for p in model.parameters()}
+    inv_freq = {name(b.dtype) for n, b in model.named_buffers() if n.rsplit(".", 1)[-1].endswith("inv_freq")}
+    if params != {name(want)}:
+        raise RuntimeError(f"{variant}: parameters in {sorted(params)}, want {name(want)}")
+    if inv_freq != {"float32"}:
+        raise RuntimeError(f"{variant}: RoPE inv_freq buffers in {sorted(inv_freq) or 'none found'}, want float32")
+    return {"param_dtype": name(want), "inv_freq_dtype": "float32"}
+
+
+# --- the plan ----------------------------------------------------------------------------------------
+def plan(specs: list[str], tiny: bool, variants: list[str] | None) -> list[tuple[str, int, tuple | None]]:
+    """Rows in run order, (model, vocab, variant or None for the baseline): every baseline first (no Steel
+    kernel has run yet, so none can break the CUDA context under a baseline), then each model's variants in
+    their DEFAULT_VARIANTS order (or `variants`' order), in turn across models: every model's first row
+    before any model's second, so a time budget that runs out cuts the least informative rows."""
+    models = []
+    for spec in specs:
+        model_name, _, vocab = spec.partition(":")
+        if model_name not in ("llama", "steel-1b") or (model_name == "llama" and not vocab.isdigit()):
+            raise ValueError(f"--models: {spec!r} is neither llama:VOCAB nor steel-1b")
+        vocab = int(vocab) if vocab else (512 if tiny else 151936)
+        names = variants or DEFAULT_VARIANTS.get(TINY_STANDS_FOR.get(spec, spec) if tiny else spec, list(VARIANTS))
+        models.append((model_name, vocab, [VARIANTS[n] for n in names]))
+    rows = [(m, v, None) for m, v, _ in models]
+    for i in range(max((len(vs) for *_, vs in models), default=0)):
+        rows += [(m, v, vs[i]) for m, v, vs in models if i < len(vs)]
+    return rows
+
+
+def compile_key(model_name: str, variant: tuple, compile_: bool, kernels: dict) -> tuple:
+    """What the compiled blocks depend on: rows with the same key reuse them (the vocabulary is not in it)."""
+    _, mb, ac, precision = variant
+    return model_name, mb, ac, precision, compile_, tuple(sorted(kernels.items()))
+
+
+def estimate_row_s(model_name: str, vocab: int, variant: tuple | None, done: list[dict], steps: int,
+                   cold: bool) -> float:
+    """Seconds a row should take: setup, first step (a compile when `cold`), `steps` steps.
+
+    From the rows measured so far (`done`) where there are any: the slowest setup, the baseline's step time
+    scaled by the micro-batch (Steel's step should be faster), the slowest cold first step; the constants above
+    before that.
+    """
+    measured = [r for r in done if "step_s" in r]
+    setup = max([r["setup_s"] for r in measured] or [SETUP_S])
+    bases = [r for r in measured if r["variant"] == BASELINE and r["model"] == model_name]
+    bases = [r for r in bases if r["vocab"] == vocab] or bases
+    if variant is None:
+        return setup + (steps + 1) * max([r["step_s"] for r in bases] or [STEP_S])
+    _, mb, ac, _ = variant
+    step = max([r["step_s"] * mb / r["mb"] for r in bases] or [STEP_S * mb / BASE_MB])
+    step *= 1.4 if ac else 1.0  # the forward again in backward
+    if cold:
+        first = max([r["first_step_s"] for r in measured if r.get("cold_compile")] + [COLD_COMPILE_S])
+    else:
+        first = 3 * step
+    return setup + first + steps * step
+
+
+# --- optimizer of the baseline -----------------------------------------------------------------------
 class FP32Master:
     """fp32 parameters (the model's own), fused AdamW, grad clipping at 1.0: hf_baseline's optimizer."""
 
@@ -146,21 +262,6 @@ class FP32Master:
 
     def step(self) -> None:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-
-
-class BF16Params:
-    """bf16 model parameters and gradients; fp32 master weights and AdamW state in
-    `steel.train.master_adamw.MasterWeightAdamW` (16 bytes per parameter, fp32 gradients made one
-    bucket at a time), grad clipping at 1.0."""
-
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        model.to(torch.bfloat16)
-        self.opt = MasterWeightAdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
-
-    def step(self) -> None:
-        self.opt.clip_grad_norm_(1.0)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
@@ -190,15 +291,28 @@ def time_steps(step, steps: int, warmup: int, device: torch.device) -> tuple[flo
 def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        # After a sticky CUDA error these raise too; the row's own error is what is reported.
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+
+def cuda_usable(device: torch.device) -> bool:
+    """False once a device-side assert or illegal address has broken this process's CUDA context."""
+    if device.type != "cuda":
+        return True
+    try:
+        torch.cuda.synchronize()
+        return torch.ones(1, device=device).sum().item() == 1.0
+    except RuntimeError:
+        return False
 
 
 def peak_mem_gib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
 
-def result_row(model_name, vocab, variant, mb, seq, t, loss, device, true_fpt, six_fpt) -> dict:
+def result_row(model_name, vocab, variant, mb, seq, t, loss, device, true_fpt, six_fpt, setup_s) -> dict:
     """The columns every measured run reports."""
     return {
         "model": model_name,
@@ -212,10 +326,14 @@ def result_row(model_name, vocab, variant, mb, seq, t, loss, device, true_fpt, s
         "loss": round(loss, 3),
         "true_flops_per_token": true_fpt,
         "six_n_flops_per_token": six_fpt,
+        "setup_s": round(setup_s, 2),
     }
 
 
-def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, args, device) -> dict:
+def run_baseline(model_name: str, shape: str, vocab: int, seq: int, args, device) -> dict:
+    from steel.model import build_model
+
+    t_setup = time.perf_counter()
     torch.manual_seed(0)
     with torch.device(device):
         if model_name == "llama":
@@ -224,8 +342,9 @@ def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, arg
             cfg = steel_config(model_name, shape, vocab, "none")
             model = build_model(cfg)
     model.train()
+    dtypes = checked_dtypes(model, BASELINE, torch.float32)
     opt = FP32Master(model, device)
-    x = torch.randint(0, vocab, (mb, seq), device=device)
+    x = torch.randint(0, vocab, (BASE_MB, seq), device=device)
 
     def step():
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
@@ -234,47 +353,69 @@ def run_baseline(model_name: str, shape: str, vocab: int, mb: int, seq: int, arg
         opt.step()
         return out.loss.detach()
 
+    sync(device)
+    setup_s = time.perf_counter() - t_setup
     t, loss = time_steps(step, args.steps, args.warmup, device)
     true_fpt, six_fpt = flops(cfg, model, seq)
-    res = result_row(model_name, vocab, "eager (baseline)", mb, seq, t, loss, device, true_fpt, six_fpt)
-    return res  # model, optimizer and batch are freed on return; main() then calls release()
+    res = result_row(model_name, vocab, BASELINE, BASE_MB, seq, t, loss, device, true_fpt, six_fpt, setup_s)
+    return {**res, **dtypes, "autocast": "bfloat16"}  # model, optimizer, batch freed on return; then release()
 
 
-def run_steel(model_name: str, shape: str, vocab: int, variant: tuple, seq: int, args, device) -> dict:
+def run_steel(model_name: str, shape: str, vocab: int, variant: tuple, seq: int, args, device,
+              kernels: dict, compile_: bool) -> dict:
+    from steel.model import build_model
+
     name, mb, ac, precision = variant
+    t_setup = time.perf_counter()
     torch.manual_seed(0)
-    cfg = steel_config(model_name, shape, vocab, args.kernels)
+    cfg = steel_config(model_name, shape, vocab, kernels)
     with torch.device(device):
-        model = build_model(cfg)
+        model = build_model(cfg)  # fp32, as the trainer builds it
     model.train()
     true_fpt, six_fpt = flops(cfg, model, seq)
-    opt = BF16Params(model, device) if precision == "bf16" else FP32Master(model, device)
-    compile_ = args.compile if args.compile is not None else device.type == "cuda"
-    d = Dist(rank=0, world_size=1, local_rank=0, device=device, mode="none")
-    model = parallelize(model, ParallelSection(mode="none", compile=compile_, activation_checkpointing=ac), d)
-    autocast = precision == "fp32-master"
+    # As steel.train.trainer.main: parallelize (casts parameters, not buffers, to param_dtype; AC; compile),
+    # then the optimizer over the parameters it leaves.
+    par = ParallelSection(
+        mode="none", dtype="bf16", param_dtype="bf16" if precision == "bf16" else "fp32", compile=compile_,
+        activation_checkpointing=ac,
+    )
+    par.validate()
+    model = parallelize(model, par, Dist(rank=0, world_size=1, local_rank=0, device=device, mode="none"))
+    opt = build_optimizer(model, OptimSection(lr=3e-4), device, master_weights=par.param_dtype == "bf16")
+    dtypes = checked_dtypes(model, name, torch.bfloat16 if par.param_dtype == "bf16" else torch.float32)
+    autocast = autocast_dtype(par, device)  # bf16 for fp32-master (as the baseline), none for bf16 parameters
+    params = [p for p in model.parameters() if p.requires_grad]
     x = torch.randint(0, vocab, (mb, seq), device=device)
 
-    def step():
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+    def step():  # the trainer's train_step for one micro-batch
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             out = model(input_ids=x, labels=x)  # labels: the model's fused linear + CE, no (B, T, V) logits
         out.loss.backward()
+        if isinstance(opt, MasterWeightAdamW):
+            opt.clip_grad_norm_(1.0)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        opt.zero_grad(set_to_none=True)
         return out.loss.detach()
 
+    sync(device)
+    setup_s = time.perf_counter() - t_setup
     t0 = time.perf_counter()
     step()  # first call: compiles; not timed
-    compile_s = time.perf_counter() - t0
+    sync(device)
+    first_s = time.perf_counter() - t0
     t, loss = time_steps(step, args.steps, args.warmup, device)
-    res = {
-        **result_row(model_name, vocab, name, mb, seq, t, loss, device, true_fpt, six_fpt),
+    return {  # model, optimizer and batch are freed on return; main() then calls release()
+        **result_row(model_name, vocab, name, mb, seq, t, loss, device, true_fpt, six_fpt, setup_s),
+        **dtypes,
+        "autocast": None if autocast is None else "bfloat16",
         "compile": compile_,
         "activation_checkpointing": ac,
         "precision": precision,
-        "kernels": args.kernels,
-        "first_step_s": round(compile_s, 1),
+        "kernels": kernels,
+        "first_step_s": round(first_s, 2),
     }
-    return res  # model, optimizer and batch are freed on return; main() then calls release()
 
 
 def with_ratios(res: dict, base: dict | None, peak: float | None) -> dict:
@@ -300,6 +441,164 @@ def matmul_tflops(device: torch.device) -> float:
     return 2 * 8192**3 / ((time.perf_counter() - t0) / 20) / 1e12
 
 
+# --- kernel checks -----------------------------------------------------------------------------------
+# NOTE: a smoke check for a kernel broken on this GPU / Triton (a wrong index or mask gives O(1) errors or
+# NaN), not the precision tests of tests/kernels: inputs in bf16, the reference in fp32 on the same values,
+# and a bound of 2^-5 of the largest expected value, i.e. 4 bf16 roundings at the interpreter's 2^-7
+# (tests/kernels/tolerances.py), 8 at a GPU's 2^-8; the kernel tests allow at most 4 roundings.
+KERNEL_CHECK_TOL = 2.0**-5
+
+
+def _kernel_case(key: str):
+    """(op(impl, *grad_inputs, *consts), inputs that get gradients, constant inputs): small, odd shapes."""
+    g = torch.Generator().manual_seed(0)
+    randn = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    if key == "rmsnorm":
+        return (lambda impl, x, w: rms_norm(x, w, 1e-6, impl=impl)), [2 * randn(3, 37, 67), 1 + 0.5 * randn(67)], []
+    if key == "rope":
+        angles = torch.arange(37.0)[:, None] * 0.5 ** torch.arange(32.0)  # (T, D/2), as RoPE's
+        emb = torch.cat([angles, angles], -1)[None]  # (1, T, D)
+        return (
+            (lambda impl, q, k, cos, sin: apply_rotary_pos_emb(q, k, cos, sin, impl=impl)),
+            [randn(2, 4, 37, 64), randn(2, 2, 37, 64)],
+            [emb.cos(), emb.sin()],
+        )
+    if key == "silu_mul":
+        return (lambda impl, a, b: silu_mul(a, b, impl=impl)), [randn(3, 37, 173), randn(3, 37, 173)], []
+    if key == "cross_entropy":
+        labels = torch.randint(0, 1003, (300,), generator=g)
+        labels[::7] = -100  # ignored positions
+        return (
+            # chunk_size 128: 300 tokens in three chunks, the last one partial
+            (lambda impl, h, w, y: fused_linear_cross_entropy(h, w, y, chunk_size=128, impl=impl)),
+            [randn(300, 64), 0.2 * randn(1003, 64)],
+            [labels],
+        )
+    raise ValueError(f"no kernel check for {key!r}")
+
+
+def check_kernel(key: str, device: torch.device) -> dict:
+    """Forward and every input gradient of the op the model would call on `device`, vs the fp32 reference."""
+    op, grad_inputs, consts = _kernel_case(key)
+    impl = "triton" if use_triton(grad_inputs[0].to(device), "auto") else "torch"  # what the model runs here
+
+    def run(impl: str, dtype: torch.dtype, dys=None):
+        xs = [t.to(device, torch.bfloat16).to(dtype).requires_grad_() for t in grad_inputs]
+        cs = [c.to(device, torch.bfloat16).to(dtype) if c.is_floating_point() else c.to(device) for c in consts]
+        outs = op(impl, *xs, *cs)
+        outs = list(outs) if isinstance(outs, tuple) else [outs]
+        if dys is None:
+            g = torch.Generator().manual_seed(1)
+            dys = [torch.randn(o.shape, generator=g).to(torch.bfloat16) for o in outs]
+        grads = torch.autograd.grad(outs, xs, [dy.to(device, o.dtype) for dy, o in zip(dys, outs)])
+        return [t.detach().float() for t in (*outs, *grads)], dys
+
+    got, dys = run(impl, torch.bfloat16)
+    want, _ = run("torch", torch.float32, dys)
+    errs = []
+    for a, e in zip(got, want):
+        if not torch.isfinite(a).all():
+            return {"ok": False, "impl": impl, "error": "non-finite values"}
+        errs.append(((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item())
+    return {"ok": max(errs) <= KERNEL_CHECK_TOL, "impl": impl, "max_rel_err": round(max(errs), 5)}
+
+
+def kernel_check_child(keys: list[str]) -> int:
+    """`--check-kernels`: one JSON line per kernel; stop at the first exception (the context may be broken)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for key in keys:
+        t0 = time.perf_counter()
+        try:
+            res = check_kernel(key, device)
+            sync(device)
+        except Exception as e:  # noqa: BLE001 -- reported to the parent, which checks the rest anew
+            print(json.dumps({"kernel_check": key, "ok": False, "error": repr(e)[:400]}), flush=True)
+            return 1
+        print(json.dumps({"kernel_check": key, **res, "s": round(time.perf_counter() - t0, 1)}), flush=True)
+    return 0
+
+
+def check_kernels(keys: list[str], timeout_s: float) -> dict[str, dict]:
+    """{key: result} of `check_kernel` for each key, run in child processes: a kernel that breaks the CUDA
+    context (device assert, illegal address) breaks the child's, not this one's. A child stops at a kernel
+    that raises, or ends without a result for it (a crash, the timeout): that kernel fails and the rest go to
+    a fresh child."""
+    results: dict[str, dict] = {}
+    deadline = time.perf_counter() + timeout_s
+    src = str(Path(steel.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    while todo := [k for k in keys if k not in results]:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--check-kernels", ",".join(todo)]
+        try:
+            p = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=max(1.0, deadline - time.perf_counter())
+            )
+            out, why = p.stdout, f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            why = f"timed out: {timeout_s:.3g} s for all checks"
+        reported = [json.loads(x) for x in out.splitlines() if x.startswith('{"kernel_check"')]
+        for r in reported:
+            results[r.pop("kernel_check")] = r
+        if not reported:  # it ended (crash, timeout) while checking the first kernel it was given
+            results[todo[0]] = {"ok": False, "error": f"the check process ended without a result ({why})"}
+    return results
+
+
+# --- the table ---------------------------------------------------------------------------------------
+def table(header: dict, checks: str, rows: list[dict]) -> str:
+    pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"  # noqa: E731
+    lines = [
+        "# bench/gpu_throughput.py",
+        "",
+        ", ".join(f"{k} {v}" for k, v in header.items()),
+        "",
+        f"Kernel checks: {checks}",
+        "",
+        "| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | peak GiB "
+        "| x baseline tok/s | x baseline mem | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        head = f"| {r['model']} | {r['vocab']} | {r['variant']} "
+        if "tokens_per_s" not in r:  # skipped or failed
+            note = r.get("skipped") or "error: " + r["error"].replace("|", "/").replace("\n", " ")
+            lines.append(head + f"| - | - | - | - | - | - | {note} |")
+            continue
+        is_base = r["variant"] == BASELINE
+        speed = 1.0 if is_base else r.get("speedup_vs_baseline", "n/a (no baseline)")
+        mem = "n/a (no GPU)" if r["peak_mem_gib"] == 0 else (1.0 if is_base else r.get("mem_vs_baseline", "n/a"))
+        lines.append(
+            head + f"| {r['tokens_per_s']:,} | {pct(r['mfu'])} | {pct(r['mfu_6n'])} | {r['peak_mem_gib']} "
+            f"| {speed} | {mem} | {r.get('note', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path | None, text: str) -> None:
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # a kill mid-write leaves the previous table, not half a one
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in ("triton", "transformers"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["commit"] = None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     global log_file
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -309,15 +608,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--models",
         default=None,
-        help="comma list of llama:VOCAB and steel-1b (default llama:32000,llama:151936,steel-1b; "
-        "with --tiny llama:1000,llama:3001,steel-1b at toy size)",
+        help=f"comma list of llama:VOCAB and steel-1b (default {DEFAULT_MODELS}; "
+        f"with --tiny {TINY_MODELS} at toy size, running the variants of the models they stand for)",
     )
     ap.add_argument(
         "--variants",
         default=None,
-        help="comma list of Steel variant names for every model (default: DEFAULT_VARIANTS per model)",
+        help="comma list of Steel variant names for every model, in run order (default: DEFAULT_VARIANTS)",
     )
-    ap.add_argument("--seq", type=int, default=None, help="sequence length (default 2048; 64 with --tiny)")
+    ap.add_argument("--seq", type=int, default=None, help="sequence length (default 2048; 32 with --tiny)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per run (median reported)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps before timing")
     ap.add_argument("--kernels", default="all", help="Steel's kernels switch: all | none")
@@ -330,39 +629,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--budget-s",
         type=float,
-        default=540.0,
-        help="skip the remaining runs once this many seconds have passed (one device call is 600 s)",
+        default=480.0,
+        help="skip a row when the seconds since the process start plus its estimated time would pass this "
+        "(one device call is 600 s; the rest is margin for a row slower than estimated)",
     )
-    ap.add_argument("--log", default=None, help="log file (default $OUT/gpu_throughput.log when $OUT is set)")
+    ap.add_argument("--log", default=None, help="log file (default $OUT/gpu_throughput.log when $OUT is set); "
+                    "the table goes next to it as .md")
+    ap.add_argument("--check-kernels", default=None, help=argparse.SUPPRESS)  # the kernel-check child
     args = ap.parse_args(argv)
+    if args.check_kernels:
+        return kernel_check_child(args.check_kernels.split(","))
     shape = "tiny" if args.tiny else "1b"
     seq = args.seq or (32 if args.tiny else 2048)
     args.steps = args.steps or (1 if args.tiny else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.tiny else 3)
-    args.models = args.models or (
-        "llama:1000,llama:3001,steel-1b" if args.tiny else "llama:32000,llama:151936,steel-1b"
-    )
-    base_mb = 2 if args.tiny else 4
-    known = TINY_VARIANTS if args.tiny else STEEL_VARIANTS
-    if args.variants:
-        wanted = args.variants.split(",")
-        unknown = set(wanted) - {v[0] for v in known}
-        if unknown:
-            ap.error(f"--variants: unknown {sorted(unknown)}; known: {[v[0] for v in known]}")
-
-    def variants_for(spec: str) -> list[tuple]:
-        if args.variants:
-            return [v for v in known if v[0] in wanted]
-        if args.tiny:
-            return known
-        names = DEFAULT_VARIANTS.get(spec, [v[0] for v in known])
-        return [v for v in known if v[0] in names]
+    wanted = args.variants.split(",") if args.variants else None
+    if wanted and set(wanted) - set(VARIANTS):
+        ap.error(f"--variants: unknown {sorted(set(wanted) - set(VARIANTS))}; known: {list(VARIANTS)}")
+    try:
+        rows_plan = plan((args.models or (TINY_MODELS if args.tiny else DEFAULT_MODELS)).split(","), args.tiny, wanted)
+    except ValueError as e:
+        ap.error(str(e))
     log_path = args.log or (
         str(Path(os.environ["OUT"]) / "gpu_throughput.log") if os.environ.get("OUT") else None
     )
+    md_path = None
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "w")  # noqa: SIM115 -- module-level sink for emit(), closed at the end
+        md_path = Path(log_path).with_suffix(".md")
+
+    from steel.model import SteelCausalityWarning
 
     # steel-1b's soft_moe_v3 reads the future: known, and irrelevant to throughput
     warnings.filterwarnings("ignore", category=SteelCausalityWarning)
@@ -374,82 +671,100 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     peak, device_name = peak_flops(device)
-    emit(
-        {
-            "torch": torch.__version__,
-            "device": device_name,
-            "peak_tflops": peak and peak / 1e12,
-            "seq": seq,
-            "shape": shape,
-            "argv": sys.argv[1:] if argv is None else argv,
-        }
-    )
+    compile_ = args.compile if args.compile is not None else device.type == "cuda"
+    header = {
+        "torch": torch.__version__,
+        **versions(),
+        "device": device_name,
+        "peak_tflops": peak and peak / 1e12,
+        "seq": seq,
+        "shape": shape,
+        "compile": compile_,
+        "budget_s": args.budget_s,
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
+    emit(header)
     if device.type == "cuda":
         emit({"matmul_bf16_tflops": round(matmul_tflops(device), 1)})
+        release(device)  # the probe's tensors are not the first baseline's peak memory
 
-    start = time.perf_counter()
-    results = []
-    for spec in args.models.split(","):
-        model_name, _, vocab = spec.partition(":")
-        if model_name not in ("llama", "steel-1b") or (model_name == "llama" and not vocab.isdigit()):
-            ap.error(f"--models: {spec!r} is neither llama:VOCAB nor steel-1b")
-        vocab = int(vocab) if vocab else (512 if args.tiny else 151936)
-        base = None
-        for v in [None, *variants_for(spec)]:
-            if time.perf_counter() - start > args.budget_s:
-                emit(
-                    {
-                        "model": model_name,
-                        "vocab": vocab,
-                        "variant": "baseline" if v is None else v[0],
-                        "skipped": f"time budget of {args.budget_s:.0f} s spent",
-                    }
-                )
-                continue
-            try:
-                if v is None:
-                    res = run_baseline(model_name, shape, vocab, base_mb, seq, args, device)
-                    base = res
-                else:
-                    res = run_steel(model_name, shape, vocab, v, seq, args, device)
-            except Exception as e:  # noqa: BLE001 -- an OOM or compile failure must not lose the other rows
-                emit(
-                    {
-                        "model": model_name,
-                        "vocab": vocab,
-                        "variant": "baseline" if v is None else v[0],
-                        "error": repr(e)[:400],
-                    }
-                )
-                continue
-            finally:
-                release(device)
-            res = with_ratios(res, None if v is None else base, peak)
-            results.append(res)
-            emit(res)
+    kernels = resolve_kernels(args.kernels)
+    in_use = [k for k, v in kernels.items() if v != KERNEL_CHOICES[k][0]]
+    checks, checks_line = None, "not run yet" if in_use else "none (no Steel kernel in use)"
+    fallback = ""  # the note of every Steel row when a kernel was replaced by its reference
+    results: list[dict] = []  # every row in run order: measured, failed or skipped
+    bases: dict[tuple, dict] = {}
+    compiled: set[tuple] = set()
+    stop = None  # why every remaining row is skipped
 
-    lines = [
-        (
-            "| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | peak GiB "
-            "| x baseline tok/s | x baseline mem |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"
-        base = "speedup_vs_baseline" not in r  # the baseline row itself
-        speed = 1.0 if base else r["speedup_vs_baseline"]
-        mem = r.get("mem_vs_baseline", "n/a (no GPU)" if r["peak_mem_gib"] == 0 else 1.0)
-        lines.append(
-            f"| {r['model']} | {r['vocab']} | {r['variant']} | {r['tokens_per_s']:,} | {pct(r['mfu'])} "
-            f"| {pct(r['mfu_6n'])} | {r['peak_mem_gib']} | {speed} | {mem} |"
-        )
-    table = "\n".join(lines)
-    print(table, flush=True)
+    def record(rec: dict) -> None:
+        results.append(rec)
+        emit(rec)
+        write_atomic(md_path, table(header, checks_line, results))
+
+    write_atomic(md_path, table(header, checks_line, results))
+    for model_name, vocab, variant in rows_plan:
+        name = BASELINE if variant is None else variant[0]
+        row = {"model": model_name, "vocab": vocab, "variant": name}
+        if variant is not None and in_use and checks is None and stop is None:
+            if elapsed() + KERNEL_CHECK_S > args.budget_s:
+                checks, checks_line = {}, "skipped (time budget)"
+                stop = f"skipped: no time left for the kernel checks ({elapsed():.0f} s elapsed)"
+            else:
+                checks = check_kernels(in_use, min(KERNEL_CHECK_TIMEOUT_S, args.budget_s - elapsed()))
+                for k, r in checks.items():
+                    emit({"kernel_check": k, **r})
+                failed = [k for k in in_use if not checks[k]["ok"]]
+                for k in failed:
+                    kernels[k] = KERNEL_CHOICES[k][0]
+                if failed:
+                    fallback = f"torch reference for {', '.join(failed)} (kernel check failed)"
+                checks_line = "; ".join(
+                    f"{k} {'ok' if r['ok'] else 'FAILED'} ({r.get('impl', '?')}, "
+                    + (f"max rel err {r['max_rel_err']:.2g}" if "max_rel_err" in r else r.get("error", ""))
+                    + ")"
+                    for k, r in checks.items()
+                )
+        key = None if variant is None else compile_key(model_name, variant, compile_, kernels)
+        if stop is None:
+            est = estimate_row_s(
+                model_name, vocab, variant, results, args.warmup + args.steps,
+                cold=key is not None and compile_ and key not in compiled,
+            )
+            if elapsed() + est > args.budget_s:
+                record({**row, "skipped": f"skipped: time budget ({elapsed():.0f} s elapsed + ~{est:.0f} s "
+                        f"estimated > {args.budget_s:.0f} s)"})
+                continue
+        else:
+            record({**row, "skipped": stop})
+            continue
+        try:
+            if variant is None:
+                res = run_baseline(model_name, shape, vocab, seq, args, device)
+                bases[model_name, vocab] = res
+            else:
+                res = run_steel(model_name, shape, vocab, variant, seq, args, device, dict(kernels), compile_)
+                res["cold_compile"] = compile_ and key not in compiled
+                compiled.add(key)
+                if fallback:
+                    res["note"] = fallback
+        except Exception as e:  # noqa: BLE001 -- an OOM or compile failure must not lose the other rows
+            record({**row, "error": repr(e)[:400], "elapsed_s": round(elapsed(), 1)})
+            if not cuda_usable(device):
+                stop = f"skipped: CUDA context broken by {model_name}:{vocab} {name}"
+            continue
+        finally:
+            release(device)
+        res = with_ratios(res, None if variant is None else bases.get((model_name, vocab)), peak)
+        record({**res, "elapsed_s": round(elapsed(), 1)})
+
+    text = table(header, checks_line, results)
+    print(text, flush=True)
     if log_file is not None:
-        log_file.write(table + "\n")
+        log_file.write(text)
         log_file.close()
-    return 0 if results else 1
+        log_file = None
+    return 0 if any("tokens_per_s" in r for r in results) else 1
 
 
 if __name__ == "__main__":
