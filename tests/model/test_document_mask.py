@@ -56,6 +56,17 @@ def test_no_attention_across_eos(tiny_config):
     assert not torch.equal(a[:, 4:8], b[:, 4:8])
 
 
+@pytest.mark.parametrize("attn", ["flash_attention_2", "flash_attention_3"])
+def test_flash_attention_with_document_mask_is_refused(tiny_config, attn):
+    """transformers' flash path takes no mask function: the document mask was dropped (positions still
+    restarted), so training attended across documents unsaid. (Set after the build: building with flash
+    attention needs the flash_attn package; the refusal comes before any flash code runs.)"""
+    model = build_model(tiny_config(ffn_type="swiglu", document_mask=True)).eval()
+    model.config._attn_implementation = attn
+    with pytest.raises(ValueError, match=f"document_mask: attn_implementation {attn} ignores the document mask"):
+        model(input_ids=torch.tensor([[3, 4, EOS, 5]]))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flex_attention_document_mask_matches_sdpa_on_gpu(tiny_config):
