@@ -50,3 +50,28 @@ def test_gradient_checkpointing_gives_identical_gradients(tiny_config):
     for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
         # Recomputation runs the same ops on the same values: bit-identical.
         torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=0, msg=lambda m: f"{name}: {m}")
+
+
+def test_attention_gets_one_dtype_under_autocast(tiny_config, monkeypatch):
+    """Under bf16 autocast with fp32 weights, RoPE's fp32 cos/sin made q and k fp32 while v was bf16: flex
+    attention (no autocast op) then computed q k^T in fp32. Every attention function now gets bf16 q, k, v;
+    SDPA, whose autocast rounded q and k to bf16 itself, gives bit-identical logits."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    seen = []
+
+    def probe(module, q, k, v, *args, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return sdpa_attention_forward(module, q, k, v, *args, **kwargs)
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type="swiglu")).eval()
+    ids = torch.randint(1, 500, (2, 16))
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        want = model(input_ids=ids).logits  # SDPA
+        monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "steel_probe", probe)
+        model.config._attn_implementation = "steel_probe"
+        got = model(input_ids=ids).logits
+    assert seen and set(seen) == {(torch.bfloat16,) * 3}
+    assert torch.equal(got, want)

@@ -203,6 +203,11 @@ class SteelAttention(nn.Module):
         v = self.v_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         cos, sin = position_embeddings
         q, k = self.rope_fn(q, k, cos, sin)
+        if q.dtype != v.dtype and torch.is_autocast_enabled(q.device.type):
+            # Under autocast the fp32 cos/sin made q and k fp32 while v is bf16. SDPA's and matmul's autocast
+            # rounds them to bf16 anyway (so this changes no value there); flex attention is no autocast op
+            # and computed q k^T in fp32, holding fp32 q and k for the backward.
+            q, k = q.to(v.dtype), k.to(v.dtype)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, Hkv, T_past + T, D)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
