@@ -180,6 +180,28 @@ def test_optimizer_settings_changed_at_resume_are_used(tmp_path, data):
     trainer.metrics.close()
 
 
+def test_adamw_implementation_follows_the_device_at_resume(tmp_path, data):
+    """optimizer.json carries the saving machine's `fused`: a run started on a CPU went on with the unfused
+    AdamW on GPUs, and this one (saved "on a GPU") would run fused on the CPU. The step count stays where the
+    chosen implementation reads it, and the run continues exactly as the uninterrupted one."""
+    import json
+
+    cfg = tiny_config(tmp_path, [data], max_steps=8)
+    assert steel(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    full = losses(run)
+    shutil.rmtree(run / "checkpoints" / "step-8")
+    groups = run / "checkpoints" / "step-4" / "optimizer.json"
+    saved = json.loads(groups.read_text())
+    groups.write_text(json.dumps([{**g, "fused": True} for g in saved]))
+    trainer = main(setup(str(cfg)))
+    assert [g["fused"] for g in trainer.optimizer.param_groups] == [None, None]
+    assert all(st["step"].device.type == "cpu" for st in trainer.optimizer.state.values())
+    trainer.train()
+    trainer.metrics.close()
+    assert losses(run) == full
+
+
 def test_honoured_changes_at_resume_are_logged(tmp_path, data):
     # A longer cosine run, another batch and a rope_theta used to resume without a word.
     cfg = tiny_config(tmp_path, [data], max_steps=4)

@@ -372,6 +372,17 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
             if cur != v:
                 log.info("optim: %s %s in the checkpoint, %s configured: using %s", k, g[k], v, v)
                 g[k] = v
+        if "fused" in g and g["params"]:  # torch.optim.AdamW: the implementation build_optimizer picks here
+            # NOTE: the checkpoint's groups carry the saving machine's choice: a run started on a CPU went on
+            # with the slower unfused AdamW on GPUs. `step` lives where that implementation wants it.
+            fused = True if g["params"][0].is_cuda else None
+            if g["fused"] != fused:
+                log.info("optim: fused AdamW %s in the checkpoint, %s on this device", g["fused"], fused)
+                g["fused"], g["foreach"] = fused, None
+                for p in g["params"]:
+                    st = optimizer.state.get(p, {})
+                    if "step" in st:
+                        st["step"] = st["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)
 
 
 def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state: dict, model_config: dict,
