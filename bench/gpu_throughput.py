@@ -19,7 +19,8 @@ device (in a child process: a kernel that breaks the CUDA context cannot take th
 fails is replaced by its reference in every Steel row, which says so), then the Steel rows: each model's
 DEFAULT_VARIANTS in their order (the rows that test the issue's targets first), taken in turn across models.
 A time budget (`--budget-s`, counted from the process start) skips a row whose estimated time would overrun
-it; the Markdown table is rewritten after every row, so a kill keeps what was measured.
+it (a fresh compile: 90 s until one is measured, then the slowest measured x 1.3); the Markdown table is
+rewritten after every row, so a kill keeps what was measured.
 
 MFU = tokens/s x FLOPs per token / peak. `mfu` uses the true FLOPs of `steel.model.flops` (what the
 model really multiplies); `mfu_6n` uses 6N + 12 L d T with N the non-embedding parameters, as in
@@ -117,7 +118,10 @@ TINY_STANDS_FOR = {"llama:1000": "llama:32000", "llama:3001": "llama:151936"}  #
 # Time-budget estimates used until a row of the same kind has been measured (then its figures are used):
 SETUP_S = 20.0  # build a 1.1B model, place it on the GPU, build the optimizer
 STEP_S = 1.0  # one step at micro-batch 4 x 2048 (HF's: ~0.15 s at vocab 32000 on an H100, per the issue)
-COLD_COMPILE_S = 90.0  # first step of a row whose blocks compile anew (a guess; the largest measured one wins)
+COLD_COMPILE_S = 90.0  # first step of a row whose blocks compile anew, until one has been measured (a guess)
+# Once one has: the slowest measured one x this margin (steel-1b's blocks differ from Llama's), at least:
+COLD_COMPILE_MARGIN = 1.3
+COLD_COMPILE_MIN_S = 10.0
 KERNEL_CHECK_S = 60.0  # the kernel-check child: start, import, compile the kernels, run them
 KERNEL_CHECK_TIMEOUT_S = 150.0
 
@@ -233,8 +237,8 @@ def estimate_row_s(model_name: str, vocab: int, variant: tuple | None, done: lis
     """Seconds a row should take: setup, first step (a compile when `cold`), `steps` steps.
 
     From the rows measured so far (`done`) where there are any: the slowest setup, the baseline's step time
-    scaled by the micro-batch (Steel's step should be faster), the slowest cold first step; the constants above
-    before that.
+    scaled by the micro-batch (Steel's step should be faster), the slowest cold first step x COLD_COMPILE_MARGIN
+    (at least COLD_COMPILE_MIN_S); the constants above before that.
     """
     measured = [r for r in done if "step_s" in r]
     setup = max([r["setup_s"] for r in measured] or [SETUP_S])
@@ -246,7 +250,8 @@ def estimate_row_s(model_name: str, vocab: int, variant: tuple | None, done: lis
     step = max([r["step_s"] * mb / r["mb"] for r in bases] or [STEP_S * mb / BASE_MB])
     step *= 1.4 if ac else 1.0  # the forward again in backward
     if cold:
-        first = max([r["first_step_s"] for r in measured if r.get("cold_compile")] + [COLD_COMPILE_S])
+        cold_s = [r["first_step_s"] for r in measured if r.get("cold_compile")]
+        first = max(COLD_COMPILE_MIN_S, COLD_COMPILE_MARGIN * max(cold_s)) if cold_s else COLD_COMPILE_S
     else:
         first = 3 * step
     return setup + first + steps * step

@@ -91,7 +91,12 @@ def test_estimate_counts_a_cold_compile(bench):
     assert bench.estimate_row_s("llama", 32000, mb8, done, 13, cold=True) >= 5 + bench.COLD_COMPILE_S
     done.append({"model": "llama", "vocab": 32000, "variant": "steel bf16 mb4", "mb": 4, "step_s": 0.1,
                  "setup_s": 5.0, "first_step_s": 300.0, "cold_compile": True})
-    assert bench.estimate_row_s("llama", 32000, mb8, done, 13, cold=True) >= 300  # the measured one, if slower
+    assert bench.estimate_row_s("llama", 32000, mb8, done, 13, cold=True) == pytest.approx(5 + 1.3 * 300 + 13 * 0.4)
+    # a measured compile replaces the 90 s guess also when it is faster (x 1.3 margin, at least 10 s)
+    done[-1]["first_step_s"] = 20.0
+    assert bench.estimate_row_s("llama", 32000, mb8, done, 13, cold=True) == pytest.approx(5 + 26 + 13 * 0.4)
+    done[-1]["first_step_s"] = 1.0
+    assert bench.estimate_row_s("llama", 32000, mb8, done, 13, cold=True) == pytest.approx(5 + 10 + 13 * 0.4)
 
 
 def test_row_that_would_overrun_is_skipped_and_the_table_kept(bench, tmp_path, monkeypatch):
