@@ -15,16 +15,23 @@ and prints one JSON line per row: step time (median of `--steps`), tokens/s, MFU
 dtypes it checked, and the ratio of tokens/s and of peak memory to the same model's baseline in this run.
 
 Order: every baseline first, then a correctness check of each Steel kernel against its torch reference on the
-device (in a child process: a kernel that breaks the CUDA context cannot take this one down; a kernel that
+device, with the dtypes both precisions hand it (in a child process: a kernel that breaks the CUDA context
+cannot take this one down; each kernel has its own 60 s, so one that hangs costs only itself; a kernel that
 fails is replaced by its reference in every Steel row, which says so), then the Steel rows: each model's
 DEFAULT_VARIANTS in their order (the rows that test the issue's targets first), taken in turn across models.
+The first Steel row that fails other than by running out of memory (in the compiled model, where the kernel
+checks cannot look) runs again with compile off, and if that fails too, also with kernels none; the first
+that works is used by every later Steel row, which says so.
 A time budget (`--budget-s`, counted from the process start) skips a row whose estimated time would overrun
 it (a fresh compile: 90 s until one is measured, then the slowest measured x 1.3); the Markdown table is
-rewritten after every row, so a kill keeps what was measured.
+rewritten after every row and after the kernel checks, so a kill keeps what was measured. A failure's whole
+traceback (and a failed kernel check's child stderr) goes to the log; the table has its first 200 characters.
 
 MFU = tokens/s x FLOPs per token / peak. `mfu` uses the true FLOPs of `steel.model.flops` (what the
 model really multiplies); `mfu_6n` uses 6N + 12 L d T with N the non-embedding parameters, as in
-issue 5 and hf_baseline.py. Peak: `steel.train.metrics.PEAK_FLOPS` (H100 SXM: 989.4 TFLOP/s dense bf16).
+issue 5 and hf_baseline.py. Their peak is `steel.train.metrics.peak_flops` of the device name (H100 SXM:
+989.4 TFLOP/s dense bf16; "H100 PCIe": 756). `mfu_6n_989t`, in every row, is 6N + 12 L d T against the
+issue's fixed 989.4 TFLOP/s, whatever the name lookup says.
 
   python bench/gpu_throughput.py                 # the GPU benchmark (fits one 10-minute call on an H100)
   python bench/gpu_throughput.py --tiny          # CPU smoke run with toy shapes (~15 s on 2 cores)
@@ -45,8 +52,12 @@ import gc
 import importlib.metadata
 import json
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
+import traceback
 import warnings
 from pathlib import Path
 
@@ -122,8 +133,13 @@ COLD_COMPILE_S = 90.0  # first step of a row whose blocks compile anew, until on
 # Once one has: the slowest measured one x this margin (steel-1b's blocks differ from Llama's), at least:
 COLD_COMPILE_MARGIN = 1.3
 COLD_COMPILE_MIN_S = 10.0
-KERNEL_CHECK_S = 60.0  # the kernel-check child: start, import, compile the kernels, run them
-KERNEL_CHECK_TIMEOUT_S = 150.0
+KERNEL_CHECK_S = 60.0  # all kernel checks: start a child, import, compile the kernels, run them
+# A child gets this long for its first kernel (start and imports included) and again for each next one; a
+# kernel that hangs costs only itself: the rest go to a fresh child.
+KERNEL_CHECK_TIMEOUT_S = 60.0
+# MFU against the issue's fixed peak (H100 SXM dense bf16), whatever `peak_flops` makes of the device name
+# (an "H100 PCIe" would give 756e12).
+ISSUE_PEAK_FLOPS = 989.4e12
 
 log_file = None
 
@@ -427,6 +443,7 @@ def with_ratios(res: dict, base: dict | None, peak: float | None) -> dict:
     tps = res["tokens_per_s"]
     res["mfu"] = round(tps * res["true_flops_per_token"] / peak, 4) if peak else None
     res["mfu_6n"] = round(tps * res["six_n_flops_per_token"] / peak, 4) if peak else None
+    res["mfu_6n_989t"] = round(tps * res["six_n_flops_per_token"] / ISSUE_PEAK_FLOPS, 4)
     if base is not None:
         res["speedup_vs_baseline"] = round(tps / base["tokens_per_s"], 3)
         if base["peak_mem_gib"] > 0:
@@ -448,10 +465,24 @@ def matmul_tflops(device: torch.device) -> float:
 
 # --- kernel checks -----------------------------------------------------------------------------------
 # NOTE: a smoke check for a kernel broken on this GPU / Triton (a wrong index or mask gives O(1) errors or
-# NaN), not the precision tests of tests/kernels: inputs in bf16, the reference in fp32 on the same values,
-# and a bound of 2^-5 of the largest expected value, i.e. 4 bf16 roundings at the interpreter's 2^-7
-# (tests/kernels/tolerances.py), 8 at a GPU's 2^-8; the kernel tests allow at most 4 roundings.
+# NaN), not the precision tests of tests/kernels: input values rounded to bf16 (then held in each case's
+# dtypes), the reference in fp32 on the same values, and a bound of 2^-5 of the largest expected value, i.e.
+# 4 bf16 roundings at the interpreter's 2^-7 (tests/kernels/tolerances.py), 8 at a GPU's 2^-8; the kernel
+# tests allow at most 4 roundings.
 KERNEL_CHECK_TOL = 2.0**-5
+BF16, FP32 = torch.bfloat16, torch.float32
+# The dtypes the Steel rows hand each op (seen by wrapping steel.kernels in a --tiny run; the smoke test
+# checks that these are all of them): a bf16 row passes bf16 everywhere, without autocast; an fp32-master
+# row (fp32 parameters, bf16 autocast) passes the fp32 residual stream and fp32 weights to the norms and the
+# fused CE, and autocast's bf16 q/k with fp32 cos/sin to RoPE (whose outputs are then fp32).
+# NOTE: autocast does not cast the inputs of a custom op, so these dtypes reach the kernels as they are.
+KERNEL_CHECK_CASES: dict[str, dict[str, tuple[tuple[torch.dtype, ...], bool]]] = {
+    # key: {case: (dtype of each floating input: the inputs that get gradients, then the constants; autocast)}
+    "rmsnorm": {"bf16": ((BF16, BF16), False), "fp32-master": ((FP32, FP32), True)},
+    "rope": {"bf16": ((BF16,) * 4, False), "fp32-master": ((BF16, BF16, FP32, FP32), True)},
+    "silu_mul": {"bf16": ((BF16, BF16), False), "fp32-master": ((BF16, BF16), True)},
+    "cross_entropy": {"bf16": ((BF16, BF16), False), "fp32-master": ((FP32, FP32), True)},
+}
 
 
 def _kernel_case(key: str):
@@ -483,29 +514,43 @@ def _kernel_case(key: str):
 
 
 def check_kernel(key: str, device: torch.device) -> dict:
-    """Forward and every input gradient of the op the model would call on `device`, vs the fp32 reference."""
+    """Forward and every input gradient of the op the model would call on `device`, for each dtype case of
+    KERNEL_CHECK_CASES, vs the fp32 reference on the same values."""
     op, grad_inputs, consts = _kernel_case(key)
     impl = "triton" if use_triton(grad_inputs[0].to(device), "auto") else "torch"  # what the model runs here
 
-    def run(impl: str, dtype: torch.dtype, dys=None):
-        xs = [t.to(device, torch.bfloat16).to(dtype).requires_grad_() for t in grad_inputs]
-        cs = [c.to(device, torch.bfloat16).to(dtype) if c.is_floating_point() else c.to(device) for c in consts]
-        outs = op(impl, *xs, *cs)
+    def run(impl: str, dtypes: tuple[torch.dtype, ...], autocast: bool, dys=None):
+        dt = iter(dtypes)
+        xs = [t.to(device, BF16).to(next(dt)).requires_grad_() for t in grad_inputs]
+        cs = [c.to(device, BF16).to(next(dt)) if c.is_floating_point() else c.to(device) for c in consts]
+        with torch.autocast(device.type, dtype=BF16, enabled=autocast):  # as the row's forward
+            outs = op(impl, *xs, *cs)
         outs = list(outs) if isinstance(outs, tuple) else [outs]
         if dys is None:
             g = torch.Generator().manual_seed(1)
-            dys = [torch.randn(o.shape, generator=g).to(torch.bfloat16) for o in outs]
+            dys = [torch.randn(o.shape, generator=g).to(BF16) for o in outs]
         grads = torch.autograd.grad(outs, xs, [dy.to(device, o.dtype) for dy, o in zip(dys, outs)])
         return [t.detach().float() for t in (*outs, *grads)], dys
 
-    got, dys = run(impl, torch.bfloat16)
-    want, _ = run("torch", torch.float32, dys)
-    errs = []
-    for a, e in zip(got, want):
-        if not torch.isfinite(a).all():
-            return {"ok": False, "impl": impl, "error": "non-finite values"}
-        errs.append(((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item())
-    return {"ok": max(errs) <= KERNEL_CHECK_TOL, "impl": impl, "max_rel_err": round(max(errs), 5)}
+    errs = {}
+    for case, (dtypes, autocast) in KERNEL_CHECK_CASES[key].items():
+        try:
+            got, dys = run(impl, dtypes, autocast)
+        except Exception as e:
+            names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+            raise RuntimeError(f"{key} on {case} inputs ({names}{', bf16 autocast' if autocast else ''}): "
+                               f"{type(e).__name__}: {e}") from e
+        want, _ = run("torch", (FP32,) * len(dtypes), False, dys)
+        if not all(torch.isfinite(a).all() for a in got):
+            return {"ok": False, "impl": impl, "error": f"non-finite values ({case} inputs)"}
+        errs[case] = round(max(((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
+                                for a, e in zip(got, want)), 5)
+    return {"ok": max(errs.values()) <= KERNEL_CHECK_TOL, "impl": impl, "max_rel_err": max(errs.values()),
+            "max_rel_err_by_case": errs}
+
+
+def short_error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:400]
 
 
 def kernel_check_child(keys: list[str]) -> int:
@@ -517,65 +562,173 @@ def kernel_check_child(keys: list[str]) -> int:
             res = check_kernel(key, device)
             sync(device)
         except Exception as e:  # noqa: BLE001 -- reported to the parent, which checks the rest anew
-            print(json.dumps({"kernel_check": key, "ok": False, "error": repr(e)[:400]}), flush=True)
+            rec = {"kernel_check": key, "ok": False, "error": short_error(e), "traceback": traceback.format_exc()}
+            print(json.dumps(rec), flush=True)
             return 1
         print(json.dumps({"kernel_check": key, **res, "s": round(time.perf_counter() - t0, 1)}), flush=True)
     return 0
 
 
-def check_kernels(keys: list[str], timeout_s: float) -> dict[str, dict]:
+def kernel_check_cmd(keys: list[str]) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--check-kernels", ",".join(keys)]
+
+
+def _check_line(line: str) -> dict | None:
+    """A child's result line, or None (other output; a line cut short by a kill)."""
+    if not line.startswith('{"kernel_check"'):
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def check_kernels(keys: list[str], timeout_s: float = KERNEL_CHECK_TIMEOUT_S,
+                  deadline_s: float | None = None) -> dict[str, dict]:
     """{key: result} of `check_kernel` for each key, run in child processes: a kernel that breaks the CUDA
-    context (device assert, illegal address) breaks the child's, not this one's. A child stops at a kernel
-    that raises, or ends without a result for it (a crash, the timeout): that kernel fails and the rest go to
-    a fresh child."""
+    context (device assert, illegal address) breaks the child's, not this one's.
+
+    A child gets `timeout_s` for its first kernel (its start and imports included) and again for each next
+    one. A child stops at a kernel that raises; a kernel it gives no result for (a crash, a hang past its
+    timeout; the child is then killed) fails; the rest go to a fresh child, each with its own timeouts again.
+    A failed kernel's result carries the child's whole stderr. No child waits past `deadline_s` (seconds since
+    the process start): kernels left then fail as not checked.
+    """
     results: dict[str, dict] = {}
-    deadline = time.perf_counter() + timeout_s
     src = str(Path(steel.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     while todo := [k for k in keys if k not in results]:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--check-kernels", ",".join(todo)]
-        try:
-            p = subprocess.run(
-                cmd, capture_output=True, text=True, env=env, timeout=max(1.0, deadline - time.perf_counter())
-            )
-            out, why = p.stdout, f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            why = f"timed out: {timeout_s:.3g} s for all checks"
-        reported = [json.loads(x) for x in out.splitlines() if x.startswith('{"kernel_check"')]
-        for r in reported:
-            results[r.pop("kernel_check")] = r
-        if not reported:  # it ended (crash, timeout) while checking the first kernel it was given
-            results[todo[0]] = {"ok": False, "error": f"the check process ended without a result ({why})"}
+        if deadline_s is not None and elapsed() + 1.0 > deadline_s:
+            for k in todo:
+                results[k] = {"ok": False, "error": f"not checked: time budget ({elapsed():.0f} s elapsed)"}
+            break
+        lines: queue.Queue[str | None] = queue.Queue()
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+            p = subprocess.Popen(kernel_check_cmd(todo), stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+
+            def pump(out=p.stdout, lines=lines) -> None:
+                for x in out:
+                    lines.put(x)
+                lines.put(None)
+
+            threading.Thread(target=pump, daemon=True).start()
+            mine, why, t_last = [], None, time.perf_counter()
+            try:
+                while pending := [k for k in todo if k not in results]:
+                    limit = timeout_s if deadline_s is None else max(0.0, min(timeout_s, deadline_s - elapsed()))
+                    try:
+                        line = lines.get(timeout=max(0.0, t_last + limit - time.perf_counter()))
+                    except queue.Empty:
+                        why = f"no result in {limit:.3g} s, its own time limit: killed"
+                        break
+                    if line is None:
+                        why = f"exit {p.wait()}"
+                        break
+                    if (rec := _check_line(line)) is not None:
+                        key = rec.pop("kernel_check")
+                        results[key] = rec
+                        mine.append(key)
+                        t_last = time.perf_counter()
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=30)
+            err.seek(0)
+            stderr = err.read()
+        if pending and (not mine or why.startswith("no result")):  # it hung, or died before any result
+            results[pending[0]] = {"ok": False, "error": f"the check process gave no result ({why})"}
+            mine.append(pending[0])
+        for k in mine:
+            if not results[k]["ok"]:
+                results[k]["stderr"] = stderr
     return results
 
 
+def run_kernel_checks(keys: list[str], budget_s: float) -> tuple[dict[str, dict], str]:
+    """({key: result}, the table's line) of `check_kernels`, each result emitted to the log. Whatever goes
+    wrong here fails the checks (the kernels' references are used), never the run."""
+    try:
+        got = check_kernels(keys, KERNEL_CHECK_TIMEOUT_S, deadline_s=budget_s)
+        checks = {k: got.get(k) or {"ok": False, "error": "no result"} for k in keys}
+    except Exception as e:  # noqa: BLE001 -- no Steel row is lost to a bug in the checking
+        emit({"kernel_checks_error": short_error(e), "traceback": traceback.format_exc()})
+        checks = {k: {"ok": False, "error": f"the checks raised {short_error(e)}"} for k in keys}
+    for k, r in checks.items():
+        emit({"kernel_check": k, **r})
+
+    def summary(r: dict) -> str:
+        if "max_rel_err_by_case" in r:
+            return ", ".join(f"{case} max rel err {err:.2g}" for case, err in r["max_rel_err_by_case"].items())
+        return cell(str(r.get("error", "")), 160)
+
+    line = "; ".join(f"{k} {'ok' if r.get('ok') else 'FAILED'} ({r.get('impl', '?')}: {summary(r)})"
+                     for k, r in checks.items())
+    return checks, line
+
+
+def is_oom(e: BaseException) -> bool:
+    # NOTE: inductor and autograd wrap errors; the message of the CUDA allocator's survives in theirs.
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def settings(compile_: bool, kernels: dict) -> str:
+    fused = [k for k, v in kernels.items() if v != KERNEL_CHOICES[k][0]]
+    return f"compile {'on' if compile_ else 'off'}, kernels {'+'.join(fused) or 'none'}"
+
+
+def fallbacks(compile_: bool, kernels: dict) -> list[tuple[str, bool, dict]]:
+    """What to try, in order, after a Steel row failed with these settings: compile off, then also kernels
+    none (label, compile, kernels); each only where it differs from what failed and what comes before it."""
+    out, seen = [], {(compile_, tuple(sorted(kernels.items())))}
+    for label, c, k in [("compile off", False, kernels), ("compile off, kernels none", False, resolve_kernels("none"))]:
+        if (c, tuple(sorted(k.items()))) not in seen:
+            seen.add((c, tuple(sorted(k.items()))))
+            out.append((label, c, dict(k)))
+    return out
+
+
 # --- the table ---------------------------------------------------------------------------------------
+def cell(text: str, limit: int = 200) -> str:
+    """`text` as one short Markdown table cell (the whole text is in the log)."""
+    text = " ".join(text.replace("|", "/").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def table(header: dict, checks: str, rows: list[dict]) -> str:
     pct = lambda f: f"{100 * f:.1f}%" if f is not None else "n/a"  # noqa: E731
+    peak = header.get("peak_tflops")
     lines = [
         "# bench/gpu_throughput.py",
         "",
         ", ".join(f"{k} {v}" for k, v in header.items()),
         "",
+        "MFU (true) and MFU (6N+12LdT): against "
+        + (f"{peak:g} TFLOP/s, the peak `steel.train.metrics.peak_flops` gives for device {header.get('device')!r}"
+           if peak else f"no peak (none known for device {header.get('device')!r}): n/a")
+        + f". MFU 6N @989.4T: 6N+12LdT against the issue's fixed {ISSUE_PEAK_FLOPS / 1e12:g} TFLOP/s "
+        "(H100 SXM dense bf16).",
+        "",
         f"Kernel checks: {checks}",
         "",
-        "| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | peak GiB "
+        "| model | vocab | variant | tokens/s | MFU (true) | MFU (6N+12LdT) | MFU 6N @989.4T | peak GiB "
         "| x baseline tok/s | x baseline mem | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         head = f"| {r['model']} | {r['vocab']} | {r['variant']} "
         if "tokens_per_s" not in r:  # skipped or failed
-            note = r.get("skipped") or "error: " + r["error"].replace("|", "/").replace("\n", " ")
-            lines.append(head + f"| - | - | - | - | - | - | {note} |")
+            note = r.get("skipped") or "error: " + cell(r["error"])
+            if r.get("note"):
+                note = cell(r["note"], 400) + "; " + note
+            lines.append(head + f"| - | - | - | - | - | - | - | {note} |")
             continue
         is_base = r["variant"] == BASELINE
         speed = 1.0 if is_base else r.get("speedup_vs_baseline", "n/a (no baseline)")
         mem = "n/a (no GPU)" if r["peak_mem_gib"] == 0 else (1.0 if is_base else r.get("mem_vs_baseline", "n/a"))
         lines.append(
-            head + f"| {r['tokens_per_s']:,} | {pct(r['mfu'])} | {pct(r['mfu_6n'])} | {r['peak_mem_gib']} "
-            f"| {speed} | {mem} | {r.get('note', '')} |"
+            head + f"| {r['tokens_per_s']:,} | {pct(r['mfu'])} | {pct(r['mfu_6n'])} | {pct(r['mfu_6n_989t'])} "
+            f"| {r['peak_mem_gib']} | {speed} | {mem} | {cell(r.get('note', ''), 400)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -696,7 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     kernels = resolve_kernels(args.kernels)
     in_use = [k for k, v in kernels.items() if v != KERNEL_CHOICES[k][0]]
     checks, checks_line = None, "not run yet" if in_use else "none (no Steel kernel in use)"
-    fallback = ""  # the note of every Steel row when a kernel was replaced by its reference
+    ref_note = ""  # said in every Steel row when a kernel was replaced by its reference
+    fallback_note = ""  # said in every Steel row once a fallback (compile off, ...) is in use
+    fallback_tried, fallback_label = False, None
     results: list[dict] = []  # every row in run order: measured, failed or skipped
     bases: dict[tuple, dict] = {}
     compiled: set[tuple] = set()
@@ -707,6 +862,14 @@ def main(argv: list[str] | None = None) -> int:
         emit(rec)
         write_atomic(md_path, table(header, checks_line, results))
 
+    def over_budget(est: float) -> str | None:
+        if elapsed() + est > args.budget_s:
+            return f"skipped: time budget ({elapsed():.0f} s elapsed + ~{est:.0f} s estimated > {args.budget_s:.0f} s)"
+        return None
+
+    def failed(rec: dict, e: Exception) -> dict:  # in an `except` block: the traceback goes to the log
+        return {**rec, "error": short_error(e), "traceback": traceback.format_exc(), "elapsed_s": round(elapsed(), 1)}
+
     write_atomic(md_path, table(header, checks_line, results))
     for model_name, vocab, variant in rows_plan:
         name = BASELINE if variant is None else variant[0]
@@ -716,52 +879,72 @@ def main(argv: list[str] | None = None) -> int:
                 checks, checks_line = {}, "skipped (time budget)"
                 stop = f"skipped: no time left for the kernel checks ({elapsed():.0f} s elapsed)"
             else:
-                checks = check_kernels(in_use, min(KERNEL_CHECK_TIMEOUT_S, args.budget_s - elapsed()))
-                for k, r in checks.items():
-                    emit({"kernel_check": k, **r})
-                failed = [k for k in in_use if not checks[k]["ok"]]
-                for k in failed:
+                checks, checks_line = run_kernel_checks(in_use, args.budget_s)
+                failed_checks = [k for k in in_use if not checks[k]["ok"]]
+                for k in failed_checks:
                     kernels[k] = KERNEL_CHOICES[k][0]
-                if failed:
-                    fallback = f"torch reference for {', '.join(failed)} (kernel check failed)"
-                checks_line = "; ".join(
-                    f"{k} {'ok' if r['ok'] else 'FAILED'} ({r.get('impl', '?')}, "
-                    + (f"max rel err {r['max_rel_err']:.2g}" if "max_rel_err" in r else r.get("error", ""))
-                    + ")"
-                    for k, r in checks.items()
-                )
-        key = None if variant is None else compile_key(model_name, variant, compile_, kernels)
-        if stop is None:
-            est = estimate_row_s(
-                model_name, vocab, variant, results, args.warmup + args.steps,
-                cold=key is not None and compile_ and key not in compiled,
-            )
-            if elapsed() + est > args.budget_s:
-                record({**row, "skipped": f"skipped: time budget ({elapsed():.0f} s elapsed + ~{est:.0f} s "
-                        f"estimated > {args.budget_s:.0f} s)"})
-                continue
-        else:
+                if failed_checks:
+                    ref_note = f"torch reference for {', '.join(failed_checks)} (kernel check failed)"
+            write_atomic(md_path, table(header, checks_line, results))  # the checks' outcome, before a row
+        if stop is not None:
             record({**row, "skipped": stop})
             continue
-        try:
-            if variant is None:
-                res = run_baseline(model_name, shape, vocab, seq, args, device)
-                bases[model_name, vocab] = res
-            else:
-                res = run_steel(model_name, shape, vocab, variant, seq, args, device, dict(kernels), compile_)
-                res["cold_compile"] = compile_ and key not in compiled
-                compiled.add(key)
-                if fallback:
-                    res["note"] = fallback
-        except Exception as e:  # noqa: BLE001 -- an OOM or compile failure must not lose the other rows
-            record({**row, "error": repr(e)[:400], "elapsed_s": round(elapsed(), 1)})
-            if not cuda_usable(device):
-                stop = f"skipped: CUDA context broken by {model_name}:{vocab} {name}"
+        if variant is None:
+            if why := over_budget(estimate_row_s(model_name, vocab, None, results, args.warmup + args.steps, False)):
+                record({**row, "skipped": why})
+                continue
+            try:
+                res = bases[model_name, vocab] = run_baseline(model_name, shape, vocab, seq, args, device)
+            except Exception as e:  # noqa: BLE001 -- an OOM must not lose the other rows
+                record(failed(row, e))
+                if not cuda_usable(device):
+                    stop = f"skipped: CUDA context broken by {model_name}:{vocab} {name}"
+                continue
+            finally:
+                release(device)
+            record({**with_ratios(res, None, peak), "elapsed_s": round(elapsed(), 1)})
             continue
-        finally:
-            release(device)
-        res = with_ratios(res, None if variant is None else bases.get((model_name, vocab)), peak)
-        record({**res, "elapsed_s": round(elapsed(), 1)})
+        # A Steel row: with the run's settings; after the first Steel row that fails for a reason other than
+        # memory (a custom op's fake tensor or dtype, an inductor error: the kernel checks cannot see these,
+        # and every later row would repeat them), that row again with compile off, then also with kernels
+        # none; the first of these that works is used by every later Steel row.
+        tries = [(None, compile_, kernels)]
+        while tries:
+            label, c, k = tries.pop(0)
+            key = compile_key(model_name, variant, c, k)
+            attempt = {**row, "fallback": label, "note": f"fallback attempt: {label}"} if label else row
+            if why := over_budget(estimate_row_s(model_name, vocab, variant, results, args.warmup + args.steps,
+                                                 cold=c and key not in compiled)):
+                record({**attempt, "skipped": why})
+                break
+            try:
+                res = run_steel(model_name, shape, vocab, variant, seq, args, device, dict(k), c)
+            except Exception as e:  # noqa: BLE001 -- an OOM or compile failure must not lose the other rows
+                record(failed(attempt, e))
+                if not cuda_usable(device):
+                    stop = f"skipped: CUDA context broken by {model_name}:{vocab} {name}"
+                    break
+                if is_oom(e):  # not a reason to fall back, and no sign whether a fallback would work
+                    break
+                if not fallback_tried:
+                    fallback_tried = True
+                    tries = fallbacks(c, k)
+                    failed_with = f"{model_name}:{vocab} {name} failed with {settings(c, k)}"
+                continue
+            finally:
+                release(device)
+            res["cold_compile"] = c and key not in compiled
+            compiled.add(key)
+            if label:  # this fallback works: every later Steel row uses it
+                compile_, kernels, fallback_label = c, k, label
+                fallback_note = f"fallback: {label}, since {failed_with}"
+            if fallback_label:
+                res["fallback"] = fallback_label
+            if note := "; ".join(n for n in (ref_note, fallback_note) if n):
+                res["note"] = note
+            res = with_ratios(res, bases.get((model_name, vocab)), peak)
+            record({**res, "elapsed_s": round(elapsed(), 1)})
+            break
 
     text = table(header, checks_line, results)
     print(text, flush=True)

@@ -1,10 +1,13 @@
 """bench/gpu_throughput.py keeps working: its --tiny CPU run measures every row in the planned order, checks
-each precision's parameter dtypes, and rewrites its log and Markdown table after every row."""
+each precision's parameter dtypes, and rewrites its log and Markdown table after every row. It gets one
+10-minute run on a GPU, so what goes wrong there must cost little and be readable in its log: these tests
+fake the failures (a hanging kernel check, a row failing inside the compiled model, an OOM)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,8 +31,21 @@ def logged(out: Path) -> list[dict]:
 
 
 def test_tiny_run_writes_every_row(bench, tmp_path, monkeypatch):
+    import steel.kernels
+
+    # What the rows hand each kernel: (config key, dtypes of the floating inputs, autocast on)
+    calls = set()
+    for key, fn_name in steel.kernels.KERNEL_NAMES.items():
+        def recorded(*a, _fn=getattr(steel.kernels, fn_name), _key=key, **kw):
+            floats = tuple(t.dtype for t in a if isinstance(t, torch.Tensor) and t.is_floating_point())
+            calls.add((_key, floats, torch.is_autocast_enabled(a[0].device.type)))
+            return _fn(*a, **kw)
+
+        monkeypatch.setattr(steel.kernels, fn_name, recorded)  # the model looks its kernels up when built
     monkeypatch.setenv("OUT", str(tmp_path))
     assert bench.main(["--tiny", "--models", "llama:1000,steel-1b"]) == 0
+    # the kernel check tries each op with exactly the dtypes the bf16 and fp32-master rows give it
+    assert calls == {(k, dts, ac) for k, cases in bench.KERNEL_CHECK_CASES.items() for dts, ac in cases.values()}
     rows = [r for r in logged(tmp_path) if "variant" in r]
     assert [r.get("error") or r.get("skipped") for r in rows] == [None] * len(rows)
     # Baselines first; then each model's DEFAULT_VARIANTS in order (llama:1000 stands for llama:32000),
@@ -42,6 +58,8 @@ def test_tiny_run_writes_every_row(bench, tmp_path, monkeypatch):
     ]
     for r in rows:
         assert r["tokens_per_s"] > 0 and r["true_flops_per_token"] > 0
+        # MFU against the issue's fixed peak is in every row, whatever the device name (here none: cpu)
+        assert r["mfu"] is None and r["mfu_6n_989t"] == round(r["tokens_per_s"] * r["six_n_flops_per_token"] / 989.4e12, 4)
         # bf16 rows: bf16 parameters and no autocast (a default param_dtype: fp32 once cast them back);
         # everything else fp32 parameters under bf16 autocast; RoPE's inv_freq fp32 in every row.
         want = ("bfloat16", None) if r.get("precision") == "bf16" else ("float32", "bfloat16")
@@ -54,8 +72,9 @@ def test_tiny_run_writes_every_row(bench, tmp_path, monkeypatch):
     # every kernel was checked (on the CPU: the reference the model falls back to) by the child process
     checks = [r for r in logged(tmp_path) if "kernel_check" in r]
     assert sorted(c["kernel_check"] for c in checks) == sorted(bench.KERNEL_CHOICES)
-    assert all(c["ok"] for c in checks)
+    assert all(c["ok"] and set(c["max_rel_err_by_case"]) == {"bf16", "fp32-master"} for c in checks)
     md = (tmp_path / "gpu_throughput.md").read_text()
+    assert "MFU 6N @989.4T" in md and "against no peak (none known for device 'cpu')" in md
     table = [x for x in md.splitlines() if x.startswith("| llama") or x.startswith("| steel-1b")]
     assert table == [x for r in rows for x in table if x.startswith(f"| {r['model']} | {r['vocab']} | {r['variant']} |")]
     assert (tmp_path / "gpu_throughput.log").read_text().endswith(md)  # the log closes with the table
@@ -102,7 +121,7 @@ def test_estimate_counts_a_cold_compile(bench):
 def test_row_that_would_overrun_is_skipped_and_the_table_kept(bench, tmp_path, monkeypatch):
     monkeypatch.setenv("OUT", str(tmp_path))
     monkeypatch.setattr(bench, "COLD_COMPILE_S", 10_000.0)  # any fresh compile overruns the budget
-    monkeypatch.setattr(bench, "check_kernels", lambda keys, timeout_s: {k: {"ok": True} for k in keys})
+    monkeypatch.setattr(bench, "check_kernels", lambda keys, *a, **kw: {k: {"ok": True} for k in keys})
     argv = ["--tiny", "--compile", "--models", "llama:1000", "--variants", "steel bf16 mb4,steel bf16 mb8"]
     assert bench.main(argv) == 0
     rows = [r for r in logged(tmp_path) if "variant" in r]
@@ -112,18 +131,35 @@ def test_row_that_would_overrun_is_skipped_and_the_table_kept(bench, tmp_path, m
 
 
 def test_failed_baseline_and_kernel_check(bench, tmp_path, monkeypatch):
-    def no_baseline(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory")
+    def allocate_activations():
+        raise RuntimeError("CUDA out of memory. " + "Tried to allocate 2.00 GiB; " * 40 + "END")
 
+    def no_baseline(*args, **kwargs):
+        allocate_activations()
+
+    md_at_first_steel_row = []
+
+    def run_steel(*args, **kwargs):
+        md_at_first_steel_row.append((tmp_path / "gpu_throughput.md").read_text())
+        return run_steel.orig(*args, **kwargs)
+
+    run_steel.orig = bench.run_steel
     monkeypatch.setenv("OUT", str(tmp_path))
     monkeypatch.setattr(bench, "run_baseline", no_baseline)
+    monkeypatch.setattr(bench, "run_steel", run_steel)
     monkeypatch.setattr(
         bench, "check_kernels",
-        lambda keys, timeout_s: {k: {"ok": k != "rope", "error": "device-side assert"} for k in keys},
+        lambda keys, *a, **kw: {k: {"ok": k != "rope", "error": "device-side assert"} for k in keys},
     )
     assert bench.main(["--tiny", "--models", "llama:1000", "--variants", "steel bf16 mb4"]) == 0
     base, steel = [r for r in logged(tmp_path) if "variant" in r]
     assert "out of memory" in base["error"]
+    # the log has the whole traceback; the table's cell is short
+    assert "allocate_activations" in base["traceback"] and "END" in base["traceback"]
+    base_line = next(x for x in (tmp_path / "gpu_throughput.md").read_text().splitlines() if "| eager" in x)
+    assert "out of memory" in base_line and "END" not in base_line and len(base_line) < 400
+    # the table says how the checks went before the next row runs, not "not run yet"
+    assert "Kernel checks: rmsnorm ok" in md_at_first_steel_row[0] and "rope FAILED" in md_at_first_steel_row[0]
     # the Steel row runs with RoPE's reference, says so, and has no ratio: its baseline failed
     assert steel["kernels"]["rope"] == "torch" and steel["kernels"]["rmsnorm"] == "triton"
     assert "rope" in steel["note"] and "speedup_vs_baseline" not in steel
@@ -132,12 +168,17 @@ def test_failed_baseline_and_kernel_check(bench, tmp_path, monkeypatch):
 
 
 def test_kernel_check_catches_a_wrong_kernel(bench, monkeypatch, capsys):
-    from steel.kernels import silu_mul_ref
+    from steel.kernels import rms_norm_ref, silu_mul_ref
 
     # 10% off in the low-precision run only (the check compares it with the fp32 reference run)
     monkeypatch.setattr(bench, "silu_mul", lambda a, b, impl: silu_mul_ref(a, b) * (1.1 if a.dtype == torch.bfloat16 else 1))
     assert not bench.check_kernel("silu_mul", torch.device("cpu"))["ok"]
     assert bench.check_kernel("rmsnorm", torch.device("cpu"))["ok"]
+    # 10% off only as the fp32-master rows call it: fp32 residual and weight under bf16 autocast
+    monkeypatch.setattr(bench, "rms_norm", lambda x, w, eps, impl: rms_norm_ref(x, w, eps) * (
+        1.1 if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu") else 1))
+    res = bench.check_kernel("rmsnorm", torch.device("cpu"))
+    assert not res["ok"] and res["max_rel_err_by_case"]["bf16"] < 0.01 < res["max_rel_err_by_case"]["fp32-master"]
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
@@ -145,7 +186,8 @@ def test_kernel_check_catches_a_wrong_kernel(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "rms_norm", broken)
     assert bench.kernel_check_child(["rmsnorm", "rope"]) == 1  # stops: the context may be broken
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert out == [{"kernel_check": "rmsnorm", "ok": False, "error": out[0]["error"]}] and "illegal" in out[0]["error"]
+    assert [(r["kernel_check"], r["ok"]) for r in out] == [("rmsnorm", False)] and "illegal" in out[0]["error"]
+    assert "def broken" not in out[0]["traceback"] and "in broken" in out[0]["traceback"]  # the whole traceback
 
 
 def test_kernel_checks_go_on_in_a_fresh_process_after_an_error(bench):
@@ -154,3 +196,94 @@ def test_kernel_checks_go_on_in_a_fresh_process_after_an_error(bench):
     res = bench.check_kernels(["no-such-kernel", "silu_mul"], timeout_s=120)
     assert not res["no-such-kernel"]["ok"] and "no kernel check" in res["no-such-kernel"]["error"]
     assert res["silu_mul"]["ok"]
+
+
+def fake_child(monkeypatch, bench, script: str) -> None:
+    """The kernel-check child replaced by `script` (Python), which gets the kernel keys in sys.argv[1]."""
+    monkeypatch.setattr(bench, "kernel_check_cmd", lambda keys: [sys.executable, "-c", script, ",".join(keys)])
+
+
+def test_a_hanging_kernel_check_costs_only_that_kernel(bench, monkeypatch):
+    # "b" hangs, "c" takes a second. Each gets its own 2 s (not a share of one deadline: then "c", in a fresh
+    # child after the hang, would get a second, too little to start and check it).
+    fake_child(monkeypatch, bench, """
+import json, sys, time
+for key in sys.argv[1].split(","):
+    time.sleep({"a": 0, "b": 600}.get(key, 1.0))
+    print(json.dumps({"kernel_check": key, "ok": True}), flush=True)
+""")
+    res = bench.check_kernels(["a", "b", "c"], timeout_s=2.0)
+    assert res["a"]["ok"] and res["c"]["ok"]
+    assert not res["b"]["ok"] and "no result in 2 s" in res["b"]["error"]
+
+
+def test_a_failed_kernel_check_keeps_the_child_stderr(bench, monkeypatch):
+    fake_child(monkeypatch, bench, "import sys; sys.stderr.write('START' + 'x' * 5000 + 'END'); sys.exit(3)")
+    res = bench.check_kernels(["a"], timeout_s=30.0)
+    assert not res["a"]["ok"] and "exit 3" in res["a"]["error"]
+    assert res["a"]["stderr"] == "START" + "x" * 5000 + "END"
+
+
+def test_kernel_checks_that_raise_fail_the_checks_not_the_run(bench, tmp_path, monkeypatch):
+    def check_kernels(*args, **kwargs):
+        raise ValueError("a bug in the checking")
+
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(bench, "check_kernels", check_kernels)
+    assert bench.main(["--tiny", "--models", "llama:1000", "--variants", "steel bf16 mb4"]) == 0
+    log = logged(tmp_path)
+    assert "in check_kernels" in next(r for r in log if "kernel_checks_error" in r)["traceback"]
+    steel = next(r for r in log if r.get("variant") == "steel bf16 mb4")
+    assert "tokens_per_s" in steel and set(steel["kernels"].values()) == {"torch"}  # every kernel's reference
+
+
+def fake_steel(bench, fails):
+    """run_steel that raises `fails(compile_, kernels)` (an exception or None), else runs the row uncompiled (a
+    CPU compile is slow); the calls' (variant, compile, fused kernels) in `.calls`."""
+    orig = bench.run_steel
+
+    def run_steel(model_name, shape, vocab, variant, seq, args, device, kernels, compile_):
+        run_steel.calls.append((variant[0], compile_, sorted(k for k, v in kernels.items() if v != "torch")))
+        if (e := fails(compile_, kernels)) is not None:
+            raise e
+        return orig(model_name, shape, vocab, variant, seq, args, device, kernels, False)
+
+    run_steel.calls = []
+    return run_steel
+
+
+TWO_ROWS = ["--tiny", "--compile", "--models", "llama:1000", "--variants", "steel bf16 mb4,steel bf16 mb8"]
+ALL = ["cross_entropy", "rmsnorm", "rope", "silu_mul"]
+
+
+def test_a_row_failing_in_the_compiled_model_falls_back_for_every_later_row(bench, tmp_path, monkeypatch):
+    # fails with compile on, and (e.g. a kernel's bad output dtype) also eagerly while any kernel is on
+    run_steel = fake_steel(bench, lambda c, k: RuntimeError("fake tensor dtype mismatch") if c or
+                           set(k.values()) != {"torch"} else None)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(bench, "run_steel", run_steel)
+    monkeypatch.setattr(bench, "check_kernels", lambda keys, *a, **kw: {k: {"ok": True} for k in keys})
+    assert bench.main(TWO_ROWS) == 0
+    assert run_steel.calls == [
+        ("steel bf16 mb4", True, ALL), ("steel bf16 mb4", False, ALL), ("steel bf16 mb4", False, []),
+        ("steel bf16 mb8", False, []),  # the working fallback, straight away
+    ]
+    rows = [r for r in logged(tmp_path) if r.get("variant", "").startswith("steel")]
+    assert ["tokens_per_s" in r for r in rows] == [False, False, True, True]
+    assert "mismatch" in rows[0]["error"] and rows[1]["fallback"] == "compile off"
+    for r in rows[2:]:
+        assert r["fallback"] == "compile off, kernels none" and "fallback: compile off, kernels none" in r["note"]
+    md = (tmp_path / "gpu_throughput.md").read_text()
+    assert md.count("fallback: compile off, kernels none, since llama:1000 steel bf16 mb4 failed") == 2
+
+
+def test_an_oom_is_no_reason_to_fall_back(bench, tmp_path, monkeypatch):
+    run_steel = fake_steel(bench, lambda c, k: torch.cuda.OutOfMemoryError("CUDA out of memory")
+                           if len(run_steel.calls) == 1 else None)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(bench, "run_steel", run_steel)
+    monkeypatch.setattr(bench, "check_kernels", lambda keys, *a, **kw: {k: {"ok": True} for k in keys})
+    assert bench.main(TWO_ROWS) == 0
+    assert run_steel.calls == [("steel bf16 mb4", True, ALL), ("steel bf16 mb8", True, ALL)]
+    rows = [r for r in logged(tmp_path) if r.get("variant", "").startswith("steel")]
+    assert "out of memory" in rows[0]["error"] and "fallback" not in rows[1]
