@@ -113,7 +113,9 @@ class SteelConfig(PretrainedConfig):
         need(self.hidden_act in ACT2FN, "hidden_act", f"must be one of transformers' activations {sorted(ACT2FN)}")
         rope = self.rope_parameters or {}
         need(rope.get("rope_theta", 1.0) > 0, "rope_parameters", "rope_theta must be > 0")
-        rope_types = ["default", *sorted(ROPE_INIT_FUNCTIONS)]
+        # NOTE: longrope switches to `long_factor` past original_max_position_embeddings in transformers' own
+        # models (a forward-time update); Steel's RoPE computed the short factors at every length.
+        rope_types = ["default", *sorted(set(ROPE_INIT_FUNCTIONS) - {"longrope"})]
         need(rope.get("rope_type", "default") in rope_types, "rope_parameters", f"rope_type must be one of {rope_types}")
         need(self.layer_types is None or len(self.layer_types) == self.num_hidden_layers, "layer_types",
              f"needs one entry per layer ({self.num_hidden_layers})")
