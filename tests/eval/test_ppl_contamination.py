@@ -193,6 +193,77 @@ def test_contamination_finds_copies_with_option_letters(tmp_path):
     assert len(res["flagged"]) == 6
 
 
+def test_normalize_keeps_exactly_the_alphanumerics():
+    """The regex normalisation against the definition it replaced (str.isalnum per character), on every
+    code point outside the surrogates, after NFKC and lower-casing."""
+    import unicodedata
+
+    text = "".join(chr(c) for c in range(0x20, 0x30000) if not 0xD800 <= c < 0xE000)
+    folded = unicodedata.normalize("NFKC", text).lower()
+    assert C.normalize(text) == "".join(ch for ch in folded if ch.isalnum())
+
+
+def _copies(path, qs, layout):
+    path.write_text("".join(json.dumps({"text": layout(q)}, ensure_ascii=False) + "\n" for q in qs),
+                    encoding="utf-8")
+    return path
+
+
+def test_contamination_finds_reordered_copies_nearby_only(tmp_path):
+    """Options shuffled and labelled ①②③④: the joined layouts see the stem's n-grams only (half of
+    them here, 0.5 < 0.6); `reordered` finds the stem with every option next to it. The same options far
+    from the stem (a long document that quotes the stem) are not a copy."""
+    bench = make_ceval_dir(tmp_path / "ceval")
+    from steel.eval.mc import read_questions
+
+    qs = read_questions(bench / "val" / "computer_network_val.csv", "ceval", "computer_network")
+
+    def circled(q):
+        opts = list(q.choices[1:]) + [q.choices[0]]
+        return q.question + "\n" + "\n".join(f"{c}{o}" for c, o in zip("①②③④", opts))
+
+    res = C.contamination_report([_copies(tmp_path / "c.jsonl", qs, circled)], "ceval", bench, None, n=8,
+                                 threshold=0.6)
+    assert len(res["flagged"]) == len(qs) == 6
+    for f in res["flagged"]:
+        assert f["layout"] == "reordered" and f["overlaps"]["reordered"] == 1.0
+        assert f["overlaps"]["plain"] < 0.6 and f["overlaps"]["lettered"] < 0.6
+
+    def far(q):
+        return circled(q).replace("\n", "。" + "无关的叙述。" * 400, 1)
+
+    res = C.contamination_report([_copies(tmp_path / "f.jsonl", qs, far)], "ceval", bench, None, n=8,
+                                 threshold=0.6)
+    assert res["flagged"] == []
+    res = C.contamination_report([_copies(tmp_path / "s.jsonl", qs, lambda q: q.question)], "ceval", bench,
+                                 None, n=8, threshold=0.5)
+    # The stem alone: half of the plain layout, and named as partial by every layout's share.
+    assert {(f["layout"], f["overlaps"]["plain"], f["overlaps"]["reordered"]) for f in res["flagged"]} == {
+        ("plain", 0.5, 0.0)
+    }
+
+
+def test_text_file_is_read_in_pieces(tmp_path, monkeypatch):
+    """A .txt is read in pieces of whole lines (one document each), so memory does not grow with the file;
+    a copy inside a piece is found as before."""
+    bench = make_ceval_dir(tmp_path / "ceval")
+    monkeypatch.setattr(C, "TXT_PIECE_CHARS", 100)
+    lines = ["无关的叙述第%d行。\n" % i for i in range(60)]
+    lines[30] = "关于唐朝诗人的说法，下列哪项正确？A. 唐朝诗人甲 B. 乙 C. 丙 D. 丁\n"
+    path = tmp_path / "big.txt"
+    path.write_text("".join(lines), encoding="utf-8")
+    pieces = list(C.training_texts([path]))
+    assert "".join(pieces) == "".join(lines) and len(pieces) > 5 and all(p.endswith("\n") for p in pieces)
+    res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=0.9)
+    assert res["training"]["documents"] == len(pieces)
+    (tmp_path / "x.parquet").write_bytes(b"PAR1\x00\x15")
+    with pytest.raises(UserError, match=r"x.parquet: binary .parquet files are not read here"):
+        list(C.training_texts([tmp_path / "x.parquet"]))
+    assert [(f["where"].rsplit("/", 1)[1], f["layout"]) for f in res["flagged"]] == [
+        ("computer_network_val.csv:4", "lettered")
+    ]
+
+
 def test_contamination_cli_errors(tmp_path, capsys):
     bench = make_ceval_dir(tmp_path / "ceval")
     bad = tmp_path / "bad.jsonl"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import unicodedata
 import zlib
 from collections.abc import Iterator
@@ -26,10 +27,13 @@ from pathlib import Path
 from steel.cli import UserError
 from steel.eval.mc import DEFAULT_SPLIT, list_subjects, read_questions, subject_file
 
+# Python's \w is str.isalnum() plus "_" (tested on every code point): this keeps exactly the alphanumerics,
+# where a join over a generator of characters held one string object per character (~76 bytes each).
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
 
 def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return "".join(ch for ch in text if ch.isalnum())
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 def ngrams(text: str, n: int) -> set[str]:
@@ -41,7 +45,8 @@ def ngrams(text: str, n: int) -> set[str]:
 def question_layouts(question: str, choices: list[str], n: int) -> dict[str, set[str]]:
     """The n-gram sets of one question as a copy would lay it out: `lettered`, the stem then each option
     after its letter ("A. x", "(A) x", "A、x" all normalise to "ax"), and `plain`, stem and options run
-    together as when the letters were dropped.
+    together as when the letters were dropped. (The third layout, `reordered`, is checked per document:
+    see `contamination_report`.)
 
     NOTE: with the plain layout alone, only 2,674 of the 7,703 CMMLU test questions copied verbatim in
     the "A. x" layout were found: the letters break every n-gram that crosses two options. N-grams
@@ -57,6 +62,7 @@ def question_layouts(question: str, choices: list[str], n: int) -> dict[str, set
     }
 
 
+LAYOUTS = ("lettered", "plain", "reordered")
 def _open_text(path: Path) -> io.TextIOBase:
     # utf-8-sig: a leading BOM (Windows editors) is dropped, not read into the first record.
     if path.name.endswith(".zst"):
@@ -66,6 +72,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
+
+
+TXT_PIECE_CHARS = 1 << 20
 
 
 def _strings(obj) -> Iterator[str]:
@@ -121,7 +130,18 @@ def _read_file_texts(path: Path) -> Iterator[str]:
             for rec in data if isinstance(data, list) else [data]:
                 yield "\n".join(_strings(rec))
         else:
-            yield f.read()
+            # Plain text in pieces of whole lines, ~1M characters each (a piece is one document): one string
+            # per file took several times its size in memory while it was normalised and cut into n-grams.
+            piece: list[str] = []
+            size = 0
+            for line in f:
+                piece.append(line)
+                size += len(line)
+                if size >= TXT_PIECE_CHARS:
+                    yield "".join(piece)
+                    piece, size = [], 0
+            if piece:
+                yield "".join(piece)
 
 
 def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[str]:
@@ -182,9 +202,43 @@ def training_texts(paths: list[Path], tokenizer_dir: str | Path | None = None) -
                 raise UserError(f"{p}: a directory must be a prepared data dir (manifest.json)")
             yield from _chunk_texts(p, tokenizer_dir)
         elif p.is_file():
+            if p.suffix in (".parquet", ".arrow", ".bin", ".npy"):  # read as text, they gave "invalid UTF-8"
+                raise UserError(
+                    f"{p}: binary {p.suffix} files are not read here; give .json/.jsonl/.txt (optionally .zst or "
+                    ".gz), or a directory made by `steel data prepare`"
+                )
             yield from _file_texts(p)
         else:
             raise UserError(f"--data {p}: no such file or directory")
+
+
+def _reordered_share(t: str, hits: list[tuple[int, str]], stem_grams: set[str], options: list[str], n: int) -> float:
+    """The `reordered` layout in one normalised text: the largest share of the stem's n-grams found close
+    together (spanning at most the stem's length and a half), if every option occurs near them, before or
+    after, in any order and with any labels ("①x", "选项A：x", options shuffled: the labels and the order
+    break the joined layouts' n-grams).
+
+    NOTE: "anywhere in the document" flagged a question whose stem is quoted by a law code (one 1M-character
+    piece of it) and whose short options ("个人", "团体") occur somewhere in it too.
+    """
+    stem_len = len(next(iter(stem_grams))) + len(stem_grams) - 1
+    span = stem_len + stem_len // 2
+    near = sum(len(o) for o in options) + 8 * len(options) + 16  # the options and their labels
+    best, lo, count = 0.0, 0, {}
+    for hi in range(len(hits)):  # two pointers over the hits, in position order
+        count[hits[hi][1]] = count.get(hits[hi][1], 0) + 1
+        while hits[hi][0] - hits[lo][0] > span:
+            g = hits[lo][1]
+            count[g] -= 1
+            if not count[g]:
+                del count[g]
+            lo += 1
+        share = len(count) / len(stem_grams)
+        if share > best:
+            window = t[max(0, hits[lo][0] - near) : hits[hi][0] + n + near]
+            if all(o in window for o in options):
+                best = share
+    return best
 
 
 def contamination_report(
@@ -201,37 +255,54 @@ def contamination_report(
     if not 0 < threshold <= 1:
         raise UserError("--threshold: must be in (0, 1]")
     split = split or DEFAULT_SPLIT[task]
-    questions = []  # (subject, where, {layout: n-gram set})
+    questions = []  # (subject, where, {layout: n-gram set}, stem n-grams, normalised options)
     index: dict[str, list[int]] = {}  # n-gram -> questions containing it (in any layout)
     for s in list_subjects(task, bench, split):
         for q in read_questions(subject_file(task, bench, split, s), task, s, need_answer=False):
             layouts = question_layouts(q.question, q.choices, n)
+            stem = normalize(q.question)
+            stem_grams = ngrams(stem, n) if len(stem) >= n else set()
             for g in set().union(*layouts.values()):
                 index.setdefault(g, []).append(len(questions))
-            questions.append((s, q.where, layouts))
+            options = [o for o in (normalize(c) for c in q.choices) if o]
+            questions.append((s, q.where, layouts, stem_grams, options))
     found: list[set[str]] = [set() for _ in questions]
+    reordered = [0.0] * len(questions)  # best share of stem n-grams in one document holding every option
     docs = chars = 0
     for text in training_texts(data, tokenizer_dir):
         t = normalize(text)
         docs += 1
         chars += len(t)
+        # NOTE: n-grams are looked up as they are cut, not collected in a set first: a set of a whole
+        # document's n-grams took ~150 bytes per character (1.3 GB for one 7M-character .txt).
         # Short texts (shorter than n) are compared whole, matching how short questions are indexed.
-        for g in ngrams(t, n) if len(t) >= n else ({t} if t else set()):
+        grams = ((i, t[i : i + n]) for i in range(len(t) - n + 1)) if len(t) >= n else (((0, t),) if t else ())
+        stem_hits: dict[int, list[tuple[int, str]]] = {}  # question -> (position, stem n-gram) in this text
+        for i, g in grams:
             hit = index.get(g)
             if hit:
                 for qi in hit:
                     found[qi].add(g)
+                    if g in questions[qi][3]:
+                        stem_hits.setdefault(qi, []).append((i, g))
+        for qi, hits in stem_hits.items():
+            share = _reordered_share(t, hits, questions[qi][3], questions[qi][4], n)
+            reordered[qi] = max(reordered[qi], share)
     subjects: dict[str, dict] = {}
     flagged = []
-    for qi, (s, where, layouts) in enumerate(questions):
+    for qi, (s, where, layouts, stem_grams, _options) in enumerate(questions):
         shares = {k: len(found[qi] & g) / len(g) for k, g in layouts.items() if g}
+        if stem_grams:
+            shares["reordered"] = reordered[qi]
         layout, share = max(shares.items(), key=lambda kv: kv[1]) if shares else (None, 0.0)
         d = subjects.setdefault(s, {"n": 0, "contaminated": 0, "mean_overlap": 0.0})
         d["n"] += 1
         d["mean_overlap"] += share
         if share >= threshold:
             d["contaminated"] += 1
-            flagged.append({"where": where, "overlap": round(share, 4), "layout": layout})
+            # Every layout's share: a partial copy (the stem alone) shows as such, not as its best layout.
+            flagged.append({"where": where, "overlap": round(share, 4), "layout": layout,
+                            "overlaps": {k: round(v, 4) for k, v in shares.items()}})
     for d in subjects.values():
         d["mean_overlap"] /= d["n"]
         d["rate"] = d["contaminated"] / d["n"]
