@@ -2,8 +2,8 @@
 
 Both sides are normalised the same way (NFKC, lower case, only letters/digits/CJK kept, so spacing
 and punctuation do not hide a copy), then cut into character n-grams. A question is looked for in
-two layouts, and its overlap is the largest share of a layout's n-grams found anywhere in the
-training text (see `question_layouts`); it counts as contaminated when that share reaches `threshold`.
+three layouts (`question_layouts`, `_reordered_share`), and its overlap is the largest share of a
+layout's n-grams found in the training text; it counts as contaminated when that share reaches `threshold`.
 Reported per subject and overall, so a score on a subject whose questions were trained on can be
 discounted (Steel-LLM measured CMMLU 33 -> 36 after putting CMMLU-like questions into SFT).
 
