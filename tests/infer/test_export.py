@@ -118,7 +118,9 @@ def test_stock_export_is_transformers_own_class(tmp_path, tiny_tokenizer_dir, bi
     model.save_pretrained(str(src))
     tok.save_pretrained(str(src))
     out = tmp_path / "stock"
-    assert steel_main(["export", str(src), str(out), "--stock"]) == 0
+    assert steel_main(["export", str(src), str(out)]) == 0  # a Steel export there first: its .py files must go
+    assert (out / "modeling_steel.py").is_file()
+    assert steel_main(["export", str(src), str(out), "--stock", "--overwrite"]) == 0
     assert "document_mask" in capsys.readouterr().err  # the one behaviour the stock class lacks is named
     assert not list(out.glob("*.py"))
     config = json.loads((out / "config.json").read_text())

@@ -99,8 +99,8 @@ def test_time_limit_saves_and_stops(tmp_path, data, monkeypatch):
     time limit (a save after SIGTERM under torchrun has 30 s before its SIGKILL)."""
     import steel.train.trainer as T
 
-    clock = [1000.0]
-    monkeypatch.setattr(T.time, "monotonic", lambda: clock[0])
+    clock = [0.0]  # seconds since the process started
+    monkeypatch.setattr(T, "process_seconds", lambda: clock[0])
     cfg = tiny_config(tmp_path, [data], checkpoint={"every": 100, "stop_after_minutes": 1.5})
     trainer = main(setup(str(cfg)))
     anneal = trainer.on_step
@@ -113,10 +113,26 @@ def test_time_limit_saves_and_stops(tmp_path, data, monkeypatch):
     assert trainer.train() == "time limit"
     assert trainer.state.step == 5 and ckpt.latest_checkpoint(tmp_path / "run").name == "step-5"
     trainer.metrics.close()
+    # Reached on the last step, the run is done (it said "time limit", and a rerun loop went once more).
+    trainer = main(setup(str(cfg), ["max_steps=6"]))
+    assert trainer.train() == "done" and trainer.state.step == 6
+    trainer.metrics.close()
     with pytest.raises(ConfigError, match=r"checkpoint.stop_after_minutes: must be >= 0"):
         setup(str(cfg), ["checkpoint.stop_after_minutes=-1"])
     with pytest.raises(ConfigError, match=r"parallel.timeout_minutes: must be > 0"):
         setup(str(cfg), ["parallel.timeout_minutes=0"])
+    with pytest.raises(ConfigError, match=r"parallel.timeout_minutes: must be > 0 and at most a week"):
+        setup(str(cfg), ["parallel.timeout_minutes=1e13"])  # an OverflowError traceback in init_process_group
+
+
+def test_process_seconds_counts_from_the_process_start():
+    """stop_after_minutes counts what a job's time limit counts: here a second spent before the import."""
+    import subprocess
+    import sys
+
+    code = "import time; time.sleep(1.0); from steel.train.trainer import process_seconds; print(process_seconds())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert 1.0 <= float(out.stdout) < 100
 
 
 def _poison(trainer, bad_steps):

@@ -86,6 +86,9 @@ def export(
     tok.save_pretrained(str(out))
     if getattr(cfg, "model_type", None) == "steel":
         _check_remote_code(out)
+    else:  # an earlier Steel export into this directory (--overwrite) left custom code a stock model lacks
+        for name in STEEL_MODEL_FILES:
+            (out / name).unlink(missing_ok=True)
     return out
 
 

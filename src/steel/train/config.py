@@ -86,8 +86,8 @@ class ParallelSection:
     timeout_minutes: float = 30.0
 
     def validate(self) -> None:
-        if not self.timeout_minutes > 0:
-            raise ConfigError(f"parallel.timeout_minutes: must be > 0, got {self.timeout_minutes}")
+        if not 0 < self.timeout_minutes <= 7 * 24 * 60:  # larger overflowed a C int in init_process_group
+            raise ConfigError(f"parallel.timeout_minutes: must be > 0 and at most a week (10080), got {self.timeout_minutes}")
         if self.param_dtype == "bf16" and self.mode == "fsdp":
             raise ConfigError(
                 "parallel.param_dtype: bf16 parameters are for modes none and ddp; under fsdp, dtype: bf16 already "
@@ -100,9 +100,9 @@ class ParallelSection:
 class CheckpointSection:
     every: int = 1000  # save every N steps (and at the end, and on SIGTERM/SIGINT)
     keep: int = 3  # keep the newest K checkpoints
-    # Save and stop once the loop has run this long (0 = no limit). For a job with a time limit: set it a
-    # checkpoint's save time under the limit. A save after SIGTERM under torchrun has 30 s before its
-    # SIGKILL, too short for a 1B model's checkpoint.
+    # Save and stop once the process has run this long (0 = no limit; counted from the process's start). For a
+    # job with a time limit: set it a checkpoint's save time (and a step) under the limit. A save after
+    # SIGTERM under torchrun has 30 s before its SIGKILL, too short for a 1B model's checkpoint.
     stop_after_minutes: float = 0.0
 
     def validate(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -513,9 +514,9 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = signal.Signals(signum).name
 
-    def _stop_requested(self, started: float) -> str | None:
+    def _stop_requested(self) -> str | None:
         limit = self.cfg.checkpoint.stop_after_minutes
-        if not self._stop and limit and time.monotonic() - started >= 60 * limit:
+        if not self._stop and limit and process_seconds() >= 60 * limit:
             self._stop = "time limit"
         # Made on the device: all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag.
         flag = torch.tensor([1.0 if self._stop else 0.0], device=self.d.device)
@@ -533,7 +534,6 @@ class Trainer:
             log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
         status = "done"
         t0, tokens0 = time.perf_counter(), s.tokens
-        started = time.monotonic()
         try:
             with progress_bar("train", total=cfg.max_steps, unit="steps",
                               disable=None if cfg.log.progress and self.d.is_main else True) as advance:
@@ -564,10 +564,10 @@ class Trainer:
                             "skipped": s.skipped,
                         })
                         t0, tokens0 = time.perf_counter(), s.tokens
-                    stop = self._stop_requested(started)
+                    stop = self._stop_requested()
                     if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
                         self.save()
-                    if stop:
+                    if stop and s.step < cfg.max_steps:  # on the last step the run is done, not stopped
                         log.info("%s: checkpoint saved at step %d, stopping", stop, s.step)
                         status = stop
                         break
@@ -575,6 +575,23 @@ class Trainer:
             for sig, h in old.items():
                 signal.signal(sig, h)
         return status
+
+
+_IMPORTED = time.monotonic()
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (Linux: /proc; elsewhere since this module was imported), so that
+    `checkpoint.stop_after_minutes` counts Python's and torch's start, the model build and the checkpoint
+    load, as a job's time limit does."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after "pid (comm)"
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
 
 
 # --- setup / main / fit ------------------------------------------------------------------------------
