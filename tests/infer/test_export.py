@@ -141,7 +141,8 @@ def test_stock_export_is_transformers_own_class(tmp_path, tiny_tokenizer_dir, bi
 
 
 def test_stock_export_probe_catches_a_dropped_field(tmp_path, monkeypatch):
-    """A mapping that loses a config field (here RoPE's base) is refused by the probe, not written."""
+    """A mapping that loses a config field (here RoPE's base) is refused by the probe, not written; in bf16
+    too (the probe runs in fp32: bf16 rounding hid the 0.4% this moves a fresh model's logits)."""
     import transformers
 
     from steel.cli import UserError
@@ -158,11 +159,20 @@ def test_stock_export_probe_catches_a_dropped_field(tmp_path, monkeypatch):
         kw["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6}
         return real(**kw)
 
-    monkeypatch.setattr(transformers, "Qwen2Config", lossy)
+    # By name: importing transformers' modeling code replaces the `transformers` module object in
+    # sys.modules, so a setattr on an object imported earlier may patch a module nobody reads.
+    monkeypatch.setattr("transformers.Qwen2Config", lossy)
     with pytest.raises(UserError, match="computes other logits than the Steel model"):
         stock_model(model, tmp_path, [])
-    monkeypatch.setattr(transformers, "Qwen2Config", real)
-    assert type(stock_model(model, tmp_path, [])).__name__ == "Qwen2ForCausalLM"
+    from steel.infer.load import cast_parameters
+
+    cast_parameters(model, torch.bfloat16)
+    with pytest.raises(UserError, match="computes other logits than the Steel model"):
+        stock_model(model, tmp_path, [])
+    monkeypatch.setattr("transformers.Qwen2Config", real)
+    new = stock_model(model, tmp_path, [])
+    assert type(new).__name__ == "Qwen2ForCausalLM" and new.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert new.model.rotary_emb.inv_freq.dtype == torch.float32
 
 
 def test_stock_export_refuses_soft_moe(tmp_path, tiny_tokenizer_dir, capsys):

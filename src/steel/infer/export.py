@@ -17,6 +17,7 @@ the custom code? [y/N]" where Steel is not imported (it falls back to the plain 
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -135,30 +136,32 @@ def stock_model(model, src: Path, notes: list[str]):
         cls = transformers.LlamaForCausalLM
     new_cfg.head_dim = cfg.head_dim  # Qwen2Config has no such field; Qwen2's attention reads it if set
     dtype = next(model.parameters()).dtype
-    new = cls(new_cfg)
-    new.load_state_dict(model.state_dict(), strict=True)
-    from steel.infer.load import cast_parameters
-
-    cast_parameters(new, dtype)  # parameters only: RoPE's inv_freq stays fp32, as in the source
+    new = cls(new_cfg)  # fp32
+    new.load_state_dict(model.state_dict(), strict=True)  # bf16/fp16 weights upcast exactly
     new.generation_config = model.generation_config
     new.eval()
-    # A probe without EOS ids: with document_mask Steel restarts attention after one, the stock class does not.
+    # The probe runs both in fp32: in bf16 one rounding per op (eps 2^-8) hid a dropped RoPE base, which moved
+    # the logits of a freshly initialised model (the hardest case: near-uniform attention) by 0.4% of their
+    # largest value. A probe without EOS ids: with document_mask Steel restarts attention after one, the
+    # stock class does not.
+    ref = model if dtype == torch.float32 else copy.deepcopy(model).float()
     eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
     allowed = torch.tensor([i for i in range(min(cfg.vocab_size, 4096)) if i not in eos])
     probe = allowed[torch.randint(len(allowed), (1, min(32, cfg.max_position_embeddings)),
                                   generator=torch.Generator().manual_seed(0))]
     with torch.no_grad():
-        want, got = model(input_ids=probe).logits.float(), new(input_ids=probe).logits.float()
-    # The same weights and operations, maybe in another order: fp32 rounding (bit-equal on CPU in the tests)
-    # or one bf16/fp16 rounding per op (eps 2^-8 / 2^-11). A dropped RoPE base moved the logits of a freshly
-    # initialised model (the hardest case: near-uniform attention) by 0.4% of their largest value.
+        want, got = ref(input_ids=probe).logits, new(input_ids=probe).logits
+    del ref
+    # The same weights and operations, maybe in another order: fp32 rounding (bit-equal on CPU in the tests).
     scale = want.abs().max().item()
-    rel = 1e-4 if dtype == torch.float32 else 2e-2
-    if not (got - want).abs().max().item() <= rel * scale:
+    if not (got - want).abs().max().item() <= 1e-4 * scale:
         raise UserError(
             f"{src}: --stock: {cls.__name__} computes other logits than the Steel model on a probe (max "
             f"difference {(got - want).abs().max().item():.4g}, logits up to {scale:.4g}); export without --stock"
         )
+    from steel.infer.load import cast_parameters
+
+    cast_parameters(new, dtype)  # parameters only: RoPE's inv_freq stays fp32, as in the source
     if cfg.document_mask:
         notes.append(
             f"document_mask: {cls.__name__} attends across EOS (id {eos}) inside one sequence; inputs without "
