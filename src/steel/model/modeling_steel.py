@@ -639,14 +639,15 @@ class SteelModel(SteelPreTrainedModel):
         and_mask = moe_layout = moe_doc = None
         # Document masking on a fresh (uncached) forward: packed rows in training and scoring.
         if self.config.document_mask and past_length == 0 and input_ids is not None:
-            if "flash" in (self.config._attn_implementation or ""):
+            doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
+            if "flash" in (self.config._attn_implementation or "") and bool((doc[:, -1] > 0).any()):
                 # transformers' flash-attention path takes no mask function: the document mask was dropped
-                # while positions still restarted at each EOS, so attention crossed documents unsaid.
+                # while positions still restarted at each EOS, so attention crossed documents unsaid. (One
+                # document per row, e.g. a prompt, needs no mask.)
                 raise ValueError(
                     f"document_mask: attn_implementation {self.config._attn_implementation} ignores the document "
-                    "mask; use sdpa or flex_attention"
+                    "mask of a row with several documents; use sdpa or flex_attention"
                 )
-            doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
             if position_ids is None:
                 position_ids = document_position_ids(doc)
             moe_doc = doc
