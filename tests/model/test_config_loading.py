@@ -37,7 +37,7 @@ TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         # models do: a longrope model computed other logits than its --stock export
         ({"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 4,
                               "long_factor": [4.0] * 4, "original_max_position_embeddings": 64}},
-         r"model.rope_parameters: rope_type must be one of \[(?:(?!longrope)[^\]])*\] \(got"),
+         "model.rope_parameters: rope_type longrope is not supported"),
         ({"initializer_range": -1.0}, "model.initializer_range: must be >= 0"),
         ({"attention_dropout": 1.5}, r"model.attention_dropout: must be in \[0, 1\)"),
         ({"max_position_embeddings": 0}, "model.max_position_embeddings: must be > 0"),

@@ -116,6 +116,9 @@ class SteelConfig(PretrainedConfig):
         # NOTE: longrope switches to `long_factor` past original_max_position_embeddings in transformers' own
         # models (a forward-time update); Steel's RoPE computed the short factors at every length.
         rope_types = ["default", *sorted(set(ROPE_INIT_FUNCTIONS) - {"longrope"})]
+        need(rope.get("rope_type") != "longrope", "rope_parameters",
+             "rope_type longrope is not supported (Steel's RoPE has no switch to long_factor past "
+             "original_max_position_embeddings)")
         need(rope.get("rope_type", "default") in rope_types, "rope_parameters", f"rope_type must be one of {rope_types}")
         need(self.layer_types is None or len(self.layer_types) == self.num_hidden_layers, "layer_types",
              f"needs one entry per layer ({self.num_hidden_layers})")
