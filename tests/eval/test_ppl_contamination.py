@@ -256,6 +256,16 @@ def test_text_file_is_read_in_pieces(tmp_path, monkeypatch):
     assert "".join(pieces) == "".join(lines) and len(pieces) > 5 and all(p.endswith("\n") for p in pieces)
     res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=0.9)
     assert res["training"]["documents"] == len(pieces)
+    # One long line (no newline at all): cut inside, the next piece repeating the cut's last characters, so
+    # a copy across a cut is still found and no piece grows with the line.
+    monkeypatch.setattr(C, "TXT_OVERLAP", 40)
+    line = "无关" * 45 + "关于唐朝诗人的说法，下列哪项正确？A. 唐朝诗人甲 B. 乙 C. 丙 D. 丁" + "无关" * 100
+    path.write_text(line, encoding="utf-8")
+    pieces = list(C.training_texts([path]))
+    assert len(pieces) > 3 and max(len(p) for p in pieces) <= 100 + 40
+    assert pieces[0] + "".join(p[40:] for p in pieces[1:]) == line
+    res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=1.0)
+    assert [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] == ["computer_network_val.csv:4"]
     (tmp_path / "x.parquet").write_bytes(b"PAR1\x00\x15")
     with pytest.raises(UserError, match=r"x.parquet: binary .parquet files are not read here"):
         list(C.training_texts([tmp_path / "x.parquet"]))

@@ -61,8 +61,6 @@ def question_layouts(question: str, choices: list[str], n: int) -> dict[str, set
         "plain": ngrams(stem + "".join(opts), n),
     }
 
-
-LAYOUTS = ("lettered", "plain", "reordered")
 def _open_text(path: Path) -> io.TextIOBase:
     # utf-8-sig: a leading BOM (Windows editors) is dropped, not read into the first record.
     if path.name.endswith(".zst"):
@@ -75,6 +73,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 TXT_PIECE_CHARS = 1 << 20
+TXT_OVERLAP = 256  # characters repeated across a cut inside a line: more than an n-gram
 
 
 def _strings(obj) -> Iterator[str]:
@@ -130,18 +129,22 @@ def _read_file_texts(path: Path) -> Iterator[str]:
             for rec in data if isinstance(data, list) else [data]:
                 yield "\n".join(_strings(rec))
         else:
-            # Plain text in pieces of whole lines, ~1M characters each (a piece is one document): one string
-            # per file took several times its size in memory while it was normalised and cut into n-grams.
-            piece: list[str] = []
-            size = 0
-            for line in f:
-                piece.append(line)
-                size += len(line)
-                if size >= TXT_PIECE_CHARS:
-                    yield "".join(piece)
-                    piece, size = [], 0
-            if piece:
-                yield "".join(piece)
+            # Plain text in pieces of ~1M characters (a piece is one document), cut after a line's end: one
+            # string per file took several times its size in memory while it was normalised and cut into
+            # n-grams. A line longer than a piece is cut inside, and its last TXT_OVERLAP characters begin
+            # the next piece too, so no n-gram across the cut is lost.
+            carry, overlap_only = "", False
+            while block := f.read(TXT_PIECE_CHARS):
+                text = carry + block
+                cut = text.rfind("\n") + 1
+                if cut:
+                    yield text[:cut]
+                    carry, overlap_only = text[cut:], False
+                else:
+                    yield text
+                    carry, overlap_only = text[-TXT_OVERLAP:], True
+            if carry and not overlap_only:
+                yield carry
 
 
 def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[str]:
