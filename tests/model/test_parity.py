@@ -54,8 +54,9 @@ def test_gradient_checkpointing_gives_identical_gradients(tiny_config):
 
 def test_attention_gets_one_dtype_under_autocast(tiny_config, monkeypatch):
     """Under bf16 autocast with fp32 weights, RoPE's fp32 cos/sin made q and k fp32 while v was bf16: flex
-    attention (no autocast op) then computed q k^T in fp32. Every attention function now gets bf16 q, k, v;
-    SDPA, whose autocast rounded q and k to bf16 itself, gives bit-identical logits."""
+    attention (no autocast op) then computed q k^T in fp32. Every attention function now gets bf16 q, k, v.
+    With SDPA, whose own autocast rounds fp32 q and k to bf16, the logits are bit-identical to transformers'
+    Qwen2 (which does not cast them) under the same autocast."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -66,10 +67,18 @@ def test_attention_gets_one_dtype_under_autocast(tiny_config, monkeypatch):
         return sdpa_attention_forward(module, q, k, v, *args, **kwargs)
 
     torch.manual_seed(0)
-    model = build_model(tiny_config(ffn_type="swiglu")).eval()
+    cfg = tiny_config(ffn_type="swiglu")
+    model = build_model(cfg).eval()
+    qwen = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters=dict(cfg.rope_parameters), tie_word_embeddings=False,
+    )).eval()
+    qwen.load_state_dict(model.state_dict(), strict=True)
     ids = torch.randint(1, 500, (2, 16))
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
-        want = model(input_ids=ids).logits  # SDPA
+        want = qwen(input_ids=ids).logits
         monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "steel_probe", probe)
         model.config._attn_implementation = "steel_probe"
         got = model(input_ids=ids).logits

@@ -95,7 +95,7 @@ def test_sigterm_saves_and_stops(tmp_path, data):
 
 
 def test_time_limit_saves_and_stops(tmp_path, data, monkeypatch):
-    """checkpoint.stop_after_minutes: the loop's own clock stops the run with a checkpoint, for a job with a
+    """checkpoint.stop_after_minutes: the process's age stops the run with a checkpoint, for a job with a
     time limit (a save after SIGTERM under torchrun has 30 s before its SIGKILL)."""
     import steel.train.trainer as T
 
@@ -133,6 +133,18 @@ def test_process_seconds_counts_from_the_process_start():
     code = "import time; time.sleep(1.0); from steel.train.trainer import process_seconds; print(process_seconds())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert 1.0 <= float(out.stdout) < 100
+
+
+def test_process_seconds_is_never_below_the_time_since_import(monkeypatch):
+    """A container whose /proc/uptime is its own but whose start ticks count from the host's boot gave a
+    negative age, and stop_after_minutes never fired."""
+    import time
+
+    import steel.train.trainer as T
+
+    monkeypatch.setattr(T.os, "sysconf", lambda name: 1e-6)  # start ticks now look a million times later
+    since_import = time.monotonic() - T._IMPORTED
+    assert T.process_seconds() >= since_import > 0
 
 
 def _poison(trainer, bad_steps):

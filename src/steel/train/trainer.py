@@ -589,9 +589,11 @@ def process_seconds() -> float:
             start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after "pid (comm)"
         with open("/proc/uptime", encoding="ascii") as f:
             uptime = float(f.read().split()[0])
-        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        since_start = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        return time.monotonic() - _IMPORTED
+        since_start = 0.0
+    # (a container with a virtualised /proc/uptime but host-boot start ticks gives a negative value)
+    return max(since_start, time.monotonic() - _IMPORTED)
 
 
 # --- setup / main / fit ------------------------------------------------------------------------------
