@@ -16,12 +16,14 @@ dtypes it checked, and the ratio of tokens/s and of peak memory to the same mode
 
 Order: every baseline first, then a correctness check of each Steel kernel against its torch reference on the
 device, with the dtypes both precisions hand it (in a child process: a kernel that breaks the CUDA context
-cannot take this one down; each kernel has its own 60 s, so one that hangs costs only itself; a kernel that
-fails is replaced by its reference in every Steel row, which says so), then the Steel rows: each model's
-DEFAULT_VARIANTS in their order (the rows that test the issue's targets first), taken in turn across models.
-The first Steel row that fails other than by running out of memory (in the compiled model, where the kernel
-checks cannot look) runs again with compile off, and if that fails too, also with kernels none; the first
-that works is used by every later Steel row, which says so.
+cannot take this one down; each kernel has its own 60 s, so one that hangs costs only itself; after two hangs
+in a row, or 150 s of checks, the rest are not checked; a kernel that fails or is not checked is replaced by
+its reference in every Steel row, which says so), then the Steel rows: each model's DEFAULT_VARIANTS in
+their order (the rows that test the issue's targets first), taken in turn across models.
+The first Steel row of a model and precision that fails other than by running out of memory (in the
+compiled model, where the kernel checks cannot look) runs again with compile off, and if that fails too,
+also with kernels none; the first that works is used by the later Steel rows of that model and precision
+(both Llama vocabularies count as one model), which say so.
 A time budget (`--budget-s`, counted from the process start) skips a row whose estimated time would overrun
 it (a fresh compile: 90 s until one is measured, then the slowest measured x 1.3); the Markdown table is
 rewritten after every row and after the kernel checks, so a kill keeps what was measured. A failure's whole
@@ -137,6 +139,10 @@ KERNEL_CHECK_S = 60.0  # all kernel checks: start a child, import, compile the k
 # A child gets this long for its first kernel (start and imports included) and again for each next one; a
 # kernel that hangs costs only itself: the rest go to a fresh child.
 KERNEL_CHECK_TIMEOUT_S = 60.0
+KERNEL_CHECK_EXIT_S = 10.0  # a child's time to exit after its last result or its stdout closed: then killed
+KERNEL_CHECK_MAX_HANGS = 2  # children hung in a row: the rest are not checked
+# All the checks together, at most (a hang costs KERNEL_CHECK_TIMEOUT_S): the rows need the rest of the budget.
+KERNEL_CHECKS_MAX_S = 150.0
 # MFU against the issue's fixed peak (H100 SXM dense bf16), whatever `peak_flops` makes of the device name
 # (an "H100 PCIe" would give 756e12).
 ISSUE_PEAK_FLOPS = 989.4e12
@@ -589,18 +595,26 @@ def check_kernels(keys: list[str], timeout_s: float = KERNEL_CHECK_TIMEOUT_S,
     context (device assert, illegal address) breaks the child's, not this one's.
 
     A child gets `timeout_s` for its first kernel (its start and imports included) and again for each next
-    one. A child stops at a kernel that raises; a kernel it gives no result for (a crash, a hang past its
-    timeout; the child is then killed) fails; the rest go to a fresh child, each with its own timeouts again.
-    A failed kernel's result carries the child's whole stderr. No child waits past `deadline_s` (seconds since
-    the process start): kernels left then fail as not checked.
+    one. A child stops at a kernel that raises: it gets KERNEL_CHECK_EXIT_S to exit (a broken context can
+    hang its exit), then is killed. A kernel a child gives no result for (a crash, a hang past its timeout,
+    then a kill) fails; the rest go to a fresh child, each with its own timeouts again. After
+    KERNEL_CHECK_MAX_HANGS hangs in a row (the GPU itself is stuck, most likely) the rest fail as not
+    checked, as they do when `deadline_s` (seconds since the process start) comes. A failed kernel's result
+    carries the child's whole stderr.
     """
     results: dict[str, dict] = {}
     src = str(Path(steel.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    hangs = 0  # children in a row that hung
     while todo := [k for k in keys if k not in results]:
+        not_checked = None
         if deadline_s is not None and elapsed() + 1.0 > deadline_s:
+            not_checked = f"not checked: time budget ({elapsed():.0f} s elapsed)"
+        elif hangs >= KERNEL_CHECK_MAX_HANGS:
+            not_checked = f"not checked: {hangs} kernel checks in a row hung"
+        if not_checked:
             for k in todo:
-                results[k] = {"ok": False, "error": f"not checked: time budget ({elapsed():.0f} s elapsed)"}
+                results[k] = {"ok": False, "error": not_checked}
             break
         lines: queue.Queue[str | None] = queue.Queue()
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
@@ -612,23 +626,32 @@ def check_kernels(keys: list[str], timeout_s: float = KERNEL_CHECK_TIMEOUT_S,
                 lines.put(None)
 
             threading.Thread(target=pump, daemon=True).start()
-            mine, why, t_last = [], None, time.perf_counter()
+            # why this child stopped; `blame`: the next pending kernel stopped it (it gave that one no result)
+            mine, why, blame, t_last = [], None, False, time.perf_counter()
             try:
                 while pending := [k for k in todo if k not in results]:
                     limit = timeout_s if deadline_s is None else max(0.0, min(timeout_s, deadline_s - elapsed()))
                     try:
                         line = lines.get(timeout=max(0.0, t_last + limit - time.perf_counter()))
                     except queue.Empty:
-                        why = f"no result in {limit:.3g} s, its own time limit: killed"
+                        why, blame = f"no result in {limit:.3g} s, its own time limit: killed", True
                         break
-                    if line is None:
-                        why = f"exit {p.wait()}"
+                    if line is None:  # its stdout closed, without a result for pending[0]: it crashed
+                        try:
+                            why = f"exit {p.wait(timeout=KERNEL_CHECK_EXIT_S)}"
+                        except subprocess.TimeoutExpired:
+                            why = f"stdout closed, no exit in {KERNEL_CHECK_EXIT_S:g} s: killed"
+                        blame = True
                         break
                     if (rec := _check_line(line)) is not None:
                         key = rec.pop("kernel_check")
                         results[key] = rec
                         mine.append(key)
                         t_last = time.perf_counter()
+                        if not rec.get("ok"):  # the child stops here; the rest go to a fresh one
+                            with contextlib.suppress(subprocess.TimeoutExpired):
+                                p.wait(timeout=KERNEL_CHECK_EXIT_S)  # its stderr complete, if it exits
+                            break
             finally:
                 if p.poll() is None:
                     p.kill()
@@ -636,7 +659,9 @@ def check_kernels(keys: list[str], timeout_s: float = KERNEL_CHECK_TIMEOUT_S,
                     p.wait(timeout=30)
             err.seek(0)
             stderr = err.read()
-        if pending and (not mine or why.startswith("no result")):  # it hung, or died before any result
+        hung = why is not None and why.startswith("no result")
+        hangs = hangs + 1 if hung else 0
+        if pending and blame:
             results[pending[0]] = {"ok": False, "error": f"the check process gave no result ({why})"}
             mine.append(pending[0])
         for k in mine:
@@ -649,7 +674,7 @@ def run_kernel_checks(keys: list[str], budget_s: float) -> tuple[dict[str, dict]
     """({key: result}, the table's line) of `check_kernels`, each result emitted to the log. Whatever goes
     wrong here fails the checks (the kernels' references are used), never the run."""
     try:
-        got = check_kernels(keys, KERNEL_CHECK_TIMEOUT_S, deadline_s=budget_s)
+        got = check_kernels(keys, KERNEL_CHECK_TIMEOUT_S, deadline_s=min(budget_s, elapsed() + KERNEL_CHECKS_MAX_S))
         checks = {k: got.get(k) or {"ok": False, "error": "no result"} for k in keys}
     except Exception as e:  # noqa: BLE001 -- no Steel row is lost to a bug in the checking
         emit({"kernel_checks_error": short_error(e), "traceback": traceback.format_exc()})
@@ -669,7 +694,9 @@ def run_kernel_checks(keys: list[str], budget_s: float) -> tuple[dict[str, dict]
 
 def is_oom(e: BaseException) -> bool:
     # NOTE: inductor and autograd wrap errors; the message of the CUDA allocator's survives in theirs.
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+    # cuBLAS/cuDNN say it their way (CUBLAS_STATUS_ALLOC_FAILED when a handle's workspace finds no memory).
+    msg = str(e).lower()
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in msg or "alloc_failed" in msg
 
 
 def settings(compile_: bool, kernels: dict) -> str:
@@ -850,8 +877,11 @@ def main(argv: list[str] | None = None) -> int:
     in_use = [k for k, v in kernels.items() if v != KERNEL_CHOICES[k][0]]
     checks, checks_line = None, "not run yet" if in_use else "none (no Steel kernel in use)"
     ref_note = ""  # said in every Steel row when a kernel was replaced by its reference
-    fallback_note = ""  # said in every Steel row once a fallback (compile off, ...) is in use
-    fallback_tried, fallback_label = False, None
+    # Per (model, precision): the settings of its Steel rows once a fallback (compile off, ...) works for one
+    # of them, (compile, kernels, label, note); and where one has been tried. A failure is kept to the model
+    # and precision it showed in: a custom op's dtypes, an inductor error in one model's blocks.
+    fallback: dict[tuple[str, str], tuple[bool, dict, str, str]] = {}
+    fallback_tried: set[tuple[str, str]] = set()
     results: list[dict] = []  # every row in run order: measured, failed or skipped
     bases: dict[tuple, dict] = {}
     compiled: set[tuple] = set()
@@ -904,11 +934,14 @@ def main(argv: list[str] | None = None) -> int:
                 release(device)
             record({**with_ratios(res, None, peak), "elapsed_s": round(elapsed(), 1)})
             continue
-        # A Steel row: with the run's settings; after the first Steel row that fails for a reason other than
-        # memory (a custom op's fake tensor or dtype, an inductor error: the kernel checks cannot see these,
-        # and every later row would repeat them), that row again with compile off, then also with kernels
-        # none; the first of these that works is used by every later Steel row.
-        tries = [(None, compile_, kernels)]
+        # A Steel row: with the run's settings; after the first Steel row of a model and precision that fails
+        # for a reason other than memory (a custom op's fake tensor or dtype, an inductor error: the kernel
+        # checks cannot see these, and the later rows would repeat them), that row again with compile off,
+        # then also with kernels none; the first of these that works is used by the later Steel rows of that
+        # model and precision (both Llama vocabularies: their blocks are the same).
+        group = (model_name, variant[3])
+        c0, k0, group_label, group_note = fallback.get(group, (compile_, kernels, None, ""))
+        tries = [(None, c0, k0)]
         while tries:
             label, c, k = tries.pop(0)
             key = compile_key(model_name, variant, c, k)
@@ -926,8 +959,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 if is_oom(e):  # not a reason to fall back, and no sign whether a fallback would work
                     break
-                if not fallback_tried:
-                    fallback_tried = True
+                if group not in fallback_tried:
+                    fallback_tried.add(group)
                     tries = fallbacks(c, k)
                     failed_with = f"{model_name}:{vocab} {name} failed with {settings(c, k)}"
                 continue
@@ -935,12 +968,12 @@ def main(argv: list[str] | None = None) -> int:
                 release(device)
             res["cold_compile"] = c and key not in compiled
             compiled.add(key)
-            if label:  # this fallback works: every later Steel row uses it
-                compile_, kernels, fallback_label = c, k, label
-                fallback_note = f"fallback: {label}, since {failed_with}"
-            if fallback_label:
-                res["fallback"] = fallback_label
-            if note := "; ".join(n for n in (ref_note, fallback_note) if n):
+            if label:  # this fallback works: the later Steel rows of this model and precision use it
+                group_label, group_note = label, f"fallback: {label}, since {failed_with}"
+                fallback[group] = (c, k, group_label, group_note)
+            if group_label:
+                res["fallback"] = group_label
+            if note := "; ".join(n for n in (ref_note, group_note) if n):
                 res["note"] = note
             res = with_ratios(res, bases.get((model_name, vocab)), peak)
             record({**res, "elapsed_s": round(elapsed(), 1)})

@@ -224,6 +224,66 @@ def test_a_failed_kernel_check_keeps_the_child_stderr(bench, monkeypatch):
     assert res["a"]["stderr"] == "START" + "x" * 5000 + "END"
 
 
+def test_a_child_hanging_after_a_failed_check_costs_no_other_kernel(bench, monkeypatch):
+    # "a" fails and the child then hangs on its way out (a broken CUDA context can): it is killed after
+    # KERNEL_CHECK_EXIT_S, and "b" is checked by a fresh child, not failed for the first child's hang.
+    monkeypatch.setattr(bench, "KERNEL_CHECK_EXIT_S", 1.0)
+    fake_child(monkeypatch, bench, """
+import json, sys, time
+keys = sys.argv[1].split(",")
+for key in keys:
+    print(json.dumps({"kernel_check": key, "ok": key != "a", "error": "illegal address"}), flush=True)
+    if key == "a":
+        sys.stderr.write("teardown of a\\n"); sys.stderr.flush()
+        time.sleep(600)
+""")
+    res = bench.check_kernels(["a", "b"], timeout_s=20.0)
+    assert not res["a"]["ok"] and res["a"]["error"] == "illegal address" and "teardown of a" in res["a"]["stderr"]
+    assert res["b"]["ok"]
+
+
+def test_a_child_that_closes_its_output_and_hangs_is_killed(bench, monkeypatch):
+    monkeypatch.setattr(bench, "KERNEL_CHECK_EXIT_S", 1.0)
+    fake_child(monkeypatch, bench, "import os, time; os.close(1); time.sleep(600)")
+    res = bench.check_kernels(["a"], timeout_s=60.0)
+    assert not res["a"]["ok"] and "stdout closed, no exit in 1 s: killed" in res["a"]["error"]
+
+
+def test_two_hanging_kernel_checks_in_a_row_stop_the_checks(bench, monkeypatch):
+    # Two hangs in a row: the GPU is stuck, most likely; the rest are not checked, not given 60 s each.
+    fake_child(monkeypatch, bench, """
+import json, sys, time
+for key in sys.argv[1].split(","):
+    time.sleep({"a": 0, "d": 0}.get(key, 600))
+    print(json.dumps({"kernel_check": key, "ok": True}), flush=True)
+""")
+    res = bench.check_kernels(["a", "b", "c", "d"], timeout_s=2.0)
+    assert res["a"]["ok"] and "no result in 2 s" in res["b"]["error"] and "no result in 2 s" in res["c"]["error"]
+    assert res["d"] == {"ok": False, "error": "not checked: 2 kernel checks in a row hung"}
+
+
+def test_the_kernel_checks_together_have_a_cap(bench, monkeypatch):
+    # Every check takes 1.5 s, well inside its own timeout; the checks together stop at KERNEL_CHECKS_MAX_S
+    # from their start, not at the whole run's budget.
+    monkeypatch.setattr(bench, "KERNEL_CHECKS_MAX_S", 2.5)
+    fake_child(monkeypatch, bench, """
+import json, sys, time
+for key in sys.argv[1].split(","):
+    time.sleep(1.5)
+    print(json.dumps({"kernel_check": key, "ok": True}), flush=True)
+""")
+    checks, line = bench.run_kernel_checks(["a", "b", "c"], budget_s=1e6)
+    # "b" is cut at the cap (its limit: what is left of it), "c" is not started
+    assert checks["a"]["ok"] and "the check process gave no result (no result in" in checks["b"]["error"]
+    assert checks["c"]["error"].startswith("not checked: time budget") and "c FAILED" in line
+
+
+def test_cublas_alloc_failure_counts_as_out_of_memory(bench):
+    assert bench.is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert bench.is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not bench.is_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
+
+
 def test_kernel_checks_that_raise_fail_the_checks_not_the_run(bench, tmp_path, monkeypatch):
     def check_kernels(*args, **kwargs):
         raise ValueError("a bug in the checking")
@@ -238,17 +298,19 @@ def test_kernel_checks_that_raise_fail_the_checks_not_the_run(bench, tmp_path, m
 
 
 def fake_steel(bench, fails):
-    """run_steel that raises `fails(compile_, kernels)` (an exception or None), else runs the row uncompiled (a
-    CPU compile is slow); the calls' (variant, compile, fused kernels) in `.calls`."""
+    """run_steel that raises `fails(compile_, kernels, model_name)` (an exception or None), else runs the row
+    uncompiled (a CPU compile is slow); the calls' (variant, compile, fused kernels) in `.calls`, with the
+    model's name first where `.with_model` is set."""
     orig = bench.run_steel
 
     def run_steel(model_name, shape, vocab, variant, seq, args, device, kernels, compile_):
-        run_steel.calls.append((variant[0], compile_, sorted(k for k, v in kernels.items() if v != "torch")))
-        if (e := fails(compile_, kernels)) is not None:
+        call = (variant[0], compile_, sorted(k for k, v in kernels.items() if v != "torch"))
+        run_steel.calls.append((model_name, *call) if run_steel.with_model else call)
+        if (e := fails(compile_, kernels, model_name)) is not None:
             raise e
         return orig(model_name, shape, vocab, variant, seq, args, device, kernels, False)
 
-    run_steel.calls = []
+    run_steel.calls, run_steel.with_model = [], False
     return run_steel
 
 
@@ -256,9 +318,9 @@ TWO_ROWS = ["--tiny", "--compile", "--models", "llama:1000", "--variants", "stee
 ALL = ["cross_entropy", "rmsnorm", "rope", "silu_mul"]
 
 
-def test_a_row_failing_in_the_compiled_model_falls_back_for_every_later_row(bench, tmp_path, monkeypatch):
+def test_a_row_failing_in_the_compiled_model_falls_back_for_the_later_rows(bench, tmp_path, monkeypatch):
     # fails with compile on, and (e.g. a kernel's bad output dtype) also eagerly while any kernel is on
-    run_steel = fake_steel(bench, lambda c, k: RuntimeError("fake tensor dtype mismatch") if c or
+    run_steel = fake_steel(bench, lambda c, k, _: RuntimeError("fake tensor dtype mismatch") if c or
                            set(k.values()) != {"torch"} else None)
     monkeypatch.setenv("OUT", str(tmp_path))
     monkeypatch.setattr(bench, "run_steel", run_steel)
@@ -278,7 +340,7 @@ def test_a_row_failing_in_the_compiled_model_falls_back_for_every_later_row(benc
 
 
 def test_an_oom_is_no_reason_to_fall_back(bench, tmp_path, monkeypatch):
-    run_steel = fake_steel(bench, lambda c, k: torch.cuda.OutOfMemoryError("CUDA out of memory")
+    run_steel = fake_steel(bench, lambda c, k, _: torch.cuda.OutOfMemoryError("CUDA out of memory")
                            if len(run_steel.calls) == 1 else None)
     monkeypatch.setenv("OUT", str(tmp_path))
     monkeypatch.setattr(bench, "run_steel", run_steel)
@@ -287,3 +349,27 @@ def test_an_oom_is_no_reason_to_fall_back(bench, tmp_path, monkeypatch):
     assert run_steel.calls == [("steel bf16 mb4", True, ALL), ("steel bf16 mb8", True, ALL)]
     rows = [r for r in logged(tmp_path) if r.get("variant", "").startswith("steel")]
     assert "out of memory" in rows[0]["error"] and "fallback" not in rows[1]
+
+
+def test_a_fallback_is_kept_to_the_model_and_precision_that_failed(bench, tmp_path, monkeypatch):
+    # steel-1b's blocks fail to compile: its rows fall back to compile off, each precision finding that out
+    # once (a custom op's dtypes differ between them); the Llama rows keep compile on.
+    run_steel = fake_steel(bench, lambda c, k, model: RuntimeError("inductor: soft MoE") if c and model == "steel-1b"
+                           else None)
+    run_steel.with_model = True
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(bench, "run_steel", run_steel)
+    monkeypatch.setattr(bench, "check_kernels", lambda keys, *a, **kw: {k: {"ok": True} for k in keys})
+    assert bench.main(["--tiny", "--compile", "--models", "llama:1000,steel-1b",
+                       "--variants", "steel bf16 mb4,steel bf16 mb8,steel fp32-master mb4"]) == 0
+    assert run_steel.calls == [
+        ("llama", "steel bf16 mb4", True, ALL),
+        ("steel-1b", "steel bf16 mb4", True, ALL), ("steel-1b", "steel bf16 mb4", False, ALL),
+        ("llama", "steel bf16 mb8", True, ALL),
+        ("steel-1b", "steel bf16 mb8", False, ALL),  # bf16's fallback, straight away
+        ("llama", "steel fp32-master mb4", True, ALL),
+        ("steel-1b", "steel fp32-master mb4", True, ALL), ("steel-1b", "steel fp32-master mb4", False, ALL),
+    ]
+    rows = [r for r in logged(tmp_path) if r.get("variant", "").startswith("steel") and "tokens_per_s" in r]
+    assert all("fallback" not in r and "note" not in r for r in rows if r["model"] == "llama")
+    assert [r["fallback"] for r in rows if r["model"] == "steel-1b"] == ["compile off"] * 3
