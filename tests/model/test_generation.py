@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
+from steel.infer.load import output_cache
 from steel.model import build_model
 
 CAUSAL_FFNS = ["swiglu", "senet", "soft_moe_v1", "soft_moe_causal"]
@@ -26,9 +29,9 @@ def test_cached_greedy_equals_uncached(tiny_config, ffn, fields):
     with torch.no_grad():
         full = model(input_ids=cached, use_cache=False).logits  # (B, T, V)
         out = model(input_ids=cached[:, :5], use_cache=True)
-        cache, steps = out.past_key_values, [out.logits]
+        cache, steps = output_cache(out), [out.logits]
         for t in range(5, cached.shape[1]):
-            out = model(input_ids=cached[:, t : t + 1], past_key_values=cache, use_cache=True)
+            out = model(input_ids=cached[:, t : t + 1], cache=cache, use_cache=True)
             steps.append(out.logits)
     # Cached attention sees the same keys in the same order; only matmul blocking over 1 vs T rows differs:
     # errors of ~1e-6 of max |logit| (~10 fp32 ulps through 2 layers), hence atol relative to that scale.
@@ -43,8 +46,8 @@ def test_soft_moe_v3_cached_generation_is_a_different_computation(tiny_config):
     ids = torch.randint(1, 512, (1, 10))
     with torch.no_grad():
         full = model(input_ids=ids, use_cache=False).logits[:, -1]
-        cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
-        step = model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True).logits[:, -1]
+        cache = output_cache(model(input_ids=ids[:, :-1], use_cache=True))
+        step = model(input_ids=ids[:, -1:], cache=cache, use_cache=True).logits[:, -1]
     assert (full - step).abs().max() > 1e-2 * full.abs().max()
 
 
@@ -95,3 +98,26 @@ def test_causal_moe_left_padding_by_any_amount_equals_rows_alone(tiny_config, ch
         gen = model.generate(ids, attention_mask=mask, **kw)[:, T:]
         for i, p in enumerate(prompts):
             assert torch.equal(gen[i], model.generate(p[None], **kw)[0, len(p) :]), i
+
+
+def test_the_cache_goes_by_either_name(tiny_config):
+    # transformers 5.25 renamed `past_key_values` to `cache` (generate passes `cache=`; a forward that took only
+    # the old name decoded every new token with no past). Steel takes either, and says neither deprecated name
+    # to this transformers (FutureWarning as error: create_causal_mask's old argument warned).
+    from steel.model.modeling_steel import CACHE_KEY
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type="soft_moe_causal", initializer_range=0.2)).eval()
+    ids = torch.randint(1, 512, (2, 9))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        full = model(input_ids=ids, use_cache=False).logits[:, -1]
+        steps = {}
+        for name in ("cache", "past_key_values"):
+            out = model(input_ids=ids[:, :-1], use_cache=True)
+            assert CACHE_KEY in type(out).__dataclass_fields__  # the installed transformers' name
+            steps[name] = model(input_ids=ids[:, -1:], use_cache=True, **{name: output_cache(out)}).logits[:, -1]
+        assert torch.equal(steps["cache"], steps["past_key_values"])
+        torch.testing.assert_close(steps["cache"], full, rtol=1e-5, atol=4e-6 * full.abs().max().item())
+        with pytest.raises(ValueError, match="not both"):
+            model(input_ids=ids[:, -1:], cache=output_cache(out), past_key_values=output_cache(out))

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from steel.infer.load import output_cache
 from steel.model import build_model
 from steel.model.causality import check_causal
 from steel.model.modeling_steel import SteelSoftMoECausal, document_ids, make_ffn
@@ -237,9 +238,9 @@ def test_cached_generation_with_document_mask_equals_recompute(tiny_config, chun
     with torch.no_grad():
         full = model(input_ids=cached, use_cache=False).logits
         out = model(input_ids=cached[:, :5], use_cache=True)
-        cache, steps = out.past_key_values, [out.logits]
+        cache, steps = output_cache(out), [out.logits]
         for t in range(5, cached.shape[1]):
-            steps.append(model(input_ids=cached[:, t : t + 1], past_key_values=cache, use_cache=True).logits)
+            steps.append(model(input_ids=cached[:, t : t + 1], cache=cache, use_cache=True).logits)
     # As test_generation: matmul blocking over 1 vs T rows, ~10 fp32 ulps of max |logit|.
     scale = full.abs().max().item()
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=4e-6 * scale)

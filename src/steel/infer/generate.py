@@ -3,8 +3,8 @@
 `generate_ids` is a small explicit decoding loop (rather than `model.generate`) so that streaming,
 stop tokens and the sampling rules are ours and testable: the first step runs the whole prompt and
 keeps the model's key/value cache, later steps feed one token. It works with any HF causal LM that
-returns `past_key_values` (Steel's model included); `use_cache=False` recomputes the full sequence
-each step and must give the same greedy tokens (tested).
+returns its cache (`cache`; `past_key_values` before transformers 5.25; Steel's model included);
+`use_cache=False` recomputes the full sequence each step and must give the same greedy tokens (tested).
 
 Prompt plus reply never exceed the model's `max_position_embeddings` (RoPE would extrapolate into
 garbage without a word): a prompt that leaves no room is refused, and generation that reaches the
@@ -23,7 +23,7 @@ import torch
 
 from steel.cli import UserError
 from steel.config import ConfigError
-from steel.infer.load import accepts, max_positions
+from steel.infer.load import accepts, max_positions, output_cache
 
 # Why generation ended: a stop token, --max-new-tokens, or the model's context (max_position_embeddings).
 StopReason = Literal["stop_token", "max_new_tokens", "max_positions"]
@@ -147,10 +147,13 @@ def generate_ids(
     step_input = seq
     # Only the last position's logits are read: skip the LM head elsewhere when the model allows it.
     keep = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
+    # transformers 5.25 renamed the cache argument `past_key_values` to `cache`; a model's forward (an older
+    # export's remote code included) says which it takes.
+    cache_kw = "cache" if accepts(model, "cache") else "past_key_values"
     for _ in range(budget):
         if use_cache:
-            out = model(input_ids=step_input, past_key_values=past, use_cache=True, **keep)
-            past = out.past_key_values
+            out = model(input_ids=step_input, use_cache=True, **{cache_kw: past}, **keep)
+            past = output_cache(out)
         else:
             out = model(input_ids=seq, use_cache=False, **keep)
         logits = process_logits(out.logits[0, -1], seq[0], opts)  # (V,)

@@ -33,6 +33,13 @@ def accepts(model, name: str) -> bool:
     return name in params
 
 
+def output_cache(out):
+    """The KV cache a forward returned: the output's `cache` since transformers 5.25, `past_key_values` before
+    (5.25 keeps the old name as a property that warns)."""
+    fields = getattr(type(out), "__dataclass_fields__", {})
+    return getattr(out, "cache" if "cache" in fields else "past_key_values", None)
+
+
 def max_positions(model) -> int | None:
     """The longest sequence the model was built for (`config.max_position_embeddings`); None if it says none.
 

@@ -29,7 +29,7 @@ KERNEL_NAMES = tuple(KERNEL_CHOICES)
 
 class SteelConfig(PretrainedConfig):
     model_type = "steel"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
     default_theta = 1_000_000.0  # RoPE base when neither rope_parameters nor rope_theta is given (Steel-LLM)
 
     vocab_size: int = 151936  # Qwen vocabulary (151,643 BPE tokens + special tokens, padded)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -40,6 +41,20 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_steel import LEAKING_FFN_TYPES, SteelConfig
+
+# NOTE: transformers 5.25 renamed the KV cache `past_key_values` to `cache`: the forward argument that
+# `generate` passes, the model outputs' field, `create_causal_mask`'s argument and what gradient
+# checkpointing drops. Earlier 5.x know only `past_key_values`. Steel's forwards take either; outputs, masks
+# and layers get the name of the transformers installed (a forward that ignored `cache=` decoded each new
+# token with no past: `generate` went wrong from its second token).
+CACHE_KEY = "cache" if "cache" in getattr(BaseModelOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+_MASK_CACHE_KEY = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
+def _one_cache(past_key_values, cache):
+    if past_key_values is not None and cache is not None:
+        raise ValueError("give one of `cache` and `past_key_values` (its name before transformers 5.25), not both")
+    return cache if cache is not None else past_key_values
 
 # ----------------------------------------------------------------------------------------------------
 # Swappable ops: pure-torch references. `config.kernels[name]` other than "torch" takes the function of
@@ -542,7 +557,8 @@ class SteelDecoderLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None,
                 past_length: int = 0, token_mask: torch.Tensor | None = None, moe_layout: dict | None = None,
-                **kwargs):
+                cache=None, **kwargs):
+        past_key_values = _one_cache(past_key_values, cache)
         h = hidden_states + self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
         )
@@ -580,7 +596,7 @@ class SteelPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["SteelDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -622,7 +638,8 @@ class SteelModel(SteelPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+                inputs_embeds=None, use_cache=None, cache=None, **kwargs) -> BaseModelOutputWithPast:
+        past_key_values = _one_cache(past_key_values, cache)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -678,8 +695,8 @@ class SteelModel(SteelPreTrainedModel):
             # `doc[b, q_idx]` would read the wrong tokens (it masked keys inside long documents in training).
             mask = create_causal_mask(
                 config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                past_key_values=past_key_values, position_ids=None if and_mask is not None else position_ids,
-                and_mask_function=and_mask,
+                position_ids=None if and_mask is not None else position_ids, and_mask_function=and_mask,
+                **{_MASK_CACHE_KEY: past_key_values},
             )
         else:
             mask = mask["full_attention"]
@@ -687,10 +704,9 @@ class SteelModel(SteelPreTrainedModel):
         h = inputs_embeds
         position_embeddings = self.rotary_emb(h, position_ids)
         for layer in self.layers:
-            h = layer(h, attention_mask=mask, position_embeddings=position_embeddings,
-                      past_key_values=past_key_values, past_length=past_length, token_mask=token_mask,
-                      moe_layout=moe_layout, **kwargs)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(h), past_key_values=past_key_values if use_cache else None)
+            h = layer(h, attention_mask=mask, position_embeddings=position_embeddings, past_length=past_length,
+                      token_mask=token_mask, moe_layout=moe_layout, **{CACHE_KEY: past_key_values}, **kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(h), **{CACHE_KEY: past_key_values if use_cache else None})
 
 
 class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
@@ -711,7 +727,7 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
                 return_logits: bool | None = None, num_items_in_batch=None, shift_labels=None,
-                loss_reduction: str = "mean", **kwargs) -> CausalLMOutputWithPast:
+                loss_reduction: str = "mean", cache=None, **kwargs) -> CausalLMOutputWithPast:
         """HF causal LM forward. `labels` = input_ids (shifted here, -100 ignored), or `shift_labels`
         already aligned with the positions (HF's loss kwarg). `loss_reduction="sum"` returns the summed
         loss (what a trainer accumulating micro-batches over ranks needs). With a fused cross-entropy
@@ -719,7 +735,8 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         if self.training and torch.is_grad_enabled():
             warn_if_leaking(self.config)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+                         inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         **{CACHE_KEY: _one_cache(past_key_values, cache)}, **kwargs)
         hidden = out.last_hidden_state  # (B, T, C)
         loss = logits = None
         if labels is not None or shift_labels is not None:
@@ -743,7 +760,7 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         else:
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden[:, keep])
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_KEY: getattr(out, CACHE_KEY)})
 
 
 __all__ = ["SteelForCausalLM", "SteelModel", "SteelPreTrainedModel", "SteelConfig", "SteelCausalityWarning"]
