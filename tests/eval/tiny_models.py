@@ -42,6 +42,31 @@ def build_byte_tokenizer(out_dir: Path, merges: list[tuple[str, str]] = (("Ġ", 
     return fast
 
 
+def build_metaspace_tokenizer(out_dir: Path | None = None, extra: tuple[str, ...] = (), eos: bool = False):
+    """A SentencePiece-style tokenizer as Llama-2, Mistral, Yi and Baichuan have: Unigram pieces with a
+    Metaspace pre-tokenizer (prepend_scheme "first": "A" alone is "▁A", after "答案：" it is "A") and a
+    post-processor that puts BOS (and with `eos`, EOS after) around a text by default. Characters it has
+    no piece for are `<unk>`. `extra` adds pieces, scored so that they win (e.g. "：A")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = "以下是中国关于考试的单项选择题请出其正确答案直接给选项题目计算机网络高历史例甲乙丙丁说法哪：，。.\n0123456789"
+    pieces = ["<unk>", "<s>", "</s>", "▁", *"ABCD", "▁A", "▁B", "▁C", "▁D", *dict.fromkeys(chars)]
+    vocab = [(t, 0.0) for t in pieces[:3]] + [(t, -2.0 if len(t) == 1 else -1.0) for t in pieces[3:]]
+    vocab += [(t, 0.0) for t in extra]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=0, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    single = "<s> $A </s>" if eos else "<s> $A"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, pair=f"{single} $B", special_tokens=[("<s>", 1), ("</s>", 2)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
 def build_tiny_llama(vocab_size: int, seed: int = 0, max_positions: int = 512):
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -250,12 +250,36 @@ def chat_messages(subject_zh: str, dev: list[Question], q: Question, shots: int,
 P = TypeVar("P")
 
 
+def special_prefix(tokenizer) -> list[int]:
+    """The ids the tokenizer puts before a text by default: Llama's BOS, nothing for Qwen's tokenizer.
+
+    NOTE: CMMLU's scripts score `tokenizer(prompt)` and C-Eval's Llama evaluator encodes with bos=True;
+    a model trained with BOS scores worse without it. Found by comparing `tokenizer("x")` with
+    `tokenizer("x", add_special_tokens=False)`; what a tokenizer appends (an EOS) is left out, since
+    the answer comes after the prompt.
+    """
+    plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x")["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i]
+    return []
+
+
+def encode_prompt(tokenizer, prompt: str, prefix: list[int] | None = None) -> list[int]:
+    """`prompt`'s ids as scored: the tokenizer's default prefix (`special_prefix`), then the text."""
+    prefix = special_prefix(tokenizer) if prefix is None else prefix
+    return prefix + tokenizer.encode(prompt, add_special_tokens=False)
+
+
 def scored_positions(tokenizer, prompt: str, scoring: str) -> int:
-    """Positions the model reads to score `prompt`: its tokens (letter scoring), or the longest
-    context + continuation minus the continuation's last token (continuation scoring, see score_requests)."""
+    """Positions the model reads to score `prompt`: its tokens with the tokenizer's prefix (letter
+    scoring), or the longest context + continuation minus the continuation's last token (continuation
+    scoring, see score_requests)."""
     if scoring == "letter":
-        return len(tokenizer.encode(prompt, add_special_tokens=False))
-    pairs = [continuation_tokens(tokenizer, prompt, " " + L) for L in LETTERS]
+        return len(encode_prompt(tokenizer, prompt))
+    prefix = special_prefix(tokenizer)
+    pairs = [continuation_tokens(tokenizer, prompt, " " + L, prefix) for L in LETTERS]
     return max(len(c) + len(t) - 1 for c, t in pairs)
 
 
@@ -371,24 +395,44 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
     return logits[:, -n_last:, :].float()
 
 
-def letter_token_ids(tokenizer, letters=LETTERS) -> list[int]:
+def letter_token_ids(tokenizer, context: str, letters=LETTERS) -> list[int]:
+    """Each letter's token id after `context` (the prompt's last line, "答案："): encode(context + L)
+    minus encode(context).
+
+    NOTE: not encode(L): a SentencePiece-style tokenizer (Metaspace, prepend_scheme "first": Llama-2,
+    Mistral, Yi, Baichuan) encodes "A" alone as "▁A", while after "答案：" the model sees "A".
+    """
+    ctx = tokenizer.encode(context, add_special_tokens=False)
     ids = []
     for L in letters:
-        t = tokenizer.encode(L, add_special_tokens=False)
+        whole = tokenizer.encode(context + L, add_special_tokens=False)
+        if whole[: len(ctx)] != ctx:
+            raise UserError(
+                f"tokenizer: option letter {L!r} merges with the prompt's end {context!r} "
+                f"({ctx} -> {whole}); letter scoring needs the letter as a token of its own after it "
+                "(try --scoring continuation)"
+            )
+        t = whole[len(ctx) :]
         if len(t) != 1:
-            raise UserError(f"tokenizer: option letter {L!r} is {len(t)} tokens, letter scoring needs one")
+            raise UserError(
+                f"tokenizer: option letter {L!r} after {context!r} is {len(t)} tokens, letter scoring needs one"
+            )
         ids.append(t[0])
     return ids
 
 
-def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-evaluation-harness's split: encode(context + continuation) minus the encoded context."""
+def continuation_tokens(
+    tokenizer, context: str, continuation: str, prefix: list[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's split: encode(context + continuation) minus the encoded context; the
+    context starts with the tokenizer's default prefix (`special_prefix`, Llama's BOS)."""
+    prefix = special_prefix(tokenizer) if prefix is None else prefix
     ctx = tokenizer.encode(context, add_special_tokens=False)
     whole = tokenizer.encode(context + continuation, add_special_tokens=False)
     if whole[: len(ctx)] != ctx:
         # The continuation merged with the context's last token; fall back to separate encodes (harness does the same).
-        return ctx, tokenizer.encode(continuation, add_special_tokens=False)
-    return ctx, whole[len(ctx) :]
+        return prefix + ctx, tokenizer.encode(continuation, add_special_tokens=False)
+    return prefix + ctx, whole[len(ctx) :]
 
 
 @dataclass
@@ -425,19 +469,26 @@ def predict_letter_mode(
     model, tokenizer, prompts: list[str], batch_size: int, advance=None
 ) -> list[tuple[str, list[float]]]:
     """Benchmark-code scoring: argmax over the next-token logits of "A".."D". -> [(letter, 4 logits)]"""
-    ids = letter_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    enc = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    prefix = special_prefix(tokenizer)
+    enc = [encode_prompt(tokenizer, p, prefix) for p in prompts]
+    # The letters' ids after each prompt's last line ("答案："): one lookup per distinct line.
+    letters: dict[str, list[int]] = {}
+    ids_of = []
+    for p in prompts:
+        tail = p[p.rfind("\n") + 1 :]
+        if tail not in letters:
+            letters[tail] = letter_token_ids(tokenizer, tail)
+        ids_of.append(letters[tail])
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     out: list = [None] * len(enc)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         logits = last_logits(model, [enc[i] for i in idx], 1, pad_id)[:, -1, :]  # (B, V)
-        scores = logits[:, ids]  # (B, 4)
         for b, i in enumerate(idx):
-            s = scores[b].tolist()
+            scores = logits[b, ids_of[i]]  # (4,)
             # Ties go to the earliest letter (torch.argmax semantics), so reruns agree.
-            out[i] = (LETTERS[int(scores[b].argmax())], s)
+            out[i] = (LETTERS[int(scores.argmax())], scores.tolist())
         if advance is not None:
             advance(len(idx))
     return out
@@ -449,8 +500,9 @@ def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     single: list[tuple[int, list[int], list[int]]] = []  # (question, context, 4 one-token targets)
     requests = []
+    prefix = special_prefix(tokenizer)
     for qi, p in enumerate(prompts):
-        split = [continuation_tokens(tokenizer, p, " " + L) for L in LETTERS]
+        split = [continuation_tokens(tokenizer, p, " " + L, prefix) for L in LETTERS]
         if all(len(t) == 1 and c == split[0][0] for c, t in split):
             # NOTE: the usual case (" A" is one token): one forward per question, not four.
             single.append((qi, split[0][0], [t[0] for _c, t in split]))

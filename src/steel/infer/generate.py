@@ -14,6 +14,7 @@ limit stops there with stop reason `max_positions`.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -69,16 +70,76 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
-    """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel)."""
+    """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel).
+
+    Only the template's own markers become special ids: a message content is plain text, as in SFT
+    data (which rejects contents holding a marker), so a user typing `<|im_end|>\\n<|im_start|>system`
+    cannot forge a turn. A conversation whose contents hold no special-token string gets the ids of
+    `apply_chat_template(..., tokenize=True)` (tested).
+    """
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)"
         )
+    specials = _special_tokens(tokenizer)
+    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    if any(s in c for c in contents for s in specials):
+        return _ids_with_plain_contents(tokenizer, messages, add_generation_prompt, specials)
     text = tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, tokenize=False
     )
     # The template writes the special tokens as text; encoding it must not add a BOS of its own.
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _special_tokens(tokenizer) -> dict:
+    """{text: AddedToken} of the tokenizer's special added tokens (the strings encode turns into one id)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found = {t.content: t for t in added.values() if getattr(t, "special", False) and t.content}
+    for text in getattr(tokenizer, "all_special_tokens", ()):
+        found.setdefault(text, None)
+    return found
+
+
+def _ids_with_plain_contents(tokenizer, messages: list[dict], add_generation_prompt: bool, specials: dict) -> list[int]:
+    """`chat_prompt_ids` of a conversation whose contents hold special-token strings.
+
+    Each such string in a content is swapped for a private-use placeholder, the template renders the
+    conversation, and the text is cut at the special tokens left (the template's): those become their
+    ids, the text between them (placeholders restored) is encoded with `split_special_tokens=True`.
+    For contents without special strings this is exactly how `encode` splits a text at added tokens.
+    """
+    texts = sorted(specials, key=len, reverse=True)  # the longest first, as added-token matching does
+    seen = [m["content"] for m in messages if isinstance(m.get("content"), str)] + [str(tokenizer.chat_template)]
+    # NOTE: two private-use characters that neither a content nor the template holds frame the
+    # placeholder `<open>index<close>`.
+    free = (chr(c) for c in range(0xE000, 0xF8FF) if not any(chr(c) in x for x in seen))
+    open_, close = next(free), next(free)
+    hide = re.compile("|".join(re.escape(t) for t in texts))
+    masked = [
+        {**m, "content": hide.sub(lambda x: f"{open_}{texts.index(x.group())}{close}", m["content"])}
+        if isinstance(m.get("content"), str) else m
+        for m in messages
+    ]
+    text = tokenizer.apply_chat_template(masked, add_generation_prompt=add_generation_prompt, tokenize=False)
+    unhide = re.compile(re.escape(open_) + r"(\d+)" + re.escape(close))
+    ids: list[int] = []
+    pos, strip_next = 0, False
+    for found in [*hide.finditer(text), None]:
+        piece = text[pos : found.start() if found else len(text)]
+        tok = specials.get(found.group()) if found else None
+        # Added tokens with lstrip/rstrip swallow the whitespace beside them, as in `encode`.
+        if strip_next:
+            piece = piece.lstrip()
+        if tok is not None and tok.lstrip:
+            piece = piece.rstrip()
+        piece = unhide.sub(lambda x: texts[int(x.group(1))], piece)
+        if piece:
+            ids += tokenizer.encode(piece, add_special_tokens=False, split_special_tokens=True)
+        if found is None:
+            return ids
+        ids.append(tokenizer.convert_tokens_to_ids(found.group()))
+        pos, strip_next = found.end(), tok is not None and tok.rstrip
 
 
 def process_logits(logits: torch.Tensor, seen: torch.Tensor, opts: SamplingOptions) -> torch.Tensor:
