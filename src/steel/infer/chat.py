@@ -3,6 +3,9 @@
 Each user line becomes a user turn; the whole history is rendered with the tokenizer's chat template
 and the reply streams as it is generated, stopping at `<|im_end|>`. Commands: `/reset` forgets the
 history, `/exit` (or end of input) quits. Lines come from stdin, so `steel chat < questions.txt` works.
+Each line, and the system prompt, is normalized as SFT normalizes its data by default (`steel data
+prepare`'s NFC, control and zero-width characters, CRLF and surrounding whitespace), so the model is
+prompted with text of the form it was trained on.
 
 The conversation lives in `max_context` tokens (the model's max positions unless smaller): the reply
 gets `max_new_tokens` of room (at most half the context) and the history the rest. When the history no
@@ -17,6 +20,8 @@ import sys
 from collections.abc import Callable, Iterable
 
 from steel.cli import UserError
+from steel.data.config import NormalizeConfig
+from steel.data.normalize import Normalizer
 from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_reply
 
 
@@ -53,6 +58,8 @@ def chat_loop(
     # Leave room for the reply inside the context, but never more than half of it: a large
     # --max-new-tokens must not leave the history no room at all (the reply is cut at the limit anyway).
     budget = max_context - min(opts.max_new_tokens, max_context // 2)
+    normalize = Normalizer(NormalizeConfig())  # SFT's default `data.normalize`
+    system = normalize(system) if system else system
     base = [{"role": "system", "content": system}] if system else []
     if system:
         n = len(chat_prompt_ids(tokenizer, base + [{"role": "user", "content": ""}]))
@@ -65,13 +72,13 @@ def chat_loop(
     if interactive:
         write("(steel chat: /reset to start over, /exit or Ctrl-D to quit)\n>>> ")
     for line in lines:
-        text = line.rstrip("\n")
-        if text.strip() in ("/exit", "/quit"):
+        text = normalize(line)
+        if text in ("/exit", "/quit"):
             break
-        if text.strip() == "/reset":
+        if text == "/reset":
             history = list(base)
             write("(history cleared)\n")
-        elif text.strip():
+        elif text:
             kept, ids = fit_history(tokenizer, history + [{"role": "user", "content": text}], budget)
             if len(ids) > budget:
                 notify(
