@@ -447,3 +447,21 @@ def test_out_must_be_the_json_file(tmp_path, tiny_llama_dir, capsys):
                          "--out", str(tmp_path / bad)])
         assert rc == 2 and "give the JSON file" in capsys.readouterr().err
         assert not (tmp_path / bad).exists()
+
+
+# ------------------------------------------------------------------------------------------ review fixes
+
+
+def test_headline_is_the_macro_average(tmp_path, tiny_tokenizer_dir):
+    """CMMLU's get_results and C-Eval's paper average over subjects; micro is lm-evaluation-harness's."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    model = _biased_model(len(tok), {tok.encode("C", add_special_tokens=False)[0]: 10.0})
+    res = mc.run_mc(model, tok, mc.McOptions(task="ceval", data=make_ceval_dir(tmp_path / "ceval"), shots=0))
+    # Always C: 3/6 and 1/4 -> macro (0.5 + 0.25) / 2 = 37.50, micro 4/10 = 40.00.
+    assert res["headline_average"] == "macro"
+    md = mc.markdown_report(res)
+    assert "Headline: **37.50** (macro, mean over subjects" in md
+    assert "micro: 40.00 (mean over questions, as lm-evaluation-harness groups report)" in md
+

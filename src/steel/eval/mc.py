@@ -42,10 +42,16 @@ from steel.infer.load import accepts, max_positions, mixes_positions
 LETTERS = ("A", "B", "C", "D")
 Task = Literal["ceval", "cmmlu"]
 DEFAULT_SPLIT = {"ceval": "val", "cmmlu": "test"}
-# Which average published tables quote: the question-weighted one, as lm-evaluation-harness groups
-# (weight_by_size) and, to our knowledge, the benchmarks' own scripts report it. Both are always
-# written; compare with the one the table you compare with uses.
-HEADLINE_AVERAGE = "micro"
+# Which average the benchmarks publish: the mean over subjects. CMMLU's src/mp_utils.py get_results
+# averages the per-subject accuracies (`np.mean(list(all_acc.values()))`, each category likewise over
+# its subjects); C-Eval's paper defines Average over subjects (OpenCompass does the same). Only
+# lm-evaluation-harness groups (weight_by_size) report the question-weighted micro average. Both are
+# always written; compare with the one the table you compare with uses.
+HEADLINE_AVERAGE = "macro"
+AVERAGES = {
+    "macro": "mean over subjects, as CMMLU's and C-Eval's own scripts publish",
+    "micro": "mean over questions, as lm-evaluation-harness groups report",
+}
 
 
 @dataclass
@@ -753,9 +759,12 @@ def _pct(x: float) -> str:
 def markdown_report(result: dict) -> str:
     """A Markdown summary: overall and per-category (macro and micro), then per subject."""
     pct = _pct
+    headline = result["headline_average"]
+    other = "micro" if headline == "macro" else "macro"
     head = (
         f"Model: `{result.get('model', '')}`; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
-        f"Published tables quote the **{result['headline_average']}** average (over questions)."
+        f"Headline: **{pct(result['overall'][headline])}** ({headline}, {AVERAGES[headline]}); "
+        f"{other}: {pct(result['overall'][other])} ({AVERAGES[other]})."
     )
     lines = [
         f"## {result['task']} ({result['split']}, {result['shots']}-shot, {result['mode']}/{result['scoring']})",
