@@ -465,3 +465,24 @@ def test_headline_is_the_macro_average(tmp_path, tiny_tokenizer_dir):
     assert "Headline: **37.50** (macro, mean over subjects" in md
     assert "micro: 40.00 (mean over questions, as lm-evaluation-harness groups report)" in md
 
+
+def test_two_element_ceval_mapping_keeps_the_builtin_category(tmp_path):
+    root = make_ceval_dir(tmp_path / "ceval")
+    # One upstream revision of C-Eval's subject_mapping.json has this entry; it aborted the run.
+    mapping = json.loads((root / "subject_mapping.json").read_text(encoding="utf-8"))
+    mapping["clinical_medicine"] = ["Clinical Medicine", "临床医学"]
+    mapping["new_subject"] = ["New Subject", "新科目"]
+    write_json(root / "subject_mapping.json", mapping)
+    table = mc.subject_table("ceval", root)
+    assert table["clinical_medicine"] == mc.SubjectInfo("临床医学", ("Other",))  # C-Eval's category
+    assert table["new_subject"] == mc.SubjectInfo("新科目", ())
+    assert table["computer_network"].categories == ("STEM",)
+    # A subject of no category counts in the overall averages only.
+    res = mc.aggregate("ceval", {"computer_network": [True, False], "new_subject": [True]}, table)
+    assert res["overall"] == {"macro": pytest.approx(0.75), "micro": pytest.approx(2 / 3)}
+    assert set(res["categories"]) == {"STEM"} and res["categories"]["STEM"]["n"] == 2
+    mapping["bad"] = ["only English"]
+    write_json(root / "subject_mapping.json", mapping)
+    with pytest.raises(UserError, match=r"entry 'bad' is neither \[en, zh, category\], \[en, zh\]"):
+        mc.subject_table("ceval", root)
+

@@ -169,7 +169,9 @@ def subject_table(task: Task, data_dir: Path | None = None) -> dict[str, Subject
     """Built-in table, updated from `subject_mapping.json` in the data directory when there is one.
 
     Both mapping layouts are read: C-Eval's `{subject: [English, Chinese, category]}` and the CMMLU
-    layout `{subject: {"name_zh", "categories", ...}}`.
+    layout `{subject: {"name_zh", "categories", ...}}`. An `[English, Chinese]` entry (clinical_medicine
+    in one C-Eval revision) keeps the built-in category; a subject with none is counted in the overall
+    averages only.
     """
     if task == "ceval":
         table = {k: SubjectInfo(zh, (cat,)) for k, (_en, zh, cat) in CEVAL_SUBJECTS.items()}
@@ -182,13 +184,14 @@ def subject_table(task: Task, data_dir: Path | None = None) -> dict[str, Subject
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{mapping}: cannot read subject table ({e})") from None
         for k, v in data.items():
-            if isinstance(v, list) and len(v) == 3:
-                table[k] = SubjectInfo(str(v[1]), (str(v[2]),))
+            if isinstance(v, list) and len(v) in (2, 3):
+                cats = (str(v[2]),) if len(v) == 3 else (table[k].categories if k in table else ())
+                table[k] = SubjectInfo(str(v[1]), cats)
             elif isinstance(v, dict) and "name_zh" in v and "categories" in v:
                 table[k] = SubjectInfo(str(v["name_zh"]), tuple(v["categories"]))
             else:
                 raise UserError(
-                    f"{mapping}: entry {k!r} is neither [en, zh, category] nor {{name_zh, categories}}"
+                    f"{mapping}: entry {k!r} is neither [en, zh, category], [en, zh] nor {{name_zh, categories}}"
                 )
     return table
 
