@@ -486,3 +486,32 @@ def test_two_element_ceval_mapping_keeps_the_builtin_category(tmp_path):
     with pytest.raises(UserError, match=r"entry 'bad' is neither \[en, zh, category\], \[en, zh\]"):
         mc.subject_table("ceval", root)
 
+
+@pytest.mark.parametrize("mode", ["logprob", "generate"])
+def test_dev_split_leaves_each_question_out_of_its_own_shots(tmp_path, monkeypatch, tiny_tokenizer_dir, mode):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    root = make_ceval_dir(tmp_path / "ceval")
+    seen: list = []
+
+    def capture(model, tokenizer, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return [("A", [0.0] * 4)] * len(prompts) if mode == "logprob" else ["A"] * len(prompts)
+
+    monkeypatch.setattr(mc, "predict_letter_mode" if mode == "logprob" else "predict_generate_mode", capture)
+    opts = mc.McOptions(task="ceval", data=root, split="dev", shots=2, mode=mode, subjects=["computer_network"])
+    mc.run_mc(None, tok, opts)
+    dev = mc.read_questions(root / "dev" / "computer_network_dev.csv", "ceval", "computer_network")
+    # Each dev question's 2 shots are the first two of the other dev questions, in file order.
+    pools = [[1, 2], [0, 2], [0, 1], [0, 1], [0, 1]]
+    if mode == "logprob":
+        want = [mc.build_prompt("ceval", "计算机网络", [dev[j] for j in p], q, 2) for q, p in zip(dev, pools)]
+    else:
+        want = [mc.chat_messages("计算机网络", [dev[j] for j in p], q, 2, False) for q, p in zip(dev, pools)]
+    assert seen == want
+    assert [d["shots"] for d in opts.details] == [2] * 5
+    # 5 dev questions leave 4 others: 5 shots is refused, naming the file and the most it can be.
+    opts = mc.McOptions(task="ceval", data=root, split="dev", shots=5, mode=mode)
+    with pytest.raises(UserError, match=r"computer_network_dev\.csv: --split dev .* has 5, so --shots 4 at most"):
+        mc.run_mc(None, tok, opts)

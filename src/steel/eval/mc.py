@@ -236,6 +236,11 @@ def build_prompt(task: Task, subject_zh: str, dev: list[Question], q: Question, 
     )
 
 
+def shot_pool(dev: list[Question], q: Question) -> list[Question]:
+    """The dev examples `q` may be shown: its subject's, less `q` itself (`--split dev` scores them)."""
+    return [d for d in dev if d.where != q.where]
+
+
 def chat_user_message(subject_zh: str, q: Question, cot: bool) -> str:
     """Steel's chat-style prompt for `generate` mode (the question as one user turn)."""
     options = "".join(f"\n{L}. {c}" for L, c in zip(LETTERS, q.choices))
@@ -634,7 +639,15 @@ def load_benchmark(
         qs = read_questions(subject_file(opts.task, data, split, s), opts.task, s)
         questions[s] = qs[: opts.limit] if opts.limit else qs
         if opts.shots > 0:
-            dev[s] = read_questions(subject_file(opts.task, data, "dev", s), opts.task, s)
+            dev_file = subject_file(opts.task, data, "dev", s)
+            dev[s] = read_questions(dev_file, opts.task, s)
+            # A dev question's shots are the subject's other dev questions (it would show its own answer).
+            if split == "dev" and opts.shots > len(dev[s]) - 1:
+                raise UserError(
+                    f"{dev_file}: --split dev takes each question's shots from the subject's other dev "
+                    f"questions; '{s}' has {len(dev[s])}, so --shots {max(len(dev[s]) - 1, 0)} at most "
+                    f"(got {opts.shots})"
+                )
         else:
             dev[s] = []
     return questions, dev, table
@@ -688,7 +701,7 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             for s, q in flat:
                 prompt, k = fit_shots(
                     lambda ex, k, s=s, q=q: build_prompt(opts.task, table[s].name_zh, ex, q, k),
-                    dev[s],
+                    shot_pool(dev[s], q),
                     opts.shots,
                     lambda prompt: scored_positions(tokenizer, prompt, opts.scoring),
                     limit,
@@ -707,7 +720,7 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             for s, q in flat:
                 m, k = fit_shots(
                     lambda ex, k, s=s, q=q: chat_messages(table[s].name_zh, ex, q, k, opts.cot),
-                    dev[s],
+                    shot_pool(dev[s], q),
                     opts.shots,
                     lambda m: len(chat_prompt_ids(tokenizer, m)) + opts.max_new_tokens,
                     limit,
