@@ -6,6 +6,10 @@ ChatML token by token:
 
     <|im_start|>{role}\\n{content}<|im_end|>\\n   per message, then <|endoftext|>
 
+`steel chat` renders prompts with the tokenizer's chat template instead, so SFT first renders probe
+conversations with that template (`template_default_system`): a default system message the template
+inserts into conversations without one is inserted here too; any other difference is refused.
+
 Labels (HF convention: label[t] is the token at t, -100 = no loss): by default only the assistant
 turns carry loss -- their content and the `<|im_end|>` that ends them (the model must learn to stop);
 `loss_on_prompt: true` trains on every token as pretraining did. Rows are either packed (several
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,8 @@ from steel.data.config import NormalizeConfig
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 IGNORE = -100
+
+log = logging.getLogger("steel")
 
 
 @dataclass
@@ -148,6 +155,65 @@ class ChatTokenizer:
             add(self.newline, False)
         add([self.eos], loss_on_prompt)
         return ids, labels
+
+
+# Probes of the chat template: short ASCII contents (normalization leaves SFT contents trimmed).
+_PROBE_SYSTEM = {"role": "system", "content": "Be brief."}
+_PROBE_TURNS = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "1+1?\nSay it."},
+    {"role": "assistant", "content": "2"},
+]
+
+
+def template_default_system(tokenizer) -> str | None:
+    """The system message the tokenizer's chat template inserts when a conversation has none (None: none).
+
+    SFT renders ChatML itself (token by token, for the label mask) while `steel chat` and `generate
+    --chat` render with the tokenizer's chat template, so both must give the same text: probe
+    conversations (no system message, a system message, two exchanges, a generation prompt) are
+    rendered both ways. A default system turn the template inserts (`steel tokenizer qwen
+    --default-system`, Qwen2.5's template) is returned for SFT to insert too; any other difference is a
+    ConfigError naming the chat template. A tokenizer without a template gives None (ChatML).
+    """
+    from steel.data.chat import SPECIAL_MARKERS, render_chatml
+
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    where = f"tokenizer: the chat template of {getattr(tokenizer, 'name_or_path', '') or 'the tokenizer'}"
+    advice = (
+        "SFT renders ChatML (<|im_start|>{role}\\n{content}<|im_end|>\\n per message, optionally after a default "
+        "system turn) and `steel chat` prompts with the chat template, so the model would be prompted in a "
+        "format it was not trained on; use a tokenizer with a ChatML chat template (`steel tokenizer qwen`)"
+    )
+
+    def render(messages: list[dict], generation: bool = False) -> str:
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        except Exception as e:  # a Jinja error, e.g. a template that refuses system messages
+            raise ConfigError(f"{where} fails on a probe conversation ({type(e).__name__}: {e}); {advice}") from None
+
+    exchange = _PROBE_TURNS[:2]
+    got, head, tail = render(exchange), f"{IM_START}system\n", f"{IM_END}\n" + render_chatml(exchange)
+    default = None
+    if got != render_chatml(exchange) and got.startswith(head) and got.endswith(tail) and len(got) >= len(head + tail):
+        default = got[len(head) : len(got) - len(tail)]
+        if any(m in default for m in SPECIAL_MARKERS):
+            default = None  # not one system turn: refused below
+    first = [{"role": "system", "content": default}] if default is not None else []
+    probes = [
+        ("a conversation without a system message", exchange, first + exchange, False),
+        ("a conversation with a system message", [_PROBE_SYSTEM, *exchange], [_PROBE_SYSTEM, *exchange], False),
+        ("two exchanges", _PROBE_TURNS, first + _PROBE_TURNS, False),
+        ("a prompt for a reply (add_generation_prompt)", [_PROBE_SYSTEM, exchange[0]], [_PROBE_SYSTEM, exchange[0]], True),
+    ]
+    for what, messages, chatml, generation in probes:
+        want = render_chatml(chatml) + (f"{IM_START}assistant\n" if generation else "")
+        got = render(messages, generation)
+        if got != want:
+            raise ConfigError(f"{where} renders {what} as {got[:300]!r}, SFT as {want[:300]!r}; {advice}")
+    return default
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -379,7 +445,19 @@ class SftData:
 
 def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Tensor, torch.Tensor]:
     ct = ChatTokenizer(tokenizer)
+    default_system = template_default_system(tokenizer)  # before reading any data: a bad template stops here
     mix = build_conversations(cfg, stats)
+    if default_system is not None:
+        # The chat template opens every prompt without a system message with this one: so do the rows.
+        added = [i for i, (_name, m) in enumerate(mix) if not m or m[0]["role"] != "system"]
+        for i in added:
+            mix[i] = (mix[i][0], [{"role": "system", "content": default_system}, *mix[i][1]])
+        stats["default_system"] = {"content": default_system, "conversations": len(added)}
+        log.info(
+            "sft data: the tokenizer's chat template adds the system message %r to conversations without one; "
+            "added to %d of %d conversations as at inference",
+            default_system, len(added), len(mix),
+        )
     encoded = [ct.encode(m, cfg.loss_on_prompt) for _name, m in mix]
     # Conversations longer than seq_len are dropped (make_rows): counted per dataset, and a listed
     # dataset none of whose sampled conversations fits is an error (it vanished from the mixture silently).
