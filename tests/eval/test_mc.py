@@ -200,10 +200,30 @@ def test_prompt_five_shots_exact():
         ("Answer is a", None),
         ("The answer is (b).", None),
         ("answer is a bit tricky, B", "B"),
+        # common chat phrasings (all None but the last, which gave A)
+        ("答案是选项C。选项A错误，因为胸部肉少。", "C"),
+        ("正确答案是选项C，A、B、D都不对。", "C"),
+        ("正确选项是B，A不对", "B"),
+        ("正确的选项为 D。", "D"),
+        ("A项错误，B项错误，D项错误，C项正确。", "C"),  # CMMLU's `([ABCD])(.*?)正确` reads A here
+        ("选项C正确，选项A错误", "C"),
+        ("选项C是正确的，A不是", "C"),
+        ("C项不正确，B项正确", "B"),
+        ("有人认为答案是A，但分析后本题选B。", "B"),  # a later concluding choice is the last statement
+        ("答案是C，因为A项正确的前提不成立", "C"),  # a statement of the answer outranks a judgment
     ],
 )
 def test_extract_answer(text, expected):
     assert mc.extract_answer(text, ("胸", "腹", "大腿", "小腿")) == expected
+
+
+def test_extract_answer_negative_question():
+    """Asked for the wrong option, "X正确" judges a wrong answer: it is not read; stated answers still are."""
+    question = "下列说法错误的是"
+    assert mc.extract_answer("A项错误，B项正确", None, question) is None  # "A项错误" is the answer here
+    assert mc.extract_answer("A项错误，B项正确", None, "下列说法正确的是") == "B"
+    assert mc.extract_answer("不正确的是A", None, question) == "A"
+    assert mc.extract_answer("答案：A。B项正确，C项正确", None, question) == "A"
 
 
 # ------------------------------------------------------------------------------------------ scoring

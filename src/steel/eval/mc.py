@@ -327,15 +327,27 @@ def fit_shots(
 
 _LETTER = r"([ABCD])(?![A-Za-z])"  # an upper-case option letter only: "answer is a bit" has no letter
 _OPEN = r"\s*[:：]?\s*[\(（【\[]?\s*"
-# Statements of the answer -- the last one wins (CoT ends with it; "答案是A。不对，应该选C": C):
+_CUE = _OPEN + r"(?:选项\s*[\(（【\[]?\s*)?"  # "答案是选项C", "答案：选项(C)"
+# Statements of the answer -- the last one wins (CoT ends with it; "答案是A。不对，应该选C": C;
+# "有人认为答案是A，但分析后本题选B": B):
 _EXPLICIT = [
-    # "答案是B", "答案：(C)", "正确答案为 D", "答案应该是A"
-    re.compile(r"答案\s*(?:应该|应|就)?\s*(?:是|为|选)?" + _OPEN + _LETTER),
+    # "答案是B", "答案：(C)", "正确答案为 D", "答案应该是A", "答案是选项C"
+    re.compile(r"答案\s*(?:应该|应|就)?\s*(?:是|为|选)?" + _CUE + _LETTER),
     re.compile(r"(?i:answer)\s*(?:(?i:is))?" + _OPEN + _LETTER),
-    # a concluding choice: "应该选C", "故选B", "所以选项B", "最后选D"
-    re.compile(r"(?:应该|应|故|所以|因此|最后|最终|综上)\s*选(?:择|项)?" + _OPEN + _LETTER),
+    # "正确选项是B", "正确的选项为C", "说法正确的是D" (CMMLU's `正确的?选项(是|为) ?([ABCD])`);
+    # "不正确的是A" states the answer of a negative question just as well
+    re.compile(r"正确的?(?:选项|一项)?\s*(?:应该|应)?\s*(?:是|为)" + _CUE + _LETTER),
+    # a concluding choice: "应该选C", "故选B", "所以选项B", "最后选D", "本题选B"
+    re.compile(
+        r"(?:应该|应|故|所以|因此|最后|最终|综上|本题|此题|该题|这道题|这题)\s*选(?:择|项)?" + _OPEN + _LETTER
+    ),
 ]
-# A plain choice ("这道题选D", "我选择B"), read only when no statement above is found
+# A judgment that one option is right ("C项正确", "选项C正确", "C是正确的"; CMMLU's `([ABCD])(.*?)正确`
+# without its reach: "A项错误，C项正确" is C, not A), read when no statement above is found. Not for a
+# question asking for the wrong option ("下列说法错误的是"), where the right statements are the wrong answers.
+_JUDGED = re.compile(r"(?<![A-Za-z])([ABCD])\s*(?:项|选项)?\s*(?:是|为)?\s*正确")
+_NEGATIVE_QUESTION = re.compile(r"错误|不正确|不属于|不符合|不包括|不是")
+# A plain choice ("这道题选D", "我选择B"), read only when nothing above is found
 # ("答案为C。选择A是常见错误" is C). "选项B" alone names an option ("选项B错误"), it does not choose one.
 _CHOICE = re.compile(r"选(?:择)?" + _OPEN + _LETTER)
 # A reply opening with the letter as an answer: "B", "B. 腹", "(C)大腿" -- not "A或者B".
@@ -343,18 +355,23 @@ _LEADING = re.compile(r"^\s*[\(（【\[]?\s*([ABCD])\s*(?:$|[.．、,，。:：)
 _STANDALONE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
 
 
-def extract_answer(text: str, choices: tuple[str, ...] | None = None) -> str | None:
+def extract_answer(text: str, choices: tuple[str, ...] | None = None, question: str = "") -> str | None:
     """The option letter a generated answer commits to, or None.
 
-    Order: an explicit statement ("答案是X", "Answer: X", "应该选X"; the last one wins), a plain choice
-    ("选X", the last one), a letter opening the reply ("B. 腹", "(C)"), a single distinct stand-alone
-    letter anywhere, the one option whose full text the reply quotes. Only upper-case letters count, and
-    never inside English words ("As an AI"); "选项X" only mentions an option.
+    Order: an explicit statement ("答案是X", "答案是选项X", "Answer: X", "正确选项是X", "应该选X",
+    "本题选X"; the last one wins), a judgment "X项正确" (the last one; skipped when `question` asks for
+    the wrong option), a plain choice ("选X", the last one), a letter opening the reply ("B. 腹", "(C)"),
+    a single distinct stand-alone letter anywhere, the one option whose full text the reply quotes. Only
+    upper-case letters count, and never inside English words ("As an AI"); "选项X" only mentions an option.
     """
     # The statement whose letter comes last in the reply, whichever pattern found it ("答案是A。不对，应该选C": C).
     explicit = [(m.start(1), m.group(1)) for pat in _EXPLICIT for m in pat.finditer(text)]
     if explicit:
         return max(explicit)[1]
+    if not _NEGATIVE_QUESTION.search(question):
+        judged = _JUDGED.findall(text)
+        if judged:
+            return judged[-1]
     chosen = _CHOICE.findall(text)
     if chosen:
         return chosen[-1]
@@ -732,7 +749,7 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             texts = predict_generate_mode(
                 model, tokenizer, msgs, opts.max_new_tokens, opts.batch_size, advance
             )
-            preds = [extract_answer(t, q.choices) for t, (_s, q) in zip(texts, flat)]
+            preds = [extract_answer(t, q.choices, q.question) for t, (_s, q) in zip(texts, flat)]
             raw = texts
     per_subject: dict[str, list[bool]] = {s: [] for s in questions}
     no_answer: dict[str, int] = {s: 0 for s in questions}
