@@ -27,6 +27,7 @@ import io
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,6 +526,19 @@ def predict_letter_mode(
     return out
 
 
+def warn_reads_future(what: str) -> None:
+    """One warning that a score read tokens after the ones it predicts (a position-mixing FFN)."""
+    from steel.model.modeling_steel import SteelCausalityWarning
+
+    warnings.warn(
+        f"steel eval: the model's FFN mixes positions (Steel soft-MoE v2/v3), so a position reads the "
+        f"tokens after it: {what} (the result says \"causal\": false; `steel model check-causal` "
+        "measures the leak)",
+        SteelCausalityWarning,
+        stacklevel=3,
+    )
+
+
 @torch.no_grad()
 def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None):
     """lm-evaluation-harness scoring: argmax of log P(" X" | prompt), summed over the continuation's tokens."""
@@ -551,6 +565,11 @@ def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: 
                 scores[(qi, li)] = float(logp[b, t])
         if advance is not None:
             advance(len(batch))
+    if requests and mixes_positions(model):
+        warn_reads_future(
+            f"{len(requests) // 4} question(s) have a continuation of several tokens (\" A\".. \" D\"), scored "
+            "teacher-forced: those scores are optimistic"
+        )
     scores.update(score_requests(model, requests, pad_id, batch_size))
     if advance is not None and requests:
         advance(len(requests) // 4)
@@ -777,6 +796,8 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
             "max_positions": limit,
         },
         "headline_average": HEADLINE_AVERAGE,
+        # False for a model whose FFN mixes positions: multi-token continuations were read teacher-forced.
+        "causal": not mixes_positions(model),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if opts.mode == "generate":
