@@ -11,13 +11,27 @@ Two ways to score a question:
   and a deterministic answer extractor; an answer without a recognisable letter counts as wrong and
   is reported (Steel-LLM's script fell back to an unseeded random letter there).
 
-Averages: per-category and overall, both macro (mean over subjects) and micro (mean over questions).
+Averages: per-category and overall, both macro (mean over subjects: the headline, as CMMLU's and
+C-Eval's own scripts publish) and micro (mean over questions, as lm-evaluation-harness groups report).
+
+Shots come from the subject's dev split in file order; with `split="dev"` a question is never among its
+own shots (they come from the subject's other dev questions, so at most 4 of CMMLU's 5).
+
+Tokens: prompts get the special tokens the tokenizer puts before a text by default (Llama's BOS, as
+CMMLU's `tokenizer(prompt)` and C-Eval's Llama evaluator do; Qwen's tokenizer adds none), and the
+letters "A".."D" are the tokens they are after the prompt's last line ("答案：A" minus "答案："), which
+for SentencePiece-style tokenizers is not the token of "A" alone ("▁A").
 
 Context limit: a k-shot prompt that does not fit the model's `max_position_embeddings` (plus the
-reply's room in generate mode) loses its earliest examples one at a time until it fits, as MMLU's and
-CMMLU's own scripts do (`prompt_split.pop(1)`); the result counts those questions (`fewer_shots`) and
-each question's dump says how many shots it got. A question that does not fit even 0-shot is an error:
-scoring a truncated or over-long prompt would be a silently wrong number.
+reply's room in generate mode) loses its earliest examples one at a time until it fits (MMLU-style;
+CMMLU's own gen_prompt drops the longest examples first); the result counts those questions
+(`fewer_shots`) and each question's dump says how many shots it got. A question that does not fit even
+0-shot is an error: scoring a truncated or over-long prompt would be a silently wrong number.
+
+Causality: a model whose FFN mixes positions (Steel soft-MoE v2/v3) reads later tokens of its input.
+Letter scoring and one-token continuations read nothing after the prompt, so they are what the model
+delivers; a continuation of several tokens is scored teacher-forced and is optimistic: a warning says
+so, and the result carries `"causal": false` for such a model.
 """
 
 from __future__ import annotations
@@ -308,8 +322,9 @@ def fit_shots(
     what: str = "",
 ) -> tuple[P, int]:
     """The prompt `make(examples, k)` with the most shots k <= `shots` whose `positions(prompt)` fit in
-    `limit`; the earliest examples are dropped first (MMLU's and CMMLU's scripts: `prompt_split.pop(1)`).
-    -> (prompt, k). A question that does not fit 0-shot is a UserError naming it."""
+    `limit`; the earliest examples are dropped first (MMLU-style; CMMLU's gen_prompt drops the longest
+    first, which changes which examples a prompt keeps). -> (prompt, k). A question that does not fit
+    0-shot is a UserError naming it."""
     for k in range(shots, -1, -1):
         prompt = make(dev[shots - k : shots], k)
         if limit is None:
