@@ -533,3 +533,53 @@ def test_system_prompt_emptied_by_normalization_is_no_turn(tmp_path):
     cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [{"name": "a", "path": ["a.json"]}]})
     (conv,) = [m for _, m in D.build_conversations(cfg, {})]
     assert [m["role"] for m in conv] == ["user", "assistant"]
+
+
+def test_sft_resume_refuses_another_tokenizer_and_keeps_the_runs(tmp_path, tok, capsys):
+    # A refused resume had already saved the new tokenizer over run_dir/tokenizer (chat/eval/export then
+    # paired the checkpoints with it), and the refusal blamed the dataset files.
+    import shutil
+
+    from tiny_models import build_byte_tokenizer
+    from transformers import AutoTokenizer
+
+    from steel.tokenizer.qwen import chatml_template
+
+    config = _sft_run(tmp_path, tok)
+    run, ck, init = tmp_path / "run", tmp_path / "run" / "checkpoints" / "step-2", tmp_path / "init"
+    saved = {p.name: p.read_bytes() for p in (run / "tokenizer").iterdir()}
+    other = tmp_path / "other_vocab"  # same size, another merge
+    build_byte_tokenizer(other, merges=[("Ġ", "A"), ("Ġ", "C")])
+    default_system = tmp_path / "default_system"  # the same vocabulary, a template with a default system turn
+    shutil.copytree(run / "tokenizer", default_system)
+    t = AutoTokenizer.from_pretrained(str(default_system))
+    t.chat_template = chatml_template("You are a helpful assistant.")
+    t.save_pretrained(str(default_system))
+    init2 = tmp_path / "init2"
+    shutil.copytree(init, init2)
+    build_byte_tokenizer(init2, merges=[("Ġ", "A"), ("Ġ", "C")])
+    theirs = f"; it differs from the run's tokenizer {run / 'tokenizer'}"
+    capsys.readouterr()
+    for changes, message in [
+        ([f"tokenizer={other}"], f"tokenizer: None in the checkpoint {ck}, '{other}' configured{theirs} (vocabulary)"),
+        ([f"tokenizer={default_system}"],
+         f"tokenizer: None in the checkpoint {ck}, '{default_system}' configured{theirs} (chat template)"),
+        ([f"init={init2}"], f"init: '{init}' in the checkpoint {ck}, '{init2}' configured (the tokenizer is found "
+                            f"beside init){theirs} (vocabulary)"),
+    ]:
+        assert steel_main(["sft", str(config), "--set", "max_steps=4", *sum((["--set", c] for c in changes), [])]) == 2
+        err = capsys.readouterr().err
+        assert message + ", on which its checkpoints were trained: set it back, or start a new run" in err
+        assert "dataset files" not in err
+        assert {p.name: p.read_bytes() for p in (run / "tokenizer").iterdir()} == saved
+    # The same config over another tokenizer beside init.
+    build_byte_tokenizer(init, merges=[("Ġ", "A"), ("Ġ", "C")])
+    assert steel_main(["sft", str(config), "--set", "max_steps=4"]) == 2
+    assert (f"tokenizer: the tokenizer found beside init {init} changed since the checkpoint {ck}{theirs} "
+            "(vocabulary)" in capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in (run / "tokenizer").iterdir()} == saved
+    assert not (ck.parent / "step-4").exists()
+    # The run's tokenizer saved elsewhere (loaded and saved again) is the same tokenizer: the resume goes on.
+    tok.save_pretrained(str(tmp_path / "same"))
+    assert steel_main(["sft", str(config), "--set", "max_steps=3", "--set", f"tokenizer={tmp_path / 'same'}"]) == 0
+    assert (ck.parent / "step-3").exists()

@@ -8,6 +8,7 @@ exact resume and SIGTERM saves are the Trainer's, as in pretraining.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -138,6 +139,64 @@ def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, sta
     )
 
 
+def tokenizer_fingerprint(tokenizer) -> dict:
+    """What a run's token ids depend on: size, special tokens, vocabulary/merges/pre-tokenizer, chat template.
+
+    Hashes of the in-memory tokenizer (not of files, whose layout differs between transformers
+    versions), so a tokenizer saved and loaded again has the same fingerprint.
+    """
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    template = getattr(tokenizer, "chat_template", None)
+    return {
+        "size": len(tokenizer),
+        "special tokens": [getattr(tokenizer, f"{k}_token", None) for k in ("bos", "eos", "pad", "unk")]
+        + sorted(getattr(tokenizer, "all_special_tokens", [])),
+        "vocabulary": sha(model),
+        "chat template": sha(json.dumps(template)) if template else None,
+    }
+
+
+def check_resume_tokenizer(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, run_dir: Path, tokenizer) -> None:
+    """Refuse a tokenizer other than the one saved in `run_dir/tokenizer`, naming `tokenizer` or `init`.
+
+    The run's checkpoints were trained on that tokenizer's ids and chat template, and chat, eval and
+    export pair them with it: a resume with another one used to replace it before being refused (by
+    the data check, which blamed the dataset files).
+    """
+    from transformers import AutoTokenizer
+
+    saved_dir = run_dir / "tokenizer"
+    if not saved_dir.is_dir():
+        return  # a run from before the tokenizer was saved there: nothing to compare with
+    try:
+        saved = AutoTokenizer.from_pretrained(str(saved_dir), trust_remote_code=True)
+    except Exception as e:  # noqa: BLE001 - an unreadable record is replaced, as a missing one is saved
+        log.warning("resume: the run's tokenizer %s is unreadable (%s); it is replaced", saved_dir, e)
+        return
+    before, now = tokenizer_fingerprint(saved), tokenizer_fingerprint(tokenizer)
+    differs = [k for k in now if before[k] != now[k]]
+    if not differs:
+        return
+    if old is not None and old.tokenizer != cfg.tokenizer:
+        field = f"tokenizer: {_short(old.tokenizer)} in the checkpoint {ckpt_dir}, {_short(cfg.tokenizer)} configured"
+    elif old is not None and cfg.tokenizer is None and old.init != cfg.init:
+        field = (f"init: {_short(old.init)} in the checkpoint {ckpt_dir}, {_short(cfg.init)} configured "
+                 "(the tokenizer is found beside init)")
+    else:
+        where = cfg.tokenizer if cfg.tokenizer is not None else f"the tokenizer found beside init {cfg.init}"
+        field = f"tokenizer: {where} changed since the checkpoint {ckpt_dir}"
+    what = ", ".join(f"{k} {before[k]} -> {now[k]}" if k == "size" else k for k in differs)
+    raise ConfigError(
+        f"{field}; it differs from the run's tokenizer {saved_dir} ({what}), on which its checkpoints were "
+        f"trained: set it back, or start a new run (another run_dir)"
+    )
+
+
 def main(cfg: SftConfig):
     from steel import dirlock
     from steel.infer.load import load_model, load_tokenizer
@@ -178,7 +237,10 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
 
     if d.is_main:
         ckpt.remove_partial(run_dir)
-        tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
+    latest = ckpt.latest_checkpoint(run_dir)
+    old = read_checkpoint_config(latest) if latest is not None else None
+    if latest is not None:  # before the data is built: another tokenizer gives other rows
+        check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
     setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
     if not d.is_main:
         log.setLevel(logging.WARNING)
@@ -228,11 +290,9 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         fpt,
         {"config_yaml": config_yaml, "model_config": model_config},
     )
-    latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         log.info("resuming from %s", latest)
         data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
-        old = read_checkpoint_config(latest)
         check_resume_data(cfg, old, latest, data_state, data)
         warn_resume_changes(tcfg, latest, train_state["step"], data_state, model_config, d,
                             old=old.trainer_config() if old is not None else None)
@@ -243,6 +303,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     metrics.truncate(trainer.state.step)
     if d.is_main:  # only once accepted: a refused config must not replace the record of the run
         write_run_config(run_dir, config_yaml)
+        tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
     torch.manual_seed(cfg.data.seed)
     trainer.release_lock = release_lock
     return trainer
