@@ -43,7 +43,7 @@ def test_gradient_checkpointing_gives_identical_gradients(tiny_config):
     cfg = tiny_config(ffn_type="soft_moe_causal", moe_chunk_size=2)
     plain, ckpt = build_model(cfg), build_model(cfg)
     ckpt.load_state_dict(plain.state_dict())
-    ckpt.gradient_checkpointing_enable()  # (activation_checkpointing_enable from transformers 5.x on)
+    ckpt.activation_checkpointing_enable()  # gradient_checkpointing_enable before transformers 5.25 (deprecated since)
     ids = torch.randint(0, cfg.vocab_size, (2, 9))
     plain(input_ids=ids, labels=ids).loss.backward()
     ckpt(input_ids=ids, labels=ids).loss.backward()
