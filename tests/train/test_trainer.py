@@ -78,6 +78,36 @@ def test_partial_save_is_never_loaded(tmp_path, data):
     trainer.metrics.close()
 
 
+def test_a_kill_in_a_resave_or_a_cleanup_loses_no_checkpoint(tmp_path, data, monkeypatch):
+    cfg = tiny_config(tmp_path, [data], max_steps=4, checkpoint={"every": 2, "keep": 2})
+    assert steel(["train", str(cfg)]) == 0
+    root = tmp_path / "run" / "checkpoints"
+    saved = weights(root / "step-4")
+    trainer = main(setup(str(cfg)))  # at step 4: nothing to train
+    # A re-save of step 4 killed between setting the old one aside and renaming the new one in.
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if str(src).endswith("step-4.tmp"):
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    monkeypatch.setattr(os, "replace", real_replace)
+    trainer.metrics.close()
+    assert not (root / "step-4").exists() and (root / "step-4.old").is_dir() and (root / "step-4.tmp").is_dir()
+    # A cleanup killed mid-delete: step-2 set aside, half its files gone, train_state.json still there.
+    real_replace(root / "step-2", root / "step-2.old")
+    (root / "step-2.old" / "model.safetensors").unlink()
+    trainer = main(setup(str(cfg)))
+    assert trainer.state.step == 4
+    assert sorted(p.name for p in root.iterdir()) == ["step-4"]  # step-4 put back; the rest deleted
+    assert all(torch.equal(v, weights(root / "step-4")[k]) for k, v in saved.items())
+    trainer.metrics.close()
+
+
 def test_keep_last_k(tmp_path, data):
     cfg = tiny_config(tmp_path, [data], max_steps=10, checkpoint={"every": 2, "keep": 2})
     assert steel(["train", str(cfg)]) == 0
@@ -304,6 +334,18 @@ def test_relative_add_data_passed_again_at_resume(tmp_path, data, monkeypatch):
     assert steel(["train", str(cfg), "--add-data", "more"]) == 0
     assert steel(["train", str(cfg), "--set", "max_steps=3", "--add-data", "more"]) == 0
     assert steel(["train", str(cfg), "--set", "max_steps=4", "--add-data", "./more"]) == 0
+
+
+def test_a_copy_of_an_appended_dir_is_refused_naming_the_copy(tmp_path, data, capsys):
+    # The refusal is right (the same chunks twice), but it named the registered file as the duplicate of the copy.
+    make_data_dir(tmp_path / "more", [2000], seed=9, source="more", prefix="more")
+    cfg = tiny_config(tmp_path, [data], max_steps=2)
+    assert steel(["train", str(cfg), "--add-data", str(tmp_path / "more")]) == 0
+    shutil.copytree(tmp_path / "more", tmp_path / "copy")
+    assert steel(["train", str(cfg), "--set", "max_steps=3", "--add-data", str(tmp_path / "copy")]) == 2
+    err = capsys.readouterr().err
+    assert f"duplicate chunk: {tmp_path / 'copy'}/" in err and f"as {tmp_path / 'more'}/" in err
+    assert "(a copy of a data dir? give only one of the two)" in err
 
 
 def test_plot(tmp_path, data):

@@ -185,7 +185,8 @@ def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = No
                 raise DataError(f"{d / 'manifest.json'}: chunks[{i}] lacks file/tokens/md5") from None
             path = d / name
             if md5 in by_md5:
-                raise DataError(f"duplicate chunk: {path} has the same head/tail MD5 ({md5}) as {by_md5[md5]}")
+                raise DataError(f"duplicate chunk: {path} has the same head/tail MD5 ({md5}) as {by_md5[md5]} "
+                                "(a copy of a data dir? give only one of the two)")
             by_md5[md5] = path
             w = weights.get(source, sources.get(source, {}).get("weight", 1.0))
             w = 1.0 if w is None else float(w)
@@ -468,7 +469,8 @@ class PretrainLoader:
         # NOTE: repeats by resolved path: appended dirs are stored absolute, `--add-data`/anneal dirs may be
         # given relative, and one dir scanned twice is refused as a set of duplicate chunks.
         seen, more = {Path(d).resolve() for d in self.dirs}, []
-        for d in [*self.lookup_dirs, *map(Path, self.extra_dirs)]:
+        # The run's registered dirs first: a duplicate is then named as the new copy of a registered chunk.
+        for d in [*map(Path, self.extra_dirs), *self.lookup_dirs]:
             if Path(d).resolve() not in seen and Path(d).is_dir():
                 seen.add(Path(d).resolve())
                 more.append(d)

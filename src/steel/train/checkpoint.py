@@ -170,26 +170,50 @@ def save_checkpoint(
     barrier(d)  # every rank's RNG file is on disk
     if d.is_main:
         _write_json(tmp / "train_state.json", {**train_state, "world_size": d.world_size})
-        if final.exists():  # a re-save of the same step (e.g. SIGTERM right after a periodic save)
-            shutil.rmtree(final)
+        # A re-save of the same step (e.g. SIGTERM right after a periodic save): the old one is renamed aside,
+        # not deleted, until the new one is in place (`remove_partial` puts it back after a kill in between).
+        replaced = _set_aside(final) if final.exists() else None
         os.replace(tmp, final)
         fd = os.open(root, os.O_RDONLY)
         try:
             os.fsync(fd)  # make the rename durable before older checkpoints are deleted
         finally:
             os.close(fd)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
         for _, old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(_set_aside(old), ignore_errors=True)
     barrier(d)
     return final
 
 
+def _set_aside(ckpt: Path) -> Path:
+    """Rename `step-N/` to `step-N.old/`, then return that. One rename: a kill while a checkpoint is deleted
+    (which goes file by file) cannot leave a `step-N/` that still looks complete without its tensors."""
+    aside = ckpt.with_name(ckpt.name + ".old")
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.replace(ckpt, aside)
+    return aside
+
+
 def remove_partial(run_dir: str | Path) -> None:
-    """Delete `step-N.tmp/` left by a crash mid-save (never a complete checkpoint)."""
+    """Clean up after a kill mid-save: delete `step-N.tmp/` (never a complete checkpoint) and `step-N.old/`
+    (set aside to be deleted), except that the newest `step-N.old/`, when newer than every complete
+    checkpoint, is the one a re-save of step N set aside and did not replace: it is put back."""
     root = checkpoints_dir(run_dir)
-    if root.is_dir():
-        for p in root.glob("step-*.tmp"):
-            shutil.rmtree(p, ignore_errors=True)
+    if not root.is_dir():
+        return
+    for p in root.glob("step-*.tmp"):
+        shutil.rmtree(p, ignore_errors=True)
+    newest = max((n for n, _ in list_checkpoints(run_dir)), default=-1)
+    aside = sorted((int(m.group(1)), p) for p in root.glob("step-*.old")
+                   if (m := _STEP_DIR.match(p.name[: -len(".old")])))
+    if aside and aside[-1][0] > newest and (aside[-1][1] / "train_state.json").is_file():
+        n, p = aside.pop()
+        os.replace(p, root / f"step-{n}")
+    for _, p in aside:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def read_json(ckpt_dir: Path, name: str):
