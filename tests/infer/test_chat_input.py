@@ -32,3 +32,27 @@ def test_chat_lines_are_normalized_like_sft_data(tiny_tokenizer_dir, monkeypatch
     assert history == conv3 + [{"role": "assistant", "content": "ok"}]
     # a line of a zero-width space alone is no message; " /reset \r\n" and "/exit\r\n" are commands
     assert "".join(out) == "\n\n(history cleared)\n\n"
+
+
+def test_generate_chat_prompt_is_normalized_like_steel_chat(tiny_tokenizer_dir, monkeypatch, capsys):
+    # `steel generate --chat --prompt -` read stdin with its final newline (and any CRLF) into the user turn.
+    import steel.infer.cli as cli
+    from steel.cli import main as steel_main
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    prompts = []
+
+    def reply(model, tok, ids, opts, stream, max_length=None):
+        prompts.append(list(ids))
+        return G.Reply("ok")
+
+    monkeypatch.setattr(G, "generate_reply", reply)
+    monkeypatch.setattr(cli, "_load", lambda args: (None, tok))
+    monkeypatch.setattr("steel.infer.load.max_positions", lambda model: None)
+    monkeypatch.setattr("sys.stdin", io.StringIO(" 你好\r\n"))
+    assert steel_main(["generate", "--model", "m", "--chat", "--prompt", "-", "--system", "你是Steel \r\n"]) == 0
+    want = G.chat_prompt_ids(tok, [{"role": "system", "content": "你是Steel"}, {"role": "user", "content": "你好"}])
+    assert prompts == [want]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\u200b\r\n"))
+    assert steel_main(["generate", "--model", "m", "--chat", "--prompt", "-"]) == 2
+    assert "--prompt: empty prompt" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -357,6 +358,24 @@ def test_steel_sft_end_to_end(tmp_path, tiny_tokenizer_dir, tok):
     assert model.config.document_mask is True
     assert len(load_tokenizer(run)) == len(tok)
     assert steel_main(["export", str(run), str(tmp_path / "hf")]) == 0
+
+
+def test_a_tokenizer_without_chat_template_gets_chatml_in_the_run(tmp_path, tok):
+    # SFT trains ChatML whatever the tokenizer; one without a template was saved so, and `steel chat` on the
+    # run refused it (no chat template). The run's tokenizer now renders exactly what SFT trained on.
+    from steel.infer.generate import chat_prompt_ids
+    from steel.infer.load import load_tokenizer
+    from steel.sft.data import ChatTokenizer
+
+    plain = copy.deepcopy(tok)
+    plain.chat_template = None
+    config = _sft_run(tmp_path, plain)
+    saved = load_tokenizer(tmp_path / "run")
+    conv = [{"role": "user", "content": "问题1"}, {"role": "assistant", "content": "回答1"}]
+    trained, _ = ChatTokenizer(tok).encode(conv)
+    prompt = chat_prompt_ids(saved, conv[:1])
+    assert trained[: len(prompt)] == prompt and len(prompt) < len(trained)
+    assert steel_main(["sft", str(config), "--set", "max_steps=3"]) == 0  # the resume takes it as the same
 
 
 def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_dir, capsys):

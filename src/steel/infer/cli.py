@@ -113,9 +113,16 @@ def cmd_generate(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tok = _load(args)
     if args.chat:
-        msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+        from steel.data.config import NormalizeConfig
+        from steel.data.normalize import Normalizer
+
+        # As `steel chat`: normalized as SFT normalizes its data by default (CRLF, surrounding whitespace,
+        # NFC, zero-width characters; a prompt from stdin ends with a newline SFT never trained on).
+        normalize = Normalizer(NormalizeConfig())
+        system, prompt = normalize(args.system) if args.system else None, normalize(prompt)
+        if not prompt:
+            raise UserError("--prompt: empty prompt")
+        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         ids = chat_prompt_ids(tok, msgs)
     else:
         ids = tok.encode(prompt, add_special_tokens=False)

@@ -209,6 +209,15 @@ def main(cfg: SftConfig):
     # The tokenizer and the model first: a bad init or a seq_len beyond the model's limit is refused before
     # anything is written and before the whole mixture is read and tokenized.
     tokenizer = load_tokenizer(cfg.init, cfg.tokenizer)
+    if not getattr(tokenizer, "chat_template", None):
+        # NOTE: SFT renders ChatML; a tokenizer without a chat template (an HF init's) gets ChatML's, saved
+        # with the run, so `steel chat`, `eval mc --chat` and the export prompt as the model was trained
+        # (they refused the run's tokenizer: no chat template).
+        from steel.tokenizer.qwen import chatml_template
+
+        tokenizer.chat_template = chatml_template()
+        log.warning("tokenizer %s has no chat template: the run's tokenizer gets ChatML's, the format SFT trains",
+                    getattr(tokenizer, "name_or_path", "") or "")
     model = load_model(cfg.init, "cpu", None)
     check_seq_len_fits_model(model.config, cfg.data.seq_len,
                              raise_hint=f"start from a model with a longer context (init: {cfg.init})")
