@@ -10,17 +10,23 @@ import steel.infer.chat as chat_mod
 from steel.infer import generate as G
 
 
-def test_chat_lines_are_normalized_like_sft_data(tiny_tokenizer_dir, monkeypatch):
-    # `line.rstrip("\n")` kept the "\r" of CRLF input, surrounding spaces, "e" + combining acute and
-    # zero-width spaces: prompts of a form SFT never trained on.
-    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+def recorded_prompts(monkeypatch, module) -> list[list[int]]:
+    """`module.generate_reply` replaced by one that records the prompt ids and replies "ok"."""
     prompts = []
 
     def reply(model, tok, ids, opts, stream, max_length=None):
         prompts.append(list(ids))
         return G.Reply("ok")
 
-    monkeypatch.setattr(chat_mod, "generate_reply", reply)
+    monkeypatch.setattr(module, "generate_reply", reply)
+    return prompts
+
+
+def test_chat_lines_are_normalized_like_sft_data(tiny_tokenizer_dir, monkeypatch):
+    # `line.rstrip("\n")` kept the "\r" of CRLF input, surrounding spaces, "e" + combining acute and
+    # zero-width spaces: prompts of a form SFT never trained on.
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    prompts = recorded_prompts(monkeypatch, chat_mod)
     lines = io.StringIO("  你好 \r\ncafe\u0301\u200b\r\n\u200b\r\n /reset \r\nx\ty\r\n/exit\r\nnever\r\n", newline="")
     out = []
     history = chat_mod.chat_loop(None, tok, G.SamplingOptions(), lines, out.append, system=" 你是Steel\r\n")
@@ -40,13 +46,7 @@ def test_generate_chat_prompt_is_normalized_like_steel_chat(tiny_tokenizer_dir, 
     from steel.cli import main as steel_main
 
     tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
-    prompts = []
-
-    def reply(model, tok, ids, opts, stream, max_length=None):
-        prompts.append(list(ids))
-        return G.Reply("ok")
-
-    monkeypatch.setattr(G, "generate_reply", reply)
+    prompts = recorded_prompts(monkeypatch, G)
     monkeypatch.setattr(cli, "_load", lambda args: (None, tok))
     monkeypatch.setattr("steel.infer.load.max_positions", lambda model: None)
     monkeypatch.setattr("sys.stdin", io.StringIO(" 你好\r\n"))
