@@ -243,6 +243,33 @@ def test_contamination_finds_reordered_copies_nearby_only(tmp_path):
     }
 
 
+def test_contamination_finds_reordered_copies_of_short_stems(tmp_path):
+    """A stem shorter than n has no n-gram of its own: `reordered` looks for it whole, with every option
+    near it (1,308 of the 7,703 CMMLU test stems are under 13 characters). Not for a short stem whose
+    options are short too (under 2 n characters in all): "是"/"否" are next to any stem."""
+    from test_mc import CEVAL_HEADER_VAL
+    from tiny_models import write_csv
+
+    bench = make_ceval_dir(tmp_path / "ceval")
+    long_opts = ["光合作用需要光照条件", "牛顿第一定律描述惯性", "唐朝诗人李白号青莲居士", "水的沸点与气压有关"]
+    write_csv(bench / "val" / "computer_network_val.csv", CEVAL_HEADER_VAL,
+              [["0", "哪项正确？", *long_opts, "A"], ["1", "下列正确的是", "是", "否", "对", "错", "A"]])
+
+    def found(text: str) -> list[tuple[str, str, float]]:
+        path = tmp_path / "t.jsonl"
+        path.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+        res = C.contamination_report([path], "ceval", bench, "val", n=13, threshold=0.5)
+        return [(f["where"].rsplit(":", 1)[1], f["layout"], f["overlap"]) for f in res["flagged"]]
+
+    rotated = long_opts[1:] + long_opts[:1]
+    assert found("哪项正确？\n" + "\n".join(f"{c}{o}" for c, o in zip("①②③④", rotated))) == [("2", "reordered", 1.0)]
+    assert found("\n".join(f"选项{c}：{o}" for c, o in zip("ABCD", rotated)) + "\n问：哪项正确") == [("2", "reordered", 1.0)]
+    # (the options apart, so that no n-gram of the joined layouts crosses two of them)
+    assert found("哪项正确？" + "无关的叙述。" * 100 + "无关".join(rotated)) == []  # the options far from the stem
+    assert found("哪项正确？" + "无关".join(rotated[:3]) + "无关水的沸点") == []  # one option missing
+    assert found("下列正确的是：①否 ②是 ③错 ④对") == []  # too little text to tell a copy
+
+
 def test_text_file_is_read_in_pieces(tmp_path, monkeypatch):
     """A .txt is read in pieces of whole lines (one document each), so memory does not grow with the file;
     a copy inside a piece is found as before."""

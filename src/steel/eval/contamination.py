@@ -215,6 +215,20 @@ def training_texts(paths: list[Path], tokenizer_dir: str | Path | None = None) -
             raise UserError(f"--data {p}: no such file or directory")
 
 
+# A stem shorter than n has no n-gram of its own: the `reordered` layout looks for it whole, if it has at
+# least SHORT_STEM_MIN characters and, with its options, 2 n (a short stem with short options, "下列正确的是"
+# with "是"/"否", would be found next to its options in unrelated text).
+SHORT_STEM_MIN = 4
+
+
+def _options_near(t: str, start: int, end: int, options: list[str]) -> bool:
+    """Whether every option occurs in `t` near `t[start:end]`, before or after it: within the options'
+    length and room for their labels."""
+    near = sum(len(o) for o in options) + 8 * len(options) + 16
+    window = t[max(0, start - near) : end + near]
+    return all(o in window for o in options)
+
+
 def _reordered_share(t: str, hits: list[tuple[int, str]], stem_grams: set[str], options: list[str], n: int) -> float:
     """The `reordered` layout in one normalised text: the largest share of the stem's n-grams found close
     together (spanning at most the stem's length and a half), if every option occurs near them, before or
@@ -226,7 +240,6 @@ def _reordered_share(t: str, hits: list[tuple[int, str]], stem_grams: set[str], 
     """
     stem_len = len(next(iter(stem_grams))) + len(stem_grams) - 1
     span = stem_len + stem_len // 2
-    near = sum(len(o) for o in options) + 8 * len(options) + 16  # the options and their labels
     best, lo, count = 0.0, 0, {}
     for hi in range(len(hits)):  # two pointers over the hits, in position order
         count[hits[hi][1]] = count.get(hits[hi][1], 0) + 1
@@ -237,10 +250,8 @@ def _reordered_share(t: str, hits: list[tuple[int, str]], stem_grams: set[str], 
                 del count[g]
             lo += 1
         share = len(count) / len(stem_grams)
-        if share > best:
-            window = t[max(0, hits[lo][0] - near) : hits[hi][0] + n + near]
-            if all(o in window for o in options):
-                best = share
+        if share > best and _options_near(t, hits[lo][0], hits[hi][0] + n, options):
+            best = share
     return best
 
 
@@ -260,6 +271,7 @@ def contamination_report(
     split = split or DEFAULT_SPLIT[task]
     questions = []  # (subject, where, {layout: n-gram set}, stem n-grams, normalised options)
     index: dict[str, list[int]] = {}  # n-gram -> questions containing it (in any layout)
+    short: dict[str, list[tuple[int, str]]] = {}  # a short stem's first characters -> (question, stem)
     for s in list_subjects(task, bench, split):
         for q in read_questions(subject_file(task, bench, split, s), task, s, need_answer=False):
             layouts = question_layouts(q.question, q.choices, n)
@@ -268,7 +280,10 @@ def contamination_report(
             for g in set().union(*layouts.values()):
                 index.setdefault(g, []).append(len(questions))
             options = [o for o in (normalize(c) for c in q.choices) if o]
+            if SHORT_STEM_MIN <= len(stem) < n and len(stem) + sum(map(len, options)) >= 2 * n:
+                short.setdefault(stem[:SHORT_STEM_MIN], []).append((len(questions), stem))
             questions.append((s, q.where, layouts, stem_grams, options))
+    short_stemmed = {qi for hits in short.values() for qi, _ in hits}
     found: list[set[str]] = [set() for _ in questions]
     reordered = [0.0] * len(questions)  # best share of stem n-grams in one document holding every option
     docs = chars = 0
@@ -291,11 +306,18 @@ def contamination_report(
         for qi, hits in stem_hits.items():
             share = _reordered_share(t, hits, questions[qi][3], questions[qi][4], n)
             reordered[qi] = max(reordered[qi], share)
+        if short:  # short stems, whole, with every option near (one more look-up per character)
+            for i in range(len(t) - SHORT_STEM_MIN + 1):
+                for qi, stem in short.get(t[i : i + SHORT_STEM_MIN], ()):
+                    if reordered[qi] < 1.0 and t.startswith(stem, i) and _options_near(
+                        t, i, i + len(stem), questions[qi][4]
+                    ):
+                        reordered[qi] = 1.0
     subjects: dict[str, dict] = {}
     flagged = []
     for qi, (s, where, layouts, stem_grams, _options) in enumerate(questions):
         shares = {k: len(found[qi] & g) / len(g) for k, g in layouts.items() if g}
-        if stem_grams:
+        if stem_grams or qi in short_stemmed:
             shares["reordered"] = reordered[qi]
         layout, share = max(shares.items(), key=lambda kv: kv[1]) if shares else (None, 0.0)
         d = subjects.setdefault(s, {"n": 0, "contaminated": 0, "mean_overlap": 0.0})
