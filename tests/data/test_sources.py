@@ -192,13 +192,16 @@ def test_csv_cell_over_the_default_csv_limit_and_unclosed_quote(tmp_path):
     p.write_text("id,text\n1,正常\n2," + "长" * 200_000 + "\n3,之后\n", encoding="utf-8")
     assert items(reader_with(), p) == [(2, "正常", None), (3, "长" * 200_000, None), (4, "之后", None)]
     # A cell over csv's limit (max_doc_chars, at least csv's default), or an unclosed quote swallowing
-    # the rest past it: one counted rejection, the same whatever limit an earlier reader had set.
+    # lines past it: one counted rejection, the same whatever limit an earlier reader had set; the rows
+    # after it are read (those the quote swallowed again from the line after the quote's).
     small = reader_with(max_doc_chars=1000)
-    assert items(small, p) == [(2, "正常", None), (3, None, "too_large")]
-    assert len(items(reader_with(), p)) == 3 and items(small, p)[-1] == (3, None, "too_large")
+    assert items(small, p) == [(2, "正常", None), (3, None, "too_large"), (4, "之后", None)]
+    assert len(items(reader_with(), p)) == 3 and items(small, p)[1] == (3, None, "too_large")
     q = tmp_path / "quote.csv"
     q.write_text('id,text\n1,ok\n2,"never closed\n' + "more\n" * 30_000 + "3,x\n", encoding="utf-8")
-    assert items(small, q) == [(2, "ok", None), (3, None, "too_large")]
+    got = items(small, q)  # each "more" is a row of one cell, under a header of two
+    assert got == [(2, "ok", None), (3, None, "too_large")] + [(n, None, "malformed_csv") for n in range(4, 30_004)] + [
+        (30_004, "x", None)]
 
 
 def test_corrupt_zstd_keeps_every_record_before_the_bad_block(tmp_path):
@@ -245,3 +248,45 @@ def test_max_line_bytes_does_not_depend_on_compression(tmp_path, suffix, compres
     p.write_bytes(compress(line + b"\n" + line + b"\r\n"))
     for limit, want in ((22, [(1, "abcdefghij", None), (2, "abcdefghij", None)]), (21, [(1, None, "too_large"), (2, None, "too_large")])):
         assert items(reader_with(max_line_bytes=limit), p) == want
+
+
+# -- review fixes: CSV quoting and line numbers, JSON fallbacks, compressed JSON, deep nesting, long lines --
+
+
+def test_tsv_quotes_are_text_and_csv_quoting_is_a_choice(tmp_path):
+    # A stray `"` in a TSV merged rows 4-6 into one document and unquoted row 3, all without a rejection.
+    p = tmp_path / "q.tsv"
+    p.write_bytes(b'text\tid\nrow one ok\t1\n"Quoted" start then text\t2\n"unbalanced start of a row\t3\n'
+                  b"row four\t4\nrow five\t5\n")
+    assert items(reader(), p) == [(2, "row one ok", None), (3, '"Quoted" start then text', None),
+                                  (4, '"unbalanced start of a row', None), (5, "row four", None), (6, "row five", None)]
+    # The same file read with CSV quoting: the bad rows are rejected, the rows after them still read.
+    assert items(reader(csv_quoting="minimal"), p) == [
+        (2, "row one ok", None), (3, None, "malformed_csv"), (4, None, "malformed_csv"), (5, "row four", None),
+        (6, "row five", None)]
+    # ...and a .csv can be read without quoting
+    c = tmp_path / "noquote.csv"
+    c.write_bytes(b'text,id\n"half quoted,1\nnext,2\n')
+    assert items(reader(csv_quoting="none"), c) == [(2, '"half quoted', None), (3, "next", None)]
+    with pytest.raises(ConfigError, match=r"csv_quoting"):
+        reader(csv_quoting="sometimes")
+
+
+def test_csv_stray_quotes_and_short_rows_are_rejected_with_their_lines(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes(b'text,id\nok,1\n"Quoted" start,2\n"never closed,3\nrow four,4\n\nrow six,6\nshort\n'
+                  b'"multi\nline",8\n')
+    got = [(n, d, r) for n, d, r in items(reader(), p)]
+    # line 3: text after a closing quote; line 4: a quote that swallows the file to its end (lines 5-10 are
+    # read again from line 5); line 8: fewer cells than the header; lines 9-10: one quoted two-line cell
+    assert got == [(2, "ok", None), (3, None, "malformed_csv"), (4, None, "malformed_csv"), (5, "row four", None),
+                   (7, "row six", None), (8, None, "malformed_csv"), (9, "multi\nline", None)]
+
+
+def test_csv_line_numbers_after_blank_lines(tmp_path):
+    p = tmp_path / "blank.csv"
+    p.write_bytes(b"text\nfirst doc\n\n\n\nfifth line doc \xff\n")
+    assert items(reader(), p) == [(2, "first doc", None), (6, None, "invalid_utf8")]
+    q = tmp_path / "multi.csv"
+    q.write_bytes(b'\ntext,id\n"a\n\nb",1\n\r\n\nc,2\n')
+    assert items(reader(), q) == [(3, "a\n\nb", None), (8, "c", None)]

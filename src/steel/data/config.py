@@ -36,6 +36,8 @@ class SourceConfig:
     system: str | None = None  # kind=chat: system prompt added when a record has none
     txt_unit: Literal["file", "paragraph", "line"] = "file"  # format=txt: what one document is
     csv_delimiter: str = ","  # format=csv
+    # format=csv: `"` quotes cells (minimal, as csv writes them) or is plain text (none); auto: none for .tsv
+    csv_quoting: Literal["auto", "minimal", "none"] = "auto"
 
     def validate(self) -> None:
         if not _NAME_RE.match(self.name):

@@ -10,6 +10,7 @@ whole, which is why `max_json_file_bytes` bounds it.
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import glob
 import gzip
@@ -261,37 +262,62 @@ class SourceReader:
         return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
     def _csv(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
-        delim = "\t" if str(path).lower().endswith(".tsv") and self.src.csv_delimiter == "," else self.src.csv_delimiter
+        tsv = str(path).lower().endswith(".tsv")
+        delim = "\t" if tsv and self.src.csv_delimiter == "," else self.src.csv_delimiter
+        quoting = self.src.csv_quoting if self.src.csv_quoting != "auto" else "none" if tsv else "minimal"
         # NOTE: a cell over csv's limit (default 131,072 characters) was a csv.Error that killed the run.
         # The limit (process-wide, set from this config alone so the result never depends on what ran
         # before, never below the default) is what a document may hold; a bigger cell, or an unclosed quote
-        # swallowing the rest of the file past it, ends this file with one `too_large` rejection.
+        # swallowing lines past it, is one `too_large` rejection.
         csv.field_size_limit(max(131_072, self.cfg.max_doc_chars + 1))
-        reader = csv.DictReader(self._text_stream(raw), delimiter=delim)
-        start = 2
-        rows = iter(reader)
+        lines = _RowLines(self._text_stream(raw))
+
+        def parser():
+            # NOTE: strict makes a stray quote an error, not a silent merge: text after a closing quote
+            # ('"a" b,1') and a quote still open at the end of the file (which took all the rest of the file
+            # as one cell). QUOTE_NONE (TSV as most datasets write it): a quote is text.
+            return csv.reader(lines, delimiter=delim, strict=True,
+                              quoting=csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL)
+
+        rows, header = parser(), None
         while True:
+            first = lines.start_row()
             try:
                 row = next(rows)
             except StopIteration:
                 return
             except csv.Error as e:
-                if "field larger than field limit" not in str(e):
-                    raise ValueError(f"csv: {e}") from e  # -> the rest of the file is one unreadable_file
-                yield Item(start, None, "too_large", f"a cell over max_doc_chars ({self.cfg.max_doc_chars:,}) "
-                           "or an unclosed quote; the rest of the file is not read")
-                return
-            line = start
-            start = reader.line_num + 1
-            values = [v for v in row.values() if isinstance(v, str)]
-            if any(_bad_utf8(v) for v in values):
-                yield Item(line, None, "invalid_utf8", "row has bytes that are not UTF-8")
+                if header is None:
+                    raise ValueError(f"csv header (line {first}): {e}") from e  # -> one unreadable_file
+                # The row is rejected at its first line; the lines it took after that are read again as rows
+                # (a stray quote swallowed them), so every physical row is counted.
+                yield self._csv_error(first, lines.next - 1, e)
+                lines.again_from(first + 1)
+                rows = parser()
                 continue
-            if None in row:  # more cells than header columns
-                yield Item(line, None, "malformed_csv", f"{len(row[None])} cells beyond the header's columns")
+            if not row:
+                continue  # a blank line is not a record
+            if header is None:
+                header = row
                 continue
-            record = {k: v for k, v in row.items() if v is not None}
-            yield self.to_item(line, record)
+            if any(_bad_utf8(v) for v in row):
+                yield Item(first, None, "invalid_utf8", "row has bytes that are not UTF-8")
+            elif len(row) > len(header):
+                yield Item(first, None, "malformed_csv", f"{len(row) - len(header)} cells beyond the header's columns")
+            elif len(row) < len(header):
+                yield Item(first, None, "malformed_csv", f"{len(row)} cells, the header has {len(header)}")
+            else:
+                yield self.to_item(first, dict(zip(header, row)))
+
+    def _csv_error(self, first: int, last: int, e: csv.Error) -> Item:
+        again = f"; lines {first + 1}-{last} are read again as rows" if last > first else ""
+        if "field larger than field limit" in str(e):
+            return Item(first, None, "too_large", f"a cell over max_doc_chars ({self.cfg.max_doc_chars:,}), or a "
+                        f"quote opened on line {first} and not closed within it{again}")
+        if "unexpected end of data" in str(e):
+            return Item(first, None, "malformed_csv", f"a quote opened on line {first} is not closed by the end "
+                        f"of the file{again}")
+        return Item(first, None, "malformed_csv", f"{e} (on line {last}){again}")
 
     def _txt(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
         unit = self.src.txt_unit
@@ -414,6 +440,36 @@ def _looks_like_jsonl(text: str) -> bool:
             continue
     # most lines are objects on their own: a truncated JSON document ('{"data": [', '{...},' lines) is not
     return objects * 2 > len(lines)
+
+
+class _RowLines:
+    """The physical lines of a text stream, numbered, for csv.reader; the lines of the row being read are
+    kept so that those after its first can be read again when the row does not parse."""
+
+    def __init__(self, stream: Iterator[str]):
+        self.stream, self.again = stream, collections.deque()
+        self.row: list[str] = []
+        self.next = 1  # the number of the next line handed out
+
+    def __iter__(self) -> _RowLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.again.popleft() if self.again else next(self.stream)
+        self.row.append(line)
+        self.next += 1
+        return line
+
+    def start_row(self) -> int:
+        """A new row starts: returns its first line's number."""
+        self.row = []
+        return self.next
+
+    def again_from(self, lineno: int) -> None:
+        """Hand out the current row's lines again, from line `lineno` on."""
+        skip = lineno - (self.next - len(self.row))
+        self.again.extendleft(reversed(self.row[skip:]))
+        self.next, self.row = lineno, []
 
 
 def _bad_utf8(s: str) -> bool:
