@@ -290,3 +290,103 @@ def test_csv_line_numbers_after_blank_lines(tmp_path):
     q = tmp_path / "multi.csv"
     q.write_bytes(b'\ntext,id\n"a\n\nb",1\n\r\n\nc,2\n')
     assert items(reader(), q) == [(3, "a\n\nb", None), (8, "c", None)]
+
+
+def test_json_file_of_jsonl_with_a_bad_utf8_line(tmp_path):
+    p = tmp_path / "jl.json"
+    p.write_bytes(b'{"text": "jsonl in json one"}\n{"text": "bad \xff byte"}\n{"text": "jsonl in json three"}\n')
+    assert items(reader(), p) == [(1, "jsonl in json one", None), (2, None, "invalid_utf8"),
+                                  (3, "jsonl in json three", None)]
+    first = tmp_path / "first.json"  # the bad byte on the first line: most lines are objects, so JSONL
+    first.write_bytes(b'{"text": "bad \xff"}\n{"text": "two"}\n{"text": "three"}\n')
+    assert items(reader(), first) == [(1, None, "invalid_utf8"), (2, "two", None), (3, "three", None)]
+    arr = tmp_path / "arr.json"  # a JSON document with a bad byte stays one rejection
+    arr.write_bytes(b'[{"text": "a \xff"},\n{"text": "b"}]\n')
+    assert items(reader(), arr) == [(0, None, "invalid_utf8")]
+
+
+COMPRESS = {".json.gz": gzip.compress, ".json.zst": lambda b: zstandard.ZstdCompressor().compress(b)}
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESS))
+def test_compressed_json_arrays_and_jsonl(tmp_path, suffix):
+    compress = COMPRESS[suffix]
+    p = tmp_path / f"arr{suffix}"
+    p.write_bytes(compress(json.dumps([{"text": f"doc {i}"} for i in range(5)]).encode()))
+    assert detect_format(p) == "json"
+    want = [(i + 1, f"doc {i}", None) for i in range(5)]
+    assert items(reader(), p) == want
+    assert items(reader(format="json"), p) == want
+    pretty = tmp_path / f"squad{suffix}"  # a pretty-printed document with a record path
+    pretty.write_bytes(compress(json.dumps({"data": [{"context": "c1"}, {"context": "c2"}]}, indent=2).encode()))
+    assert items(reader(record_path="data[*]", text_field="context"), pretty) == [(1, "c1", None), (2, "c2", None)]
+    # JSONL under .json.gz (C4 ships so) is still read line by line, with the same fallback as a plain .json
+    jl = tmp_path / f"c4{suffix}"
+    jl.write_bytes(compress(b'{"text": "one"}\n{"text": "broken\n{"text": "three"}\n'))
+    assert items(reader(), jl) == [(1, "one", None), (2, None, "malformed_json"), (3, "three", None)]
+    # the limit applies to the decompressed document (10,000 bytes here; the file is far smaller)
+    big = tmp_path / f"big{suffix}"
+    big.write_bytes(compress(json.dumps([{"text": "y" * 20_000}]).encode()))
+    assert len(big.read_bytes()) < 1000 and items(reader(), big) == [(0, None, "too_large")]
+    # a JSONL file past max_json_file_bytes is not loaded whole, so it is not too_large
+    many = tmp_path / f"many{suffix}"
+    many.write_bytes(compress(jsonl_bytes([{"text": f"line {i}"} for i in range(2000)])))
+    assert len(items(reader(), many)) == 2000
+    cut = tmp_path / f"cut{suffix}"  # a truncated file is one counted read error, as for compressed JSONL
+    cut.write_bytes(p.read_bytes()[:-8])
+    assert [r for _, _, r in items(reader(), cut)] == ["unreadable_file"]
+
+
+def test_deeply_nested_json_is_one_malformed_record(tmp_path):
+    deep = b'{"a": ' * 5000 + b"1" + b"}" * 5000
+    lines = b'{"text": "ok"}\n' + deep + b'\n{"text": "after"}\n'
+    for name in ("deep.jsonl", "deep.json"):  # .json: JSONL under a .json name
+        p = tmp_path / name
+        p.write_bytes(lines)
+        assert items(reader_with(), p) == [(1, "ok", None), (2, None, "malformed_json"), (3, "after", None)]
+    doc = tmp_path / "doc.json"
+    doc.write_bytes(b"[" + deep + b"]")
+    assert items(reader_with(), doc) == [(0, None, "malformed_json")]
+    first = tmp_path / "first.json"  # the deep line first: the JSONL check must not crash either
+    first.write_bytes(deep + b'\n{"text": "two"}\n{"text": "three"}\n')
+    assert items(reader_with(), first) == [(1, None, "malformed_json"), (2, "two", None), (3, "three", None)]
+
+
+@pytest.mark.parametrize("suffix, compress", [
+    (".jsonl", lambda b: b),
+    (".jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    (".jsonl.gz", gzip.compress),
+])
+def test_a_long_line_is_counted_and_never_held_whole(tmp_path, suffix, compress):
+    import random
+    import tracemalloc
+
+    # 16 MB of hex on one line (compresses only ~2x, so zstd/gzip hand it over in many blocks)
+    long = b'{"text": "' + random.Random(0).randbytes(8 << 20).hex().encode() + b'"}'
+    p = tmp_path / f"long{suffix}"
+    p.write_bytes(compress(b'{"text": "before"}\n' + long + b'\n{"text": "after"}'))
+    del long
+    r = reader_with(max_line_bytes=1000)
+    tracemalloc.start()
+    try:
+        got = list(r.read_file(p))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(it.line, it.doc, it.reason) for it in got] == [(1, "before", None), (2, None, "too_large"),
+                                                            (3, "after", None)]
+    # Held at once: a 1 MiB read block and the decompressor's output, not the 16 MB line (it was, twice over).
+    assert peak < 6 << 20, peak
+    assert f"{(16 << 20) + 12:,} bytes" in got[1].detail  # the whole line is counted, though not kept
+
+
+def test_byte_lines_across_tiny_blocks():
+    from steel.data.sources import LongLine, _lines
+
+    data = b'\xef\xbb\xbf{"a": 1}\n\n' + b"x" * 50 + b"\r\n" + b"y" * 11 + b"\r\nlast"
+    for size in (1, 2, 3, 7, 64, len(data)):
+        blocks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert list(_lines(iter(blocks))) == data.split(b"\n")
+        # at most 11 bytes a line, a "\r" before the newline not counted: the 50 x's are one LongLine
+        assert list(_lines(iter(blocks), 11)) == [b'\xef\xbb\xbf{"a": 1}', b"", LongLine(51), b"y" * 11 + b"\r",
+                                                  b"last"]

@@ -3,8 +3,9 @@
 Every reader yields `Item`s, one per record read, in file order. An item carries either the
 document (a text, or a chat message list) or the reason it was rejected, so that nothing is lost
 without a trace: `read = kept + filtered + rejected` is accounted from these items. Readers stream
-(JSONL line by line, parquet by record batch, CSV row by row); a JSON array/document is loaded
-whole, which is why `max_json_file_bytes` bounds it.
+(JSONL line by line, holding at most `max_line_bytes` of a line; parquet by record batch; CSV row by
+row); a JSON array/document (plain, .gz or .zst) is loaded whole, which is why `max_json_file_bytes`
+bounds it (decompressed). A .json(.gz/.zst) file of JSON Lines is streamed as JSONL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import glob
 import gzip
 import io
+import itertools
 import json
 import os
 import re
@@ -27,9 +29,13 @@ from steel.config import ConfigError
 from steel.data.chat import _MISSING, ChatError, extract_messages, get_field
 from steel.data.config import DataConfig, SourceConfig
 
-_SUFFIX_FORMATS = [(".jsonl.zst", "jsonl.zst"), (".jsonl.gz", "jsonl.gz"), (".json.zst", "jsonl.zst"),
-                   (".json.gz", "jsonl.gz"), (".zst", "jsonl.zst"), (".gz", "jsonl.gz"), (".jsonl", "jsonl"),
+# NOTE: .json.gz/.json.zst are format json, which streams them as JSONL when they hold JSON Lines (C4 ships
+# JSONL as .json.gz) and reads them whole when they hold one JSON document (as JSONL, an array was 1 rejection).
+_SUFFIX_FORMATS = [(".jsonl.zst", "jsonl.zst"), (".jsonl.gz", "jsonl.gz"), (".json.zst", "json"),
+                   (".json.gz", "json"), (".zst", "jsonl.zst"), (".gz", "jsonl.gz"), (".jsonl", "jsonl"),
                    (".json", "json"), (".parquet", "parquet"), (".csv", "csv"), (".tsv", "csv"), (".txt", "txt")]
+_GZIP_MAGIC, _ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+_BLOCK = 1 << 20  # bytes read (or decompressed) at once
 
 
 @dataclass(slots=True)
@@ -181,14 +187,13 @@ class SourceReader:
         self.progress(size - done)
 
     def _jsonl(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
-        yield from self._jsonl_lines(jsonl_byte_lines(raw, fmt), path)
+        yield from self._jsonl_lines(jsonl_byte_lines(raw, fmt, self.cfg.max_line_bytes))
 
-    def _jsonl_lines(self, stream, path: Path) -> Iterator[Item]:
-        max_line = self.cfg.max_line_bytes
-        for lineno, line in enumerate(stream, 1):
-            # the limit counts the line without its newline, which plain/gzip lines have and zstd's don't
-            if len(line) > max_line and len(line.rstrip(b"\r\n")) > max_line:
-                yield Item(lineno, None, "too_large", f"line of {len(line):,} bytes > max_line_bytes")
+    def _jsonl_lines(self, lines: Iterator[bytes | LongLine]) -> Iterator[Item]:
+        for lineno, line in enumerate(lines, 1):
+            if isinstance(line, LongLine):
+                yield Item(lineno, None, "too_large",
+                           f"line of {line.size:,} bytes > max_line_bytes ({self.cfg.max_line_bytes:,})")
                 continue
             if not line.strip():
                 continue  # a blank line is not a record
@@ -199,30 +204,60 @@ class SourceReader:
                 continue
             try:
                 record = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield Item(lineno, None, "malformed_json", str(e))
+            except (json.JSONDecodeError, RecursionError) as e:
+                yield Item(lineno, None, "malformed_json", _json_error(e))
                 continue
             yield from self.records_to_items(lineno, record)
 
     def _json(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
-        if size > self.cfg.max_json_file_bytes:
-            yield Item(0, None, "too_large", f"JSON file of {size:,} bytes > max_json_file_bytes (use JSONL)")
-            return
-        data = raw.read()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            yield Item(0, None, "invalid_utf8", f"the JSON file is not UTF-8 ({e})")
-            return
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            if e.msg == "Extra data" or _looks_like_jsonl(text):  # JSONL named .json
-                yield from self._jsonl_lines(_skip_bom(io.BytesIO(data)), path)
+        max_line, max_file = self.cfg.max_line_bytes, self.cfg.max_json_file_bytes
+        compression = _compression(raw)
+        # JSONL named .json: its first line is an object and more follows, which is never one JSON document
+        # (json.loads says "Extra data"). Such a file is streamed, neither loaded whole nor bound by max_file.
+        blocks = _blocks(raw, compression)
+        head = next(blocks, b"")
+        doc, single = None, False
+        if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{"):
+            lines = (ln for ln in _skip_bom(_lines(itertools.chain([head], blocks), max_line))
+                     if isinstance(ln, LongLine) or ln.strip())
+            first = _object_line(next(lines, None))
+            if first is not None:
+                if next(lines, None) is not None:
+                    raw.seek(0)
+                    yield from self._jsonl_lines(_skip_bom(_lines(_blocks(raw, compression), max_line)))
+                    return
+                doc, single = first, True  # the whole document is that one line, already parsed
+        del head, blocks
+        if not single:
+            raw.seek(0)
+            if not compression and size > max_file:
+                yield Item(0, None, "too_large", f"JSON file of {size:,} bytes > max_json_file_bytes (use JSONL)")
                 return
-            yield Item(e.lineno, None, "malformed_json", f"the JSON file does not parse: {e}")
-            return
-        del data, text
+            data = raw.read() if not compression else _read_at_most(_blocks(raw, compression), max_file)
+            if data is None:
+                yield Item(0, None, "too_large",
+                           f"JSON document over {max_file:,} bytes decompressed > max_json_file_bytes (use JSONL)")
+                return
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                # JSONL with a bad byte on its first line (a bad byte elsewhere was streamed above)
+                if _looks_like_jsonl(data.decode("utf-8-sig", "surrogateescape")):
+                    yield from self._jsonl_lines(_skip_bom(_lines(iter([bytes(data)]), max_line)))
+                    return
+                yield Item(0, None, "invalid_utf8", f"the JSON file is not UTF-8 ({e})")
+                return
+            try:
+                doc = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as e:
+                extra = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data"
+                if extra or _looks_like_jsonl(text):  # JSONL named .json, its first line bad
+                    yield from self._jsonl_lines(_skip_bom(_lines(iter([bytes(data)]), max_line)))
+                    return
+                lineno = e.lineno if isinstance(e, json.JSONDecodeError) else 0
+                yield Item(lineno, None, "malformed_json", f"the JSON file does not parse: {_json_error(e)}")
+                return
+            del data, text
         if self.steps is not None:
             records: Any = walk_records(doc, self.steps)
         elif isinstance(doc, list):
@@ -356,28 +391,59 @@ class SourceReader:
         return Item(line, text)
 
 
-def jsonl_byte_lines(raw, fmt: str) -> Iterator[bytes]:
-    """Lines (bytes, maybe with their newline) of an open binary file of format jsonl, jsonl.zst or jsonl.gz.
+@dataclass(frozen=True, slots=True)
+class LongLine:
+    """What `jsonl_byte_lines(..., max_line)` gives for a line over `max_line` bytes, which it did not keep."""
 
+    size: int  # bytes before the newline
+
+
+def jsonl_byte_lines(raw, fmt: str, max_line: int | None = None) -> Iterator[bytes | LongLine]:
+    """Lines (bytes, without their newline) of an open binary file of format jsonl, jsonl.zst or jsonl.gz.
+
+    With `max_line`, a line longer than that (a "\r" before its newline not counted) is a `LongLine`:
+    its bytes are counted, never held, so memory stays within max_line plus a block.
     A truncated or corrupt compressed file raises OSError/EOFError/zlib.error after its readable
     lines; `steel tokenizer train` reads with this too, so both commands see the same lines.
     A UTF-8 byte order mark at the start of the (decompressed) file is dropped, as for CSV/JSON/txt.
     """
-    if fmt == "jsonl.zst":
-        return _skip_bom(_lines(_zstd_chunks(raw)))
-    if fmt == "jsonl.gz":
-        return _skip_bom(iter(gzip.GzipFile(fileobj=raw)))
-    if fmt == "jsonl":
-        return _skip_bom(iter(raw))
-    raise ValueError(f"not a JSONL format: {fmt}")
+    compression = {"jsonl.zst": "zst", "jsonl.gz": "gz", "jsonl": ""}.get(fmt)
+    if compression is None:
+        raise ValueError(f"not a JSONL format: {fmt}")
+    return _skip_bom(_lines(_blocks(raw, compression), max_line))
 
 
-def _skip_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
+def _compression(raw) -> str:
+    """"gz", "zst" or "" (plain), told by the magic number at the start of the file, which is left there."""
+    magic = raw.read(4)
+    raw.seek(0)
+    return "gz" if magic.startswith(_GZIP_MAGIC) else "zst" if magic == _ZSTD_MAGIC else ""
+
+
+def _blocks(raw, compression: str) -> Iterator[bytes]:
+    """The (decompressed) bytes of an open binary file, a block at a time."""
+    if compression == "zst":
+        return _zstd_chunks(raw)
+    stream = gzip.GzipFile(fileobj=raw) if compression == "gz" else raw
+    return iter(lambda: stream.read(_BLOCK), b"")
+
+
+def _read_at_most(blocks: Iterator[bytes], limit: int) -> bytearray | None:
+    """All the bytes, or None (without reading further) once there are more than `limit`."""
+    data = bytearray()
+    for block in blocks:
+        data += block
+        if len(data) > limit:
+            return None
+    return data
+
+
+def _skip_bom(lines: Iterator[bytes | LongLine]) -> Iterator[bytes | LongLine]:
     # NOTE: editors on Windows write a BOM; left in, the first record failed json.loads (malformed_json).
     first = next(lines, None)
     if first is None:
         return
-    yield first.removeprefix(codecs.BOM_UTF8)
+    yield first.removeprefix(codecs.BOM_UTF8) if isinstance(first, bytes) else first
     yield from lines
 
 
@@ -414,14 +480,59 @@ def _zstd_chunks(raw) -> Iterator[bytes]:
         raise EOFError("the zstd stream ends inside a frame (truncated file)")
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    rest = b""
-    for chunk in chunks:
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from parts
-    if rest:
-        yield rest
+def _lines(blocks: Iterator[bytes], max_line: int | None = None) -> Iterator[bytes | LongLine]:
+    """The lines of a stream of blocks, without their "\n"; see `jsonl_byte_lines` for `max_line`.
+
+    NOTE: each block is searched once and a line's pieces are joined once. `(rest + block).split()` per
+    block copied the line so far for every block: quadratic in a line's length (a 48 MB zstd line took
+    8.7 s, 16 MB 0.48 s) and it held the whole line whatever max_line_bytes said.
+    """
+    keep = None if max_line is None else max_line + 1  # + 1: room for the "\r" of a "\r\n"
+    parts: list[bytes] = []  # the current line's pieces from earlier blocks (dropped once over `keep`)
+    held = 0  # the current line's bytes in earlier blocks, kept or not
+    for block in blocks:
+        pos = 0
+        while (nl := block.find(b"\n", pos)) >= 0:
+            size = held + nl - pos
+            if keep is not None and size > keep:
+                line: bytes | None = None
+            elif held:
+                parts.append(block[pos:nl])
+                line = b"".join(parts)
+            else:
+                line = block[pos:nl]
+            yield _line_or_long(line, size, max_line)
+            parts, held, pos = [], 0, nl + 1
+        if pos < len(block):  # the line goes on in the next block
+            held += len(block) - pos
+            if keep is None or held <= keep:
+                parts.append(block[pos:])
+            else:
+                parts = []
+    if held:
+        yield _line_or_long(b"".join(parts) if parts else None, held, max_line)
+
+
+def _line_or_long(line: bytes | None, size: int, max_line: int | None) -> bytes | LongLine:
+    if line is None or (max_line is not None and size - line.endswith(b"\r") > max_line):
+        return LongLine(size)
+    return line
+
+
+def _object_line(line: bytes | LongLine | None) -> dict | None:
+    """The object a line holds, or None (not an object, or not parsable)."""
+    if not isinstance(line, bytes):
+        return None
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_error(e: Exception) -> str:
+    # NOTE: json.loads raises RecursionError (not JSONDecodeError) past ~1000 levels of nesting; it was a crash.
+    return "nested too deeply to parse" if isinstance(e, RecursionError) else str(e)
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -436,7 +547,7 @@ def _looks_like_jsonl(text: str) -> bool:
     for ln in lines:
         try:
             objects += isinstance(json.loads(ln), dict)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     # most lines are objects on their own: a truncated JSON document ('{"data": [', '{...},' lines) is not
     return objects * 2 > len(lines)
