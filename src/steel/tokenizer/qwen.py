@@ -20,9 +20,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import shutil
 import site
 import sys
+import tempfile
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -38,6 +40,10 @@ IM_END = "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # ids follow the last rank, in this order
 QWEN_SPECIAL_IDS = {ENDOFTEXT: 151643, IM_START: 151644, IM_END: 151645}
 QWEN_NUM_RANKS = 151643
+# Every file `build_qwen_tokenizer` writes: a directory without one of them is an interrupted build.
+QWEN_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", RANKS_FILE)
+PARTIAL_SUFFIX = ".partial-"  # `.NAME.partial-XXXX`: a build in progress (or killed) beside NAME
+OLD_SUFFIX = ".old-"  # `.NAME.old-XXXX`: the directory a build replaced, until it is deleted
 
 
 def chatml_template(default_system: str | None = None) -> str:
@@ -188,13 +194,45 @@ def save_tokenizer_dir(tok: Tokenizer, out_dir: str | Path, default_system: str 
 def build_qwen_tokenizer(
     out_dir: str | Path, ranks_path: str | Path | None = None, default_system: str | None = None
 ) -> Path:
-    """Build Qwen's tokenizer into `out_dir` (see the module docstring); returns `out_dir`."""
+    """Build Qwen's tokenizer into `out_dir` (see the module docstring); returns `out_dir`.
+
+    Atomic: the files are written to a temporary sibling directory, which is renamed to `out_dir` once
+    complete, so an interrupted build leaves `out_dir` as it was (absent, or the previous tokenizer), never
+    a half directory that a later run would take for a tokenizer. An existing `out_dir` is replaced as a
+    whole; files in it that the build does not write are moved into the new one.
+    """
     ranks_path = Path(ranks_path) if ranks_path is not None else find_qwen_ranks()
     if not ranks_path.is_file():
         raise UserError(f"rank file {ranks_path} does not exist")
     ranks = read_ranks(ranks_path)
     tok = build_fast_tokenizer(ranks)
-    out_dir = save_tokenizer_dir(tok, out_dir, default_system)
-    if (out_dir / RANKS_FILE).resolve() != ranks_path.resolve():
-        shutil.copyfile(ranks_path, out_dir / RANKS_FILE)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{PARTIAL_SUFFIX}"))
+    try:
+        save_tokenizer_dir(tok, tmp, default_system)
+        shutil.copyfile(ranks_path, tmp / RANKS_FILE)
+        _install_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out_dir
+
+
+def _install_dir(new: Path, out_dir: Path) -> None:
+    """Rename the complete directory `new` to `out_dir`, replacing it; entries of the old `out_dir` that
+    `new` does not have are moved into it (they were kept when the build wrote into the directory)."""
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    if not out_dir.exists():
+        os.rename(new, out_dir)
+        return
+    # NOTE: two renames, not one: a kill between them leaves no `out_dir` (rebuilt by the next run) and
+    # the old one beside it, never a mix of old and new files.
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{OLD_SUFFIX}"))
+    os.rename(out_dir, old / "dir")
+    os.rename(new, out_dir)
+    for p in (old / "dir").iterdir():
+        if not (out_dir / p.name).exists():
+            os.rename(p, out_dir / p.name)
+    shutil.rmtree(old, ignore_errors=True)
