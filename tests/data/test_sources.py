@@ -130,6 +130,36 @@ def test_txt_units(tmp_path):
     assert [(n, d) for n, d, _ in items(reader(txt_unit="line"), p)] == [(1, "para one"), (2, "still one"), (5, "para two")]
 
 
+PACK = {".zst": lambda b: zstandard.ZstdCompressor().compress(b), ".gz": gzip.compress}
+
+
+@pytest.mark.parametrize("ext", [".zst", ".gz"])
+def test_compressed_csv_tsv_and_txt_read_as_their_plain_files(tmp_path, ext):
+    # .csv.gz and friends were detected as JSONL (suffix .gz): every row one malformed_json.
+    csv_bytes = b'id,text\n1,"line one\nline two"\n2,plain\n3,bad \xff byte\n4,a,extra\n'
+    tsv_bytes = b'text\tid\n"Quoted" start\t1\nrow two\t2\n'
+    txt_bytes = "para one\nstill one\n\n\npara two\n".encode()
+    for name, data, r in [("d.csv", csv_bytes, reader()), ("d.tsv", tsv_bytes, reader()),
+                          ("d.txt", txt_bytes, reader(txt_unit="paragraph")), ("d.txt", txt_bytes, reader(txt_unit="file"))]:
+        plain, packed = tmp_path / name, tmp_path / (name + ext)
+        plain.write_bytes(data)
+        packed.write_bytes(PACK[ext](data))
+        assert detect_format(packed) == detect_format(plain)
+        assert items(r, packed) == items(r, plain) and items(r, plain)
+    # `format: csv` on any name: the compression is told by the magic number
+    odd = tmp_path / "rows.data"
+    odd.write_bytes(PACK[ext](csv_bytes))
+    assert items(reader(format="csv"), odd) == items(reader(), tmp_path / "d.csv")
+    # a truncated file: the rows before the cut are kept (those of the whole 1 MiB blocks decompressed before
+    # it), the rest of the file is one unreadable_file
+    rows = b"text\n" + b"".join(b"row %d\n" % i for i in range(300_000))
+    cut = tmp_path / ("cut.csv" + ext)
+    cut.write_bytes(PACK[ext](rows)[:-200])
+    got = items(reader(), cut)
+    assert got[-1][2] == "unreadable_file" and got[:-1] == [(i + 2, f"row {i}", None) for i in range(len(got) - 1)]
+    assert 100_000 < len(got) - 1 < 300_000
+
+
 def test_bad_jsonl_lines_are_rejected_with_line_numbers(tmp_path):
     p = tmp_path / "bad.jsonl"
     lines = [

@@ -31,8 +31,11 @@ from steel.data.config import DataConfig, SourceConfig
 
 # NOTE: .json.gz/.json.zst are format json, which streams them as JSONL when they hold JSON Lines (C4 ships
 # JSONL as .json.gz) and reads them whole when they hold one JSON document (as JSONL, an array was 1 rejection).
+# csv/tsv/txt are decompressed by their magic number (`_decompressed`).
 _SUFFIX_FORMATS = [(".jsonl.zst", "jsonl.zst"), (".jsonl.gz", "jsonl.gz"), (".json.zst", "json"),
-                   (".json.gz", "json"), (".zst", "jsonl.zst"), (".gz", "jsonl.gz"), (".jsonl", "jsonl"),
+                   (".json.gz", "json"), *((f".{x}.{c}", "txt" if x == "txt" else "csv")
+                                           for x in ("csv", "tsv", "txt") for c in ("zst", "gz")),
+                   (".zst", "jsonl.zst"), (".gz", "jsonl.gz"), (".jsonl", "jsonl"),
                    (".json", "json"), (".parquet", "parquet"), (".csv", "csv"), (".tsv", "csv"), (".txt", "txt")]
 _GZIP_MAGIC, _ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 _BLOCK = 1 << 20  # bytes read (or decompressed) at once
@@ -294,10 +297,10 @@ class SourceReader:
     def _text_stream(self, raw) -> io.TextIOWrapper:
         # NOTE: surrogateescape keeps invalid bytes as lone surrogates so that one bad byte rejects
         # one row/line (found by `_bad_utf8`) instead of aborting the whole file.
-        return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        return io.TextIOWrapper(_decompressed(raw), encoding="utf-8-sig", errors="surrogateescape", newline="")
 
     def _csv(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
-        tsv = str(path).lower().endswith(".tsv")
+        tsv = str(path).lower().endswith((".tsv", ".tsv.gz", ".tsv.zst"))
         delim = "\t" if tsv and self.src.csv_delimiter == "," else self.src.csv_delimiter
         quoting = self.src.csv_quoting if self.src.csv_quoting != "auto" else "none" if tsv else "minimal"
         # NOTE: a cell over csv's limit (default 131,072 characters) was a csv.Error that killed the run.
@@ -357,7 +360,7 @@ class SourceReader:
     def _txt(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
         unit = self.src.txt_unit
         if unit == "file":
-            data = raw.read()
+            data = _decompressed(raw).read()
             if len(data) > 4 * self.cfg.max_doc_chars:
                 yield Item(1, None, "too_large", f"text file of {len(data):,} bytes")
                 return
@@ -418,6 +421,33 @@ def _compression(raw) -> str:
     magic = raw.read(4)
     raw.seek(0)
     return "gz" if magic.startswith(_GZIP_MAGIC) else "zst" if magic == _ZSTD_MAGIC else ""
+
+
+class _BlockReader(io.RawIOBase):
+    """A readable binary stream over an iterator of byte blocks (a decompressed file, for the text formats)."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self._blocks, self._block, self._pos = blocks, b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while self._pos >= len(self._block):
+            self._block, self._pos = next(self._blocks, b""), 0
+            if not self._block:
+                return 0
+        n = min(len(b), len(self._block) - self._pos)
+        b[:n] = memoryview(self._block)[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def _decompressed(raw):
+    """`raw` itself when plain, else a buffered stream of its decompressed bytes (gzip or zstd, told by the
+    magic number, so `format: csv` on any file name works too); corruption surfaces as a read error."""
+    compression = _compression(raw)
+    return io.BufferedReader(_BlockReader(_blocks(raw, compression)), _BLOCK) if compression else raw
 
 
 def _blocks(raw, compression: str) -> Iterator[bytes]:
