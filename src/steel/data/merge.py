@@ -42,6 +42,7 @@ from steel.data.chunks import (
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
 from steel.data.prepare import DEDUP_HASHES, _clear_previous
+from steel.data.tokenize import dir_fingerprint, replace_tokenizer_dir
 from steel.dirlock import LOCK_NAME
 
 MERGE_LOG = "merge.log"
@@ -231,8 +232,12 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
             dedup |= {"cross_shard_near_removed": found["near"], "signatures_file": SIGNATURES}
         elif dedup.get("near"):
             dedup["scope"] = "exact: all shards (merge removed the cross-shard copies); near: per shard"
-    if (first_dir / "tokenizer").is_dir() and not (out_dir / "tokenizer").exists():
-        shutil.copytree(first_dir / "tokenizer", out_dir / "tokenizer")
+    # OUT/tokenizer/: the shards' (`tokenizer: qwen` builds it into each), or none; one that a previous
+    # output left with another tokenizer (`--overwrite`) goes, or decoding would take it.
+    if dir_fingerprint(out_dir / "tokenizer") != tok["fingerprint"]:
+        src = next((d / "tokenizer" for d, _ in manifests if dir_fingerprint(d / "tokenizer") == tok["fingerprint"]),
+                   None)
+        replace_tokenizer_dir(out_dir, tok["fingerprint"], src, log)
     manifest = {
         "total_tokens": sum(c["tokens"] for c in chunks),
         "chunks": chunks,

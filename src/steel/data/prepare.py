@@ -48,7 +48,7 @@ from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
 from steel.data.sources import SourceReader, expand_paths
-from steel.data.tokenize import encode_documents
+from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 
 DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
 STAGING = ".partial"  # OUT/.partial/: a run's chunks and sidecars until the whole output is complete
@@ -292,6 +292,8 @@ def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -
         stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file() and p.name not in listed]
     for p in stale:
         p.unlink(missing_ok=True)
+    for p in [*out_dir.glob(".tokenizer.partial-*"), *out_dir.glob(".tokenizer.old-*")]:  # a killed build or swap
+        shutil.rmtree(p, ignore_errors=True)
     if stale:
         log.info("removed %d files a previous, interrupted run left in %s (chunks no manifest lists, temp files)",
                  len(stale), out_dir)
@@ -377,6 +379,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     stage.mkdir()
 
     workers = cfg.workers
+    loaded_own = encoder is None
     if encoder is None:
         from steel.data.tokenize import load_data_encoder
 
@@ -545,6 +548,9 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         "environment": environment_report(),
     }
     _replace_output(out_dir, stage, log)
+    if not (loaded_own and cfg.tokenizer == "qwen"):  # OUT/tokenizer/ is the one the encoder was loaded from
+        # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids.
+        replace_tokenizer_dir(out_dir, encoder.fingerprint, log=log)
     write_manifest(out_dir, manifest)
     for name, s in sources.items():
         log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],

@@ -8,7 +8,10 @@ becomes its special id and the pieces between are encoded as ordinary text, whic
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -29,19 +32,66 @@ class EncoderLike(Protocol):
 
 
 def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, log=None):
-    """`tokenizer:` of the data config -> an Encoder. `qwen` builds Qwen's tokenizer into OUT/tokenizer/."""
+    """`tokenizer:` of the data config -> an Encoder. `qwen` builds Qwen's tokenizer into OUT/tokenizer/.
+
+    An OUT/tokenizer/ that lacks a file the build writes, or does not load with the tiktoken engine (a
+    truncated tokenizer.json or rank file), is what an interrupted build of an older Steel left: it is
+    rebuilt, with a warning (the build itself is atomic).
+    """
     from steel.tokenizer.engine import load_encoder
 
-    if spec == "qwen":
-        tok_dir = out_dir / "tokenizer"
-        if not (tok_dir / "tokenizer.json").is_file():
-            from steel.tokenizer.qwen import build_qwen_tokenizer
+    if spec != "qwen":
+        return load_encoder(spec, num_threads=num_threads)
+    from steel.cli import UserError
+    from steel.tokenizer.qwen import QWEN_FILES, build_qwen_tokenizer
 
-            if log:
-                log.info("building Qwen's tokenizer into %s", tok_dir)
-            build_qwen_tokenizer(tok_dir)
-        return load_encoder(tok_dir, num_threads=num_threads)
-    return load_encoder(spec, num_threads=num_threads)
+    log = log or logging.getLogger("steel")
+    tok_dir = out_dir / "tokenizer"
+    missing = [f for f in QWEN_FILES if not (tok_dir / f).is_file()]
+    if not missing:
+        try:
+            # NOTE: tiktoken required: without it a directory missing its rank file would silently encode
+            # with the slower HF engine (same ids) and the manifest would say so.
+            return load_encoder(tok_dir, engine="tiktoken", num_threads=num_threads)
+        except UserError as e:
+            log.warning("%s: does not load (%s): rebuilding Qwen's tokenizer there", tok_dir, e)
+    elif tok_dir.exists():
+        log.warning("%s: incomplete (no %s; an interrupted build?): rebuilding Qwen's tokenizer there", tok_dir,
+                    ", ".join(missing))
+    else:
+        log.info("building Qwen's tokenizer into %s", tok_dir)
+    build_qwen_tokenizer(tok_dir)
+    return load_encoder(tok_dir, engine="tiktoken", num_threads=num_threads)
+
+
+def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path | None = None, log=None) -> None:
+    """Make `data_dir`/tokenizer/ the tokenizer the data was tokenized with (`fingerprint`), or absent.
+
+    A tokenizer/ with another fingerprint (left by an earlier output into the same directory) is removed:
+    `tokenizer_dir_for` and `steel chat` would take it and decode the ids to other text. `source`, when
+    given, is copied in its place (via a temporary sibling renamed when complete).
+    """
+    import tempfile
+
+    data_dir = Path(data_dir)
+    log = log or logging.getLogger("steel")
+    own = data_dir / "tokenizer"
+    aside = None
+    if own.exists() or own.is_symlink():
+        got = dir_fingerprint(own)
+        if got == fingerprint:
+            return
+        aside = Path(tempfile.mkdtemp(dir=data_dir, prefix=".tokenizer.old-"))
+        os.rename(own, aside / "tokenizer")  # a rename first: a kill in the rmtree leaves no half tokenizer/
+        log.info("removed %s: not the data's tokenizer (fingerprint %s, the data's %s)", own,
+                 got[:12] if got else "none", fingerprint[:12])
+    if source is not None:
+        tmp = Path(tempfile.mkdtemp(dir=data_dir, prefix=".tokenizer.partial-"))
+        shutil.copytree(source, tmp / "tokenizer")
+        os.rename(tmp / "tokenizer", own)
+        tmp.rmdir()
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +164,9 @@ def tokenizer_dir_for(
     """The tokenizer directory a prepared data dir was tokenized with, or None when none is found.
 
     `DATA/tokenizer/` (where `tokenizer: qwen` builds it), else the directory the manifest names
-    (`tokenizer.spec`, from `tokenizer: DIR` at prepare time), accepted only when the fingerprint of
-    its tokenizer.json is the manifest's: another tokenizer would decode the ids to other text. A
+    (`tokenizer.spec`, from `tokenizer: DIR` at prepare time), each accepted only when the fingerprint
+    of its tokenizer.json is the manifest's (a manifest without one: DATA/tokenizer/ unchecked): another
+    tokenizer would decode the ids to other text. A
     relative spec was relative to prepare's working directory, which nothing recorded: it is tried
     against `bases` (default: the current directory), the data dir's parent and the data dir. Why a
     candidate was not taken is appended to `notes` (for the caller's error message).
@@ -125,14 +176,20 @@ def tokenizer_dir_for(
     data_dir = Path(data_dir)
     notes = [] if notes is None else notes
     had = len(notes)
-    own = data_dir / "tokenizer"
-    if (own / "tokenizer.json").is_file() or (own / "tokenizer_config.json").is_file():
-        return own
     try:
         tok = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8")).get("tokenizer") or {}
         spec, want = tok.get("spec"), tok.get("fingerprint")
     except (OSError, ValueError, AttributeError):
-        return None
+        spec = want = None
+    own = data_dir / "tokenizer"
+    if (own / "tokenizer.json").is_file() or (own / "tokenizer_config.json").is_file():
+        # Compared too: a tokenizer/ that an earlier output into the same directory left (Steel before
+        # prepare and merge removed it) would decode the ids to other text.
+        got = dir_fingerprint(own) if want else None
+        if not want or got == want:
+            return own
+        notes.append(f"{own}: tokenizer fingerprint {(got or 'none')[:12]} differs from "
+                     f"{data_dir / 'manifest.json'}'s {want[:12]}")
     if not isinstance(spec, str) or spec == "qwen" or not want:
         return None
     if Path(spec).is_absolute():
