@@ -27,7 +27,7 @@ from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import numpy as np
 
@@ -43,11 +43,11 @@ from steel.data.chunks import (
     read_manifest,
     write_manifest,
 )
-from steel.data.config import DataConfig, DedupConfig, NormalizeConfig
+from steel.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceConfig
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
-from steel.data.sources import SourceReader, expand_paths
+from steel.data.sources import SourceReader, detect_format, expand_paths
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 
 DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
@@ -233,6 +233,24 @@ def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int) -> 
     return [f for f in files if f in mine]  # keep input order
 
 
+_FORMATS = [f for f in get_args(get_type_hints(SourceConfig)["format"]) if f != "auto"]
+
+
+def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
+    """Every file of a source with `format: auto` has a known suffix: fail before any work, naming the field
+    (reading would otherwise stop at that file, after the sources before it were processed)."""
+    for i, path, rel in files:
+        src = cfg.sources[i]
+        if src.format != "auto":
+            continue
+        try:
+            detect_format(path)  # the name the reader goes by (`rel` is resolved: a symlink's target)
+        except ConfigError:
+            raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, whose format the file name "
+                              f"does not tell; set sources[{i}].format ({', '.join(_FORMATS)}) or narrow the "
+                              "pattern") from None
+
+
 class _sigterm_as_interrupt:
     """SIGTERM in the main process raises KeyboardInterrupt, so a `kill` takes the same cleanup path as
     Ctrl-C (the open chunks' temp files removed, workers terminated; `steel: interrupted`, status 130).
@@ -367,6 +385,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
             except ValueError:
                 rel = str(p)
             files.append((i, p, rel))
+    check_formats(cfg, files)
     # A document's place in the unsharded input (file index, record ordinal): merge keeps, of the
     # exact duplicates across shards, the copy an unsharded run would have kept.
     file_index = {f: k for k, f in enumerate(files)}
