@@ -105,6 +105,64 @@ def _check_same_settings(manifests: list[tuple[Path, dict]]) -> None:
                 raise UserError(f"{d}: `{k}` differs from {first_dir}'s; prepare every shard from one config")
 
 
+def _listing_diff(a: dict, b: dict, a_dir: Path, b_dir: Path, limit: int = 5) -> str:
+    """The files two shards' input listings disagree on, as text for an error ('' when not recorded)."""
+    la, lb = (m.get("inputs", {}).get("files") for m in (a, b))
+    if not isinstance(la, dict) or not isinstance(lb, dict):
+        return ""
+    only_a, only_b, resized = [], [], []
+    for name in dict.fromkeys([*la, *lb]):
+        fa, fb = dict(map(tuple, la.get(name, []))), dict(map(tuple, lb.get(name, [])))
+        only_a += [f"{name}:{f}" for f in fa if f not in fb]
+        only_b += [f"{name}:{f}" for f in fb if f not in fa]
+        resized += [f"{name}:{f} ({fa[f]:,} vs {fb[f]:,} bytes)" for f in fa if f in fb and fa[f] != fb[f]]
+
+    def show(xs: list[str]) -> str:
+        return ", ".join(xs[:limit]) + (f" and {len(xs) - limit} more" if len(xs) > limit else "")
+
+    parts = ([f"only {a_dir} saw {show(only_a)}"] if only_a else []) + (
+        [f"only {b_dir} saw {show(only_b)}"] if only_b else []) + ([f"size differs: {show(resized)}"] if resized else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _check_same_inputs(manifests: list[tuple[Path, dict]], log, complete: bool) -> str | None:
+    """Refuse shards split from different input files; returns their common input digest (None: unknown).
+
+    Each shard splits the file list it finds at its start by size (`prepare.assign_shard`): a file added or
+    resized between the shards' runs shifts the split, and a file lands in two shards (read twice) or in
+    none (lost). Shards record the digest of the whole listing (names and sizes); a file that two shards
+    read is refused too (shards of an older Steel, without the digest, are checked that far only), and,
+    with every shard given, a listed file no shard read.
+    """
+    first_dir, first = manifests[0]
+    digests = [(m.get("inputs") or {}).get("digest") for _, m in manifests]
+    if any(x is None for x in digests):
+        old = [str(d) for (d, _), x in zip(manifests, digests) if x is None]
+        log.warning("%s: no input digest (prepared by an older Steel): merge cannot check that the shards were "
+                    "split from the same input files", ", ".join(old))
+    for (d, m), dg in zip(manifests[1:], digests[1:]):
+        if None not in (dg, digests[0]) and dg != digests[0]:
+            raise UserError(f"{d} and {first_dir}: prepared from different input files"
+                            f"{_listing_diff(first, m, first_dir, d)}; files added, removed or resized between the "
+                            "shards' runs shift the split (a file read twice or not at all): rerun every shard on "
+                            "the same files")
+    owner: dict[tuple[str, str], Path] = {}
+    for d, m in manifests:
+        for name, s in m["sources"].items():
+            for f in s.get("files", []):
+                if (name, f) in owner:
+                    raise UserError(f"{d}: source {name!r} file {f} was read by {owner[name, f]} too (the shards were "
+                                    "split from different input files); rerun every shard on the same files")
+                owner[name, f] = d
+    listing = (first.get("inputs") or {}).get("files")
+    if complete and digests[0] is not None and None not in digests and isinstance(listing, dict):
+        unread = [f"{name}:{f}" for name, fs in listing.items() for f, _ in fs if (name, f) not in owner]
+        if unread:
+            raise UserError(f"merge: no shard read {', '.join(unread[:5])}" + (
+                f" and {len(unread) - 5} more" if len(unread) > 5 else "") + " of the shards' input listing")
+    return digests[0] if None not in digests else None
+
+
 def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False, overwrite: bool = False,
           allow_missing: bool = False) -> dict:
     """Merge the shard dirs `dirs` into `out_dir`; returns the manifest (also written to OUT/manifest.json).
@@ -148,6 +206,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     count = first.get("shard", {}).get("count", 1)
     missing = sorted(set(range(count)) - set(shards_seen))
     log = log or logging.getLogger("steel.data")
+    inputs_digest = _check_same_inputs(manifests, log, complete=not missing)
     if missing:
         if not allow_missing:
             raise UserError(f"merge: {len(shards_seen)} of {count} shards given; missing shard index(es) "
@@ -248,6 +307,8 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
         "config": first.get("config"),
         "merged_from": [str(d) for d, _ in manifests],
     }
+    if inputs_digest is not None:
+        manifest["inputs"] = {"digest": inputs_digest}
     write_manifest(out_dir, manifest)
     log.info("merged %d dirs: %d chunks, %d tokens; cross-shard duplicates %s (%s; %d chunks rewritten)",
              len(manifests), len(chunks), manifest["total_tokens"], found or "unknown",

@@ -15,6 +15,8 @@ byte-identical whatever the worker count.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -209,20 +211,29 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int) -> list[tuple[int, Path, str]]:
-    """Deterministic 1/N of the files, balanced by size: largest first, each to the least loaded shard.
-
-    `files` are (source index, path, name relative to the root); the decision depends only on the
-    relative names and sizes, so every node computes the same split.
-    """
-    if count == 1:
-        return files
+def file_sizes(files: list[tuple[int, Path, str]]) -> dict[tuple[int, Path, str], int]:
+    """Each file's size in bytes (0 when it cannot be stat'ed: reading it counts the error)."""
     sizes = {}
     for f in files:
         try:
             sizes[f] = f[1].stat().st_size
         except OSError:
             sizes[f] = 0
+    return sizes
+
+
+def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int,
+                 sizes: dict[tuple[int, Path, str], int] | None = None) -> list[tuple[int, Path, str]]:
+    """Deterministic 1/N of the files, balanced by size: largest first, each to the least loaded shard.
+
+    `files` are (source index, path, name relative to the root), `sizes` their sizes (stat'ed when not
+    given); the decision depends only on the relative names and sizes, so every node computes the same
+    split from the same files. Files added or resized between the shards' runs shift it: each shard
+    records `input_listing`'s digest, and `merge` refuses shards whose digests differ.
+    """
+    if count == 1:
+        return files
+    sizes = file_sizes(files) if sizes is None else sizes
     load = [0] * count
     mine = set()
     for f in sorted(files, key=lambda f: (-sizes[f], f[0], f[2])):
@@ -231,6 +242,19 @@ def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int) -> 
         if k == index:
             mine.add(f)
     return [f for f in files if f in mine]  # keep input order
+
+
+def input_listing(files: list[tuple[int, Path, str]], sizes: dict, names: list[str]) -> tuple[str, dict]:
+    """(digest, {source name: [[relative name, size], ...]}) of the whole, unsharded input, in input order.
+
+    What the shard split and every document's place in the unsharded input (`documents.npy`) are computed
+    from: shards of one dataset must have seen the same listing.
+    """
+    listing: dict[str, list] = {name: [] for name in names}
+    for f in files:
+        listing[names[f[0]]].append([f[2], sizes[f]])
+    text = json.dumps(listing, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), listing
 
 
 _FORMATS = [f for f in get_args(get_type_hints(SourceConfig)["format"]) if f != "auto"]
@@ -389,7 +413,10 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # A document's place in the unsharded input (file index, record ordinal): merge keeps, of the
     # exact duplicates across shards, the copy an unsharded run would have kept.
     file_index = {f: k for k, f in enumerate(files)}
-    files = assign_shard(files, *shard)
+    # NOTE: sizes are read once: the split and the recorded listing must come from the same numbers.
+    sizes = file_sizes(files)
+    inputs_digest, listing = input_listing(files, sizes, names)
+    files = assign_shard(files, *shard, sizes=sizes)
     tag = f".shard{shard[0]:03d}of{shard[1]:03d}" if shard[1] > 1 else ""
     _clear_stale(out_dir, log, [f"{name}{tag}" for name in names])
     # NOTE: chunks and sidecars are written to OUT/.partial/ and moved in at the end, so an interrupted
@@ -456,12 +483,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
             else:
                 reject(i, file, line, status[2:], "after normalization")
 
-    total_bytes = 0
-    for _, p, _ in files:
-        try:
-            total_bytes += p.stat().st_size
-        except OSError:
-            pass
+    total_bytes = sum(sizes[f] for f in files)
 
     pool = None
     if workers > 1:
@@ -561,6 +583,9 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                       "engine": getattr(encoder, "engine", None), "spec": cfg.tokenizer},
         "sources": sources,
         "shard": {"index": shard[0], "count": shard[1]},
+        # The whole unsharded input (`input_listing`); merge compares the shards' digests. The listing itself
+        # (names and sizes, to say which files differ) only in shards: unsharded, `sources.*.files` names them.
+        "inputs": {"digest": inputs_digest} | ({"files": listing} if shard[1] > 1 else {}),
         "dedup": dedup_info,
         "config": to_dict(cfg) | {"root": str(root)},
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
