@@ -111,3 +111,27 @@ def test_merge_refuses_a_listed_file_no_shard_read(four_files, enc):
     with pytest.raises(UserError, match=r"no shard read src:f4\.jsonl"):
         merge(d / "merged", [d / "s0", d / "s1"], log=LOG)
     merge(d / "partial", [d / "s0"], log=LOG, allow_missing=True)  # a shard left out on purpose: not checked
+
+
+def test_merge_takes_a_file_globbed_twice_in_one_shard_and_refuses_other_csv_quoting(four_files, enc):
+    # A glob matching a symlink and its target read the file twice (in two shards, or twice in one, which
+    # merge then refused as "read by two shards"): it is read once.
+    d, cfg = four_files
+    (d / "latest.jsonl").symlink_to(d / "f1.jsonl")
+    shards = [prepare(cfg, d / f"s{k}", shard=(k, 2), encoder=enc, log=LOG, quiet=True) for k in range(2)]
+    assert sorted(f for s in shards for f in s["sources"]["src"]["files"]) == [f"f{k}.jsonl" for k in range(1, 5)]
+    merge(d / "merged", [d / "s0", d / "s1"], log=LOG)
+    # Shards listing one file twice (older Steel read it so) still merge when one shard read it twice.
+    for s in ("s0", "s1"):
+        m = json.loads((d / s / MANIFEST).read_text())
+        if "f1.jsonl" in m["sources"]["src"]["files"]:
+            m["sources"]["src"]["files"].append("f1.jsonl")
+            (d / s / MANIFEST).write_text(json.dumps(m))
+    merge(d / "merged2", [d / "s0", d / "s1"], log=LOG)
+    # csv_quoting decides which rows are documents: shards read with different values are not merged
+    (d / "t.tsv").write_text('text\n"a"\n', encoding="utf-8")
+    for k, q in enumerate(("none", "minimal")):
+        c = cfg_for(d, [{"name": "tsv", "path": ["t.tsv"], "csv_quoting": q}])
+        prepare(c, d / f"q{k}", shard=(k, 2), encoder=enc, log=LOG, quiet=True)
+    with pytest.raises(UserError, match="`sources` differs from .*q0's"):
+        merge(d / "qm", [d / "q0", d / "q1"], log=LOG)

@@ -227,11 +227,69 @@ def test_csv_cell_over_the_default_csv_limit_and_unclosed_quote(tmp_path):
     small = reader_with(max_doc_chars=1000)
     assert items(small, p) == [(2, "正常", None), (3, None, "too_large"), (4, "之后", None)]
     assert len(items(reader_with(), p)) == 3 and items(small, p)[1] == (3, None, "too_large")
+    # A quote never closed, past the limit: one rejection, and the rest of the file (which it took) is not read.
     q = tmp_path / "quote.csv"
     q.write_text('id,text\n1,ok\n2,"never closed\n' + "more\n" * 30_000 + "3,x\n", encoding="utf-8")
-    got = items(small, q)  # each "more" is a row of one cell, under a header of two
-    assert got == [(2, "ok", None), (3, None, "too_large")] + [(n, None, "malformed_csv") for n in range(4, 30_004)] + [
-        (30_004, "x", None)]
+    got = list(small.read_file(q))
+    assert [(it.line, it.doc, it.reason) for it in got] == [(2, "ok", None), (3, None, "too_large")]
+    assert "lines 3-30004; the quote is not closed by the end of the file" in got[1].detail
+
+
+def test_csv_multiline_cell_over_the_limit_is_one_rejection(tmp_path):
+    # A real quoted cell of many lines over the limit: its lines were read again as rows, each kept as a
+    # document (one column) and counted twice. It is one too_large; the rows after it are read.
+    import csv as csv_mod
+
+    p = tmp_path / "book.csv"
+    with p.open("w", newline="", encoding="utf-8") as f:
+        w = csv_mod.writer(f)
+        w.writerows([["text"], ["first doc"], ["\n".join(f'paragraph {i} of a "book"' for i in range(8000))],
+                     ["last doc"]])
+    got = list(reader_with(max_doc_chars=1000).read_file(p))
+    assert [(it.line, it.doc, it.reason) for it in got] == [(2, "first doc", None), (3, None, "too_large"),
+                                                             (8003, "last doc", None)]
+    assert "in the row of lines 3-8002" in got[1].detail
+    # QUOTE_NONE: a quote is text, a long line is one row whatever its quotes
+    t = tmp_path / "t.tsv"
+    t.write_text('text\nok\n"' + "x" * 150_000 + '\nafter\n', encoding="utf-8")
+    assert items(reader_with(max_doc_chars=1000), t) == [(2, "ok", None), (3, None, "too_large"), (4, "after", None)]
+
+
+def test_tsv_quoted_as_csv_writer_does_is_read_with_quoting(tmp_path):
+    # pandas' to_csv(sep="\t") and csv.writer quote a cell holding a quote, tab or newline: read with no
+    # quoting those kept their quotes and a multi-line cell was cut into rows. `auto` tells from the head.
+    p = tmp_path / "w.tsv"
+    p.write_text('text\tid\n"quoted cell"\t1\nsay "hi"\t2\n"multi\nline"\t3\n"a ""b"""\t4\n', encoding="utf-8")
+    assert items(reader(), p) == [(2, "quoted cell", None), (3, 'say "hi"', None), (4, "multi\nline", None),
+                                  (6, 'a "b"', None)]
+    assert items(reader(csv_quoting="none"), p)[0] == (2, '"quoted cell"', None)
+
+
+def test_truncated_gzip_keeps_the_lines_before_the_cut(tmp_path):
+    # GzipFile.read(1 MiB) raised on the cut and dropped what it had decompressed in that call: every line.
+    data = jsonl_bytes([{"text": f"record {i} " + hashlib.sha256(str(i).encode()).hexdigest()} for i in range(3000)])
+    whole = gzip.compress(data)
+    for name in ("t.jsonl.gz", "t.json.gz"):
+        p = tmp_path / name
+        p.write_bytes(whole[: len(whole) * 4 // 5])
+        got = items(reader(), p)
+        # Independent reference: zlib fed the same bytes, complete lines counted
+        import zlib
+
+        readable = zlib.decompressobj(31).decompress(whole[: len(whole) * 4 // 5])
+        n = readable.count(b"\n")
+        assert got[:-1] == [(i + 1, f"record {i} " + hashlib.sha256(str(i).encode()).hexdigest(), None) for i in range(n)]
+        assert got[-1][2] == "unreadable_file" and n > 2000
+
+
+def test_compressed_jsonl_with_a_bad_first_line_is_streamed(tmp_path):
+    # Its first line does not parse: it was read whole (about 3x its size) and, over max_json_file_bytes,
+    # all its records were one too_large.
+    data = b'{"text": "cut\n' + jsonl_bytes([{"text": f"doc {i}"} for i in range(50)])
+    p = tmp_path / "c.json.gz"
+    p.write_bytes(gzip.compress(data))
+    got = items(reader_with(max_json_file_bytes=200), p)
+    assert got == [(1, None, "malformed_json")] + [(i + 2, f"doc {i}", None) for i in range(50)]
 
 
 def test_corrupt_zstd_keeps_every_record_before_the_bad_block(tmp_path):

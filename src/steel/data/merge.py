@@ -79,7 +79,8 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
 # one dataset must agree on them (paths, workers and chunk sizes may differ: they change no document).
 _SHARD_SETTINGS = ("normalize", "filters", "dedup", "max_doc_chars", "max_line_bytes", "max_json_file_bytes")
 _SOURCE_SETTINGS = ("kind", "format", "text_field", "record_path", "chat_layout", "fields", "system", "txt_unit",
-                    "csv_delimiter", "weight")
+                    "csv_delimiter", "csv_quoting", "weight")
+_SOURCE_DEFAULTS = {"csv_quoting": "auto"}  # settings older manifests do not record: what they read with
 
 
 def _check_same_settings(manifests: list[tuple[Path, dict]]) -> None:
@@ -92,7 +93,8 @@ def _check_same_settings(manifests: list[tuple[Path, dict]]) -> None:
         if cfg is None:  # a manifest without its config (older Steel): only the source names are compared
             return None
         return {k: cfg.get(k) for k in _SHARD_SETTINGS} | {
-            "sources": [{"name": s["name"]} | {k: s.get(k) for k in _SOURCE_SETTINGS} for s in cfg["sources"]]}
+            "sources": [{"name": s["name"]} | {k: s.get(k, _SOURCE_DEFAULTS.get(k)) for k in _SOURCE_SETTINGS}
+                        for s in cfg["sources"]]}
 
     want = settings(first)
     for d, m in manifests[1:]:
@@ -150,7 +152,7 @@ def _check_same_inputs(manifests: list[tuple[Path, dict]], log, complete: bool) 
     for d, m in manifests:
         for name, s in m["sources"].items():
             for f in s.get("files", []):
-                if (name, f) in owner:
+                if owner.get((name, f), d) != d:  # twice in one shard: one file globbed twice (a symlink)
                     raise UserError(f"{d}: source {name!r} file {f} was read by {owner[name, f]} too (the shards were "
                                     "split from different input files); rerun every shard on the same files")
                 owner[name, f] = d

@@ -72,7 +72,10 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
         if not matches:
             raise ConfigError(f"{where}[{index}].path[{i}]: no file matches {full}")
         files += [Path(m) for m in matches]
-    return list(dict.fromkeys(files))
+    # NOTE: one file once, by its real path: a glob matching a symlink and its target read the file twice
+    # (in two shards of a sharded prepare, too).
+    seen: set[str] = set()
+    return [f for f in files if not (os.path.realpath(f) in seen or seen.add(os.path.realpath(f)))]
 
 
 _STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
@@ -224,11 +227,16 @@ class SourceReader:
             lines = (ln for ln in _skip_bom(_lines(itertools.chain([head], blocks), max_line))
                      if isinstance(ln, LongLine) or ln.strip())
             first = _object_line(next(lines, None))
+            # JSONL whose first line is bad (malformed, not UTF-8, too long): most of the head's complete
+            # lines are objects. Read whole instead, it took ~3x its decompressed size, and over
+            # max_json_file_bytes every record was one rejection.
+            cut = head.rfind(b"\n")
+            jsonl = first is None and cut > 0 and _looks_like_jsonl(head[:cut].decode("utf-8-sig", "surrogateescape"))
+            if jsonl or (first is not None and next(lines, None) is not None):
+                raw.seek(0)
+                yield from self._jsonl_lines(_skip_bom(_lines(_blocks(raw, compression), max_line)))
+                return
             if first is not None:
-                if next(lines, None) is not None:
-                    raw.seek(0)
-                    yield from self._jsonl_lines(_skip_bom(_lines(_blocks(raw, compression), max_line)))
-                    return
                 doc, single = first, True  # the whole document is that one line, already parsed
         del head, blocks
         if not single:
@@ -302,13 +310,24 @@ class SourceReader:
     def _csv(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
         tsv = str(path).lower().endswith((".tsv", ".tsv.gz", ".tsv.zst"))
         delim = "\t" if tsv and self.src.csv_delimiter == "," else self.src.csv_delimiter
-        quoting = self.src.csv_quoting if self.src.csv_quoting != "auto" else "none" if tsv else "minimal"
+        stream = self._text_stream(raw)
+        quoting = self.src.csv_quoting
+        if quoting == "auto" and tsv:
+            # NOTE: TSV as most datasets write it has no quoting (a quote is text); a TSV written by
+            # csv.writer or pandas quotes cells holding a quote, tab or newline ('"a ""b"""'): read without
+            # quoting, those kept their quotes and a multi-line cell was cut into rows. Told from the head.
+            head = stream.read(_TSV_SNIFF_CHARS)
+            head += stream.readline() if head else ""
+            quoting = "minimal" if _csv_quoted(head, delim) else "none"
+            stream = itertools.chain(io.StringIO(head, newline=""), stream)
+        elif quoting == "auto":
+            quoting = "minimal"
         # NOTE: a cell over csv's limit (default 131,072 characters) was a csv.Error that killed the run.
         # The limit (process-wide, set from this config alone so the result never depends on what ran
         # before, never below the default) is what a document may hold; a bigger cell, or an unclosed quote
         # swallowing lines past it, is one `too_large` rejection.
         csv.field_size_limit(max(131_072, self.cfg.max_doc_chars + 1))
-        lines = _RowLines(self._text_stream(raw))
+        lines = _RowLines(stream)
 
         def parser():
             # NOTE: strict makes a stray quote an error, not a silent merge: text after a closing quote
@@ -327,6 +346,18 @@ class SourceReader:
             except csv.Error as e:
                 if header is None:
                     raise ValueError(f"csv header (line {first}): {e}") from e  # -> one unreadable_file
+                if "field larger than field limit" in str(e):
+                    # A cell over the limit is a real one more often than a stray quote: its lines are not
+                    # read again as rows (each was kept as a document); the rest of the cell is skipped,
+                    # held nowhere, to the line where its quote closes.
+                    last, closed = lines.skip_open_quote(quoting != "none")
+                    rest = "" if closed else "; the quote is not closed by the end of the file, which is not read further"
+                    yield Item(first, None, "too_large", f"a cell over max_doc_chars ({self.cfg.max_doc_chars:,}) "
+                               f"in the row of lines {first}-{last}{rest}")
+                    if not closed:
+                        return
+                    rows = parser()
+                    continue
                 # The row is rejected at its first line; the lines it took after that are read again as rows
                 # (a stray quote swallowed them), so every physical row is counted.
                 yield self._csv_error(first, lines.next - 1, e)
@@ -349,9 +380,6 @@ class SourceReader:
 
     def _csv_error(self, first: int, last: int, e: csv.Error) -> Item:
         again = f"; lines {first + 1}-{last} are read again as rows" if last > first else ""
-        if "field larger than field limit" in str(e):
-            return Item(first, None, "too_large", f"a cell over max_doc_chars ({self.cfg.max_doc_chars:,}), or a "
-                        f"quote opened on line {first} and not closed within it{again}")
         if "unexpected end of data" in str(e):
             return Item(first, None, "malformed_csv", f"a quote opened on line {first} is not closed by the end "
                         f"of the file{again}")
@@ -360,7 +388,7 @@ class SourceReader:
     def _txt(self, raw, fmt: str, path: Path, size: int) -> Iterator[Item]:
         unit = self.src.txt_unit
         if unit == "file":
-            data = _decompressed(raw).read()
+            data = _decompressed(raw).read(4 * self.cfg.max_doc_chars + 1)  # never more than that is held
             if len(data) > 4 * self.cfg.max_doc_chars:
                 yield Item(1, None, "too_large", f"text file of {len(data):,} bytes")
                 return
@@ -454,8 +482,12 @@ def _blocks(raw, compression: str) -> Iterator[bytes]:
     """The (decompressed) bytes of an open binary file, a block at a time."""
     if compression == "zst":
         return _zstd_chunks(raw)
-    stream = gzip.GzipFile(fileobj=raw) if compression == "gz" else raw
-    return iter(lambda: stream.read(_BLOCK), b"")
+    if compression == "gz":
+        # NOTE: read1, not read: GzipFile.read(n) raises on a truncated stream and drops what it had
+        # decompressed in that call (up to a block of good lines before the cut were lost).
+        stream = gzip.GzipFile(fileobj=raw)
+        return iter(lambda: stream.read1(_BLOCK), b"")
+    return iter(lambda: raw.read(_BLOCK), b"")
 
 
 def _read_at_most(blocks: Iterator[bytes], limit: int) -> bytearray | None:
@@ -606,11 +638,33 @@ class _RowLines:
         self.row = []
         return self.next
 
+    def skip_open_quote(self, quoting: bool) -> tuple[int, bool]:
+        """After a cell over the field limit: read on, holding nothing, to the end of the line where the row's
+        open quote closes (its quotes so far are odd in number; a doubled quote counts twice). Returns (the
+        row's last line, whether the quote closed)."""
+        open_ = quoting and "".join(self.row).count('"') % 2 == 1
+        self.row = []
+        while open_:
+            line = self.again.popleft() if self.again else next(self.stream, None)
+            if line is None:
+                return self.next - 1, False
+            self.next += 1
+            open_ = line.count('"') % 2 == 0
+        return self.next - 1, True
+
     def again_from(self, lineno: int) -> None:
         """Hand out the current row's lines again, from line `lineno` on."""
         skip = lineno - (self.next - len(self.row))
         self.again.extendleft(reversed(self.row[skip:]))
         self.next, self.row = lineno, []
+
+
+_TSV_SNIFF_CHARS = 1 << 16
+
+
+def _csv_quoted(head: str, delim: str) -> bool:
+    """Whether a delimited text quotes cells as csv.writer does: some cell of its head is `"..."` whole."""
+    return any(len(c) >= 2 and c[0] == c[-1] == '"' for ln in head.splitlines() for c in ln.split(delim))
 
 
 def _bad_utf8(s: str) -> bool:
