@@ -535,3 +535,20 @@ def test_dev_split_leaves_each_question_out_of_its_own_shots(tmp_path, monkeypat
     opts = mc.McOptions(task="ceval", data=root, split="dev", shots=5, mode=mode)
     with pytest.raises(UserError, match=r"computer_network_dev\.csv: --split dev .* has 5, so --shots 4 at most"):
         mc.run_mc(None, tok, opts)
+
+
+@pytest.mark.parametrize("text, want", [
+    # The answer first, then an explanation that judges another option: the judgment ("X项正确") was read
+    # before the opening letter and the plain choice.
+    ("C\n解析：A项正确表述应为……", "C"),
+    ("C。因为A项正确的前提不成立", "C"),
+    ("B。A选项正确的地方在于……但B更全面", "B"),
+    ("C。理由：D项是正确的，但不全面", "C"),
+    ("A。其余选项中，C正确但不完整", "A"),
+    ("我选B，因为A项正确性存疑", "B"),
+    # no answer first: the judgment; a list of letters is no opening answer
+    ("A不正确，B不正确，C正确", "C"),
+    ("A、B、C都不正确，D正确", "D"),
+])
+def test_extract_answer_first_then_explanation(text, want):
+    assert mc.extract_answer(text) == want

@@ -366,8 +366,10 @@ _NEGATIVE_QUESTION = re.compile(r"错误|不正确|不属于|不符合|不包括
 # A plain choice ("这道题选D", "我选择B"), read only when nothing above is found
 # ("答案为C。选择A是常见错误" is C). "选项B" alone names an option ("选项B错误"), it does not choose one.
 _CHOICE = re.compile(r"选(?:择)?" + _OPEN + _LETTER)
-# A reply opening with the letter as an answer: "B", "B. 腹", "(C)大腿" -- not "A或者B".
+# A reply opening with the letter as an answer: "B", "B. 腹", "(C)大腿" -- not "A或者B", not a list of
+# letters ("A、B、C都不正确，D正确").
 _LEADING = re.compile(r"^\s*[\(（【\[]?\s*([ABCD])\s*(?:$|[.．、,，。:：)）】\]\s])")
+_LETTER_LIST = re.compile(r"^\s*[ABCD]\s*[、,，和及与]\s*[ABCD](?![A-Za-z])")
 _STANDALONE = re.compile(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])")
 
 
@@ -375,25 +377,27 @@ def extract_answer(text: str, choices: tuple[str, ...] | None = None, question: 
     """The option letter a generated answer commits to, or None.
 
     Order: an explicit statement ("答案是X", "答案是选项X", "Answer: X", "正确选项是X", "应该选X",
-    "本题选X"; the last one wins), a judgment "X项正确" (the last one; skipped when `question` asks for
-    the wrong option), a plain choice ("选X", the last one), a letter opening the reply ("B. 腹", "(C)"),
-    a single distinct stand-alone letter anywhere, the one option whose full text the reply quotes. Only
+    "本题选X"; the last one wins), a plain choice ("选X", the last one), a letter opening the reply ("B. 腹",
+    "(C)"), a judgment "X项正确" (the last one; skipped when `question` asks for the wrong option), a
+    single distinct stand-alone letter anywhere, the one option whose full text the reply quotes. Only
     upper-case letters count, and never inside English words ("As an AI"); "选项X" only mentions an option.
     """
     # The statement whose letter comes last in the reply, whichever pattern found it ("答案是A。不对，应该选C": C).
     explicit = [(m.start(1), m.group(1)) for pat in _EXPLICIT for m in pat.finditer(text)]
     if explicit:
         return max(explicit)[1]
-    if not _NEGATIVE_QUESTION.search(question):
-        judged = _JUDGED.findall(text)
-        if judged:
-            return judged[-1]
     chosen = _CHOICE.findall(text)
     if chosen:
         return chosen[-1]
     m = _LEADING.match(text)
-    if m:
+    if m and not _LETTER_LIST.match(text):
         return m.group(1)
+    # NOTE: after the choice and the opening letter: "C。因为A项正确的前提不成立" answers C, and its
+    # explanation judges another option.
+    if not _NEGATIVE_QUESTION.search(question):
+        judged = _JUDGED.findall(text)
+        if judged:
+            return judged[-1]
     letters = set(_STANDALONE.findall(text))
     if len(letters) == 1:
         return letters.pop()
