@@ -99,13 +99,19 @@ def test_a_kill_in_a_resave_or_a_cleanup_loses_no_checkpoint(tmp_path, data, mon
     trainer.metrics.close()
     assert not (root / "step-4").exists() and (root / "step-4.old").is_dir() and (root / "step-4.tmp").is_dir()
     # A cleanup killed mid-delete: step-2 set aside, half its files gone, train_state.json still there.
-    real_replace(root / "step-2", root / "step-2.old")
-    (root / "step-2.old" / "model.safetensors").unlink()
+    real_replace(root / "step-2", root / "step-2.del")
+    (root / "step-2.del" / "model.safetensors").unlink()
     trainer = main(setup(str(cfg)))
     assert trainer.state.step == 4
     assert sorted(p.name for p in root.iterdir()) == ["step-4"]  # step-4 put back; the rest deleted
     assert all(torch.equal(v, weights(root / "step-4")[k]) for k, v in saved.items())
     trainer.metrics.close()
+    # A half-deleted old checkpoint is never put back, even with no newer one left (removed by hand).
+    shutil.rmtree(root / "step-4")
+    (root / "step-2.del").mkdir()
+    (root / "step-2.del" / "train_state.json").write_text("{}")
+    ckpt.remove_partial(tmp_path / "run")
+    assert list(root.iterdir()) == [] and ckpt.latest_checkpoint(tmp_path / "run") is None
 
 
 def test_keep_last_k(tmp_path, data):

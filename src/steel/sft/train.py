@@ -233,7 +233,7 @@ def main(cfg: SftConfig):
 def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock):
     from steel.runlog import setup_run_log
     from steel.train import checkpoint as ckpt
-    from steel.train.distributed import parallelize
+    from steel.train.distributed import barrier, parallelize
     from steel.train.metrics import MetricsLogger
     from steel.train.optim import build_optimizer
     from steel.train.trainer import (
@@ -246,6 +246,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
 
     if d.is_main:
         ckpt.remove_partial(run_dir)
+    barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
     latest = ckpt.latest_checkpoint(run_dir)
     old = read_checkpoint_config(latest) if latest is not None else None
     if latest is not None:  # before the data is built: another tokenizer gives other rows

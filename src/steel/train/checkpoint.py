@@ -182,15 +182,16 @@ def save_checkpoint(
         if replaced is not None:
             shutil.rmtree(replaced, ignore_errors=True)
         for _, old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(_set_aside(old), ignore_errors=True)
+            shutil.rmtree(_set_aside(old, ".del"), ignore_errors=True)
     barrier(d)
     return final
 
 
-def _set_aside(ckpt: Path) -> Path:
-    """Rename `step-N/` to `step-N.old/`, then return that. One rename: a kill while a checkpoint is deleted
-    (which goes file by file) cannot leave a `step-N/` that still looks complete without its tensors."""
-    aside = ckpt.with_name(ckpt.name + ".old")
+def _set_aside(ckpt: Path, suffix: str = ".old") -> Path:
+    """Rename `step-N/` to `step-N.old/` (replaced by a re-save of its step) or `step-N.del/` (to be deleted),
+    then return that. One rename: a kill while a checkpoint is deleted (which goes file by file) cannot leave
+    a `step-N/` that still looks complete without its tensors."""
+    aside = ckpt.with_name(ckpt.name + suffix)
     if aside.exists():
         shutil.rmtree(aside)
     os.replace(ckpt, aside)
@@ -198,13 +199,14 @@ def _set_aside(ckpt: Path) -> Path:
 
 
 def remove_partial(run_dir: str | Path) -> None:
-    """Clean up after a kill mid-save: delete `step-N.tmp/` (never a complete checkpoint) and `step-N.old/`
-    (set aside to be deleted), except that the newest `step-N.old/`, when newer than every complete
-    checkpoint, is the one a re-save of step N set aside and did not replace: it is put back."""
+    """Clean up after a kill mid-save: delete `step-N.tmp/` (never a complete checkpoint), `step-N.del/`
+    (set aside to be deleted) and `step-N.old/` (set aside by a re-save of step N), except that the newest
+    `step-N.old/`, when newer than every complete checkpoint, is one whose re-save did not land: it is put
+    back."""
     root = checkpoints_dir(run_dir)
     if not root.is_dir():
         return
-    for p in root.glob("step-*.tmp"):
+    for p in [*root.glob("step-*.tmp"), *root.glob("step-*.del")]:
         shutil.rmtree(p, ignore_errors=True)
     newest = max((n for n, _ in list_checkpoints(run_dir)), default=-1)
     aside = sorted((int(m.group(1)), p) for p in root.glob("step-*.old")

@@ -32,6 +32,7 @@ from steel.train.distributed import (
     Dist,
     all_reduce_sum,
     autocast_dtype,
+    barrier,
     destroy,
     grad_sync,
     init_distributed,
@@ -643,6 +644,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             setup_run_log(run_dir / "train.log", config_yaml)
         else:
             log.setLevel(logging.WARNING)
+        barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
