@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -602,3 +603,22 @@ def test_sft_resume_refuses_another_tokenizer_and_keeps_the_runs(tmp_path, tok, 
     tok.save_pretrained(str(tmp_path / "same"))
     assert steel_main(["sft", str(config), "--set", "max_steps=3", "--set", f"tokenizer={tmp_path / 'same'}"]) == 0
     assert (ck.parent / "step-3").exists()
+
+
+def test_resume_refusal_names_the_default_system_turn_as_a_possible_cause():
+    # An SFT run started before SFT followed the template's default system turn gets other rows from the
+    # same files: the refusal blamed the files alone.
+    from types import SimpleNamespace
+
+    from steel.sft.train import check_resume_data
+
+    cfg, data = SimpleNamespace(data=SimpleNamespace(seed=0)), SimpleNamespace(input_ids=[0] * 654, rows_md5="x")
+    state = {"seed": 0, "rows": 564}
+    with pytest.raises(ConfigError) as e:
+        check_resume_data(cfg, None, Path("ck"), state, data, {"content": "You are a helpful assistant.",
+                                                              "conversations": 1525})
+    assert "564 rows in the checkpoint, 654 now" in str(e.value)
+    assert "adds the system message 'You are a helpful assistant.' to 1,525 conversations" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        check_resume_data(cfg, None, Path("ck"), state, data, None)
+    assert "system message" not in str(e.value)

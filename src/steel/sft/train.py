@@ -108,7 +108,8 @@ def _short(v: Any) -> str:
     return r if len(r) <= 80 else r[:77] + "..."
 
 
-def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, state: dict, data: SftData) -> None:
+def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, state: dict, data: SftData,
+                      default_system: dict | None = None) -> None:
     """Refuse SFT data that differs from the checkpoint's, naming the field.
 
     The checkpoint's position (epoch, rows consumed) indexes the rows it was trained on: other rows (a
@@ -133,9 +134,14 @@ def check_resume_data(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path, sta
             f"{where}: {_short(before)} in the checkpoint {ckpt_dir}, {_short(now)} configured ({was}); the SFT "
             f"data of a run cannot change mid-run: set it back, or start a new run (another run_dir)"
         )
+    # NOTE: since 2026-12-06 the chat template's default system turn is added to conversations without one:
+    # a run started before with such a tokenizer gets other rows from the same files.
+    also = (f" (or: the tokenizer's chat template adds the system message {default_system['content']!r} to "
+            f"{default_system['conversations']:,} conversations without one, which SFT did not before 2026-12-06)"
+            if default_system and default_system.get("conversations") else "")
     raise ConfigError(
-        f"data.datasets: the dataset files changed since the checkpoint {ckpt_dir} ({was}, same config); the SFT "
-        f"data of a run cannot change mid-run: restore the files, or start a new run (another run_dir)"
+        f"data.datasets: the dataset files changed since the checkpoint {ckpt_dir} ({was}, same config){also}; the "
+        f"SFT data of a run cannot change mid-run: restore the files, or start a new run (another run_dir)"
     )
 
 
@@ -303,7 +309,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     if latest is not None:
         log.info("resuming from %s", latest)
         data_state, train_state = ckpt.read_json(latest, "data.json"), ckpt.read_json(latest, "train_state.json")
-        check_resume_data(cfg, old, latest, data_state, data)
+        check_resume_data(cfg, old, latest, data_state, data, stats.get("default_system"))
         warn_resume_changes(tcfg, latest, train_state["step"], data_state, model_config, d,
                             old=old.trainer_config() if old is not None else None)
         ckpt.load_checkpoint(latest, model, optimizer, d)
