@@ -21,13 +21,6 @@ from steel.data.prepare import prepare
 LOG = logging.getLogger("test.steel.data")
 
 
-@pytest.fixture(scope="module")
-def enc(qwen_tokenizer_dir):
-    from steel.tokenizer.engine import load_encoder
-
-    return load_encoder(qwen_tokenizer_dir, num_threads=1)
-
-
 def cfg_for(d: Path, sources: list[dict], chunk_tokens: int = 7) -> DataConfig:
     return from_dict(DataConfig, {"root": str(d), "tokenizer": "unused", "chunk_tokens": chunk_tokens, "workers": 0,
                                   "filters": [], "sources": sources})

@@ -22,14 +22,6 @@ from steel.data.config import DataConfig
 from steel.data.normalize import Normalizer
 from steel.data.prepare import prepare
 
-
-@pytest.fixture(scope="module")
-def enc(qwen_tokenizer_dir):
-    from steel.tokenizer.engine import load_encoder
-
-    return load_encoder(qwen_tokenizer_dir, num_threads=1)
-
-
 ZH = ["第一篇文档：今天天气很好。", "第二篇文档讲的是数据管道。", "第三篇：重复的文档会被去掉。"]
 EN = ["The first English document.", "A second one, about tokenizers.", "Third: filters count drops."]
 

@@ -3,34 +3,12 @@ config field (before, it failed when reading reached it, after the sources befor
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-
 import pytest
+from test_shard_inputs import LOG, cfg_for, write_jsonl
 
-from steel.config import ConfigError, from_dict
+from steel.config import ConfigError
 from steel.data.chunks import MANIFEST
-from steel.data.config import DataConfig
 from steel.data.prepare import STAGING, prepare
-
-LOG = logging.getLogger("test.steel.data")
-
-
-@pytest.fixture(scope="module")
-def enc(qwen_tokenizer_dir):
-    from steel.tokenizer.engine import load_encoder
-
-    return load_encoder(qwen_tokenizer_dir, num_threads=1)
-
-
-def cfg_for(d: Path, sources: list[dict]) -> DataConfig:
-    return from_dict(DataConfig, {"root": str(d), "tokenizer": "unused", "chunk_tokens": 8, "workers": 0,
-                                  "filters": [], "sources": sources})
-
-
-def write_jsonl(path: Path, n: int) -> None:
-    path.write_text("".join(json.dumps({"text": f"{path.stem} doc {j}"}) + "\n" for j in range(n)), encoding="utf-8")
 
 
 def test_unknown_suffix_fails_before_any_work(tmp_path, enc):
