@@ -51,6 +51,7 @@ from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
 from steel.data.sources import SourceReader, detect_format, expand_paths
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
+from steel.tokenizer.qwen import scratch_dirs
 
 DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
 STAGING = ".partial"  # OUT/.partial/: a run's chunks and sidecars until the whole output is complete
@@ -334,7 +335,7 @@ def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -
         stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file() and p.name not in listed]
     for p in stale:
         p.unlink(missing_ok=True)
-    for p in [*out_dir.glob(".tokenizer.partial-*"), *out_dir.glob(".tokenizer.old-*")]:  # a killed build or swap
+    for p in scratch_dirs(out_dir / "tokenizer"):  # a killed build or swap of OUT/tokenizer/
         shutil.rmtree(p, ignore_errors=True)
     if stale:
         log.info("removed %d files a previous, interrupted run left in %s (chunks no manifest lists, temp files)",

@@ -71,7 +71,7 @@ def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path |
     `tokenizer_dir_for` and `steel chat` would take it and decode the ids to other text. `source`, when
     given, is copied in its place (via a temporary sibling renamed when complete).
     """
-    import tempfile
+    from steel.tokenizer.qwen import OLD_SUFFIX, PARTIAL_SUFFIX, scratch_dir
 
     data_dir = Path(data_dir)
     log = log or logging.getLogger("steel")
@@ -81,12 +81,12 @@ def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path |
         got = dir_fingerprint(own)
         if got == fingerprint:
             return
-        aside = Path(tempfile.mkdtemp(dir=data_dir, prefix=".tokenizer.old-"))
+        aside = scratch_dir(own, OLD_SUFFIX)
         os.rename(own, aside / "tokenizer")  # a rename first: a kill in the rmtree leaves no half tokenizer/
         log.info("removed %s: not the data's tokenizer (fingerprint %s, the data's %s)", own,
                  got[:12] if got else "none", fingerprint[:12])
     if source is not None:
-        tmp = Path(tempfile.mkdtemp(dir=data_dir, prefix=".tokenizer.partial-"))
+        tmp = scratch_dir(own, PARTIAL_SUFFIX)
         shutil.copytree(source, tmp / "tokenizer")
         os.rename(tmp / "tokenizer", own)
         tmp.rmdir()

@@ -46,6 +46,16 @@ PARTIAL_SUFFIX = ".partial-"  # `.NAME.partial-XXXX`: a build in progress (or ki
 OLD_SUFFIX = ".old-"  # `.NAME.old-XXXX`: the directory a build replaced, until it is deleted
 
 
+def scratch_dir(target: Path, suffix: str) -> Path:
+    """A new empty sibling of `target` for building (PARTIAL_SUFFIX) or setting aside (OLD_SUFFIX) it."""
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{suffix}"))
+
+
+def scratch_dirs(target: Path) -> list[Path]:
+    """The `scratch_dir`s of `target` that exist: left by a killed build or swap."""
+    return [p for suffix in (PARTIAL_SUFFIX, OLD_SUFFIX) for p in target.parent.glob(f".{target.name}{suffix}*")]
+
+
 def chatml_template(default_system: str | None = None) -> str:
     """Qwen's ChatML Jinja template: `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message.
 
@@ -208,7 +218,7 @@ def build_qwen_tokenizer(
     tok = build_fast_tokenizer(ranks)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{PARTIAL_SUFFIX}"))
+    tmp = scratch_dir(out_dir, PARTIAL_SUFFIX)
     try:
         save_tokenizer_dir(tok, tmp, default_system)
         shutil.copyfile(ranks_path, tmp / RANKS_FILE)
@@ -229,7 +239,7 @@ def _install_dir(new: Path, out_dir: Path) -> None:
         return
     # NOTE: two renames, not one: a kill between them leaves no `out_dir` (rebuilt by the next run) and
     # the old one beside it, never a mix of old and new files.
-    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{OLD_SUFFIX}"))
+    old = scratch_dir(out_dir, OLD_SUFFIX)
     os.rename(out_dir, old / "dir")
     os.rename(new, out_dir)
     for p in (old / "dir").iterdir():
