@@ -74,8 +74,10 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
         files += [Path(m) for m in matches]
     # NOTE: one file once, by its real path: a glob matching a symlink and its target read the file twice
     # (in two shards of a sharded prepare, too).
-    seen: set[str] = set()
-    return [f for f in files if not (os.path.realpath(f) in seen or seen.add(os.path.realpath(f)))]
+    first: dict[str, Path] = {}
+    for f in files:
+        first.setdefault(os.path.realpath(f), f)
+    return list(first.values())
 
 
 _STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
@@ -628,9 +630,17 @@ class _RowLines:
         return self
 
     def __next__(self) -> str:
-        line = self.again.popleft() if self.again else next(self.stream)
+        line = self._take()
+        if line is None:
+            raise StopIteration
         self.row.append(line)
-        self.next += 1
+        return line
+
+    def _take(self) -> str | None:
+        """The next line (one handed out again first), numbered; None at the end of the stream."""
+        line = self.again.popleft() if self.again else next(self.stream, None)
+        if line is not None:
+            self.next += 1
         return line
 
     def start_row(self) -> int:
@@ -642,13 +652,12 @@ class _RowLines:
         """After a cell over the field limit: read on, holding nothing, to the end of the line where the row's
         open quote closes (its quotes so far are odd in number; a doubled quote counts twice). Returns (the
         row's last line, whether the quote closed)."""
-        open_ = quoting and "".join(self.row).count('"') % 2 == 1
+        open_ = quoting and sum(line.count('"') for line in self.row) % 2 == 1
         self.row = []
         while open_:
-            line = self.again.popleft() if self.again else next(self.stream, None)
+            line = self._take()
             if line is None:
                 return self.next - 1, False
-            self.next += 1
             open_ = line.count('"') % 2 == 0
         return self.next - 1, True
 
