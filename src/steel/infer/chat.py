@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable, Iterable
 
 from steel.cli import UserError
-from steel.data.config import NormalizeConfig
 from steel.data.normalize import Normalizer
 from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_reply
 
@@ -42,6 +41,14 @@ def _stderr(s: str) -> None:
     sys.stderr.flush()
 
 
+def input_normalizer() -> Normalizer:
+    """What `steel chat` and `generate --chat` apply to the user's text and the system prompt: SFT's default
+    `data.normalize`, so a prompt has the form the model was trained on."""
+    from steel.sft.data import SftDataConfig
+
+    return Normalizer(SftDataConfig().normalize)
+
+
 def chat_loop(
     model,
     tokenizer,
@@ -58,7 +65,7 @@ def chat_loop(
     # Leave room for the reply inside the context, but never more than half of it: a large
     # --max-new-tokens must not leave the history no room at all (the reply is cut at the limit anyway).
     budget = max_context - min(opts.max_new_tokens, max_context // 2)
-    normalize = Normalizer(NormalizeConfig())  # SFT's default `data.normalize`
+    normalize = input_normalizer()
     system = normalize(system) if system else system
     base = [{"role": "system", "content": system}] if system else []
     if system:

@@ -113,12 +113,10 @@ def cmd_generate(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tok = _load(args)
     if args.chat:
-        from steel.data.config import NormalizeConfig
-        from steel.data.normalize import Normalizer
+        from steel.infer.chat import input_normalizer
 
-        # As `steel chat`: normalized as SFT normalizes its data by default (CRLF, surrounding whitespace,
-        # NFC, zero-width characters; a prompt from stdin ends with a newline SFT never trained on).
-        normalize = Normalizer(NormalizeConfig())
+        # As `steel chat` (a prompt from stdin ends with a newline SFT never trained on).
+        normalize = input_normalizer()
         system, prompt = normalize(args.system) if args.system else None, normalize(prompt)
         if not prompt:
             raise UserError("--prompt: empty prompt")
