@@ -51,3 +51,19 @@ def test_rebuild_into_a_directory_keeps_other_files(tmp_path, small_ranks_file):
     assert (out / "notes.txt").read_text() == "mine" and (out / "tokenizer.json").read_text().startswith("{")
     assert (out / "qwen.tiktoken").read_bytes() == small_ranks_file.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]
+
+
+def test_built_directory_has_the_permissions_of_a_plain_mkdir(tmp_path, small_ranks_file):
+    """The temporary sibling comes from mkdtemp (mode 0700); renamed in as is, the tokenizer was unreadable to
+    anyone but its owner (another user or container uid preparing data or training from it)."""
+    import os
+    import stat
+
+    plain = tmp_path / "plain"
+    plain.mkdir()  # the reference: what the umask gives any new directory
+    out = build_qwen_tokenizer(tmp_path / "tok", ranks_path=small_ranks_file)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    # A rebuild keeps the mode the directory had.
+    os.chmod(out, 0o750)
+    build_qwen_tokenizer(out, ranks_path=small_ranks_file, default_system="Be brief.")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import site
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -229,9 +230,18 @@ def build_qwen_tokenizer(
     return out_dir
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # NOTE: the only way to read it is to set it; restored at once
+    os.umask(mask)
+    return mask
+
+
 def _install_dir(new: Path, out_dir: Path) -> None:
     """Rename the complete directory `new` to `out_dir`, replacing it; entries of the old `out_dir` that
     `new` does not have are moved into it (they were kept when the build wrote into the directory)."""
+    # `new` comes from mkdtemp (mode 0700): give it the mode the directory had, or a plain mkdir's, so the
+    # tokenizer stays readable to whoever could read the directory before (another user, a container uid).
+    os.chmod(new, stat.S_IMODE(out_dir.stat().st_mode) if out_dir.is_dir() else 0o777 & ~_umask())
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
     if not out_dir.exists():
