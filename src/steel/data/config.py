@@ -98,6 +98,8 @@ class DedupConfig:
             raise ConfigError(f"num_perm: must be in [16, 1024], got {self.num_perm}")
         if self.ngram < 1:
             raise ConfigError(f"ngram: must be >= 1, got {self.ngram}")
+        if self.seed < 0:  # numpy's default_rng refuses it: every worker would fail at start
+            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -135,7 +137,7 @@ class DataConfig:
                 raise ConfigError(f"{name}: must be >= 1")
         from steel.data.filters import build_filters
 
-        build_filters(self.filters, names)  # raises ConfigError("filters[i].field: ...")
+        build_filters(self.filters, names, source_kinds=[s.kind for s in self.sources])  # "filters[i].field: ..."
 
     def resolve_root(self, config_path: str | Path | None) -> Path:
         if self.root is not None:

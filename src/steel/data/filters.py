@@ -269,8 +269,13 @@ class Blocklist(Filter):
 
 
 def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = None,
-                  root: Path | None = None, setup: bool = False) -> list[Filter]:
-    """YAML specs -> filter objects; errors name `filters[i].field`. `setup=True` also loads files."""
+                  root: Path | None = None, setup: bool = False,
+                  source_kinds: list[str] | None = None) -> list[Filter]:
+    """YAML specs -> filter objects; errors name `filters[i].field`. `setup=True` also loads files.
+
+    With `source_kinds` (one per name of `source_names`), a filter whose `sources` and `kinds` select
+    no source is refused: it would run on nothing, which a typo in either list makes easy to miss.
+    """
     out: list[Filter] = []
     # dedup's own drop counts live beside the filters' in `filtered`: a filter may not take their keys
     keys: set[str] = {"dedup_exact", "dedup_near"}
@@ -280,16 +285,23 @@ def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = 
             raise ConfigError(f"{where}: expected a mapping with `name` (one of {', '.join(sorted(FILTERS))})")
         params = dict(spec)
         name = params.pop("name")
-        if name not in FILTERS:
+        if not isinstance(name, str) or name not in FILTERS:
             raise ConfigError(f"{where}.name: unknown filter {name!r} (known: {', '.join(sorted(FILTERS))})")
         try:
             flt = from_dict(FILTERS[name], params)
         except ConfigError as e:
             raise ConfigError(f"{where}.{e}") from None
+        for fname in ("sources", "kinds"):
+            if getattr(flt, fname) == []:  # not null: a filter that applies to nothing
+                raise ConfigError(f"{where}.{fname}: empty list (leave it out to apply to every {fname[:-1]})")
         if source_names is not None:
             for s in flt.sources or []:
                 if s not in source_names:
                     raise ConfigError(f"{where}.sources: no source named {s!r}")
+            if source_kinds is not None and flt.kinds is not None:
+                if not any(flt.applies(s, k) for s, k in zip(source_names, source_kinds)):
+                    which = f"none of the sources {flt.sources}" if flt.sources is not None else "no source"
+                    raise ConfigError(f"{where}.kinds: {which} is of kind {flt.kinds}: the filter would apply to nothing")
         if flt.key in keys:
             raise ConfigError(f"{where}.label: {flt.key!r} is already used by another filter or by dedup; "
                               "set a distinct label")
