@@ -12,7 +12,9 @@ from steel.data.config import NormalizeConfig
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff\u00ad]")
 # Unusual spaces -> ' '. NOTE: U+3000 (ideographic space, Chinese paragraph indent) is kept on purpose.
 _SPACES_RE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f]")
-_NEWLINES_RE = re.compile("\r\n?|[\u2028\u2029\x85]")
+# NOTE: VT, FF (a PDF/OCR page break) and the FS/GS/RS separators are line breaks to str.splitlines and
+# Unicode (bidi class B); dropped as control characters they glued the words on either side.
+_NEWLINES_RE = re.compile("\r\n?|[\u2028\u2029\x85\x0b\x0c\x1c-\x1e]")
 _TRAILING_RE = re.compile("[ \t]+(?=\n)")
 _BLANKS_RE = re.compile("\n{3,}")
 
@@ -30,12 +32,15 @@ class Normalizer:
 
     def __call__(self, text: str) -> str:
         cfg = self.cfg
-        if cfg.unicode != "none":
-            text = unicodedata.normalize(cfg.unicode, text)
         if cfg.whitespace:
-            text = _NEWLINES_RE.sub("\n", text)  # before control chars: \r and NEL are line breaks
+            text = _NEWLINES_RE.sub("\n", text)  # before control chars: \r, NEL and FF are line breaks
         if cfg.control_chars:
             text = _CONTROL_RE.sub("", text)
+        if cfg.unicode != "none":
+            # NOTE: after the removals: "e<soft hyphen><combining acute>" normalized first kept "e\u0301",
+            # not the "é" of the same word elsewhere (not NFC, and not an exact duplicate of it). Before the
+            # space rules: NFKC turns U+3000 and other spaces into ' ', which they then strip.
+            text = unicodedata.normalize(cfg.unicode, text)
         if cfg.whitespace:
             text = _SPACES_RE.sub(" ", text)
             text = _TRAILING_RE.sub("", text)
