@@ -130,3 +130,22 @@ def test_bad_directory(tmp_path):
         load_encoder(tmp_path)
     with pytest.raises(UserError, match="engine must be"):
         load_encoder(tmp_path, engine="fast")
+
+
+def test_added_plain_token_is_not_dropped_by_tiktoken(tmp_path, small_dir):
+    """A non-special added token (`tok.add_tokens(["<think>"])` in transformers) is matched by HF tokenizers
+    and AutoTokenizer; tiktoken over the rank file knows only the specials, so it gave other ids for the same
+    directory and fingerprint. Such a directory must use the HF engine."""
+    from transformers import AutoTokenizer
+
+    d = tmp_path / "added"
+    shutil.copytree(small_dir, d)
+    auto = AutoTokenizer.from_pretrained(str(d))
+    auto.add_tokens(["<think>"])
+    auto.save_pretrained(str(d))
+    text = "a <think> b"
+    want = auto.encode(text, add_special_tokens=False)
+    assert 3003 in want  # the reference: transformers matches the added token
+    assert load_encoder(d).encode(text) == want
+    with pytest.raises(UserError, match="<think>"):
+        load_encoder(d, engine="tiktoken")

@@ -111,6 +111,11 @@ def _tiktoken_incompatibility(tok_json: dict, ranks: dict[bytes, int]) -> str | 
         return "tokenizer.json has a normalizer"
     if _tiktoken_pattern(tok_json) is None:
         return "pre-tokenizer is not Split(regex) + ByteLevel"
+    # tiktoken knows only the special tokens (which ordinary encoding splits like text); HF tokenizers and
+    # transformers match a non-special added token inside ordinary text as its own id.
+    plain = [t["content"] for t in tok_json.get("added_tokens", []) if not t.get("special")]
+    if plain:
+        return f"tokenizer.json has non-special added tokens ({', '.join(map(repr, plain[:5]))})"
     vocab = model.get("vocab", {})
     if len(vocab) != len(ranks):
         return f"rank file has {len(ranks)} tokens, tokenizer.json {len(vocab)}"
