@@ -1,0 +1,28 @@
+"""Filter measures checked against counts made by hand."""
+
+from __future__ import annotations
+
+from steel.data.filters import build_filters
+
+
+def flt(spec):
+    (f,) = build_filters([spec], setup=True)
+    return f
+
+
+def test_script_share_counts_only_letters_of_the_script():
+    # "3×4÷2=6 中文": the letters are 中 and 文; × and ÷ (U+00D7, U+00F7: math signs inside the Latin-1
+    # block) are not Latin letters, so the Latin share of the letters is 0/2, not 2/2
+    latin = flt({"name": "script_share", "script": "latin", "min_share": 0.5})
+    assert not latin.keep("3×4÷2=6 中文")
+    # katakana middle dot (U+30FB, punctuation) and the kana voicing marks (U+309B/C) lie in the kana
+    # block but are not letters: 0 CJK letters of 4 letters, not 6/4 (a share above 1)
+    cjk = flt({"name": "script_share", "script": "cjk", "min_share": 0.5})
+    assert not cjk.keep("・・゛゜abcd")
+    assert cjk.keep("ア・イ ab")  # 2 kana letters of 4 letters = 0.5
+
+
+def test_latin_class_excludes_multiplication_and_division_signs():
+    latin = flt({"name": "char_ratio", "char_class": "latin", "max": 0.0})
+    assert latin.keep("3×4÷2")  # no Latin letter: share 0
+    assert not latin.keep("3×x")  # x is one of 3 non-whitespace characters
