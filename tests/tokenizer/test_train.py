@@ -196,3 +196,24 @@ def test_truncated_compressed_input_is_an_error(tmp_path):
     assert main(["tokenizer", "train", "--input", str(tmp_path / "cut.jsonl.zst"), "--vocab-size", "300",
                  "--out", str(out)]) == 2
     assert not (out / "tokenizer.json").exists()
+
+
+def test_json_surrogate_escape_is_an_error_naming_the_line(tmp_path):
+    r"""A JSON "\ud800" escape decodes to a lone surrogate, which is no Unicode text: HF's trainer died on it
+    with a bare UnicodeEncodeError traceback (`steel data prepare` rejects such documents)."""
+    bad = tmp_path / "sur.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": "bad \\ud800 here"}\n')
+    with pytest.raises(UserError, match=r"sur.jsonl:2: .*surrogate"):
+        list(iter_corpus([bad]))
+    # A well-formed escaped pair is one character, and fine.
+    bad.write_text('{"text": "\\ud83d\\ude00"}\n')
+    assert list(iter_corpus([bad])) == ["\U0001f600"]
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "sur.jsonl"), "--vocab-size", "300",
+                 "--out", str(tmp_path / "tok")]) == 0
+
+
+def test_txt_bom_is_not_text(tmp_path):
+    """A UTF-8 BOM opening a .txt file is no part of the document, as in `steel data prepare` (utf-8-sig)."""
+    txt = tmp_path / "bom.txt"
+    txt.write_bytes(b"\xef\xbb\xbf" + "第一行\nline two\n".encode())
+    assert list(iter_corpus([txt])) == ["第一行\nline two\n"]

@@ -50,6 +50,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_utf8(path: Path, lineno: int, line: str) -> None:
@@ -77,7 +78,8 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
             if path.name.endswith(".txt"):
                 # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds
                 # them is known (a strict decoder fails on a whole decoded block, with no line number).
-                text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+                # utf-8-sig: a BOM opening the file is no text, as in `steel data prepare`.
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
                 piece: list[str] = []
                 size = 0
                 for lineno, line in enumerate(text, 1):
@@ -108,6 +110,8 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                         raise UserError(
                             f"{path}:{lineno}: field {field!r} is {type(doc).__name__}, not a string"
                         )
+                    if _SURROGATE.search(doc):  # a JSON "\ud800" escape: not Unicode text
+                        raise UserError(f"{path}:{lineno}: field {field!r} holds a lone surrogate (\\uXXXX escape)")
                     yield doc
                     if lineno % 256 == 0:
                         advance()
