@@ -117,6 +117,10 @@ def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | N
             mapped = _ROLES.get(role.lower()) if layout == "sharegpt" else role
             if mapped not in ("system", "user", "assistant", "tool"):
                 raise ChatError("bad_chat", f"{key}[{i}]: unknown role {role!r}")
+            if mapped == "system" and not content.strip():
+                # no system prompt, as a blank alpaca/sharegpt `system` field: the source's `system:` applies
+                # (kept, the turn counted as one, and normalization then dropped it: no system prompt at all)
+                continue
             messages.append({"role": mapped, "content": content})
     if system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": system})
