@@ -217,3 +217,14 @@ def test_txt_bom_is_not_text(tmp_path):
     txt = tmp_path / "bom.txt"
     txt.write_bytes(b"\xef\xbb\xbf" + "第一行\nline two\n".encode())
     assert list(iter_corpus([txt])) == ["第一行\nline two\n"]
+
+
+def test_a_file_named_twice_is_read_once(tmp_path, monkeypatch):
+    """Another spelling of the same file (relative/absolute, `..`, inside a directory also named) was read
+    again, silently doubling its counts in the training mix; `steel data prepare` reads it once."""
+    (tmp_path / "sub").mkdir()
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"text": "once"}\n')
+    monkeypatch.chdir(tmp_path)
+    files = expand_inputs([tmp_path, "a.jsonl", tmp_path / "sub" / ".." / "a.jsonl"])
+    assert list(iter_corpus(files)) == ["once"]

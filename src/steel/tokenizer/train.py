@@ -32,7 +32,7 @@ TXT_PIECE = 1 << 20  # chars per yielded piece of a .txt file
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named, and the supported files inside directories named (sorted); missing paths are errors."""
+    """Files named, and the supported files inside directories named (sorted), each once; missing paths are errors."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -46,7 +46,11 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
             files.append(p)
         else:
             raise UserError(f"--input {p}: no such file or directory")
-    return list(dict.fromkeys(files))
+    # Keyed by the resolved path: another spelling of a file (relative, `..`, a link) is still read once.
+    once: dict[Path, Path] = {}
+    for f in files:
+        once.setdefault(f.resolve(), f)
+    return list(once.values())
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
