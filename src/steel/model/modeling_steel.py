@@ -724,6 +724,20 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
             warn_if_leaking(self.config)
         return super().train(mode)
 
+    def _reorder_cache(self, cache: Cache, beam_idx: torch.LongTensor) -> Cache:
+        """Beam search's reordering of the cache rows (`generate` calls this hook when a model has one).
+
+        NOTE: `Cache.reorder_cache` moves only keys and values: soft_moe_causal's running slot sums (kept in
+        the cache object) stayed with the old rows, so cached beam search silently decoded with another
+        beam's slots. Every tensor of that state is per row (B, ...); `seen` is a shared count.
+        """
+        cache.reorder_cache(beam_idx)
+        for state in getattr(cache, "steel_moe_state", {}).values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.index_select(0, beam_idx.to(value.device))
+        return cache
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
                 return_logits: bool | None = None, num_items_in_batch=None, shift_labels=None,
