@@ -228,3 +228,19 @@ def test_a_file_named_twice_is_read_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     files = expand_inputs([tmp_path, "a.jsonl", tmp_path / "sub" / ".." / "a.jsonl"])
     assert list(iter_corpus(files)) == ["once"]
+
+
+def test_overwrite_of_a_qwen_directory_drops_its_rank_file(tmp_path, small_ranks_file, caplog):
+    """Retraining over a Qwen build kept its qwen.tiktoken: a rank file of another vocabulary, so every
+    `load_encoder` of the new tokenizer warned and `engine="tiktoken"` named the stale file as the reason."""
+    from steel.tokenizer.qwen import build_qwen_tokenizer
+
+    out = build_qwen_tokenizer(tmp_path / "tok", ranks_path=small_ranks_file)
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps({"text": f"doc {i} 文本"}) + "\n" for i in range(50)))
+    assert main(["tokenizer", "train", "--input", str(data), "--vocab-size", "300", "--out", str(out),
+                 "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("*.tiktoken")) == []
+    with caplog.at_level("WARNING", logger="steel"):
+        enc = load_encoder(out)
+    assert enc.engine == "hf" and enc.vocab_size == len(load_tokenizer(out)) and caplog.records == []

@@ -220,5 +220,8 @@ def train_tokenizer(
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
         hf_bar = show_progress and sys.stderr.isatty()
         tok = train_bpe(iter_corpus(files, field, limit_docs, advance), vocab_size, min_frequency, hf_bar)
+    # A rank file left by a replaced Qwen build describes another vocabulary; `load_encoder` reads any.
+    for stale in Path(out_dir).glob("*.tiktoken"):
+        stale.unlink()
     save_tokenizer_dir(tok, out_dir)
     return tok
