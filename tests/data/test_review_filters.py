@@ -26,3 +26,21 @@ def test_latin_class_excludes_multiplication_and_division_signs():
     latin = flt({"name": "char_ratio", "char_class": "latin", "max": 0.0})
     assert latin.keep("3×4÷2")  # no Latin letter: share 0
     assert not latin.keep("3×x")  # x is one of 3 non-whitespace characters
+
+
+def test_symbol_class_is_punctuation_and_symbols_not_combining_marks():
+    import unicodedata
+
+    from steel.data.filters import _codepoints, _count
+
+    # Devanagari vowel signs and virama, Arabic harakat are combining marks (Mn/Mc) of words, not
+    # punctuation: a plain Hindi sentence counted 11 "symbols" of 25 characters, vocalized Arabic 8 of 15,
+    # so `char_ratio symbol max: 0.5` dropped ordinary prose
+    for text in ["हिन्दी भाषा भारत की राजभाषा है", "اَلْعَرَبِيَّةُ", "ภาษาไทยเป็นภาษาราชการ"]:
+        assert _count("symbol", _codepoints(text)) == 0, text
+    text = "中文，。！“引号” $5%&_ a-b (c) 😀 ① \u0301"
+    want = sum(unicodedata.category(c)[0] in "PS" for c in text)  # P*: punctuation, S*: symbols
+    assert want == 13  # ，。！“” $ % & _ - ( ) 😀: by hand
+    assert _count("symbol", _codepoints(text)) == want
+    sym = flt({"name": "char_ratio", "char_class": "symbol", "max": 0.5})
+    assert sym.keep("اَلْعَرَبِيَّةُ") and not sym.keep("!!!a")
