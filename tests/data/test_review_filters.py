@@ -44,3 +44,11 @@ def test_symbol_class_is_punctuation_and_symbols_not_combining_marks():
     assert _count("symbol", _codepoints(text)) == want
     sym = flt({"name": "char_ratio", "char_class": "symbol", "max": 0.5})
     assert sym.keep("اَلْعَرَبِيَّةُ") and not sym.keep("!!!a")
+
+
+def test_fullwidth_digits_and_latin_letters_count_in_their_classes():
+    # NFC (the default) keeps Chinese text's full-width forms: "２０２４年" has 4 digits of 5 characters
+    digits = flt({"name": "char_ratio", "char_class": "digit", "max": 0.5})
+    assert digits.keep("2024年是一年") and not digits.keep("２０２４年")
+    latin = flt({"name": "script_share", "script": "latin", "min_share": 0.5})
+    assert latin.keep("ＡＢＣ中") and not latin.keep("ＡＢ中文字")  # 3/4 kept, 2/5 dropped

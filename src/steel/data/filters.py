@@ -30,8 +30,9 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CLASS_RE = {
     "cjk": re.compile(f"[{_HAN}\u3040-\u30ff\uac00-\ud7af]"),  # Han + kana + hangul
     "han": re.compile(f"[{_HAN}]"),
-    "latin": re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]"),  # not × (U+00D7) and ÷ (U+00F7)
-    "digit": re.compile("[0-9]"),
+    # full-width forms included: NFC (the default) keeps them in Chinese text; not × (U+00D7), ÷ (U+00F7)
+    "latin": re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\uff21-\uff3a\uff41-\uff5a]"),
+    "digit": re.compile("[0-9\uff10-\uff19]"),
     "whitespace": re.compile(r"\s"),
 }
 
