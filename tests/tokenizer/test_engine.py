@@ -149,3 +149,18 @@ def test_added_plain_token_is_not_dropped_by_tiktoken(tmp_path, small_dir):
     assert load_encoder(d).encode(text) == want
     with pytest.raises(UserError, match="<think>"):
         load_encoder(d, engine="tiktoken")
+
+
+def test_unreadable_config_files_are_user_errors_naming_the_file(tmp_path, small_dir):
+    """A truncated tokenizer_config.json raised a bare JSONDecodeError (no file named), which also escaped
+    `steel data prepare`'s rebuild of a damaged OUT/tokenizer/ (it catches UserError)."""
+    d = tmp_path / "tok"
+    shutil.copytree(small_dir, d)
+    cfg = (d / "tokenizer_config.json").read_text()
+    (d / "tokenizer_config.json").write_text(cfg[: len(cfg) // 2])
+    with pytest.raises(UserError, match="tokenizer_config.json"):
+        load_encoder(d)
+    (d / "tokenizer_config.json").write_text(cfg)
+    (d / "tokenizer.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="tokenizer.json"):
+        load_encoder(d)

@@ -49,10 +49,17 @@ def read_tokenizer_json(tokenizer_dir: Path) -> dict:
     path = tokenizer_dir / "tokenizer.json"
     if not path.is_file():
         raise UserError(f"{tokenizer_dir}: not a tokenizer directory (no tokenizer.json)")
+    return _read_json_object(path)
+
+
+def _read_json_object(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: unreadable tokenizer.json ({e})") from None
+        raise UserError(f"{path}: unreadable {path.name} ({e})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: unreadable {path.name} (a JSON {type(obj).__name__}, not an object)")
+    return obj
 
 
 def fingerprint(tok_json: dict) -> str:
@@ -164,7 +171,7 @@ class Encoder:
         cfg_path = self.tokenizer_dir / "tokenizer_config.json"
         eos = "<|endoftext|>"
         if cfg_path.is_file():
-            cfg_eos = json.loads(cfg_path.read_text(encoding="utf-8")).get("eos_token")
+            cfg_eos = _read_json_object(cfg_path).get("eos_token")
             if isinstance(cfg_eos, dict):
                 cfg_eos = cfg_eos.get("content")
             eos = cfg_eos or eos
