@@ -115,7 +115,7 @@ def test_applies_to_sources_and_kinds():
 @pytest.mark.parametrize("filters, message", [
     ([{"name": "nope"}], r"filters\[0\]\.name: unknown filter 'nope'"),
     ([{"name": "length"}, {"name": "length", "min_chars": "ten"}], r"filters\[1\]\.min_chars: expected an integer"),
-    ([{"name": "length", "min_chars": 5, "max_chars": 2}], r"filters\[0\]\.min_chars: need"),
+    ([{"name": "length", "min_chars": 5, "max_chars": 2}], r"filters\[0\]\.max_chars: must be >= min_chars \(5\), got 2"),
     ([{"name": "length", "colour": 1}], r"filters\[0\]\.colour: unknown field"),
     ([{"name": "length"}, {"name": "length"}], r"filters\[1\]\.label: 'length' is already used"),
     ([{"name": "length", "sources": ["zz"]}], r"filters\[0\]\.sources: no source named 'zz'"),

@@ -36,3 +36,30 @@ def test_negative_dedup_seed_is_a_config_error():
     # numpy's default_rng refuses a negative seed: this crashed in every worker at startup
     with pytest.raises(ConfigError, match=r"^dedup\.seed: must be >= 0, got -1"):
         from_dict(DataConfig, {"sources": SOURCES, "dedup": {"seed": -1}})
+
+
+@pytest.mark.parametrize("filters, message", [
+    # a percentage typed for a share named `min` (whose value was fine) instead of `max`
+    ([{"name": "char_ratio", "max": 50}], r"^filters\[0\]\.max: must be in \[0, 1\], got 50.0"),
+    ([{"name": "char_ratio", "min": -0.1}], r"^filters\[0\]\.min: must be in \[0, 1\], got -0.1"),
+    ([{"name": "char_ratio", "min": 0.6, "max": 0.4}], r"^filters\[0\]\.max: must be >= min \(0.6\), got 0.4"),
+    ([{"name": "length", "min_chars": 10, "max_chars": 5}], r"^filters\[0\]\.max_chars: must be >= min_chars \(10\), got 5"),
+    ([{"name": "length", "min_chars": -1}], r"^filters\[0\]\.min_chars: must be >= 0, got -1"),
+])
+def test_range_errors_name_the_field_that_is_out_of_range(filters, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(DataConfig, {"sources": SOURCES, "filters": filters})
+
+
+@pytest.mark.parametrize("source, message", [
+    # an empty or malformed dotted name finds nothing in any record: every record of the source was
+    # rejected as missing_field, the whole source lost to a config typo
+    ({"name": "w", "path": ["w.jsonl"], "text_field": ""}, r"^sources\[0\]\.text_field: '' is not a dotted field name"),
+    ({"name": "w", "path": ["w.jsonl"], "text_field": "meta..body"},
+     r"^sources\[0\]\.text_field: 'meta..body' is not a dotted field name"),
+    ({"name": "q", "path": ["q.jsonl"], "kind": "chat", "fields": {"instruction": ""}},
+     r"^sources\[0\]\.fields\.instruction: '' is not a dotted field name"),
+])
+def test_empty_field_names_are_config_errors(source, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(DataConfig, {"sources": [source]})

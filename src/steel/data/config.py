@@ -46,6 +46,9 @@ class SourceConfig:
             raise ConfigError("path: at least one file or glob is needed")
         if self.weight < 0:
             raise ConfigError(f"weight: must be >= 0, got {self.weight}")
+        # NOTE: an empty name or part finds nothing in any record: the whole source would be rejected
+        # record by record (missing_field) for a config typo.
+        _check_dotted("text_field", self.text_field)
         if len(self.csv_delimiter) != 1:
             raise ConfigError(f"csv_delimiter: must be one character, got {self.csv_delimiter!r}")
         from steel.data.chat import LAYOUT_FIELDS
@@ -70,6 +73,13 @@ class SourceConfig:
                 f"fields.{unknown[0]}: not a field of layout {self.chat_layout!r} "
                 f"(known: {', '.join(LAYOUT_FIELDS[self.chat_layout])})"
             )
+        for key, dotted in self.fields.items():
+            _check_dotted(f"fields.{key}", dotted)
+
+
+def _check_dotted(where: str, dotted: str) -> None:
+    if not all(dotted.split(".")):
+        raise ConfigError(f"{where}: {dotted!r} is not a dotted field name (like `text` or `meta.body`)")
 
 
 @dataclass

@@ -115,8 +115,10 @@ class Length(Filter):
     max_chars: int | None = None  # drop documents longer than this
 
     def validate(self):
-        if self.min_chars < 0 or (self.max_chars is not None and self.max_chars < self.min_chars):
-            raise ConfigError("min_chars: need 0 <= min_chars <= max_chars")
+        if self.min_chars < 0:
+            raise ConfigError(f"min_chars: must be >= 0, got {self.min_chars}")
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise ConfigError(f"max_chars: must be >= min_chars ({self.min_chars}), got {self.max_chars}")
 
     def keep(self, text):
         return len(text) >= self.min_chars and (self.max_chars is None or len(text) <= self.max_chars)
@@ -130,8 +132,11 @@ class CharRatio(Filter):
     max: float = 1.0  # (for `whitespace`: among all characters)
 
     def validate(self):
-        if not 0.0 <= self.min <= self.max <= 1.0:
-            raise ConfigError(f"min: need 0 <= min <= max <= 1, got min={self.min} max={self.max}")
+        for name in ("min", "max"):  # the field out of range, not always `min` (`max: 50` for 50%)
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.max < self.min:
+            raise ConfigError(f"max: must be >= min ({self.min}), got {self.max}")
 
     def setup(self, root):
         _table("whitespace"), _table(self.char_class)  # built before the workers fork, shared with them
