@@ -39,3 +39,14 @@ def test_a_nonblank_system_turn_is_kept_and_a_late_one_still_refused():
                          {"role": "assistant", "content": "a"}]}
     with pytest.raises(ChatError, match="turn 1 is a system turn"):
         extract_messages(late, "openai")
+
+
+def test_openai_developer_and_function_roles():
+    # OpenAI's API names the system prompt `developer` (o1 and later) and the result of a function call
+    # `function` (before `tool`): both were rejected as unknown roles, dropping whole exported logs
+    rec = {"messages": [{"role": "developer", "content": "d"}, {"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "call f"}, {"role": "function", "content": "42"},
+                        {"role": "assistant", "content": "a"}]}
+    assert [m["role"] for m in extract_messages(rec, "openai")] == ["system", "user", "assistant", "tool", "assistant"]
+    with pytest.raises(ChatError, match=r"messages\[0\]: unknown role 'User'"):  # case stays exact, as the API
+        extract_messages({"messages": [{"role": "User", "content": "q"}, {"role": "assistant", "content": "a"}]}, "openai")

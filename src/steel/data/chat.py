@@ -32,6 +32,10 @@ _ROLES = {
     "tool": "tool", "function": "tool", "observation": "tool", "function_call": "assistant",
 }
 
+# OpenAI's other names: `developer` is the system prompt of o1 and later, `function` the result of a
+# function call before `tool` replaced it.
+_OPENAI_ROLES = {"developer": "system", "function": "tool"}
+
 
 class ChatError(ValueError):
     """A record that cannot be read as a conversation; `reason` is the manifest's rejection key."""
@@ -114,7 +118,7 @@ def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | N
             content = turn.get(f["content"])
             if not isinstance(role, str) or not isinstance(content, str):
                 raise ChatError("bad_chat", f"{key}[{i}] needs string {f['role']!r} and {f['content']!r}")
-            mapped = _ROLES.get(role.lower()) if layout == "sharegpt" else role
+            mapped = _ROLES.get(role.lower()) if layout == "sharegpt" else _OPENAI_ROLES.get(role, role)
             if mapped not in ("system", "user", "assistant", "tool"):
                 raise ChatError("bad_chat", f"{key}[{i}]: unknown role {role!r}")
             if mapped == "system" and not content.strip():
