@@ -198,3 +198,18 @@ def test_fast_tokenizer_is_byte_identical_to_transformers_converter(small_ranks_
     ref = TikTokenConverter(vocab_file=str(small_ranks_file), pattern=QWEN_PATTERN,
                             extra_special_tokens=list(SPECIAL_TOKENS)).converted()
     assert build_fast_tokenizer(read_ranks(small_ranks_file)).to_str() == ref.to_str()
+
+
+def test_rank_file_without_every_byte_is_refused(tmp_path, small_ranks_file, capsys):
+    """A cut rank file (a download stopped at a line boundary) still has ranks 0..n-1, but lacks single
+    bytes: the build wrote a tokenizer on which HF encoded '中' as [] (text silently lost) and tiktoken
+    panicked. A byte-level BPE needs all 256 bytes as tokens."""
+    cut = tmp_path / "cut.tiktoken"
+    cut.write_bytes(b"".join(small_ranks_file.read_bytes().splitlines(keepends=True)[:100]))
+    assert len(read_ranks(small_ranks_file)) == 3000  # the full prefix is fine
+    with pytest.raises(UserError, match=r"cut.tiktoken: .*156 of the 256 single bytes"):
+        read_ranks(cut)
+    (tmp_path / "empty.tiktoken").write_bytes(b"")
+    assert main(["tokenizer", "qwen", str(tmp_path / "out"), "--ranks", str(tmp_path / "empty.tiktoken")]) == 2
+    assert "256 of the 256 single bytes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -128,6 +128,14 @@ def read_ranks(path: str | Path) -> dict[bytes, int]:
             ranks[token] = rank
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise UserError(f"{path}: ranks are not exactly 0..{len(ranks) - 1}")
+    # Byte-level BPE: text holding a byte that is no token cannot be encoded (HF tokenizers drops it
+    # silently, tiktoken panics). A rank file cut at a line boundary passes the checks above but not this.
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise UserError(
+            f"{path}: not a byte-level BPE rank file: {len(missing)} of the 256 single bytes are not tokens "
+            f"(first: {bytes([missing[0]])!r}; a truncated file?)"
+        )
     return ranks
 
 
