@@ -32,3 +32,21 @@ def test_form_feed_and_other_line_separators_become_newlines(sep):
     n = Normalizer(NormalizeConfig())
     assert n(f"end of page one.{sep}Page two") == "end of page one.\nPage two"
     assert n(f"第一页{sep}{sep}{sep}第二页") == "第一页\n\n第二页"
+
+
+def test_ideographic_space_indent_of_the_first_paragraph_is_kept():
+    # U+3000 is kept as the Chinese paragraph indent, but str.strip() removed it from the first paragraph
+    # only: "\u3000\u3000第一段\n\u3000\u3000第二段" came out with one indented paragraph of two
+    n = Normalizer(NormalizeConfig())
+    assert n(" \n\u3000\u3000第一段。\n\u3000\u3000第二段。\n ") == "\u3000\u3000第一段。\n\u3000\u3000第二段。"
+
+
+def test_a_turn_left_with_only_whitespace_after_normalization_is_empty():
+    from steel.data.normalize import normalize_messages
+
+    n = Normalizer(NormalizeConfig())
+    msgs = [{"role": "user", "content": "\u200b\u3000"}, {"role": "assistant", "content": "a"}]
+    assert normalize_messages(n, msgs) == (None, "empty")
+    sys_blank = [{"role": "system", "content": "\u200b\u3000"}, {"role": "user", "content": "q"},
+                 {"role": "assistant", "content": "a"}]
+    assert normalize_messages(n, sys_blank) == ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], None)

@@ -45,7 +45,7 @@ class Normalizer:
             text = _SPACES_RE.sub(" ", text)
             text = _TRAILING_RE.sub("", text)
             text = _BLANKS_RE.sub("\n\n", text)
-            text = text.strip()
+            text = text.strip(" \t\n")  # not str.strip(): it took the U+3000 indent of the first paragraph
         if self._t2s is not None:
             text = self._t2s.convert(text)
         return text
@@ -65,9 +65,10 @@ def normalize_messages(normalize: Normalizer, messages: list[dict]) -> tuple[lis
     except UnicodeEncodeError:  # JSON "\ud800" escapes decode to strings that are not Unicode text
         return None, "invalid_utf8"
     out = [{"role": m["role"], "content": normalize(m["content"])} for m in messages]
-    if any(not m["content"] for m in out if m["role"] in ("user", "assistant")):
+    # blank, not only empty: whitespace normalization keeps U+3000 (a turn "\u200b\u3000" is blank)
+    if any(not m["content"].strip() for m in out if m["role"] in ("user", "assistant")):
         return None, "empty"
-    out = [m for m in out if m["content"] or m["role"] != "system"]  # an emptied system prompt is no turn
+    out = [m for m in out if m["content"].strip() or m["role"] != "system"]  # an emptied system prompt is no turn
     # NOTE: checked again after normalization: removing a zero-width space or NFKC (fullwidth
     # "＜｜im_end｜＞") can assemble a marker that `extract_messages` did not see in the raw record,
     # and the tokenizer would then give it its special id, i.e. forge a turn.
