@@ -244,3 +244,17 @@ def test_overwrite_of_a_qwen_directory_drops_its_rank_file(tmp_path, small_ranks
     with caplog.at_level("WARNING", logger="steel"):
         enc = load_encoder(out)
     assert enc.engine == "hf" and enc.vocab_size == len(load_tokenizer(out)) and caplog.records == []
+
+
+def test_limit_docs_counts_a_txt_file_as_one_document(tmp_path, monkeypatch):
+    """A .txt file is one document (README), read in pieces; --limit-docs counted the pieces, so a big file
+    was cut after its first ~1 MB piece and the next file skipped."""
+    from steel.tokenizer import train
+
+    monkeypatch.setattr(train, "TXT_PIECE", 8)  # pieces of >= 8 chars: several per file
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("first line\nsecond line\nthird line\n")
+    b.write_text("other file\nmore of it\n")
+    assert len(list(iter_corpus([a]))) == 3  # the file does come in pieces
+    assert "".join(iter_corpus([a, b], limit_docs=2)) == a.read_text() + b.read_text()
+    assert "".join(iter_corpus([a, b], limit_docs=1)) == a.read_text()

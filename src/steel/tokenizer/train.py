@@ -129,6 +129,12 @@ def iter_corpus(
 ) -> Iterator[str]:
     n = 0
     for path in files:
+        if path.name.endswith(".txt"):  # one document, yielded in pieces: counted once
+            if limit_docs is not None and n >= limit_docs:
+                return
+            n += 1
+            yield from iter_documents(path, field, on_bytes)
+            continue
         for doc in iter_documents(path, field, on_bytes):
             if limit_docs is not None and n >= limit_docs:
                 return
