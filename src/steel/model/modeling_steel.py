@@ -226,11 +226,11 @@ class SteelAttention(nn.Module):
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, Hkv, T_past + T, D)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        y, _ = attention(
+        y, weights = attention(
             self, q, k, v, attention_mask,
             dropout=self.config.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
-        )  # (B, T, H, D)
-        return self.o_proj(y.reshape(B, T, -1))
+        )  # (B, T, H, D); weights (B, H, T, T_past + T) from eager, None from SDPA/flash
+        return self.o_proj(y.reshape(B, T, -1)), weights
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -558,14 +558,18 @@ class SteelDecoderLayer(GradientCheckpointingLayer):
     def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None,
                 past_length: int = 0, token_mask: torch.Tensor | None = None, moe_layout: dict | None = None,
                 cache=None, **kwargs):
+        """-> the new hidden states (B, T, C); with `output_attentions=True`, (them, the attention weights)."""
         past_key_values = _one_cache(past_key_values, cache)
-        h = hidden_states + self.self_attn(
+        a, weights = self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
         )
+        h = hidden_states + a
         m = self.post_attention_layernorm(h)
         if isinstance(self.mlp, SteelSoftMoECausal):
-            return h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask, moe_layout)
-        return h + self.mlp(m)
+            h = h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask, moe_layout)
+        else:
+            h = h + self.mlp(m)
+        return (h, weights) if kwargs.get("output_attentions") else h
 
 
 _WARNED_LEAKING: set[str] = set()
@@ -638,8 +642,18 @@ class SteelModel(SteelPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, cache=None, **kwargs) -> BaseModelOutputWithPast:
+                inputs_embeds=None, use_cache=None, cache=None, output_hidden_states=None, return_dict=None,
+                **kwargs) -> BaseModelOutputWithPast | tuple:
+        """HF base model forward. `output_hidden_states`: the embeddings, each layer's output but the last,
+        and the final normed state (num_hidden_layers + 1, as transformers' models); `output_attentions`
+        (in kwargs: the attention functions read it too): each layer's weights, where the attention
+        implementation computes them (eager; SDPA and flash attention do not)."""
         past_key_values = _one_cache(past_key_values, cache)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        output_attentions = kwargs.pop("output_attentions", None)
+        if output_attentions if output_attentions is not None else self.config.output_attentions:
+            kwargs["output_attentions"] = True  # the attention functions read it too (SDPA warns it has no weights)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -703,10 +717,22 @@ class SteelModel(SteelPreTrainedModel):
 
         h = inputs_embeds
         position_embeddings = self.rotary_emb(h, position_ids)
+        hidden_states = () if output_hidden_states else None
+        attentions = () if kwargs.get("output_attentions") else None
         for layer in self.layers:
+            if hidden_states is not None:
+                hidden_states += (h,)
             h = layer(h, attention_mask=mask, position_embeddings=position_embeddings, past_length=past_length,
                       token_mask=token_mask, moe_layout=moe_layout, **{CACHE_KEY: past_key_values}, **kwargs)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(h), **{CACHE_KEY: past_key_values if use_cache else None})
+            if attentions is not None:
+                h, weights = h
+                attentions += (weights,) if weights is not None else ()  # (stock models skip None too)
+        h = self.norm(h)
+        if hidden_states is not None:
+            hidden_states += (h,)
+        out = BaseModelOutputWithPast(last_hidden_state=h, hidden_states=hidden_states, attentions=attentions,
+                                      **{CACHE_KEY: past_key_values if use_cache else None})
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
@@ -741,7 +767,7 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
                 return_logits: bool | None = None, num_items_in_batch=None, shift_labels=None,
-                loss_reduction: str = "mean", cache=None, **kwargs) -> CausalLMOutputWithPast:
+                loss_reduction: str = "mean", cache=None, return_dict=None, **kwargs) -> CausalLMOutputWithPast | tuple:
         """HF causal LM forward. `labels` = input_ids (shifted here, -100 ignored), or `shift_labels`
         already aligned with the positions (HF's loss kwarg). `loss_reduction="sum"` returns the summed
         loss (what a trainer accumulating micro-batches over ranks needs). With a fused cross-entropy
@@ -749,7 +775,7 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         if self.training and torch.is_grad_enabled():
             warn_if_leaking(self.config)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         inputs_embeds=inputs_embeds, use_cache=use_cache, return_dict=True,
                          **{CACHE_KEY: _one_cache(past_key_values, cache)}, **kwargs)
         hidden = out.last_hidden_state  # (B, T, C)
         loss = logits = None
@@ -774,7 +800,9 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         else:
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden[:, keep])
-        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_KEY: getattr(out, CACHE_KEY)})
+        out = CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions, **{CACHE_KEY: getattr(out, CACHE_KEY)})
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 __all__ = ["SteelForCausalLM", "SteelModel", "SteelPreTrainedModel", "SteelConfig", "SteelCausalityWarning"]
