@@ -123,9 +123,14 @@ def cmd_generate(args) -> int:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         ids = chat_prompt_ids(tok, msgs)
     else:
+        from steel.eval.mc import special_prefix
+
         ids = tok.encode(prompt, add_special_tokens=False)
         if not ids:
             raise UserError("--prompt: empty prompt")
+        # A text starts as the tokenizer starts one (Llama's BOS; nothing for Qwen's), as `eval mc` scores
+        # it: a model trained with BOS before every text continues a prompt without it poorly.
+        ids = special_prefix(tok) + ids
     limit = max_positions(model)
     if limit is not None and len(ids) >= limit:
         what = "--prompt (with the chat template and --system)" if args.chat else "--prompt"
