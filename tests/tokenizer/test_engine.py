@@ -164,3 +164,21 @@ def test_unreadable_config_files_are_user_errors_naming_the_file(tmp_path, small
     (d / "tokenizer.json").write_text("[1, 2]")
     with pytest.raises(UserError, match="tokenizer.json"):
         load_encoder(d)
+
+
+@pytest.mark.parametrize("damage", ["cut at a line", "cut mid-line"])
+def test_damaged_rank_file_falls_back_to_hf(tmp_path, small_dir, caplog, damage):
+    """tokenizer.json alone defines the ids: a damaged rank file beside it means the HF engine with a warning
+    (README), not a failure to load the tokenizer; forcing tiktoken names the file."""
+    d = tmp_path / "tok"
+    shutil.copytree(small_dir, d)
+    raw = (d / "qwen.tiktoken").read_bytes()
+    cut = b"".join(raw.splitlines(keepends=True)[:100]) if damage == "cut at a line" else raw[:1001]
+    (d / "qwen.tiktoken").write_bytes(cut)
+    with caplog.at_level("WARNING", logger="steel"):
+        enc = load_encoder(d)
+    assert enc.engine == "hf" and "qwen.tiktoken" in caplog.text
+    text = "中文 and English, 1234"
+    assert enc.encode(text) == load_encoder(small_dir).encode(text)
+    with pytest.raises(UserError, match="tiktoken engine unavailable: .*qwen.tiktoken"):
+        load_encoder(d, engine="tiktoken")

@@ -191,8 +191,14 @@ class Encoder:
         if len(rank_files) != 1:
             why = f"{len(rank_files)} *.tiktoken rank files in the directory (need exactly one)"
         else:
-            ranks = read_ranks(rank_files[0])
-            why = _tiktoken_incompatibility(tok_json, ranks)
+            # tokenizer.json alone defines the ids: a damaged rank file only rules tiktoken out.
+            try:
+                ranks = read_ranks(rank_files[0])
+            except UserError as e:
+                why = str(e)
+            else:
+                why = _tiktoken_incompatibility(tok_json, ranks)
+                why = why and f"{rank_files[0].name}: {why}"
         if why is not None:
             if required:
                 raise UserError(f"{self.tokenizer_dir}: tiktoken engine unavailable: {why}")
