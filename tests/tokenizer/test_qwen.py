@@ -213,3 +213,11 @@ def test_rank_file_without_every_byte_is_refused(tmp_path, small_ranks_file, cap
     assert main(["tokenizer", "qwen", str(tmp_path / "out"), "--ranks", str(tmp_path / "empty.tiktoken")]) == 2
     assert "256 of the 256 single bytes" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_ranks_that_is_a_directory_is_not_called_missing(tmp_path, capsys):
+    assert main(["tokenizer", "qwen", str(tmp_path / "out"), "--ranks", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"rank file {tmp_path} is a directory" in err and "does not exist" not in err
+    assert main(["tokenizer", "qwen", str(tmp_path / "out"), "--ranks", str(tmp_path / "nope")]) == 2
+    assert f"rank file {tmp_path / 'nope'} does not exist" in capsys.readouterr().err

@@ -222,7 +222,7 @@ def build_qwen_tokenizer(
     """
     ranks_path = Path(ranks_path) if ranks_path is not None else find_qwen_ranks()
     if not ranks_path.is_file():
-        raise UserError(f"rank file {ranks_path} does not exist")
+        raise UserError(f"rank file {ranks_path} {'is a directory' if ranks_path.is_dir() else 'does not exist'}")
     ranks = read_ranks(ranks_path)
     tok = build_fast_tokenizer(ranks)
     out_dir = Path(out_dir)
