@@ -91,9 +91,21 @@ def _sampling(args):
 
 
 def resolve_device(arg: str | None) -> str:
+    """`--device`, checked before a model is loaded (a bad one failed in `.to(device)` with a traceback)."""
     import torch
 
-    return arg or ("cuda" if torch.cuda.is_available() else "cpu")
+    if arg is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(arg)
+    except RuntimeError:
+        raise UserError(f"--device {arg}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {arg}: CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {arg}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return arg
 
 
 def _load(args):
