@@ -52,3 +52,18 @@ def test_fullwidth_digits_and_latin_letters_count_in_their_classes():
     assert digits.keep("2024年是一年") and not digits.keep("２０２４年")
     latin = flt({"name": "script_share", "script": "latin", "min_share": 0.5})
     assert latin.keep("ＡＢＣ中") and not latin.keep("ＡＢ中文字")  # 3/4 kept, 2/5 dropped
+
+
+def test_stray_combining_marks_still_count_as_symbols():
+    from steel.data.filters import _codepoints, _symbol_count
+
+    # a run of combining marks after a space (junk found in the shared alpaca_zh data) attaches to no
+    # letter: 40 stray marks + 1 full stop of 48 non-whitespace characters
+    junk = "It is 1976. " + "\u0326" * 40
+    assert _symbol_count(_codepoints(junk)) == 41
+    # marks on letters (Hindi, Arabic, decomposed Latin) and on digits (keycap 1️⃣) are no symbols
+    for text in ["हिन्दी भाषा", "اَلْعَرَبِيَّةُ", "Cafe\u0301", "1\ufe0f\u20e3"]:
+        assert _symbol_count(_codepoints(text)) == 0, text
+    assert _symbol_count(_codepoints("\u2764\ufe0f!")) == 3  # emoji + its variation selector, and "!"
+    sym = flt({"name": "char_ratio", "char_class": "symbol", "max": 0.5})
+    assert not sym.keep(junk)
