@@ -104,3 +104,22 @@ def test_config_kernel_choices_are_the_kernels_own():
     from steel.model.configuration_steel import KERNEL_CHOICES as CONFIG_CHOICES
 
     assert CONFIG_CHOICES == KERNEL_CHOICES
+
+
+def test_flops_per_token_stock_gpt2_layout():
+    """A stock dense model whose blocks are not `model.layers` nor its attention `self_attn` (GPT-2:
+    transformer.h.N.attn.c_attn, learned position embeddings): counted, not an AttributeError."""
+    from transformers import GPT2Config
+
+    C, L, H, V, P, T = 64, 3, 4, 300, 128, 10
+    cfg = GPT2Config(n_embd=C, n_layer=L, n_head=H, vocab_size=V, n_positions=P, bos_token_id=None, eos_token_id=None)
+    proj = 3 * C * C + C * C  # c_attn (q, k, v) + c_proj
+    ffn = 2 * 4 * C * C  # c_fc + c_proj, inner width 4C
+    fwd = 2 * L * (proj + 2 * C * (T + 1) / 2) + 2 * L * ffn + 2 * C * V  # tied head is still a matmul
+    f = flops_per_token(cfg, T)
+    assert f["true"] == pytest.approx(3 * fwd, rel=1e-12)
+    assert f["params"] == sum(p.numel() for p in build_model(cfg).parameters())
+    assert f["params_non_embedding"] == f["params"] - V * C - P * C  # token and position lookups
+    parts = parameter_counts(cfg)
+    assert parts["attention"] == L * (4 * C * C + 4 * C) and parts["ffn"] == L * (8 * C * C + 5 * C)
+    assert parts["norms"] == (2 * L + 1) * 2 * C and parts["other"] == 0

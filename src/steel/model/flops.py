@@ -25,22 +25,43 @@ def _meta_model(config: PretrainedConfig) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config)
 
 
+def _is_attention(name: str) -> bool:
+    # self_attn (Llama, Qwen2, Steel, OPT), attn (GPT-2), attention (GPT-NeoX), self_attention (Falcon, Bloom)
+    return any("attn" in part or "attention" in part for part in name.split("."))
+
+
+def _decoder_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList:
+    """The stack of decoder blocks: the ModuleList of num_hidden_layers modules (model.layers in Llama/Qwen2,
+    transformer.h in GPT-2, gpt_neox.layers, model.decoder.layers in OPT)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return module
+    raise ValueError(f"flops: no list of {num_layers} decoder layers found in {type(model).__name__}")
+
+
 def parameter_counts(config: PretrainedConfig) -> dict[str, int]:
-    """Total and per-part parameter counts: embedding, attention, ffn, norms, lm_head (0 when tied)."""
+    """Total and per-part parameter counts: embedding (token and learned position lookups), attention, ffn,
+    norms, lm_head (0 when tied)."""
     parts = {"embedding": 0, "attention": 0, "ffn": 0, "norms": 0, "lm_head": 0, "other": 0}
-    for name, p in _meta_model(config).named_parameters():  # tied lm_head is listed once (as the embedding)
-        if "embed_tokens" in name:
-            parts["embedding"] += p.numel()
-        elif name.startswith("lm_head"):
-            parts["lm_head"] += p.numel()
-        elif ".self_attn." in name:
-            parts["attention"] += p.numel()
-        elif ".mlp." in name or ".block_sparse_moe." in name:
-            parts["ffn"] += p.numel()
-        elif "norm" in name:
-            parts["norms"] += p.numel()
-        else:
-            parts["other"] += p.numel()
+    model = _meta_model(config)
+    layers = _decoder_layers(model, config.num_hidden_layers)
+    in_layers = {id(p) for p in layers.parameters()}
+    seen = set()  # a tied lm_head is the embedding's parameter: counted once, as the embedding
+    for name, module in model.named_modules():
+        for p in module.parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if isinstance(module, torch.nn.Embedding):
+                parts["embedding"] += p.numel()
+            elif name.startswith("lm_head"):
+                parts["lm_head"] += p.numel()
+            elif "Norm" in type(module).__name__:  # RMSNorm classes, nn.LayerNorm
+                parts["norms"] += p.numel()
+            elif id(p) in in_layers:
+                parts["attention" if _is_attention(name) else "ffn"] += p.numel()
+            else:
+                parts["other"] += p.numel()
     parts["total"] = sum(parts.values())
     parts["non_embedding"] = parts["total"] - parts["embedding"]
     return parts
@@ -80,11 +101,10 @@ def _generic_layer_macs(config: PretrainedConfig) -> tuple[float, float]:
         if getattr(config, attr, None):
             raise ValueError(f"flops: {config.model_type} has {attr}={getattr(config, attr)}; "
                              "routed MoE FLOPs are not modelled for stock HF configs")
-    model = _meta_model(config)
-    layer = model.model.layers[0]
+    layer = _decoder_layers(_meta_model(config), config.num_hidden_layers)[0]
     # Every matrix of a dense layer multiplies each token once; 1-D tensors (norms, biases) are not matmuls.
-    attn = sum(p.numel() for n, p in layer.named_parameters() if p.ndim >= 2 and "self_attn" in n)
-    ffn = sum(p.numel() for n, p in layer.named_parameters() if p.ndim >= 2 and "self_attn" not in n)
+    attn = sum(p.numel() for n, p in layer.named_parameters() if p.ndim >= 2 and _is_attention(n))
+    ffn = sum(p.numel() for n, p in layer.named_parameters() if p.ndim >= 2 and not _is_attention(n))
     return attn, ffn
 
 
