@@ -258,3 +258,15 @@ def test_limit_docs_counts_a_txt_file_as_one_document(tmp_path, monkeypatch):
     assert len(list(iter_corpus([a]))) == 3  # the file does come in pieces
     assert "".join(iter_corpus([a, b], limit_docs=2)) == a.read_text() + b.read_text()
     assert "".join(iter_corpus([a, b], limit_docs=1)) == a.read_text()
+
+
+def test_no_documents_is_an_error(tmp_path, capsys):
+    """Inputs holding no document (empty files) wrote a bytes-only tokenizer (259 ids) with a note blaming
+    --min-frequency; nothing was learned, so nothing is written."""
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_bytes(b"\n\n")
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "empty.jsonl"), str(tmp_path / "blank.jsonl"),
+                 "--vocab-size", "300", "--out", str(out)]) == 2
+    assert "no documents" in capsys.readouterr().err
+    assert not out.exists()

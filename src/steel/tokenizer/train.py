@@ -220,12 +220,24 @@ def train_tokenizer(
     check_out_dir(out_dir, overwrite)
     files = expand_inputs(inputs)
     total = sum(f.stat().st_size for f in files)
+    n_docs = 0
+
+    def counted(docs: Iterator[str]) -> Iterator[str]:
+        nonlocal n_docs
+        for doc in docs:
+            n_docs += 1
+            yield doc
+
     with progress_bar(
         "reading corpus", total=total, unit="bytes", disable=None if show_progress else True
     ) as advance:
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
         hf_bar = show_progress and sys.stderr.isatty()
-        tok = train_bpe(iter_corpus(files, field, limit_docs, advance), vocab_size, min_frequency, hf_bar)
+        docs = counted(iter_corpus(files, field, limit_docs, advance))
+        tok = train_bpe(docs, vocab_size, min_frequency, hf_bar)
+    if n_docs == 0:  # a bytes-only tokenizer learned from nothing: a wrong --input, not a result
+        raise UserError(f"--input: no documents in {len(files)} file(s) ({', '.join(map(str, files[:3]))}"
+                        f"{', ...' if len(files) > 3 else ''}); nothing to train on")
     # A rank file left by a replaced Qwen build describes another vocabulary; `load_encoder` reads any.
     for stale in Path(out_dir).glob("*.tiktoken"):
         stale.unlink()
