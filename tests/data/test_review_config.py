@@ -44,7 +44,7 @@ def test_negative_dedup_seed_is_a_config_error():
     ([{"name": "char_ratio", "min": -0.1}], r"^filters\[0\]\.min: must be in \[0, 1\], got -0.1"),
     ([{"name": "char_ratio", "min": 0.6, "max": 0.4}], r"^filters\[0\]\.max: must be >= min \(0.6\), got 0.4"),
     ([{"name": "length", "min_chars": 10, "max_chars": 5}], r"^filters\[0\]\.max_chars: must be >= min_chars \(10\), got 5"),
-    ([{"name": "length", "min_chars": -1}], r"^filters\[0\]\.min_chars: must be >= 0, got -1"),
+    ([{"name": "length", "min_chars": -1}], r"^filters\[0\]\.min_chars: need 0 <= min_chars, got -1"),
 ])
 def test_range_errors_name_the_field_that_is_out_of_range(filters, message):
     with pytest.raises(ConfigError, match=message):

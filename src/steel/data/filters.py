@@ -136,7 +136,7 @@ class Length(Filter):
 
     def validate(self):
         if self.min_chars < 0:
-            raise ConfigError(f"min_chars: must be >= 0, got {self.min_chars}")
+            raise ConfigError(f"min_chars: need 0 <= min_chars, got {self.min_chars}")
         if self.max_chars is not None and self.max_chars < self.min_chars:
             raise ConfigError(f"max_chars: must be >= min_chars ({self.min_chars}), got {self.max_chars}")
 
