@@ -47,3 +47,41 @@ def test_bad_device_is_a_user_error_before_loading(device, tiny_llama_dir, monke
     for cmd in (["generate", "--prompt", "x"], ["chat"], ["eval", "ppl", "--data", str(tiny_llama_dir)]):
         assert steel_main([*cmd, "--model", str(tiny_llama_dir), "--device", device]) == 2
         assert f"--device {device}" in capsys.readouterr().err
+
+
+def _steel(ffn_type: str, document_mask: bool):
+    from steel.model import build_model, load_model_config
+
+    cfg = load_model_config("tiny")
+    cfg.vocab_size, cfg.ffn_type, cfg.document_mask = 300, ffn_type, document_mask
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 1.0)  # well-separated logits (see tiny_models.build_tiny_llama)
+    return model
+
+
+def _full_forward_greedy(model, prompt: list[int], n: int) -> list[int]:
+    """Reference: each token is the argmax of one forward over the whole sequence so far."""
+    seq = list(prompt)
+    for _ in range(n):
+        with torch.no_grad():
+            seq.append(int(model(input_ids=torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+@pytest.mark.parametrize("ffn_type", ["swiglu", "soft_moe_causal"])
+@pytest.mark.parametrize("eos_at", ["middle", "end"])
+def test_document_mask_cached_decoding_is_the_full_forward(ffn_type, eos_at):
+    # An SFT model (document_mask: positions restart and attention stays inside each EOS-ended document)
+    # given a prompt holding EOS: the fresh forward over the prompt was document-masked, but each cached
+    # step attended to the whole cache at global positions, so cached decoding left the model's own
+    # reading of the sequence from the first new token (the README promises cached == recomputed).
+    model = _steel(ffn_type, document_mask=True)
+    eos = model.config.eos_token_id
+    prompt = [5, 17, 42, eos, 99, 7, 250, 3] if eos_at == "middle" else [5, 17, 42, 99, eos]
+    ref = _full_forward_greedy(model, prompt, 12)
+    opts = G.SamplingOptions(max_new_tokens=12, temperature=0.0)
+    assert list(G.generate_ids(model, prompt, opts, use_cache=True)) == ref
+    assert list(G.generate_ids(model, prompt, opts, use_cache=False)) == ref
+    assert len(set(ref)) > 3  # a real sequence, not one token repeated

@@ -5,6 +5,7 @@ stop tokens and the sampling rules are ours and testable: the first step runs th
 keeps the model's key/value cache, later steps feed one token. It works with any HF causal LM that
 returns its cache (`cache`; `past_key_values` before transformers 5.25; Steel's model included);
 `use_cache=False` recomputes the full sequence each step and must give the same greedy tokens (tested).
+A Steel model with `document_mask` is fed the last EOS-ended document only (all it reads of the sequence).
 
 Prompt plus reply never exceed the model's `max_position_embeddings` (RoPE would extrapolate into
 garbage without a word): a prompt that leaves no room is refused, and generation that reaches the
@@ -204,8 +205,15 @@ def generate_ids(
     if opts.seed is not None:
         generator = torch.Generator(device="cpu").manual_seed(opts.seed)
     seq = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
+    # NOTE: a Steel model with `document_mask` (every SFT model) computes each EOS-ended document of a
+    # sequence alone, positions restarting at 0, but only on a fresh forward: a cached step attended to
+    # the whole cache at global positions. The last document alone decides the next token, so it alone is
+    # fed, and a new document (after an EOS) starts with an empty cache.
+    doc_eos = _document_eos(model)
+    start = max((i + 1 for i, t in enumerate(prompt_ids[:-1]) if t in doc_eos), default=0)
+    last = prompt_ids[-1]
     past = None
-    step_input = seq
+    step_input = seq[:, start:]
     # Only the last position's logits are read: skip the LM head elsewhere when the model allows it.
     keep = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
     # transformers 5.25 renamed the cache argument `past_key_values` to `cache`; a model's forward (an older
@@ -216,16 +224,27 @@ def generate_ids(
             out = model(input_ids=step_input, use_cache=True, **{cache_kw: past}, **keep)
             past = output_cache(out)
         else:
-            out = model(input_ids=seq, use_cache=False, **keep)
+            out = model(input_ids=seq[:, start:], use_cache=False, **keep)
         logits = process_logits(out.logits[0, -1], seq[0], opts)  # (V,)
         tok = pick_token(logits.cpu(), opts, generator)
         if tok in stop_ids:
             return "stop_token"
         yield tok
         nxt = torch.tensor([[tok]], dtype=torch.long, device=device)
+        if last in doc_eos:  # `tok` begins a document
+            start, past = seq.shape[1], None
         seq = torch.cat([seq, nxt], dim=1)
-        step_input = nxt
+        step_input, last = nxt, tok
     return "max_new_tokens" if budget == opts.max_new_tokens else "max_positions"
+
+
+def _document_eos(model) -> set[int]:
+    """The EOS ids that end a document for a model with Steel's `document_mask`; empty for other models."""
+    cfg = getattr(model, "config", None)
+    if not getattr(cfg, "document_mask", False):
+        return set()
+    eos = cfg.eos_token_id
+    return set(eos) if isinstance(eos, (list, tuple)) else {eos}
 
 
 class TextStream:
