@@ -85,3 +85,36 @@ def test_document_mask_cached_decoding_is_the_full_forward(ffn_type, eos_at):
     assert list(G.generate_ids(model, prompt, opts, use_cache=True)) == ref
     assert list(G.generate_ids(model, prompt, opts, use_cache=False)) == ref
     assert len(set(ref)) > 3  # a real sequence, not one token repeated
+
+
+def test_stops_at_the_eos_ids_of_a_models_generation_config(tmp_path, tiny_llama_dir, monkeypatch, capsys):
+    # A stock chat model ends its turn with an id its generation_config.json names (Gemma's
+    # <end_of_turn>, Phi-3's <|end|>, Llama-3's <|eom_id|>) that is neither <|im_end|>, <|endoftext|> nor
+    # the tokenizer's EOS: generate and chat ran past it into a turn of their own.
+    import io
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, d)
+    model = AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    tok = AutoTokenizer.from_pretrained(str(d))
+    ids = G.chat_prompt_ids(tok, [{"role": "user", "content": "hello"}])
+    free = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None,
+                          pad_token_id=0)[0, len(ids):].tolist()
+    end = free[3]
+    assert end not in free[:3]
+    (d / "generation_config.json").write_text(json.dumps({"eos_token_id": [end], "bos_token_id": 1}))
+    # Independent reference: transformers' greedy search with that generation config.
+    model = AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    hf = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert hf[0, len(ids):].tolist() == free[:3] + [end]
+    want = tok.decode(free[:3], skip_special_tokens=True)
+    base = ["--model", str(d), "--temperature", "0", "--max-new-tokens", "8", "--device", "cpu"]
+    assert steel_main(["generate", *base, "--chat", "--prompt", "hello"]) == 0
+    assert capsys.readouterr().out == want + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n"))
+    assert steel_main(["chat", *base]) == 0
+    assert capsys.readouterr().out == want + "\n"

@@ -70,6 +70,20 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def model_stop_ids(model, tokenizer) -> list[int]:
+    """`stop_token_ids`, then the EOS ids of the model's generation_config.json when one was written for
+    it (not derived from config.json): a stock chat model may end its turn with another id (Gemma's
+    `<end_of_turn>`, Phi-3's `<|end|>`)."""
+    ids = stop_token_ids(tokenizer)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and not getattr(gen, "_from_model_config", True):
+        eos = gen.eos_token_id
+        for t in eos if isinstance(eos, (list, tuple)) else [eos]:
+            if isinstance(t, int) and t >= 0 and t not in ids:
+                ids.append(t)
+    return ids
+
+
 def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel).
 
@@ -291,7 +305,7 @@ def generate_reply(
 ) -> Reply:
     """Generate, streaming pieces to `stream` when given; returns the new text, tokens and stop reason."""
     stream = stream or TextStream(tokenizer, write=lambda s: None)
-    it = generate_ids(model, prompt_ids, opts, stop_token_ids(tokenizer), max_length=max_length)
+    it = generate_ids(model, prompt_ids, opts, model_stop_ids(model, tokenizer), max_length=max_length)
     while True:
         try:
             tok = next(it)
