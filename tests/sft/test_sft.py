@@ -622,3 +622,28 @@ def test_resume_refusal_names_the_default_system_turn_as_a_possible_cause():
     with pytest.raises(ConfigError) as e:
         check_resume_data(cfg, None, Path("ck"), state, data, None)
     assert "system message" not in str(e.value)
+
+
+def test_blocklist_filter_in_sft(tmp_path):
+    # A blocklist needs its setup (words, file relative to data.root): SFT built filters without it and
+    # crashed with AttributeError on the first conversation. Words are normalized as the conversations are.
+    rows = [{"instruction": "推荐一个网站", "output": "去澳门赌场看看"}, {"instruction": "你好", "output": "你好！"},
+            {"instruction": "free?", "output": "ＦＲＥＥ gift"}]
+    _write(tmp_path / "d.json", rows)
+    (tmp_path / "words.txt").write_text("赌场\n", encoding="utf-8")
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "normalize": {"unicode": "NFKC"}, "datasets": [
+        {"name": "d", "path": ["d.json"], "filters": [{"name": "blocklist", "file": "words.txt", "words": ["ＦＲＥＥ"]}]}]})
+    stats = {}
+    mix = D.build_conversations(cfg, stats)
+    assert [m[0]["content"] for _, m in mix] == ["你好"]
+    assert stats["datasets"]["d"]["filtered"] == {"blocklist": 2}
+
+
+def test_sft_filter_that_selects_no_conversation_is_refused(tmp_path):
+    # Every SFT record is a chat: `kinds: [text]` made the filter a silent no-op (it ran on nothing in
+    # `steel data`, and on everything in SFT); `sources` naming another dataset likewise.
+    for spec, field in (({"name": "length", "min_chars": 5, "kinds": ["text"]}, "kinds"),
+                        ({"name": "length", "min_chars": 5, "sources": ["other"]}, "sources")):
+        with pytest.raises(ConfigError, match=rf"^datasets\[0\]\.filters\[0\]\.{field}: "):
+            from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [
+                {"name": "d", "path": ["d.json"], "filters": [spec]}]})

@@ -170,5 +170,14 @@ def check_turn_order(messages: list[dict[str, str]]) -> None:
         raise ChatError("bad_chat", f"turn order: the conversation ends with a {prev} turn, without an assistant reply")
 
 
+def conversation_text(messages: list[dict[str, str]]) -> str:
+    """The text filters and dedup see of a conversation: its turns' contents, without system turns.
+
+    A source's `system:` prompt (or one every record of a dataset carries) is boilerplate, not content:
+    counted, it made short distinct Q&A pairs near-duplicates and let a length filter pass empty ones.
+    """
+    return "\n".join(m["content"] for m in messages if m["role"] != "system")
+
+
 def render_chatml(messages: list[dict[str, str]]) -> str:
     return "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)

@@ -16,6 +16,7 @@ import dataclasses
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -124,8 +125,12 @@ class Filter:
     def keep(self, text: str) -> bool:
         raise NotImplementedError
 
-    def setup(self, root: Path | None) -> None:
-        """Load anything the filter needs from disk (paths relative to `root`)."""
+    def setup(self, root: Path | None, normalize: Callable[[str], str] | None = None) -> None:
+        """Load anything the filter needs from disk (paths relative to `root`).
+
+        `normalize` is what the documents went through before `keep` sees them (prepare's and SFT's
+        `Normalizer`): a filter holding text of its own (blocklist words) puts it through the same.
+        """
 
 
 @register("length")
@@ -158,7 +163,7 @@ class CharRatio(Filter):
         if self.max < self.min:
             raise ConfigError(f"max: must be >= min ({self.min}), got {self.max}")
 
-    def setup(self, root):
+    def setup(self, root, normalize=None):
         _table("whitespace"), _table(self.char_class)  # built before the workers fork, shared with them
         if self.char_class == "symbol":
             _table("mark"), _table("alnum")
@@ -183,7 +188,7 @@ class ScriptShare(Filter):
         if not 0.0 <= self.min_share <= 1.0:
             raise ConfigError(f"min_share: must be in [0, 1], got {self.min_share}")
 
-    def setup(self, root):
+    def setup(self, root, normalize=None):
         _letters_of(self.script)  # built before the workers fork, shared with them
 
     def keep(self, text):
@@ -288,7 +293,7 @@ class Blocklist(Filter):
         if self.max_hits < 0:
             raise ConfigError(f"max_hits: must be >= 0, got {self.max_hits}")
 
-    def setup(self, root):
+    def setup(self, root, normalize=None):
         words = list(self.words)
         if self.file is not None:
             path = Path(self.file) if root is None else Path(root) / self.file
@@ -296,6 +301,10 @@ class Blocklist(Filter):
                 words += [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"file: cannot read blocklist {path} ({e})") from None
+        if normalize is not None:
+            # NOTE: documents are filtered after normalization: "澳門賭場" never matched a t2s-normalized
+            # document, nor "ＦＲＥＥ" an NFKC one, unless the words go through the same normalizer.
+            words = [normalize(w) for w in words]
         words = sorted({w for w in words if w}, key=len, reverse=True)  # longest first: 'abc' before 'ab'
         if not words:  # the empty pattern matches every text: each document would be dropped
             where = f"file: {path} has" if self.file is not None else "words: has"
@@ -315,8 +324,11 @@ class Blocklist(Filter):
 
 def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = None,
                   root: Path | None = None, setup: bool = False,
-                  source_kinds: list[str] | None = None) -> list[Filter]:
+                  source_kinds: list[str] | None = None,
+                  normalize: Callable[[str], str] | None = None) -> list[Filter]:
     """YAML specs -> filter objects; errors name `filters[i].field`. `setup=True` also loads files.
+
+    `normalize`: the documents' normalizer, given to `Filter.setup` (blocklist words are normalized too).
 
     With `source_kinds` (one per name of `source_names`), a filter whose `sources` and `kinds` select
     no source is refused: it would run on nothing, which a typo in either list makes easy to miss.
@@ -353,7 +365,7 @@ def build_filters(specs: list[dict[str, Any]], source_names: list[str] | None = 
         keys.add(flt.key)
         if setup:
             try:
-                flt.setup(root)
+                flt.setup(root, normalize)
             except ConfigError as e:
                 raise ConfigError(f"{where}.{e}") from None
         out.append(flt)

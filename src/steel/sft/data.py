@@ -61,7 +61,7 @@ class SftDataset:
             raise ConfigError("count: must be >= 0")
         from steel.data.filters import build_filters
 
-        build_filters(self.filters)
+        build_filters(self.filters, [self.name], source_kinds=["chat"])  # every SFT record is a chat
 
 
 @dataclass
@@ -220,15 +220,12 @@ def template_default_system(tokenizer) -> str | None:
 # Reading and mixing
 
 
-def conversation_text(messages: list[dict]) -> str:
-    return "\n".join(m["content"] for m in messages)
-
-
 def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize=None) -> list[list[dict]]:
     """All conversations of one dataset that parse and pass its filters; rejections/filters counted in `st`.
 
     `normalize` (a `steel.data.normalize.Normalizer`) is applied to every message content first.
     """
+    from steel.data.chat import conversation_text
     from steel.data.config import DataConfig, SourceConfig
     from steel.data.filters import build_filters
     from steel.data.normalize import normalize_messages
@@ -244,7 +241,9 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
         system=ds.system,
     )
     reader = SourceReader(src, DataConfig(sources=[src], root=str(root)))
-    filters = build_filters(ds.filters)
+    # setup: a blocklist loads its words (its `file` relative to `root`, like the data), normalized as the
+    # conversations are; without it a blocklist filter crashed SFT on its first conversation
+    filters = build_filters(ds.filters, [ds.name], root, setup=True, source_kinds=["chat"], normalize=normalize)
     st.update({"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
     out = []
     for path in expand_paths(src, root, index, where="data.datasets"):
