@@ -121,3 +121,26 @@ def test_the_cache_goes_by_either_name(tiny_config):
         torch.testing.assert_close(steps["cache"], full, rtol=1e-5, atol=4e-6 * full.abs().max().item())
         with pytest.raises(ValueError, match="not both"):
             model(input_ids=ids[:, -1:], cache=output_cache(out), past_key_values=output_cache(out))
+
+
+@pytest.mark.parametrize("ffn,fields", VARIANTS, ids=lambda v: str(v))
+def test_static_cache_generates_as_the_dynamic_one(tiny_config, ffn, fields):
+    """`cache_implementation="static"`: StaticCache.get_seq_length() returns its own counter tensor, which each
+    layer's update increments in place; the causal MoE compared its state with that moving count and refused."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type=ffn, initializer_range=0.2, **fields)).eval()
+    ids = torch.randint(1, 512, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding too
+    kw = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(model.generate(ids, cache_implementation="static", **kw), model.generate(ids, use_cache=False, **kw))
+
+
+def test_static_cache_keeps_the_document_mask_of_the_prompt(tiny_config):
+    torch.manual_seed(0)
+    cfg = tiny_config(ffn_type="soft_moe_causal", moe_chunk_size=2, initializer_range=0.2, document_mask=True)
+    model = build_model(cfg).eval()
+    ids = torch.randint(1, 400, (2, 9))
+    ids[0, 3] = ids[1, 5] = cfg.eos_token_id  # prompts of two documents each
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(model.generate(ids, cache_implementation="static", **kw), model.generate(ids, **kw))

@@ -663,6 +663,11 @@ class SteelModel(SteelPreTrainedModel):
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if isinstance(past_length, torch.Tensor):
+            # NOTE: StaticCache returns its own counter, which every layer's update increments in place: the
+            # causal MoE then saw the length after its layer's update (and refused the cache). A copy, not
+            # int(): no host sync, and a compiled static-cache decode does not specialise on the step.
+            past_length = past_length.clone()
 
         token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
         if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
@@ -683,8 +688,12 @@ class SteelModel(SteelPreTrainedModel):
                 position_ids = document_position_ids(doc)
             moe_doc = doc
 
+            last = doc.shape[1] - 1
+
             def and_mask(batch_idx, head_idx, q_idx, kv_idx):
-                return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx]
+                # kv_idx runs over the whole cache: a StaticCache is longer than the prompt (its later slots
+                # are empty and causally masked; unclamped they indexed past `doc`)
+                return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx.clamp(max=last)]
 
         causal_moe, chunk = self.config.ffn_type == "soft_moe_causal", self.config.moe_chunk_size
         if causal_moe and chunk > 1 and past_length == 0 and token_mask is not None and not bool(token_mask[:, 0].all()):
@@ -749,6 +758,17 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         if mode:
             warn_if_leaking(self.config)
         return super().train(mode)
+
+    @staticmethod
+    def create_masks_for_generate(attention_mask=None, **kwargs):
+        """`generate` with a compileable cache (`cache_implementation="static"`) asks the model for its
+        attention masks up front; Steel's forward builds them itself from the 2-D padding mask.
+
+        NOTE: given transformers' prebuilt mask dict, the forward had no 2-D mask left: soft_moe_causal let
+        left padding into its slots (and skipped the per-row chunk grid) and document_mask was not applied
+        to a prompt holding an EOS, so static-cache generation differed from the dynamic-cache one.
+        """
+        return attention_mask
 
     def _reorder_cache(self, cache: Cache, beam_idx: torch.LongTensor) -> Cache:
         """Beam search's reordering of the cache rows (`generate` calls this hook when a model has one).
