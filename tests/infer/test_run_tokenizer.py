@@ -58,3 +58,24 @@ def test_relative_dirs_found_from_another_cwd(tmp_path, tiny_tokenizer_dir, tiny
     assert find_tokenizer_dir(run, None) == proj / "tok"
     monkeypatch.chdir(proj)  # from the training directory, relative paths work as typed
     assert find_tokenizer_dir(Path("runs/r"), None).resolve() == (proj / "tok").resolve()
+
+
+def test_run_tokenizer_is_the_datas_not_a_neighbours(tmp_path, tiny_tokenizer_dir, tiny_model):
+    # `runs/r` trained on data of one tokenizer, beside `runs/tokenizer` holding another (`steel tokenizer
+    # train --out runs/tokenizer`): the neighbour (path.parent/tokenizer) was taken before the data's, and
+    # generate/chat encoded with a vocabulary the model never saw, without a word.
+    from tiny_models import build_metaspace_tokenizer
+
+    tok = tmp_path / "tok"
+    shutil.copytree(tiny_tokenizer_dir, tok)
+    data = make_data_dir(tmp_path / "data", str(tok), tokenizer_fingerprint(tok))
+    build_metaspace_tokenizer(tmp_path / "runs" / "tokenizer")
+    run = make_run_dir(tmp_path / "runs" / "r", tiny_model, [str(data)])
+    assert find_tokenizer_dir(run, None) == tok
+    assert find_tokenizer_dir(run / "checkpoints" / "step-2", None) == tok
+    build_metaspace_tokenizer(tmp_path / "tokenizer")  # the grandparent of the run dir
+    assert find_tokenizer_dir(run, None) == tok
+    # A run's own tokenizer/ (SFT runs save theirs there) still comes first, for its checkpoints too.
+    shutil.copytree(tiny_tokenizer_dir, run / "tokenizer")
+    assert find_tokenizer_dir(run, None) == run / "tokenizer"
+    assert find_tokenizer_dir(run / "checkpoints" / "step-2", None) == run / "tokenizer"

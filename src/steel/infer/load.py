@@ -102,7 +102,15 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
 
     if tokenizer is not None:
         return Path(tokenizer)
-    for c in (path, path / "tokenizer", path.parent / "tokenizer", path.parent.parent / "tokenizer"):
+    # NOTE: a run's tokenizer is its own `tokenizer/` (SFT runs; a checkpoint's run is two levels up) or
+    # its data's; a `tokenizer/` beside or above a run dir belongs to no run (`runs/tokenizer` of
+    # `steel tokenizer train --out`) and was taken before the data's without a word.
+    near = [path, path / "tokenizer"]
+    if is_hf_dir(path) or not ((path / "model_config.json").is_file() or (path / "checkpoints").is_dir()):
+        near += [path.parent / "tokenizer", path.parent.parent / "tokenizer"]  # not a Steel run
+    elif (path / "model_config.json").is_file():  # RUN/checkpoints/step-N
+        near.append(path.parent.parent / "tokenizer")
+    for c in near:
         if _has_tokenizer_files(c):
             return c
     # A run or checkpoint directory: the tokenizer its training data was prepared with.
