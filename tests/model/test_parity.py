@@ -84,3 +84,18 @@ def test_attention_gets_one_dtype_under_autocast(tiny_config, monkeypatch):
         got = model(input_ids=ids).logits
     assert seen and set(seen) == {(torch.bfloat16,) * 3}
     assert torch.equal(got, want)
+
+
+def test_activation_checkpointing_in_training_returns_no_cache(tiny_config):
+    """GradientCheckpointingLayer drops the cache in training: the forward returned an empty cache (length 0)
+    that a next call would have continued from position 0. Stock Qwen2 turns use_cache off and returns None."""
+    from steel.infer.load import output_cache
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(ffn_type="swiglu")).train()
+    model.activation_checkpointing_enable()
+    ids = torch.randint(0, 512, (1, 6))
+    out = model(input_ids=ids, use_cache=True)
+    assert output_cache(out) is None
+    with torch.no_grad():  # nothing is checkpointed without gradients: the cache is kept
+        assert output_cache(model(input_ids=ids, use_cache=True)).get_seq_length() == 6

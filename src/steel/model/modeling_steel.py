@@ -660,6 +660,8 @@ class SteelModel(SteelPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
+        if use_cache and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            use_cache = False  # the checkpointed layers drop the cache: it would come back empty (as stock models)
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
