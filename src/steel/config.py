@@ -190,6 +190,7 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | Non
         keys, value = parse_override(item)
         node: Any = data
         for i, k in enumerate(keys[:-1]):
+            _check_container(node, keys[:i])
             if isinstance(node, list):
                 node = node[_index(k, node, keys[: i + 1])]
                 continue
@@ -198,6 +199,7 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | Non
                 node[k] = copy.deepcopy(to_dict(default)) if isinstance(default, (list, tuple)) else {}
             node = node[k]
         last = keys[-1]
+        _check_container(node, keys[:-1])
         if isinstance(node, list):
             node[_index(last, node, keys)] = value
         else:
@@ -206,6 +208,14 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | Non
 
 
 _MISSING = object()
+
+
+def _check_container(node: Any, keys: list[str]) -> None:
+    """Refuse to set a key below `keys` when the value there is a scalar (`model.config.hidden_size=32` with
+    `model.config: tiny`): item assignment on it was a TypeError traceback, not an error naming the field."""
+    if not isinstance(node, (dict, list)):
+        raise ConfigError(f"{'.'.join(keys)}: {node!r} is a {type(node).__name__}, not a mapping or list; "
+                          f"cannot set a field below it")
 
 
 def _default_at(cls: Any, keys: list[str]) -> Any:

@@ -26,6 +26,10 @@ class DataSection:
     def validate(self) -> None:
         if self.seq_len < 1:
             raise ConfigError("data.seq_len: must be >= 1")
+        # The loader refused a negative weight only after the model was built, naming the data dir, not the field.
+        for name, w in self.weights.items():
+            if w < 0:
+                raise ConfigError(f"data.weights.{name}: must be >= 0, got {w}")
 
 
 @dataclass
@@ -55,10 +59,15 @@ class OptimSection:
     decay_steps: int = 0  # wsd: length of the final decay to min_lr (default: 10% of max_steps)
 
     def validate(self) -> None:
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ConfigError("optim.min_lr: need 0 <= min_lr <= lr and lr > 0")
-        if self.warmup_steps < 0 or self.decay_steps < 0:
-            raise ConfigError("optim.warmup_steps: warmup_steps and decay_steps must be >= 0")
+        # Each message names the field at fault: `decay_steps: -3` was reported as optim.warmup_steps, `lr: 0`
+        # as optim.min_lr.
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"optim.min_lr: need 0 <= min_lr <= lr ({self.lr}), got {self.min_lr}")
+        for name in ("warmup_steps", "decay_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"optim.{name}: must be >= 0, got {getattr(self, name)}")
         if len(self.betas) != 2:
             raise ConfigError("optim.betas: two numbers")
         # AdamW's own checks raised them as tracebacks at startup (betas, eps), or not at all (weight_decay)
