@@ -184,3 +184,23 @@ def test_near_duplicates_across_shards(tmp_path, enc):
     assert sigs.shape == (len(read_documents(tmp_path / "merged", merged)), 128)
     assert not (tmp_path / "full" / SIGNATURES).exists()  # only shards pay for them (512 B per document)
     assert steel_main(["data", "merge", str(tmp_path / "m2"), str(tmp_path / "full"), "--near"]) == 2
+
+
+def test_merge_warns_when_shards_come_from_other_steel_code(dup_inputs, enc, caplog):
+    # Filters, normalization and dedup change between versions: shards prepared by two versions of Steel
+    # from one config may follow two rules, which the config comparison cannot see.
+    d, sources = dup_inputs
+    cfg = cfg_for(d, sources)
+    dirs = [d / f"s{k}" for k in range(2)]
+    for k, s in enumerate(dirs):
+        prepare(cfg, s, shard=(k, 2), encoder=enc, log=LOG, quiet=True)
+    with caplog.at_level(logging.WARNING):
+        merge(d / "merged", dirs, log=LOG)
+    assert "prepared by steel" not in caplog.text  # same code: no warning
+    m = json.loads((dirs[1] / "manifest.json").read_text(encoding="utf-8"))
+    m["environment"]["git"] = "0000000"
+    (dirs[1] / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        merge(d / "merged2", dirs, log=LOG)
+    assert f"{dirs[1]} was prepared by steel" in caplog.text and "(git 0000000)" in caplog.text

@@ -107,6 +107,22 @@ def _check_same_settings(manifests: list[tuple[Path, dict]]) -> None:
                 raise UserError(f"{d}: `{k}` differs from {first_dir}'s; prepare every shard from one config")
 
 
+def _warn_other_code(manifests: list[tuple[Path, dict]], log) -> None:
+    """Warn when shards were prepared by different Steel code: one config may filter, normalize or
+    deduplicate differently across versions, so the merge would mix two rules without a word."""
+    def code(m: dict) -> tuple[str | None, str | None]:
+        env = m.get("environment") or {}
+        return env.get("steel"), env.get("git")
+
+    first_dir, first = manifests[0]
+    for d, m in manifests[1:]:
+        if code(m) != code(first):
+            (v0, g0), (v1, g1) = code(first), code(m)
+            log.warning("merge: %s was prepared by steel %s (git %s), %s by steel %s (git %s): the same config "
+                        "may keep other documents across versions; prepare every shard with one version",
+                        d, v1, g1, first_dir, v0, g0)
+
+
 def _listing_diff(a: dict, b: dict, a_dir: Path, b_dir: Path, limit: int = 5) -> str:
     """The files two shards' input listings disagree on, as text for an error ('' when not recorded)."""
     la, lb = (m.get("inputs", {}).get("files") for m in (a, b))
@@ -208,6 +224,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     count = first.get("shard", {}).get("count", 1)
     missing = sorted(set(range(count)) - set(shards_seen))
     log = log or logging.getLogger("steel.data")
+    _warn_other_code(manifests, log)
     inputs_digest = _check_same_inputs(manifests, log, complete=not missing)
     if missing:
         if not allow_missing:
