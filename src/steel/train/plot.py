@@ -13,9 +13,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():  # a mistyped RUN_DIR read as a run that had logged nothing yet
+        raise ValueError(f"{path}: not found (RUN_DIR is the run_dir of a `steel train` run)")
     records = [r for r in read_metrics(run_dir) if r.get("loss") is not None]
     if not records:
-        raise ValueError(f"{Path(run_dir) / 'metrics.jsonl'}: no logged steps to plot")
+        raise ValueError(f"{path}: no logged steps to plot")
     steps = [r["step"] for r in records]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     ax1.plot(steps, [r["loss"] for r in records], lw=1)
@@ -28,6 +31,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.suptitle(str(run_dir))
     fig.tight_layout()
     out = Path(out) if out else Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=100)
+    except (OSError, ValueError) as e:  # a missing folder, an unknown format: matplotlib's message omits the file
+        raise ValueError(f"{out}: cannot write the plot ({getattr(e, 'strerror', None) or e})") from None
+    finally:
+        plt.close(fig)
     return out
