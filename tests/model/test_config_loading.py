@@ -93,3 +93,32 @@ def test_depth_override_of_a_saved_config_resizes_layer_types(tmp_path):
     cfg = load_model_config(str(tmp_path), ["num_hidden_layers=4"])
     assert cfg.num_hidden_layers == 4 and cfg.layer_types == ["full_attention"] * 4
     assert len(build_model(cfg).model.layers) == 4
+
+
+def test_yaml_exponent_floats_reach_stock_and_nested_fields(tmp_path):
+    """PyYAML (YAML 1.1) reads `5e5` and `1e-5` (no dot) as strings. Steel's own top-level float fields were
+    converted; a stock config's were not: `rope_theta: 5e5` in a llama YAML died at build with "unsupported
+    operand type(s) for ** or pow(): 'str' and 'Tensor'", and nested rope_parameters kept the string too."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from steel.model import build_model
+
+    dims = {k: TINY[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                 "num_attention_heads", "num_key_value_heads")}
+    path = tmp_path / "llama.yaml"
+    path.write_text("model_type: llama\n" + "".join(f"{k}: {v}\n" for k, v in dims.items())
+                    + "rope_theta: 5e5\nrms_norm_eps: 1e-5\n")
+    cfg = load_model_config(path)
+    assert cfg.rms_norm_eps == 1e-5 and cfg.rope_parameters["rope_theta"] == 5e5
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    ref = LlamaForCausalLM(LlamaConfig(**dims, rope_theta=500000.0, rms_norm_eps=1e-5)).eval()
+    ref.load_state_dict(model.state_dict(), strict=True)
+    ids = torch.randint(0, 512, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, ref(input_ids=ids).logits)  # same class, same floats
+
+    steel = tmp_path / "steel.yaml"
+    steel.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()) + "rope_parameters: {rope_theta: 1e4}\n")
+    assert load_model_config(steel).rope_parameters["rope_theta"] == 1e4

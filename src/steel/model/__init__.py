@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import sys
 import types
 from collections.abc import Iterable
@@ -107,8 +108,28 @@ def _check_steel_types(data: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}model.{name}: expected {_describe(allowed)}, got {data[name]!r}")
 
 
+# A number with an exponent and no dot: YAML 1.1 (PyYAML) reads `5e5` and `1e-5` as strings.
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml11_floats(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with such strings read as the numbers they are, in nested mappings too (rope_parameters).
+
+    NOTE: stock configs had no such conversion: `rope_theta: 5e5` in a llama YAML died at build with "unsupported
+    operand type(s) for ** or pow(): 'str' and 'Tensor'"; no config field holds a string of this form.
+    """
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = _yaml11_floats(value)
+        elif isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            value = float(value)
+        out[key] = value
+    return out
+
+
 def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
-    data = dict(data)
+    data = _yaml11_floats(data)
     model_type = data.pop("model_type", "steel")
     where = f"{source}: " if source else ""
     if model_type == "steel":
