@@ -94,6 +94,17 @@ def setup_run_log(log_file: str | Path | None, config_yaml: str | None = None, n
     logger.info("steel %s (git %s) argv: %s", env["steel"], env["git"], " ".join(sys.argv))
     logger.info("versions: %s", ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
     logger.info("machine: %s", ", ".join(f"{k}={v}" for k, v in env["machine"].items()))
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1":
+        # Under torchrun this is rank 0's log: the machine line is rank 0's host only, so without this a
+        # multi-process run read as a one-process one (its global batch and tokens/s scale with the world size).
+        local = os.environ.get("LOCAL_WORLD_SIZE")
+        per_node = ""
+        if local and local.isdigit() and world.isdigit() and int(local) > 0:
+            nodes = -(-int(world) // int(local))
+            per_node = f" ({local} per node, {nodes} node{'s' if nodes != 1 else ''})"
+        logger.info("launch: torchrun, %s processes%s; this log is rank %s's", world, per_node,
+                    os.environ.get("RANK", "0"))
     if config_yaml is not None:
         logger.info("resolved config:\n%s", config_yaml.rstrip())
     return logger

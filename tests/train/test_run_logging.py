@@ -73,3 +73,29 @@ def test_nonfinite_stop_ends_the_run_log_with_the_error(tmp_path, data, capsys):
     assert lines[0].endswith("no checkpoint was written yet")  # it said "the last checkpoint is intact"
     last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
     assert " ERROR " in last and lines[0] in last
+
+
+def test_run_log_header_says_how_many_processes_ran(tmp_path, monkeypatch):
+    """Under torchrun the log is rank 0's: its header named rank 0's host and GPUs only, so a 2-process (or
+    4-node) run's train.log read as a one-process run, and its global batch and tokens/s could not be read from it."""
+    import logging
+
+    from steel.runlog import setup_run_log
+
+    def header(name):
+        path = tmp_path / f"{name}.log"
+        logger = setup_run_log(path, "max_steps: 1\n", name=f"steel-test-{name}")
+        for h in logger.handlers:
+            h.close()
+        return [line.split(" INFO ", 1)[1] for line in path.read_text().splitlines() if " INFO " in line]
+
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert not [x for x in header("single") if x.startswith("launch:")]
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "0")
+    lines = header("torchrun")
+    assert lines[3] == "launch: torchrun, 16 processes (8 per node, 2 nodes); this log is rank 0's"
+    assert lines[4].startswith("resolved config:")
+    logging.getLogger("steel-test-torchrun").handlers.clear()
