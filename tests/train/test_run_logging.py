@@ -99,3 +99,21 @@ def test_run_log_header_says_how_many_processes_ran(tmp_path, monkeypatch):
     assert lines[3] == "launch: torchrun, 16 processes (8 per node, 2 nodes); this log is rank 0's"
     assert lines[4].startswith("resolved config:")
     logging.getLogger("steel-test-torchrun").handlers.clear()
+
+
+def test_metrics_jsonl_is_strict_json_with_non_finite_values(tmp_path):
+    # json.dumps wrote a bare NaN/Infinity, which jq and other strict JSON readers refuse: a non-finite
+    # loss or grad norm is written as null (TensorBoard keeps the NaN point).
+    from steel.train.metrics import MetricsLogger, read_metrics
+
+    def strict(line):
+        return json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+    m = MetricsLogger(tmp_path, enabled=True, tensorboard=False, wandb=False, wandb_project="", config={})
+    m.log(1, {"loss": 2.5, "grad_norm": float("inf"), "lr": 1e-3})
+    m.log(2, {"loss": float("nan"), "grad_norm": float("nan"), "lr": 1e-3, "mfu": None})
+    m.close()
+    recs = [strict(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert recs == [{"step": 1, "loss": 2.5, "grad_norm": None, "lr": 1e-3},
+                    {"step": 2, "loss": None, "grad_norm": None, "lr": 1e-3, "mfu": None}]
+    assert read_metrics(tmp_path) == recs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import secrets
@@ -125,8 +126,11 @@ class MetricsLogger:
             values.get("grad_norm", float("nan")), values.get("tokens_per_s", 0.0),
             "unknown" if values.get("mfu") is None else f"{100 * values['mfu']:.1f}%", values.get("mem_gb", 0.0),
         )
+        # NOTE: a non-finite float is written as null: json.dumps wrote a bare NaN, which strict JSON readers
+        # (jq, JSON.parse) refuse; TensorBoard and W&B below keep the NaN point.
+        record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+            f.write(json.dumps({"step": step, **record}, allow_nan=False) + "\n")
         self._open_tb()
         for k, v in values.items():
             if isinstance(v, (int, float)) and v is not None:
