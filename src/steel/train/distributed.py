@@ -66,11 +66,16 @@ def autocast_dtype(cfg: ParallelSection, device: torch.device) -> torch.dtype | 
     return torch.bfloat16
 
 
+BLOCK_LIST_NAMES = ("layers", "h", "blocks", "layer", "block")
+
+
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks: the largest ModuleList named `layers`/`h`/`blocks` (HF and Steel models)."""
+    """The transformer blocks: the largest ModuleList named `layers` (Llama, Qwen2, Steel, OPT's
+    model.decoder.layers, GPT-NeoX), `h` (GPT-2, Falcon, Bloom), `blocks` (MPT) or `layer`/`block` (BERT-style
+    decoders: bert.encoder.layer). Outermost first on a tie, so a MoE layer's `experts` list never wins."""
     best: list[nn.Module] = []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks"):
+        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES:
             if len(mod) > len(best):
                 best = list(mod)
     return best
@@ -101,6 +106,18 @@ def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
             for p in model.parameters():
                 p.data = p.data.to(torch.bfloat16)
     layers = decoder_layers(model)
+    if not layers:
+        # Wrapping nothing would run the model without what was asked for, silently: no memory saved by
+        # activation checkpointing, nothing compiled, or one FSDP unit holding every parameter.
+        names = ", ".join(BLOCK_LIST_NAMES)
+        for name in ("activation_checkpointing", "compile"):
+            if getattr(cfg, name):
+                raise ConfigError(f"parallel.{name}: no decoder blocks found in {type(model).__name__} (an "
+                                  f"nn.ModuleList named {names}); set parallel.{name}: false")
+        if d.mode == "fsdp":
+            log.warning("parallel.mode fsdp: no decoder blocks found in %s (an nn.ModuleList named %s): the "
+                        "whole model is one FSDP unit, all its parameters gathered at once", type(model).__name__,
+                        names)
     if cfg.activation_checkpointing:
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
