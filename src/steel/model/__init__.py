@@ -7,6 +7,7 @@ default) gives a SteelConfig; any other model_type (llama, qwen2, ...) a stock H
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from steel.config import ConfigError, apply_overrides, read_yaml
+from steel.config import ConfigError, apply_overrides, parse_override, read_yaml
 from steel.model.configuration_steel import FFN_TYPES, LEAKING_FFN_TYPES, SteelConfig
 from steel.model.modeling_steel import SteelCausalityWarning, SteelForCausalLM, SteelModel
 
@@ -128,10 +130,32 @@ def _yaml11_floats(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
+def _unused_stock_keys(cfg: PretrainedConfig, data: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    """The keys among `keys` that the stock config class neither has nor consumed (a typo like `hiden_size`).
+
+    A stock PretrainedConfig keeps any unknown keyword as an attribute: `hiden_size: 64` left hidden_size at its
+    default without a word. Keys it consumes (legacy `rope_theta`, `num_labels`, `torch_dtype`, attribute_map
+    aliases such as GPT-2's `hidden_size`) do not come back in `to_dict()`, so they are not reported.
+    """
+    cls = type(cfg)
+    known = set(cls().to_dict()) | set(getattr(cls, "attribute_map", {}) or {})
+    written = cfg.to_dict()
+    return sorted(k for k in keys if k in data and k not in known and k in written)
+
+
+def _config_from_dict(data: dict[str, Any], source: str, check: Iterable[str] | None = None,
+                      overridden: Iterable[str] = ()) -> PretrainedConfig:
+    """`check`: the keys of a stock config that must be its fields (None: all of them; an HF directory's
+    config.json may carry extra keys of its own, so only the overrides are checked there)."""
     data = _yaml11_floats(data)
     model_type = data.pop("model_type", "steel")
     where = f"{source}: " if source else ""
+    overridden = set(overridden)
+
+    def unknown_field(key: str, cls_name: str) -> ConfigError:
+        if key in overridden:  # not in the file: the override (`--set`, train's `model.overrides`) named it
+            return ConfigError(f"model.{key}: unknown {cls_name} field (set by an override)")
+        return ConfigError(f"{where}model.{key}: unknown {cls_name} field")
     if model_type == "steel":
         float_fields = {name for name, allowed in _steel_field_types().items() if float in allowed}
         for key in sorted({"rope_theta", "rms_norm_eps", "initializer_range", "attention_dropout"} | float_fields):
@@ -142,7 +166,7 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
                     raise ConfigError(f"{where}model.{key}: expected a number, got {data[key]!r}") from None
         unknown = sorted(set(data) - _steel_fields() - _COMMON_KEYS)
         if unknown:
-            raise ConfigError(f"{where}model.{unknown[0]}: unknown SteelConfig field")
+            raise unknown_field(unknown[0], "SteelConfig")
         _check_steel_types(data, where)
         try:
             return SteelConfig(**data)
@@ -152,13 +176,21 @@ def _config_from_dict(data: dict[str, Any], source: str) -> PretrainedConfig:
             if msg.split(":", 1)[0] in _steel_fields() | _COMMON_KEYS and ":" in msg:
                 raise ConfigError(f"{where}model.{msg}") from None
             raise ConfigError(f"{where}model: invalid config ({msg})") from None
+    if model_type not in CONFIG_MAPPING:  # transformers' message lists all ~1,000 model types
+        close = difflib.get_close_matches(str(model_type), [*CONFIG_MAPPING.keys(), "steel"], n=3)
+        hint = f" (close: {', '.join(close)})" if close else ""
+        raise ConfigError(f"{where}model.model_type: unknown model type {model_type!r}{hint}")
     try:
-        return AutoConfig.for_model(model_type, **data)
+        cfg = AutoConfig.for_model(model_type, **data)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{where}model.model_type: cannot build a {model_type!r} config: {e}") from None
     except Exception as e:  # noqa: BLE001 -- huggingface_hub's StrictDataclassError (not a ValueError), multi-line
         lines = [x.strip() for x in str(e).splitlines() if x.strip()]
         raise ConfigError(f"{where}model: invalid {model_type!r} config: {lines[-1] if lines else e}") from None
+    unused = _unused_stock_keys(cfg, data, data if check is None else check)
+    if unused:
+        raise unknown_field(unused[0], type(cfg).__name__)
+    return cfg
 
 
 def load_model_config(spec: str | Path | dict | PretrainedConfig, overrides: Iterable[str] = ()) -> PretrainedConfig:
@@ -167,17 +199,19 @@ def load_model_config(spec: str | Path | dict | PretrainedConfig, overrides: Ite
     `overrides` are `key=value` strings (as `--set`) applied before the config is built.
     """
     overrides = list(overrides)
+    overridden = [parse_override(o)[0][0] for o in overrides]  # top-level keys the overrides set
+    strict = True  # a YAML file or a dict is all ours: every key must be a field
     if isinstance(spec, PretrainedConfig):
         if not overrides:
             return spec
-        data, source = spec.to_dict(), ""
+        data, source, strict = spec.to_dict(), "", False
     elif isinstance(spec, dict):
         data, source = dict(spec), ""
     elif (path := Path(spec)).is_dir():
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise ConfigError(f"{path}: not an HF model directory (no config.json)")
-        data, source = json.loads(cfg_file.read_text()), str(cfg_file)
+        data, source, strict = json.loads(cfg_file.read_text()), str(cfg_file), False
     elif path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{path}: no such model config file")
@@ -192,7 +226,7 @@ def load_model_config(spec: str | Path | dict | PretrainedConfig, overrides: Ite
         data = apply_overrides(data, overrides)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}" if source else str(e)) from None
-    return _config_from_dict(data, source)
+    return _config_from_dict(data, source, None if strict else overridden, overridden)
 
 
 def build_model(config: PretrainedConfig | str | Path | dict) -> PreTrainedModel:
