@@ -126,7 +126,18 @@ class ChatTokenizer:
         self.newline = self._enc("\n")
 
     def _enc(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False) if text else []
+        """`text` as its ids inside a rendered conversation, where every piece follows a special token.
+
+        NOTE: encoded after `<|im_start|>`, not alone: a SentencePiece-style tokenizer (Metaspace with
+        prepend_scheme "first": Llama-2, Mistral, Yi) prepends "▁" to the first piece of a text only, so
+        "user\\n" alone gave "▁user" where the conversation encoded once (as `steel chat` does) has "user".
+        """
+        if not text:
+            return []
+        ids = self.tok.encode(IM_START + text, add_special_tokens=False)
+        if not ids or ids[0] != self.im_start:
+            raise ConfigError(f"tokenizer: {IM_START} does not encode as its own token at the start of a text")
+        return ids[1:]
 
     def encode(self, messages: list[dict], loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
         """-> (input_ids, labels); labels = input_ids where trained, else -100. Ends with EOS."""
