@@ -203,6 +203,34 @@ def check_resume_tokenizer(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path
     )
 
 
+def _load_tokenizer(cfg: SftConfig, load_tokenizer):
+    """The run's tokenizer; a wrong `init` or `tokenizer` is a ConfigError naming the field.
+
+    NOTE: `load_tokenizer` serves commands with a `--tokenizer` flag: a `tokenizer:` directory without
+    tokenizer files raised transformers' ValueError (a traceback), a missing one huggingface_hub's "Repo id
+    must be in the form 'repo_name'", and its hint for an init without a tokenizer is that flag.
+    """
+    from steel.cli import UserError
+
+    if not Path(cfg.init).exists():
+        raise ConfigError(f"init: {cfg.init} does not exist")
+    if cfg.tokenizer is None:
+        try:
+            return load_tokenizer(cfg.init, None)
+        except UserError as e:
+            raise ConfigError(f"init: {str(e).removesuffix('; pass --tokenizer DIR')}; set tokenizer: DIR") from None
+    if not Path(cfg.tokenizer).is_dir():
+        raise ConfigError(f"tokenizer: {cfg.tokenizer} is not a directory")
+    if not any((Path(cfg.tokenizer) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise ConfigError(f"tokenizer: {cfg.tokenizer} holds no tokenizer (no tokenizer.json or tokenizer_config.json)")
+    try:
+        return load_tokenizer(cfg.init, cfg.tokenizer)
+    except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError... for a non-tokenizer dir
+        why = " ".join(str(e).split())
+        why = why if len(why) <= 300 else why[:297] + "..."
+        raise ConfigError(f"tokenizer: {cfg.tokenizer}: cannot load its tokenizer ({type(e).__name__}: {why})") from None
+
+
 def main(cfg: SftConfig):
     from steel import dirlock
     from steel.infer.load import load_model, load_tokenizer
@@ -214,7 +242,7 @@ def main(cfg: SftConfig):
     config_yaml = dump_yaml(cfg)
     # The tokenizer and the model first: a bad init or a seq_len beyond the model's limit is refused before
     # anything is written and before the whole mixture is read and tokenized.
-    tokenizer = load_tokenizer(cfg.init, cfg.tokenizer)
+    tokenizer = _load_tokenizer(cfg, load_tokenizer)
     if not getattr(tokenizer, "chat_template", None):
         # NOTE: SFT renders ChatML; a tokenizer without a chat template (an HF init's) gets ChatML's, saved
         # with the run, so `steel chat`, `eval mc --chat` and the export prompt as the model was trained
