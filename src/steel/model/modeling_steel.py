@@ -15,7 +15,7 @@ FFN variants (B = batch, T = sequence, C = hidden, n = experts, p = slots per ex
 - soft_moe_causal v3's parameters and routing, but the slots a token sees are built from its causal
                   prefix only (rebuilt every `moe_chunk_size` tokens). Causal; cached decoding keeps
                   running slot sums in the KV cache object. With document_mask, each document of a packed
-                  row has its own chunk grid and slots (as if alone).
+                  row has its own chunk grid and slots (as if alone), in cached decoding too.
 """
 
 from __future__ import annotations
@@ -408,7 +408,8 @@ class SteelSoftMoECausal(SteelSoftMoE):
                 past_length: int = 0, token_mask: torch.Tensor | None = None,
                 layout: dict | None = None) -> torch.Tensor:
         """x (B, T, C); token_mask (B, T) 0 for padding, which then never enters a slot; layout: from
-        `document_layout` on a fresh forward with document masking (None: the row is one sequence)."""
+        `document_layout` on a fresh forward with document masking (None: the row is one sequence), on a
+        cached one {"starts": (B, T) bool, the tokens that begin a document}."""
         state = None
         if past_key_values is not None:
             states = past_key_values.__dict__.setdefault("steel_moe_state", {})
@@ -427,7 +428,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
             if past_key_values is not None:
                 past_key_values.steel_moe_state[layer_idx] = new_state
             return y
-        return self._forward_step(x, state, token_mask)
+        return self._forward_step(x, state, token_mask, None if layout is None else layout["starts"])
 
     def _forward_full(self, x: torch.Tensor, with_state: bool, token_mask: torch.Tensor | None):
         B, T, C = x.shape
@@ -495,12 +496,16 @@ class SteelSoftMoECausal(SteelSoftMoE):
         }
         return y, state
 
-    def _forward_step(self, x: torch.Tensor, state: dict, token_mask: torch.Tensor | None) -> torch.Tensor:
-        """Token-by-token continuation from a cached state (decoding)."""
+    def _forward_step(self, x: torch.Tensor, state: dict, token_mask: torch.Tensor | None,
+                      starts: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-by-token continuation from a cached state (decoding). starts (B, T): tokens that begin a
+        document (after an EOS): their row's grid and slots restart there, as in `_forward_documents`."""
         w, combine = self._weights(x, token_mask)
         xf, out = x.float(), []
         for i in range(x.shape[1]):
             contrib = w[:, i, :, None] * xf[:, i, None, :]  # (B, S, C)
+            if starts is not None:
+                self._restart_documents(state, starts[:, i])
             if "start" in state:  # after a document-masked prefill: row b continues its last document
                 self._step_documents(state, contrib, w[:, i], x.dtype)
             elif state["seen"] % self.chunk == 0:  # chunk start: fold pending tokens + this one into the slots
@@ -513,6 +518,16 @@ class SteelSoftMoECausal(SteelSoftMoE):
             state["seen"] += 1
             out.append(torch.einsum("bs,bsc->bc", combine[:, i].to(x.dtype), state["ys"]))
         return torch.stack(out, dim=1)  # (B, T, C)
+
+    @staticmethod
+    def _restart_documents(state: dict, begins: torch.Tensor) -> None:
+        """Rows where `begins` (B,) start a new document at this token: empty sums, chunk grid from here."""
+        if "start" not in state:  # a state from `_forward_full`: one document from the row's start
+            state["start"] = torch.zeros_like(begins, dtype=torch.long)
+        state["start"] = torch.where(begins, state["seen"], state["start"])
+        for key in ("num", "den", "pnum", "pden"):
+            b = begins.view(-1, *[1] * (state[key].ndim - 1))
+            state[key] = torch.where(b, 0.0, state[key])
 
     def _step_documents(self, state: dict, contrib: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> None:
         """One decoding step when rows are at different points of their chunk grid (per-row document start)."""
@@ -630,6 +645,55 @@ def document_position_ids(doc_ids: torch.Tensor) -> torch.Tensor:
     return idx - torch.where(start, idx, 0).cummax(dim=1).values
 
 
+def continue_documents(input_ids: torch.Tensor, eos_token_id: int | list[int], position_ids: torch.Tensor,
+                       token_mask: torch.Tensor | None, cache: Cache | None, past_length) -> tuple[torch.Tensor, ...]:
+    """Where each new token's document starts, for a fresh forward (past_length 0) or a cached one.
+
+    A document begins at the row's first token (its first real one after left padding) and after every
+    EOS. input_ids, position_ids (the caller's numbering), token_mask: (B, T) -> starts (B, T) bool (the
+    token begins a document), kv_start (B, T) cache index of the token's document start (it attends to
+    keys [kv_start, itself]), and the positions restarted at each document: caller's - its first token's.
+
+    NOTE: a cached step must read the sequence as the uncached forward does, so the cache object carries
+    per cached token (B, L) its document's start index, that start's position and whether it is an EOS
+    (as soft_moe_causal's running slot sums live there). Per token, not per row: a cache cropped to P
+    tokens (assisted decoding) is continued from token P-1. Without it a step attended across every EOS
+    at global positions: HF `generate` with a prompt holding an EOS decoded something else than the model
+    computes uncached.
+    """
+    B, T = input_ids.shape
+    idx = torch.arange(T, device=input_ids.device)
+    pos = position_ids.expand(B, T)
+    eos = torch.isin(input_ids, torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1))  # (B, T)
+    starts = torch.zeros_like(eos)
+    starts[:, 1:] = eos[:, :-1]
+    past = getattr(cache, "steel_documents", None) if cache is not None else None
+    if past_length == 0:  # the row begins here
+        starts[:, 0] = True
+        if token_mask is not None:
+            real = token_mask.bool()
+            starts |= real & (real.long().cumsum(1) == 1)
+        past = start0 = base0 = None
+    elif past is None:  # a cache filled by someone else: read it as one document from its first token
+        start0 = base0 = torch.zeros(B, dtype=torch.long, device=input_ids.device)
+    else:
+        last = past_length - 1
+        start0, base0 = past["start"][:, last], past["base"][:, last]
+        starts[:, 0] = past["eos"][:, last]
+    latest = torch.where(starts, idx, -1).cummax(dim=1).values  # (B, T) latest start among the new tokens, -1: none
+    new = latest >= 0
+    kv_start = past_length + latest if start0 is None else torch.where(new, past_length + latest, start0[:, None])
+    base = pos.gather(1, latest.clamp(min=0))
+    if base0 is not None:
+        base = torch.where(new, base, base0[:, None])
+    if cache is not None:
+        here = {"start": kv_start, "base": base, "eos": eos}
+        if past is not None:
+            here = {k: torch.cat([past[k][:, :past_length], v], dim=1) for k, v in here.items()}
+        cache.steel_documents = here
+    return starts, kv_start, pos - base
+
+
 class SteelModel(SteelPreTrainedModel):
     def __init__(self, config: SteelConfig):
         super().__init__(config)
@@ -647,7 +711,10 @@ class SteelModel(SteelPreTrainedModel):
         """HF base model forward. `output_hidden_states`: the embeddings, each layer's output but the last,
         and the final normed state (num_hidden_layers + 1, as transformers' models); `output_attentions`
         (in kwargs: the attention functions read it too): each layer's weights, where the attention
-        implementation computes them (eager; SDPA and flash attention do not)."""
+        implementation computes them (eager; SDPA and flash attention do not). With `config.document_mask`,
+        each EOS-ended document is read alone, cached or not: it attends only to itself, and positions
+        restart at its first token (the caller's `position_ids`, default 0.. after the cache, minus the
+        first token's); documents are found by EOS ids, so `inputs_embeds` alone is refused."""
         past_key_values = _one_cache(past_key_values, cache)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -675,44 +742,56 @@ class SteelModel(SteelPreTrainedModel):
         if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
             token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         and_mask = moe_layout = moe_doc = None
-        # Document masking on a fresh (uncached) forward: packed rows in training and scoring.
-        if self.config.document_mask and past_length == 0 and input_ids is not None:
-            doc = document_ids(input_ids, self.config.eos_token_id)  # (B, T)
-            if "flash" in (self.config._attn_implementation or "") and bool((doc[:, -1] > 0).any()):
+        if position_ids is None:
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
+        causal_moe, chunk = self.config.ffn_type == "soft_moe_causal", self.config.moe_chunk_size
+        if self.config.document_mask:
+            # Each EOS-ended document of a row is computed alone: packed rows in training and scoring, and
+            # cached decoding past an EOS (of the prompt or generated) continues the same reading.
+            if input_ids is None:
+                raise ValueError(
+                    "document_mask: documents are found by their EOS ids (config.eos_token_id), which "
+                    "inputs_embeds does not carry; pass input_ids (or load the model with document_mask=False "
+                    "to read each row as one document)"
+                )
+            starts, kv_start, position_ids = continue_documents(
+                input_ids, self.config.eos_token_id, position_ids, token_mask, past_key_values, past_length
+            )
+            if "flash" in (self.config._attn_implementation or ""):
                 # transformers' flash-attention path takes no mask function: the document mask was dropped
                 # while positions still restarted at each EOS, so attention crossed documents unsaid. (One
-                # document per row, e.g. a prompt, needs no mask.)
-                raise ValueError(
-                    f"document_mask: attn_implementation {self.config._attn_implementation} ignores the document "
-                    "mask of a row with several documents; use sdpa or flex_attention"
-                )
-            if position_ids is None:
-                position_ids = document_position_ids(doc)
-            moe_doc = doc
-
-            last = doc.shape[1] - 1
+                # document per row, e.g. a prompt, needs no mask: keys from its first real token on.)
+                first = attention_mask.long().argmax(1, keepdim=True) if token_mask is not None else 0  # (B, 1)
+                if bool((kv_start > first).any()):
+                    raise ValueError(
+                        f"document_mask: attn_implementation {self.config._attn_implementation} ignores the "
+                        "document mask of a row with several documents; use sdpa or flex_attention"
+                    )
 
             def and_mask(batch_idx, head_idx, q_idx, kv_idx):
-                # kv_idx runs over the whole cache: a StaticCache is longer than the prompt (its later slots
-                # are empty and causally masked; unclamped they indexed past `doc`)
-                return doc[batch_idx, q_idx] == doc[batch_idx, kv_idx.clamp(max=last)]
+                # q_idx counts from the cache start (transformers adds the past length); with the causal mask
+                # this keeps each query inside its document. kv_idx may run past the new tokens (a StaticCache
+                # is longer): causally masked there.
+                return kv_idx >= kv_start[batch_idx, q_idx - past_length]
 
-        causal_moe, chunk = self.config.ffn_type == "soft_moe_causal", self.config.moe_chunk_size
-        if causal_moe and chunk > 1 and past_length == 0 and token_mask is not None and not bool(token_mask[:, 0].all()):
+            if causal_moe:
+                # fresh forward: each document's chunk grid (pads before a row's first real token are a
+                # document of their own, as the left-padding grid below); cached: where the slots restart
+                moe_doc = starts.long().cumsum(1) - 1 if past_length == 0 else None
+                moe_layout = None if past_length == 0 else {"starts": starts}
+
+        if causal_moe and chunk > 1 and past_length == 0 and moe_doc is None and token_mask is not None \
+                and not bool(token_mask[:, 0].all()):
             # NOTE: left padding shifts the chunk grid (counted from index 0): a row padded by a non-multiple
             # of c refreshed its slots at other tokens than alone, and its first real tokens saw only pads.
             # Each row's first real token starts a grid of its own (as a document does): batched = alone.
             real = token_mask.bool()
             starts = real & (real.long().cumsum(1) == 1)  # (B, T) first real token of each row
-            if moe_doc is not None:
-                starts[:, 1:] |= moe_doc[:, 1:] != moe_doc[:, :-1]
             starts[:, 0] = False
             moe_doc = starts.long().cumsum(1)  # (B, T) ids from 0: pads, then each document
         if causal_moe and moe_doc is not None:  # built once, shared by every layer
             moe_layout = SteelSoftMoECausal.document_layout(moe_doc, chunk)
 
-        if position_ids is None:
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
         if not isinstance(mask := attention_mask, dict):
             # NOTE: no position_ids with the document mask: with no cache and no 2-D mask, transformers reads
             # restarting positions as packed sequences and calls the mask functions with per-sequence
@@ -777,10 +856,12 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
 
         NOTE: `Cache.reorder_cache` moves only keys and values: soft_moe_causal's running slot sums (kept in
         the cache object) stayed with the old rows, so cached beam search silently decoded with another
-        beam's slots. Every tensor of that state is per row (B, ...); `seen` is a shared count.
+        beam's slots. Every tensor of that state is per row (B, ...); `seen` is a shared count. The same for
+        document_mask's per-token document starts (`continue_documents`).
         """
         cache.reorder_cache(beam_idx)
-        for state in getattr(cache, "steel_moe_state", {}).values():
+        states = [*getattr(cache, "steel_moe_state", {}).values(), getattr(cache, "steel_documents", {})]
+        for state in states:
             for key, value in state.items():
                 if isinstance(value, torch.Tensor):
                     state[key] = value.index_select(0, beam_idx.to(value.device))
