@@ -433,6 +433,7 @@ class SftData:
 
     def state_dict(self) -> dict:
         return {
+            "kind": "sft",  # a pretraining loader's state says "pretrain": SFT refuses its run_dir
             "seed": self.seed,
             "epoch": self.epoch,
             "consumed": self.consumed,

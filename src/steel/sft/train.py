@@ -282,6 +282,14 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         ckpt.remove_partial(run_dir)
     barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
     latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        # Before anything is read or logged there: a pretraining run's checkpoint is no SFT position, and
+        # its data state gave misleading refusals (its data.seed, then "the dataset files changed").
+        kind = ckpt.read_json(latest, "data.json").get("kind", "sft")  # SFT checkpoints before 2026-12-06: none
+        if kind != "sft":
+            what = "a pretraining" if kind == "pretrain" else f"a {kind!r}"
+            raise ConfigError(f"run_dir: {run_dir} holds {what} run (its checkpoint {latest}); an SFT run needs a "
+                              "run_dir of its own (its init may be that run)")
     old = read_checkpoint_config(latest) if latest is not None else None
     if latest is not None:  # before the data is built: another tokenizer gives other rows
         check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
