@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from steel.cli import UserError
+from steel.data.chat import SPECIAL_MARKERS
 
 # (question, answer) pairs; every question is paired with every answer of its language group.
 QUESTIONS_ZH = [
@@ -76,7 +77,16 @@ def template_pairs(path: str | Path, name: str, maker: str) -> list[tuple[str, s
         q = r["instruction"] + (
             ("\n" + r["input"]) if isinstance(r.get("input"), str) and r["input"].strip() else ""
         )
-        pairs.append((fill(q), fill(r["output"])))
+        q, a = fill(q), fill(r["output"])
+        # NOTE: the checks of every dataset conversation (steel.data.chat): a blank answer trained "who are
+        # you?" -> a bare <|im_end|>, and a marker became its special id, forging a turn.
+        for key, text in (("instruction", q), ("output", a)):
+            if not text.strip():
+                raise UserError(f"data.self_cognition.template: {path}: record {i}: blank {key!r}")
+            marker = next((m for m in SPECIAL_MARKERS if m in text), None)
+            if marker:
+                raise UserError(f"data.self_cognition.template: {path}: record {i}: {key!r} holds {marker}")
+        pairs.append((q, a))
     return pairs
 
 
@@ -84,6 +94,10 @@ def self_cognition(
     name: str, maker: str, count: int, seed: int = 0, template: str | Path | None = None
 ) -> list[list[dict]]:
     """`count` conversations (one user + one assistant turn), drawn without repeats until the pool is used up."""
+    for key, value in (("name", name), ("maker", maker)):
+        marker = next((m for m in SPECIAL_MARKERS if m in value), None)
+        if marker:
+            raise UserError(f"data.self_cognition.{key}: {value!r} holds {marker}, a ChatML marker")
     pairs = template_pairs(template, name, maker) if template else builtin_pairs(name, maker)
     if not pairs and count > 0:  # the draw below would never fill `count` (it spun forever)
         raise UserError(f"data.self_cognition.template: {template} holds no record")
