@@ -327,6 +327,9 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
         if not convs and (ds.count if ds.count is not None else ds.weight) > 0:
             raise _no_conversations(i, ds, st)
         chosen = sample(convs, ds, rng)
+        if not chosen and ds.count is None and ds.weight > 0:  # it vanished from the mixture without a word
+            raise ConfigError(f"data.datasets[{i}].weight: {ds.weight:g} x {len(convs)} conversations ({ds.name}) "
+                              "rounds to none; raise it, or set count: N")
         st["sampled"] = len(chosen)
         mix += [(ds.name, c) for c in chosen]
     sc = cfg.self_cognition
