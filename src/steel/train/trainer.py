@@ -164,9 +164,27 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
             return float(steel_flops(cfg, seq_len)["true"])
         except ValueError as e:  # a stock routed-MoE config (num_local_experts...): FLOPs not modelled
             raise ConfigError(f"model: {e}; Steel trains dense stock configs") from None
+        except AttributeError as e:  # attention-free (Mamba, RWKV): no num_attention_heads to count with
+            raise ConfigError(f"model: {cfg.model_type}: Steel cannot count its training FLOPs ({e}); Steel "
+                              "trains dense attention decoders") from None
     emb = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
     n = sum(p.numel() for p in model.parameters()) - emb  # an embedding lookup is not a matmul
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
+
+
+def check_causal_lm(model_cfg) -> None:
+    """Refuse a config transformers has no causal LM class for (T5, BART encoders...): AutoModelForCausalLM's
+    own error lists every causal config class there is (3 kB on one error line)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    # By class (registered ones such as SteelConfig) or by model_type (a config class loaded as remote code).
+    if type(model_cfg) not in MODEL_FOR_CAUSAL_LM_MAPPING and model_cfg.model_type not in (
+            "steel", *MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        raise ConfigError(f"model.config: {model_cfg.model_type} ({type(model_cfg).__name__}) is not a causal LM "
+                          "(transformers has no AutoModelForCausalLM class for it); Steel trains decoder-only models")
 
 
 def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len",
@@ -628,6 +646,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
 
     # The model config first: a bad model field is one error line, not the end of the resolved-config log.
     model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
+    check_causal_lm(model_cfg)
     if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
         check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
         flops_per_token(model_cfg, None, cfg.data.seq_len)  # refuses what it cannot count before the build

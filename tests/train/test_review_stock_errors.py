@@ -1,0 +1,30 @@
+"""A stock HF config Steel cannot train is refused with one short `steel: error:` line naming why, before any
+model is built: an encoder-decoder (T5, no AutoModelForCausalLM class) and an attention-free causal LM
+(Mamba, RWKV: no attention heads to count FLOPs for)."""
+
+import json
+
+import pytest
+from train_fixtures import VOCAB, make_data_dir, tiny_config
+
+from steel.cli import main as steel
+
+CONFIGS = {
+    "t5": ({"model_type": "t5", "d_model": 32, "num_layers": 2, "num_heads": 4},
+           "model.config: t5 (T5Config) is not a causal LM"),
+    "mamba": ({"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 2, "state_size": 4},
+              "model: mamba: Steel cannot count its training FLOPs"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_untrainable_stock_config_is_one_short_error_line(tmp_path, capsys, arch):
+    spec, message = CONFIGS[arch]
+    data = make_data_dir(tmp_path / "data", [2000])
+    (tmp_path / "m.yaml").write_text(json.dumps({**spec, "vocab_size": VOCAB}))
+    cfg = tiny_config(tmp_path, [data], max_steps=2, model={"config": str(tmp_path / "m.yaml")})
+    assert steel(["train", str(cfg)]) == 2  # was a 3 kB list of every causal config class (t5), a traceback (mamba)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("steel: error: ") and message in err[0], err[:3]
+    assert len(err[0]) < 300
+    assert not (tmp_path / "run" / "checkpoints").exists()
