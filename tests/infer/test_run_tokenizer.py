@@ -79,3 +79,17 @@ def test_run_tokenizer_is_the_datas_not_a_neighbours(tmp_path, tiny_tokenizer_di
     shutil.copytree(tiny_tokenizer_dir, run / "tokenizer")
     assert find_tokenizer_dir(run, None) == run / "tokenizer"
     assert find_tokenizer_dir(run / "checkpoints" / "step-2", None) == run / "tokenizer"
+
+
+@pytest.mark.parametrize("which", ["missing", "empty"])
+def test_a_bad_tokenizer_flag_is_one_line_naming_it(tmp_path, tiny_llama_dir, capsys, which):
+    # --tokenizer /nope said "Repo id must be in the form 'repo_name'" (transformers took it for a hub id), and a
+    # folder without tokenizer files was a ValueError traceback (exit 1), after the model had loaded.
+    tok = tmp_path / "tok"
+    if which == "empty":
+        tok.mkdir()
+    rc = steel_main(["generate", "--model", str(tiny_llama_dir), "--tokenizer", str(tok), "--prompt", "hi",
+                     "--max-new-tokens", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"steel: error: --tokenizer {tok}: ")
+    assert ("not a directory" if which == "missing" else "no tokenizer.json or tokenizer_config.json") in err

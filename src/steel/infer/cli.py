@@ -111,8 +111,9 @@ def resolve_device(arg: str | None) -> str:
 def _load(args):
     from steel.infer.load import load_model, load_tokenizer
 
-    model = load_model(args.model, resolve_device(args.device), args.dtype)
-    return model, load_tokenizer(args.model, args.tokenizer)
+    device = resolve_device(args.device)
+    tokenizer = load_tokenizer(args.model, args.tokenizer)  # first: a bad --tokenizer is refused in a second
+    return load_model(args.model, device, args.dtype), tokenizer
 
 
 def cmd_generate(args) -> int:

@@ -101,6 +101,11 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     from steel.data.tokenize import tokenizer_dir_for
 
     if tokenizer is not None:
+        # checked here: transformers took a missing path for a hub repo id ("Repo id must be in the form ...")
+        if not Path(tokenizer).is_dir():
+            raise UserError(f"--tokenizer {tokenizer}: not a directory")
+        if not _has_tokenizer_files(Path(tokenizer)):
+            raise UserError(f"--tokenizer {tokenizer}: no tokenizer.json or tokenizer_config.json")
         return Path(tokenizer)
     # NOTE: a run's tokenizer is its own `tokenizer/` (SFT runs; a checkpoint's run is two levels up) or
     # its data's; a `tokenizer/` beside or above a run dir belongs to no run (`runs/tokenizer` of
