@@ -346,3 +346,11 @@ def test_long_fingerprint_header_keeps_its_first_64_characters(tmp_path):
     _edit_manifest(d, lambda m: m["tokenizer"].update(fingerprint="g" + fp[1:]))
     with pytest.raises(DataError, match="fingerprint"):
         PretrainLoader([d], seq_len=T, micro_batch=1)
+
+
+@pytest.mark.parametrize("state", [{"kind": "sft", "seed": 1, "rows_md5": "x"}, {"seed": 1, "rows_md5": "x"}])
+def test_an_sft_runs_data_state_is_named_as_such(data_dir, state):
+    # `steel train` pointed at an SFT run_dir said "unsupported version/kind None/sft"; SFT states before
+    # 2026-12-06 carry no kind (rows_md5 tells them).
+    with pytest.raises(DataError, match=r"run_dir holds an SFT run \(steel sft\)"):
+        PretrainLoader([data_dir], seq_len=T, micro_batch=2).load_state_dict(state)

@@ -453,6 +453,9 @@ class PretrainLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the registry and position; chunks found in the data dirs but not registered are appended."""
+        if state.get("kind") == "sft" or "rows_md5" in state:  # SFT states before 2026-12-06 had no kind
+            raise DataError("data state: the run_dir holds an SFT run (steel sft); pretraining needs a run_dir of "
+                            "its own")
         if state.get("version") != STATE_VERSION or state.get("kind") != "pretrain":
             raise DataError(f"data state: unsupported version/kind {state.get('version')}/{state.get('kind')}")
         if state["seq_len"] != self.seq_len:
