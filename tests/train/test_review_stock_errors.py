@@ -28,3 +28,17 @@ def test_untrainable_stock_config_is_one_short_error_line(tmp_path, capsys, arch
     assert len(err) == 1 and err[0].startswith("steel: error: ") and message in err[0], err[:3]
     assert len(err[0]) < 300
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_hf_dir_with_weights_as_model_config_says_they_are_not_loaded(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf = tmp_path / "hf"
+    GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64)).save_pretrained(hf)
+    data = make_data_dir(tmp_path / "data", [2000])
+    cfg = tiny_config(tmp_path, [data], max_steps=1, model={"config": str(hf)})
+    assert steel(["train", str(cfg)]) == 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"model.config: {hf} holds weights (model.safetensors), but only its config.json is used" in log
+    assert steel(["train", str(cfg), "--set", "max_steps=2"]) == 0  # a resume: the weights are the checkpoint's
+    assert (tmp_path / "run" / "train.log").read_text().count("holds weights") == 1

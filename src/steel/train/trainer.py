@@ -187,6 +187,18 @@ def check_causal_lm(model_cfg) -> None:
                           "(transformers has no AutoModelForCausalLM class for it); Steel trains decoder-only models")
 
 
+def warn_hf_weights_unused(spec: Any, init_seed: int) -> None:
+    """`model.config` may be an HF model directory, but only its config.json is read: say so when the
+    directory holds weights, which a user pointing at a trained model expects to continue from."""
+    if not isinstance(spec, (str, Path)) or not Path(spec).is_dir():
+        return
+    weights = sorted(p.name for p in Path(spec).iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    if weights:
+        log.warning("model.config: %s holds weights (%s), but only its config.json is used: training starts "
+                    "from random weights (model.init_seed %d); `steel sft` (init:) starts from a model's weights",
+                    spec, ", ".join(weights[:3]) + (", ..." if len(weights) > 3 else ""), init_seed)
+
+
 def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len",
                              raise_hint: str | None = None) -> None:
     """Refuse training rows longer than the model's max_position_embeddings: the model would be trained on
@@ -667,6 +679,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
+        elif d.is_main:
+            warn_hf_weights_unused(cfg.model.config, cfg.model.init_seed)
         torch.manual_seed(cfg.model.init_seed)
         model = build_model(model_cfg)
         fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
