@@ -15,15 +15,15 @@ from steel.train.trainer import build_model, build_model_config
 V = 64
 STOCK = {
     "llama": ({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-               "num_attention_heads": 4, "num_key_value_heads": 2}, "model.layers"),
+               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}, "model.layers"),
     "gpt2": ({"model_type": "gpt2", "n_embd": 32, "n_layer": 3, "n_head": 4, "n_positions": 64,
               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}, "transformer.h"),
     "opt": ({"model_type": "opt", "hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
-             "word_embed_proj_dim": 32, "dropout": 0.0}, "model.decoder.layers"),
+             "word_embed_proj_dim": 32, "dropout": 0.0, "max_position_embeddings": 64}, "model.decoder.layers"),
     "mpt": ({"model_type": "mpt", "d_model": 32, "n_layers": 3, "n_heads": 4, "max_seq_len": 64}, "transformer.blocks"),
     # BertLMHeadModel is an AutoModelForCausalLM (causal with is_decoder); its blocks are `layer`.
     "bert": ({"model_type": "bert", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-              "num_attention_heads": 4, "is_decoder": True, "hidden_dropout_prob": 0.0,
+              "num_attention_heads": 4, "is_decoder": True, "hidden_dropout_prob": 0.0, "max_position_embeddings": 64,
               "attention_probs_dropout_prob": 0.0}, "bert.encoder.layer"),
 }
 
@@ -35,7 +35,7 @@ def one_process(**kw) -> tuple[ParallelSection, Dist]:
 @pytest.mark.parametrize("arch", sorted(STOCK))
 def test_blocks_found_and_checkpointed_with_the_stock_gradients(arch):
     spec, where = STOCK[arch]
-    cfg = build_model_config({**spec, "vocab_size": V, "max_position_embeddings": 64}, {})
+    cfg = build_model_config({**spec, "vocab_size": V}, {})
     torch.manual_seed(0)
     ref = build_model(cfg)
     blocks = ref.get_submodule(where)
