@@ -76,3 +76,27 @@ def test_compile_matches_eager(device):
     compiled = _run(torch.compile(fn, backend="aot_eager", fullgraph=True), q, k, cos, sin, dq, dk)
     for a, b in zip(eager, compiled):
         assert torch.equal(a, b)  # same kernel, same inputs: bit-identical
+
+
+def test_double_backward_matches_reference(device):
+    # The backward is the rope op itself (transposed), so create_graph=True differentiates it again: its
+    # gradient is the forward rotation, and its cos/sin gradients are those of the transposed formula.
+    # The backward always applied the transpose, so second derivatives came out silently wrong.
+    q, k, cos, sin, dq, dk = _inputs(device, torch.float32, cos_batch=B)
+    g = torch.Generator().manual_seed(7)
+    a = torch.rand(B, HQ, T, D, generator=g).to(device)  # makes the loss quadratic in the rotated q
+    v = torch.randn(B, HQ, T, D, generator=g).to(device)
+
+    def hvp(fn):
+        leaves = [t.detach().requires_grad_() for t in (q, k, cos, sin)]
+        qe, ke = fn(*leaves)
+        loss = (qe * qe * a).sum() + (ke * ke * dk).sum() + (qe * cos.unsqueeze(1)).sum()
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        second = sum((g1 * w).sum() for g1, w in zip(grads, (v, dk, cos, sin)))
+        return torch.autograd.grad(second, leaves)
+
+    ours = hvp(lambda *t: apply_rotary_pos_emb(*t, impl="triton"))
+    ref = hvp(apply_rotary_pos_emb_ref)
+    for a_, r in zip(ours, ref):
+        # NOTE: fp32, a few products and sums over <= 16 heads per element: a few ulps; 1e-6 is ~8 ulps.
+        assert_close_scaled(a_, r, 1e-6)

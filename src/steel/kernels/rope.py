@@ -104,8 +104,9 @@ def _(q, k, cos, sin, backward):
 
 
 def _rope_setup(ctx, inputs, output):
-    q, k, cos, sin, _ = inputs
+    q, k, cos, sin, backward = inputs
     ctx.q_dtype, ctx.k_dtype = q.dtype, k.dtype
+    ctx.transposed = backward  # this call applied R^T (it is the backward of a forward call)
     ctx.cos_grad = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
     # q and k are only needed for the (rare) gradient wrt cos/sin; HF's cos/sin carry none.
     ctx.save_for_backward(cos, sin, *((q, k) if ctx.cos_grad else ()))
@@ -113,13 +114,21 @@ def _rope_setup(ctx, inputs, output):
 
 def _rope_backward(ctx, dqo, dko):
     cos, sin = ctx.saved_tensors[:2]
-    dq, dk = torch.ops.steel.rope(dqo, dko, cos, sin, True)
+    # The op is linear in q and k: the gradient of R (forward) is R^T, and that of R^T is R.
+    # NOTE: under create_graph=True (double backward) this also runs for a backward call; passing True
+    # unconditionally applied R^T there too, silently giving wrong second derivatives.
+    dq, dk = torch.ops.steel.rope(dqo, dko, cos, sin, not ctx.transposed)
     dcos = dsin = None
     if ctx.cos_grad:
         q, k = ctx.saved_tensors[2:]
-        # q_embed = q*cos + rot(q)*sin, summed over the heads that share a position.
+        # R:   out = (x1*c1 - x2*s1, x2*c2 + x1*s2) = q*cos + rot(q)*sin -> dsin = dout * rot(q)
+        # R^T: out = (x1*c1 + x2*s2, x2*c2 - x1*s1)                    -> dsin = rot(dout) * q
+        # (dcos = dout * q for both), summed over the heads that share a position.
         dcos = (dqo * q).sum(1) + (dko * k).sum(1)
-        dsin = (dqo * _rotate_half(q)).sum(1) + (dko * _rotate_half(k)).sum(1)
+        if ctx.transposed:
+            dsin = (_rotate_half(dqo) * q).sum(1) + (_rotate_half(dko) * k).sum(1)
+        else:
+            dsin = (dqo * _rotate_half(q)).sum(1) + (dko * _rotate_half(k)).sum(1)
         dcos = dcos.sum(0, keepdim=True) if cos.shape[0] == 1 else dcos
         dsin = dsin.sum(0, keepdim=True) if sin.shape[0] == 1 else dsin
         dcos, dsin = dcos.to(cos.dtype), dsin.to(sin.dtype)
