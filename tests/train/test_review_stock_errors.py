@@ -42,3 +42,31 @@ def test_hf_dir_with_weights_as_model_config_says_they_are_not_loaded(tmp_path):
     assert f"model.config: {hf} holds weights (model.safetensors), but only its config.json is used" in log
     assert steel(["train", str(cfg), "--set", "max_steps=2"]) == 0  # a resume: the weights are the checkpoint's
     assert (tmp_path / "run" / "train.log").read_text().count("holds weights") == 1
+
+
+def test_a_stock_model_that_sees_later_tokens_is_refused(tmp_path, capsys):
+    """BertLMHeadModel without is_decoder: true attends both ways: trained as a causal LM it reads the token it
+    is asked to predict (the loss falls to ~0 and the model is useless). Refused before training."""
+    from transformers import BertConfig, BertLMHeadModel
+
+    bert = {"model_type": "bert", "vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64}
+    # The reference: the stock model's logits at position 3 do change with token 6 (so the check has a leak to find).
+    ids = __import__("torch").arange(1, 9)[None]
+    m = BertLMHeadModel(BertConfig(**{k: v for k, v in bert.items() if k != "model_type"})).eval()
+    other = ids.clone()
+    other[0, 6] = 50
+    assert not m(input_ids=ids).logits[0, 3].equal(m(input_ids=other).logits[0, 3])
+
+    data = make_data_dir(tmp_path / "data", [2000])
+    (tmp_path / "m.yaml").write_text(json.dumps(bert))
+    cfg = tiny_config(tmp_path, [data], max_steps=2, model={"config": str(tmp_path / "m.yaml")})
+    assert steel(["train", str(cfg)]) == 2
+    # (transformers logs its own is_decoder hint to stderr too)
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("steel: error:")]
+    assert len(err) == 1 and "model.config: bert (BertLMHeadModel) is not causal" in err[0], err[:3]
+    assert err[0].endswith("set is_decoder: true")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    # As a decoder it is causal and trains.
+    (tmp_path / "m.yaml").write_text(json.dumps({**bert, "is_decoder": True}))
+    assert steel(["train", str(cfg)]) == 0

@@ -199,6 +199,29 @@ def warn_hf_weights_unused(spec: Any, init_seed: int) -> None:
                     spec, ", ".join(weights[:3]) + (", ..." if len(weights) > 3 else ""), init_seed)
 
 
+def check_stock_model_is_causal(model: torch.nn.Module, model_cfg) -> None:
+    """Refuse a stock model whose logits at position t change with the tokens after t (BertLMHeadModel without
+    `is_decoder: true` attends both ways): trained as a causal LM it reads the token it is asked to predict.
+
+    Three forward passes of 8 tokens on the freshly built model (a second or so for 1B parameters on a CPU).
+    Steel's own leaking FFNs (soft_moe_v2/v3) are a documented choice with their own warning: not checked.
+    """
+    if getattr(model_cfg, "model_type", None) == "steel":
+        return
+    from steel.model.causality import check_causal
+
+    seq = min(8, getattr(model_cfg, "max_position_embeddings", None) or 8)
+    with torch.random.fork_rng(devices=[]):  # the run's RNG stream stays what it would be without the check
+        report = check_causal(model, model_cfg.vocab_size, seq_len=seq, batch=1, positions=[seq // 2 - 1])
+    if report.leaks:
+        hint = "; set is_decoder: true" if getattr(model_cfg, "is_decoder", None) is False else ""
+        raise ConfigError(
+            f"model.config: {model_cfg.model_type} ({type(model).__name__}) is not causal: its logits at position "
+            f"{report.worst_t} change by up to {report.max_leak:.3g} with later tokens, so training it as a causal "
+            f"LM teaches it to read the next token{hint}"
+        )
+
+
 def check_seq_len_fits_model(model_cfg, seq_len: int, field: str = "data.seq_len",
                              raise_hint: str | None = None) -> None:
     """Refuse training rows longer than the model's max_position_embeddings: the model would be trained on
@@ -683,6 +706,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             warn_hf_weights_unused(cfg.model.config, cfg.model.init_seed)
         torch.manual_seed(cfg.model.init_seed)
         model = build_model(model_cfg)
+        check_stock_model_is_causal(model, model_cfg)
         fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
         log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
                  sum(p.numel() for p in model.parameters()) / 1e6, fpt)
