@@ -159,3 +159,17 @@ def test_shape_errors():
         fused_linear_cross_entropy(torch.randn(4, 3), torch.randn(7, 3), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="hidden"):
         fused_linear_cross_entropy(torch.randn(4, 3), torch.randn(7, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_double_backward_is_an_error_not_zeros(device):
+    # The gradients come from the forward and hold no graph to hidden/weight: differentiating them again
+    # silently gave zeros. create_graph=True alone (first order) must still give the right gradients.
+    h, w, b, labels = _inputs(device, torch.float32, bias=True)
+    h, w, b = (t.detach().requires_grad_() for t in (h, w, b))
+    loss = fused_linear_cross_entropy(h, w, labels, bias=b, chunk_size=16, impl="triton")
+    grads = torch.autograd.grad(loss, (h, w, b), create_graph=True)
+    plain = _run(lambda *a, **k: fused_linear_cross_entropy(*a, chunk_size=16, impl="triton", **k), h, w, b, labels)
+    for a, r in zip(grads, plain[1:]):
+        assert torch.equal(a, r)  # same kernels and GEMMs, the graph only recorded: bit-identical
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad((grads[0] ** 2).sum(), w)

@@ -190,13 +190,33 @@ def _flce_setup(ctx, inputs, output):
     ctx.save_for_backward(*output[1:])
 
 
+class _NoDoubleBackward(torch.autograd.Function):
+    """Identity on the gradients whose own backward raises (used only under create_graph=True)."""
+
+    @staticmethod
+    def forward(ctx, *grads):
+        return tuple(g.clone() for g in grads)
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(
+            "fused_linear_cross_entropy has no double backward (its gradients are computed in the forward "
+            "and carry no graph to hidden or weight); use impl='torch' to differentiate them"
+        )
+
+
 def _flce_backward(ctx, dloss, _ddh, _ddw, _ddb):
     dh, dw, db = ctx.saved_tensors
     if dh.numel() == 0 and dw.numel() == 0:
         raise RuntimeError("fused_linear_cross_entropy: backward through a call made without gradients")
     # The gradients were computed in the forward for a loss gradient of 1; scale by the real one.
-    ddb = db * dloss.to(db.dtype) if ctx.has_bias else None
-    return dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype), None, ddb, None, None, None, None, None, None
+    grads = [dh * dloss.to(dh.dtype), dw * dloss.to(dw.dtype)] + ([db * dloss.to(db.dtype)] if ctx.has_bias else [])
+    if torch.is_grad_enabled():
+        # NOTE: create_graph=True. Differentiating these again reached this op's backward through the
+        # saved dh/dw/db with a zero loss gradient: second derivatives came out silently 0. Raise instead.
+        grads = list(_NoDoubleBackward.apply(*grads))
+    ddb = grads[2] if ctx.has_bias else None
+    return grads[0], grads[1], None, ddb, None, None, None, None, None, None
 
 
 _flce_fwd.register_autograd(_flce_backward, setup_context=_flce_setup)
