@@ -159,6 +159,11 @@ def test_shape_errors():
         fused_linear_cross_entropy(torch.randn(4, 3), torch.randn(7, 3), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="hidden"):
         fused_linear_cross_entropy(torch.randn(4, 3), torch.randn(7, 2), torch.zeros(4, dtype=torch.long))
+    for chunk in (0, -1):  # -1 processed no chunk and returned uninitialised loss and gradients
+        with pytest.raises(ValueError, match=f"chunk_size must be >= 1, got {chunk}"):
+            fused_linear_cross_entropy(
+                torch.randn(4, 3), torch.randn(7, 3), torch.zeros(4, dtype=torch.long), chunk_size=chunk
+            )
 
 
 def test_double_backward_is_an_error_not_zeros(device):

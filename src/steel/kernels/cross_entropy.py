@@ -277,6 +277,9 @@ def fused_linear_cross_entropy(
         raise ValueError(
             f"fused_linear_cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}"
         )
+    if chunk_size is not None and chunk_size < 1:
+        # (a negative one walked no chunk at all: the loss and gradients were uninitialised memory)
+        raise ValueError(f"fused_linear_cross_entropy: chunk_size must be >= 1, got {chunk_size}")
     if not use_triton(hidden, impl):
         return fused_linear_cross_entropy_ref(
             hidden, weight, labels, ignore_index, label_smoothing, bias, reduction=reduction
