@@ -178,6 +178,22 @@ def test_optimizer_settings_changed_at_resume_are_used(tmp_path, data):
     assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
     assert all(tuple(g["betas"]) == (0.8, 0.9) and g["eps"] == 1e-6 for g in (decay, no_decay))
     trainer.metrics.close()
+    # said as a warning, once per field (it was an INFO line per param group)
+    lines = [x for x in (tmp_path / "run" / "train.log").read_text().splitlines() if "resume: optim." in x]
+    assert len(lines) == 3 and all(" WARNING " in x for x in lines)
+    assert any("resume: optim.betas (0.9, 0.95) in the checkpoint, (0.8, 0.9) configured" in x for x in lines)
+
+
+def test_resume_warnings_say_only_what_changes(tmp_path, data):
+    # parallel.dtype auto -> fp32 on a CPU changes nothing (auto is fp32 there): it warned all the same.
+    # max_steps below the checkpoint's step trained nothing without a word.
+    cfg = tiny_config(tmp_path, [data], max_steps=4)
+    assert steel(["train", str(cfg)]) == 0
+    assert steel(["train", str(cfg), "--set", "parallel.dtype=fp32", "--set", "max_steps=3"]) == 0
+    text = (tmp_path / "run" / "train.log").read_text()
+    assert "resume: parallel.dtype" not in text
+    ck = tmp_path / "run" / "checkpoints" / "step-4"
+    assert f"resume: max_steps 3 is below the checkpoint's step 4 ({ck}): nothing is trained" in text
 
 
 def test_adamw_implementation_follows_the_device_at_resume(tmp_path, data):

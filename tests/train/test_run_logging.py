@@ -117,3 +117,25 @@ def test_metrics_jsonl_is_strict_json_with_non_finite_values(tmp_path):
     assert recs == [{"step": 1, "loss": 2.5, "grad_norm": None, "lr": 1e-3},
                     {"step": 2, "loss": None, "grad_norm": None, "lr": 1e-3, "mfu": None}]
     assert read_metrics(tmp_path) == recs
+
+
+def test_a_non_zero_ranks_warnings_are_formatted_and_attributed(capsys):
+    # Ranks > 0 have no run log: with no handler Python's last-resort handler printed bare lines that read
+    # as duplicates of rank 0's (a rank's own RNG reseed warning included).
+    import logging
+
+    from steel.train import trainer as T
+
+    log = logging.getLogger("steel")
+    before, level = list(log.handlers), log.level
+    try:
+        log.handlers[:] = []  # earlier tests' run-log handlers (files of their tmp dirs)
+        log.setLevel(logging.WARNING)
+        T._rank_stderr_handler(1)
+        T._rank_stderr_handler(1)  # a second run in one process adds no second handler
+        assert len(log.handlers) == 1
+        log.warning("resume: something changed")
+        assert capsys.readouterr().err.splitlines() == ["[rank 1] WARNING resume: something changed"]
+    finally:
+        log.handlers[:] = before
+        log.setLevel(level)

@@ -200,12 +200,15 @@ def test_nonfinite_step_is_skipped_and_counted(tmp_path, data):
     before = {}
     trainer.on_step = lambda step: before.__setitem__(step, {k: v.clone() for k, v in trainer.model.state_dict().items()})
     trainer.train()
+    # the warning numbers the step as metrics.jsonl does (it said "step 2" for the record of step 3)
+    warned = [x for x in (tmp_path / "run" / "train.log").read_text().splitlines() if "non-finite loss" in x]
+    assert len(warned) == 1 and "step 3: non-finite loss" in warned[0]
     assert trainer.state.skipped == 1 and trainer.state.nonfinite_run == 0
     after3 = before[3]
     assert all(torch.equal(before[2][k], after3[k]) for k in after3)  # step 2 left the weights alone
     assert not all(torch.equal(before[1][k], before[2][k]) for k in after3)  # other steps do update
     rec = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert math.isnan(rec[2]["loss"]) and rec[-1]["skipped"] == 1
+    assert rec[2]["loss"] is None and rec[2]["step"] == 3 and rec[-1]["skipped"] == 1  # non-finite: null
     trainer.metrics.close()
 
 

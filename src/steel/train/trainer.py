@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -414,18 +415,32 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
             )
 
 
+def _rank_stderr_handler(rank: int) -> None:
+    """A formatted stderr handler for a non-zero rank's warnings (its own RNG reseed, a resume change).
+
+    NOTE: those ranks have no run log; without a handler Python's last-resort handler printed bare,
+    unattributed lines, read as duplicates of rank 0's.
+    """
+    if not any(getattr(h, "steel_rank", None) == rank for h in log.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(message)s"))
+        h.steel_rank = rank
+        log.addHandler(h)
+
+
 def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
     """Give the configured AdamW hyper-parameters to the param groups a checkpoint restored.
 
     `load_state_dict` brings back the saved betas/eps/weight_decay, which silently overrode a changed
     config; the LR is set every step from the schedule anyway. Group 0 decays, group 1 (norms, biases) not.
     """
+    changed: dict[str, tuple] = {}
     for i, g in enumerate(optimizer.param_groups):
         want = {"betas": tuple(o.betas), "eps": o.eps, "weight_decay": o.weight_decay if i == 0 else 0.0}
         for k, v in want.items():
             cur = tuple(g[k]) if k == "betas" else g[k]
             if cur != v:
-                log.info("optim: %s %s in the checkpoint, %s configured: using %s", k, g[k], v, v)
+                changed.setdefault(k, (cur, v))
                 g[k] = v
         if "fused" in g and g["params"]:  # torch.optim.AdamW: the implementation build_optimizer picks here
             # NOTE: the checkpoint's groups carry the saving machine's choice: a run started on a CPU went on
@@ -438,6 +453,8 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
                     st = optimizer.state.get(p, {})
                     if "step" in st:
                         st["step"] = st["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)
+    for k, (cur, v) in changed.items():  # once per field, as a warning like every other resume change
+        log.warning("resume: optim.%s %s in the checkpoint, %s configured: using %s", k, cur, v, v)
 
 
 def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state: dict, model_config: dict,
@@ -460,11 +477,14 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
             f"parallel.param_dtype: {old.parallel.param_dtype} in the checkpoint {ckpt_dir}, "
             f"{cfg.parallel.param_dtype} configured; its optimizer state is for {old.parallel.param_dtype} "
             f"parameters (bf16 keeps fp32 master weights in the optimizer): set it back, or start a new run_dir")
+    if step > cfg.max_steps:
+        log.warning("resume: max_steps %d is below the checkpoint's step %d (%s): nothing is trained, the run "
+                    "stays at step %d", cfg.max_steps, step, ckpt_dir, step)
     before, now = lr_at(step, old.optim, old.max_steps), lr_at(step, cfg.optim, cfg.max_steps)
     if before != now:
         log.warning("resume: max_steps/optim changed since %s: the learning rate of step %d is now %.4g "
                     "(was %.4g); the schedule is recomputed from the config", ckpt_dir, step + 1, now, before)
-    if old.parallel.dtype != cfg.parallel.dtype:
+    if autocast_dtype(old.parallel, d.device) != autocast_dtype(cfg.parallel, d.device):  # auto = fp32 on CPU
         log.warning("resume: parallel.dtype %s, was %s in %s; the fp32 weights and optimizer state load as "
                     "saved, the forward and backward passes now run in %s", cfg.parallel.dtype, old.parallel.dtype,
                     ckpt_dir, autocast_dtype(cfg.parallel, d.device) or torch.float32)
@@ -552,7 +572,8 @@ class Trainer:
         else:
             self.state.skipped += 1
             self.state.nonfinite_run += 1
-            log.warning("step %d: non-finite loss %s / grad norm %s, step skipped", self.state.step, loss_val, norm)
+            # step + 1: the number metrics.jsonl and the stop message give this step (steps count from 1)
+            log.warning("step %d: non-finite loss %s / grad norm %s, step skipped", self.state.step + 1, loss_val, norm)
         self.optimizer.zero_grad(set_to_none=True)
         return loss_val, norm, int(count.item())
 
@@ -698,6 +719,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             setup_run_log(run_dir / "train.log", config_yaml)
         else:
             log.setLevel(logging.WARNING)
+            _rank_stderr_handler(d.rank)
         barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
