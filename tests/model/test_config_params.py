@@ -123,3 +123,13 @@ def test_flops_per_token_stock_gpt2_layout():
     parts = parameter_counts(cfg)
     assert parts["attention"] == L * (4 * C * C + 4 * C) and parts["ffn"] == L * (8 * C * C + 5 * C)
     assert parts["norms"] == (2 * L + 1) * 2 * C and parts["other"] == 0
+
+
+def test_flops_of_an_attention_free_stock_config_is_a_value_error():
+    # Mamba has no num_attention_heads: `steel model info` printed an AttributeError traceback; a ValueError
+    # is what `model info` and `steel train` report as one line (as for routed MoE)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.for_model("mamba", vocab_size=256, hidden_size=64, num_hidden_layers=2, state_size=4)
+    with pytest.raises(ValueError, match=r"^flops: mamba has no attention heads"):
+        flops_per_token(cfg, 128)

@@ -116,6 +116,9 @@ def flops_per_token(config: PretrainedConfig, seq_len: int) -> dict[str, float]:
     """
     if seq_len <= 0:
         raise ValueError(f"seq_len: must be > 0 (got {seq_len})")
+    if not getattr(config, "num_attention_heads", None):  # Mamba, RWKV: an AttributeError traceback before
+        raise ValueError(f"flops: {config.model_type} has no attention heads (num_attention_heads); "
+                         "attention-free models are not modelled")
     params = parameter_counts(config)
     C, L, V = config.hidden_size, config.num_hidden_layers, config.vocab_size
     H = config.num_attention_heads
