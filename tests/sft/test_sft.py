@@ -450,6 +450,7 @@ def test_sft_resume_uses_changed_optimizer_settings(tmp_path, tok):
     trainer = main(setup(str(config), ["max_steps=4", "optim.weight_decay=0.5", "optim.betas=[0.8, 0.9]",
                                        "optim.eps=0.000001", "parallel.dtype=bf16"]))
     trainer.metrics.close()
+    trainer.release_lock()  # main() without fit(): the run dir's lock file stayed open
     decay, no_decay = trainer.optimizer.param_groups
     assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
     assert all(tuple(g["betas"]) == (0.8, 0.9) and g["eps"] == 1e-6 for g in (decay, no_decay))
