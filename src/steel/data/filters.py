@@ -301,6 +301,7 @@ class Blocklist(Filter):
                 words += [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"file: cannot read blocklist {path} ({e})") from None
+        had_words = any(words)
         if normalize is not None:
             # NOTE: documents are filtered after normalization: "澳門賭場" never matched a t2s-normalized
             # document, nor "ＦＲＥＥ" an NFKC one, unless the words go through the same normalizer.
@@ -308,7 +309,8 @@ class Blocklist(Filter):
         words = sorted({w for w in words if w}, key=len, reverse=True)  # longest first: 'abc' before 'ab'
         if not words:  # the empty pattern matches every text: each document would be dropped
             where = f"file: {path} has" if self.file is not None else "words: has"
-            raise ConfigError(f"{where} no word (only empty lines/strings)")
+            why = "every word is empty after normalization" if had_words else "only empty lines/strings"
+            raise ConfigError(f"{where} no word ({why})")
         self._re = re.compile("|".join(map(re.escape, words)), re.IGNORECASE if self.ignore_case else 0)
 
     def keep(self, text):

@@ -142,17 +142,25 @@ def _lone_surrogates(doc) -> bool:
 
 
 _PROCESSOR: DocProcessor | None = None
+_INIT_ERROR: Exception | None = None
 
 
 def _init_worker(spec: WorkerSpec, encoder) -> None:
-    global _PROCESSOR
+    global _PROCESSOR, _INIT_ERROR
     # A forked worker inherits the main process's SIGTERM handler (`_sigterm_as_interrupt`): SIGTERM
     # (`pool.terminate()`, or a kill of the process group) must end a worker, not raise in it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _PROCESSOR = DocProcessor(spec, encoder)
+    try:
+        _PROCESSOR = DocProcessor(spec, encoder)
+    except Exception as e:  # noqa: BLE001 - re-raised in the main process by the first batch
+        # NOTE: an exception escaping a pool initializer kills the worker and multiprocessing starts another,
+        # forever: the run hung, printing a traceback per respawn. Kept, it reaches the main process.
+        _INIT_ERROR = e
 
 
 def _process_batch(batch):
+    if _PROCESSOR is None:
+        raise _INIT_ERROR
     return _PROCESSOR.process(batch)
 
 
@@ -403,7 +411,9 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     out_dir.mkdir(parents=True, exist_ok=True)
     root = cfg.resolve_root(config_path)
     names = [s.name for s in cfg.sources]
-    build_filters(cfg.filters, names, root, setup=True)  # blocklist files: fail before any work
+    # Blocklist files and words, normalized as in the workers: fail before any work (a ConfigError in a
+    # pool initializer is no error: multiprocessing respawns the worker forever)
+    build_filters(cfg.filters, names, root, setup=True, normalize=Normalizer(cfg.normalize))
 
     files: list[tuple[int, Path, str]] = []
     for i, src in enumerate(cfg.sources):
