@@ -13,7 +13,7 @@ CONFIGS = {
     "t5": ({"model_type": "t5", "d_model": 32, "num_layers": 2, "num_heads": 4},
            "model.config: t5 (T5Config) is not a causal LM"),
     "mamba": ({"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 2, "state_size": 4},
-              "model: mamba: Steel cannot count its training FLOPs"),
+              "model: flops: mamba has no attention heads"),
 }
 
 
