@@ -272,6 +272,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     from steel.train.optim import build_optimizer
     from steel.train.trainer import (
         Trainer,
+        _rank_stderr_handler,
         apply_optim_config,
         flops_per_token,
         warn_resume_changes,
@@ -293,9 +294,13 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     old = read_checkpoint_config(latest) if latest is not None else None
     if latest is not None:  # before the data is built: another tokenizer gives other rows
         check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
-    setup_run_log(run_dir / "train.log" if d.is_main else None, config_yaml if d.is_main else None)
-    if not d.is_main:
+    if d.is_main:
+        setup_run_log(run_dir / "train.log", config_yaml)
+    else:
+        # NOTE: as `steel train`: no header on the other ranks (unattributed copies of rank 0's, one set per
+        # process under torchrun), and their warnings carry their rank.
         log.setLevel(logging.WARNING)
+        _rank_stderr_handler(d.rank)
 
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
