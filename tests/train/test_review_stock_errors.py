@@ -70,3 +70,27 @@ def test_a_stock_model_that_sees_later_tokens_is_refused(tmp_path, capsys):
     # As a decoder it is causal and trains.
     (tmp_path / "m.yaml").write_text(json.dumps({**bert, "is_decoder": True}))
     assert steel(["train", str(cfg)]) == 0
+
+
+def test_causality_probe_skips_flash_attention_configs():
+    # The probe runs the freshly built model on the CPU: a stock config asking for flash attention (GPU only)
+    # died there before training started. Such a config is not probed.
+    from types import SimpleNamespace
+
+    import torch
+
+    from steel.train.trainer import check_stock_model_is_causal
+
+    class NoCpuForward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))  # the probe reads the device from a parameter
+
+        def forward(self, *a, **k):
+            raise RuntimeError("FlashAttention only supports CUDA")
+
+    cfg = SimpleNamespace(model_type="llama", _attn_implementation="flash_attention_2", vocab_size=16,
+                          max_position_embeddings=8)
+    check_stock_model_is_causal(NoCpuForward(), cfg)  # no forward, no error
+    with pytest.raises(RuntimeError, match="only supports CUDA"):  # an sdpa config is probed
+        check_stock_model_is_causal(NoCpuForward(), SimpleNamespace(**{**vars(cfg), "_attn_implementation": "sdpa"}))

@@ -209,6 +209,10 @@ def check_stock_model_is_causal(model: torch.nn.Module, model_cfg) -> None:
     """
     if getattr(model_cfg, "model_type", None) == "steel":
         return
+    impl = getattr(model_cfg, "_attn_implementation", None) or ""
+    if "flash" in impl:  # the probe runs on the CPU, where flash attention does not (a GPU-only config died here)
+        log.info("model: %s runs %s, which the CPU causality probe cannot run; not probed", model_cfg.model_type, impl)
+        return
     from steel.model.causality import check_causal
 
     seq = min(8, getattr(model_cfg, "max_position_embeddings", None) or 8)
