@@ -50,3 +50,11 @@ def test_a_turn_left_with_only_whitespace_after_normalization_is_empty():
     sys_blank = [{"role": "system", "content": "\u200b\u3000"}, {"role": "user", "content": "q"},
                  {"role": "assistant", "content": "a"}]
     assert normalize_messages(n, sys_blank) == ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], None)
+
+
+def test_ideographic_spaces_ending_a_line_or_the_text_are_stripped():
+    # Keeping the first paragraph's indent also kept U+3000 at the end of the text (str.strip() took it),
+    # and a line ending in U+3000 kept it while one ending in a space did not.
+    n = Normalizer(NormalizeConfig())
+    assert n("\u3000\u3000第一段。\u3000\n\u3000\u3000第二段。\u3000\u3000") == "\u3000\u3000第一段。\n\u3000\u3000第二段。"
+    assert n("第一段。\n\u3000\u3000") == "第一段。"

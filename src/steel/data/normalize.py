@@ -15,7 +15,7 @@ _SPACES_RE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f]")
 # NOTE: VT, FF (a PDF/OCR page break) and the FS/GS/RS separators are line breaks to str.splitlines and
 # Unicode (bidi class B); dropped as control characters they glued the words on either side.
 _NEWLINES_RE = re.compile("\r\n?|[\u2028\u2029\x85\x0b\x0c\x1c-\x1e]")
-_TRAILING_RE = re.compile("[ \t]+(?=\n)")
+_TRAILING_RE = re.compile("[ \t\u3000]+(?=\n)")  # U+3000 indents a line's start, never its end
 _BLANKS_RE = re.compile("\n{3,}")
 
 
@@ -45,7 +45,8 @@ class Normalizer:
             text = _SPACES_RE.sub(" ", text)
             text = _TRAILING_RE.sub("", text)
             text = _BLANKS_RE.sub("\n\n", text)
-            text = text.strip(" \t\n")  # not str.strip(): it took the U+3000 indent of the first paragraph
+            # not str.strip(): it took the U+3000 indent of the first paragraph; U+3000 ending the text goes
+            text = text.strip(" \t\n").rstrip(" \t\n\u3000")
         if self._t2s is not None:
             text = self._t2s.convert(text)
         return text
