@@ -56,3 +56,21 @@ def test_an_unknown_model_type_is_one_short_line():
         load_model_config({"model_type": "lama"})
     assert str(e.value).startswith("model.model_type: unknown model type 'lama' (close: llama")
     assert len(str(e.value)) < 200  # transformers' own message listed ~1,000 model types
+
+
+def test_a_config_class_without_valid_defaults_is_not_checked(monkeypatch):
+    # The check builds the class's default config to know its fields; a class whose defaults do not validate
+    # (transformers' gemma4_assistant) raised a traceback for a valid user config. Such a class is not checked.
+    from transformers import LlamaConfig
+
+    from steel.model import _unused_stock_keys
+
+    class Strict(LlamaConfig):
+        def __init__(self, **kwargs):
+            if not kwargs:
+                raise ValueError("no valid defaults")
+            super().__init__(**kwargs)
+
+    cfg = Strict(hidden_size=32, hiden_size=64)
+    assert _unused_stock_keys(cfg, {"hidden_size": 32, "hiden_size": 64}, ["hidden_size", "hiden_size"]) == []
+    assert _unused_stock_keys(LlamaConfig(hiden_size=64), {"hiden_size": 64}, ["hiden_size"]) == ["hiden_size"]
