@@ -74,3 +74,15 @@ def test_a_config_class_without_valid_defaults_is_not_checked(monkeypatch):
     cfg = Strict(hidden_size=32, hiden_size=64)
     assert _unused_stock_keys(cfg, {"hidden_size": 32, "hiden_size": 64}, ["hidden_size", "hiden_size"]) == []
     assert _unused_stock_keys(LlamaConfig(hiden_size=64), {"hiden_size": 64}, ["hiden_size"]) == ["hiden_size"]
+
+
+def test_a_key_the_model_code_reads_is_accepted():
+    # Qwen2Config declares no head_dim, but Qwen2's attention reads getattr(config, "head_dim", ...): the field
+    # check refused a key that really changes the model. The built model uses it (the reference).
+    from steel.model import build_model
+
+    cfg = load_model_config({**LLAMA, "model_type": "qwen2", "head_dim": 16})
+    model = build_model(cfg)
+    assert model.model.layers[0].self_attn.q_proj.weight.shape == (4 * 16, 32)
+    with pytest.raises(ConfigError, match=r"model\.head_dimm: unknown Qwen2Config field"):
+        load_model_config({**LLAMA, "model_type": "qwen2", "head_dimm": 16})

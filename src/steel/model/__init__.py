@@ -130,6 +130,31 @@ def _yaml11_floats(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_CONFIG_READ_RE = re.compile(r"""(?:getattr|hasattr)\(\s*(?:self\.)?config\s*,\s*["'](\w+)["']""")
+
+
+@functools.lru_cache(maxsize=None)
+def _read_by_model_code(cls: type) -> frozenset[str]:
+    """Config attributes the causal LM's modeling file (and transformers' shared model code) reads with a
+    default, `getattr(config, "head_dim", ...)`: fields no config class declares but the model honours
+    (Qwen2, Phi-3 and OLMo-2 read `head_dim` so)."""
+    from transformers import modeling_utils
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    files = [inspect.getsourcefile(modeling_utils)]
+    try:
+        files.append(inspect.getsourcefile(MODEL_FOR_CAUSAL_LM_MAPPING[cls]))
+    except (KeyError, TypeError, ValueError):  # no causal LM class: the trainer refuses the config anyway
+        pass
+    names: set[str] = set()
+    for f in files:
+        try:
+            names |= set(_CONFIG_READ_RE.findall(Path(f).read_text(encoding="utf-8")))
+        except (OSError, TypeError):
+            continue
+    return frozenset(names)
+
+
 def _unused_stock_keys(cfg: PretrainedConfig, data: dict[str, Any], keys: Iterable[str]) -> list[str]:
     """The keys among `keys` that the stock config class neither has nor consumed (a typo like `hiden_size`).
 
@@ -142,7 +167,7 @@ def _unused_stock_keys(cfg: PretrainedConfig, data: dict[str, Any], keys: Iterab
         defaults = cls().to_dict()
     except Exception:  # noqa: BLE001 -- a class with no valid default (gemma4_assistant): nothing to compare with
         return []
-    known = set(defaults) | set(getattr(cls, "attribute_map", {}) or {})
+    known = set(defaults) | set(getattr(cls, "attribute_map", {}) or {}) | _read_by_model_code(cls)
     written = cfg.to_dict()
     return sorted(k for k in keys if k in data and k not in known and k in written)
 
