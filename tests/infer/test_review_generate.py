@@ -37,7 +37,7 @@ def test_bad_device_is_a_user_error_before_loading(device, tiny_llama_dir, monke
     # `--device gpu` (or cuda on a machine without one) loaded the whole model, then died in `.to(device)`
     # with a RuntimeError/AssertionError traceback.
     if device == "cuda" and torch.cuda.is_available():
-        pytest.skip("CUDA is available here")
+        pytest.skip("the cuda case needs a machine without CUDA (there --device cuda is valid)")
     import steel.infer.load as load
 
     def no_load(*a, **k):

@@ -9,32 +9,14 @@ from __future__ import annotations
 
 import json
 
-import torch
+from sft_runs import write_sft_run
 
 from steel.cli import main as steel_main
 
 
 def test_sft_in_a_pretraining_run_dir_is_refused_naming_run_dir(tmp_path, tiny_tokenizer_dir, capsys):
-    from transformers import AutoTokenizer
-
-    from steel.model import build_model, load_model_config
-
-    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
-    cfg = load_model_config("tiny")
-    cfg.ffn_type = "soft_moe_v1"
-    torch.manual_seed(0)
-    init = tmp_path / "init"
-    build_model(cfg).save_pretrained(str(init))
-    tok.save_pretrained(str(init))
-    (tmp_path / "chat.json").write_text(json.dumps([{"instruction": f"问{i}", "output": f"答{i}"} for i in range(6)],
-                                        ensure_ascii=False), encoding="utf-8")
-    config = tmp_path / "sft.yaml"
-    config.write_text(
-        f"init: {init}\nrun_dir: {tmp_path / 'run'}\nmax_steps: 2\nmicro_batch: 2\n"
-        "data: {seq_len: 64, seed: 1234, datasets: [{name: chat, path: [chat.json]}]}\n"
-        "checkpoint: {every: 2}\nlog: {every: 1, tensorboard: false, progress: false}\n",
-        encoding="utf-8",
-    )
+    config = write_sft_run(tmp_path, tiny_tokenizer_dir, max_steps=2, ffn_type="soft_moe_v1",
+                           data_extra=", seed: 1234", extra="checkpoint: {every: 2}\n")
     assert steel_main(["sft", str(config)]) == 0
     run, ck = tmp_path / "run", tmp_path / "run" / "checkpoints" / "step-2"
     assert json.loads((ck / "data.json").read_text())["kind"] == "sft"
