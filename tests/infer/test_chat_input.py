@@ -14,7 +14,7 @@ def recorded_prompts(monkeypatch, module) -> list[list[int]]:
     """`module.generate_reply` replaced by one that records the prompt ids and replies "ok"."""
     prompts = []
 
-    def reply(model, tok, ids, opts, stream, max_length=None):
+    def reply(model, tok, ids, opts, stream, max_length=None, generator=None):
         prompts.append(list(ids))
         return G.Reply("ok")
 
@@ -56,3 +56,25 @@ def test_generate_chat_prompt_is_normalized_like_steel_chat(tiny_tokenizer_dir, 
     monkeypatch.setattr("sys.stdin", io.StringIO("\u200b\r\n"))
     assert steel_main(["generate", "--model", "m", "--chat", "--prompt", "-"]) == 2
     assert "--prompt: empty prompt" in capsys.readouterr().err
+
+
+def test_chat_seed_seeds_the_conversation_not_every_turn(tiny_tokenizer_dir, tiny_llama_dir):
+    # `--seed` restarted the generator at every turn: the same prompt got the same "random" reply again
+    # (after /reset, or a regenerated question). One generator now runs through the conversation: the
+    # whole transcript is reproducible, and a repeated prompt samples anew.
+    from transformers import AutoModelForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    opts = G.SamplingOptions(max_new_tokens=8, temperature=1.0, seed=7)
+
+    def transcript():
+        out = []
+        chat_mod.chat_loop(model, tok, opts, io.StringIO("hi\n/reset\nhi\n"), out.append, notify=lambda s: None)
+        return "".join(out)
+
+    first = transcript()
+    assert first == transcript()  # seeded: the same conversation again
+    reply1, rest = first.split("\n", 1)
+    reply2 = rest.split("(history cleared)\n", 1)[1].split("\n", 1)[0]
+    assert reply1 and reply2 and reply1 != reply2  # same prompt, the generator went on

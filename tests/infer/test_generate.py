@@ -126,9 +126,9 @@ def test_chat_keeps_history_and_reset(tiny_llama_dir, monkeypatch):
     tok = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     prompts = []
 
-    def recording(model, tok, ids, opts, stream, max_length=None):
+    def recording(model, tok, ids, opts, stream, max_length=None, generator=None):
         prompts.append(list(ids))
-        return G.generate_reply(model, tok, ids, opts, stream, max_length)
+        return G.generate_reply(model, tok, ids, opts, stream, max_length, generator)
 
     monkeypatch.setattr(chat_mod, "generate_reply", recording)
     opts = G.SamplingOptions(max_new_tokens=6, temperature=0.0)

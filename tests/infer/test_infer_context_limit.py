@@ -82,9 +82,9 @@ def test_chat_drops_oldest_turns_keeps_system_and_tells_once(tiny_tokenizer_dir,
     model = build_tiny_llama(len(tok), max_positions=SHORT_CONTEXT)
     prompts = []
 
-    def recording(model, tok, ids, opts, stream, max_length=None):
+    def recording(model, tok, ids, opts, stream, max_length=None, generator=None):
         prompts.append(tok.decode(ids))
-        return G.generate_reply(model, tok, ids, opts, stream, max_length)
+        return G.generate_reply(model, tok, ids, opts, stream, max_length, generator)
 
     monkeypatch.setattr(chat_mod, "generate_reply", recording)
     # 40 new tokens of room: the history gets 216 of the 256 positions; each user turn is ~60 tokens.

@@ -21,7 +21,13 @@ from collections.abc import Callable, Iterable
 
 from steel.cli import UserError
 from steel.data.normalize import Normalizer
-from steel.infer.generate import SamplingOptions, TextStream, chat_prompt_ids, generate_reply
+from steel.infer.generate import (
+    SamplingOptions,
+    TextStream,
+    chat_prompt_ids,
+    generate_reply,
+    sampling_generator,
+)
 
 
 def fit_history(tokenizer, history: list[dict], max_prompt_tokens: int) -> tuple[list[dict], list[int]]:
@@ -76,6 +82,9 @@ def chat_loop(
                 f"in a {max_context}-token context (max context minus the reply's room)"
             )
     history = list(base)
+    # NOTE: one RNG for the whole conversation: a generator seeded afresh at every turn gave a repeated
+    # prompt (after /reset) the same "random" reply; so seeded, the whole transcript is reproducible.
+    generator = sampling_generator(opts)
     if interactive:
         write("(steel chat: /reset to start over, /exit or Ctrl-D to quit)\n>>> ")
     for line in lines:
@@ -103,7 +112,8 @@ def chat_loop(
                     )
                 history = kept
                 reply = generate_reply(
-                    model, tokenizer, ids, opts, TextStream(tokenizer, write), max_length=max_context
+                    model, tokenizer, ids, opts, TextStream(tokenizer, write), max_length=max_context,
+                    generator=generator,
                 )
                 write("\n")
                 if reply.stop_reason == "max_positions":

@@ -201,6 +201,11 @@ def new_token_budget(model, n_prompt: int, max_new_tokens: int, max_length: int 
     return min(max_new_tokens, limit - n_prompt)
 
 
+def sampling_generator(opts: SamplingOptions) -> torch.Generator | None:
+    """The sampling RNG `opts.seed` asks for (None: torch's global one, nondeterministic)."""
+    return None if opts.seed is None else torch.Generator(device="cpu").manual_seed(opts.seed)
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -209,15 +214,16 @@ def generate_ids(
     stop_ids: list[int] = (),
     use_cache: bool = True,
     max_length: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Generator[int, None, StopReason]:
     """Yield new token ids one at a time until a stop id (not yielded), `max_new_tokens`, or prompt +
     reply reaching `max_length` (default: the model's max positions). Returns the StopReason
-    (the generator's return value)."""
+    (the generator's return value). `generator`: the sampling RNG to go on with (a chat's, across turns);
+    default: a fresh one seeded with `opts.seed`."""
     budget = new_token_budget(model, len(prompt_ids), opts.max_new_tokens, max_length)
     device = next(model.parameters()).device
-    generator = None
-    if opts.seed is not None:
-        generator = torch.Generator(device="cpu").manual_seed(opts.seed)
+    if generator is None:
+        generator = sampling_generator(opts)
     seq = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
     # NOTE: a Steel model with `document_mask` (every SFT model) computes each EOS-ended document of a
     # sequence alone, positions restarting at 0, but only on a fresh forward: a cached step attended to
@@ -302,10 +308,12 @@ def generate_reply(
     opts: SamplingOptions,
     stream: TextStream | None = None,
     max_length: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Reply:
     """Generate, streaming pieces to `stream` when given; returns the new text, tokens and stop reason."""
     stream = stream or TextStream(tokenizer, write=lambda s: None)
-    it = generate_ids(model, prompt_ids, opts, model_stop_ids(model, tokenizer), max_length=max_length)
+    it = generate_ids(model, prompt_ids, opts, model_stop_ids(model, tokenizer), max_length=max_length,
+                      generator=generator)
     while True:
         try:
             tok = next(it)
