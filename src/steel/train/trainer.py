@@ -163,11 +163,8 @@ def flops_per_token(cfg, model: torch.nn.Module, seq_len: int) -> float:
     if steel_flops is not None:
         try:
             return float(steel_flops(cfg, seq_len)["true"])
-        except ValueError as e:  # a stock routed-MoE config (num_local_experts...): FLOPs not modelled
+        except ValueError as e:  # routed MoE (num_local_experts...) or attention-free (Mamba): not modelled
             raise ConfigError(f"model: {e}; Steel trains dense stock configs") from None
-        except AttributeError as e:  # attention-free (Mamba, RWKV): no num_attention_heads to count with
-            raise ConfigError(f"model: {cfg.model_type}: Steel cannot count its training FLOPs ({e}); Steel "
-                              "trains dense attention decoders") from None
     emb = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
     n = sum(p.numel() for p in model.parameters()) - emb  # an embedding lookup is not a matmul
     return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
