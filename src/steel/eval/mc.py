@@ -604,12 +604,14 @@ def predict_generate_mode(
     model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None
 ):
     """Greedy chat replies (ChatML via the tokenizer's template), batched with left padding. -> [text]"""
-    from steel.infer.generate import chat_prompt_ids, stop_token_ids
+    from steel.infer.generate import chat_prompt_ids, model_stop_ids
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = [chat_prompt_ids(tokenizer, m) for m in messages]
-    stops = stop_token_ids(tokenizer)
+    # The model's own end-of-turn ids too (Gemma's <end_of_turn>, Phi-3's <|end|>), as generate/chat do:
+    # past them the model writes a turn of its own, whose letters the extractor would read.
+    stops = model_stop_ids(model, tokenizer)
     if mixes_positions(model):
         batch_size = 1  # padding would leak into a position-mixing FFN (see last_logits)
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))

@@ -1,0 +1,39 @@
+"""Review findings for `steel eval mc` measured against the benchmarks' own harnesses and stock HF models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+
+from steel.eval import mc
+
+
+def test_generate_mode_stops_at_the_eos_ids_of_a_models_generation_config(tmp_path, tiny_llama_dir):
+    # A stock chat model ends its turn with an id its generation_config.json names (Gemma's <end_of_turn>,
+    # Phi-3's <|end|>) that is neither <|im_end|>, <|endoftext|> nor the tokenizer's EOS: `eval mc --mode
+    # generate` ran past it into a turn the model wrote for itself (its marker hidden by the decode), and
+    # the extractor read letters from that turn. `steel generate`/`chat` stop there since 5f992f8.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steel.infer.generate import chat_prompt_ids
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, d)
+    tok = AutoTokenizer.from_pretrained(str(d))
+    model = AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    msgs = mc.chat_messages("计算机网络", [], mc.Question("s", "问题", tuple("甲乙丙丁"), "A", "-"), 0, False)
+    ids = chat_prompt_ids(tok, msgs)
+    free = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=None,
+                          pad_token_id=0)[0, len(ids):].tolist()
+    end = next(t for i, t in enumerate(free) if i >= 2 and t not in free[:i])  # a turn of >= 2 tokens
+    cut = free.index(end)
+    (d / "generation_config.json").write_text(json.dumps({"eos_token_id": [end], "bos_token_id": 1}))
+    model = AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    # Independent reference: transformers' greedy search under that generation config stops at `end`.
+    hf = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert hf[0, len(ids):].tolist() == free[: cut + 1]
+    want = tok.decode(free[:cut], skip_special_tokens=True)
+    assert want != tok.decode(free, skip_special_tokens=True)  # the test can fail
+    assert mc.predict_generate_mode(model, tok, [msgs, msgs], 8, 2) == [want, want]
