@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
+from test_mc import SHARED
 
 from steel.eval import mc
 
@@ -37,3 +39,31 @@ def test_generate_mode_stops_at_the_eos_ids_of_a_models_generation_config(tmp_pa
     want = tok.decode(free[:cut], skip_special_tokens=True)
     assert want != tok.decode(free, skip_special_tokens=True)  # the test can fail
     assert mc.predict_generate_mode(model, tok, [msgs, msgs], 8, 2) == [want, want]
+
+
+def test_ceval_reports_the_hard_average():
+    # C-Eval's leaderboard reports Avg(Hard), the mean over its 8 hardest STEM subjects, beside the four
+    # categories; it was missing, so a C-Eval Hard number could not be compared with the published ones.
+    table = mc.subject_table("ceval", SHARED / "ceval")  # C-Eval's own subject_mapping.json
+    per_subject = {
+        "advanced_mathematics": [True, False, False, False],  # Hard, STEM
+        "college_physics": [True, True, False],  # Hard, STEM
+        "computer_network": [True, True],  # STEM only
+        "law": [False, True],  # Humanities
+    }
+    res = mc.aggregate("ceval", per_subject, table)
+    assert res["categories"]["Hard"] == {
+        "macro": pytest.approx((1 / 4 + 2 / 3) / 2), "micro": pytest.approx(3 / 7), "subjects": 2, "n": 7
+    }
+    assert res["categories"]["STEM"]["subjects"] == 3 and res["categories"]["STEM"]["n"] == 9
+    assert list(res["categories"]) == ["STEM", "Humanities", "Hard"]
+    assert res["overall"]["macro"] == pytest.approx((1 / 4 + 2 / 3 + 1 + 1 / 2) / 4)  # each subject once
+    assert "| Hard | 2 | 7 |" in mc.markdown_report({**res, "task": "ceval", "split": "val", "shots": 5,
+                                                      "mode": "logprob", "scoring": "letter",
+                                                      "headline_average": "macro"})
+    # CMMLU has no such subset: its five categories only.
+    cm = mc.aggregate("cmmlu", {"high_school_physics": [True]}, mc.subject_table("cmmlu"))
+    assert list(cm["categories"]) == ["STEM"]
+    from steel.eval.subjects import CEVAL_HARD, CEVAL_SUBJECTS
+
+    assert len(CEVAL_HARD) == 8 and all(CEVAL_SUBJECTS[s][2] == "STEM" for s in CEVAL_HARD)

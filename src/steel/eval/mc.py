@@ -51,7 +51,13 @@ import torch
 
 from steel.cli import UserError
 from steel.config import ConfigError
-from steel.eval.subjects import CEVAL_CATEGORIES, CEVAL_SUBJECTS, CMMLU_CATEGORIES, CMMLU_SUBJECTS
+from steel.eval.subjects import (
+    CEVAL_CATEGORIES,
+    CEVAL_HARD,
+    CEVAL_SUBJECTS,
+    CMMLU_CATEGORIES,
+    CMMLU_SUBJECTS,
+)
 from steel.infer.load import accepts, max_positions, mixes_positions
 
 LETTERS = ("A", "B", "C", "D")
@@ -715,11 +721,16 @@ def aggregate(task: Task, per_subject: dict[str, list[bool]], table: dict[str, S
         s: {"accuracy": sum(v) / len(v) if v else 0.0, "n": len(v), "correct": sum(v)}
         for s, v in per_subject.items()
     }
-    cat_names = CEVAL_CATEGORIES if task == "ceval" else CMMLU_CATEGORIES
-    extra = sorted({c for s in per_subject for c in table[s].categories} - set(cat_names))
+    cat_names = (*CEVAL_CATEGORIES, "Hard") if task == "ceval" else CMMLU_CATEGORIES
+    # C-Eval's Hard average is over a subset of STEM subjects, whatever subject_mapping.json says.
+    cats_of = {
+        s: (*table[s].categories, "Hard") if task == "ceval" and s in CEVAL_HARD else table[s].categories
+        for s in per_subject
+    }
+    extra = sorted({c for s in per_subject for c in cats_of[s]} - set(cat_names))
     categories = {}
     for cat in list(cat_names) + extra:
-        members = [s for s in per_subject if cat in table[s].categories and subjects[s]["n"]]
+        members = [s for s in per_subject if cat in cats_of[s] and subjects[s]["n"]]
         if not members:
             continue
         correct = sum(subjects[s]["correct"] for s in members)

@@ -11,6 +11,19 @@ Sources: C-Eval's `subject_mapping.json` (52 subjects, 4 categories) and CMMLU's
 from __future__ import annotations
 
 CEVAL_CATEGORIES = ("STEM", "Social Science", "Humanities", "Other")
+# C-Eval Hard: the 8 subjects of "very challenging" mathematics, physics and chemistry that C-Eval's paper
+# and leaderboard report as a fifth average ("Avg(Hard)", the mean over these subjects; OpenCompass's
+# ceval-hard group likewise). A subset of STEM, not a category of subject_mapping.json.
+CEVAL_HARD = (
+    "advanced_mathematics",
+    "discrete_mathematics",
+    "probability_and_statistics",
+    "college_chemistry",
+    "college_physics",
+    "high_school_mathematics",
+    "high_school_chemistry",
+    "high_school_physics",
+)
 CMMLU_CATEGORIES = ("STEM", "Humanities", "Social Science", "Other", "China specific")
 
 # subject -> (Chinese name, categories)
