@@ -266,6 +266,10 @@ class PretrainLoader:
         self._maps: dict[int, np.ndarray] = {}
         self._paths: dict[int, Path] = {}
         self._verified: set[str] = set()  # md5s whose file was hashed in this process
+        # md5 -> identity (device, inode, size, mtime) of the file hashed for it: a chunk is mapped lazily, on
+        # the first batch that reads it, and a file put in its place since (a prepare rerun into the dir) is
+        # hashed again then rather than read as the registered chunk
+        self._hashed: dict[str, tuple[int, int, int, int]] = {}
         self.last_ids = np.zeros(0, dtype=np.int64)  # sample ids of the last batch (tests, debugging)
         available, self.tokenizer = scan_data_dirs(self.dirs, self.weights)
         check_dirs_give_samples(available, self.dirs, seq_len)
@@ -306,12 +310,15 @@ class PretrainLoader:
         if not todo:
             return
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda pm: self._check_file(*pm, registered=registered), todo))
+            idents = list(pool.map(lambda pm: self._check_file(*pm, registered=registered), todo))
         self._verified.update(m for _, m in todo)
+        self._hashed.update((m, ident) for (_, m), ident in zip(todo, idents))
 
     @staticmethod
-    def _check_file(path: Path, md5: str, registered: bool = True) -> None:
+    def _check_file(path: Path, md5: str, registered: bool = True) -> tuple[int, int, int, int]:
+        """Hash `path`'s head/tail against `md5`; returns the identity of the file hashed (`_identity`)."""
         try:
+            before = _identity(path)
             actual = head_tail_md5(path)
         except OSError as e:
             raise DataError(f"{path}: cannot read chunk ({e.strerror})") from None
@@ -321,6 +328,7 @@ class PretrainLoader:
                                 f"expected {md5})")
             raise DataError(f"{path}: chunk does not match its manifest MD5 (head/tail MD5 {actual}, manifest "
                             f"{md5}): rewritten after prepare? prepare the data again or restore the file")
+        return before
 
     def add_data(self, dirs: list[str | Path], replace: bool = False, phase: str | None = None,
                  reuse: bool = False) -> int:
@@ -396,11 +404,27 @@ class PretrainLoader:
     def _tokens(self, chunk: int) -> np.ndarray:
         m = self._maps.get(chunk)
         if m is None:
-            path = self._paths[chunk]
+            path, rec = self._paths[chunk], self.chunks[chunk]
             try:
-                _, m = read_chunk(path)
+                ident = _identity(path)
+                header, m = read_chunk(path)
+            except OSError as e:
+                raise DataError(f"{path}: cannot read chunk ({e.strerror})") from None
             except ChunkFormatError as e:
                 raise DataError(str(e)) from None
+            # NOTE: the file may have been replaced since the start-up check (mapped lazily, by path): a
+            # shorter one crashed in read_samples, a same-size one was read as the registered chunk.
+            if header.num_tokens != rec.tokens:
+                raise DataError(f"{path}: chunk changed since the run checked it ({header.num_tokens} tokens, "
+                                f"registered {rec.tokens}): replaced by a prepare rerun into this data dir? restore "
+                                "it or start a new run")
+            if rec.md5 in self._hashed and self._hashed[rec.md5] != ident:
+                actual = head_tail_md5(path)
+                if actual != rec.md5:
+                    raise DataError(f"{path}: chunk changed since the run checked it (head/tail MD5 {actual}, "
+                                    f"registered {rec.md5}): replaced by a prepare rerun into this data dir? "
+                                    "restore it or start a new run")
+                self._hashed[rec.md5] = ident  # rewritten with the same content (a deterministic rerun)
             self._maps[chunk] = m
         return m
 
@@ -514,6 +538,12 @@ class PretrainLoader:
         elif new:
             base = self.total
             self._append(base, self._register(new), replace=False)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime in ns) of a file: changes when the file is replaced or rewritten."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def worker_info() -> tuple[int, int]:
