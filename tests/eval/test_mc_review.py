@@ -7,8 +7,11 @@ import shutil
 
 import pytest
 import torch
-from test_mc import SHARED
+from test_mc import SHARED, make_ceval_dir
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from steel.cli import UserError
+from steel.cli import main as steel_main
 from steel.eval import mc
 
 
@@ -17,8 +20,6 @@ def test_generate_mode_stops_at_the_eos_ids_of_a_models_generation_config(tmp_pa
     # Phi-3's <|end|>) that is neither <|im_end|>, <|endoftext|> nor the tokenizer's EOS: `eval mc --mode
     # generate` ran past it into a turn the model wrote for itself (its marker hidden by the decode), and
     # the extractor read letters from that turn. `steel generate`/`chat` stop there since 5f992f8.
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from steel.infer.generate import chat_prompt_ids
 
     d = tmp_path / "model"
@@ -67,3 +68,26 @@ def test_ceval_reports_the_hard_average():
     from steel.eval.subjects import CEVAL_HARD, CEVAL_SUBJECTS
 
     assert len(CEVAL_HARD) == 8 and all(CEVAL_SUBJECTS[s][2] == "STEM" for s in CEVAL_HARD)
+
+
+@pytest.mark.parametrize("mode", ["logprob", "generate"])
+def test_a_dev_file_shorter_than_shots_is_refused_naming_it(tmp_path, tiny_llama_dir, mode, capsys):
+    # A dev file with 2 questions and --shots 5: generate mode gave each question 2 shots and reported 5
+    # (result "shots" and every question's "shots"); logprob mode failed on its first prompt, after the
+    # model had loaded, naming the subject but not the file.
+    root = make_ceval_dir(tmp_path / "ceval")
+    dev = root / "dev" / "computer_network_dev.csv"
+    dev.write_text("\n".join(dev.read_text(encoding="utf-8").splitlines()[:3]) + "\n", encoding="utf-8")
+    opts = mc.McOptions(task="ceval", data=root, shots=5, mode=mode, subjects=["computer_network"])
+    with pytest.raises(UserError, match=r"computer_network_dev\.csv: --shots 5 but 'computer_network' has 2 dev"):
+        mc.load_benchmark(opts)
+    argv = ["eval", "mc", "--model", str(tmp_path / "no-model"), "--task", "ceval", "--data", str(root),
+            "--mode", mode, "--device", "cpu"]
+    assert steel_main(argv) == 2  # refused before the model path is even looked at
+    assert "computer_network_dev.csv: --shots 5 but" in capsys.readouterr().err
+    # As many shots as there are is fine, and so is the other subject's full dev file.
+    opts = mc.McOptions(task="ceval", data=root, shots=2, mode=mode, max_new_tokens=1)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    model.config.max_position_embeddings = 2048  # room for 2-shot chat prompts (RoPE needs no table)
+    mc.run_mc(model, AutoTokenizer.from_pretrained(str(tiny_llama_dir)), opts)
+    assert {d["shots"] for d in opts.details} == {2}

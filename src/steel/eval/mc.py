@@ -711,6 +711,12 @@ def load_benchmark(
                     f"questions; '{s}' has {len(dev[s])}, so --shots {max(len(dev[s]) - 1, 0)} at most "
                     f"(got {opts.shots})"
                 )
+            # Checked here, before a model loads: generate mode took the few there were and reported
+            # --shots; logprob mode failed at the first prompt, naming no file.
+            if split != "dev" and opts.shots > len(dev[s]):
+                raise UserError(
+                    f"{dev_file}: --shots {opts.shots} but '{s}' has {len(dev[s])} dev question(s)"
+                )
         else:
             dev[s] = []
     return questions, dev, table
