@@ -91,3 +91,25 @@ def test_a_dev_file_shorter_than_shots_is_refused_naming_it(tmp_path, tiny_llama
     model.config.max_position_embeddings = 2048  # room for 2-shot chat prompts (RoPE needs no table)
     mc.run_mc(model, AutoTokenizer.from_pretrained(str(tiny_llama_dir)), opts)
     assert {d["shots"] for d in opts.details} == {2}
+
+
+def test_result_says_it_is_a_limit_run_and_its_dtype(tmp_path, tiny_llama_dir):
+    # A `--limit 2` result (the first 2 questions of each subject) read like a full benchmark result: its
+    # JSON and its Markdown headline did not say so, nor in which dtype the model ran.
+    root = make_ceval_dir(tmp_path / "ceval")
+    base = ["eval", "mc", "--model", str(tiny_llama_dir), "--task", "ceval", "--data", str(root), "--shots", "1",
+            "--device", "cpu"]
+    assert steel_main(base + ["--limit", "2", "--out", str(tmp_path / "q.json")]) == 0
+    quick = json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))
+    assert quick["limit"] == 2 and quick["n_questions"] == 4 and quick["dtype"] == "float32"
+    md = (tmp_path / "q.md").read_text(encoding="utf-8")
+    assert "**Quick check**: the first 2 questions of each subject only (--limit)" in md
+    assert steel_main(base + ["--dtype", "bfloat16", "--out", str(tmp_path / "f.json")]) == 0
+    full = json.loads((tmp_path / "f.json").read_text(encoding="utf-8"))
+    assert full["limit"] is None and full["n_questions"] == 10 and full["dtype"] == "bfloat16"
+    assert "Quick check" not in (tmp_path / "f.md").read_text(encoding="utf-8")
+    assert "max_new_tokens" not in full
+    opts = mc.McOptions(task="ceval", data=root, shots=0, mode="generate", max_new_tokens=3, limit=1)
+    res = mc.run_mc(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval(),
+                    AutoTokenizer.from_pretrained(str(tiny_llama_dir)), opts)
+    assert res["max_new_tokens"] == 3 and res["limit"] == 1

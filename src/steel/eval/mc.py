@@ -826,6 +826,9 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
         "mode": opts.mode,
         "scoring": (opts.scoring if opts.mode == "logprob" else ("generate-cot" if opts.cot else "generate")),
         "shots": opts.shots,
+        # A --limit run scores the first N questions of each subject: a quick check, not the benchmark.
+        "limit": opts.limit,
+        "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),  # bf16 and fp32 differ a little
         **aggregate(opts.task, per_subject, table),
         # Questions whose prompt lost its earliest examples to fit the model's max positions.
         "fewer_shots": {
@@ -839,6 +842,7 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if opts.mode == "generate":
+        result["max_new_tokens"] = opts.max_new_tokens
         result["no_answer"] = {"total": sum(no_answer.values()), "per_subject": no_answer}
     opts.details = details
     return result
@@ -862,6 +866,14 @@ def markdown_report(result: dict) -> str:
         f"## {result['task']} ({result['split']}, {result['shots']}-shot, {result['mode']}/{result['scoring']})",
         "",
         head,
+    ]
+    if result.get("limit"):
+        lines += [
+            "",
+            f"**Quick check**: the first {result['limit']} questions of each subject only (--limit); "
+            "not comparable with published numbers.",
+        ]
+    lines += [
         "",
         "| category | subjects | questions | macro | micro |",
         "| --- | ---: | ---: | ---: | ---: |",
