@@ -85,6 +85,21 @@ def _write_json(path: Path, obj) -> None:
         os.fsync(f.fileno())
 
 
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     # safetensors refuses tensors sharing storage (tied embeddings): give each its own.
     seen: set[int] = set()
@@ -166,19 +181,19 @@ def save_checkpoint(
         _write_json(tmp / "scheduler.json", scheduler_state)
         _write_json(tmp / "data.json", data_state)
         _write_json(tmp / "model_config.json", model_config)
-        (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        _write_text(tmp / "config.yaml", config_yaml)
     barrier(d)  # every rank's RNG file is on disk
     if d.is_main:
         _write_json(tmp / "train_state.json", {**train_state, "world_size": d.world_size})
+        # NOTE: every file's data is fsynced as written; its directory entries too before the rename, so a
+        # power loss after the rename cannot leave a `step-N/` that looks complete with an empty file in it.
+        _fsync_dir(tmp / "rng")
+        _fsync_dir(tmp)
         # A re-save of the same step (e.g. SIGTERM right after a periodic save): the old one is renamed aside,
         # not deleted, until the new one is in place (`remove_partial` puts it back after a kill in between).
         replaced = _set_aside(final) if final.exists() else None
         os.replace(tmp, final)
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # make the rename durable before older checkpoints are deleted
-        finally:
-            os.close(fd)
+        _fsync_dir(root)  # make the rename durable before older checkpoints are deleted
         if replaced is not None:
             shutil.rmtree(replaced, ignore_errors=True)
         for _, old in list_checkpoints(run_dir)[:-keep]:
