@@ -113,3 +113,20 @@ def test_result_says_it_is_a_limit_run_and_its_dtype(tmp_path, tiny_llama_dir):
     res = mc.run_mc(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval(),
                     AutoTokenizer.from_pretrained(str(tiny_llama_dir)), opts)
     assert res["max_new_tokens"] == 3 and res["limit"] == 1
+
+
+def test_cot_without_generate_mode_is_refused(tmp_path, capsys):
+    # `eval mc --cot` without `--mode generate` scored the next-token logits of A..D (logprob mode), as if
+    # --cot had not been given: the result was labelled letter scoring, but the user asked for CoT.
+    cmmlu = str(SHARED / "cmmlu")
+    argv = ["eval", "mc", "--task", "cmmlu", "--data", cmmlu, "--model", str(tmp_path / "no-model")]
+    assert steel_main(argv + ["--cot"]) == 2
+    err = capsys.readouterr().err
+    assert "--cot: needs mode generate (got mode logprob)" in err and "does not exist" not in err
+    cfg = tmp_path / "cot.yaml"
+    cfg.write_text(f"task: cmmlu\ndata: {cmmlu}\ncot: true\n", encoding="utf-8")
+    assert steel_main(["eval", "mc", "--config", str(cfg), "--model", str(tmp_path / "no-model")]) == 2
+    assert f"{cfg}: cot: needs mode generate" in capsys.readouterr().err
+    # With generate mode it reaches the model (and fails there, as this one does not exist).
+    assert steel_main(argv + ["--cot", "--mode", "generate"]) == 2
+    assert "needs mode generate" not in capsys.readouterr().err
