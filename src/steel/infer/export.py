@@ -7,6 +7,8 @@ and `generation_config.json` (stop at `<|im_end|>` or `<|endoftext|>`). It loads
 (LLaMA-Factory, TRL, vLLM users), with the same logits as the source (tested in a subprocess).
 The tokenizer's `model_max_length` is the model's `max_position_embeddings`. With `--stock`, a dense
 Steel model is written as transformers' own Qwen2/Llama class instead, with no custom code at all.
+OUT is written whole or not at all (a directory beside it, renamed at the end); `--overwrite` replaces
+an earlier export as a whole and refuses any other non-empty directory.
 
 NOTE: transformers >= 5 `AutoTokenizer.from_pretrained(OUT_DIR)` always reads `config.json` first, and
 its `auto_map.AutoConfig` (custom code, needed by AutoModelForCausalLM) makes it ask "Do you wish to run
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -49,8 +52,7 @@ def export(
     (`stock_model`), which needs no custom code. Lines for the user are appended to `notes`."""
     src, out = Path(src), Path(out)
     _refuse_training_dir(src, out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
+    _refuse_output(out, overwrite)
     tok = load_tokenizer(src, tokenizer)
     model = load_model(src, "cpu", dtype)
     cfg = model.config
@@ -82,15 +84,65 @@ def export(
     # Sampling defaults for chat (users override them); greedy evaluation sets do_sample=False itself.
     gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty = True, 0.7, 0.8, 1.05
     gen.max_new_tokens = 512
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    if getattr(cfg, "model_type", None) == "steel":
-        _check_remote_code(out)
-    else:  # an earlier Steel export into this directory (--overwrite) left custom code a stock model lacks
-        for name in STEEL_MODEL_FILES:
-            (out / name).unlink(missing_ok=True)
+
+    def write(d: Path) -> None:
+        model.save_pretrained(str(d))
+        tok.save_pretrained(str(d))
+        if getattr(cfg, "model_type", None) == "steel":
+            _check_remote_code(d)
+
+    _write_whole(out, write)
     return out
+
+
+# An HF model directory has a config and weights; an export writes no subdirectory.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _refuse_output(out: Path, overwrite: bool) -> None:
+    """OUT must be new, empty or, with `overwrite`, an earlier export, which is replaced as a whole
+    (`_write_whole`): a directory with config.json, weights and no subdirectory (so no source model, run
+    or repository inside it is deleted with it). Any other directory's files are not ours to replace."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
+    is_export = (out / "config.json").is_file() and any((out / w).is_file() for w in WEIGHT_FILES)
+    subdirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    if not is_export or subdirs:
+        why = f"it has subdirectories ({', '.join(subdirs[:3])})" if is_export else "it has no config.json and weights"
+        raise UserError(
+            f"{out}: --overwrite replaces an earlier export (an HF model directory) as a whole, and this is not "
+            f"one ({why}); export to a new or empty directory"
+        )
+
+
+def _write_whole(out: Path, write) -> None:
+    """`write(dir)` into a fresh directory beside OUT, then rename it to OUT (an earlier export moved aside
+    first and deleted after). A failure (disk full, Ctrl-C) leaves OUT as it was, not a mix of two models'
+    files or weights without a tokenizer; nothing of an earlier export stays behind in the new one."""
+    out = out.resolve()  # `.` has no name to put beside it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        if out.exists():
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stock_model(model, src: Path, notes: list[str]):
