@@ -130,3 +130,17 @@ def test_cot_without_generate_mode_is_refused(tmp_path, capsys):
     # With generate mode it reaches the model (and fails there, as this one does not exist).
     assert steel_main(argv + ["--cot", "--mode", "generate"]) == 2
     assert "needs mode generate" not in capsys.readouterr().err
+
+
+def test_a_split_file_without_questions_is_refused_naming_it(tmp_path, capsys):
+    # A header-only test/val file (a truncated copy) gave a subject listed at 0.00 with 0 questions, that
+    # the overall row counted among its subjects ("| **overall** | 2 |") while its averages left it out.
+    root = make_ceval_dir(tmp_path / "ceval")
+    val = root / "val" / "high_school_history_val.csv"
+    val.write_text(val.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"high_school_history_val\.csv: no questions \(only a header\)"):
+        mc.load_benchmark(mc.McOptions(task="ceval", data=root, shots=1))
+    argv = ["eval", "mc", "--task", "ceval", "--data", str(root), "--model", str(tmp_path / "no-model")]
+    assert steel_main(argv) == 2 and "no questions (only a header)" in capsys.readouterr().err
+    qs, _dev, _table = mc.load_benchmark(mc.McOptions(task="ceval", data=root, subjects=["computer_network"]))
+    assert len(qs["computer_network"]) == 6  # the other subject is read as before

@@ -703,6 +703,8 @@ def load_benchmark(
                 f"{subject_file(opts.task, data, split, s)}: subject '{s}' is in no subject table; add it to {data}/subject_mapping.json"
             )
         qs = read_questions(subject_file(opts.task, data, split, s), opts.task, s)
+        if not qs:  # a truncated copy, most likely: it showed as a subject at 0.00 that no average counted
+            raise UserError(f"{subject_file(opts.task, data, split, s)}: no questions (only a header)")
         questions[s] = qs[: opts.limit] if opts.limit else qs
         if opts.shots > 0:
             dev_file = subject_file(opts.task, data, "dev", s)
