@@ -35,6 +35,8 @@ The Trainer's data protocol (also met by the SFT data): `next_batch()` returns a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -538,6 +540,41 @@ class PretrainLoader:
         elif new:
             base = self.total
             self._append(base, self._register(new), replace=False)
+
+
+def check_same_data_on_every_rank(data: PretrainLoader, device: torch.device) -> None:
+    """Refuse, on every rank, a run whose ranks' loaders disagree (call it on all ranks: a collective).
+
+    Each rank scans the data dirs itself; ranks that see different data (node-local copies out of sync, a
+    manifest replaced while the ranks started) each take their share of a *different* global order, so
+    samples are read twice or never, silently. Compared: the registry by MD5 (not paths: node-local copies
+    may live elsewhere) and the order state.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    state = data.state_dict()
+    agreed = {k: v for k, v in state.items() if k not in ("chunks", "extra_dirs", "world_size", "micro_batch")}
+    agreed["chunks"] = [[c.md5, c.source, c.tokens, c.count] for c in data.chunks]
+    digest = hashlib.sha256(json.dumps(agreed, sort_keys=True).encode()).digest()
+    mine = torch.tensor([int.from_bytes(digest[:7], "little"), len(data.chunks), data.total, data.order.length],
+                        dtype=torch.int64, device=device)
+    rows = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(rows, mine)
+    rows = [tuple(r.tolist()) for r in rows]
+    if len(set(rows)) == 1:
+        return
+    groups: dict[tuple, list[int]] = {}
+    for rank, r in enumerate(rows):
+        groups.setdefault(r, []).append(rank)
+    views = "; ".join(
+        f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks[:8]))}{', ...' if len(ranks) > 8 else ''}: "
+        f"{n_chunks} chunks, {total} samples, epoch of {length}" for (_, n_chunks, total, length), ranks in groups.items()
+    )
+    raise DataError(f"the ranks see different data ({views}): each rank takes its share of the global order, so "
+                    "every rank must read the same data dirs (node-local copies out of sync? a data dir changed while "
+                    "the run started?); make them the same and start again")
 
 
 def _identity(path: Path) -> tuple[int, int, int, int]:

@@ -694,7 +694,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     `make_data(cfg, dist) -> BatchSource` replaces the pretraining loader (SFT passes its own data);
     its `load_state_dict` receives the checkpoint's `data.json` at resume.
     """
-    from steel.data.loader import PretrainLoader
+    from steel.data.loader import PretrainLoader, check_same_data_on_every_rank
 
     if make_data is None and not cfg.data.dirs:
         raise ConfigError("data.dirs: list at least one prepared data directory")
@@ -759,6 +759,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             a = cfg.anneal
             if a.step is not None and step >= a.step and "anneal" not in data.phases:
                 trainer.state.anneal = switch_to_anneal(cfg, data)
+                check_same_data_on_every_rank(data, d.device)  # each rank scanned anneal.dirs itself
 
         save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
         trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
@@ -777,6 +778,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 data.add_data(list(add_data))
             trainer.state.load_state_dict(train_state)
         if make_data is None:  # after the resume: dirs added at an earlier resume count too
+            check_same_data_on_every_rank(data, d.device)  # each rank scanned the data dirs itself
             check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
             if latest is not None:
                 check_registered_weights(cfg, data)
