@@ -271,16 +271,19 @@ def test_contamination_finds_reordered_copies_of_short_stems(tmp_path):
 
 
 def test_text_file_is_read_in_pieces(tmp_path, monkeypatch):
-    """A .txt is read in pieces of whole lines (one document each), so memory does not grow with the file;
-    a copy inside a piece is found as before."""
+    """A .txt is read in pieces cut after a line's end (one document each), so memory does not grow with the
+    file; each piece begins with the previous one's last TXT_OVERLAP characters (no n-gram across a cut is
+    lost); a copy inside a piece is found as before."""
     bench = make_ceval_dir(tmp_path / "ceval")
     monkeypatch.setattr(C, "TXT_PIECE_CHARS", 100)
+    monkeypatch.setattr(C, "TXT_OVERLAP", 20)
     lines = ["无关的叙述第%d行。\n" % i for i in range(60)]
     lines[30] = "关于唐朝诗人的说法，下列哪项正确？A. 唐朝诗人甲 B. 乙 C. 丙 D. 丁\n"
     path = tmp_path / "big.txt"
     path.write_text("".join(lines), encoding="utf-8")
     pieces = list(C.training_texts([path]))
-    assert "".join(pieces) == "".join(lines) and len(pieces) > 5 and all(p.endswith("\n") for p in pieces)
+    assert pieces[0] + "".join(p[20:] for p in pieces[1:]) == "".join(lines)
+    assert len(pieces) > 5 and all(p.endswith("\n") for p in pieces) and max(map(len, pieces)) <= 100 + 20 + 40
     res = C.contamination_report([path], "ceval", bench, None, n=8, threshold=0.9)
     assert res["training"]["documents"] == len(pieces)
     # One long line (no newline at all): cut inside, the next piece repeating the cut's last characters, so

@@ -114,3 +114,4 @@ def test_chunk_of_another_tokenizer_is_refused(tmp_path):
     write_chunk(d / "b.bin", np.arange(40) % 300, 300, "f" * 64)
     with pytest.raises(UserError, match=r"b\.bin: the chunk header's tokenizer fingerprint 'f{64}' differs"):
         perplexity(_tiny_qwen2(), d, seq_len=8, batch_size=2, advance=lambda n: None)
+

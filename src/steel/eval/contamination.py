@@ -131,19 +131,20 @@ def _read_file_texts(path: Path) -> Iterator[str]:
         else:
             # Plain text in pieces of ~1M characters (a piece is one document), cut after a line's end: one
             # string per file took several times its size in memory while it was normalised and cut into
-            # n-grams. A line longer than a piece is cut inside, and its last TXT_OVERLAP characters begin
-            # the next piece too, so no n-gram across the cut is lost.
-            carry, overlap_only = "", False
+            # n-grams. A line longer than a piece is cut inside. Either way the cut's last TXT_OVERLAP
+            # characters begin the next piece too, so no n-gram across the cut is lost: normalisation joins
+            # lines, and a question copied over several lines (stem, then "A. x" lines) that a cut fell
+            # inside lost every n-gram across it (a short one was not found at all).
+            carry, fresh = "", 0  # fresh: characters at the end of carry that no piece has held yet
             while block := f.read(TXT_PIECE_CHARS):
                 text = carry + block
-                cut = text.rfind("\n") + 1
-                if cut:
-                    yield text[:cut]
-                    carry, overlap_only = text[cut:], False
-                else:
-                    yield text
-                    carry, overlap_only = text[-TXT_OVERLAP:], True
-            if carry and not overlap_only:
+                start = len(carry) - fresh
+                cut = text.rfind("\n", start) + 1  # a newline in the repeated characters is not a new cut
+                cut = cut if cut > start else len(text)
+                yield text[:cut]
+                carry = text[max(0, cut - TXT_OVERLAP) :]
+                fresh = len(text) - cut
+            if fresh:
                 yield carry
 
 

@@ -1,0 +1,28 @@
+"""`steel eval contamination`: copies in training text that the reading of the text must not hide."""
+
+from __future__ import annotations
+
+from test_mc import CEVAL_HEADER_VAL, make_ceval_dir
+from tiny_models import write_csv
+
+from steel.eval import contamination as C
+
+
+def test_txt_copy_across_a_piece_cut_is_found(tmp_path, monkeypatch):
+    """A .txt is read in pieces cut after a newline; a question copied over several lines (stem, then
+    `A. x` lines) that a cut falls inside lost every n-gram across the cut: a short question (all of its
+    13-grams cross the stem's end) was not found at all, at any threshold."""
+    bench = make_ceval_dir(tmp_path / "ceval")
+    write_csv(bench / "val" / "computer_network_val.csv", CEVAL_HEADER_VAL,
+              [["0", "下列哪项是哺乳动物", "鲸鱼", "鲨鱼", "金鱼", "章鱼", "A"]])
+    copy = "下列哪项是哺乳动物\nA. 鲸鱼\nB. 鲨鱼\nC. 金鱼\nD. 章鱼\n"
+    monkeypatch.setattr(C, "TXT_PIECE_CHARS", 64)
+    monkeypatch.setattr(C, "TXT_OVERLAP", 24)
+    path = tmp_path / "bank.txt"
+    missed = []
+    for k in range(12):  # the copy at every offset against the cuts
+        path.write_text("无关的叙述。\n" * k + copy + "无关的叙述。\n" * 20, encoding="utf-8")
+        res = C.contamination_report([path], "ceval", bench, "val", n=13, threshold=1.0)
+        if [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] != ["computer_network_val.csv:2"]:
+            missed.append(k)
+    assert missed == []
