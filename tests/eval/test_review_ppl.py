@@ -115,3 +115,17 @@ def test_chunk_of_another_tokenizer_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"b\.bin: the chunk header's tokenizer fingerprint 'f{64}' differs"):
         perplexity(_tiny_qwen2(), d, seq_len=8, batch_size=2, advance=lambda n: None)
 
+
+
+def test_ppl_tokenizer_flag_that_is_not_a_tokenizer_is_an_error(tmp_path, tiny_llama_dir, capsys):
+    # The tokenizer only checks the data's fingerprint here, and a --tokenizer that could not be read
+    # (a typo) turned that check off without a word instead of failing as in every other command.
+    from test_ppl_contamination import _fingerprint
+
+    from steel.cli import main as steel_main
+
+    d = _data_dir(tmp_path / "data", {"a": np.arange(40) % 250}, 261, _fingerprint(tiny_llama_dir))
+    argv = ["eval", "ppl", "--model", str(tiny_llama_dir), "--data", str(d), "--seq-len", "8", "--device", "cpu"]
+    assert steel_main([*argv, "--tokenizer", str(tmp_path / "typo")]) == 2
+    assert f"--tokenizer {tmp_path / 'typo'}: not a directory" in capsys.readouterr().err
+    assert steel_main([*argv, "--tokenizer", str(tiny_llama_dir)]) == 0

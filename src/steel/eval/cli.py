@@ -212,6 +212,8 @@ def cmd_ppl(args) -> int:
     try:  # data tokenized with another tokenizer than the model's scores other text (vocab sizes may agree)
         tok_dir = find_tokenizer_dir(Path(args.model), args.tokenizer)
     except UserError:
+        if args.tokenizer is not None:  # a --tokenizer given but unreadable (a typo) is an error, not "none"
+            raise
         tok_dir = None  # nothing to compare with
     if tok_dir is not None and opts.data:
         check_tokenizer_matches(opts.data, tok_dir, "the model's tokenizer")
