@@ -68,7 +68,8 @@ def register(subparsers) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="weights dtype (default: as saved)",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in OUT as a whole (any other non-empty directory is refused)")
     p.add_argument(
         "--stock",
         action="store_true",
