@@ -27,6 +27,8 @@ import threading
 import time
 from array import array
 from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -150,6 +152,9 @@ def _init_worker(spec: WorkerSpec, encoder) -> None:
     # A forked worker inherits the main process's SIGTERM handler (`_sigterm_as_interrupt`): SIGTERM
     # (`pool.terminate()`, or a kill of the process group) must end a worker, not raise in it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group: the main process alone handles it (and stops the workers). A
+    # worker ended by it would make the pool "broken", reported as a worker that died, not as an interrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _PROCESSOR = DocProcessor(spec, encoder)
     except Exception as e:  # noqa: BLE001 - re-raised in the main process by the first batch
@@ -162,6 +167,35 @@ def _process_batch(batch):
     if _PROCESSOR is None:
         raise _INIT_ERROR
     return _PROCESSOR.process(batch)
+
+
+def _batch_result(future, metas: list[list[tuple[int, str, int, int]]], procs: list):
+    """A worker's result; a worker that died (the out-of-memory killer, a signal, a crash in native code)
+    is one clear error naming the documents in flight (`metas`: this batch's and those after it), not a hang."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        codes = sorted({p.exitcode for p in procs if p.exitcode not in (None, 0, -signal.SIGTERM)})
+        (_, rel0, line0, _), (_, rel1, line1, _) = metas[0][0], metas[-1][-1]
+        raise ChildProcessError(
+            f"a tokenizer worker process died (exit status {', '.join(map(str, codes)) or 'unknown'}; -9 is "
+            f"SIGKILL, e.g. the out-of-memory killer) while documents {rel0}:{line0} to {rel1}:{line1} were in "
+            "flight; try fewer `workers` or a smaller `batch_chars`") from None
+
+
+def _worker_processes(pool: ProcessPoolExecutor) -> list:
+    # NOTE: ProcessPoolExecutor has no public handle on its processes before Python 3.14 (terminate_workers).
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _stop_workers(pool: ProcessPoolExecutor, procs: list) -> None:
+    """Stop the workers now, busy or not (the run is done, failed or interrupted), and reap them."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.exitcode is None:
+            p.terminate()
+    for p in procs:
+        p.join()
 
 
 # ---- main side ------------------------------------------------------------------------------------
@@ -504,11 +538,15 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         methods = mp.get_all_start_methods()
         # NOTE: fork shares the loaded encoder with the workers at no cost; spawn would rebuild it (~1 s each).
         ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(spec, encoder))
+        # NOTE: not multiprocessing.Pool: a worker that died (OOM-killed) lost its batch and the run waited for
+        # it forever, and Pool.terminate() then hung too (Ctrl-C and SIGTERM did not end the run).
+        # ProcessPoolExecutor fails every pending batch with BrokenProcessPool instead.
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec, encoder))
         inline = None
     else:
         inline = DocProcessor(spec, encoder)
     pending: deque = deque()
+    procs: list = []  # the worker processes, once started
     chars_read = 0
     try:
         with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=quiet) as advance:
@@ -523,10 +561,16 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                 if pool is None:
                     consume(meta, inline.process(batch))
                 else:
-                    pending.append((meta, pool.apply_async(_process_batch, (batch,))))
+                    try:
+                        future = pool.submit(_process_batch, batch)
+                    except BrokenProcessPool as e:  # a worker died: reported, in order, by `_batch_result`
+                        future = Future()
+                        future.set_exception(e)
+                    pending.append((meta, future))
+                    procs[:] = procs or _worker_processes(pool)
                     while len(pending) >= 2 * workers:
                         m, r = pending.popleft()
-                        consume(m, r.get())
+                        consume(m, _batch_result(r, [m] + [pm for pm, _ in pending], procs))
                 batch, meta, batch_chars = [], [], 0
 
             for i, path, rel in files:
@@ -552,7 +596,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
             flush()
             while pending:
                 m, r = pending.popleft()
-                consume(m, r.get())
+                consume(m, _batch_result(r, [m] + [pm for pm, _ in pending], procs))
         for s in sinks:
             s.close()
     except BaseException:
@@ -561,8 +605,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         raise
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            _stop_workers(pool, procs or _worker_processes(pool))
 
     chunks = []
     for src, sink in zip(cfg.sources, sinks):
