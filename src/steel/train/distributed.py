@@ -34,10 +34,50 @@ class Dist:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer (torchrun sets it; launch with torchrun)") from None
+
+
+def launch_env() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) as torchrun sets them, checked: each error names the variable."""
+    world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world < 1:
+        raise ConfigError(f"WORLD_SIZE {world}: expected >= 1")
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK {rank}: expected 0 <= RANK < WORLD_SIZE ({world})")
+    if local < 0:
+        raise ConfigError(f"LOCAL_RANK {local}: expected >= 0")
+    return world, rank, local
+
+
+def _check_local_gpu(world: int, local: int) -> None:
+    """The GPU of LOCAL_RANK must exist on this node. `--nproc_per_node 8` on a node with fewer visible GPUs
+    (or a launcher giving each process one GPU through CUDA_VISIBLE_DEVICES) died in `set_device` with
+    "invalid device ordinal"; WORLD_SIZE without LOCAL_RANK (a hand-written srun line) put all of a node's
+    ranks on GPU 0, which NCCL refuses or deadlocks on."""
+    if world > 1 and not os.environ.get("LOCAL_RANK", "").strip():
+        raise ConfigError(f"LOCAL_RANK is not set while WORLD_SIZE={world}: every process of a node would use GPU "
+                          "0; launch with torchrun (it sets LOCAL_RANK, the process's index on its node)")
+    n = torch.cuda.device_count()
+    if local >= n:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise ConfigError(
+            f"LOCAL_RANK {local}: this node has {n} visible GPU{'s' if n != 1 else ''}"
+            + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
+            + f"; launch at most {n} processes per node (torchrun --nproc_per_node {n}), each seeing all of the "
+            "node's GPUs")
+
+
 def init_distributed(cfg: ParallelSection) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    world, rank, local = launch_env()
     if torch.cuda.is_available():
+        _check_local_gpu(world, local)
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:
