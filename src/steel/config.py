@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import decimal
 import math
 import types
 import typing
@@ -86,6 +87,15 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
+            # YAML 1.1 reads `1e6` (no dot) as a string, as for floats below: `max_steps: 1e6` was refused while
+            # `max_steps: 1.0e6` passed. Decimal keeps it exact (no float rounding above 2**53).
+            if isinstance(value, str):
+                try:
+                    exact = decimal.Decimal(value.strip())
+                    if exact.is_finite() and exact == exact.to_integral_value():
+                        return int(exact)
+                except decimal.InvalidOperation:
+                    pass
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
