@@ -113,6 +113,7 @@ STEEL_VARIANTS = [
     ("steel bf16 mb4 ac", 4, True, "bf16"),
 ]
 VARIANTS = {v[0]: v for v in STEEL_VARIANTS}
+PRECISIONS = ("bf16", "fp32-master")  # also the case names of KERNEL_CHECK_CASES: each is checked as its rows call it
 # Which variants run by default, per model, in this order: first the row that tests the model's target of
 # the issue (vocab 32000: MFU and x1.4 tokens/s at the baseline's micro-batch; vocab 151936: peak memory
 # <= 60% of HF's at micro-batch 4, then its MFU; steel-1b: tokens/s and MFU), then the other settings.
@@ -538,21 +539,41 @@ def check_kernel(key: str, device: torch.device) -> dict:
         grads = torch.autograd.grad(outs, xs, [dy.to(device, o.dtype) for dy, o in zip(dys, outs)])
         return [t.detach().float() for t in (*outs, *grads)], dys
 
-    errs = {}
+    # Each case on its own: one that fails (e.g. a path only fp32 weights take) costs the kernel only in the
+    # rows of that precision (a case is named as the rows' precision).
+    errs, ok_by_case, errors, tracebacks = {}, {}, [], []
     for case, (dtypes, autocast) in KERNEL_CHECK_CASES[key].items():
         try:
             got, dys = run(impl, dtypes, autocast)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- reported; the child stops after this kernel (see kernel_check_child)
             names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
-            raise RuntimeError(f"{key} on {case} inputs ({names}{', bf16 autocast' if autocast else ''}): "
-                               f"{type(e).__name__}: {e}") from e
+            ok_by_case[case] = False
+            errors.append(f"{key} on {case} inputs ({names}{', bf16 autocast' if autocast else ''}): "
+                          f"{type(e).__name__}: {e}"[:400])
+            tracebacks.append(traceback.format_exc())
+            continue
         want, _ = run("torch", (FP32,) * len(dtypes), False, dys)
         if not all(torch.isfinite(a).all() for a in got):
-            return {"ok": False, "impl": impl, "error": f"non-finite values ({case} inputs)"}
+            ok_by_case[case] = False
+            errors.append(f"non-finite values ({case} inputs)")
+            continue
         errs[case] = round(max(((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
                                 for a, e in zip(got, want)), 5)
-    return {"ok": max(errs.values()) <= KERNEL_CHECK_TOL, "impl": impl, "max_rel_err": max(errs.values()),
-            "max_rel_err_by_case": errs}
+        ok_by_case[case] = errs[case] <= KERNEL_CHECK_TOL
+    res = {"ok": all(ok_by_case.values()), "impl": impl, "ok_by_case": ok_by_case}
+    if errs:
+        res.update(max_rel_err=max(errs.values()), max_rel_err_by_case=errs)
+    if errors:
+        res["error"] = "; ".join(errors)
+    if tracebacks:
+        res["raised"], res["traceback"] = True, "\n".join(tracebacks)
+    return res
+
+
+def case_ok(res: dict, precision: str) -> bool:
+    """Whether a kernel check's result lets rows of `precision` use the kernel (a result without cases: a
+    check that crashed, hung or was not run, fails every precision)."""
+    return bool(res.get("ok_by_case", {}).get(precision, res.get("ok")))
 
 
 def short_error(e: BaseException) -> str:
@@ -560,7 +581,8 @@ def short_error(e: BaseException) -> str:
 
 
 def kernel_check_child(keys: list[str]) -> int:
-    """`--check-kernels`: one JSON line per kernel; stop at the first exception (the context may be broken)."""
+    """`--check-kernels`: one JSON line per kernel; stop after the first kernel that raised (the context may be
+    broken)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for key in keys:
         t0 = time.perf_counter()
@@ -572,6 +594,8 @@ def kernel_check_child(keys: list[str]) -> int:
             print(json.dumps(rec), flush=True)
             return 1
         print(json.dumps({"kernel_check": key, **res, "s": round(time.perf_counter() - t0, 1)}), flush=True)
+        if res.get("raised"):  # a case raised: the context may be broken, the rest go to a fresh child
+            return 1
     return 0
 
 
@@ -683,12 +707,20 @@ def run_kernel_checks(keys: list[str], budget_s: float) -> tuple[dict[str, dict]
         emit({"kernel_check": k, **r})
 
     def summary(r: dict) -> str:
-        if "max_rel_err_by_case" in r:
-            return ", ".join(f"{case} max rel err {err:.2g}" for case, err in r["max_rel_err_by_case"].items())
+        if "ok_by_case" in r:
+            errs = r.get("max_rel_err_by_case", {})
+            return ", ".join(f"{case} max rel err {errs[case]:.2g}" if case in errs else f"{case} {'ok' if ok else 'FAILED'}"
+                             for case, ok in r["ok_by_case"].items()) + (
+                f" ({cell(str(r['error']), 160)})" if r.get("error") else "")
         return cell(str(r.get("error", "")), 160)
 
-    line = "; ".join(f"{k} {'ok' if r.get('ok') else 'FAILED'} ({r.get('impl', '?')}: {summary(r)})"
-                     for k, r in checks.items())
+    def verdict(r: dict) -> str:
+        if r.get("ok"):
+            return "ok"
+        good = [case for case, ok in r.get("ok_by_case", {}).items() if ok]
+        return f"FAILED except for {', '.join(good)} rows" if good else "FAILED"
+
+    line = "; ".join(f"{k} {verdict(r)} ({r.get('impl', '?')}: {summary(r)})" for k, r in checks.items())
     return checks, line
 
 
@@ -876,7 +908,10 @@ def main(argv: list[str] | None = None) -> int:
     kernels = resolve_kernels(args.kernels)
     in_use = [k for k, v in kernels.items() if v != KERNEL_CHOICES[k][0]]
     checks, checks_line = None, "not run yet" if in_use else "none (no Steel kernel in use)"
-    ref_note = ""  # said in every Steel row when a kernel was replaced by its reference
+    # Per precision: the kernels of its Steel rows (a kernel whose check failed for that precision's dtypes is
+    # replaced by its reference), and the note that says so in each of them.
+    row_kernels = {p: kernels for p in PRECISIONS}
+    ref_note = dict.fromkeys(PRECISIONS, "")
     # Per (model, precision): the settings of its Steel rows once a fallback (compile off, ...) works for one
     # of them, (compile, kernels, label, note); and where one has been tried. A failure is kept to the model
     # and precision it showed in: a custom op's dtypes, an inductor error in one model's blocks.
@@ -910,11 +945,11 @@ def main(argv: list[str] | None = None) -> int:
                 stop = f"skipped: no time left for the kernel checks ({elapsed():.0f} s elapsed)"
             else:
                 checks, checks_line = run_kernel_checks(in_use, args.budget_s)
-                failed_checks = [k for k in in_use if not checks[k]["ok"]]
-                for k in failed_checks:
-                    kernels[k] = KERNEL_CHOICES[k][0]
-                if failed_checks:
-                    ref_note = f"torch reference for {', '.join(failed_checks)} (kernel check failed)"
+                for precision in PRECISIONS:
+                    failed_checks = [k for k in in_use if not case_ok(checks[k], precision)]
+                    row_kernels[precision] = {**kernels, **{k: KERNEL_CHOICES[k][0] for k in failed_checks}}
+                    if failed_checks:
+                        ref_note[precision] = f"torch reference for {', '.join(failed_checks)} (kernel check failed)"
             write_atomic(md_path, table(header, checks_line, results))  # the checks' outcome, before a row
         if stop is not None:
             record({**row, "skipped": stop})
@@ -940,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
         # then also with kernels none; the first of these that works is used by the later Steel rows of that
         # model and precision (both Llama vocabularies: their blocks are the same).
         group = (model_name, variant[3])
-        c0, k0, group_label, group_note = fallback.get(group, (compile_, kernels, None, ""))
+        c0, k0, group_label, group_note = fallback.get(group, (compile_, row_kernels[variant[3]], None, ""))
         tries = [(None, c0, k0)]
         while tries:
             label, c, k = tries.pop(0)
@@ -973,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
                 fallback[group] = (c, k, group_label, group_note)
             if group_label:
                 res["fallback"] = group_label
-            if note := "; ".join(n for n in (ref_note, group_note) if n):
+            if note := "; ".join(n for n in (ref_note[variant[3]], group_note) if n):
                 res["note"] = note
             res = with_ratios(res, bases.get((model_name, vocab)), peak)
             record({**res, "elapsed_s": round(elapsed(), 1)})
