@@ -399,29 +399,92 @@ class SourceReader:
             except UnicodeDecodeError as e:
                 yield Item(1, None, "invalid_utf8", str(e))
             return
-        stream = self._text_stream(raw)
+        # NOTE: lines come from `_text_lines`, which holds at most max_doc_chars of a line, and a paragraph
+        # is dropped once it is longer: iterating the stream held a whole line, and a paragraph was held whole
+        # (a 551 MB file without a blank line took 1.5 GB, for one document rejected as too_large after).
+        limit = self.cfg.max_doc_chars
         buf: list[str] = []
-        first = 0
-        for lineno, line in enumerate(stream, 1):
+        held = 0  # characters in buf
+        first, long = 0, False  # the paragraph's first line; whether it is over the limit (buf then dropped)
+        for lineno, line in enumerate(_text_lines(self._text_stream(raw), limit), 1):
+            blank = line.blank if isinstance(line, LongText) else not line.strip()
             if unit == "line":
-                if line.strip():
+                if isinstance(line, LongText) and not blank:
+                    yield Item(lineno, None, "too_large", f"a line of {line.size:,} characters > max_doc_chars")
+                elif not blank:
                     yield self._txt_item(lineno, line.rstrip("\r\n"))
                 continue
-            if line.strip():
-                if not buf:
+            if not blank:
+                if not buf and not long:
                     first = lineno
-                buf.append(line)
-            elif buf:
-                yield self._txt_item(first, "".join(buf).rstrip("\r\n"))
-                buf = []
-        if buf:
-            yield self._txt_item(first, "".join(buf).rstrip("\r\n"))
+                # + 2: the last line's end ("\r\n" at most) is not part of the document
+                if long or isinstance(line, LongText) or held + len(line) > limit + 2:
+                    buf, held, long = [], 0, True
+                else:
+                    buf.append(line)
+                    held += len(line)
+            elif buf or long:
+                yield self._paragraph(first, lineno - 1, buf, long)
+                buf, held, long = [], 0, False
+        if buf or long:
+            yield self._paragraph(first, lineno, buf, long)
+
+    def _paragraph(self, first: int, last: int, buf: list[str], long: bool) -> Item:
+        if long:
+            return Item(first, None, "too_large", f"the paragraph of lines {first}-{last} is over max_doc_chars "
+                        f"({self.cfg.max_doc_chars:,} characters)")
+        return self._txt_item(first, "".join(buf).rstrip("\r\n"))
 
     @staticmethod
     def _txt_item(line: int, text: str) -> Item:
         if _bad_utf8(text):
             return Item(line, None, "invalid_utf8", "bytes that are not UTF-8")
         return Item(line, text)
+
+
+@dataclass(frozen=True, slots=True)
+class LongText:
+    """What `_text_lines` gives for a line over its limit, which it did not keep."""
+
+    size: int  # characters before the line's end
+    blank: bool  # whitespace only
+
+
+def _text_lines(stream, limit: int) -> Iterator[str | LongText]:
+    """The lines of a text stream opened with newline="", their ends kept, as iterating the stream gives
+    them ("\n", "\r" or "\r\n" ends a line); a line of more than `limit` characters (its end not counted)
+    is a `LongText`, whose pieces are never held together: memory stays within about `limit`."""
+    cap = limit + 2  # what readline may return at once: a line within the limit, and its end
+    parts: list[str] = []  # the current line's pieces so far (dropped once over the limit)
+    held, blank = 0, True  # the current line's characters so far, kept or not; whether all are spaces
+    ahead: str | None = None
+    while True:
+        piece = ahead if ahead is not None else stream.readline(cap)
+        ahead = None
+        if not piece:
+            break
+        if len(piece) == cap and piece.endswith("\r"):  # the cap may have cut a "\r\n" in two
+            ahead = stream.readline(cap)
+            if ahead.startswith("\n"):  # (then it is "\n" alone: a "\n" ends a line)
+                piece, ahead = piece + "\n", None
+        end = 2 if piece.endswith("\r\n") else 1 if piece.endswith(("\n", "\r")) else 0
+        if not end or parts or held:
+            held += len(piece)
+            blank = blank and piece.isspace()
+            if held <= cap:
+                parts.append(piece)
+            else:
+                parts = []
+            if not end:
+                continue
+            piece, size = ("".join(parts) if parts else ""), held - end
+        else:  # a whole line at once (nearly always)
+            size = len(piece) - end
+            blank = size > limit and piece.isspace()
+        yield LongText(size, blank) if size > limit else piece
+        parts, held, blank = [], 0, True
+    if held:
+        yield LongText(held, blank) if held > limit else "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
