@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import collections
 import csv
+import decimal
 import glob
 import gzip
 import io
@@ -211,7 +212,7 @@ class SourceReader:
                 yield Item(lineno, None, "invalid_utf8", str(e))
                 continue
             try:
-                record = json.loads(text)
+                record = _loads(text)
             except (json.JSONDecodeError, RecursionError) as e:
                 yield Item(lineno, None, "malformed_json", _json_error(e))
                 continue
@@ -261,7 +262,7 @@ class SourceReader:
                 yield Item(0, None, "invalid_utf8", f"the JSON file is not UTF-8 ({e})")
                 return
             try:
-                doc = json.loads(text)
+                doc = _loads(text)
             except (json.JSONDecodeError, RecursionError) as e:
                 extra = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data"
                 if extra or _looks_like_jsonl(text):  # JSONL named .json, its first line bad
@@ -679,10 +680,26 @@ def _object_line(line: bytes | LongLine | None) -> dict | None:
     if not isinstance(line, bytes):
         return None
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = _loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _loads(text: str) -> Any:
+    """json.loads, and an integer of more than 4,300 digits is a Decimal, not an error.
+
+    NOTE: Python caps int() at 4,300 digits (CVE-2020-10735): json.loads raised a ValueError that is no
+    JSONDecodeError for such a number in any field, which ended the reading of the file: the rest of a
+    JSONL file, or a whole JSON file, was one unreadable_file rejection. Parsed again only then (a
+    parse_int hook on every parse would slow the common case).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        return json.loads(text, parse_int=decimal.Decimal)
 
 
 def _json_error(e: Exception) -> str:
@@ -701,7 +718,7 @@ def _looks_like_jsonl(text: str) -> bool:
     objects = 0
     for ln in lines:
         try:
-            objects += isinstance(json.loads(ln), dict)
+            objects += isinstance(_loads(ln), dict)
         except (json.JSONDecodeError, RecursionError):
             continue
     # most lines are objects on their own: a truncated JSON document ('{"data": [', '{...},' lines) is not
