@@ -524,7 +524,8 @@ class LongLine:
 
 
 def jsonl_byte_lines(raw, fmt: str, max_line: int | None = None) -> Iterator[bytes | LongLine]:
-    """Lines (bytes, without their newline) of an open binary file of format jsonl, jsonl.zst or jsonl.gz.
+    """Lines (bytes, without their newline) of an open, seekable binary file of format jsonl, jsonl.zst or
+    jsonl.gz (jsonl: plain, gzip or zstd, told by the magic number).
 
     With `max_line`, a line longer than that (a "\r" before its newline not counted) is a `LongLine`:
     its bytes are counted, never held, so memory stays within max_line plus a block.
@@ -535,7 +536,11 @@ def jsonl_byte_lines(raw, fmt: str, max_line: int | None = None) -> Iterator[byt
     compression = {"jsonl.zst": "zst", "jsonl.gz": "gz", "jsonl": ""}.get(fmt)
     if compression is None:
         raise ValueError(f"not a JSONL format: {fmt}")
-    return _skip_bom(_lines(_blocks(raw, compression), max_line))
+    # NOTE: `jsonl` reads a gzip or zstd file too, told by its magic number (a JSON text never opens with one),
+    # as csv/txt/json do: `format: jsonl` on .jsonl.zst files read the compressed bytes as lines (every line
+    # one invalid_utf8/malformed_json rejection, nothing kept). A file that jsonl.zst/.gz names compressed
+    # and is not stays a read error (a corrupt download).
+    return _skip_bom(_lines(_blocks(raw, compression or _compression(raw)), max_line))
 
 
 def _compression(raw) -> str:
