@@ -83,6 +83,22 @@ def test_manifest_round_trip(tmp_path):
         read_manifest(tmp_path)
 
 
+def test_manifest_is_on_disk_before_and_after_its_rename(tmp_path, monkeypatch):
+    """A power loss after prepare must not leave an empty manifest.json over fsynced chunks: the temp file's
+    data is fsynced before the rename, and the directory after it (the rename itself)."""
+    import os
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", os.stat(a).st_ino)), real_replace(a, b)))
+    m = {"total_tokens": 3, "chunks": [], "tokenizer": {"vocab_size": 10}, "sources": {}}
+    path = write_manifest(tmp_path, m)
+    file_ino, dir_ino = path.stat().st_ino, tmp_path.stat().st_ino
+    assert events == [("fsync", file_ino), ("replace", file_ino), ("fsync", dir_ino)]
+    assert read_manifest(tmp_path)["total_tokens"] == 3
+
+
 class _FullDiskFile:
     """A chunk writer's file on a full disk: writes and close (the flush) fail with ENOSPC."""
 

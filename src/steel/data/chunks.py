@@ -201,8 +201,16 @@ def write_manifest(data_dir: str | Path, manifest: dict) -> Path:
     path = Path(data_dir) / MANIFEST
     tmp = path.with_name(MANIFEST + ".tmp")
     manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())  # the chunks are fsynced; a power loss must not leave an empty manifest over them
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself
+    finally:
+        os.close(fd)
     return path
 
 
