@@ -742,6 +742,7 @@ class SteelModel(SteelPreTrainedModel):
         if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
             token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         and_mask = moe_layout = moe_doc = None
+        mask_positions = position_ids  # the caller's: transformers looks for packed sequences in them
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past_length
         causal_moe, chunk = self.config.ffn_type == "soft_moe_causal", self.config.moe_chunk_size
@@ -797,9 +798,12 @@ class SteelModel(SteelPreTrainedModel):
             # restarting positions as packed sequences and calls the mask functions with per-sequence
             # positions in place of row indices (masking_utils.remap_positions_for_packed_sequence), so
             # `doc[b, q_idx]` would read the wrong tokens (it masked keys inside long documents in training).
+            # NOTE: nor the default 0..T-1 built above (what training uses): they hold no packed sequence, and
+            # transformers' check for one (`find_packed_sequence_indices`) is an `if` on a tensor, a host sync
+            # per forward on a GPU.
             mask = create_causal_mask(
                 config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                position_ids=None if and_mask is not None else position_ids, and_mask_function=and_mask,
+                position_ids=None if and_mask is not None else mask_positions, and_mask_function=and_mask,
                 **{_MASK_CACHE_KEY: past_key_values},
             )
         else:
