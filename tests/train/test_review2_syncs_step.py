@@ -27,18 +27,36 @@ SYNC_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "bi
 
 
 class CountSyncs(TorchDispatchMode):
-    """Counts the aten ops that synchronise with the device, and where each was called (file:line)."""
+    """Counts the aten ops that synchronise with the device, and `Tensor.tolist` (which reads a CPU tensor
+    without an aten op), each by where it was called (file:line)."""
 
     def __init__(self):
         super().__init__()
         self.where: collections.Counter[str] = collections.Counter()
 
+    def _record(self, name: str) -> None:
+        frames = [f for f in traceback.extract_stack()[:-2] if "/torch/" not in f.filename]
+        self.where[f"{name} at {frames[-1].filename.rsplit('/', 2)[-1]}:{frames[-1].lineno}"] += 1
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__.split(".")[0]
         if name in SYNC_OPS or (name == "repeat_interleave" and (kwargs or {}).get("output_size") is None):
-            frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
-            self.where[f"{name} at {frames[-1].filename.rsplit('/', 2)[-1]}:{frames[-1].lineno}"] += 1
+            self._record(name)
         return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        tolist = self._tolist = torch.Tensor.tolist
+
+        def counting_tolist(t):
+            self._record("tolist")
+            return tolist(t)
+
+        torch.Tensor.tolist = counting_tolist
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.Tensor.tolist = self._tolist
+        return super().__exit__(*exc)
 
     @property
     def total(self) -> int:
@@ -103,3 +121,12 @@ def test_syncs_do_not_grow_with_micro_batches_or_layers(tmp_path, model):
     more_layers = syncs_per_step(tmp_path, grad_accum=4, layers=4, **model)
     assert more_micro.where == base.where, (base.where, more_micro.where)
     assert more_layers.where == base.where, (base.where, more_layers.where)
+
+
+@pytest.mark.filterwarnings("ignore::steel.model.SteelCausalityWarning")
+def test_one_process_reads_the_device_once_per_optimizer_step(tmp_path):
+    """Loss, gradient norm and target count come back together, once, before the update (the non-finite check
+    needs them); the stop check of a single process reads nothing. It read four values one by one, the last
+    ones after the update (waiting for the whole optimizer step with nothing queued behind it)."""
+    counted = syncs_per_step(tmp_path, grad_accum=2, layers=2)
+    assert counted.total == 1, counted.where

@@ -558,13 +558,17 @@ class Trainer:
             # DDP/FSDP average gradients over ranks: scale by W so the result is sum / global count.
             (loss * (d.world_size / count.clamp(min=1)).to(loss.dtype)).backward()
             loss_sum += loss.detach().to(torch.float64)
-        loss_val = (all_reduce_sum(loss_sum, d) / count.clamp(min=1)).item()
+        loss_mean = all_reduce_sum(loss_sum, d) / count.clamp(min=1)
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
         if isinstance(self.optimizer, MasterWeightAdamW):  # bf16 grads: norm in fp32, clip the fp32 copies
             norm = self.optimizer.clip_grad_norm_(clip)
         else:
             norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
-        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        # NOTE: one read-back per optimizer step (the non-finite check needs it before the update). Reading
+        # loss, norm and count one by one waited on the GPU three times, the last one (after the update) for
+        # the whole optimizer step, with nothing queued behind it. fp32 norm -> fp64 is exact.
+        loss_val, norm, n_targets = torch.stack([loss_mean, norm.to(loss_mean), count]).tolist()
         if math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
@@ -576,7 +580,7 @@ class Trainer:
             # step + 1: the number metrics.jsonl and the stop message give this step (steps count from 1)
             log.warning("step %d: non-finite loss %s / grad norm %s, step skipped", self.state.step + 1, loss_val, norm)
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_val, norm, int(count.item())
+        return loss_val, norm, int(n_targets)
 
     def save(self) -> Path:
         s = self.state
@@ -594,10 +598,13 @@ class Trainer:
         limit = self.cfg.checkpoint.stop_after_minutes
         if not self._stop and limit and process_seconds() >= 60 * limit:
             self._stop = "time limit"
-        # Made on the device: all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag.
-        flag = torch.tensor([1.0 if self._stop else 0.0], device=self.d.device)
-        if self.d.world_size > 1:  # every rank must stop at the same step (the save is a collective)
-            all_reduce_sum(flag, self.d)
+        if self.d.world_size == 1:  # nothing to agree on: no device flag to read back every step
+            return self._stop
+        # Every rank must stop at the same step (the save is a collective). The flag is made on the device
+        # (all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag) by a fill, not
+        # copied from the host (a blocking copy).
+        flag = torch.full((1,), 1.0 if self._stop else 0.0, device=self.d.device)
+        all_reduce_sum(flag, self.d)
         return (self._stop or "stop on another rank") if flag.item() > 0 else None
 
     def train(self) -> str:
