@@ -18,6 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from steel.config import load_config
+from steel.model import build_model, load_model_config
 from steel.train.config import TrainConfig
 from steel.train.trainer import main
 
@@ -27,12 +28,14 @@ SYNC_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "bi
 
 
 class CountSyncs(TorchDispatchMode):
-    """Counts the aten ops that synchronise with the device, and `Tensor.tolist` (which reads a CPU tensor
-    without an aten op), each by where it was called (file:line)."""
+    """Counts the aten ops that synchronise with the device; `Tensor.tolist` (which reads a CPU tensor
+    without an aten op); and tensors made from host data (`torch.tensor(x, device=...)`, `as_tensor`):
+    on a GPU that copy is a blocking one. Each by where it was called (file:line)."""
 
     def __init__(self):
         super().__init__()
         self.where: collections.Counter[str] = collections.Counter()
+        self._saved: dict = {}
 
     def _record(self, name: str) -> None:
         frames = [f for f in traceback.extract_stack()[:-2] if "/torch/" not in f.filename]
@@ -45,17 +48,24 @@ class CountSyncs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
     def __enter__(self):
-        tolist = self._tolist = torch.Tensor.tolist
+        def counting(owner, name, check):
+            original = self._saved[(owner, name)] = getattr(owner, name)
 
-        def counting_tolist(t):
-            self._record("tolist")
-            return tolist(t)
+            def wrapper(*args, **kwargs):
+                if check(*args, **kwargs):
+                    self._record(name)
+                return original(*args, **kwargs)
 
-        torch.Tensor.tolist = counting_tolist
+            setattr(owner, name, wrapper)
+
+        counting(torch.Tensor, "tolist", lambda *a, **k: True)
+        for name in ("tensor", "as_tensor", "asarray"):
+            counting(torch, name, lambda data, *a, **k: not isinstance(data, torch.Tensor))
         return super().__enter__()
 
     def __exit__(self, *exc):
-        torch.Tensor.tolist = self._tolist
+        for (owner, name), original in self._saved.items():
+            setattr(owner, name, original)
         return super().__exit__(*exc)
 
     @property
@@ -72,7 +82,7 @@ class RandomRows:
 
     def next_batch(self) -> dict:
         ids = torch.randint(1, 256, self.shape, generator=self.g)
-        ids[torch.rand(self.shape, generator=self.g) < 0.1] = 0  # EOS (tiny.yaml's eos_token_id)
+        ids = ids.masked_fill(torch.rand(self.shape, generator=self.g) < 0.1, 0)  # EOS (tiny.yaml's eos_token_id)
         return {"input_ids": ids, "labels": ids.clone()}
 
     def state_dict(self) -> dict:
@@ -130,3 +140,19 @@ def test_one_process_reads_the_device_once_per_optimizer_step(tmp_path):
     ones after the update (waiting for the whole optimizer step with nothing queued behind it)."""
     counted = syncs_per_step(tmp_path, grad_accum=2, layers=2)
     assert counted.total == 1, counted.where
+
+
+@pytest.mark.filterwarnings("ignore::steel.model.SteelCausalityWarning")
+@pytest.mark.parametrize("ffn_type", ["soft_moe_causal", "swiglu", "soft_moe_v3"])
+def test_document_mask_forward_syncs(ffn_type):
+    """A document-masked training forward + backward of packed rows: soft_moe_causal reads back only the
+    number of (document, chunk) groups, which sizes its tensors; the other FFNs read nothing back. Before,
+    the EOS ids were copied from the host each forward (torch.isin wants a tensor) and torch.bincount
+    (which reads the min and max of its input back on CUDA) counted each document's tokens."""
+    cfg = load_model_config("tiny", [f"ffn_type={ffn_type}", "document_mask=true", "moe_chunk_size=3"])
+    model = build_model(cfg).train()
+    ids = RandomRows(3, 24, seed=1).next_batch()["input_ids"]
+    with CountSyncs() as counted:
+        model(input_ids=ids, shift_labels=ids, loss_reduction="sum").loss.backward()
+    expected = ["_local_scalar_dense"] if ffn_type == "soft_moe_causal" else []
+    assert [k.split()[0] for k in counted.where.elements()] == expected, counted.where

@@ -386,9 +386,11 @@ class SteelSoftMoECausal(SteelSoftMoE):
         local = document_position_ids(doc_ids).reshape(-1)  # (B*T,)
         n_docs = doc_ids[:, -1] + 1  # (B,)
         gdoc = (doc_ids + (n_docs.cumsum(0) - n_docs)[:, None]).reshape(-1)  # (B*T,) document in the batch
-        length = torch.bincount(gdoc)  # (N,)
-        K = (length + chunk - 1) // chunk  # (N,) chunks per document
-        first = K.cumsum(0) - K  # (N,) first group of each document
+        # NOTE: tokens per document by a scatter into B*T slots (N <= B*T documents; the rest stay 0), not
+        # torch.bincount, which reads its input's min and max back to the host on CUDA (two more syncs).
+        length = torch.zeros_like(gdoc).scatter_add_(0, gdoc, torch.ones_like(gdoc))  # (B*T,) first N used
+        K = (length + chunk - 1) // chunk  # (B*T,) chunks per document (0 past the N documents)
+        first = K.cumsum(0) - K  # (B*T,) first group of each document
         G = int(K.sum())  # NOTE: one host sync per forward: the number of groups sizes the tensors
         con = (local + chunk - 1) // chunk  # local chunk the token is folded into
         last = doc_ids == doc_ids[:, -1:]  # (B, T) tokens of each row's last document
@@ -631,9 +633,21 @@ class SteelPreTrainedModel(PreTrainedModel):
                 init.ones_(module.scale)
 
 
+def is_eos(input_ids: torch.Tensor, eos_token_id: int | list[int]) -> torch.Tensor:
+    """(B, T) -> (B, T) bool: the token is one of the EOS ids.
+
+    NOTE: compared id by id with Python ints (kernel arguments); torch.isin needed the ids as a tensor,
+    copied from the host every forward: a blocking copy, i.e. a device sync, on a GPU.
+    """
+    eos = torch.zeros_like(input_ids, dtype=torch.bool)
+    for e in eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]:
+        eos |= input_ids == e
+    return eos
+
+
 def document_ids(input_ids: torch.Tensor, eos_token_id: int | list[int]) -> torch.Tensor:
     """(B, T) -> (B, T) index of the document of each token; an EOS belongs to the document it ends."""
-    eos = torch.isin(input_ids, torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1)).long()
+    eos = is_eos(input_ids, eos_token_id).long()
     return eos.cumsum(1) - eos
 
 
@@ -664,7 +678,7 @@ def continue_documents(input_ids: torch.Tensor, eos_token_id: int | list[int], p
     B, T = input_ids.shape
     idx = torch.arange(T, device=input_ids.device)
     pos = position_ids.expand(B, T)
-    eos = torch.isin(input_ids, torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1))  # (B, T)
+    eos = is_eos(input_ids, eos_token_id)  # (B, T)
     starts = torch.zeros_like(eos)
     starts[:, 1:] = eos[:, :-1]
     past = getattr(cache, "steel_documents", None) if cache is not None else None
