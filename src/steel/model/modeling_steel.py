@@ -394,12 +394,17 @@ class SteelSoftMoECausal(SteelSoftMoE):
         G = int(K.sum())  # NOTE: one host sync per forward: the number of groups sizes the tensors
         con = (local + chunk - 1) // chunk  # local chunk the token is folded into
         last = doc_ids == doc_ids[:, -1:]  # (B, T) tokens of each row's last document
+        doc_first = torch.repeat_interleave(first, K, output_size=G)  # (G,) first group of its document
+        # NOTE: the layers read G as doc_first's length, marked dynamic: a compiled layer (parallel.compile)
+        # then traces G as a symbol from the first step. G changes with the documents of every batch; as a
+        # Python int it was a guard, and the layers recompiled at the first batch with another G.
+        torch._dynamo.maybe_mark_dynamic(doc_first, 0)
         return {
             "G": G, "chunk": chunk,
             "use_idx": first[gdoc] + local // chunk, "use_pos": local % chunk,
             "con_idx": torch.where(con < K[gdoc], first[gdoc] + con, G),
             "con_pos": torch.where(local == 0, 0, (local - 1) % chunk),
-            "doc_first": torch.repeat_interleave(first, K, output_size=G),  # (G,) first group of its document
+            "doc_first": doc_first,
             # for cached decoding after the prefill: each row continues its last document
             "last_group": (first[gdoc] + local // chunk).view(B, T)[:, -1],  # (B,)
             "last_start": T - 1 - local.view(B, T)[:, -1],  # (B,)
@@ -464,7 +469,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
                            layout: dict):
         """`_forward_full` run on every document of every row separately, in one pass (see the class doc)."""
         B, T, C = x.shape
-        c, G = layout["chunk"], layout["G"]
+        c, G = layout["chunk"], layout["doc_first"].shape[0]  # G (number of groups): see document_layout
         assert c == self.chunk, "layout built for another moe_chunk_size"
         w, combine = self._weights(x, token_mask)  # (B, T, S) each
         S = w.shape[-1]
