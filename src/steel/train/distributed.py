@@ -166,6 +166,13 @@ def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
         layers = decoder_layers(model) or layers
     if cfg.compile:
         # NOTE: per-block compile (torchtitan): shorter compile, same speed, and it composes with FSDP2.
+        if cfg.activation_checkpointing:
+            # NOTE: transformers' stock attention layers (the hub `kernels` wrapper) set a ContextVar in their
+            # forward and reset it before returning. Dynamo refuses to trace such a side effect inside the
+            # checkpoint (it would not be replayed in the recompute), and a graph break there runs the whole
+            # checkpointed block eagerly: with both options on, no layer of a stock model was compiled. Not
+            # replaying a set-then-reset in the recompute changes nothing. (Steel's layers have no side effect.)
+            torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
         for layer in layers:
             layer.compile()
     if d.mode == "fsdp":
