@@ -203,6 +203,31 @@ def check_resume_tokenizer(cfg: SftConfig, old: SftConfig | None, ckpt_dir: Path
     )
 
 
+def row_lengths(input_ids: torch.Tensor, eos: int) -> torch.Tensor:
+    """(B,) the positions of each row that hold conversations: the rest is EOS padding (`data.make_rows`).
+
+    Every conversation ends with `<|im_end|>`, a newline and one EOS, and rows are right-padded with EOS, so
+    a row's data ends one position after its last non-EOS token.
+    """
+    T = input_ids.shape[1]
+    last = T - 1 - (input_ids != eos).flip(1).int().argmax(1)  # last non-EOS position (rows are never all EOS)
+    return (last + 2).clamp(max=T)
+
+
+class SftBatches(SftData):
+    """SftData whose batches also carry `lengths`, so the trainer's `tokens`, `tokens_per_s` and MFU count
+    the positions computed for conversations (prompts included), not only the trained ones, nor padding."""
+
+    def __init__(self, *args, eos: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eos = eos
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        batch = super().next_batch()
+        batch["lengths"] = row_lengths(batch["input_ids"], self.eos)
+        return batch
+
+
 def _load_tokenizer(cfg: SftConfig, load_tokenizer):
     """The run's tokenizer; a wrong `init` or `tokenizer` is a ConfigError naming the field.
 
@@ -332,7 +357,8 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     fpt = flops_per_token(model.config, model, cfg.data.seq_len)
     model = parallelize(model, cfg.parallel, d)
     optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
-    data = SftData(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size)
+    data = SftBatches(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size,
+                      eos=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
     metrics = MetricsLogger(
         run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg)
     )
@@ -357,6 +383,10 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         apply_optim_config(optimizer, cfg.optim)  # the checkpoint's param groups would override the config
         data.load_state_dict(data_state)
         trainer.state.load_state_dict(train_state)
+        if "targets" not in train_state:
+            log.warning("resume: %s counts only the trained tokens in `tokens` (%d; written before 2026-12-07); "
+                        "from step %d on, `tokens` in metrics.jsonl also counts the prompt positions computed",
+                        latest, train_state["tokens"], train_state["step"] + 1)
     metrics.truncate(trainer.state.step)
     if d.is_main:  # only once accepted: a refused config must not replace the record of the run
         write_run_config(run_dir, config_yaml)
@@ -373,10 +403,11 @@ def fit(cfg: SftConfig) -> int:
     try:
         status = trainer.train()
         log.info(
-            "sft %s at step %d (%d trained tokens, %d skipped steps)",
+            "sft %s at step %d (%d tokens computed, %d of them trained, %d skipped steps)",
             status,
             trainer.state.step,
             trainer.state.tokens,
+            trainer.state.targets,
             trainer.state.skipped,
         )
     finally:

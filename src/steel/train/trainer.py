@@ -2,10 +2,13 @@
 
 The Trainer takes any data object with `next_batch()` -> `{"input_ids": (B, T), "labels": (B, T)}`
 (HF convention, the trainer shifts) or `{"input_ids", "shift_labels"}` (already shifted), -100 =
-ignored, plus `state_dict()`/`load_state_dict()`: the pretraining loader
+ignored, optionally `"lengths": (B,)` (the positions of each row that hold data, right padding after
+them), plus `state_dict()`/`load_state_dict()`: the pretraining loader
 (`steel.data.loader.PretrainLoader`) and the SFT data both fit. The loss of a step is the sum of
 token losses over the whole global batch divided by its number of target tokens, so it does not
-depend on how the batch is split into micro-batches and ranks.
+depend on how the batch is split into micro-batches and ranks. Throughput (`tokens`, `tokens_per_s`,
+`mfu`) counts the positions the model computed that hold data (every position without `lengths`),
+not the targets: in SFT only the assistant turns are targets, but the prompts cost the same FLOPs.
 """
 
 from __future__ import annotations
@@ -59,18 +62,21 @@ class NonFiniteError(RuntimeError):
 @dataclass
 class TrainState:
     step: int = 0  # optimizer steps done
-    tokens: int = 0  # target tokens trained on, all ranks
+    tokens: int = 0  # positions computed (padding excluded), all ranks: tokens_per_s and MFU count these
+    targets: int = 0  # target tokens trained on (labels != -100), all ranks; = tokens in pretraining
     skipped: int = 0  # steps skipped for a non-finite loss/grad norm
     nonfinite_run: int = 0  # consecutive skipped steps now
     anneal: dict | None = None  # the annealing switch once done: {step, mode, dirs, md5s} (checked at resume)
     losses: list[float] = field(default_factory=list)  # this process's step losses (not checkpointed)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "skipped": self.skipped, "nonfinite_run": self.nonfinite_run,
-                "anneal": self.anneal}
+        return {"step": self.step, "tokens": self.tokens, "targets": self.targets, "skipped": self.skipped,
+                "nonfinite_run": self.nonfinite_run, "anneal": self.anneal}
 
     def load_state_dict(self, s: dict) -> None:
         self.step, self.tokens, self.skipped, self.nonfinite_run = s["step"], s["tokens"], s["skipped"], s["nonfinite_run"]
+        # Checkpoints before 2026-12-07 have no `targets`: their `tokens` counted targets (see sft.train's resume).
+        self.targets = s.get("targets", s["tokens"])
         self.anneal = s.get("anneal")
 
 
@@ -523,6 +529,7 @@ class Trainer:
         inner = getattr(model, "module", model)  # DDP wraps; FSDP2 keeps the class
         self.model_loss = getattr(getattr(inner, "config", None), "model_type", None) == "steel"
         self._stop: str | None = None
+        self.step_positions = 0  # positions the last train_step computed (padding excluded), all ranks
 
     def _targets(self, batch: dict) -> torch.Tensor:
         if "shift_labels" in batch:
@@ -530,12 +537,21 @@ class Trainer:
         labels = batch["labels"]  # HF convention: the target of position t is labels[t + 1]
         return F.pad(labels[:, 1:], (0, 1), value=-100)
 
+    def _positions(self, batch: dict) -> torch.Tensor:
+        """The positions of a micro-batch that hold data, as a device scalar (no host read)."""
+        if "lengths" in batch:
+            return batch["lengths"].to(self.d.device, non_blocking=True).sum()
+        return torch.full((), batch["input_ids"].numel(), dtype=torch.int64, device=self.d.device)  # a fill, no copy
+
     def train_step(self) -> tuple[float, float, int]:
-        """One optimizer step over `grad_accum` micro-batches; returns (loss, grad norm, target tokens)."""
+        """One optimizer step over `grad_accum` micro-batches; returns (loss, grad norm, target tokens) and sets
+        `step_positions` (the positions computed, padding excluded: SFT's prompts are computed, not targets)."""
         cfg, d = self.cfg, self.d
         micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
-        count = all_reduce_sum(sum((t != -100).sum() for t in targets).to(torch.float64), d)
+        counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro)])
+        counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions): one collective
+        count = counts[0]
         loss_sum = torch.zeros((), device=d.device, dtype=torch.float64)
         for i, (b, t) in enumerate(zip(micro, targets)):
             with grad_sync(self.model, d, i == cfg.grad_accum - 1), torch.autocast(
@@ -568,7 +584,8 @@ class Trainer:
         # NOTE: one read-back per optimizer step (the non-finite check needs it before the update). Reading
         # loss, norm and count one by one waited on the GPU three times, the last one (after the update) for
         # the whole optimizer step, with nothing queued behind it. fp32 norm -> fp64 is exact.
-        loss_val, norm, n_targets = torch.stack([loss_mean, norm.to(loss_mean), count]).tolist()
+        loss_val, norm, n_targets, n_positions = torch.stack([loss_mean, norm.to(loss_mean), *counts]).tolist()
+        self.step_positions = int(n_positions)
         if math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
@@ -626,7 +643,8 @@ class Trainer:
                         self.on_step(s.step)
                     loss, norm, count = self.train_step()
                     s.step += 1
-                    s.tokens += count
+                    s.tokens += self.step_positions
+                    s.targets += count
                     s.losses.append(loss)
                     advance(1)
                     if s.nonfinite_run >= cfg.max_nonfinite:
