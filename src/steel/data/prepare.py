@@ -175,6 +175,11 @@ def _batch_result(future, metas: list[list[tuple[int, str, int, int]]], procs: l
     try:
         return future.result()
     except BrokenProcessPool:
+        # NOTE: the executor's own thread reaps the workers (and terminates the others) just after failing the
+        # futures: a status read racing its waitpid is None for a moment ("exit status unknown", 1 run in 6).
+        deadline = time.monotonic() + 5
+        while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.01)
         codes = sorted({p.exitcode for p in procs if p.exitcode not in (None, 0, -signal.SIGTERM)})
         (_, rel0, line0, _), (_, rel1, line1, _) = metas[0][0], metas[-1][-1]
         raise ChildProcessError(
