@@ -547,11 +547,15 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         # it forever, and Pool.terminate() then hung too (Ctrl-C and SIGTERM did not end the run).
         # ProcessPoolExecutor fails every pending batch with BrokenProcessPool instead.
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec, encoder))
+        # NOTE: the executor forks its workers at the first submit: made here, before the progress bar's refresh
+        # thread and the readers' (Arrow's pools) start, as multiprocessing.Pool did. A fork while another thread
+        # holds a lock (stderr's, an allocator's) leaves that lock held forever in the worker.
+        pool.submit(int)
         inline = None
     else:
         inline = DocProcessor(spec, encoder)
     pending: deque = deque()
-    procs: list = []  # the worker processes, once started
+    procs: list = _worker_processes(pool) if pool is not None else []  # the worker processes
     chars_read = 0
     try:
         with progress_bar("prepare", total=total_bytes or None, unit="bytes", disable=quiet) as advance:
@@ -572,7 +576,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                         future = Future()
                         future.set_exception(e)
                     pending.append((meta, future))
-                    procs[:] = procs or _worker_processes(pool)
+                    procs[:] = _worker_processes(pool) or procs  # (spawn, without fork: started one by one)
                     while len(pending) >= 2 * workers:
                         m, r = pending.popleft()
                         consume(m, _batch_result(r, [m] + [pm for pm, _ in pending], procs))
