@@ -7,8 +7,9 @@ and `generation_config.json` (stop at `<|im_end|>` or `<|endoftext|>`). It loads
 (LLaMA-Factory, TRL, vLLM users), with the same logits as the source (tested in a subprocess).
 The tokenizer's `model_max_length` is the model's `max_position_embeddings`. With `--stock`, a dense
 Steel model is written as transformers' own Qwen2/Llama class instead, with no custom code at all.
-OUT is written whole or not at all (a directory beside it, renamed at the end); `--overwrite` replaces
-an earlier export as a whole and refuses any other non-empty directory.
+OUT is written whole or not at all (written apart, then moved in); an existing OUT stays the same
+directory (its files replaced); `--overwrite` replaces an earlier export as a whole and refuses any
+other non-empty directory.
 
 NOTE: transformers >= 5 `AutoTokenizer.from_pretrained(OUT_DIR)` always reads `config.json` first, and
 its `auto_map.AutoConfig` (custom code, needed by AutoModelForCausalLM) makes it ask "Do you wish to run
@@ -97,6 +98,13 @@ def export(
 
 # An HF model directory has a config and weights; an export writes no subdirectory.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# Inside an existing OUT: the new export while it is written, and the earlier one's files while the new ones go in.
+_STAGING, _REPLACED = ".steel-export-", ".steel-replaced-"
+
+
+def _staging(p: Path) -> bool:
+    """One of `_write_whole`'s own directories (left inside OUT by a run killed while writing)."""
+    return p.name.startswith((_STAGING, _REPLACED)) and p.is_dir() and not p.is_symlink()
 
 
 def _refuse_output(out: Path, overwrite: bool) -> None:
@@ -105,12 +113,12 @@ def _refuse_output(out: Path, overwrite: bool) -> None:
     or repository inside it is deleted with it). Any other directory's files are not ours to replace."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not any(not _staging(p) for p in out.iterdir()):
         return
     if not overwrite:
         raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
     is_export = (out / "config.json").is_file() and any((out / w).is_file() for w in WEIGHT_FILES)
-    subdirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    subdirs = sorted(p.name for p in out.iterdir() if p.is_dir() and not _staging(p))
     if not is_export or subdirs:
         why = f"it has subdirectories ({', '.join(subdirs[:3])})" if is_export else "it has no config.json and weights"
         raise UserError(
@@ -120,29 +128,59 @@ def _refuse_output(out: Path, overwrite: bool) -> None:
 
 
 def _write_whole(out: Path, write) -> None:
-    """`write(dir)` into a fresh directory beside OUT, then rename it to OUT (an earlier export moved aside
-    first and deleted after). A failure (disk full, Ctrl-C) leaves OUT as it was, not a mix of two models'
-    files or weights without a tokenizer; nothing of an earlier export stays behind in the new one."""
-    out = out.resolve()  # `.` has no name to put beside it
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """`write(dir)` into a fresh directory, then put its files in OUT: a failure (disk full, Ctrl-C) leaves
+    OUT as it was, not a mix of two models' files or weights without a tokenizer; nothing of an earlier
+    export stays behind in the new one.
+
+    A new OUT is written beside it and renamed. An existing one (empty, or an earlier export with
+    --overwrite) stays the same directory and only its files are replaced: renaming it away broke `export
+    ... .` (the shell's directory deleted under it), a mount point (EBUSY), a parent the user cannot write
+    to, and the owner and permissions of a directory made for the export. The new export is written inside
+    it (`.steel-export-PID/`), then the earlier files are moved aside and the new ones in (renames in one
+    directory: a Ctrl-C or error in between puts the earlier ones back).
+    """
+    pid = os.getpid()
+    if not out.is_dir():
+        out = Path(os.path.abspath(out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.export-{pid}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            write(tmp)
+            os.rename(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if _staging(p):  # a killed run's
+            shutil.rmtree(p)
+    tmp, old = out / f"{_STAGING}{pid}", out / f"{_REPLACED}{pid}"
     try:
         tmp.mkdir()
         write(tmp)
-        if out.exists():
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
+        earlier = [p.name for p in out.iterdir() if p.name != tmp.name]
+        old.mkdir()
+        # config.json last in, so that a directory without it is never taken for a whole export
+        new = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == "config.json")
+        moved_aside: list[str] = []
+        moved_in: list[str] = []
+        try:
+            for name in earlier:
+                os.rename(out / name, old / name)
+                moved_aside.append(name)
+            for name in new:
+                os.rename(tmp / name, out / name)
+                moved_in.append(name)
+        except BaseException:
+            for name in reversed(moved_in):
+                os.rename(out / name, tmp / name)
+            for name in reversed(moved_aside):
+                os.rename(old / name, out / name)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def stock_model(model, src: Path, notes: list[str]):
