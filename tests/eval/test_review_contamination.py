@@ -26,3 +26,19 @@ def test_txt_copy_across_a_piece_cut_is_found(tmp_path, monkeypatch):
         if [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] != ["computer_network_val.csv:2"]:
             missed.append(k)
     assert missed == []
+
+
+def test_jsonl_with_a_huge_integer_is_scanned(tmp_path):
+    """A JSON integer of more than 4,300 digits (Python's int() cap) in a field of a training record made
+    json.loads raise a plain ValueError: a traceback, the scan over (prepare reads such a record since fa11a3c)."""
+    import json
+
+    bench = make_ceval_dir(tmp_path / "ceval")
+    write_csv(bench / "val" / "computer_network_val.csv", CEVAL_HEADER_VAL,
+              [["0", "下列哪项是哺乳动物而不是鱼类", "鲸鱼", "鲨鱼", "金鱼", "章鱼", "A"]])
+    path = tmp_path / "web.jsonl"
+    copy = "下列哪项是哺乳动物而不是鱼类 A. 鲸鱼 B. 鲨鱼 C. 金鱼 D. 章鱼"
+    path.write_text(json.dumps({"text": "无关"}) + "\n" + '{"id": ' + "9" * 5000 + ', "text": ' + json.dumps(copy) + "}\n",
+                    encoding="utf-8")
+    res = C.contamination_report([path], "ceval", bench, "val", n=13, threshold=1.0)
+    assert [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] == ["computer_network_val.csv:2"]
