@@ -42,3 +42,23 @@ def test_jsonl_with_a_huge_integer_is_scanned(tmp_path):
                     encoding="utf-8")
     res = C.contamination_report([path], "ceval", bench, "val", n=13, threshold=1.0)
     assert [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] == ["computer_network_val.csv:2"]
+
+
+def test_compressed_file_without_a_compression_suffix_is_scanned(tmp_path):
+    """prepare tells a gzip/zstd file by its magic number whatever its name (064201c: `.jsonl` files that
+    are zstd); contamination read such a file's compressed bytes as text and refused it as invalid UTF-8."""
+    import gzip
+    import json
+
+    import zstandard
+
+    bench = make_ceval_dir(tmp_path / "ceval")
+    write_csv(bench / "val" / "computer_network_val.csv", CEVAL_HEADER_VAL,
+              [["0", "下列哪项是哺乳动物而不是鱼类", "鲸鱼", "鲨鱼", "金鱼", "章鱼", "A"]])
+    copy = "下列哪项是哺乳动物而不是鱼类 A. 鲸鱼 B. 鲨鱼 C. 金鱼 D. 章鱼"
+    data = (json.dumps({"text": "无关"}) + "\n" + json.dumps({"text": copy}) + "\n").encode()
+    for name, blob in [("z.jsonl", zstandard.ZstdCompressor().compress(data)), ("g.jsonl", gzip.compress(data)),
+                       ("t.txt", gzip.compress(copy.encode()))]:
+        (tmp_path / name).write_bytes(blob)
+        res = C.contamination_report([tmp_path / name], "ceval", bench, "val", n=13, threshold=1.0)
+        assert [f["where"].rsplit("/", 1)[1] for f in res["flagged"]] == ["computer_network_val.csv:2"], name

@@ -64,11 +64,15 @@ def question_layouts(question: str, choices: list[str], n: int) -> dict[str, set
 
 def _open_text(path: Path) -> io.TextIOBase:
     # utf-8-sig: a leading BOM (Windows editors) is dropped, not read into the first record.
-    if path.name.endswith(".zst"):
+    # NOTE: compression is told by the magic number, as `steel data prepare` tells it (a .jsonl or .txt file
+    # that is zstd or gzip is read); a .zst/.gz name on a file that is not compressed stays a read error.
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if path.name.endswith(".zst") or magic == b"\x28\xb5\x2f\xfd":
         import zstandard
 
         return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8-sig")
-    if path.name.endswith(".gz"):
+    if path.name.endswith(".gz") or magic.startswith(b"\x1f\x8b"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
 
