@@ -299,6 +299,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         Trainer,
         _rank_stderr_handler,
         apply_optim_config,
+        check_run_dir_shared,
         flops_per_token,
         warn_resume_changes,
         write_run_config,
@@ -307,6 +308,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     if d.is_main:
         ckpt.remove_partial(run_dir)
     barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
+    check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         # Before anything is read or logged there: a pretraining run's checkpoint is no SFT position, and

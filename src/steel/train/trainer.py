@@ -37,6 +37,7 @@ from steel.train.distributed import (
     all_reduce_sum,
     autocast_dtype,
     barrier,
+    broadcast_object,
     destroy,
     grad_sync,
     init_distributed,
@@ -435,6 +436,67 @@ def _rank_stderr_handler(rank: int) -> None:
         log.addHandler(h)
 
 
+def _ranks(ranks: list[int]) -> str:
+    """`[0, 1, 2, 3, 8]` -> "0-3, 8"."""
+    spans: list[list[int]] = []
+    for r in ranks:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
+
+
+SHARED_CHECK = ".steel-shared-check"
+
+
+def check_run_dir_shared(run_dir: Path, d: Dist) -> None:
+    """Refuse, on every rank with the same error, a `run_dir` that some ranks do not see as rank 0 does.
+
+    Rank 0 writes a random token into `run_dir`, every rank reads it back, and an all-reduce tells every rank
+    which ranks did not find it. A run_dir on node-local disk in a multi-node run otherwise failed only at
+    the first checkpoint (`checkpoint.every` steps in), with an error from another node's ranks that did not
+    say why (each rank writes its RNG state into the checkpoint, every rank reads it at resume). A collective:
+    call it on every rank.
+    """
+    if d.world_size == 1:
+        return
+    import secrets
+    import socket
+
+    import torch.distributed as dist
+
+    probe = run_dir / SHARED_CHECK
+    token = broadcast_object(secrets.token_hex(16) if d.is_main else None, d)
+    if d.is_main:
+        try:
+            probe.write_text(token, encoding="ascii")
+        except OSError:
+            pass  # rank 0 then does not see it either: reported below, on every rank
+    barrier(d)
+    try:
+        seen = probe.read_text(encoding="ascii") == token
+    except (OSError, UnicodeDecodeError):
+        seen = False
+    blind = torch.zeros(d.world_size, dtype=torch.int64, device=d.device)
+    if not seen:
+        blind[d.rank] = 1
+    blind = [r for r, x in enumerate(all_reduce_sum(blind, d).tolist()) if x]  # all read before the unlink
+    if d.is_main:
+        probe.unlink(missing_ok=True)
+    if not blind:
+        return
+    hosts: list = [None] * d.world_size
+    dist.all_gather_object(hosts, socket.gethostname())  # only on failure: every rank knows it failed
+    where = sorted({hosts[r] for r in blind})
+    raise ConfigError(
+        f"run_dir: {run_dir} is not the same directory on every rank: rank{'s' if len(blind) > 1 else ''} "
+        f"{_ranks(blind)} (host{'s' if len(where) > 1 else ''} {', '.join(where)}) {'do' if len(blind) > 1 else 'does'} not see the file rank 0 (host "
+        f"{hosts[0]}) wrote there; each rank writes its part of every checkpoint into it and reads the checkpoints "
+        "at a resume: put run_dir on a file system every node sees (not node-local disk)"
+    )
+
+
 def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
     """Give the configured AdamW hyper-parameters to the param groups a checkpoint restored.
 
@@ -747,6 +809,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             log.setLevel(logging.WARNING)
             _rank_stderr_handler(d.rank)
         barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
+        check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
