@@ -436,6 +436,24 @@ def _rank_stderr_handler(rank: int) -> None:
         log.addHandler(h)
 
 
+def _si(n: float) -> str:
+    """4194304 -> "4.19M"."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:g}"
+
+
+def log_global_batch(cfg: TrainConfig, d: Dist) -> None:
+    """Log the global batch and the tokens `max_steps` plan: both scale with the number of processes, which
+    the config does not show (a 4-node launch of an 8-GPU config trains 4x the tokens per step)."""
+    samples = cfg.micro_batch * cfg.grad_accum * d.world_size
+    tokens = samples * cfg.data.seq_len
+    log.info("global batch: %d samples x %d tokens = %s tokens per step (micro_batch %d x grad_accum %d x %d "
+             "process%s); max_steps %d: %s tokens", samples, cfg.data.seq_len, f"{tokens:,}", cfg.micro_batch,
+             cfg.grad_accum, d.world_size, "es" if d.world_size > 1 else "", cfg.max_steps, _si(tokens * cfg.max_steps))
+
+
 def _ranks(ranks: list[int]) -> str:
     """`[0, 1, 2, 3, 8]` -> "0-3, 8"."""
     spans: list[list[int]] = []
@@ -821,6 +839,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
         log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
                  sum(p.numel() for p in model.parameters()) / 1e6, fpt)
+        log_global_batch(cfg, d)
         model = parallelize(model, cfg.parallel, d)
         optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
 
