@@ -302,6 +302,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         check_run_dir_shared,
         flops_per_token,
         warn_resume_changes,
+        warn_warmup_covers_run,
         write_run_config,
     )
 
@@ -323,6 +324,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
     if d.is_main:
         setup_run_log(run_dir / "train.log", config_yaml)
+        warn_warmup_covers_run(cfg.optim, cfg.max_steps)
     else:
         # NOTE: as `steel train`: no header on the other ranks (unattributed copies of rank 0's, one set per
         # process under torchrun), and their warnings carry their rank.

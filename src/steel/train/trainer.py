@@ -454,6 +454,19 @@ def log_global_batch(cfg: TrainConfig, d: Dist) -> None:
              cfg.grad_accum, d.world_size, "es" if d.world_size > 1 else "", cfg.max_steps, _si(tokens * cfg.max_steps))
 
 
+def warn_warmup_covers_run(o, max_steps: int) -> None:
+    """Warn when the warmup lasts the whole run: the LR never reaches `optim.lr` (or only at the last step) and
+    never decays. A warning, not an error: short smoke runs of a long config (`--set max_steps=10`) do it on
+    purpose."""
+    if o.warmup_steps < max_steps:
+        return
+    peak = lr_at(max_steps - 1, o, max_steps)  # the warmup rises to the last step
+    log.warning("optim.warmup_steps %d >= max_steps %d: the learning rate warms up for the whole run and peaks at "
+                "%.4g at the last step (optim.lr %.4g%s), with no decay; lower optim.warmup_steps for a full "
+                "schedule", o.warmup_steps, max_steps, peak, o.lr,
+                "" if o.warmup_steps == max_steps else f", {max_steps / o.warmup_steps:.1%} of it")
+
+
 def _ranks(ranks: list[int]) -> str:
     """`[0, 1, 2, 3, 8]` -> "0-3, 8"."""
     spans: list[list[int]] = []
@@ -840,6 +853,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
                  sum(p.numel() for p in model.parameters()) / 1e6, fpt)
         log_global_batch(cfg, d)
+        if d.is_main:
+            warn_warmup_covers_run(cfg.optim, cfg.max_steps)
         model = parallelize(model, cfg.parallel, d)
         optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
 
