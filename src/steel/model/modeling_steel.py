@@ -397,8 +397,11 @@ class SteelSoftMoECausal(SteelSoftMoE):
         doc_first = torch.repeat_interleave(first, K, output_size=G)  # (G,) first group of its document
         # NOTE: the layers read G as doc_first's length, marked dynamic: a compiled layer (parallel.compile)
         # then traces G as a symbol from the first step. G changes with the documents of every batch; as a
-        # Python int it was a guard, and the layers recompiled at the first batch with another G.
-        torch._dynamo.maybe_mark_dynamic(doc_first, 0)
+        # Python int it was a guard, and the layers recompiled at the first batch with another G. Not while
+        # dynamo traces this (`torch.compile(model)`, the layout built inside the compiled forward): marking
+        # is a forbidden callable there, and raised.
+        if not torch.compiler.is_compiling():
+            torch._dynamo.maybe_mark_dynamic(doc_first, 0)
         return {
             "G": G, "chunk": chunk,
             "use_idx": first[gdoc] + local // chunk, "use_pos": local % chunk,
