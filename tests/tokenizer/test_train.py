@@ -212,6 +212,18 @@ def test_json_surrogate_escape_is_an_error_naming_the_line(tmp_path):
                  "--out", str(tmp_path / "tok")]) == 0
 
 
+def test_json_lines_with_a_huge_integer_or_deep_nesting(tmp_path):
+    """A record with an integer of over 4,300 digits (Python's int() cap: json.loads raised a ValueError
+    that is no JSONDecodeError) is read as prepare reads it; nesting past the parser's recursion limit is
+    an error naming the line (both were tracebacks)."""
+    f = tmp_path / "big.jsonl"
+    f.write_text('{"n": ' + "9" * 5000 + ', "text": "after the number"}\n{"text": "next"}\n')
+    assert list(iter_corpus([f])) == ["after the number", "next"]
+    f.write_text('{"text": "ok"}\n{"text": "x", "deep": ' + "[" * 100000 + "]" * 100000 + "}\n")
+    with pytest.raises(UserError, match=r"big.jsonl:2: malformed JSON \(nested too deeply"):
+        list(iter_corpus([f]))
+
+
 def test_txt_bom_is_not_text(tmp_path):
     """A UTF-8 BOM opening a .txt file is no part of the document, as in `steel data prepare` (utf-8-sig)."""
     txt = tmp_path / "bom.txt"

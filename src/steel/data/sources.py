@@ -212,7 +212,7 @@ class SourceReader:
                 yield Item(lineno, None, "invalid_utf8", str(e))
                 continue
             try:
-                record = _loads(text)
+                record = json_loads(text)
             except (json.JSONDecodeError, RecursionError) as e:
                 yield Item(lineno, None, "malformed_json", _json_error(e))
                 continue
@@ -262,7 +262,7 @@ class SourceReader:
                 yield Item(0, None, "invalid_utf8", f"the JSON file is not UTF-8 ({e})")
                 return
             try:
-                doc = _loads(text)
+                doc = json_loads(text)
             except (json.JSONDecodeError, RecursionError) as e:
                 extra = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data"
                 if extra or _looks_like_jsonl(text):  # JSONL named .json, its first line bad
@@ -685,13 +685,13 @@ def _object_line(line: bytes | LongLine | None) -> dict | None:
     if not isinstance(line, bytes):
         return None
     try:
-        value = _loads(line.decode("utf-8"))
+        value = json_loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
-def _loads(text: str) -> Any:
+def json_loads(text: str) -> Any:
     """json.loads, and an integer of more than 4,300 digits is a Decimal, not an error.
 
     NOTE: Python caps int() at 4,300 digits (CVE-2020-10735): json.loads raised a ValueError that is no
@@ -723,7 +723,7 @@ def _looks_like_jsonl(text: str) -> bool:
     objects = 0
     for ln in lines:
         try:
-            objects += isinstance(_loads(ln), dict)
+            objects += isinstance(json_loads(ln), dict)
         except (json.JSONDecodeError, RecursionError):
             continue
     # most lines are objects on their own: a truncated JSON document ('{"data": [', '{...},' lines) is not

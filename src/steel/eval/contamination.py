@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from steel.cli import UserError
-from steel.data.sources import _loads  # json.loads, with an integer over 4,300 digits a Decimal
+from steel.data.sources import json_loads  # json.loads, with an integer over 4,300 digits a Decimal
 from steel.eval.mc import DEFAULT_SPLIT, list_subjects, read_questions, subject_file
 
 # Python's \w is str.isalnum() plus "_" (tested on every code point): this keeps exactly the alphanumerics,
@@ -112,20 +112,20 @@ def _read_file_texts(path: Path) -> Iterator[str]:
                 if not line.strip():
                     continue
                 try:
-                    rec = _loads(line)
+                    rec = json_loads(line)
                 except json.JSONDecodeError as e:
                     raise UserError(f"{path}:{i}: invalid JSON ({e.msg})") from None
                 yield "\n".join(_strings(rec))
         elif name.endswith(".json"):
             text = f.read()
             try:
-                data = _loads(text)
+                data = json_loads(text)
             except json.JSONDecodeError:
                 # Some ".json" files are JSON Lines (belle eval); read them as such.
                 for i, line in enumerate(text.splitlines(), 1):
                     if line.strip():
                         try:
-                            yield "\n".join(_strings(_loads(line)))
+                            yield "\n".join(_strings(json_loads(line)))
                         except json.JSONDecodeError as e:
                             raise UserError(
                                 f"{path}:{i}: neither a JSON document nor JSON Lines ({e.msg})"

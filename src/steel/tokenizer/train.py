@@ -24,7 +24,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from steel.cli import UserError
-from steel.data.sources import detect_format, jsonl_byte_lines
+from steel.data.sources import detect_format, json_loads, jsonl_byte_lines
 from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_dir
 
 SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
@@ -105,9 +105,11 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                     except UnicodeDecodeError:
                         raise UserError(f"{path}:{lineno}: invalid UTF-8") from None
                     try:
-                        doc = json.loads(line)[field]
+                        doc = json_loads(line)[field]  # an integer of over 4,300 digits is no error there
                     except json.JSONDecodeError as e:
                         raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                    except RecursionError:
+                        raise UserError(f"{path}:{lineno}: malformed JSON (nested too deeply to parse)") from None
                     except (KeyError, TypeError):
                         raise UserError(f"{path}:{lineno}: no {field!r} field") from None
                     if not isinstance(doc, str):
