@@ -49,5 +49,7 @@ def test_a_value_that_does_not_convert_rejects_its_row_only(tmp_path):
     got = items(reader(kind="chat", chat_layout="alpaca"), p)
     assert len(got) == ROWS and [line for line, _, _ in got] == list(range(1, ROWS + 1))
     assert [(line, reason) for line, doc, reason in got if doc is None] == [(BAD, "bad_field_type")]
+    bad = [it for it in reader(kind="chat", chat_layout="alpaca").read_file(p) if it.reason]
+    assert bad[0].detail.startswith("column 'crawled': a value does not convert"), bad[0].detail  # names it
     assert got[BAD][1] == [{"role": "user", "content": f"问题 {BAD + 1}"},
                            {"role": "assistant", "content": f"回答 {BAD + 1}"}]

@@ -326,10 +326,12 @@ class SourceReader:
                 continue
             for j in range(batch.num_rows):  # a value does not convert: one row at a time, the bad ones rejected
                 i += 1
+                row = batch.slice(j, 1)
                 try:
-                    record = batch.slice(j, 1).to_pylist()[0]
+                    record = row.to_pylist()[0]
                 except (pa.ArrowException, ArithmeticError, ValueError) as e:
-                    yield Item(i, None, "bad_field_type", f"a value does not convert to Python ({e})")
+                    yield Item(i, None, "bad_field_type", f"column {_bad_column(row)!r}: a value does not convert "
+                                                          f"to Python ({e})")
                     continue
                 yield from self.records_to_items(i, record)
 
@@ -689,6 +691,16 @@ def _object_line(line: bytes | LongLine | None) -> dict | None:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _bad_column(row) -> str:
+    """The name of the first column of a one-row Arrow batch whose value does not convert to Python."""
+    for name, column in zip(row.schema.names, row.columns):
+        try:
+            column.to_pylist()
+        except Exception:  # noqa: BLE001 (Arrow raises its own types, and Python Overflow/ValueErrors)
+            return name
+    return "?"
 
 
 def json_loads(text: str) -> Any:
