@@ -37,8 +37,17 @@ def _step(model: nn.Module, ids: torch.Tensor):
     return loss.detach(), [p.grad for p in model.parameters()]
 
 
+@pytest.fixture
+def dynamo_config():
+    """`parallelize` sets a process-wide dynamo flag: put it back for the tests after this one. (Not
+    monkeypatch.setattr: its undo deletes the key from torch's ConfigModule, which then hides it.)"""
+    saved = torch._dynamo.config.save_config()
+    yield
+    torch._dynamo.config.load_config(saved)
+
+
 @pytest.mark.parametrize("kind", ["steel", "llama", "qwen2"])
-def test_checkpointed_blocks_compile_as_one_graph(kind, monkeypatch):
+def test_checkpointed_blocks_compile_as_one_graph(kind, monkeypatch, dynamo_config):
     d = Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), mode="none")
     eager = parallelize(_model(kind), ParallelSection(activation_checkpointing=True), d)
     compile_ = nn.Module.compile

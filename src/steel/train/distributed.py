@@ -172,7 +172,14 @@ def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
             # checkpoint (it would not be replayed in the recompute), and a graph break there runs the whole
             # checkpointed block eagerly: with both options on, no layer of a stock model was compiled. Not
             # replaying a set-then-reset in the recompute changes nothing. (Steel's layers have no side effect.)
-            torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
+            # NOTE: a process-wide dynamo setting, and not in every torch Steel supports (>= 2.6): setting an
+            # unknown key raises, which failed every run with both options on such a torch.
+            if hasattr(torch._dynamo.config, "skip_fwd_side_effects_in_bwd_under_checkpoint"):
+                torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
+            else:
+                log.info("parallel.compile with activation_checkpointing: torch %s has no dynamo "
+                         "skip_fwd_side_effects_in_bwd_under_checkpoint; a block with a forward side effect "
+                         "(stock HF attention) runs its checkpoint uncompiled", torch.__version__)
         for layer in layers:
             layer.compile()
     if d.mode == "fsdp":
