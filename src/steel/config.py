@@ -92,7 +92,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             if isinstance(value, str):
                 try:
                     exact = decimal.Decimal(value.strip())
-                    if exact.is_finite() and exact == exact.to_integral_value():
+                    # NOTE: at most the 4300 digits of an integer YAML reads (Python's int() cap): int() of
+                    # 1e1000000000 builds a billion-digit number (minutes, GBs) before any check could refuse it.
+                    if exact.is_finite() and exact.adjusted() < 4300 and exact == exact.to_integral_value():
                         return int(exact)
                 except decimal.InvalidOperation:
                     pass
