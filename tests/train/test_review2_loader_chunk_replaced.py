@@ -67,3 +67,39 @@ def test_an_identical_rewrite_reads_on_unchanged(tmp_path):
         replace_file(d / name, lambda p, n=name: shutil.copyfile(ref / n, p))
     got, expected = drain(ld), drain(want)
     assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_a_chunk_replaced_just_before_it_is_mapped_is_re_hashed(tmp_path, monkeypatch):
+    """The identity that decides on a re-hash is the mapped file's: a replacement between a stat of the path
+    and its open was mapped under the old file's identity, and read unchecked."""
+    import steel.data.loader as loader_mod
+
+    d = make_data_dir(tmp_path / "d", [900, 700], seed=1)
+    ld = PretrainLoader([d], seq_len=T, micro_batch=4, seed=0)
+    real_read_chunk = loader_mod.read_chunk
+
+    def replaced_then_read(path):
+        _, toks = real_read_chunk(path)
+        changed = (np.asarray(toks, dtype=np.int64) + 1) % VOCAB  # same length, other tokens
+        replace_file(path, lambda p: write_chunk(p, changed, VOCAB, FINGERPRINT))
+        return real_read_chunk(path)
+
+    monkeypatch.setattr(loader_mod, "read_chunk", replaced_then_read)
+    with pytest.raises(DataError, match=r"chunk-0000[01]\.bin: chunk changed since.*head/tail MD5"):
+        drain(ld)
+
+
+def test_a_chunk_removed_when_it_is_re_hashed_is_a_data_error(tmp_path, monkeypatch):
+    import steel.data.loader as loader_mod
+
+    d = make_data_dir(tmp_path / "d", [900, 700], seed=1)
+    ld = PretrainLoader([d], seq_len=T, micro_batch=4, seed=0)
+    for name in NAMES:  # byte-identical rewrites: new identities, so the first read re-hashes them
+        replace_file(d / name, lambda p, n=name: shutil.copyfile(d / n, p))
+
+    def gone(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(loader_mod, "head_tail_md5", gone)
+    with pytest.raises(DataError, match=r"chunk-0000[01]\.bin: cannot read chunk \(No such file"):
+        drain(ld)

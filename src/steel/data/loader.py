@@ -410,8 +410,10 @@ class PretrainLoader:
         if m is None:
             path, rec = self._paths[chunk], self.chunks[chunk]
             try:
-                ident = _identity(path)
                 header, m = read_chunk(path)
+                # NOTE: after the mapping: a file replaced between a stat and the open would be mapped under
+                # the old file's identity, without a re-hash.
+                ident = _identity(path)
             except OSError as e:
                 raise DataError(f"{path}: cannot read chunk ({e.strerror})") from None
             except ChunkFormatError as e:
@@ -423,7 +425,10 @@ class PretrainLoader:
                                 f"registered {rec.tokens}): replaced by a prepare rerun into this data dir? restore "
                                 "it or start a new run")
             if rec.md5 in self._hashed and self._hashed[rec.md5] != ident:
-                actual = head_tail_md5(path)
+                try:
+                    actual = head_tail_md5(path)
+                except OSError as e:
+                    raise DataError(f"{path}: cannot read chunk ({e.strerror})") from None
                 if actual != rec.md5:
                     raise DataError(f"{path}: chunk changed since the run checked it (head/tail MD5 {actual}, "
                                     f"registered {rec.md5}): replaced by a prepare rerun into this data dir? "
