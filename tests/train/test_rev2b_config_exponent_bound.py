@@ -1,4 +1,4 @@
-"""An integer field written with an exponent (`max_steps: 1e6`, 0231e9e) is made exactly, through Decimal:
+"""An integer field written with an exponent (`max_steps: 1e6`, 0235409) is made exactly, through Decimal:
 `1e1000000000` (a typo, a pasted float) built a billion-digit integer, minutes of CPU and GBs of memory
 before any check (a run that hangs at its config), and `1e5000` went on as a 5001-digit max_steps. Such a
 value is refused naming the field, as the integers YAML itself reads are bounded (Python's 4300 digits)."""
