@@ -9,7 +9,9 @@ CUDA tests exercise the compiled kernels. The `device` fixture gives "cpu" (inte
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import torch
 
@@ -33,3 +35,15 @@ def device(request) -> str:
         pytest.skip("triton is not installed")
     return request.param
 
+
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_throughput.py"
+
+
+@pytest.fixture
+def bench():
+    """`bench/gpu_throughput.py` as a fresh module per test: its clock (the time budget) starts at module load."""
+    spec = importlib.util.spec_from_file_location("gpu_throughput", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

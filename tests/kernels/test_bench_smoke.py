@@ -5,7 +5,6 @@ fake the failures (a hanging kernel check, a row failing inside the compiled mod
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,17 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_throughput.py"
 B = "eager (baseline)"
 
-
-@pytest.fixture
-def bench():
-    """A fresh module per test: its clock (the time budget) starts at module load."""
-    spec = importlib.util.spec_from_file_location("gpu_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def logged(out: Path) -> list[dict]:

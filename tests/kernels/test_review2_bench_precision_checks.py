@@ -5,22 +5,9 @@ CPU run ever took; failing there once cost the bf16 rows, which carry the issue'
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_throughput.py"
-
-
-@pytest.fixture
-def bench():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_check_cases_are_the_rows_precisions(bench):
