@@ -497,18 +497,26 @@ def check_run_dir_shared(run_dir: Path, d: Dist) -> None:
 
     import torch.distributed as dist
 
-    probe = run_dir / SHARED_CHECK
     token = broadcast_object(secrets.token_hex(16) if d.is_main else None, d)
+    # NOTE: a name never used before (the token in it): an NFS client may cache "no such file" for a name
+    # it looked up earlier (a fixed name, read by the previous run) for up to a minute; and 2 s of
+    # retries for a shared file system slow to show a new file on other nodes.
+    probe = run_dir / f"{SHARED_CHECK}-{token}"
     if d.is_main:
         try:
             probe.write_text(token, encoding="ascii")
         except OSError:
             pass  # rank 0 then does not see it either: reported below, on every rank
     barrier(d)
-    try:
-        seen = probe.read_text(encoding="ascii") == token
-    except (OSError, UnicodeDecodeError):
-        seen = False
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            seen = probe.read_text(encoding="ascii") == token
+        except (OSError, UnicodeDecodeError):
+            seen = False
+        if seen or d.is_main or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     blind = torch.zeros(d.world_size, dtype=torch.int64, device=d.device)
     if not seen:
         blind[d.rank] = 1
