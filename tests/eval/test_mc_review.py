@@ -132,6 +132,23 @@ def test_cot_without_generate_mode_is_refused(tmp_path, capsys):
     assert "needs mode generate" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("scoring", ["letter", "continuation"])
+def test_scoring_with_generate_mode_is_refused(tmp_path, capsys, scoring):
+    # generate mode reads the reply; `--scoring` was silently ignored there, the result saying "generate".
+    cmmlu = str(SHARED / "cmmlu")
+    argv = ["eval", "mc", "--task", "cmmlu", "--data", cmmlu, "--model", str(tmp_path / "no-model")]
+    assert steel_main(argv + ["--mode", "generate", "--scoring", scoring]) == 2
+    err = capsys.readouterr().err
+    assert "--scoring: only for mode logprob (got mode generate)" in err and "does not exist" not in err
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text(f"task: cmmlu\ndata: {cmmlu}\nmode: generate\nscoring: continuation\n", encoding="utf-8")
+    assert steel_main(["eval", "mc", "--config", str(cfg), "--model", str(tmp_path / "no-model")]) == 2
+    assert f"{cfg}: scoring: only for mode logprob" in capsys.readouterr().err
+    # With logprob mode it reaches the model (and fails there, as this one does not exist).
+    assert steel_main(argv + ["--scoring", scoring]) == 2
+    assert "only for mode logprob" not in capsys.readouterr().err
+
+
 def test_a_split_file_without_questions_is_refused_naming_it(tmp_path, capsys):
     # A header-only test/val file (a truncated copy) gave a subject listed at 0.00 with 0 questions, that
     # the overall row counted among its subjects ("| **overall** | 2 |") while its averages left it out.

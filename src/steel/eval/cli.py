@@ -174,6 +174,8 @@ def cmd_mc(args) -> int:
         "limit": args.limit,
     }
     opts = options(McOptions, args.config, given)
+    if args.scoring is not None and opts.mode != "logprob":  # (the default `letter` cannot say it was given)
+        raise UserError(f"--scoring: only for mode logprob (got mode {opts.mode})")
     if args.out and Path(args.out).suffix in (".md", ".jsonl"):  # the table/questions file would replace it
         raise UserError(f"--out {args.out}: give the JSON file (e.g. result.json); the .md table and the "
                         ".questions.jsonl go beside it")

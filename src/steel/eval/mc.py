@@ -678,6 +678,9 @@ class McOptions:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
         if self.subjects is not None and not self.subjects:
             raise ConfigError("subjects: must not be empty (leave it out for every subject)")
+        if self.scoring != "letter" and self.mode != "logprob":
+            # generate mode reads the reply: the logprob scoring asked for would be silently ignored
+            raise ConfigError(f"scoring: only for mode logprob (got mode {self.mode})")
         if self.cot and self.mode != "generate":
             # logprob mode reads the next token after "答案：": there is no reply to reason in
             raise ConfigError(f"cot: needs mode generate (got mode {self.mode})")
