@@ -83,7 +83,9 @@ def test_config_equals_flags_and_flags_override(tmp_path, tiny_llama_dir):
     assert c == d and c["shots"] == 0 and c["scoring"] == "letter" and c["n_questions"] == 8
     # A boolean set in the file can be turned off from the command line.
     cot = tmp_path / "cfgs" / "cot.yaml"
-    cot.write_text(cfg.read_text(encoding="utf-8") + "mode: generate\ncot: true\n", encoding="utf-8")
+    # (without the logprob-only `scoring: continuation`: generate mode refuses it)
+    cot.write_text(cfg.read_text(encoding="utf-8").replace("scoring: continuation\n", "") + "mode: generate\ncot: true\n",
+                   encoding="utf-8")
     assert options(McOptions, str(cot), {}).cot is True
     assert options(McOptions, str(cot), {"cot": False}).cot is False
 
