@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from steel.infer.load import output_cache
 from steel.model import build_model
@@ -139,3 +140,26 @@ def test_cropped_cache_continues_from_its_last_token(tiny_config):
         cache.crop(-7)  # (transformers 5.25: a negative count of tokens to drop)
         step = model(input_ids=other[:, 7:], cache=cache, use_cache=True).logits
     torch.testing.assert_close(step, full, rtol=1e-5, atol=4e-6 * full.abs().max().item())
+
+
+class _OneElementLengthCache(DynamicCache):
+    """A DynamicCache whose get_seq_length is a (1,) tensor, as transformers 5.4's StaticCache gives it."""
+
+    def get_seq_length(self, layer_idx=0):
+        return torch.tensor([super().get_seq_length(layer_idx)])
+
+
+@pytest.mark.parametrize("ffn,fields", [("swiglu", {}), ("soft_moe_causal", {"moe_chunk_size": 3})], ids=str)
+def test_a_cache_length_given_as_a_one_element_tensor(tiny_config, ffn, fields):
+    """transformers 5.4's StaticCache returns its length as a (1,) tensor, not 0-d: the per-token document
+    state then came out 3-D and the next cached step failed in torch.cat ("got 2 and 3")."""
+    model = _model(tiny_config, ffn, **fields)
+    ids = _prompt(model.config.eos_token_id, "middle")
+    ref = _full_forward_greedy(model, ids, None, 3)
+    cache, out = _OneElementLengthCache(), ids
+    with torch.no_grad():
+        logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+        for _ in range(3):
+            out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], 1)
+            logits = model(input_ids=out[:, -1:], past_key_values=cache, use_cache=True).logits
+    assert torch.equal(out, ref)

@@ -757,8 +757,9 @@ class SteelModel(SteelPreTrainedModel):
         if isinstance(past_length, torch.Tensor):
             # NOTE: StaticCache returns its own counter, which every layer's update increments in place: the
             # causal MoE then saw the length after its layer's update (and refused the cache). A copy, not
-            # int(): no host sync, and a compiled static-cache decode does not specialise on the step.
-            past_length = past_length.clone()
+            # int(): no host sync, and a compiled static-cache decode does not specialise on the step. 0-d:
+            # transformers 5.4's StaticCache gives a (1,) tensor, which made the per-token document state 3-D.
+            past_length = past_length.clone().reshape(())
 
         token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
         if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
