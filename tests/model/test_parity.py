@@ -38,12 +38,19 @@ def test_swiglu_matches_qwen2(tiny_config, tied):
         torch.testing.assert_close(p.grad, grads_q[name], rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
+def enable_activation_checkpointing(model) -> None:
+    """transformers 5.25 names it activation_checkpointing_enable; before (5.4, the oldest Steel supports)
+    gradient_checkpointing_enable, deprecated since."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+
+
 def test_gradient_checkpointing_gives_identical_gradients(tiny_config):
     torch.manual_seed(0)
     cfg = tiny_config(ffn_type="soft_moe_causal", moe_chunk_size=2)
     plain, ckpt = build_model(cfg), build_model(cfg)
     ckpt.load_state_dict(plain.state_dict())
-    ckpt.activation_checkpointing_enable()  # gradient_checkpointing_enable before transformers 5.25 (deprecated since)
+    enable_activation_checkpointing(ckpt)
     ids = torch.randint(0, cfg.vocab_size, (2, 9))
     plain(input_ids=ids, labels=ids).loss.backward()
     ckpt(input_ids=ids, labels=ids).loss.backward()
@@ -88,14 +95,26 @@ def test_attention_gets_one_dtype_under_autocast(tiny_config, monkeypatch):
 
 def test_activation_checkpointing_in_training_returns_no_cache(tiny_config):
     """GradientCheckpointingLayer drops the cache in training: the forward returned an empty cache (length 0)
-    that a next call would have continued from position 0. Stock Qwen2 turns use_cache off and returns None."""
+    that a next call would have continued from position 0. Stock Qwen2 turns use_cache off and returns None.
+    Without gradients Steel does what the installed transformers' stock Qwen2 does: transformers 5.25 keeps
+    the cache (nothing is checkpointed), 5.4's layers drop it there too (then no cache, not an empty one)."""
     from steel.infer.load import output_cache
 
     torch.manual_seed(0)
-    model = build_model(tiny_config(ffn_type="swiglu")).train()
-    model.activation_checkpointing_enable()
+    cfg = tiny_config(ffn_type="swiglu")
+    model = build_model(cfg).train()
+    qwen = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, rope_parameters=dict(cfg.rope_parameters),
+    )).train()
+    for m in (model, qwen):
+        enable_activation_checkpointing(m)
     ids = torch.randint(0, 512, (1, 6))
-    out = model(input_ids=ids, use_cache=True)
-    assert output_cache(out) is None
-    with torch.no_grad():  # nothing is checkpointed without gradients: the cache is kept
-        assert output_cache(model(input_ids=ids, use_cache=True)).get_seq_length() == 6
+    assert output_cache(model(input_ids=ids, use_cache=True)) is None
+    assert output_cache(qwen(input_ids=ids, use_cache=True)) is None
+    with torch.no_grad():
+        ref = output_cache(qwen(input_ids=ids, use_cache=True))
+        got = output_cache(model(input_ids=ids, use_cache=True))
+    assert (got is None) == (ref is None)
+    assert got is None or got.get_seq_length() == ref.get_seq_length() == 6

@@ -847,6 +847,11 @@ class SteelModel(SteelPreTrainedModel):
         h = self.norm(h)
         if hidden_states is not None:
             hidden_states += (h,)
+        if use_cache and self.gradient_checkpointing and self.training and past_key_values.get_seq_length() == past_length:
+            # NOTE: the checkpointed layers dropped the cache: transformers before 5.25 drop it in training mode
+            # even without gradients (5.25 only with them, as `use_cache` above): an empty cache, returned, would
+            # be continued from position 0. (A host read, on this rare path only.)
+            use_cache = False
         out = BaseModelOutputWithPast(last_hidden_state=h, hidden_states=hidden_states, attentions=attentions,
                                       **{CACHE_KEY: past_key_values if use_cache else None})
         return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
