@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from steel.cli import UserError
 from steel.config import ConfigError
-from steel.data.chunks import ChunkFormatError, read_chunk, read_header, read_manifest
+from steel.data.chunks import ChunkFormatError, check_headers, read_chunk, read_manifest
 from steel.infer.load import max_positions, mixes_positions
 
 
@@ -58,23 +58,12 @@ def open_manifest(data_dir: Path) -> dict:
 def check_chunks(data_dir: Path, manifest: dict, chunks: list[dict]) -> None:
     """Each chunk's header against the manifest, before any scoring: the manifest's token count decides the
     windows, so a chunk holding fewer tokens crashed mid-run (after the chunks before it were scored) and
-    one holding more was scored in part without a word; a missing chunk was found only when its turn came.
-    Reads 128 bytes per chunk."""
-    man = Path(data_dir) / "manifest.json"
-    fp = manifest.get("tokenizer", {}).get("fingerprint")
-    fp = None if fp is None else str(fp).encode("ascii", "replace")[:64].decode("ascii")  # as headers store it
-    for c in chunks:
-        path = Path(data_dir) / c["file"]
-        try:
-            h = read_header(path)
-        except ChunkFormatError as e:
-            raise UserError(str(e)) from None
-        if h.num_tokens != int(c["tokens"]):
-            raise UserError(f"{path}: the chunk header says {h.num_tokens} tokens, {man} says {c['tokens']}")
-        if fp is not None and h.fingerprint != fp:
-            raise UserError(
-                f"{path}: the chunk header's tokenizer fingerprint {h.fingerprint!r} differs from {man}'s {fp!r}"
-            )
+    one holding more was scored in part without a word; a missing chunk was found only when its turn came."""
+    try:
+        check_headers(data_dir, manifest.get("tokenizer", {}),
+                      [(Path(data_dir) / c["file"], int(c["tokens"])) for c in chunks])
+    except ChunkFormatError as e:
+        raise UserError(str(e)) from None
 
 
 def windows(n_tokens: int, seq_len: int) -> list[tuple[int, int]]:
