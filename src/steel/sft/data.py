@@ -43,7 +43,8 @@ class SftDataset:
     name: str  # label in logs and stats
     path: list[str]  # files or globs, relative to `root`
     chat_layout: Literal["sharegpt", "alpaca", "openai"] = "alpaca"  # record layout
-    format: str = "auto"  # file format (auto: from the suffix), as in `steel data prepare`
+    # file format (auto: from the suffix), as in `steel data prepare`; txt holds no chat records
+    format: Literal["auto", "jsonl", "jsonl.zst", "jsonl.gz", "json", "parquet", "csv"] = "auto"
     fields: dict[str, str] = field(default_factory=dict)  # rename layout fields, e.g. {instruction: question}
     system: str | None = None  # system prompt for records that have none
     weight: float = 1.0  # repeat factor: 2 = every conversation twice, 0.5 = a seeded random half
@@ -55,10 +56,23 @@ class SftDataset:
     )  # steel.data.filters specs, on the conversation's text
 
     def validate(self) -> None:
+        from steel.data.chat import LAYOUT_FIELDS
+
+        if not self.path:
+            raise ConfigError("path: at least one file or glob is needed")
         if self.weight < 0:
             raise ConfigError("weight: must be >= 0")
         if self.count is not None and self.count < 0:
             raise ConfigError("count: must be >= 0")
+        # NOTE: a misspelt key (`inputs:` for `input:`) was ignored: the layout read its default field, and the
+        # renamed one (e.g. every record's context) was silently left out of the conversations.
+        unknown = sorted(set(self.fields) - set(LAYOUT_FIELDS[self.chat_layout]))
+        if unknown:
+            raise ConfigError(f"fields.{unknown[0]}: not a field of chat_layout {self.chat_layout!r} "
+                              f"(known: {', '.join(LAYOUT_FIELDS[self.chat_layout])})")
+        for key, dotted in self.fields.items():
+            if not isinstance(dotted, str) or not all(dotted.split(".")):
+                raise ConfigError(f"fields.{key}: {dotted!r} is not a dotted field name (like `question` or `meta.q`)")
         from steel.data.filters import build_filters
 
         build_filters(self.filters, [self.name], source_kinds=["chat"])  # every SFT record is a chat
@@ -240,7 +254,7 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
     from steel.data.config import DataConfig, SourceConfig
     from steel.data.filters import build_filters
     from steel.data.normalize import normalize_messages
-    from steel.data.sources import SourceReader, expand_paths
+    from steel.data.sources import SourceReader, detect_format, expand_paths
 
     src = SourceConfig(
         name=ds.name,
@@ -258,6 +272,10 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
     st.update({"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
     out = []
     for path in expand_paths(src, root, index, where="data.datasets"):
+        if ds.format == "auto" and detect_format(path) == "txt":
+            # NOTE: the reader gives a .txt's text as one string, not a conversation (a TypeError traceback)
+            raise ConfigError(f"data.datasets[{index}].path: {path} is a text file; SFT reads chat records "
+                              "(json, jsonl, parquet, csv): set `format` if its records are JSON lines")
         for item in reader.read_file(path):
             st["read"] += 1
             doc, reason, detail = item.doc, item.reason, item.detail
