@@ -17,7 +17,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from steel.data.chat import SPECIAL_MARKERS
+from steel.data.chat import IM_END, IM_START, SPECIAL_MARKERS
 
 _MARKER_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_MARKERS)) + ")")
 
@@ -106,6 +106,8 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
         parts: list = []
         for part in _MARKER_RE.split(doc):
             if part in SPECIAL_MARKERS:
+                if part not in encoder.special_ids:
+                    raise missing_chat_marker(encoder, part)
                 parts.append(("s", encoder.special_ids[part]))
             elif part:
                 parts.append(len(pieces))
@@ -126,6 +128,19 @@ def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool])
         lengths[i] = len(out) - start
     # NOTE: one np.array over a flat list (~25 ns/token) rather than one array per document.
     return np.array(out, dtype=np.uint32), lengths
+
+
+def missing_chat_marker(encoder: EncoderLike, marker: str) -> Exception:
+    """The error for a chat document and a tokenizer without ChatML's special token `marker`.
+
+    NOTE: it was a bare `KeyError: '<|im_start|>'` traceback from a worker, after every file before the
+    first chat record had been read (a tokenizer directory such as GPT-2's or Llama's has no ChatML tokens).
+    """
+    from steel.cli import UserError
+
+    where = getattr(encoder, "tokenizer_dir", None) or "the tokenizer"
+    return UserError(f"{where}: no special token {marker!r}: chat sources (kind: chat) are rendered as ChatML "
+                     f"and need the special tokens {IM_START!r} and {IM_END!r}")
 
 
 def dir_fingerprint(tok_dir: str | Path) -> str | None:

@@ -1,0 +1,57 @@
+"""Review 4, tokenization: a chat source with a tokenizer that has no ChatML special tokens is one error
+line naming the missing token (it was a bare KeyError traceback from the worker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steel.cli import UserError
+from steel.cli import main as steel_main
+
+
+def no_chatml_tokenizer(d: Path) -> Path:
+    """A tiny byte-level BPE whose only special token is <|endoftext|> (like GPT-2's: no ChatML markers)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["hello world 你好 世界"] * 10, trainer)
+    d.mkdir()
+    tok.save(str(d / "tokenizer.json"))
+    (d / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}), encoding="utf-8")
+    return d
+
+
+def test_encode_documents_names_the_missing_marker(tmp_path):
+    from steel.data.tokenize import encode_documents
+    from steel.tokenizer.engine import load_encoder
+
+    enc = load_encoder(no_chatml_tokenizer(tmp_path / "tok"))
+    # text documents need no marker: encoded as before, EOS appended
+    tokens, lengths = encode_documents(enc, ["hello world"], [False])
+    assert tokens.tolist() == enc.encode("hello world") + [enc.eos_id] and lengths.tolist() == [len(tokens)]
+    with pytest.raises(UserError, match=r"no special token '<\|im_start\|>': chat sources \(kind: chat\)"):
+        encode_documents(enc, ["<|im_start|>user\nhi<|im_end|>\n"], [True])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_prepare_chat_source_without_chatml_tokens_is_one_error(tmp_path, capsys, monkeypatch, workers):
+    monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    tok = no_chatml_tokenizer(tmp_path / "tok")
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "hello world"}) + "\n", encoding="utf-8")
+    (tmp_path / "chat.json").write_text(json.dumps([{"instruction": "你好吗", "output": "很好"}]), encoding="utf-8")
+    cfg = {"root": str(tmp_path), "tokenizer": str(tok), "workers": workers,
+           "sources": [{"name": "t", "path": ["t.jsonl"]}, {"name": "c", "kind": "chat", "path": ["chat.json"]}]}
+    (tmp_path / "data.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    assert steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "KeyError" not in err
+    assert f"steel: error: {tok}: no special token '<|im_start|>'" in err
+    assert not (out / "manifest.json").exists() and not list(out.glob("*.bin"))
