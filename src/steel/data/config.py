@@ -51,8 +51,8 @@ class SourceConfig:
         _check_dotted("text_field", self.text_field)
         if len(self.csv_delimiter) != 1:
             raise ConfigError(f"csv_delimiter: must be one character, got {self.csv_delimiter!r}")
-        from steel.data.chat import LAYOUT_FIELDS
-        from steel.data.sources import parse_record_path
+        from steel.data.chat import LAYOUT_FIELDS, SPECIAL_MARKERS
+        from steel.data.sources import detect_format, parse_record_path
 
         if self.record_path is not None:
             try:
@@ -65,6 +65,23 @@ class SourceConfig:
                 if getattr(self, name) != unset:
                     raise ConfigError(f"{name}: only for kind: chat (source {self.name!r} is kind: text)")
             return
+        # NOTE: a txt line/paragraph/file has no fields to find a conversation in: it was read as a text
+        # document, tokenized without ChatML, and the manifest called the source chat (`kinds: [text]` filters
+        # skipped it). A glob that does not tell the format (`data/*`) is left to the reader.
+        if self.format == "txt":
+            raise ConfigError(f"format: txt holds no chat records (source {self.name!r} is kind: chat)")
+        for i, pattern in enumerate(self.path):
+            try:
+                txt = self.format == "auto" and detect_format(pattern) == "txt"
+            except ConfigError:  # no format in the name
+                txt = False
+            if txt:
+                raise ConfigError(f"path[{i}]: {pattern!r} is a txt file, which holds no chat records "
+                                  f"(source {self.name!r} is kind: chat)")
+        marker = next((m for m in SPECIAL_MARKERS if self.system and m in self.system), None)
+        if marker is not None:  # it goes into every record that has no system prompt, which is then rejected
+            raise ConfigError(f"system: contains {marker!r}; every record without a system prompt would be "
+                              f"rejected (special_token_in_text)")
         if self.chat_layout is None:
             self.chat_layout = "alpaca"
         unknown = sorted(set(self.fields) - set(LAYOUT_FIELDS[self.chat_layout]))
