@@ -333,7 +333,9 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
 
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
-    trained = int((labels != -100).sum())
+    # NOTE: a row's first label is never a target (the trainer predicts labels[t + 1] at position t): counted,
+    # `loss_on_prompt: true` over-reported one trained token per row.
+    trained = int((labels[:, 1:] != -100).sum())
     log.info(
         "sft data: %d rows of %d tokens, %d trained tokens (%.1f%% of positions); per dataset: %s",
         input_ids.shape[0],
