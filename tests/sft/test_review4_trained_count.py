@@ -11,8 +11,9 @@ from steel.cli import main as steel
 
 
 def test_logged_trained_tokens_are_the_targets_of_an_epoch_with_loss_on_prompt(tmp_path, tiny_tokenizer_dir):
-    # Every row's first label (its <|im_start|>) was counted, though never a target. Padded rows: 6 conversations, micro_batch 2, so 3 steps are exactly one epoch; the reference is the
-    # trainer's own count of the targets it trained on in that epoch (train_state's `targets`).
+    # Every row's first label (its <|im_start|>) was counted, though never a target. Padded rows: 6
+    # conversations, micro_batch 2, so 3 steps are exactly one epoch; the reference is the trainer's own
+    # count of the targets it trained on in that epoch (train_state's `targets`).
     config = write_sft_run(tmp_path, tiny_tokenizer_dir, max_steps=3,
                            data_extra=", packing: false, loss_on_prompt: true")
     assert steel(["sft", str(config)]) == 0

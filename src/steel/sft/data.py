@@ -34,6 +34,7 @@ from steel.data.config import NormalizeConfig
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 IGNORE = -100
+_SEED_MUL = 1_000_003  # the epoch order's generator seed is seed * _SEED_MUL + epoch
 
 log = logging.getLogger("steel")
 
@@ -113,6 +114,12 @@ class SftDataConfig:
             raise ConfigError("data.datasets: list at least one dataset (or data.self_cognition.count > 0)")
         if self.seq_len < 8:
             raise ConfigError("data.seq_len: must be >= 8")
+        # NOTE: the epoch order seeds torch's generator with seed * 1_000_003 + epoch (SftData._perm), which
+        # must fit its 64 bits: a larger seed (a timestamp like 20261207153000) failed with "Overflow when
+        # unpacking long" once the whole mixture had been read and tokenized.
+        lo, hi = -(2**63 // _SEED_MUL), (2**64 - 1 - 2**32) // _SEED_MUL
+        if not lo <= self.seed <= hi:
+            raise ConfigError(f"data.seed: must be between {lo} and {hi}, got {self.seed}")
         names = [d.name for d in self.datasets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -427,7 +434,7 @@ class SftData:
         self._order = self._perm(0)
 
     def _perm(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(self.seed * _SEED_MUL + epoch)
         return torch.randperm(len(self.input_ids), generator=g)
 
     def next_batch(self) -> dict[str, torch.Tensor]:
