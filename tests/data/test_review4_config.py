@@ -1,6 +1,7 @@
-"""Review 4, data config: a kind: chat source of txt files, and a source `system:` prompt holding a ChatML
-marker, are config errors naming the field (the first was read as plain text under a chat label, the
-second rejected every record)."""
+"""Review 4, data config: a kind: chat source of txt files, a chat source's `text_field`, a source `system:`
+prompt holding a ChatML marker and a negative `log_examples` are config errors naming the field (the txt
+file was read as plain text under a chat label, text_field was ignored, the marker rejected every record,
+a negative log_examples logged nothing)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def cfg(**src):
     ({"path": ["books/*.txt"]}, "sources[0].path[0]: 'books/*.txt' is a txt file, which holds no chat records"),
     ({"path": ["a.jsonl", "b.TXT.zst"]}, "sources[0].path[1]: 'b.TXT.zst' is a txt file"),
     ({"path": ["data/*"], "format": "txt"}, "sources[0].format: txt holds no chat records (source 'c' is kind: chat)"),
+    ({"path": ["a.json"], "text_field": "question"},
+     "sources[0].text_field: only for kind: text (source 'c' is kind: chat; rename a chat field with `fields:`)"),
     ({"path": ["a.json"], "system": "<|im_start|>system\nBe brief."},
      "sources[0].system: contains '<|im_start|>'; every record without a system prompt would be rejected"),
 ])
@@ -47,3 +50,9 @@ def test_prepare_refuses_a_chat_txt_source_before_reading(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert "sources[0].path[0]: 'a.txt' is a txt file, which holds no chat records" in err
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_negative_log_examples_is_refused():
+    with pytest.raises(ConfigError, match=r"^log_examples: must be >= 0, got -1$"):
+        from_dict(DataConfig, {"log_examples": -1, "sources": [{"name": "t", "path": ["a.jsonl"]}]})
+    assert from_dict(DataConfig, {"log_examples": 0, "sources": [{"name": "t", "path": ["a.jsonl"]}]}).log_examples == 0

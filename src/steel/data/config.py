@@ -70,6 +70,9 @@ class SourceConfig:
         # skipped it). A glob that does not tell the format (`data/*`) is left to the reader.
         if self.format == "txt":
             raise ConfigError(f"format: txt holds no chat records (source {self.name!r} is kind: chat)")
+        if self.text_field != "text":  # a chat record is read by its layout's fields, never by text_field
+            raise ConfigError(f"text_field: only for kind: text (source {self.name!r} is kind: chat; rename "
+                              f"a chat field with `fields:`)")
         for i, pattern in enumerate(self.path):
             try:
                 txt = self.format == "auto" and detect_format(pattern) == "txt"
@@ -105,7 +108,7 @@ class NormalizeConfig:
     # ASCII (, . :), changing the text style of a Chinese corpus, so NFC is the default.
     unicode: Literal["NFC", "NFKC", "none"] = "NFC"
     control_chars: bool = True  # drop C0/C1 control and zero-width characters (keeps \n and \t)
-    whitespace: bool = True  # strip line ends, collapse >2 blank lines, \r\n -> \n, odd spaces -> ' '
+    whitespace: bool = True  # strip line ends, at most one blank line in a row, \r\n -> \n, odd spaces -> ' '
     t2s: bool = False  # Traditional -> Simplified Chinese with OpenCC (`t2s`)
 
 
@@ -162,6 +165,8 @@ class DataConfig:
         for name in ("batch_chars", "max_doc_chars", "max_line_bytes", "max_json_file_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
+        if self.log_examples < 0:
+            raise ConfigError(f"log_examples: must be >= 0, got {self.log_examples}")
         from steel.data.filters import build_filters
 
         build_filters(self.filters, names, source_kinds=[s.kind for s in self.sources])  # "filters[i].field: ..."
