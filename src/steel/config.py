@@ -186,7 +186,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not keys:
         raise ConfigError(f"--set {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return keys, value
@@ -208,7 +208,15 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | Non
                 continue
             if k not in node or node[k] is None:
                 default = _default_at(cls, keys[: i + 1]) if cls is not None else _MISSING
-                node[k] = copy.deepcopy(to_dict(default)) if isinstance(default, (list, tuple)) else {}
+                if isinstance(default, (list, tuple, dict)):
+                    node[k] = copy.deepcopy(to_dict(default))
+                elif default is _MISSING or default is None or dataclasses.is_dataclass(default):
+                    node[k] = {}
+                else:
+                    # A scalar default (`model.config: tiny`) refuses a field below it, as the same value
+                    # written in the YAML does: `--set model.config.hidden_size=256` built a mapping of that
+                    # one field, a different model (the defaults of the model class) without a word.
+                    _check_container(default, keys[: i + 1], " (its default)")
             node = node[k]
         last = keys[-1]
         _check_container(node, keys[:-1])
@@ -222,11 +230,11 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str], cls: type | Non
 _MISSING = object()
 
 
-def _check_container(node: Any, keys: list[str]) -> None:
+def _check_container(node: Any, keys: list[str], what: str = "") -> None:
     """Refuse to set a key below `keys` when the value there is a scalar (`model.config.hidden_size=32` with
     `model.config: tiny`): item assignment on it was a TypeError traceback, not an error naming the field."""
     if not isinstance(node, (dict, list)):
-        raise ConfigError(f"{'.'.join(keys)}: {node!r} is a {type(node).__name__}, not a mapping or list; "
+        raise ConfigError(f"{'.'.join(keys)}: {node!r}{what} is a {type(node).__name__}, not a mapping or list; "
                           f"cannot set a field below it")
 
 
@@ -281,16 +289,55 @@ def _index(k: str, node: list, keys: list[str]) -> int:
     return i
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping.
+
+    NOTE: PyYAML keeps the last value of a repeated key without a word (YAML itself requires unique keys): a
+    second `optim:` section replaced the first, and its `lr` was silently the default. Keys brought in by a
+    merge (`<<: *base`) may still be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """One line: `line L, column C: what` (PyYAML's own message spans lines and names '<unicode string>')."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = "; ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+    return (f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else "") + what
+
+
+def load_yaml(text: str):
+    """YAML text -> Python values, as yaml.safe_load, but a key repeated in a mapping is a yaml.YAMLError."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:  # a config saved as GBK (Chinese comments) was a traceback
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_error(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
