@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc.add_argument("--init-std", type=float, default=None,
                     help="random init only: initializer_range (the config's default 0.02 makes the MoE branch, "
                          "hence the leak, tiny; 0.2 shows it at the scale of a trained model's)")
-    cc.add_argument("--rtol", type=float, default=None, help="leak tolerance relative to max |logit| "
+    cc.add_argument("--rtol", type=float, default=None, help="leak tolerance, times max(1, max |logit|) "
                     "(default: steel.model.causality.DEFAULT_RTOL = 1e-6)")
     cc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field (repeatable)")
@@ -87,6 +87,11 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     if args.seq_len < 2:
         raise UserError(f"--seq-len must be >= 2 (got {args.seq_len})")
+    # A negative --positions or a --batch < 1 was a traceback from inside the probe; a negative --rtol
+    # reported every model, a causal one included, as leaking.
+    for flag, value, low in (("--positions", args.positions, 0), ("--batch", args.batch, 1), ("--rtol", rtol, 0)):
+        if value < low:
+            raise UserError(f"{flag} must be >= {low} (got {value})")
     path = Path(args.spec)
     spec = args.spec
     ckpt = None
@@ -98,7 +103,7 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
         if ckpt is None:
             raise UserError(f"{path}: neither an HF model directory (config.json) nor a Steel run/checkpoint "
                             "directory (checkpoints/step-N/ or model_config.json)")
-        spec = model_from_checkpoint(ckpt).config if args.overrides or args.init_std else None
+        spec = model_from_checkpoint(ckpt).config if args.overrides or args.init_std is not None else None
     has_weights = path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
     if ckpt is not None and spec is None:
         model = model_from_checkpoint(ckpt).float()
@@ -109,7 +114,8 @@ def cmd_check_causal(args: argparse.Namespace) -> int:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         source = f"weights of {path}"
     else:
-        overrides = list(args.overrides) + ([f"initializer_range={args.init_std}"] if args.init_std else [])
+        # `is not None`: --init-std 0 was dropped, and the probe ran at the config's 0.02
+        overrides = list(args.overrides) + ([f"initializer_range={args.init_std}"] if args.init_std is not None else [])
         torch.manual_seed(args.seed)
         model = build_model(load_model_config(spec, overrides))
         source = f"random init (initializer_range={model.config.initializer_range})"
