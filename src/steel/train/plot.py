@@ -31,6 +31,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.suptitle(str(run_dir))
     fig.tight_layout()
     out = Path(out) if out else Path(run_dir) / "curves.png"
+    if not out.suffix:  # matplotlib adds ".png" to a name without one: print the file that is written
+        out = out.with_name(out.name + ".png")
     try:
         fig.savefig(out, dpi=100)
     except (OSError, ValueError) as e:  # a missing folder, an unknown format: matplotlib's message omits the file
