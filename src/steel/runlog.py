@@ -35,6 +35,12 @@ console = Console(stderr=True)
 def git_revision() -> str:
     here = Path(__file__).resolve().parent
     try:
+        # NOTE: only a checkout that tracks this very file is Steel's: an installed (non-editable) Steel in a
+        # virtualenv inside the user's own repository reported that repository's commit as Steel's version.
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "--", Path(__file__).name], cwd=here,
+                                 capture_output=True, text=True, timeout=5)
+        if tracked.returncode != 0:
+            return "unknown"
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
         ).stdout.strip()
