@@ -55,7 +55,7 @@ class OptimSection:
     eps: float = 1e-8  # AdamW epsilon
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping (the norm is still logged)
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"  # cosine (Steel's) or warmup-stable-decay (MiniCPM's)
-    warmup_steps: int = 100  # linear warmup from 0 to lr
+    warmup_steps: int = 100  # linear warmup to lr: step s < warmup_steps uses lr (s + 1) / warmup_steps
     decay_steps: int = 0  # wsd: length of the final decay to min_lr (default: 10% of max_steps)
 
     def validate(self) -> None:
