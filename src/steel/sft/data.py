@@ -198,8 +198,15 @@ _PROBE_TURNS = [
     {"role": "assistant", "content": "2"},
 ]
 
+_PROBE_TOOL = [
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": "get_weather()"},
+    {"role": "tool", "content": "Sunny."},
+    {"role": "assistant", "content": "It is sunny."},
+]
 
-def template_default_system(tokenizer) -> str | None:
+
+def template_default_system(tokenizer, tool_turns: bool = False) -> str | None:
     """The system message the tokenizer's chat template inserts when a conversation has none (None: none).
 
     SFT renders ChatML itself (token by token, for the label mask) while `steel chat` and `generate
@@ -208,6 +215,7 @@ def template_default_system(tokenizer) -> str | None:
     rendered both ways. A default system turn the template inserts (`steel tokenizer qwen
     --default-system`, Qwen2.5's template) is returned for SFT to insert too; any other difference is a
     ConfigError naming the chat template. A tokenizer without a template gives None (ChatML).
+    `tool_turns`: also probe a conversation with a tool turn (when the mixture has some).
     """
     from steel.data.chat import SPECIAL_MARKERS, render_chatml
 
@@ -240,6 +248,10 @@ def template_default_system(tokenizer) -> str | None:
         ("two exchanges", _PROBE_TURNS, first + _PROBE_TURNS, False),
         ("a prompt for a reply (add_generation_prompt)", [_PROBE_SYSTEM, exchange[0]], [_PROBE_SYSTEM, exchange[0]], True),
     ]
+    if tool_turns:
+        # NOTE: Qwen2.5's template writes a tool turn as `<|im_start|>user\n<tool_response>...`: trained as
+        # ChatML's `<|im_start|>tool\n...`, the model would read tool results at inference in a form it never saw.
+        probes.append(("a conversation with a tool turn", _PROBE_TOOL, first + _PROBE_TOOL, False))
     for what, messages, chatml, generation in probes:
         want = render_chatml(chatml) + (f"{IM_START}assistant\n" if generation else "")
         got = render(messages, generation)
@@ -486,6 +498,16 @@ def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Te
     ct = ChatTokenizer(tokenizer)
     default_system = template_default_system(tokenizer)  # before reading any data: a bad template stops here
     mix = build_conversations(cfg, stats)
+    tools: dict[str | None, int] = {}
+    for name, m in mix:
+        if any(t["role"] == "tool" for t in m):
+            tools[name] = tools.get(name, 0) + 1
+    if tools:
+        try:
+            template_default_system(tokenizer, tool_turns=True)
+        except ConfigError as e:
+            held = ", ".join(f"{n}: {c:,}" for n, c in tools.items())
+            raise ConfigError(f"{e} (conversations with tool turns: {held})") from None
     if default_system is not None:
         # The chat template opens every prompt without a system message with this one: so do the rows.
         added = [i for i, (_name, m) in enumerate(mix) if not m or m[0]["role"] != "system"]
