@@ -226,6 +226,34 @@ def broadcast_object(obj, d: Dist):
     return box[0]
 
 
+def check_same_on_every_rank(values: dict, d: Dist, hint: str) -> None:
+    """Refuse, on every rank with the same error, ranks whose `values` (name -> small picklable value) differ
+    from rank 0's. A collective: call it on every rank.
+
+    NOTE: every rank reads its own config file (a copy on each node, `--set` on one node's command line). A
+    learning rate that differs made the DDP replicas drift apart silently (the checkpoint keeps rank 0's);
+    another max_steps or checkpoint.every hung at the next collective until parallel.timeout_minutes.
+    """
+    if d.world_size == 1:
+        return
+    ref = broadcast_object(values, d)
+    diff = sorted(k for k in ref.keys() | values.keys() if ref.get(k, "(unset)") != values.get(k, "(unset)"))
+    bad = torch.zeros(d.world_size, dtype=torch.int64, device=d.device)
+    bad[d.rank] = 1 if diff else 0
+    bad = [r for r, x in enumerate(all_reduce_sum(bad, d).tolist()) if x]
+    if not bad:
+        return
+    mine = [(k, ref.get(k, "(unset)"), values.get(k, "(unset)")) for k in diff]
+    notes: list = [None] * d.world_size
+    dist.all_gather_object(notes, mine)  # only on failure: every rank then raises the same error
+    parts = []
+    for r in bad[:4]:
+        fields = ", ".join(f"{k} {v!r} (rank 0: {v0!r})" for k, v0, v in notes[r][:4])
+        parts.append(f"rank {r}: {fields}{', ...' if len(notes[r]) > 4 else ''}")
+    more = f"; and {len(bad) - 4} more ranks" if len(bad) > 4 else ""
+    raise ConfigError(f"the ranks disagree ({'; '.join(parts)}{more}): {hint}")
+
+
 def destroy(d: Dist) -> None:
     if d.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()

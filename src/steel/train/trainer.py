@@ -38,6 +38,7 @@ from steel.train.distributed import (
     autocast_dtype,
     barrier,
     broadcast_object,
+    check_same_on_every_rank,
     destroy,
     grad_sync,
     init_distributed,
@@ -798,6 +799,35 @@ def process_seconds() -> float:
     return max(since_start, time.monotonic() - _IMPORTED)
 
 
+# Spelled per node (node-local copies: the data is compared by content, `check_same_data_on_every_rank`; the
+# run dir by a probe file, `check_run_dir_shared`; the model by its resolved config), or rank 0's only (log).
+PER_NODE_FIELDS = ("run_dir", "data.dirs", "anneal.dirs", "model.config", "model.overrides", "log")
+RANKS_AGREE_HINT = ("every rank must run the same config (a config file that differs between nodes? --set on one "
+                    "launch line only?) and see the same newest checkpoint in run_dir; make them the same and start "
+                    "again")
+
+
+def rank_agreed_values(cfg, model_config: dict, latest: Path | None) -> dict:
+    """What every rank of a run must agree on, by name: the config (less PER_NODE_FIELDS), the resolved model
+    config and the checkpoint it resumes from (`check_same_on_every_rank` compares them)."""
+    out: dict = {}
+
+    def walk(name: str, v) -> None:
+        if name in PER_NODE_FIELDS:
+            return
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(f"{name}.{k}" if name else str(k), x)
+        else:
+            out[name] = v
+
+    walk("", to_dict(cfg))
+    ignore = {"transformers_version", "_name_or_path", "architectures"}
+    out.update({f"model config {k}": v for k, v in json.loads(json.dumps(model_config)).items() if k not in ignore})
+    out["resumed checkpoint"] = latest.name if latest is not None else None
+    return out
+
+
 # --- setup / main / fit ------------------------------------------------------------------------------
 def write_run_config(run_dir: Path, config_yaml: str) -> None:
     """Write RUN_DIR/config.yaml atomically (temp file, then rename), once the config passed every check.
@@ -850,6 +880,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
         check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
         latest = ckpt.latest_checkpoint(run_dir)
+        check_same_on_every_rank(rank_agreed_values(cfg, model_cfg.to_dict(), latest), d, RANKS_AGREE_HINT)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
         elif d.is_main:
