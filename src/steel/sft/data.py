@@ -303,7 +303,9 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
                 detail = "after normalization"
             if doc is None:
                 st["rejected"][reason] = st["rejected"].get(reason, 0) + 1
-                if len(st["examples"]) < 5:
+                # the first of each reason too: a file that does not parse is one rejection (all its records),
+                # which the first five rejections of another kind hid
+                if len(st["examples"]) < 5 or not any(f": {reason} " in e for e in st["examples"]):
                     st["examples"].append(f"{path}:{item.line}: {reason} {detail}")
                 continue
             text = conversation_text(doc)
@@ -368,6 +370,12 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
             raise ConfigError(f"data.datasets[{i}].weight: {ds.weight:g} x {len(convs)} conversations ({ds.name}) "
                               "rounds to none; raise it, or set count: N")
         st["sampled"] = len(chosen)
+        if st["rejected"]:
+            # NOTE: at INFO, in the one-line stats only, a whole file lost (it does not parse: one rejection)
+            # passed unnoticed
+            log.warning("data.datasets[%d] (%s): %d of %d records rejected (%s): %s", i, ds.name,
+                        sum(st["rejected"].values()), st["read"],
+                        ", ".join(f"{k}: {v}" for k, v in st["rejected"].items()), "; ".join(st["examples"]))
         mix += [(ds.name, c) for c in chosen]
     sc = cfg.self_cognition
     if sc.count:
