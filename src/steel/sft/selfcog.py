@@ -47,6 +47,10 @@ ANSWERS_EN = [
 
 
 def builtin_pairs(name: str, maker: str) -> list[tuple[str, str]]:
+    # NOTE: a blank name or maker trained answers like "我是，由Steel 开发者开发的人工智能助手"
+    for key, value in (("name", name), ("maker", maker)):
+        if not value.strip():
+            raise UserError(f"data.self_cognition.{key}: blank, and every built-in answer names it")
     pairs = [(q, a.format(name=name, maker=maker)) for q in QUESTIONS_ZH for a in ANSWERS_ZH]
     pairs += [(q, a.format(name=name, maker=maker)) for q in QUESTIONS_EN for a in ANSWERS_EN]
     return pairs
@@ -64,6 +68,9 @@ def template_pairs(path: str | Path, name: str, maker: str) -> list[tuple[str, s
                         "{instruction, input, output} records")
 
     def fill(s: str) -> str:
+        for key, value, marks in (("name", name, ("{{name}}",)), ("maker", maker, ("{{author}}", "{{maker}}"))):
+            if not value.strip() and any(m in s for m in marks):
+                raise UserError(f"data.self_cognition.{key}: blank, and the template {path} fills it in")
         return s.replace("{{name}}", name).replace("{{author}}", maker).replace("{{maker}}", maker)
 
     pairs = []
