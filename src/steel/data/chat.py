@@ -114,8 +114,10 @@ def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | N
         for i, turn in enumerate(turns):
             if not isinstance(turn, dict):
                 raise ChatError("bad_chat", f"{key}[{i}] is not an object")
-            role = turn.get(f["role"])
-            content = turn.get(f["content"])
+            # dotted, as every other field (`fields: {content: value.text}`): dict.get found no such key, and
+            # every record was rejected as bad_chat although the config accepted the name
+            role = get_field(turn, f["role"])
+            content = get_field(turn, f["content"])
             if not isinstance(role, str) or not isinstance(content, str):
                 raise ChatError("bad_chat", f"{key}[{i}] needs string {f['role']!r} and {f['content']!r}")
             mapped = _ROLES.get(role.lower()) if layout == "sharegpt" else _OPENAI_ROLES.get(role, role)
