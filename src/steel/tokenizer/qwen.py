@@ -226,12 +226,16 @@ def build_qwen_tokenizer(
     ranks = read_ranks(ranks_path)
     tok = build_fast_tokenizer(ranks)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scratch_dir(out_dir, PARTIAL_SUFFIX)
+    # A link named as OUT_DIR (to scratch space, say) is kept and the build goes where it points: swapping
+    # the link itself failed (rmdir of a link to an empty directory; a relative link moved beside the old
+    # files dangled) and left the tokenizer outside the linked directory.
+    target = out_dir.resolve() if out_dir.is_symlink() else out_dir
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = scratch_dir(target, PARTIAL_SUFFIX)
     try:
         save_tokenizer_dir(tok, tmp, default_system)
         shutil.copyfile(ranks_path, tmp / RANKS_FILE)
-        _install_dir(tmp, out_dir)
+        _install_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
