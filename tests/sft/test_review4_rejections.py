@@ -18,8 +18,9 @@ def test_a_dataset_file_that_does_not_parse_is_a_warning_naming_it(tmp_path, cap
     (tmp_path / "p1.json").write_text(p1[: len(p1) // 2], encoding="utf-8")
     cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [{"name": "parts", "path": ["p*.json"]}]})
     stats = {}
+    mix = D.build_conversations(cfg, stats)
     with caplog.at_level(logging.INFO, logger="steel"):
-        mix = D.build_conversations(cfg, stats)
+        D.warn_rejections(cfg, stats)
     st = stats["datasets"]["parts"]
     assert len(mix) == 4 and st["read"] == 11 and st["rejected"] == {"empty": 6, "malformed_json": 1}
     assert [e.split(": ")[0] for e in st["examples"]] == [f"{tmp_path}/p0.json:{i}" for i in range(1, 6)] + [
@@ -33,6 +34,8 @@ def test_a_dataset_file_that_does_not_parse_is_a_warning_naming_it(tmp_path, cap
 def test_a_dataset_without_rejections_gives_no_warning(tmp_path, caplog):
     (tmp_path / "a.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]), encoding="utf-8")
     cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "datasets": [{"name": "a", "path": ["a.json"]}]})
+    stats = {}
+    D.build_conversations(cfg, stats)
     with caplog.at_level(logging.INFO, logger="steel"):
-        D.build_conversations(cfg, {})
+        D.warn_rejections(cfg, stats)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -370,12 +370,6 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
             raise ConfigError(f"data.datasets[{i}].weight: {ds.weight:g} x {len(convs)} conversations ({ds.name}) "
                               "rounds to none; raise it, or set count: N")
         st["sampled"] = len(chosen)
-        if st["rejected"]:
-            # NOTE: at INFO, in the one-line stats only, a whole file lost (it does not parse: one rejection)
-            # passed unnoticed
-            log.warning("data.datasets[%d] (%s): %d of %d records rejected (%s): %s", i, ds.name,
-                        sum(st["rejected"].values()), st["read"],
-                        ", ".join(f"{k}: {v}" for k, v in st["rejected"].items()), "; ".join(st["examples"]))
         mix += [(ds.name, c) for c in chosen]
     sc = cfg.self_cognition
     if sc.count:
@@ -387,6 +381,20 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
         mix += [(None, c) for c in convs]  # None: no dataset name can collide with it
     rng.shuffle(mix)
     return mix
+
+
+def warn_rejections(cfg: SftDataConfig, stats: dict) -> None:
+    """A warning per dataset with rejected records: their counts and the first `file:line` of each reason.
+
+    NOTE: at INFO, in the one-line stats only, a whole file lost (one that does not parse is one rejection)
+    passed unnoticed. `steel sft` calls this on rank 0 only (every rank reads the same data).
+    """
+    for i, ds in enumerate(cfg.datasets):
+        st = stats.get("datasets", {}).get(ds.name, {})
+        if st.get("rejected"):
+            log.warning("data.datasets[%d] (%s): %d of %d records rejected (%s): %s", i, ds.name,
+                        sum(st["rejected"].values()), st["read"],
+                        ", ".join(f"{k}: {v}" for k, v in st["rejected"].items()), "; ".join(st["examples"]))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from steel.config import ConfigError, dump_yaml, load_config, to_dict
-from steel.sft.data import SftData, SftDataConfig, build_sft_rows
+from steel.sft.data import SftData, SftDataConfig, build_sft_rows, warn_rejections
 from steel.train.config import (
     CheckpointSection,
     DataSection,
@@ -333,6 +333,8 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
 
     stats: dict = {}
     input_ids, labels = build_sft_rows(cfg.data, tokenizer, stats)
+    if d.is_main:
+        warn_rejections(cfg.data, stats)
     # NOTE: a row's first label is never a target (the trainer predicts labels[t + 1] at position t): counted,
     # `loss_on_prompt: true` over-reported one trained token per row.
     trained = int((labels[:, 1:] != -100).sum())
