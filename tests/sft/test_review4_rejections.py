@@ -39,3 +39,21 @@ def test_a_dataset_without_rejections_gives_no_warning(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="steel"):
         D.warn_rejections(cfg, stats)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_conversations_dropped_for_length_are_a_warning(tmp_path, caplog, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    recs = [{"instruction": "q", "output": "a" * (40 if i < 2 else 1)} for i in range(5)]
+    (tmp_path / "a.json").write_text(json.dumps(recs), encoding="utf-8")
+    cfg = from_dict(D.SftDataConfig, {"root": str(tmp_path), "seq_len": 32, "packing": False,
+                                      "datasets": [{"name": "a", "path": ["a.json"], "weight": 2}]})
+    stats = {}
+    ids, _ = D.build_sft_rows(cfg, tok, stats)
+    assert len(ids) == 6  # 3 short conversations x 2; the 2 long ones (x 2) do not fit in 32 byte tokens
+    with caplog.at_level(logging.INFO, logger="steel"):
+        D.warn_rejections(cfg, stats)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["data.datasets[0] (a): 4 of 10 sampled conversations are longer than data.seq_len 32 "
+                        "tokens: dropped"]

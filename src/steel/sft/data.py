@@ -384,7 +384,8 @@ def build_conversations(cfg: SftDataConfig, stats: dict) -> list[tuple[str, list
 
 
 def warn_rejections(cfg: SftDataConfig, stats: dict) -> None:
-    """A warning per dataset with rejected records: their counts and the first `file:line` of each reason.
+    """A warning per dataset with rejected records (their counts and the first `file:line` of each reason), and
+    per dataset with conversations dropped for length.
 
     NOTE: at INFO, in the one-line stats only, a whole file lost (one that does not parse is one rejection)
     passed unnoticed. `steel sft` calls this on rank 0 only (every rank reads the same data).
@@ -395,6 +396,12 @@ def warn_rejections(cfg: SftDataConfig, stats: dict) -> None:
             log.warning("data.datasets[%d] (%s): %d of %d records rejected (%s): %s", i, ds.name,
                         sum(st["rejected"].values()), st["read"],
                         ", ".join(f"{k}: {v}" for k, v in st["rejected"].items()), "; ".join(st["examples"]))
+    parts = [(f"data.datasets[{i}] ({ds.name})", stats.get("datasets", {}).get(ds.name, {}))
+             for i, ds in enumerate(cfg.datasets)]
+    for where, st in [*parts, ("data.self_cognition", stats.get("self_cognition", {}))]:
+        if st.get("too_long"):
+            log.warning("%s: %d of %d sampled conversations are longer than data.seq_len %d tokens: dropped",
+                        where, st["too_long"], st["sampled"], cfg.seq_len)
 
 
 # ----------------------------------------------------------------------------------------------------
