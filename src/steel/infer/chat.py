@@ -47,6 +47,17 @@ def _stderr(s: str) -> None:
     sys.stderr.flush()
 
 
+def not_utf8(text: str) -> str | None:
+    """Why `text` is not text the tokenizer can take, or None. Bytes that are not UTF-8 (a GBK file on
+    stdin, a GBK terminal) reach Python as lone surrogates (`surrogateescape`, argv always; stdin in the
+    C locale and in `steel chat`); the tokenizer refused them with a bare `TypeError: TextEncodeInput`."""
+    for i, c in enumerate(text):
+        if "\ud800" <= c <= "\udfff":
+            byte = f"byte 0x{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else f"U+{ord(c):04X}"
+            return f"not UTF-8 text ({byte} at character {i}); convert it first, e.g. iconv -f gbk -t utf-8"
+    return None
+
+
 def input_normalizer() -> Normalizer:
     """What `steel chat` and `generate --chat` apply to the user's text and the system prompt: SFT's default
     `data.normalize`, so a prompt has the form the model was trained on."""
@@ -72,6 +83,8 @@ def chat_loop(
     # --max-new-tokens must not leave the history no room at all (the reply is cut at the limit anyway).
     budget = max_context - min(opts.max_new_tokens, max_context // 2)
     normalize = input_normalizer()
+    if system and (why := not_utf8(system)) is not None:
+        raise UserError(f"--system: {why}")
     system = normalize(system) if system else system
     base = [{"role": "system", "content": system}] if system else []
     if system:
@@ -87,7 +100,12 @@ def chat_loop(
     generator = sampling_generator(opts)
     if interactive:
         write("(steel chat: /reset to start over, /exit or Ctrl-D to quit)\n>>> ")
-    for line in lines:
+    for n, line in enumerate(lines, 1):
+        if (why := not_utf8(line)) is not None:
+            notify(f"(steel chat: line {n} not sent: {why})\n")
+            if interactive:
+                write(">>> ")
+            continue
         text = normalize(line)
         if text in ("/exit", "/quit"):
             break
@@ -129,5 +147,9 @@ def run_chat(model, tokenizer, opts: SamplingOptions, system: str | None, max_co
         sys.stdout.write(s)
         sys.stdout.flush()
 
+    # Bytes that are not UTF-8 become lone surrogates, so that one such line is skipped with a notice
+    # (`not_utf8`) instead of a UnicodeDecodeError ending the conversation.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")
     chat_loop(model, tokenizer, opts, sys.stdin, write, system, max_context, interactive=sys.stdin.isatty())
     return 0

@@ -124,7 +124,16 @@ def cmd_generate(args) -> int:
     opts = _sampling(args)
     if args.system is not None and not args.chat:
         raise UserError("--system: needs --chat (a plain prompt is continued as text, without a chat template)")
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    from steel.infer.chat import not_utf8
+
+    try:
+        prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    except UnicodeDecodeError as e:  # stdin decoded strictly (a UTF-8 locale) holding other bytes
+        raise UserError(f"--prompt -: stdin is not {e.encoding} text (byte 0x{e.object[e.start]:02X}); "
+                        "convert it first, e.g. iconv -f gbk -t utf-8") from None
+    for flag, text in (("--prompt", prompt), ("--system", args.system)):
+        if text and (why := not_utf8(text)) is not None:
+            raise UserError(f"{flag}: {why}")
     model, tok = _load(args)
     if args.chat:
         from steel.infer.chat import input_normalizer

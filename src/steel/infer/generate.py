@@ -56,6 +56,9 @@ class SamplingOptions:
             raise ConfigError("top_p: must be in (0, 1]")
         if self.repetition_penalty <= 0:
             raise ConfigError("repetition_penalty: must be > 0")
+        # torch.Generator.manual_seed takes a 64-bit value; a larger one was a ValueError traceback.
+        if self.seed is not None and not -(2**63) <= self.seed < 2**64:
+            raise ConfigError(f"seed: must be in [-2**63, 2**64), got {self.seed}")
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -96,13 +99,26 @@ def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool
         raise UserError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)"
         )
+    try:
+        from jinja2.exceptions import TemplateError
+    except ImportError:  # (transformers renders templates with jinja2; without it nothing is raised by one)
+        TemplateError = ()
+
     specials = _special_tokens(tokenizer)
     contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
-    if any(s in c for c in contents for s in specials):
-        return _ids_with_plain_contents(tokenizer, messages, add_generation_prompt, specials)
-    text = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=add_generation_prompt, tokenize=False
-    )
+    try:
+        if any(s in c for c in contents for s in specials):
+            return _ids_with_plain_contents(tokenizer, messages, add_generation_prompt, specials)
+        text = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+    except TemplateError as e:
+        # A stock template refuses some conversations by `raise_exception` (Gemma's and Mistral's: "System
+        # role not supported", roles that do not alternate): that is the user's input, not a Steel bug.
+        raise UserError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: its chat template refuses this "
+            f"conversation: {e}"
+        ) from None
     # The template writes the special tokens as text; encoding it must not add a BOS of its own.
     return tokenizer.encode(text, add_special_tokens=False)
 
@@ -201,6 +217,23 @@ def new_token_budget(model, n_prompt: int, max_new_tokens: int, max_length: int 
     return min(max_new_tokens, limit - n_prompt)
 
 
+def check_prompt_ids(model, prompt_ids: list[int]) -> None:
+    """A UserError when a prompt id has no row in the model's input embeddings: a `--tokenizer` (or a
+    tokenizer found beside the model) that is not the model's. The lookup failed with `IndexError: index
+    out of range in self` on CPU and a device-side assert that poisons the process on CUDA."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    weight = getattr(emb, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        return
+    rows = weight.shape[0]
+    bad = next((t for t in prompt_ids if not 0 <= t < rows), None)
+    if bad is not None:
+        raise UserError(
+            f"prompt token id {bad} is outside the model's vocabulary ({rows} embeddings): the tokenizer "
+            "is not the model's (pass the model's own with --tokenizer DIR)"
+        )
+
+
 def sampling_generator(opts: SamplingOptions) -> torch.Generator | None:
     """The sampling RNG `opts.seed` asks for (None: torch's global one, nondeterministic)."""
     return None if opts.seed is None else torch.Generator(device="cpu").manual_seed(opts.seed)
@@ -221,6 +254,7 @@ def generate_ids(
     (the generator's return value). `generator`: the sampling RNG to go on with (a chat's, across turns);
     default: a fresh one seeded with `opts.seed`."""
     budget = new_token_budget(model, len(prompt_ids), opts.max_new_tokens, max_length)
+    check_prompt_ids(model, prompt_ids)
     device = next(model.parameters()).device
     if generator is None:
         generator = sampling_generator(opts)

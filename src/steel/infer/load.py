@@ -247,7 +247,12 @@ def model_from_checkpoint(ckpt: Path):
     from steel.model import build_model
     from steel.train.checkpoint import load_model_state
 
-    data = json.loads((ckpt / "model_config.json").read_text(encoding="utf-8"))
+    try:
+        data = json.loads((ckpt / "model_config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a copy cut short (rsync, a full disk)
+        raise UserError(f"{ckpt}/model_config.json: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{ckpt}/model_config.json: expected a JSON object (a model config)")
     model_type = data.get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise UserError(f"{ckpt}/model_config.json: unknown model_type {model_type!r}")
