@@ -290,6 +290,7 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
     filters = build_filters(ds.filters, [ds.name], root, setup=True, source_kinds=["chat"], normalize=normalize)
     st.update({"read": 0, "kept": 0, "rejected": {}, "filtered": {}, "examples": []})
     out = []
+    shown: set[str] = set()  # rejection reasons with an example
     for path in expand_paths(src, root, index, where="data.datasets"):
         if ds.format == "auto" and detect_format(path) == "txt":
             # NOTE: the reader gives a .txt's text as one string, not a conversation (a TypeError traceback)
@@ -305,8 +306,9 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
                 st["rejected"][reason] = st["rejected"].get(reason, 0) + 1
                 # the first of each reason too: a file that does not parse is one rejection (all its records),
                 # which the first five rejections of another kind hid
-                if len(st["examples"]) < 5 or not any(f": {reason} " in e for e in st["examples"]):
+                if len(st["examples"]) < 5 or reason not in shown:
                     st["examples"].append(f"{path}:{item.line}: {reason} {detail}")
+                    shown.add(reason)
                 continue
             text = conversation_text(doc)
             failed = next((f for f in filters if not f.keep(text)), None)
