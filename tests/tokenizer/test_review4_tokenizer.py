@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
+import pytest
+
+from steel.tokenizer.engine import load_encoder
 from steel.tokenizer.qwen import QWEN_FILES, build_qwen_tokenizer
 
 
@@ -22,3 +26,49 @@ def test_qwen_build_into_a_symlinked_out_dir_keeps_the_link(tmp_path, small_rank
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == sorted([*QWEN_FILES, "notes.txt"])
     assert "Be brief." in (tmp_path / "scratch" / "tokenizer_config.json").read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch", "tok"]  # no scratch sibling left
+
+
+# Written out, not imported from steel, so that a typo in steel's copy fails the comparison.
+PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
+def reference_tiktoken():
+    """tiktoken over dashscope's rank file, parsed here in two lines (independent of steel's reader)."""
+    import tiktoken
+
+    from steel.tokenizer.qwen import find_qwen_ranks
+
+    lines = find_qwen_ranks().read_bytes().split()
+    ranks = {base64.b64decode(t): int(r) for t, r in zip(lines[::2], lines[1::2])}
+    return tiktoken.Encoding("reference", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens={})
+
+
+@pytest.fixture(scope="module")
+def engines(qwen_tokenizer_dir):
+    return {name: load_encoder(qwen_tokenizer_dir, engine=name) for name in ("tiktoken", "hf")}
+
+
+def test_lone_surrogates_encode_alike_in_both_engines(engines, small_ranks_file):
+    """A str with lone surrogates: tiktoken encodes it (lone ones as U+FFFD, pairs joined), the HF engine
+    raised TypeError('TextInputSequence must be str'), though both engines are meant to give the same ids."""
+    ref = reference_tiktoken()
+    texts = ["a\ud800b", "\udcff", "x \ud83d\ude00 y", "中\udc80文 <|endoftext|>", "\ud800\ud800"]
+    # Hand-repaired: a lone surrogate is U+FFFD, a high+low pair is the character it encodes.
+    repaired = ["a\ufffdb", "\ufffd", "x 😀 y", "中\ufffd文 <|endoftext|>", "\ufffd\ufffd"]
+    want = [ref.encode_ordinary(t) for t in repaired]
+    for name, enc in engines.items():
+        assert [enc.encode(t) for t in texts] == want, name
+        assert enc.encode_batch(texts) == want, name
+        assert enc.encode_batch(["ok", *texts]) == [ref.encode_ordinary("ok"), *want], name
+    with pytest.raises(TypeError):  # not a str: still an error, not repaired into something
+        engines["hf"].encode_batch(["ok", None])
+
+
+@pytest.mark.parametrize("bad", [151646, 151935, -1])
+def test_decode_of_an_id_outside_the_vocabulary_is_refused_by_both_engines(engines, bad):
+    """Qwen's model has 151,936 output rows for 151,646 ids: the HF engine decoded an id past the
+    vocabulary to '' (text lost silently), tiktoken raised a bare KeyError or OverflowError."""
+    for name, enc in engines.items():
+        assert enc.decode([14990, 151645]) == "hello<|im_end|>", name  # 14990 = "hello" in Qwen's ranks
+        with pytest.raises(ValueError, match=rf"token id {bad} is not in the vocabulary .*\(ids 0\.\.151645\)"):
+            enc.decode([14990, bad])

@@ -133,6 +133,15 @@ def _tiktoken_incompatibility(tok_json: dict, ranks: dict[bytes, int]) -> str | 
     return None
 
 
+def _repair_surrogates(text: str) -> str:
+    """What tiktoken encodes for a str holding surrogates: pairs joined, lone ones U+FFFD (its own repair).
+
+    HF `tokenizers` refuses such a str ("TextInputSequence must be str"); repaired the same way, both
+    engines give the same ids. (`steel data prepare` rejects such documents before encoding them.)
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class Encoder:
     """Ordinary-text encoder over a tokenizer directory; see the module docstring."""
 
@@ -221,7 +230,12 @@ class Encoder:
     def encode(self, text: str) -> list[int]:
         if self._tt is not None:
             return self._tt.encode_ordinary(text)
-        return self._hf.encode(text, add_special_tokens=False).ids
+        try:
+            return self._hf.encode(text, add_special_tokens=False).ids
+        except TypeError:  # "TextInputSequence must be str": lone surrogates, which UTF-8 cannot hold
+            if not isinstance(text, str):
+                raise
+        return self._hf.encode(_repair_surrogates(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids of each text, ordinary encoding, no EOS appended."""
@@ -232,14 +246,34 @@ class Encoder:
                 return [self._tt.encode_ordinary(t) for t in texts]
             kw = {} if self.num_threads is None else {"num_threads": self.num_threads}
             return self._tt.encode_ordinary_batch(texts, **kw)
+        return self._hf_encode_batch(texts)
+
+    def _hf_encode_batch(self, texts: list[str]) -> list[list[int]]:
         # NOTE: not encode_batch_fast: it skips offsets yet measured 0.5-0.85x encode_batch's speed on
         # pretrain_zh here (bench/tokenizer_compression.py), with the same ids.
+        try:
+            return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
+        except TypeError:  # see `encode`
+            if not all(isinstance(t, str) for t in texts):
+                raise
+        texts = [_repair_surrogates(t) for t in texts]
         return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of `ids`; an id outside the vocabulary is a ValueError naming it.
+
+        NOTE: checked here because the engines differ: HF `tokenizers` drops such an id silently,
+        tiktoken raises a bare KeyError. A model's output layer is often wider than the vocabulary
+        (151,936 rows for Qwen's 151,646 ids), so a sampled id can be one of these.
+        """
+        ids = list(ids)
+        for i in ids:
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is not in the vocabulary of {self.tokenizer_dir} "
+                                 f"(ids 0..{self.vocab_size - 1})")
         if self._tt is not None:
-            return self._tt.decode(list(ids))
-        return self._hf.decode(list(ids), skip_special_tokens=False)
+            return self._tt.decode(ids)
+        return self._hf.decode(ids, skip_special_tokens=False)
 
     def encode_chat(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> list[int]:
         """Ids of the ChatML rendering `<|im_start|>{role}\\n{content}<|im_end|>\\n` of `messages`.
