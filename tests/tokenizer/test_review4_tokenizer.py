@@ -72,3 +72,25 @@ def test_decode_of_an_id_outside_the_vocabulary_is_refused_by_both_engines(engin
         assert enc.decode([14990, 151645]) == "hello<|im_end|>", name  # 14990 = "hello" in Qwen's ranks
         with pytest.raises(ValueError, match=rf"token id {bad} is not in the vocabulary .*\(ids 0\.\.151645\)"):
             enc.decode([14990, bad])
+
+
+def test_train_inputs_in_upper_case_are_read_as_prepare_reads_them(tmp_path):
+    """`steel data prepare` tells formats by suffix in any case; the trainer skipped a directory's
+    PART2.JSONL without a word (training on part of the corpus) and refused a named NOTES.TXT."""
+    import gzip
+
+    from steel.tokenizer.train import expand_inputs, iter_corpus
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "a.jsonl").write_text('{"text": "one"}\n', encoding="utf-8")
+    (d / "PART2.JSONL").write_text('{"text": "two"}\n{"text": "three"}\n', encoding="utf-8")
+    (d / "NOTES.TXT").write_text("four\nfive\n", encoding="utf-8")
+    with gzip.open(d / "z.Jsonl.Gz", "wt", encoding="utf-8") as f:
+        f.write('{"text": "six"}\n')
+    (d / "skip.parquet").write_bytes(b"")  # not a trainer input: still left out
+    files = expand_inputs([d])
+    assert [f.name for f in files] == ["NOTES.TXT", "PART2.JSONL", "a.jsonl", "z.Jsonl.Gz"]
+    assert list(iter_corpus(files)) == ["four\nfive\n", "two", "three", "one", "six"]
+    assert list(iter_corpus(files, limit_docs=2)) == ["four\nfive\n", "two"]  # the .TXT is one document
+    assert expand_inputs([d / "NOTES.TXT"]) == [d / "NOTES.TXT"]

@@ -7,7 +7,7 @@ ChatML template. Inputs stream into HF `tokenizers`' trainer; only its word coun
 
 Inputs: `.jsonl`, `.jsonl.zst`, `.jsonl.gz` (one JSON object per line with a string field, `text`
 by default) and `.txt` (a file is one document, read in pieces of about 1 MB at line boundaries);
-a directory stands for the supported files inside it. A malformed line is an error naming file:line.
+a directory stands for the supported files inside it. Suffixes count in any case (`A.JSONL`). A malformed line is an error naming file:line.
 """
 
 from __future__ import annotations
@@ -31,17 +31,27 @@ SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
 TXT_PIECE = 1 << 20  # chars per yielded piece of a .txt file
 
 
+def _supported(path: Path) -> bool:
+    # NOTE: any case, as `steel data prepare` tells formats (`detect_format`): a directory's PART2.JSONL
+    # was skipped without a word, and a named notes.TXT refused.
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def _is_txt(path: Path) -> bool:
+    return path.name.lower().endswith(".txt")
+
+
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     """Files named, and the supported files inside directories named (sorted), each once; missing paths are errors."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES))
+            inside = sorted(f for f in p.rglob("*") if f.is_file() and _supported(f))
             if not inside:
                 raise UserError(f"--input {p}: directory holds no {'/'.join(SUFFIXES)} file")
             files += inside
         elif p.is_file():
-            if not p.name.endswith(SUFFIXES):
+            if not _supported(p):
                 raise UserError(f"--input {p}: unsupported file type (expected {', '.join(SUFFIXES)})")
             files.append(p)
         else:
@@ -79,7 +89,7 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                 seen = pos
 
         try:
-            if path.name.endswith(".txt"):
+            if _is_txt(path):
                 # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds
                 # them is known (a strict decoder fails on a whole decoded block, with no line number).
                 # utf-8-sig: a BOM opening the file is no text, as in `steel data prepare`.
@@ -131,7 +141,7 @@ def iter_corpus(
 ) -> Iterator[str]:
     n = 0
     for path in files:
-        if path.name.endswith(".txt"):  # one document, yielded in pieces: counted once
+        if _is_txt(path):  # one document, yielded in pieces: counted once
             if limit_docs is not None and n >= limit_docs:
                 return
             n += 1
