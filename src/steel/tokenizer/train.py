@@ -7,7 +7,8 @@ ChatML template. Inputs stream into HF `tokenizers`' trainer; only its word coun
 
 Inputs: `.jsonl`, `.jsonl.zst`, `.jsonl.gz` (one JSON object per line with a string field, `text`
 by default) and `.txt` (a file is one document, read in pieces of about 1 MB at line boundaries);
-a directory stands for the supported files inside it. Suffixes count in any case (`A.JSONL`). A malformed line is an error naming file:line.
+a directory stands for the supported files inside it. Suffixes count in any case (`A.JSONL`).
+A malformed line is an error naming file:line.
 """
 
 from __future__ import annotations
