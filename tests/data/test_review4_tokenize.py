@@ -55,3 +55,40 @@ def test_prepare_chat_source_without_chatml_tokens_is_one_error(tmp_path, capsys
     assert "Traceback" not in err and "KeyError" not in err
     assert f"steel: error: {tok}: no special token '<|im_start|>'" in err
     assert not (out / "manifest.json").exists() and not list(out.glob("*.bin"))
+
+
+def _never_read(*args, **kwargs):
+    raise AssertionError("a source was read before the configuration error")
+
+
+def test_prepare_refuses_a_tokenizer_without_chatml_before_reading(tmp_path, capsys, monkeypatch):
+    """The check runs once the tokenizer is loaded, not at the first chat record after the text sources."""
+    monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    monkeypatch.setattr("steel.data.prepare.SourceReader", _never_read)
+    tok = no_chatml_tokenizer(tmp_path / "tok")
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "hello world"}) + "\n", encoding="utf-8")
+    (tmp_path / "chat.json").write_text(json.dumps([{"instruction": "你好吗", "output": "很好"}]), encoding="utf-8")
+    cfg = {"root": str(tmp_path), "tokenizer": str(tok), "workers": 0,
+           "sources": [{"name": "t", "path": ["t.jsonl"]}, {"name": "c", "kind": "chat", "path": ["chat.json"]}]}
+    (tmp_path / "data.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    assert steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"steel: error: {tok}: no special token '<|im_start|>'" in err and "AssertionError" not in err
+
+
+def test_prepare_refuses_a_txt_file_matched_by_a_chat_source_pattern(tmp_path, capsys, monkeypatch,
+                                                                     qwen_tokenizer_dir):
+    """`data/*` tells the config check nothing; the file list does: a chat source cannot read txt files."""
+    monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    monkeypatch.setattr("steel.data.prepare.SourceReader", _never_read)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.json").write_text(json.dumps([{"instruction": "你好吗", "output": "很好"}]),
+                                              encoding="utf-8")
+    (tmp_path / "data" / "b.txt").write_text("你好吗\n很好\n", encoding="utf-8")
+    cfg = {"root": str(tmp_path), "tokenizer": str(qwen_tokenizer_dir), "workers": 0,
+           "sources": [{"name": "c", "kind": "chat", "path": ["data/*"]}]}
+    (tmp_path / "data.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    assert steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "sources[0].path (source 'c') matches" in err and "b.txt, a txt file: a chat source" in err
+    assert "AssertionError" not in err

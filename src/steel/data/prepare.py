@@ -319,11 +319,14 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
         if src.format != "auto":
             continue
         try:
-            detect_format(path)  # the name the reader goes by (`rel` is resolved: a symlink's target)
+            fmt = detect_format(path)  # the name the reader goes by (`rel` is resolved: a symlink's target)
         except ConfigError:
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, whose format the file name "
                               f"does not tell; set sources[{i}].format ({', '.join(_FORMATS)}) or narrow the "
                               "pattern") from None
+        if fmt == "txt" and src.kind == "chat":  # the config check sees patterns only (`data/*`)
+            raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, a txt file: a chat source "
+                              "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
 class _sigterm_as_interrupt:
@@ -486,6 +489,13 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         encoder = load_data_encoder(cfg.tokenizer, out_dir, num_threads=1 if workers > 1 else None, log=log)
     log.info("tokenizer: %s (vocab %d, eos %d, fingerprint %s)", getattr(encoder, "engine", type(encoder).__name__),
              encoder.vocab_size, encoder.eos_id, encoder.fingerprint[:16])
+    if any(s.kind == "chat" for s in cfg.sources):  # before any reading, not at the first chat record
+        from steel.data.tokenize import missing_chat_marker
+        from steel.data.chat import IM_END, IM_START
+
+        for marker in (IM_START, IM_END):
+            if marker not in encoder.special_ids:
+                raise missing_chat_marker(encoder, marker)
 
     spec = WorkerSpec(cfg.normalize, cfg.filters, str(root), cfg.dedup, names, [s.kind for s in cfg.sources])
     stats = [SourceStats() for _ in cfg.sources]
