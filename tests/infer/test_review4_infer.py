@@ -134,3 +134,34 @@ def test_seed_beyond_64_bits_is_refused_by_name(tiny_llama_dir, capsys):
     assert steel_main([*base, "--seed", str(2**64)]) == 2
     assert f"--seed: must be in [-2**63, 2**64), got {2**64}" in capsys.readouterr().err
     assert steel_main([*base, "--seed", str(2**64 - 1)]) == 0
+
+
+def test_checkpoint_of_a_stock_bf16_config_loads_its_fp32_weights_exactly(tmp_path, tiny_llama_dir):
+    # A stock HF config says `dtype: bfloat16` (every Qwen/Llama config.json on the hub) while the trainer
+    # saves fp32 weights (checked with `steel train` on such a config): from_config built the model in
+    # bf16 and loading rounded the weights; "as saved" gave bf16, and `--dtype float32` fp32 parameters
+    # holding the rounded values.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from steel.infer.load import load_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    model.config.dtype = torch.bfloat16  # what model_config.json of such a run records
+    run = make_run_dir(tmp_path / "run", model, [])
+    assert json.loads((run / "checkpoints" / "step-2" / "model_config.json").read_text())["dtype"] == "bfloat16"
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+    for dtype in (None, "float32"):
+        loaded = load_model(run, "cpu", dtype)
+        assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+        for name, p in loaded.named_parameters():
+            assert torch.equal(p, model.get_parameter(name)), name
+        with torch.no_grad():
+            assert torch.equal(loaded(input_ids=ids).logits, want)
+    # `--dtype bfloat16` rounds once, from the fp32 weights.
+    loaded = load_model(run, "cpu", "bfloat16")
+    w = loaded.get_parameter("model.layers.0.self_attn.q_proj.weight")
+    assert torch.equal(w, model.get_parameter("model.layers.0.self_attn.q_proj.weight").to(torch.bfloat16))

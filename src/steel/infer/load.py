@@ -258,6 +258,11 @@ def model_from_checkpoint(ckpt: Path):
         raise UserError(f"{ckpt}/model_config.json: unknown model_type {model_type!r}")
     # The file is a PretrainedConfig.to_dict(); from_dict reads it back as save/from_pretrained would.
     cfg = CONFIG_MAPPING[model_type].from_dict(data)
+    # NOTE: from_config builds in `config.dtype`, and a stock HF config says bfloat16 (the hub's config.json
+    # of Qwen, Llama ...) while the trainer saves fp32 weights: loading them into that bf16 model rounded
+    # them, "as saved" gave bf16 and `--dtype float32` the rounded values. Built in fp32, the weights are
+    # taken exactly, then brought to the saved dtype below.
+    cfg.dtype = torch.float32
     model = build_model(cfg)
     state = load_model_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -274,6 +279,5 @@ def model_from_checkpoint(ckpt: Path):
     # "As saved": a run trained with bf16 parameters (parallel.param_dtype: bf16) stores bf16 weights; the
     # model is built in fp32, so bring its parameters (not buffers such as RoPE's inv_freq) to that dtype.
     saved = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(saved) == 1 and (dtype := saved.pop()) != torch.float32:
-        cast_parameters(model, dtype)
+    cast_parameters(model, saved.pop() if len(saved) == 1 else torch.float32)
     return model
