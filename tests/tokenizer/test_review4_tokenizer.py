@@ -94,3 +94,54 @@ def test_train_inputs_in_upper_case_are_read_as_prepare_reads_them(tmp_path):
     assert list(iter_corpus(files)) == ["four\nfive\n", "two", "three", "one", "six"]
     assert list(iter_corpus(files, limit_docs=2)) == ["four\nfive\n", "two"]  # the .TXT is one document
     assert expand_inputs([d / "NOTES.TXT"]) == [d / "NOTES.TXT"]
+
+
+def _plant_another_tokenizers_files(d):
+    """What a transformers-4 save or a hub download leaves beside tokenizer.json, and transformers reads."""
+    d.mkdir(exist_ok=True)
+    (d / "special_tokens_map.json").write_text('{"eos_token": "</s>", "bos_token": "<s>"}', encoding="utf-8")
+    (d / "added_tokens.json").write_text('{"<extra>": 5}', encoding="utf-8")
+    (d / "chat_template.json").write_text('{"chat_template": "STALE"}', encoding="utf-8")
+    (d / "additional_chat_templates").mkdir(exist_ok=True)
+    (d / "additional_chat_templates" / "tool_use.jinja").write_text("STALE", encoding="utf-8")
+    (d / "notes.txt").write_text("mine", encoding="utf-8")
+
+
+def _check_loads_as_built(d, n):
+    from transformers import AutoTokenizer
+
+    from steel.tokenizer.qwen import chatml_template
+
+    tok = AutoTokenizer.from_pretrained(str(d))
+    # Before: eos "</s>" and bos "<s>" were added as ids n and n+1, past the vocabulary, and the
+    # chat template a dict with the stale "tool_use" one.
+    assert (tok.eos_token, tok.eos_token_id, tok.bos_token, len(tok)) == ("<|endoftext|>", n - 3, None, n)
+    assert tok.chat_template == chatml_template()
+    assert load_encoder(d).eos_id == n - 3
+    assert (d / "notes.txt").read_text(encoding="utf-8") == "mine"  # the user's own file is kept
+
+
+def test_qwen_overwrite_drops_another_tokenizers_extra_files(tmp_path, small_ranks_file):
+    from steel.cli import main
+
+    out = tmp_path / "tok"
+    _plant_another_tokenizers_files(out)
+    assert main(["tokenizer", "qwen", str(out), "--ranks", str(small_ranks_file), "--overwrite"]) == 0
+    _check_loads_as_built(out, 3003)
+    # Steel's own build beside another tokenizer's special_tokens_map.json is not "this Qwen tokenizer".
+    (out / "special_tokens_map.json").write_text('{"eos_token": "</s>"}', encoding="utf-8")
+    assert main(["tokenizer", "qwen", str(out), "--ranks", str(small_ranks_file)]) == 2
+    assert main(["tokenizer", "qwen", str(out), "--ranks", str(small_ranks_file), "--overwrite"]) == 0
+    _check_loads_as_built(out, 3003)
+
+
+def test_train_overwrite_drops_another_tokenizers_extra_files(tmp_path):
+    from steel.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "hello world, steel tokenizer 你好世界"}\n' * 50, encoding="utf-8")
+    out = tmp_path / "tok"
+    _plant_another_tokenizers_files(out)
+    args = ["tokenizer", "train", "--input", str(corpus), "--vocab-size", "280", "--out", str(out), "--overwrite"]
+    assert main(args) == 0
+    _check_loads_as_built(out, 280)

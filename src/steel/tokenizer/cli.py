@@ -55,10 +55,11 @@ def register(subparsers) -> None:
 
 def _qwen(args: argparse.Namespace) -> int:
     import filecmp
+    import os
     import tempfile
     from pathlib import Path
 
-    from steel.tokenizer.qwen import QWEN_SPECIAL_IDS, build_qwen_tokenizer
+    from steel.tokenizer.qwen import HF_TOKENIZER_EXTRAS, QWEN_SPECIAL_IDS, build_qwen_tokenizer
     from steel.tokenizer.train import check_out_dir
 
     target = Path(args.out_dir)
@@ -69,6 +70,8 @@ def _qwen(args: argparse.Namespace) -> int:
             fresh = build_qwen_tokenizer(tmp, ranks_path=args.ranks, default_system=args.default_system)
             same = all((target / f.name).is_file() and filecmp.cmp(f, target / f.name, shallow=False)
                        for f in Path(fresh).iterdir())
+        # transformers also reads these: beside the same files, they make another tokenizer
+        same = same and not any(os.path.lexists(target / name) for name in HF_TOKENIZER_EXTRAS)
         if same:
             print(f"{target}: already holds this Qwen tokenizer, nothing to do")
             return 0

@@ -43,6 +43,11 @@ QWEN_SPECIAL_IDS = {ENDOFTEXT: 151643, IM_START: 151644, IM_END: 151645}
 QWEN_NUM_RANKS = 151643
 # Every file `build_qwen_tokenizer` writes: a directory without one of them is an interrupted build.
 QWEN_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", RANKS_FILE)
+# What transformers also reads as part of a tokenizer directory, and Steel does not write: left by another
+# tokenizer in OUT_DIR, they would override ours (a special_tokens_map.json's eos "</s>" became a new id past
+# the vocabulary while `load_encoder` still ended documents with <|endoftext|>). Removed when a build replaces
+# a directory.
+HF_TOKENIZER_EXTRAS = ("special_tokens_map.json", "added_tokens.json", "chat_template.json", "additional_chat_templates")
 PARTIAL_SUFFIX = ".partial-"  # `.NAME.partial-XXXX`: a build in progress (or killed) beside NAME
 OLD_SUFFIX = ".old-"  # `.NAME.old-XXXX`: the directory a build replaced, until it is deleted
 
@@ -188,6 +193,12 @@ def save_tokenizer_dir(tok: Tokenizer, out_dir: str | Path, default_system: str 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in HF_TOKENIZER_EXTRAS:  # another tokenizer's; what save_pretrained writes below is ours
+        stale = out_dir / name
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        elif stale.exists() or stale.is_symlink():
+            stale.unlink()
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=ENDOFTEXT,  # pretraining separator; chat turns end with <|im_end|>
@@ -218,7 +229,8 @@ def build_qwen_tokenizer(
     Atomic: the files are written to a temporary sibling directory, which is renamed to `out_dir` once
     complete, so an interrupted build leaves `out_dir` as it was (absent, or the previous tokenizer), never
     a half directory that a later run would take for a tokenizer. An existing `out_dir` is replaced as a
-    whole; files in it that the build does not write are moved into the new one.
+    whole; files in it that the build does not write are moved into the new one (HF_TOKENIZER_EXTRAS
+    are dropped).
     """
     ranks_path = Path(ranks_path) if ranks_path is not None else find_qwen_ranks()
     if not ranks_path.is_file():
@@ -250,7 +262,8 @@ def _umask() -> int:
 
 def _install_dir(new: Path, out_dir: Path) -> None:
     """Rename the complete directory `new` to `out_dir`, replacing it; entries of the old `out_dir` that
-    `new` does not have are moved into it (they were kept when the build wrote into the directory)."""
+    `new` does not have are moved into it (they were kept when the build wrote into the directory), but
+    not HF_TOKENIZER_EXTRAS, which would change the tokenizer."""
     # `new` comes from mkdtemp (mode 0700): give it the mode the directory had, or a plain mkdir's, so the
     # tokenizer stays readable to whoever could read the directory before (another user, a container uid).
     os.chmod(new, stat.S_IMODE(out_dir.stat().st_mode) if out_dir.is_dir() else 0o777 & ~_umask())
@@ -265,6 +278,6 @@ def _install_dir(new: Path, out_dir: Path) -> None:
     os.rename(out_dir, old / "dir")
     os.rename(new, out_dir)
     for p in (old / "dir").iterdir():
-        if not (out_dir / p.name).exists():
+        if p.name not in HF_TOKENIZER_EXTRAS and not (out_dir / p.name).exists():
             os.rename(p, out_dir / p.name)
     shutil.rmtree(old, ignore_errors=True)
