@@ -165,3 +165,32 @@ def test_checkpoint_of_a_stock_bf16_config_loads_its_fp32_weights_exactly(tmp_pa
     loaded = load_model(run, "cpu", "bfloat16")
     w = loaded.get_parameter("model.layers.0.self_attn.q_proj.weight")
     assert torch.equal(w, model.get_parameter("model.layers.0.self_attn.q_proj.weight").to(torch.bfloat16))
+
+
+def test_tokenizer_files_that_do_not_parse_name_the_directory(tmp_path, tiny_llama_dir, capsys):
+    # A tokenizer.json cut short (an interrupted download) was a JSONDecodeError traceback from transformers.
+    bad = tmp_path / "tok"
+    bad.mkdir()
+    shutil.copy(tiny_llama_dir / "tokenizer_config.json", bad)
+    text = (tiny_llama_dir / "tokenizer.json").read_text(encoding="utf-8")
+    (bad / "tokenizer.json").write_text(text[: len(text) // 2], encoding="utf-8")
+    args = ["generate", "--model", str(tiny_llama_dir), "--tokenizer", str(bad), "--prompt", "hi", "--device", "cpu"]
+    assert steel_main(args) == 2
+    assert f"--tokenizer {bad}: cannot be loaded (JSONDecodeError" in capsys.readouterr().err
+    model = tmp_path / "model"  # the same, found in the model directory
+    shutil.copytree(tiny_llama_dir, model)
+    shutil.copy(bad / "tokenizer.json", model)
+    assert steel_main(["generate", "--model", str(model), "--prompt", "hi", "--device", "cpu"]) == 2
+    assert f"tokenizer {model}: cannot be loaded" in capsys.readouterr().err
+
+
+def test_chat_system_prompt_that_is_not_utf8_is_named(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from steel.cli import UserError
+    from steel.infer.chat import chat_loop
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    system = GBK_HELLO.decode("utf-8", "surrogateescape")
+    with pytest.raises(UserError, match=r"--system: not UTF-8 text \(byte 0xC4 at character 0\)"):
+        chat_loop(None, tok, G.SamplingOptions(), io.StringIO("hi\n"), lambda s: None, system=system)

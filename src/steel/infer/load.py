@@ -195,7 +195,11 @@ def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
     if not Path(path).exists():
         raise UserError(f"{path}: model path does not exist")
     tok_dir = find_tokenizer_dir(Path(path), tokenizer)
-    tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
+    except (ValueError, KeyError) as e:  # a tokenizer.json cut short (JSONDecodeError) or not a tokenizer's
+        what = f"--tokenizer {tokenizer}" if tokenizer is not None else f"tokenizer {tok_dir}"
+        raise UserError(f"{what}: cannot be loaded ({type(e).__name__}: {e})") from None
     return tok
 
 
