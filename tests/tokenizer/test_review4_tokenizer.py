@@ -145,3 +145,24 @@ def test_train_overwrite_drops_another_tokenizers_extra_files(tmp_path):
     args = ["tokenizer", "train", "--input", str(corpus), "--vocab-size", "280", "--out", str(out), "--overwrite"]
     assert main(args) == 0
     _check_loads_as_built(out, 280)
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--vocab-size", str(2**31), "--vocab-size 2147483648: must be at most 16,777,216"),
+        ("--min-frequency", str(10**20), "--min-frequency 100000000000000000000: must be >= 1"),
+    ],
+)
+def test_train_refuses_absurd_sizes_before_the_trainer_crashes(tmp_path, capsys, flag, value, message):
+    """--vocab-size 2**31 aborted the process inside tokenizers (a Rust allocation failure of 141 GB, no
+    Python error), and --min-frequency 10**20 was an OverflowError traceback."""
+    from steel.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "hello world"}\n', encoding="utf-8")
+    sizes = {"--vocab-size": "300", "--min-frequency": "2", flag: value}
+    args = ["tokenizer", "train", "--input", str(corpus), "--out", str(tmp_path / "tok")]
+    assert main([*args, *(x for kv in sizes.items() for x in kv)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tok").exists() or not any((tmp_path / "tok").iterdir())

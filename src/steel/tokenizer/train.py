@@ -30,6 +30,7 @@ from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_di
 
 SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
 TXT_PIECE = 1 << 20  # chars per yielded piece of a .txt file
+MAX_VOCAB = 1 << 24  # 16,777,216 ids, 100x any LLM vocabulary; see train_bpe
 
 
 def _supported(path: Path) -> bool:
@@ -179,8 +180,13 @@ def train_bpe(
         raise UserError(
             f"--vocab-size {vocab_size}: must be at least {len(alphabet) + n_special + 1} (256 bytes + 3 special + 1)"
         )
-    if min_frequency < 1:
-        raise UserError(f"--min-frequency {min_frequency}: must be >= 1")
+    if vocab_size > MAX_VOCAB:
+        # NOTE: tokenizers' trainer reserves ~66 bytes per id up front: 2**31 aborted the process (a Rust
+        # "memory allocation of 141733920784 bytes failed"), 2*10**8 took 13 GB for a small corpus.
+        raise UserError(f"--vocab-size {vocab_size}: must be at most {MAX_VOCAB:,} (the trainer reserves memory "
+                        "for every id before it reads the corpus)")
+    if not 1 <= min_frequency < 2**64:  # the trainer's counter is a u64: larger was an OverflowError traceback
+        raise UserError(f"--min-frequency {min_frequency}: must be >= 1 (and below 2**64)")
     tok = new_bpe()
     trainer = BpeTrainer(
         vocab_size=vocab_size - n_special,
