@@ -221,8 +221,10 @@ def check_prompt_ids(model, prompt_ids: list[int]) -> None:
     """A UserError when a prompt id has no row in the model's input embeddings: a `--tokenizer` (or a
     tokenizer found beside the model) that is not the model's. The lookup failed with `IndexError: index
     out of range in self` on CPU and a device-side assert that poisons the process on CUDA."""
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    weight = getattr(emb, "weight", None)
+    try:
+        weight = getattr(model.get_input_embeddings(), "weight", None)
+    except (AttributeError, NotImplementedError):  # a model without the HF accessor: nothing to check
+        return
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
         return
     rows = weight.shape[0]
