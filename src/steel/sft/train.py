@@ -275,21 +275,25 @@ def main(cfg: SftConfig):
         from steel.tokenizer.qwen import chatml_template
 
         tokenizer.chat_template = chatml_template()
-        log.warning("tokenizer %s has no chat template: the run's tokenizer gets ChatML's, the format SFT trains",
-                    getattr(tokenizer, "name_or_path", "") or "")
+        # logged by rank 0 once its run log is open (it went to stderr only, bare, from every process)
+        template_note = (f"tokenizer {getattr(tokenizer, 'name_or_path', '') or ''} has no chat template: the "
+                         "run's tokenizer gets ChatML's, the format SFT trains")
+    else:
+        template_note = None
     model = load_model(cfg.init, "cpu", None)
     check_seq_len_fits_model(model.config, cfg.data.seq_len,
                              raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     # One process per run dir; released by fit() at the end, or below if startup fails.
     release_lock = dirlock.acquire(run_dir, "steel sft") if d.is_main else (lambda: None)
     try:
-        return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock)
+        return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock, template_note)
     except BaseException:
         release_lock()
         raise
 
 
-def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock):
+def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
+                 template_note: str | None = None):
     from steel.runlog import setup_run_log
     from steel.train import checkpoint as ckpt
     from steel.train.distributed import barrier, parallelize
@@ -324,6 +328,8 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
     if d.is_main:
         setup_run_log(run_dir / "train.log", config_yaml)
+        if template_note:
+            log.warning("%s", template_note)
         warn_warmup_covers_run(cfg.optim, cfg.max_steps)
     else:
         # NOTE: as `steel train`: no header on the other ranks (unattributed copies of rank 0's, one set per
