@@ -490,8 +490,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     log.info("tokenizer: %s (vocab %d, eos %d, fingerprint %s)", getattr(encoder, "engine", type(encoder).__name__),
              encoder.vocab_size, encoder.eos_id, encoder.fingerprint[:16])
     if any(s.kind == "chat" for s in cfg.sources):  # before any reading, not at the first chat record
-        from steel.data.tokenize import missing_chat_marker
         from steel.data.chat import IM_END, IM_START
+        from steel.data.tokenize import missing_chat_marker
 
         for marker in (IM_START, IM_END):
             if marker not in encoder.special_ids:
