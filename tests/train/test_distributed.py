@@ -1,5 +1,6 @@
 """DDP and FSDP2 on CPU with gloo, 2 processes under torchrun: same loss as one process, resume, re-split."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,9 @@ from train_fixtures import losses, make_data_dir, tiny_config
 from steel.cli import main as steel
 
 STEPS = 6
+# Far below the ~0.8 gradient norms of these runs, so every step clips: the 2-rank runs must clip by the norm
+# over all ranks' shards (FSDP) and all micro-batches, as one process does.
+CLIP = {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "schedule": "cosine", "grad_clip": 0.05}
 
 
 def torchrun(cfg, *overrides):
@@ -30,8 +34,10 @@ def reference(tmp_path_factory):
     """One process: micro-batch 4 x 2 accumulation; the global batch the 2-rank runs split."""
     tmp = tmp_path_factory.mktemp("ref")
     data = make_data_dir(tmp / "data", [3000, 2000, 2500])
-    cfg = tiny_config(tmp, [data], max_steps=STEPS, checkpoint={"every": 3, "keep": 5})
+    cfg = tiny_config(tmp, [data], max_steps=STEPS, checkpoint={"every": 3, "keep": 5}, optim=CLIP)
     assert steel(["train", str(cfg)]) == 0
+    norms = [json.loads(r)["grad_norm"] for r in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert min(norms) > 10 * CLIP["grad_clip"], norms  # clipping is active at every step
     return data, tmp / "run"
 
 
@@ -43,7 +49,7 @@ def final_weights(run):
 def test_two_ranks_match_one_process_and_resume(tmp_path, reference, mode):
     data, ref_run = reference
     cfg = tiny_config(tmp_path, [data], max_steps=STEPS, micro_batch=2, parallel={"mode": mode},
-                      checkpoint={"every": 3, "keep": 5})
+                      checkpoint={"every": 3, "keep": 5}, optim=CLIP)
     torchrun(cfg)
     run = tmp_path / "run"
     got, want = losses(run), losses(ref_run)
@@ -70,7 +76,7 @@ def test_world_size_change_resplits(tmp_path, reference):
     shutil.copytree(ref_run, run)
     shutil.rmtree(run / "checkpoints" / f"step-{STEPS}")
     cfg = tiny_config(tmp_path, [data], max_steps=STEPS, micro_batch=2, parallel={"mode": "ddp"},
-                      checkpoint={"every": 3, "keep": 5})
+                      checkpoint={"every": 3, "keep": 5}, optim=CLIP)
     torchrun(cfg)
     got, want = losses(run), losses(ref_run)
     assert got[:3] == want[:3]
