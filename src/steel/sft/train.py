@@ -71,7 +71,8 @@ class SftConfig:
 def setup(config_path: str | None, overrides: list[str] = ()) -> SftConfig:
     cfg = load_config(SftConfig, config_path, overrides)
     if config_path is not None and not Path(cfg.data.root).is_absolute():
-        # Dataset paths are relative to data.root, itself relative to the config file unless it exists from the CWD.
+        # Dataset paths are relative to data.root, itself relative to the config file unless it exists from the CWD
+        # (`.`, the default, is always the config file's directory).
         root = Path(cfg.data.root)
         if not root.exists() or cfg.data.root == ".":
             cfg.data.root = str((Path(config_path).parent / root).resolve())
@@ -292,6 +293,34 @@ def main(cfg: SftConfig):
         raise
 
 
+# Fields that may name other paths on other nodes: what they lead to is compared instead (the rows built from
+# the data, tokenizer and self-cognition template; the model config loaded from `init`).
+SFT_PER_NODE_FIELDS = ("run_dir", "init", "tokenizer", "data.root", "data.datasets", "data.self_cognition.template",
+                       "log")
+
+
+def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, input_ids: torch.Tensor,
+                      labels: torch.Tensor, d) -> None:
+    """Every rank was given the same config, loaded the same model config, built the same rows and resumes the
+    same checkpoint, or every rank stops naming what differs (as `steel train` does).
+
+    NOTE: every rank builds the rows itself from its own config file and data; another `optim.lr` on one
+    node drifted the DDP replicas apart silently, another data copy trained other rows on that rank.
+    """
+    from steel.train.distributed import check_same_on_every_rank
+    from steel.train.trainer import RANKS_AGREE_HINT, rank_agreed_values
+
+    if d.world_size == 1:
+        return
+    values = rank_agreed_values(cfg, model_config, latest, SFT_PER_NODE_FIELDS)
+    h = hashlib.sha256()
+    for t in (input_ids, labels):
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    values["sft rows sha256"] = h.hexdigest()[:16]
+    check_same_on_every_rank(values, d, RANKS_AGREE_HINT.replace("in run_dir", "in run_dir, and the same data"))
+
+
 def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
                  template_note: str | None = None):
     from steel.runlog import setup_run_log
@@ -353,6 +382,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         json.dumps(stats, ensure_ascii=False),
     )
 
+    check_ranks_agree(cfg, model.config.to_dict(), latest, input_ids, labels, d)
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(
             f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"

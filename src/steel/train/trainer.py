@@ -807,13 +807,14 @@ RANKS_AGREE_HINT = ("every rank must run the same config (a config file that dif
                     "again")
 
 
-def rank_agreed_values(cfg, model_config: dict, latest: Path | None) -> dict:
-    """What every rank of a run must agree on, by name: the config (less PER_NODE_FIELDS), the resolved model
-    config and the checkpoint it resumes from (`check_same_on_every_rank` compares them)."""
+def rank_agreed_values(cfg, model_config: dict, latest: Path | None,
+                       per_node: tuple[str, ...] = PER_NODE_FIELDS) -> dict:
+    """What every rank of a run must agree on, by name: the config (less the `per_node` fields), the resolved
+    model config and the checkpoint it resumes from (`check_same_on_every_rank` compares them)."""
     out: dict = {}
 
     def walk(name: str, v) -> None:
-        if name in PER_NODE_FIELDS:
+        if name in per_node:
             return
         if isinstance(v, dict) and v:
             for k, x in v.items():
