@@ -600,8 +600,12 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
     gb_old = data_state.get("micro_batch", old.micro_batch) * old.grad_accum * data_state.get("world_size", 1)
     gb_new = cfg.micro_batch * cfg.grad_accum * d.world_size
     if gb_old != gb_new:
+        # NOTE: SFT's `consumed` counts rows within its current epoch (it said "from sample 12" in epoch 3).
+        where = (f"row {data_state.get('consumed', 0)} of epoch {data_state['epoch'] + 1}"
+                 if data_state.get("kind") == "sft" and "epoch" in data_state
+                 else f"sample {data_state.get('consumed', 0)}")
         log.warning("resume: global batch %d samples (micro_batch x grad_accum x world size), was %d in %s; "
-                    "the data order goes on from sample %d", gb_new, gb_old, ckpt_dir, data_state.get("consumed", 0))
+                    "the data order goes on from %s", gb_new, gb_old, ckpt_dir, where)
     try:
         saved = ckpt.read_json(ckpt_dir, "model_config.json")
     except ckpt.CheckpointError:
