@@ -148,7 +148,7 @@ def _fill_defaults(value: dict, default: Any) -> dict:
 def _build(cls: type[T], data: dict, path: str) -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints (`1: a`): never compare int < str
     if unknown:
         where = f"{path}." if path else ""
         raise ConfigError(

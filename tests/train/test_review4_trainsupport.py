@@ -148,3 +148,12 @@ def test_run_log_git_revision_of_a_steel_checkout():
     if not head:
         pytest.skip("not a git checkout")
     assert re.fullmatch(re.escape(head) + r"(\+dirty)?", rev)
+
+
+def test_unknown_keys_of_mixed_types_are_named(tmp_path):
+    """Unknown keys where YAML made one an int (`1: a`) beside a string one: an error naming the first by its
+    text (sorting int and str keys raised a TypeError traceback)."""
+    p = tmp_path / "mixed.yaml"
+    p.write_text("max_steps: 3\n1: a\nfoo: b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"mixed.yaml: 1: unknown field \(known: anneal, "):
+        load_config(TrainConfig, str(p), [])
