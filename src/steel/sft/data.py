@@ -506,7 +506,14 @@ class SftData:
             "rows_md5": self.rows_md5,
             "micro_batch": self.micro_batch,  # read by the resume messages (global batch)
             "world_size": self.world_size,
+            "order_md5": self._order_md5(),
+            "torch": torch.__version__,
         }
+
+    def _order_md5(self) -> str:
+        """MD5 of the current epoch's row order: `torch.randperm` draws it, and torch does not promise the same
+        draw across versions; another order at a resume would skip and repeat rows of the epoch silently."""
+        return hashlib.md5(self._order.to(torch.int64).numpy().tobytes()).hexdigest()
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("rows") != len(self.input_ids):
@@ -517,6 +524,12 @@ class SftData:
             raise ConfigError("sft data: the checkpoint's rows differ from those the config now gives")
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self._order = self._perm(self.epoch)
+        if state.get("order_md5", self._order_md5()) != self._order_md5():  # checkpoints before 2026-12-07: none
+            raise ConfigError(
+                f"sft data: torch {torch.__version__} draws another row order for epoch {self.epoch + 1} than torch "
+                f"{state.get('torch', '?')}, which wrote the checkpoint; resuming would skip and repeat rows of the "
+                "epoch: resume with that torch version"
+            )
 
 
 def build_sft_rows(cfg: SftDataConfig, tokenizer, stats: dict) -> tuple[torch.Tensor, torch.Tensor]:
