@@ -66,6 +66,11 @@ class SteelConfig(PretrainedConfig):
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None and self.num_attention_heads:
+            heads, width = self.num_attention_heads, self.hidden_size
+            if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+                # (as LlamaConfig) the floor made the attention narrower than the model unsaid: 1800 / 32 -> 56 x 32
+                raise ValueError(f"hidden_size: must be a multiple of num_attention_heads ({heads}) when head_dim is "
+                                 f"not given (got {width}); set head_dim for another attention width")
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.layer_types is None or (set(self.layer_types) == {"full_attention"}
                                         and len(self.layer_types) != self.num_hidden_layers):
@@ -120,6 +125,10 @@ class SteelConfig(PretrainedConfig):
              "rope_type longrope is not supported (Steel's RoPE has no switch to long_factor past "
              "original_max_position_embeddings)")
         need(rope.get("rope_type", "default") in rope_types, "rope_parameters", f"rope_type must be one of {rope_types}")
+        try:  # the checks stock (@strict) configs run: a missing `factor` was a bare KeyError at build
+            self.validate_rope()
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"rope_parameters: {e.args[0] if e.args else e} (got {self.rope_parameters!r})") from None
         need(self.layer_types is None or len(self.layer_types) == self.num_hidden_layers, "layer_types",
              f"needs one entry per layer ({self.num_hidden_layers})")
         need(all(t == "full_attention" for t in self.layer_types or ()), "layer_types",
@@ -128,6 +137,9 @@ class SteelConfig(PretrainedConfig):
              f"keys must be among {list(KERNEL_NAMES)}")
         for op, value in self.kernels.items():  # any other value turned the fused kernel on unsaid
             need(value in KERNEL_CHOICES[op], "kernels", f"{op} must be one of {KERNEL_CHOICES[op]}")
+        # nn.Embedding takes -1 as its last row: that token's embedding was zeroed and never trained
+        need(self.pad_token_id is None or (isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size),
+             "pad_token_id", f"must be null or a token id in [0, vocab_size {self.vocab_size})")
         if self.document_mask:
             need(self.eos_token_id is not None, "eos_token_id", "document_mask needs an eos_token_id")
             eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
