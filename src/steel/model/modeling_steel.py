@@ -37,7 +37,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_steel import LEAKING_FFN_TYPES, SteelConfig
@@ -154,6 +154,8 @@ class SteelRotaryEmbedding(nn.Module):
     def __init__(self, config: SteelConfig):
         super().__init__()
         self.config = config
+        # read by transformers' dynamic_rope_update (rope_type "dynamic": NTK base grown past this length)
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
         self.rope_type = config.rope_parameters.get("rope_type", "default")
         init_fn = self.compute_default_rope_parameters if self.rope_type == "default" else ROPE_INIT_FUNCTIONS[self.rope_type]
         inv_freq, self.attention_scaling = init_fn(config)
@@ -165,7 +167,10 @@ class SteelRotaryEmbedding(nn.Module):
         base, dim = config.rope_parameters["rope_theta"], config.head_dim
         return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
 
+    # NOTE: without dynamic_rope_update (as Qwen2's), rope_type "dynamic" computed the default frequencies at
+    # every length: past max_position_embeddings it gave other logits than the stock model (and its export).
     @torch.no_grad()
+    @dynamic_rope_update
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # NOTE: angles in fp32 even under autocast/bf16: position * inv_freq loses digits in bf16.
         freqs = position_ids[..., None].float() * self.inv_freq.to(x.device, torch.float)  # (B, T, D/2)
@@ -839,8 +844,12 @@ class SteelModel(SteelPreTrainedModel):
         for layer in self.layers:
             if hidden_states is not None:
                 hidden_states += (h,)
+            # NOTE: position_ids reach the attention function (as in Qwen2): flash attention reads packed
+            # sequences from them (padding-free batches, DataCollatorWithFlattening); without them it attended
+            # across the sequences of a packed row while their positions restarted.
             h = layer(h, attention_mask=mask, position_embeddings=position_embeddings, past_length=past_length,
-                      token_mask=token_mask, moe_layout=moe_layout, **{CACHE_KEY: past_key_values}, **kwargs)
+                      token_mask=token_mask, moe_layout=moe_layout, position_ids=position_ids,
+                      **{CACHE_KEY: past_key_values}, **kwargs)
             if attentions is not None:
                 h, weights = h
                 attentions += (weights,) if weights is not None else ()  # (stock models skip None too)
