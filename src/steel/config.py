@@ -297,8 +297,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     merge (`<<: *base`) may still be overridden, as YAML intends.
     """
 
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
+    def flatten_mapping(self, node):
+        # NOTE: checked here, once per node, before PyYAML flattens the node's merges into it in place (the
+        # merged keys go in front of its own): an anchored mapping that overrides a key of its own merge
+        # (`base: &b {<<: *common, lr: 1}`) was flattened by a shallower `<<: *b` before it was constructed,
+        # and then held `lr` twice: a false "duplicate key" (construct_mapping calls this first).
+        checked = self.__dict__.setdefault("_unique_checked", {})
+        if id(node) not in checked:
+            checked[id(node)] = node  # kept alive: an id is never reused while the document loads
             seen: dict = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
@@ -311,7 +317,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 if first is not key_node.start_mark:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
+        super().flatten_mapping(node)
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:
