@@ -129,7 +129,10 @@ def build_model(cfg) -> torch.nn.Module:
 def changed_model_fields(saved: dict, model_config: dict) -> list[str]:
     """The model config fields that differ between a checkpoint's model_config.json and `model_config`."""
     model_config = json.loads(json.dumps(model_config))  # as saved: JSON turns int keys (id2label) into strings
-    ignore = {"transformers_version", "_name_or_path", "architectures"}
+    # NOTE: not `dtype`: the parameters' dtype is parallel.param_dtype's (parallelize casts them), whatever the
+    # config says. An SFT run from a Steel run dir saved `dtype: null` before 2026-12-07 and "float32" since
+    # (the init is now loaded as fp32 parameters), which warned at resume that the model computes otherwise.
+    ignore = {"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"}
     return sorted(k for k in saved.keys() | model_config.keys()
                   if k not in ignore and saved.get(k) != model_config.get(k))
 
