@@ -100,9 +100,9 @@ def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool
             f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template (tokenizer_config.json chat_template)"
         )
     try:
-        from jinja2.exceptions import TemplateError
+        from jinja2.exceptions import TemplateError, TemplateSyntaxError
     except ImportError:  # (transformers renders templates with jinja2; without it nothing is raised by one)
-        TemplateError = ()
+        TemplateError = TemplateSyntaxError = ()
 
     specials = _special_tokens(tokenizer)
     contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
@@ -112,6 +112,13 @@ def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool
         text = tokenizer.apply_chat_template(
             messages, add_generation_prompt=add_generation_prompt, tokenize=False
         )
+    except TemplateSyntaxError as e:
+        # A template that does not compile refuses every conversation: "refuses this conversation" sent the
+        # user to rewrite an input that was never at fault.
+        raise UserError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: its chat template is not valid Jinja "
+            f"(line {e.lineno}: {e.message})"
+        ) from None
     except TemplateError as e:
         # A stock template refuses some conversations by `raise_exception` (Gemma's and Mistral's: "System
         # role not supported", roles that do not alternate): that is the user's input, not a Steel bug.
