@@ -33,11 +33,6 @@ TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         ({"head_dim": 7}, "model.head_dim: must be even"),
         ({"hidden_act": "bogus"}, "model.hidden_act: must be one of transformers' activations"),
         ({"rope_parameters": {"rope_type": "bogus", "rope_theta": 1e4}}, "model.rope_parameters: rope_type must be"),
-        # Steel's RoPE never switched to long_factor past original_max_position_embeddings, as transformers'
-        # models do: a longrope model computed other logits than its --stock export
-        ({"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 4,
-                              "long_factor": [4.0] * 4, "original_max_position_embeddings": 64}},
-         "model.rope_parameters: rope_type longrope is not supported"),
         ({"initializer_range": -1.0}, "model.initializer_range: must be >= 0"),
         ({"attention_dropout": 1.5}, r"model.attention_dropout: must be in \[0, 1\)"),
         ({"max_position_embeddings": 0}, "model.max_position_embeddings: must be > 0"),

@@ -73,3 +73,33 @@ def test_packed_position_ids_reach_the_attention_function(tiny_config):
             packed = model(input_ids=torch.cat([a, b, c], 1), position_ids=pos, use_cache=False).logits
         # sdpa with a boolean mask on the same rows vs on each sequence alone: fp32 summation order only
         torch.testing.assert_close(packed, alone, msg=lambda m: f"{ffn}: {m}")
+
+
+def test_longrope_switches_to_long_factor_as_qwen2(tiny_config):
+    """rope_type longrope (was refused: Steel's RoPE had no switch to long_factor) gives Qwen2's logits with the
+    same weights below, past and again below original_max_position_embeddings, and its long factors past it."""
+    torch.manual_seed(0)
+    orig, max_pos = 16, 64
+    cfg = tiny_config(ffn_type="swiglu", max_position_embeddings=max_pos)
+    half = cfg.head_dim // 2
+    rope = {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * half,
+            "long_factor": [1.0 + i for i in range(half)], "original_max_position_embeddings": orig}
+    cfg = SteelConfig(**{**cfg.to_dict(), "rope_parameters": rope})
+    steel = build_model(cfg).eval()
+    qwen = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps, max_position_embeddings=max_pos,
+        rope_parameters=dict(rope),
+    )).eval()
+    qwen.load_state_dict(steel.state_dict(), strict=True)
+    ids = torch.randint(0, cfg.vocab_size, (1, 40))
+    d = cfg.head_dim
+    base = 1e4 ** (torch.arange(0, d, 2, dtype=torch.float) / d)
+    with torch.no_grad():
+        for n in (orig - 4, 40, orig - 4):
+            # the same fp32 ops in the same order as Qwen2: default fp32 tolerances
+            torch.testing.assert_close(steel(input_ids=ids[:, :n]).logits, qwen(input_ids=ids[:, :n]).logits)
+            if n > orig:  # by hand: inv_freq = 1 / (factor_i * theta^(2i/d)) with the long factors
+                torch.testing.assert_close(steel.model.rotary_emb.inv_freq,
+                                           1.0 / (torch.tensor(rope["long_factor"]) * base))

@@ -118,12 +118,9 @@ class SteelConfig(PretrainedConfig):
         need(self.hidden_act in ACT2FN, "hidden_act", f"must be one of transformers' activations {sorted(ACT2FN)}")
         rope = self.rope_parameters or {}
         need(rope.get("rope_theta", 1.0) > 0, "rope_parameters", "rope_theta must be > 0")
-        # NOTE: longrope switches to `long_factor` past original_max_position_embeddings in transformers' own
-        # models (a forward-time update); Steel's RoPE computed the short factors at every length.
-        rope_types = ["default", *sorted(set(ROPE_INIT_FUNCTIONS) - {"longrope"})]
-        need(rope.get("rope_type") != "longrope", "rope_parameters",
-             "rope_type longrope is not supported (Steel's RoPE has no switch to long_factor past "
-             "original_max_position_embeddings)")
+        # NOTE: the forward-time updates of dynamic NTK and longrope (its switch to `long_factor` past
+        # original_max_position_embeddings) are transformers' own `dynamic_rope_update`, as in Qwen2.
+        rope_types = ["default", *sorted(ROPE_INIT_FUNCTIONS)]
         need(rope.get("rope_type", "default") in rope_types, "rope_parameters", f"rope_type must be one of {rope_types}")
         try:  # the checks stock (@strict) configs run: a missing `factor` was a bare KeyError at build
             self.validate_rope()
