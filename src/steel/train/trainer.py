@@ -603,10 +603,17 @@ def warn_resume_changes(cfg: TrainConfig, ckpt_dir: Path, step: int, data_state:
     gb_old = data_state.get("micro_batch", old.micro_batch) * old.grad_accum * data_state.get("world_size", 1)
     gb_new = cfg.micro_batch * cfg.grad_accum * d.world_size
     if gb_old != gb_new:
-        # NOTE: SFT's `consumed` counts rows within its current epoch (it said "from sample 12" in epoch 3).
-        where = (f"row {data_state.get('consumed', 0)} of epoch {data_state['epoch'] + 1}"
-                 if data_state.get("kind") == "sft" and "epoch" in data_state
-                 else f"sample {data_state.get('consumed', 0)}")
+        # NOTE: `consumed` counts rows (SFT) or samples (pretraining) within the current epoch (it said "from
+        # sample 12" in epoch 3). SFT turns to the next epoch when it takes the next row, so a save at the end
+        # of an epoch holds consumed >= rows: "row 6 of epoch 1" of 6 rows is row 0 of epoch 2.
+        consumed, epoch = data_state.get("consumed", 0), data_state.get("epoch")
+        if data_state.get("kind") == "sft" and epoch is not None:
+            rows = data_state.get("rows")
+            if rows and consumed >= rows:
+                epoch, consumed = epoch + consumed // rows, consumed % rows
+            where = f"row {consumed} of epoch {epoch + 1}"
+        else:
+            where = f"sample {consumed}" + (f" of epoch {epoch + 1}" if epoch else "")
         log.warning("resume: global batch %d samples (micro_batch x grad_accum x world size), was %d in %s; "
                     "the data order goes on from %s", gb_new, gb_old, ckpt_dir, where)
     try:
