@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +82,7 @@ def main() -> int:
     )
     corpus = load_corpus()
     work = Path(tempfile.mkdtemp(prefix="steel-tok-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a Qwen tokenizer and the trained BPEs: left behind before
     qwen_dir = build_qwen_tokenizer(work / "qwen")
     qwen = load_encoder(qwen_dir)
 
