@@ -48,7 +48,7 @@ def test_run_dir_not_shared_by_every_rank_is_refused_on_every_rank(tmp_path, tin
     # to its workers (a SIGKILL orphaned them, and they held the pipes open).
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out, err = p.communicate(timeout=90)
+        out, err = p.communicate(timeout=240)  # a loaded 2-core machine takes ~60 s for the two commands
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
