@@ -53,6 +53,13 @@ def windows(data: torch.Tensor, n: int, seq_len: int, g: torch.Generator) -> tor
     return torch.stack([data[s : s + seq_len + 1] for s in starts.tolist()])  # (n, T+1)
 
 
+def variant_name(ffn: str, extra: dict) -> str:
+    return ffn + "".join(f" c={v}" for v in extra.values())
+
+
+NAMES = [variant_name(ffn, extra) for ffn, extra in VARIANTS]
+
+
 def config(ffn: str, extra: dict, seq_len: int):
     # steel-1b's shape family at toy size: SENet experts, 4 experts x 1 slot, untied embeddings, bytes as tokens.
     fields = dict(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
@@ -79,10 +86,15 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-seqs", type=int, default=8)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "model_causality.json")
-    ap.add_argument("--variants", default="", help="comma-separated subset of names below (default: all)")
+    ap.add_argument("--variants", default="",
+                    help=f"comma-separated subset of {', '.join(repr(n) for n in NAMES)} (default: all)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared 2-core machine more threads oversubscribe and crawl)")
     args = ap.parse_args()
+    # NOTE: a name not in the list ran no variant and wrote an empty table over --out
+    unknown = [n for n in args.variants.split(",") if n and n not in NAMES] if args.variants else []
+    if unknown:
+        ap.error(f"--variants: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(map(repr, NAMES))}")
     torch.set_num_threads(args.threads)
 
     text = read_bytes(SHARED / "pretrain_en" / "en_tinyshakespeare.jsonl.zst", 600_000)
@@ -95,7 +107,7 @@ def main() -> None:
 
     results = []
     for ffn, extra in VARIANTS:
-        name = ffn + "".join(f" c={v}" for v in extra.values())
+        name = variant_name(ffn, extra)
         if args.variants and name not in args.variants.split(","):
             continue
         torch.manual_seed(0)
