@@ -92,3 +92,18 @@ def test_prepare_refuses_a_txt_file_matched_by_a_chat_source_pattern(tmp_path, c
     err = capsys.readouterr().err
     assert "sources[0].path (source 'c') matches" in err and "b.txt, a txt file: a chat source" in err
     assert "AssertionError" not in err
+
+
+def test_prepare_out_is_the_output_recorded(tmp_path, monkeypatch, qwen_tokenizer_dir):
+    """`--out DIR` is the directory the resolved config in prepare.log and manifest.json names (they kept the
+    config file's `output`, a directory never written)."""
+    monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "你好，世界。" * 20}) + "\n", encoding="utf-8")
+    cfg = {"root": str(tmp_path), "tokenizer": str(qwen_tokenizer_dir), "workers": 0, "output": "runs/elsewhere",
+           "sources": [{"name": "t", "path": ["t.jsonl"]}]}
+    (tmp_path / "data.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    assert steel_main(["data", "prepare", str(tmp_path / "data.yaml"), "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]["output"] == str(out)
+    assert f"output: {out}" in (out / "prepare.log").read_text(encoding="utf-8")
+    assert not (tmp_path / "runs").exists()

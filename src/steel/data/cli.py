@@ -50,8 +50,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.workers is not None:
         overrides.append(f"workers={args.workers}")
     cfg = load_config(DataConfig, args.config, overrides)
+    if args.out is not None:  # the resolved config in prepare.log and manifest.json names the directory written
+        cfg.output = str(args.out)
     shard = parse_shard(args.shard)
-    out = Path(args.out or cfg.output)
+    out = Path(cfg.output)
     # the lock before the log: a refused second prepare must not write into the running one's log
     with dir_lock(out, "steel data prepare"):
         log = setup_run_log(out / ("prepare.log" if shard[1] == 1 else f"prepare.shard{shard[0]}of{shard[1]}.log"),
