@@ -22,14 +22,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    # NOTE: the defaults are the help's: a model's generation_config.json sampling values are not used.
+    p.add_argument("--max-new-tokens", type=int, default=256, help="default: %(default)s")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=1.0, help="1 = off (default: %(default)s)")
     p.add_argument(
-        "--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (HF/CTRL rule)"
+        "--repetition-penalty", type=float, default=1.0,
+        help="> 1 discourages repeats (HF/CTRL rule; default: %(default)s)"
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="default: none (a random seed)")
 
 
 def register(subparsers) -> None:
