@@ -102,12 +102,12 @@ def register(subparsers) -> None:
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
     p.add_argument("--bench", required=True, help="benchmark directory as released")
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
-    p.add_argument("--n", type=int, default=13, help="n-gram length in characters")
+    p.add_argument("--n", type=int, default=13, help="n-gram length in characters (default: %(default)s)")
     p.add_argument(
         "--threshold",
         type=float,
         default=0.5,
-        help="a question is contaminated when this share of its n-grams occurs",
+        help="a question is contaminated when this share of its n-grams occurs (default: %(default)s)",
     )
     p.add_argument(
         "--tokenizer",

@@ -23,5 +23,5 @@ def register(subparsers) -> None:
         "sft", help="supervised fine-tuning on chat data (resumes from RUN_DIR's newest checkpoint)"
     )
     p.add_argument("config", help="SFT config YAML (see configs/sft/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-5 (repeatable)")
     p.set_defaults(func=_sft)

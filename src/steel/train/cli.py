@@ -33,9 +33,9 @@ def _plot(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="pretrain (resumes from RUN_DIR's newest checkpoint)")
     p.add_argument("config", help="train config YAML (see configs/train/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3 (repeatable)")
     p.add_argument("--add-data", action="append", default=[], metavar="DIR",
-                   help="append a prepared data dir at this resume (merged and reshuffled with the unseen rest)")
+                   help="append a prepared data dir at this resume (merged and reshuffled with the unseen rest; repeatable)")
     p.set_defaults(func=_train)
     p = subparsers.add_parser("plot", help="PNG of the loss and LR curves of a run")
     p.add_argument("run_dir")
