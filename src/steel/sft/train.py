@@ -259,7 +259,7 @@ def _load_tokenizer(cfg: SftConfig, load_tokenizer):
 
 def main(cfg: SftConfig):
     from steel import dirlock
-    from steel.infer.load import load_model, load_tokenizer
+    from steel.infer.load import is_hf_dir, load_model, load_tokenizer, resolve_checkpoint
     from steel.train.distributed import init_distributed
     from steel.train.trainer import check_seq_len_fits_model
 
@@ -281,13 +281,15 @@ def main(cfg: SftConfig):
                          "run's tokenizer gets ChatML's, the format SFT trains")
     else:
         template_note = None
-    model = load_model(cfg.init, "cpu", None)
+    # The checkpoint a run-dir init resolves to is fixed here, loaded and logged: the run may go on writing newer ones.
+    init_from = Path(cfg.init) if is_hf_dir(Path(cfg.init)) else (resolve_checkpoint(Path(cfg.init)) or Path(cfg.init))
+    model = load_model(init_from, "cpu", None)
     check_seq_len_fits_model(model.config, cfg.data.seq_len,
                              raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     # One process per run dir; released by fit() at the end, or below if startup fails.
     release_lock = dirlock.acquire(run_dir, "steel sft") if d.is_main else (lambda: None)
     try:
-        return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock, template_note)
+        return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock, template_note, init_from)
     except BaseException:
         release_lock()
         raise
@@ -322,7 +324,7 @@ def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, i
 
 
 def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
-                 template_note: str | None = None):
+                 template_note: str | None = None, init_from: Path | None = None):
     from steel.runlog import setup_run_log
     from steel.train import checkpoint as ckpt
     from steel.train.distributed import barrier, parallelize
@@ -357,6 +359,8 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         check_resume_tokenizer(cfg, old, latest, run_dir, tokenizer)
     if d.is_main:
         setup_run_log(run_dir / "train.log", config_yaml)
+        if latest is None and init_from is not None:
+            log.info("init: weights from %s", init_from)
         if template_note:
             log.warning("%s", template_note)
         warn_warmup_covers_run(cfg.optim, cfg.max_steps)
