@@ -89,6 +89,11 @@ def export(
     def write(d: Path) -> None:
         model.save_pretrained(str(d))
         tok.save_pretrained(str(d))
+        # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): the weights get the
+        # mode of config.json (the umask's), or another user (a vLLM service account) cannot read them.
+        mode = (d / "config.json").stat().st_mode
+        for f in d.glob("*.safetensors"):
+            f.chmod(mode)
         if getattr(cfg, "model_type", None) == "steel":
             _check_remote_code(d)
 
