@@ -63,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
         new = [(lg, h) for lg, h in run_log_handlers() if not any(h is b for b in before)]
         log_error_to_run_logs(message, new, exc_info)
 
+    def to_stderr(line: str) -> None:
+        # NOTE: one write, newline included: print() writes the text and the newline apart, and under torchrun
+        # the ranks' identical errors interleaved on the shared stderr ("steel: error: A steel: error: B\n\n").
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UserError) as e:
-        print(f"steel: error: {e}", file=sys.stderr)
+        to_stderr(f"steel: error: {e}")
         to_run_log(f"steel: error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("steel: interrupted", file=sys.stderr)
+        to_stderr("steel: interrupted")
         to_run_log("steel: interrupted")
         return 130
     except BrokenPipeError:  # `steel ... | head`: the reader left; stop quietly, as other tools do
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("STEEL_TRACEBACK"):
             to_run_log(f"steel: error: {e}", e)
             raise
-        print(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)", file=sys.stderr)
+        to_stderr(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)")
         to_run_log(f"steel: error: {e} (STEEL_TRACEBACK=1 shows where)")
         return 1
     except Exception as e:  # a bug: the traceback goes to stderr as before, and into the run log too
