@@ -858,6 +858,46 @@ def write_run_config(run_dir: Path, config_yaml: str) -> None:
     tmp.replace(run_dir / "config.yaml")
 
 
+# A tokenizer directory's files (HF's, Qwen's rank file): an HF model dir given as `tokenizer: DIR` keeps its weights.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
+    """Copy the data's tokenizer into RUN_DIR/tokenizer/ (as `steel sft` keeps its own), where generate, chat,
+    eval, export and sft look first.
+
+    NOTE: found only from here: relative `data.dirs` and a relative `tokenizer: DIR` of the manifest are
+    relative to this process's working directory, which nothing records, so with an absolute `run_dir`
+    those commands, run from anywhere else or on a copy of the run without its data, found no tokenizer.
+    """
+    import shutil
+
+    from steel.data.tokenize import dir_fingerprint, tokenizer_dir_for
+
+    src = next((t for t in map(tokenizer_dir_for, data_dirs) if t is not None), None)
+    dest = run_dir / "tokenizer"
+    if src is None:
+        if not dest.is_dir():
+            log.warning("tokenizer: the data's tokenizer was not found, so %s has none: pass --tokenizer DIR to "
+                        "steel generate/chat/eval/export (tokenizer: DIR to steel sft) for this run", run_dir)
+        return
+    if dest.is_dir() and dir_fingerprint(dest) is not None and dir_fingerprint(dest) == dir_fingerprint(src):
+        return
+    tmp = run_dir / "tokenizer.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for f in sorted(Path(src).iterdir()):
+        if f.is_file() and (f.name in TOKENIZER_FILES or f.suffix == ".tiktoken"):
+            shutil.copyfile(f, tmp / f.name)
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    elif dest.exists() or dest.is_symlink():
+        dest.unlink()
+    tmp.rename(dest)
+    log.info("tokenizer: %s copied to %s", src, dest)
+
+
 def setup(config_path: str | None, overrides: list[str] = ()) -> TrainConfig:
     return load_config(TrainConfig, config_path, overrides)
 
@@ -966,6 +1006,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
         if d.is_main:  # only once accepted: a refused config must not replace the record of the run
             write_run_config(run_dir, config_yaml)
+            if make_data is None:
+                save_run_tokenizer(run_dir, [*dirs, *data.extra_dirs])
         trainer.release_lock = release_lock
         return trainer
     except BaseException:  # refused or failed before training: the run dir is free again
