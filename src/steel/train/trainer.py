@@ -262,6 +262,16 @@ def check_model_fits_data(model_cfg, tokenizer: dict) -> None:
         )
 
 
+def warn_eos_differs(model_cfg, tokenizer: dict) -> None:
+    """Warn when the model's eos_token_id is not the data's EOS: a stock config's default (Llama's 2) is then
+    what model_config.json and an export's config.json tell other tools ends a text."""
+    eos, have = tokenizer.get("eos_id"), model_cfg.eos_token_id
+    if eos is not None and eos not in (have if isinstance(have, (list, tuple)) else [have]):
+        log.warning("model.config: eos_token_id %s is not the data's EOS id %d; the model's config (and an "
+                    "export's config.json) would name another end of text: set model.overrides.eos_token_id: %d",
+                    have, eos, eos)
+
+
 def check_weights_name_sources(weights: dict, dirs: list) -> None:
     """Refuse a `data.weights` key that names no source of the run's data dirs (a typo would be ignored)."""
     from steel.data.chunks import ChunkFormatError, read_manifest
@@ -971,6 +981,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 data.extra_dirs = [str(Path(x).resolve()) for x in dict.fromkeys(add_data)]
         if make_data is None:
             check_model_fits_data(model_cfg, data.tokenizer)
+            if d.is_main:
+                warn_eos_differs(model_cfg, data.tokenizer)
         metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
                                 to_dict(cfg))
 
