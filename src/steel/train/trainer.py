@@ -948,6 +948,13 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
         check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
         latest = ckpt.latest_checkpoint(run_dir)
+        if make_data is None and latest is not None:
+            # NOTE: before the other resume checks, which compared SFT's model, seed and data with this config
+            # and advised changing them (`set data.seed: 0 again`) for a run that pretraining cannot continue.
+            state = ckpt.read_json(latest, "data.json")
+            if state.get("kind") == "sft" or "rows_md5" in state:  # SFT states before 2026-12-06 had no kind
+                raise ConfigError(f"run_dir: {run_dir} holds an SFT run (its checkpoint {latest}); pretraining "
+                                  "needs a run_dir of its own")
         check_same_on_every_rank(rank_agreed_values(cfg, model_cfg.to_dict(), latest), d, RANKS_AGREE_HINT)
         if latest is not None:
             check_model_shapes_at_resume(model_cfg, latest)
