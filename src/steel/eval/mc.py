@@ -429,6 +429,14 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def check_ids_fit(model, ids: torch.Tensor) -> None:
+    """One error line for a `--tokenizer` that is not the model's (an id past its embeddings), before the
+    forward fails with `IndexError: index out of range in self` (a device-side assert on CUDA)."""
+    from steel.infer.generate import check_prompt_ids
+
+    check_prompt_ids(model, [int(ids.max())] if ids.numel() else [])
+
+
 @torch.no_grad()
 def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch.Tensor:
     """Logits at the last `n_last` positions of each sequence: (B, n_last, V), float32.
@@ -442,6 +450,7 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
         return torch.cat([last_logits(model, [s], n_last, pad_id) for s in seqs], dim=0)
     device = next(model.parameters()).device
     ids, mask = left_pad(seqs, pad_id)
+    check_ids_fit(model, ids)
     ids, mask = ids.to(device), mask.to(device)
     kwargs = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
     if accepts(model, "position_ids"):
@@ -625,6 +634,7 @@ def predict_generate_mode(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         ids, mask = left_pad([enc[i] for i in idx], pad_id)
+        check_ids_fit(model, ids)
         gen = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
