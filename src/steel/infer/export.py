@@ -31,6 +31,7 @@ import torch
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
 from steel.infer.load import load_model, load_tokenizer, max_positions
+from steel.tokenizer.qwen import make_tokenizer_config_portable
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.
 CHATML_TEMPLATE = (
@@ -89,6 +90,7 @@ def export(
     def write(d: Path) -> None:
         model.save_pretrained(str(d))
         tok.save_pretrained(str(d))
+        make_tokenizer_config_portable(d, tok.chat_template)  # older transformers load the tokenizer too
         # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): the weights get the
         # mode of config.json (the umask's), or another user (a vLLM service account) cannot read them.
         mode = (d / "config.json").stat().st_mode

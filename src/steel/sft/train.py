@@ -326,6 +326,7 @@ def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, i
 def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
                  template_note: str | None = None, init_from: Path | None = None):
     from steel.runlog import setup_run_log
+    from steel.tokenizer.qwen import make_tokenizer_config_portable
     from steel.train import checkpoint as ckpt
     from steel.train.distributed import barrier, parallelize
     from steel.train.metrics import MetricsLogger
@@ -439,6 +440,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     if d.is_main:  # only once accepted: a refused config must not replace the record of the run
         write_run_config(run_dir, config_yaml)
         tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
+        make_tokenizer_config_portable(run_dir / "tokenizer", tokenizer.chat_template)
     torch.manual_seed(cfg.data.seed)
     trainer.release_lock = release_lock
     return trainer

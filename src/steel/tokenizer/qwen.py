@@ -210,15 +210,22 @@ def save_tokenizer_dir(tok: Tokenizer, out_dir: str | Path, default_system: str 
         chat_template=chatml_template(default_system),
     )
     hf.save_pretrained(str(out_dir))
-    # transformers 5 writes `tokenizer_class: TokenizersBackend` and keeps the template only in
-    # chat_template.jinja; name the portable class and embed the template too, so older transformers
-    # (and tools that read tokenizer_config.json only) load the same tokenizer.
-    cfg_path = out_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    cfg["chat_template"] = chatml_template(default_system)
-    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    make_tokenizer_config_portable(out_dir, chatml_template(default_system))
     return out_dir
+
+
+def make_tokenizer_config_portable(out_dir: str | Path, chat_template: str | None) -> None:
+    """After `save_pretrained`: transformers 5 writes `tokenizer_class: TokenizersBackend` (a class older
+    transformers do not have) and keeps the template only in chat_template.jinja; name the portable class and
+    embed the template too, so older transformers (and tools that read tokenizer_config.json only) load the
+    same tokenizer. A tokenizer saved under its own class (LlamaTokenizer...) keeps it."""
+    cfg_path = Path(out_dir) / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") == "TokenizersBackend" and (Path(out_dir) / "tokenizer.json").is_file():
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(chat_template, str) and chat_template:
+        cfg["chat_template"] = chat_template
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def build_qwen_tokenizer(
