@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import torch
 import yaml
 from sft_runs import write_sft_run
 
@@ -63,3 +65,33 @@ def test_per_node_paths_may_differ(tmp_path, tiny_tokenizer_dir):
     assert vals[0] == vals[1]
     assert {k for k in vals[0] if vals[0][k] != vals[2][k]} == {"data.seed"}
     assert vals[0]["resumed checkpoint"] is None
+
+
+def test_the_checkpoint_init_resolves_to_is_compared(tmp_path, tiny_tokenizer_dir):
+    """Ranks resolving a run-dir `init` to different newest checkpoints (one written between their reads) would
+    start from different weights; the name is compared on a fresh start (at a resume the SFT checkpoint is)."""
+    from steel.sft.train import check_ranks_agree
+
+    cfg = setup(str(write_sft_run(tmp_path, tiny_tokenizer_dir, max_steps=2)))
+    cfg.init = "/runs/pretrain"
+    seen = []
+
+    class Two:
+        world_size, rank = 2, 1
+
+    def capture(values, d, hint):
+        seen.append(values)
+
+    import steel.train.distributed as dist_mod
+
+    orig = dist_mod.check_same_on_every_rank
+    dist_mod.check_same_on_every_rank = capture
+    try:
+        rows = torch.zeros(2, 4, dtype=torch.long)
+        for init_from, latest in ((Path("/runs/pretrain/checkpoints/step-40"), None),
+                                  (Path("/runs/pretrain/checkpoints/step-60"), None),
+                                  (Path("/runs/pretrain/checkpoints/step-60"), Path("/runs/sft/checkpoints/step-2"))):
+            check_ranks_agree(cfg, {}, latest, rows, rows, Two(), init_from)
+    finally:
+        dist_mod.check_same_on_every_rank = orig
+    assert [v["init checkpoint"] for v in seen] == ["step-40", "step-60", None]

@@ -302,7 +302,7 @@ SFT_PER_NODE_FIELDS = ("run_dir", "init", "tokenizer", "data.root", "data.datase
 
 
 def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, input_ids: torch.Tensor,
-                      labels: torch.Tensor, d) -> None:
+                      labels: torch.Tensor, d, init_from: Path | None = None) -> None:
     """Every rank was given the same config, loaded the same model config, built the same rows and resumes the
     same checkpoint, or every rank stops naming what differs (as `steel train` does).
 
@@ -320,6 +320,10 @@ def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, i
         h.update(str((t.dtype, tuple(t.shape))).encode())
         h.update(t.contiguous().numpy().data)  # no copy of the rows
     values["sft rows sha256"] = h.hexdigest()[:16]
+    # A fresh start takes its weights from the checkpoint `init` resolved to on each rank: a pretraining run that
+    # wrote a newer one between the ranks' reads would start them from different weights.
+    resolved = latest is None and init_from is not None and Path(init_from) != Path(cfg.init)
+    values["init checkpoint"] = Path(init_from).name if resolved else None
     check_same_on_every_rank(values, d, RANKS_AGREE_HINT.replace("in run_dir", "in run_dir, and the same data"))
 
 
@@ -387,7 +391,7 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         json.dumps(stats, ensure_ascii=False),
     )
 
-    check_ranks_agree(cfg, model.config.to_dict(), latest, input_ids, labels, d)
+    check_ranks_agree(cfg, model.config.to_dict(), latest, input_ids, labels, d, init_from)
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(
             f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"
