@@ -100,6 +100,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _new_file_mode() -> int:
+    """The mode open() gives a new file under this process's umask (0644 under 022)."""
+    try:  # Linux: read without changing it (os.umask sets it process-wide, racing other threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            mask = next(int(x.split()[1], 8) for x in f if x.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     # safetensors refuses tensors sharing storage (tied embeddings): give each its own.
     seen: set[int] = set()
@@ -113,6 +124,9 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         save_file(out, str(path))
     except SafetensorError as e:  # e.g. "No space left on device": name the file, not a traceback
         raise CheckpointError(f"{path}: cannot write ({e}); the previous checkpoint is intact") from None
+    # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): another user of a shared
+    # run dir (eval, export, a resume under a service account) could read config.yaml but not the weights.
+    os.chmod(path, _new_file_mode())
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
