@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -32,3 +34,19 @@ def write_sft_run(tmp_path: Path, tokenizer_dir: Path, *, max_steps: int, ffn_ty
         encoding="utf-8",
     )
     return config
+
+
+@contextlib.contextmanager
+def steel_logger_restored():
+    """Put the `steel` logger's handlers, level and propagation back afterwards (a run as rank 1 changes them)."""
+    steel = logging.getLogger("steel")
+    saved = (list(steel.handlers), steel.level, steel.propagate)
+    try:
+        yield steel
+    finally:
+        for h in list(steel.handlers):
+            steel.removeHandler(h)
+        for h in saved[0]:
+            steel.addHandler(h)
+        steel.setLevel(saved[1])
+        steel.propagate = saved[2]

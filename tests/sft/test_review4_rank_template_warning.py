@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from sft_runs import write_sft_run
+from sft_runs import steel_logger_restored, write_sft_run
 
 from steel.cli import main as steel_main
 
@@ -16,18 +16,8 @@ def test_non_zero_rank_prints_no_unattributed_warning(tmp_path, tiny_tokenizer_d
     config = write_sft_run(tmp_path, tiny_tokenizer_dir, max_steps=1)
     (tmp_path / "init" / "chat_template.jinja").unlink()  # an init whose tokenizer has no chat template
     monkeypatch.setattr(dist, "init_distributed", lambda cfg: dist.Dist(1, 1, 0, torch.device("cpu"), "none"))
-    steel = logging.getLogger("steel")
-    saved = (list(steel.handlers), steel.level, steel.propagate)
-    try:
-        with caplog.at_level(logging.INFO, logger="steel"):
-            steel_main(["sft", str(config)])  # rank 1 alone cannot save (rank 0 makes the checkpoint dir)
-    finally:
-        for h in list(steel.handlers):
-            steel.removeHandler(h)
-        for h in saved[0]:
-            steel.addHandler(h)
-        steel.setLevel(saved[1])
-        steel.propagate = saved[2]
+    with steel_logger_restored(), caplog.at_level(logging.INFO, logger="steel"):
+        steel_main(["sft", str(config)])  # rank 1 alone cannot save (rank 0 makes the checkpoint dir)
     err = capsys.readouterr().err.splitlines()
     assert any("rank-1.safetensors" in x for x in err)  # it ran as rank 1 up to its first save
     # every process logged it, before its rank's messages were attributed (a CLI run printed it through

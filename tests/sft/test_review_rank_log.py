@@ -6,10 +6,8 @@ Every rank ran `setup_run_log`, so under torchrun each printed the version/machi
 
 from __future__ import annotations
 
-import logging
-
 import torch
-from sft_runs import write_sft_run
+from sft_runs import steel_logger_restored, write_sft_run
 
 from steel.cli import main as steel_main
 
@@ -19,18 +17,9 @@ def test_non_zero_rank_prints_no_header_and_attributes_its_warnings(tmp_path, ti
 
     config = write_sft_run(tmp_path, tiny_tokenizer_dir, max_steps=1)
     monkeypatch.setattr(dist, "init_distributed", lambda cfg: dist.Dist(1, 1, 0, torch.device("cpu"), "none"))
-    steel = logging.getLogger("steel")
-    saved = (list(steel.handlers), steel.level, steel.propagate)
-    try:
+    with steel_logger_restored() as steel:
         steel_main(["sft", str(config)])
-        logging.getLogger("steel").warning("resume: something changed")
-    finally:
-        for h in list(steel.handlers):
-            steel.removeHandler(h)
-        for h in saved[0]:
-            steel.addHandler(h)
-        steel.setLevel(saved[1])
-        steel.propagate = saved[2]
+        steel.warning("resume: something changed")
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert not [x for x in err if "versions:" in x or "machine:" in x or "argv:" in x], err[:5]
     assert "[rank 1] WARNING resume: something changed" in err
