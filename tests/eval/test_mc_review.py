@@ -115,38 +115,31 @@ def test_result_says_it_is_a_limit_run_and_its_dtype(tmp_path, tiny_llama_dir):
     assert res["max_new_tokens"] == 3 and res["limit"] == 1
 
 
-def test_cot_without_generate_mode_is_refused(tmp_path, capsys):
-    # `eval mc --cot` without `--mode generate` scored the next-token logits of A..D (logprob mode), as if
-    # --cot had not been given: the result was labelled letter scoring, but the user asked for CoT.
+# A setting another mode ignores is refused, on the command line and in a config, before the model is loaded:
+# `--cot` without generate mode scored the next-token logits of A..D as if --cot had not been given, and
+# `--scoring` in generate mode (which reads the reply) was silently ignored, the result saying "generate".
+@pytest.mark.parametrize("flags, yaml_lines, message, accepted", [
+    (["--cot"], "cot: true\n", "cot: needs mode generate", ["--cot", "--mode", "generate"]),
+    # (in a config only a scoring other than the default is seen: `scoring: letter` reads as unset)
+    (["--mode", "generate", "--scoring", "letter"], "mode: generate\nscoring: continuation\n",
+     "scoring: only for mode logprob", ["--scoring", "letter"]),
+    (["--mode", "generate", "--scoring", "continuation"], "mode: generate\nscoring: continuation\n",
+     "scoring: only for mode logprob", ["--scoring", "continuation"]),
+], ids=["cot", "scoring-letter", "scoring-continuation"])
+def test_a_setting_of_another_mode_is_refused(tmp_path, capsys, flags, yaml_lines, message, accepted):
     cmmlu = str(SHARED / "cmmlu")
     argv = ["eval", "mc", "--task", "cmmlu", "--data", cmmlu, "--model", str(tmp_path / "no-model")]
-    assert steel_main(argv + ["--cot"]) == 2
+    assert steel_main(argv + flags) == 2
     err = capsys.readouterr().err
-    assert "--cot: needs mode generate (got mode logprob)" in err and "does not exist" not in err
-    cfg = tmp_path / "cot.yaml"
-    cfg.write_text(f"task: cmmlu\ndata: {cmmlu}\ncot: true\n", encoding="utf-8")
+    got = "(got mode generate)" if "scoring" in message else "(got mode logprob)"
+    assert f"--{message} {got}" in err and "does not exist" not in err
+    cfg = tmp_path / "mode.yaml"
+    cfg.write_text(f"task: cmmlu\ndata: {cmmlu}\n{yaml_lines}", encoding="utf-8")
     assert steel_main(["eval", "mc", "--config", str(cfg), "--model", str(tmp_path / "no-model")]) == 2
-    assert f"{cfg}: cot: needs mode generate" in capsys.readouterr().err
-    # With generate mode it reaches the model (and fails there, as this one does not exist).
-    assert steel_main(argv + ["--cot", "--mode", "generate"]) == 2
-    assert "needs mode generate" not in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("scoring", ["letter", "continuation"])
-def test_scoring_with_generate_mode_is_refused(tmp_path, capsys, scoring):
-    # generate mode reads the reply; `--scoring` was silently ignored there, the result saying "generate".
-    cmmlu = str(SHARED / "cmmlu")
-    argv = ["eval", "mc", "--task", "cmmlu", "--data", cmmlu, "--model", str(tmp_path / "no-model")]
-    assert steel_main(argv + ["--mode", "generate", "--scoring", scoring]) == 2
-    err = capsys.readouterr().err
-    assert "--scoring: only for mode logprob (got mode generate)" in err and "does not exist" not in err
-    cfg = tmp_path / "gen.yaml"
-    cfg.write_text(f"task: cmmlu\ndata: {cmmlu}\nmode: generate\nscoring: continuation\n", encoding="utf-8")
-    assert steel_main(["eval", "mc", "--config", str(cfg), "--model", str(tmp_path / "no-model")]) == 2
-    assert f"{cfg}: scoring: only for mode logprob" in capsys.readouterr().err
-    # With logprob mode it reaches the model (and fails there, as this one does not exist).
-    assert steel_main(argv + ["--scoring", scoring]) == 2
-    assert "only for mode logprob" not in capsys.readouterr().err
+    assert f"{cfg}: {message}" in capsys.readouterr().err
+    # With the mode it belongs to it reaches the model (and fails there, as this one does not exist).
+    assert steel_main(argv + accepted) == 2
+    assert message.split(": ", 1)[1] not in capsys.readouterr().err
 
 
 def test_a_split_file_without_questions_is_refused_naming_it(tmp_path, capsys):
