@@ -45,7 +45,11 @@ def register(subparsers) -> None:
     )
     t.add_argument("--out", required=True, metavar="OUT_DIR", help="directory to write the tokenizer to")
     t.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to be merged")
-    t.add_argument("--limit-docs", type=int, default=None, help="train on the first N documents only")
+    t.add_argument(
+        "--limit-docs", type=int, default=None,
+        help="train on N documents spread evenly over the input files (one holding fewer leaves its share to "
+        "the files after it)",
+    )
     t.add_argument("--field", default="text", help="JSON field holding the text (jsonl inputs)")
     t.add_argument(
         "--overwrite", action="store_true", help="replace the files of a non-empty OUT_DIR (refused otherwise)"

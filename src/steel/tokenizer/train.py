@@ -141,19 +141,30 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
 def iter_corpus(
     files: list[Path], field: str = "text", limit_docs: int | None = None, on_bytes=None
 ) -> Iterator[str]:
-    n = 0
-    for path in files:
-        if _is_txt(path):  # one document, yielded in pieces: counted once
-            if limit_docs is not None and n >= limit_docs:
+    """The documents of `files` in order. With `limit_docs`, that many spread over the files: each file
+    in turn gives at most an even share of what is left (rounded up), and a file holding fewer
+    documents leaves its unused share to the files after it. The first N documents instead would train
+    a `--input zh/ en/ code/` tokenizer on Chinese alone.
+    """
+    left = limit_docs
+    for i, path in enumerate(files):
+        if left is not None:
+            if left <= 0:
                 return
-            n += 1
+            share = -(-left // (len(files) - i))
+        if _is_txt(path):  # one document, yielded in pieces: counted once
+            if left is not None:
+                left -= 1
             yield from iter_documents(path, field, on_bytes)
             continue
+        n = 0
         for doc in iter_documents(path, field, on_bytes):
-            if limit_docs is not None and n >= limit_docs:
-                return
+            if left is not None and n >= share:
+                break
             n += 1
             yield doc
+        if left is not None:
+            left -= n
 
 
 def new_bpe() -> Tokenizer:
