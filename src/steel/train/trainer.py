@@ -829,6 +829,11 @@ def process_seconds() -> float:
 # Spelled per node (node-local copies: the data is compared by content, `check_same_data_on_every_rank`; the
 # run dir by a probe file, `check_run_dir_shared`; the model by its resolved config), or rank 0's only (log).
 PER_NODE_FIELDS = ("run_dir", "data.dirs", "anneal.dirs", "model.config", "model.overrides", "log")
+# May differ between ranks: what each rank does with them is its own or agreed at run time. The time limit is
+# checked by every rank each step and the stop flag all-reduced (`Trainer._stop_requested`: the first rank past
+# its limit stops them all at the same step); `data.verify` only decides whether this rank hashes its own chunk
+# files (the ranks' registries are compared by MD5 anyway, `check_same_data_on_every_rank`).
+RANK_LOCAL_FIELDS = ("checkpoint.stop_after_minutes", "data.verify")
 RANKS_AGREE_HINT = ("every rank must run the same config (a config file that differs between nodes? --set on one "
                     "launch line only?) and see the same newest checkpoint in run_dir; make them the same and start "
                     "again")
@@ -837,11 +842,14 @@ RANKS_AGREE_HINT = ("every rank must run the same config (a config file that dif
 def rank_agreed_values(cfg, model_config: dict, latest: Path | None,
                        per_node: tuple[str, ...] = PER_NODE_FIELDS) -> dict:
     """What every rank of a run must agree on, by name: the config (less the `per_node` fields), the resolved
-    model config and the checkpoint it resumes from (`check_same_on_every_rank` compares them)."""
+    model config and the checkpoint it resumes from (`check_same_on_every_rank` compares them).
+
+    NOTE: not the `RANK_LOCAL_FIELDS`: a job whose nodes start at different times may give each its own time
+    limit, and a node with a slow copy of the data may skip the hashing; refusing them stopped such runs."""
     out: dict = {}
 
     def walk(name: str, v) -> None:
-        if name in per_node:
+        if name in per_node or name in RANK_LOCAL_FIELDS:
             return
         if isinstance(v, dict) and v:
             for k, x in v.items():
