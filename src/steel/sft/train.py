@@ -341,6 +341,8 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         apply_optim_config,
         check_run_dir_shared,
         flops_per_token,
+        log_global_batch,
+        log_model,
         warn_resume_changes,
         warn_warmup_covers_run,
         write_run_config,
@@ -408,6 +410,9 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     model.train()
     tcfg = cfg.trainer_config()
     fpt = flops_per_token(model.config, model, cfg.data.seq_len)
+    # NOTE: as `steel train` logs them: an SFT log said neither the model's size nor the rows per step.
+    log_model(model, fpt)
+    log_global_batch(tcfg, d)
     model = parallelize(model, cfg.parallel, d)
     optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
     data = SftBatches(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size,

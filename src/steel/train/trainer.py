@@ -458,6 +458,12 @@ def _si(n: float) -> str:
     return f"{n:g}"
 
 
+def log_model(model: torch.nn.Module, fpt: float) -> None:
+    """Log the model's class, size and training FLOPs per token (`steel train` and `steel sft`)."""
+    log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
+             sum(p.numel() for p in model.parameters()) / 1e6, fpt)
+
+
 def log_global_batch(cfg: TrainConfig, d: Dist) -> None:
     """Log the global batch and the tokens `max_steps` plan: both scale with the number of processes, which
     the config does not show (a 4-node launch of an 8-GPU config trains 4x the tokens per step)."""
@@ -972,8 +978,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         model = build_model(model_cfg)
         check_stock_model_is_causal(model, model_cfg)
         fpt = flops_per_token(model_cfg, model, cfg.data.seq_len)
-        log.info("model: %s, %.1fM parameters, %.3g training FLOPs/token", type(model).__name__,
-                 sum(p.numel() for p in model.parameters()) / 1e6, fpt)
+        log_model(model, fpt)
         log_global_batch(cfg, d)
         if d.is_main:
             warn_warmup_covers_run(cfg.optim, cfg.max_steps)
