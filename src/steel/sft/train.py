@@ -36,6 +36,10 @@ log = logging.getLogger("steel")
 class SftConfig:
     init: str  # starting model: a pretraining RUN_DIR, a checkpoint dir, or an HF model dir (e.g. a `steel export`)
     tokenizer: str | None = None  # tokenizer dir (default: found beside `init`, as `steel eval` does)
+    # Train with a `tokenizer` whose ids differ from those of the tokenizer found beside `init` (e.g. special
+    # tokens added in unused embedding rows); without it such a tokenizer is refused (another chat template is not
+    # a difference: the ids are compared).
+    allow_tokenizer_change: bool = False
     run_dir: str = "runs/sft"  # checkpoints, metrics.jsonl, tb/, train.log, tokenizer/; rerunning resumes
     max_steps: int = 1000  # optimizer steps
     micro_batch: int = 8  # rows per rank per forward
@@ -257,9 +261,48 @@ def _load_tokenizer(cfg: SftConfig, load_tokenizer):
         raise ConfigError(f"tokenizer: {cfg.tokenizer}: cannot load its tokenizer ({type(e).__name__}: {why})") from None
 
 
+def ids_fingerprint(tokenizer) -> str:
+    """The fingerprint of what maps text to ids (`steel.tokenizer.engine.fingerprint`, as in a data manifest and
+    `steel.data.tokenize.dir_fingerprint`); not the chat template or the special-tokens map."""
+    from steel.tokenizer.engine import fingerprint
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return fingerprint(json.loads(backend.to_str()))
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode("utf-8")).hexdigest()
+
+
+def check_init_tokenizer(cfg: SftConfig, tokenizer) -> None:
+    """Refuse a `tokenizer` whose ids are not those of the tokenizer found beside `init` (the one its weights were
+    trained with): every id would mean other text to the model. It was accepted silently whenever it fit in the
+    vocabulary. An init without a tokenizer of its own leaves nothing to compare: accepted. For a fresh start: a
+    resume is held to the run's own tokenizer (`check_resume_tokenizer`).
+    """
+    from steel.infer.load import find_tokenizer_dir, load_tokenizer
+
+    if cfg.tokenizer is None or cfg.allow_tokenizer_change:
+        return
+    try:
+        init_dir = find_tokenizer_dir(Path(cfg.init), None)
+        init_tok = load_tokenizer(cfg.init, init_dir)
+    except Exception:  # noqa: BLE001 - none found (UserError) or unreadable: nothing to compare with
+        return
+    want, got = ids_fingerprint(init_tok), ids_fingerprint(tokenizer)
+    if want == got:
+        return
+    raise ConfigError(
+        f"tokenizer: {cfg.tokenizer} (fingerprint {got[:12]}..., {len(tokenizer)} tokens) is not the tokenizer of "
+        f"init {cfg.init} ({init_dir}: fingerprint {want[:12]}..., {len(init_tok)} tokens), whose ids its weights "
+        "were trained on: the same ids would "
+        "mean other text; leave tokenizer unset to use init's, or set allow_tokenizer_change: true if the change is "
+        "deliberate (e.g. special tokens added in unused embedding rows)"
+    )
+
+
 def main(cfg: SftConfig):
     from steel import dirlock
     from steel.infer.load import is_hf_dir, load_model, load_tokenizer, resolve_checkpoint
+    from steel.train import checkpoint as ckpt
     from steel.train.distributed import init_distributed
     from steel.train.trainer import check_seq_len_fits_model
 
@@ -269,6 +312,8 @@ def main(cfg: SftConfig):
     # The tokenizer and the model first: a bad init or a seq_len beyond the model's limit is refused before
     # anything is written and before the whole mixture is read and tokenized.
     tokenizer = _load_tokenizer(cfg, load_tokenizer)
+    if ckpt.latest_checkpoint(run_dir) is None:  # a resume is held to the run's own tokenizer instead
+        check_init_tokenizer(cfg, tokenizer)
     if not getattr(tokenizer, "chat_template", None):
         # NOTE: SFT renders ChatML; a tokenizer without a chat template (an HF init's) gets ChatML's, saved
         # with the run, so `steel chat`, `eval mc --chat` and the export prompt as the model was trained
