@@ -220,8 +220,9 @@ def row_lengths(input_ids: torch.Tensor, eos: int) -> torch.Tensor:
 
 
 class SftBatches(SftData):
-    """SftData whose batches also carry `lengths`, so the trainer's `tokens`, `tokens_per_s` and MFU count
-    the positions computed for conversations (prompts included), not only the trained ones, nor padding."""
+    """SftData whose batches also carry `lengths`, so the trainer's `tokens` and `tokens_per_s` count the
+    positions of conversations (prompts included), not only the trained ones, nor padding (MFU and
+    `computed_per_s` count the padding too: it is computed)."""
 
     def __init__(self, *args, eos: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -507,7 +508,7 @@ def fit(cfg: SftConfig) -> int:
     try:
         status = trainer.train()
         log.info(
-            "sft %s at step %d (%d tokens computed, %d of them trained, %d skipped steps)",
+            "sft %s at step %d (%d conversation tokens, padding excluded, %d of them trained, %d skipped steps)",
             status,
             trainer.state.step,
             trainer.state.tokens,

@@ -124,10 +124,13 @@ class MetricsLogger:
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
+        tps, cps = values.get("tokens_per_s", 0.0), values.get("computed_per_s")
+        # With padding (SFT without packing) MFU counts the padded positions too, which tok/s leaves out: say so.
+        padded = f" ({cps:.0f} computed with padding)" if cps is not None and round(cps) != round(tps) else ""
         log.info(
-            "step %d | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s | MFU %s | mem %.2f GB",
+            "step %d | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s%s | MFU %s | mem %.2f GB",
             step, values.get("loss", float("nan")), values.get("lr", float("nan")),
-            values.get("grad_norm", float("nan")), values.get("tokens_per_s", 0.0),
+            values.get("grad_norm", float("nan")), tps, padded,
             "unknown" if values.get("mfu") is None else f"{100 * values['mfu']:.1f}%", values.get("mem_gb", 0.0),
         )
         # NOTE: a non-finite float is written as null: json.dumps wrote a bare NaN, which strict JSON readers

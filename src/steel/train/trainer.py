@@ -6,9 +6,10 @@ ignored, optionally `"lengths": (B,)` (the positions of each row that hold data,
 them), plus `state_dict()`/`load_state_dict()`: the pretraining loader
 (`steel.data.loader.PretrainLoader`) and the SFT data both fit. The loss of a step is the sum of
 token losses over the whole global batch divided by its number of target tokens, so it does not
-depend on how the batch is split into micro-batches and ranks. Throughput (`tokens`, `tokens_per_s`,
-`mfu`) counts the positions the model computed that hold data (every position without `lengths`),
-not the targets: in SFT only the assistant turns are targets, but the prompts cost the same FLOPs.
+depend on how the batch is split into micro-batches and ranks. `tokens` and `tokens_per_s` count the
+positions that hold data (every position without `lengths`), not the targets: in SFT only the assistant
+turns are targets, but the prompts cost the same FLOPs. `mfu` (and `computed_per_s`) count every position
+computed, right padding included: the model computes it at the same cost.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class NonFiniteError(RuntimeError):
 @dataclass
 class TrainState:
     step: int = 0  # optimizer steps done
-    tokens: int = 0  # positions computed (padding excluded), all ranks: tokens_per_s and MFU count these
+    tokens: int = 0  # positions holding data (padding excluded), all ranks: tokens_per_s counts these
     targets: int = 0  # target tokens trained on (labels != -100), all ranks; = tokens in pretraining
     skipped: int = 0  # steps skipped for a non-finite loss/grad norm
     nonfinite_run: int = 0  # consecutive skipped steps now
@@ -661,7 +662,9 @@ class Trainer:
         inner = getattr(model, "module", model)  # DDP wraps; FSDP2 keeps the class
         self.model_loss = getattr(getattr(inner, "config", None), "model_type", None) == "steel"
         self._stop: str | None = None
-        self.step_positions = 0  # positions the last train_step computed (padding excluded), all ranks
+        self.step_positions = 0  # positions of the last train_step that hold data (padding excluded), all ranks
+        self.step_computed = 0  # positions the last train_step computed (padding included), all ranks: MFU's
+        self.computed = 0  # positions computed (padding included) by this process's steps, all ranks
 
     def _targets(self, batch: dict) -> torch.Tensor:
         if "shift_labels" in batch:
@@ -677,12 +680,16 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimizer step over `grad_accum` micro-batches; returns (loss, grad norm, target tokens) and sets
-        `step_positions` (the positions computed, padding excluded: SFT's prompts are computed, not targets)."""
+        `step_positions` (the positions holding data, padding excluded: SFT's prompts are computed, not targets)
+        and `step_computed` (every position computed, padding included)."""
         cfg, d = self.cfg, self.d
         micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
-        counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro)])
-        counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions): one collective
+        # NOTE: padded positions are computed at the same FLOPs as the others: MFU counts them (it read 15% for a
+        # GPU busy on rows of 300-token conversations padded to 2048), tokens/s does not.
+        computed = torch.full((), sum(b["input_ids"].numel() for b in micro), dtype=torch.int64, device=d.device)
+        counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro), computed])
+        counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions, computed): one collective
         count = counts[0]
         loss_sum = torch.zeros((), device=d.device, dtype=torch.float64)
         for i, (b, t) in enumerate(zip(micro, targets)):
@@ -716,8 +723,8 @@ class Trainer:
         # NOTE: one read-back per optimizer step (the non-finite check needs it before the update). Reading
         # loss, norm and count one by one waited on the GPU three times, the last one (after the update) for
         # the whole optimizer step, with nothing queued behind it. fp32 norm -> fp64 is exact.
-        loss_val, norm, n_targets, n_positions = torch.stack([loss_mean, norm.to(loss_mean), *counts]).tolist()
-        self.step_positions = int(n_positions)
+        loss_val, norm, n_targets, n_positions, n_computed = torch.stack([loss_mean, norm.to(loss_mean), *counts]).tolist()
+        self.step_positions, self.step_computed = int(n_positions), int(n_computed)
         if math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
@@ -765,7 +772,7 @@ class Trainer:
         if peak is None:
             log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
         status = "done"
-        t0, tokens0 = time.perf_counter(), s.tokens
+        t0, tokens0, computed0 = time.perf_counter(), s.tokens, self.computed
         try:
             with progress_bar("train", total=cfg.max_steps, unit="steps",
                               disable=None if cfg.log.progress and self.d.is_main else True) as advance:
@@ -776,6 +783,7 @@ class Trainer:
                     loss, norm, count = self.train_step()
                     s.step += 1
                     s.tokens += self.step_positions
+                    self.computed += self.step_computed
                     s.targets += count
                     s.losses.append(loss)
                     advance(1)
@@ -790,13 +798,14 @@ class Trainer:
                     if s.step % cfg.log.every == 0 or s.step == cfg.max_steps:
                         dt = time.perf_counter() - t0
                         tps = (s.tokens - tokens0) / dt if dt > 0 else 0.0
-                        mfu = tps * self.flops_per_token / (peak * self.d.world_size) if peak else None
+                        cps = (self.computed - computed0) / dt if dt > 0 else 0.0  # padding included
+                        mfu = cps * self.flops_per_token / (peak * self.d.world_size) if peak else None
                         self.metrics.log(s.step, {
                             "loss": loss, "lr": lr_at(s.step - 1, cfg.optim, cfg.max_steps), "grad_norm": norm,
-                            "tokens": s.tokens, "tokens_per_s": tps, "mfu": mfu, "mem_gb": memory_gb(self.d.device),
-                            "skipped": s.skipped,
+                            "tokens": s.tokens, "tokens_per_s": tps, "computed_per_s": cps, "mfu": mfu,
+                            "mem_gb": memory_gb(self.d.device), "skipped": s.skipped,
                         })
-                        t0, tokens0 = time.perf_counter(), s.tokens
+                        t0, tokens0, computed0 = time.perf_counter(), s.tokens, self.computed
                     stop = self._stop_requested()
                     if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
                         t_save = time.perf_counter()
