@@ -32,10 +32,12 @@ def test_filter_selecting_some_source_is_accepted():
     assert len(cfg.filters) == 2
 
 
-def test_negative_dedup_seed_is_a_config_error():
-    # numpy's default_rng refuses a negative seed: this crashed in every worker at startup
-    with pytest.raises(ConfigError, match=r"^dedup\.seed: must be >= 0, got -1"):
-        from_dict(DataConfig, {"sources": SOURCES, "dedup": {"seed": -1}})
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_dedup_seed_outside_64_bits_is_a_config_error(seed):
+    # The MinHash permutations start from the seed as a uint64: another value crashed every worker at startup
+    with pytest.raises(ConfigError, match=rf"^dedup\.seed: must be in \[0, 2\*\*64\), got {seed}"):
+        from_dict(DataConfig, {"sources": SOURCES, "dedup": {"seed": seed}})
+    assert from_dict(DataConfig, {"sources": SOURCES, "dedup": {"seed": 2**64 - 1}}).dedup.seed == 2**64 - 1
 
 
 @pytest.mark.parametrize("filters, message", [

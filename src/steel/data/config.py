@@ -128,8 +128,8 @@ class DedupConfig:
             raise ConfigError(f"num_perm: must be in [16, 1024], got {self.num_perm}")
         if self.ngram < 1:
             raise ConfigError(f"ngram: must be >= 1, got {self.ngram}")
-        if self.seed < 0:  # numpy's default_rng refuses it: every worker would fail at start
-            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 1 << 64:  # the MinHash permutations are drawn from a 64-bit seed
+            raise ConfigError(f"seed: must be in [0, 2**64), got {self.seed}")
 
 
 @dataclass

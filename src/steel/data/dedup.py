@@ -6,7 +6,8 @@ count, and the first occurrence of a document (earliest source, file, line) is t
 
 MinHash: shingles are the character n-grams of the folded text, each hashed to 64 bits (polynomial
 rolling hash + splitmix64 finalizer); permutation k maps a shingle hash x to
-`(a_k * x + b_k) mod 2^64 >> 32` (multiply-shift, a_k odd), and the signature is the per-permutation
+`(a_k * x + b_k) mod 2^64 >> 32` (multiply-shift, a_k odd; a_k, b_k the splitmix64 of a Weyl sequence
+started at splitmix64(seed), the same on every machine), and the signature is the per-permutation
 minimum, so P[sig_A[k] == sig_B[k]] ~ Jaccard(A, B). LSH splits the signature into b bands of r rows
 (b, r chosen like datasketch: minimizing the false positive + false negative areas at the
 threshold); a candidate sharing a band is confirmed only if its estimated Jaccard is >= threshold.
@@ -59,11 +60,24 @@ def shingle_hashes(folded: str, n: int) -> np.ndarray:
     return _splitmix64(h)
 
 
+def permutation_coefficients(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), each (num_perm,) uint64, a odd: splitmix64 of a Weyl sequence started at splitmix64(seed).
+
+    Fixed 64-bit arithmetic, so every machine and numpy version draws the same permutations: shards
+    prepared on several machines are compared by `merge --near` through their stored signatures
+    (`np.random.default_rng` streams are not promised across numpy versions).
+    """
+    start = _splitmix64(np.array([seed], dtype=np.uint64))  # (1,): array arithmetic wraps without a warning
+    steps = np.arange(1, 2 * num_perm + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x = _splitmix64(start + steps)
+    return x[0::2] | np.uint64(1), x[1::2]
+
+
 class MinHasher:
+    SCHEME = "splitmix64"  # how the permutations are drawn; recorded in the manifest, compared by merge --near
+
     def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 1):
-        rng = np.random.default_rng(seed)
-        self.a = (rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
-        self.b = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64)
+        self.a, self.b = permutation_coefficients(num_perm, seed)
         self.ngram = ngram
 
     def signature(self, folded: str) -> np.ndarray:

@@ -403,6 +403,11 @@ def _cross_shard_duplicates(manifests: list[tuple[Path, dict]], log,
     return removals, found
 
 
+def _minhash_scheme(manifest: dict) -> str:
+    # A manifest without the key: a Steel that drew the permutations from numpy's default_rng.
+    return manifest.get("dedup", {}).get("minhash", "numpy-default_rng")
+
+
 def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np.ndarray) -> np.ndarray:
     """Near dedup of the documents the shards kept (less the exact duplicates), in unsharded input order.
 
@@ -419,6 +424,10 @@ def _near_duplicates(manifests, bounds: np.ndarray, order: np.ndarray, exact: np
             raise UserError(f"--near: {d}'s dedup settings {c} differ from {manifests[0][0]}'s {cfgs[0]}")
         if not (d / SIGNATURES).exists():
             raise UserError(f"--near: {d} has no {SIGNATURES} (written by `prepare --shard I/N` with N > 1)")
+        if _minhash_scheme(m) != _minhash_scheme(manifests[0][1]):
+            raise UserError(f"--near: {d}'s MinHash signatures were drawn with other permutations "
+                            f"({_minhash_scheme(m)}) than {manifests[0][0]}'s ({_minhash_scheme(manifests[0][1])}): "
+                            "comparing them would miss the near duplicates; prepare every shard with one steel version")
     cfg = DedupConfig(**{**cfgs[0], "exact": False})
     sigs = []
     for (d, _), lo, hi in zip(manifests, bounds[:-1], bounds[1:]):

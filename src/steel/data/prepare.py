@@ -641,6 +641,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     dedup_info: dict[str, Any] = {"exact": cfg.dedup.exact, "near": cfg.dedup.near}
     if deduper is not None:
         dedup_info |= {"bands": deduper.bands, "rows": deduper.rows, "indexed_docs": deduper.count}
+        if cfg.dedup.near:  # merge --near compares stored signatures: they must come from the same permutations
+            dedup_info["minhash"] = MinHasher.SCHEME
         if doc_cols is not None:
             docs = np.empty(len(doc_cols[0]), DOCUMENTS_DTYPE)
             for name, col in zip(DOCUMENTS_DTYPE.names, doc_cols):
