@@ -151,11 +151,22 @@ def options(cls: type[T], config: str | None, given: dict[str, Any]) -> T:
         raise ConfigError(f"{config}: {msg}" if config else msg) from None
 
 
+def with_source(result: dict, source: dict) -> dict:
+    """`result` with the checkpoint and step its model came from (`steel.infer.load.resolve_model`) just after
+    `model`: a run dir names no step, and its newest checkpoint changes while training goes on."""
+    out = {}
+    for k, v in result.items():
+        out[k] = v
+        if k == "model":
+            out.update(source)
+    return {**out, **source}
+
+
 def cmd_mc(args) -> int:
     import torch
 
     from steel.eval.mc import McOptions, load_benchmark, markdown_report, run_mc
-    from steel.infer.load import load_model, load_tokenizer
+    from steel.infer.load import load_model, load_tokenizer, resolve_model
 
     subjects = None
     if args.subjects is not None:
@@ -186,8 +197,10 @@ def cmd_mc(args) -> int:
     load_benchmark(opts)  # bad data fails here, before a large model is loaded
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model, args.tokenizer)
-    model = load_model(args.model, resolve_device(args.device), args.dtype)
-    result = run_mc(model, tokenizer, opts, model_name=str(args.model))
+    device = resolve_device(args.device)
+    load_from, source = resolve_model(Path(args.model))
+    model = load_model(load_from, device, args.dtype)
+    result = with_source(run_mc(model, tokenizer, opts, model_name=str(args.model)), source)
     md = markdown_report(result)
     print(md)
     if args.out:
@@ -204,7 +217,7 @@ def cmd_mc(args) -> int:
 def cmd_ppl(args) -> int:
     from steel.data.tokenize import check_tokenizer_matches
     from steel.eval.ppl import PplOptions, perplexity
-    from steel.infer.load import find_tokenizer_dir, load_model, max_positions
+    from steel.infer.load import find_tokenizer_dir, load_model, max_positions, resolve_model
 
     if args.data is not None and len(args.data) > 1:  # a second --data replaced the first without a word
         raise UserError(f"--data: give one data directory (got {len(args.data)}: {', '.join(args.data)})")
@@ -223,10 +236,13 @@ def cmd_ppl(args) -> int:
         tok_dir = None  # nothing to compare with
     if tok_dir is not None and opts.data:
         check_tokenizer_matches(opts.data, tok_dir, "the model's tokenizer")
-    model = load_model(args.model, resolve_device(args.device), args.dtype)
+    device = resolve_device(args.device)
+    load_from, source = resolve_model(Path(args.model))
+    model = load_model(load_from, device, args.dtype)
     seq_len = opts.seq_len if opts.seq_len is not None else min(1024, max_positions(model) or 1024)
     result = perplexity(model, Path(opts.data), seq_len, opts.batch_size, opts.max_tokens)
     result["model"] = str(args.model)
+    result.update(source)
     print(json.dumps(result, ensure_ascii=False, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

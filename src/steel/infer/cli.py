@@ -193,11 +193,15 @@ def cmd_chat(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from steel.infer.export import export
+    import json
+
+    from steel.infer.export import PROVENANCE, export
 
     notes: list[str] = []
     out = export(args.src, args.out, args.tokenizer, args.dtype, args.overwrite, stock=args.stock, notes=notes)
     for note in notes:
         print(f"steel: note: {note}", file=sys.stderr)
-    print(f"exported {args.src} -> {out}")
+    source = json.loads((out / PROVENANCE).read_text(encoding="utf-8"))
+    what = f" (checkpoint {source['checkpoint']}, step {source['step']})" if source["checkpoint"] else ""
+    print(f"exported {args.src}{what} -> {out}")
     return 0

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
+from steel import __version__
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
-from steel.infer.load import load_model, load_tokenizer, max_positions
+from steel.infer.load import load_model, load_tokenizer, max_positions, resolve_model
 from steel.tokenizer.qwen import make_tokenizer_config_portable
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.
@@ -39,6 +40,7 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 STEEL_MODEL_FILES = ("configuration_steel.py", "modeling_steel.py")
+PROVENANCE = "steel_export.json"  # where the weights came from: source, checkpoint and step, Steel version
 
 
 def export(
@@ -56,7 +58,8 @@ def export(
     _refuse_training_dir(src, out)
     _refuse_output(out, overwrite)
     tok = load_tokenizer(src, tokenizer)
-    model = load_model(src, "cpu", dtype)
+    load_from, source = resolve_model(src)  # a run dir's newest checkpoint, chosen once
+    model = load_model(load_from, "cpu", dtype)
     cfg = model.config
     if getattr(cfg, "model_type", None) == "steel":
         # Kernels other than the torch reference live in steel.kernels, which the export must not need.
@@ -87,8 +90,17 @@ def export(
     gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty = True, 0.7, 0.8, 1.05
     gen.max_new_tokens = 512
 
+    # Where the weights came from: a run dir's step is nowhere else in the export (config.json is the model's).
+    provenance = {
+        "source": os.path.abspath(src),
+        "checkpoint": source["checkpoint"] and os.path.abspath(source["checkpoint"]),
+        "step": source["step"],
+        "steel": __version__,
+    }
+
     def write(d: Path) -> None:
         model.save_pretrained(str(d))
+        (d / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
         tok.save_pretrained(str(d))
         make_tokenizer_config_portable(d, tok.chat_template)  # older transformers load the tokenizer too
         # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): the weights get the

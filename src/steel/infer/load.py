@@ -92,6 +92,32 @@ def resolve_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def resolve_model(path: Path) -> tuple[Path, dict]:
+    """(the directory `load_model` should be given, what it is) for a model path: a run dir is resolved to its
+    newest complete checkpoint here, once, so a result records the step it was computed from even while
+    training writes newer ones. The record is `{"checkpoint": PATH, "step": N}` for a run or checkpoint
+    dir (PATH spelled from the path given), both None for an HF directory or anything else."""
+    path = Path(path)
+    if not path.exists() or is_hf_dir(path):
+        return path, {"checkpoint": None, "step": None}
+    ckpt = resolve_checkpoint(path)
+    if ckpt is None:
+        return path, {"checkpoint": None, "step": None}
+    return ckpt, {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt)}
+
+
+def checkpoint_step(ckpt: Path) -> int | None:
+    """The optimizer step a checkpoint holds: its train_state.json's `step`, else the N of `step-N`."""
+    try:
+        step = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        step = None
+    if isinstance(step, int) and not isinstance(step, bool):
+        return step
+    name = ckpt.name
+    return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
+
+
 def _has_tokenizer_files(d: Path) -> bool:
     return (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file()
 

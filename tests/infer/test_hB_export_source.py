@@ -1,0 +1,73 @@
+"""`steel export RUN_DIR` says which checkpoint it exported (`steel_export.json` in OUT and the line it
+prints), and OUT stays a plain HF directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_models import build_tiny_llama
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_dirs import make_run_dir  # noqa: E402
+
+from steel.cli import main as steel_main  # noqa: E402
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_tokenizer_dir) -> Path:
+    run = tmp_path / "run"
+    make_run_dir(run, build_tiny_llama(261, seed=1), [], steps=(2,))
+    make_run_dir(run, build_tiny_llama(261, seed=2), [], steps=(5,))
+    shutil.copytree(tiny_tokenizer_dir, run / "tokenizer")
+    return run
+
+
+def test_export_records_the_checkpoint_it_exported(tmp_path, run_dir, capsys):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "hf"
+    assert steel_main(["export", str(run_dir), str(out)]) == 0
+    ckpt = run_dir / "checkpoints" / "step-5"
+    assert f"(checkpoint {os.path.abspath(ckpt)}, step 5)" in capsys.readouterr().out
+    source = json.loads((out / "steel_export.json").read_text(encoding="utf-8"))
+    assert {k: source[k] for k in ("source", "checkpoint", "step")} == {
+        "source": os.path.abspath(run_dir), "checkpoint": os.path.abspath(ckpt), "step": 5}
+    # The weights are that checkpoint's, and OUT still loads as a plain HF directory.
+    want, got = load_file(ckpt / "model.safetensors"), load_file(out / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    model = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True)
+    assert torch.equal(model.lm_head.weight, want["lm_head.weight"])
+
+
+def test_export_of_an_hf_directory_has_no_step(tmp_path, tiny_llama_dir):
+    out = tmp_path / "hf"
+    assert steel_main(["export", str(tiny_llama_dir), str(out)]) == 0
+    source = json.loads((out / "steel_export.json").read_text(encoding="utf-8"))
+    assert (source["source"], source["checkpoint"], source["step"]) == (str(tiny_llama_dir), None, None)
+
+
+def test_export_records_the_step_it_loaded_while_training_saves(tmp_path, run_dir, monkeypatch):
+    import steel.infer.load as load
+
+    loaded = []
+    original = load.model_from_checkpoint
+
+    def slow_load(ckpt):  # training writes step-9 while the export opens the run
+        if not (run_dir / "checkpoints" / "step-9").exists():
+            make_run_dir(run_dir, build_tiny_llama(261, seed=3), [], steps=(9,))
+        loaded.append(Path(ckpt))
+        return original(ckpt)
+
+    monkeypatch.setattr(load, "model_from_checkpoint", slow_load)
+    out = tmp_path / "hf"
+    assert steel_main(["export", str(run_dir), str(out)]) == 0
+    source = json.loads((out / "steel_export.json").read_text(encoding="utf-8"))
+    assert loaded == [run_dir / "checkpoints" / "step-5"]
+    assert (source["checkpoint"], source["step"]) == (os.path.abspath(loaded[0]), 5)
