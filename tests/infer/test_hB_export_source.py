@@ -1,5 +1,6 @@
 """`steel export RUN_DIR` says which checkpoint it exported (`steel_export.json` in OUT and the line it
-prints), and OUT stays a plain HF directory."""
+prints), and OUT stays a plain HF directory; STEEL_NO_PROGRESS silences transformers' own bars ("Loading
+weights", "Writing model shards") in Steel's load and export paths, as it does Steel's."""
 
 from __future__ import annotations
 
@@ -71,3 +72,32 @@ def test_export_records_the_step_it_loaded_while_training_saves(tmp_path, run_di
     source = json.loads((out / "steel_export.json").read_text(encoding="utf-8"))
     assert loaded == [run_dir / "checkpoints" / "step-5"]
     assert (source["checkpoint"], source["step"]) == (os.path.abspath(loaded[0]), 5)
+
+
+@pytest.fixture
+def hf_bars():
+    """transformers' progress bars on during the test, as they were after it (quiet_hf_progress_bars turns
+    them off for the rest of a process: a command's, not the test session's)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # on, whatever an earlier test of this process did
+    yield
+    if not was:
+        hf_logging.disable_progress_bar()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_steel_no_progress_silences_transformers_bars(tmp_path, tiny_llama_dir, monkeypatch, capfd, hf_bars, quiet):
+    if quiet:
+        monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    else:
+        monkeypatch.delenv("STEEL_NO_PROGRESS", raising=False)
+    from steel.infer.load import load_model
+
+    load_model(tiny_llama_dir)
+    assert steel_main(["export", str(tiny_llama_dir), str(tmp_path / "hf")]) == 0
+    err = capfd.readouterr().err
+    # Without the variable transformers shows them (the test's control: the bars exist on these paths).
+    for bar in ("Loading weights", "Writing model shards"):
+        assert (bar in err) is not quiet, err

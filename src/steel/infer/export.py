@@ -31,7 +31,7 @@ import torch
 from steel import __version__
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
-from steel.infer.load import load_model, load_tokenizer, max_positions, resolve_model
+from steel.infer.load import load_model, load_tokenizer, max_positions, quiet_hf_progress_bars, resolve_model
 from steel.tokenizer.qwen import make_tokenizer_config_portable
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.
@@ -99,6 +99,7 @@ def export(
     }
 
     def write(d: Path) -> None:
+        quiet_hf_progress_bars()  # "Writing model shards"
         model.save_pretrained(str(d))
         (d / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
         tok.save_pretrained(str(d))

@@ -15,6 +15,7 @@ manifest) when its fingerprint matches the manifest's.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -116,6 +117,15 @@ def checkpoint_step(ckpt: Path) -> int | None:
         return step
     name = ckpt.name
     return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
+
+
+def quiet_hf_progress_bars() -> None:
+    """transformers' and huggingface_hub's tqdm bars ("Loading weights", "Writing model shards") off, for the
+    rest of the process, when STEEL_NO_PROGRESS is set, as Steel's own bars are (steel.runlog.progress_bar)."""
+    if os.environ.get("STEEL_NO_PROGRESS"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # huggingface_hub's too
 
 
 def _has_tokenizer_files(d: Path) -> bool:
@@ -246,6 +256,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
         kwargs = {"trust_remote_code": True}
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype
+        quiet_hf_progress_bars()
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     else:
         ckpt = resolve_checkpoint(path)
