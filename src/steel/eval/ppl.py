@@ -191,6 +191,15 @@ def perplexity(
                 device
             )  # (B, T)
             nll, n = window_nll(model, batch)
+            if not math.isfinite(nll):
+                # NaN/inf went into the JSON as `NaN` (not JSON: jq and JSON.parse refuse it) with every source
+                # sharing the window's figure poisoned; it comes from the model, e.g. float16 overflowing.
+                dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
+                raise UserError(
+                    f"{Path(data_dir) / c['file']}: tokens {g[0][1]}..{g[-1][2]} give a non-finite loss ({nll}) with "
+                    f"the model in {dtype}: its logits overflow or its weights are not finite (float16 overflows "
+                    "for many models trained in bfloat16: try --dtype bfloat16 or float32)"
+                )
             acc = per_source.setdefault(c.get("source", "?"), [0.0, 0])
             acc[0] += nll
             acc[1] += n

@@ -288,7 +288,16 @@ def generate_ids(
             past = output_cache(out)
         else:
             out = model(input_ids=seq[:, start:], use_cache=False, **keep)
-        logits = process_logits(out.logits[0, -1], seq[0], opts)  # (V,)
+        raw = out.logits[0, -1]  # (V,)
+        if bool(torch.isnan(raw).any() or torch.isposinf(raw).any()):
+            # Sampling died in torch.multinomial with a traceback, greedy decoding emitted token 0 over and over.
+            dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
+            raise UserError(
+                f"the model's logits are not finite (NaN or inf) after {seq.shape[1]} tokens with the model in "
+                f"{dtype}: its activations overflow or its weights are not finite (float16 overflows for many "
+                "models trained in bfloat16: try --dtype bfloat16 or float32)"
+            )
+        logits = process_logits(raw, seq[0], opts)  # (V,)
         tok = pick_token(logits.cpu(), opts, generator)
         if tok in stop_ids:
             return "stop_token"
