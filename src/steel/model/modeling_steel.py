@@ -303,7 +303,7 @@ class SteelSoftMoE(nn.Module):
       dispatch D = softmax over tokens (dim T), slots = D^T x; combine = softmax over slots (dim S).
     v2 (the seed as published): logits = x . phi, no normalisation; the two softmax axes swapped:
       dispatch over slots, combine over the sequence, so each token's output is ~1/T of an expert output.
-    Both mix every position into every slot: the output at t depends on tokens after t.
+    Both mix every position of a row (but its padding) into every slot: the output at t depends on tokens after t.
     """
 
     def __init__(self, config: SteelConfig, version: str):
@@ -330,11 +330,30 @@ class SteelSoftMoE(nn.Module):
         p = self.slots_per_expert
         return torch.cat([e(slots[..., i * p : (i + 1) * p, :]) for i, e in enumerate(self.experts)], dim=-2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C); token_mask (B, T), 0 at padding: a pad enters no slot and takes no share of a
+        softmax over the sequence, so a padded row computes what it computes alone (the outputs at the
+        pads are finite and meaningless). None: every position is a token."""
         logits = self.router_logits(x)  # (B, T, S)
         seq_dim, slot_dim = (2, 1) if self.version == "v2" else (1, 2)
-        dispatch = F.softmax(logits, dim=seq_dim).to(x.dtype)  # v3: columns sum to 1 over T
-        combine = F.softmax(logits, dim=slot_dim).to(x.dtype)  # v3: rows sum to 1 over S
+        if token_mask is None:
+            dispatch = F.softmax(logits, dim=seq_dim)  # v3: columns sum to 1 over T
+            combine = F.softmax(logits, dim=slot_dim)  # v3: rows sum to 1 over S
+        else:
+            # NOTE: pads were mixed into every slot (v3's dispatch and v2's combine are softmaxes over T),
+            # so left padding (batched generation, eval) or right padding (SFT rows) changed the real
+            # tokens' outputs. Pads get logit finfo.min in the softmax over T, which makes their weight
+            # exactly 0 next to any real token; not -inf, so a row of pads only gets a finite uniform
+            # softmax (NaN with -inf, in the backward too), zeroed by `real` where it would fill slots. With
+            # no pads the masked_fill and the product by 1 change no bit: the unmasked results.
+            real = token_mask.bool()[..., None]  # (B, T, 1)
+            by_seq = F.softmax(logits.masked_fill(~real, torch.finfo(logits.dtype).min), dim=1)  # (B, T, S)
+            by_slot = F.softmax(logits, dim=2)  # (B, T, S)
+            if self.version == "v2":  # dispatch over slots: a pad's row of weights is zeroed
+                dispatch, combine = by_slot * real, by_seq
+            else:
+                dispatch, combine = by_seq * real, by_slot
+        dispatch, combine = dispatch.to(x.dtype), combine.to(x.dtype)
         slots = torch.einsum("bts,btc->bsc", dispatch, x)  # (B, S, C)
         ys = self.run_experts(slots)  # (B, S, C)
         return torch.einsum("bts,bsc->btc", combine, ys)  # (B, T, C)
@@ -597,6 +616,8 @@ class SteelDecoderLayer(GradientCheckpointingLayer):
         m = self.post_attention_layernorm(h)
         if isinstance(self.mlp, SteelSoftMoECausal):
             h = h + self.mlp(m, past_key_values, self.layer_idx, past_length, token_mask, moe_layout)
+        elif isinstance(self.mlp, SteelSoftMoE):  # v2/v3: padding kept out of the slots
+            h = h + self.mlp(m, token_mask)
         else:
             h = h + self.mlp(m)
         return (h, weights) if kwargs.get("output_attentions") else h
@@ -635,6 +656,10 @@ class SteelPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # NOTE: soft MoE v2/v3 keep padding (attention_mask 0) out of their slots since 2026-12-07; a directory
+    # exported before carries the old modeling file (remote code), where pads changed a row's outputs.
+    # Callers that batch padded rows (steel eval) read this to tell the two apart.
+    soft_moe_masks_padding = True
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -766,7 +791,7 @@ class SteelModel(SteelPreTrainedModel):
             # transformers 5.4's StaticCache gives a (1,) tensor, which made the per-token document state 3-D.
             past_length = past_length.clone().reshape(())
 
-        token_mask = None  # (B, T) padding of the new tokens, for the causal soft MoE's slots
+        token_mask = None  # (B, T) padding of the new tokens, kept out of the soft MoEs' slots
         if isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 2:
             token_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         and_mask = moe_layout = moe_doc = None
