@@ -187,10 +187,12 @@ def cmd_mc(args) -> int:
     opts = options(McOptions, args.config, given)
     if args.scoring is not None and opts.mode != "logprob":  # (the default `letter` cannot say it was given)
         raise UserError(f"--scoring: only for mode logprob (got mode {opts.mode})")
-    if args.scoring is None and opts.mode != "logprob" and "scoring" in (read_yaml(args.config) if args.config else {}):
-        # McOptions.validate refuses only a non-default scoring: `scoring: letter` in the file was silently ignored
-        given_mode = " from --mode" if args.mode is not None else ""
-        raise ConfigError(f"{args.config}: scoring: only for mode logprob (got mode {opts.mode}{given_mode})")
+    if (args.scoring is None and args.mode is None and opts.mode != "logprob"
+            and "scoring" in (read_yaml(args.config) if args.config else {})):
+        # McOptions.validate refuses only a non-default scoring: `scoring: letter` in the file was silently ignored.
+        # A --mode on the command line overrides the file's mode with what goes with it: cmmlu-5shot.yaml
+        # (logprob, scoring: letter) with --mode generate is taken.
+        raise ConfigError(f"{args.config}: scoring: only for mode logprob (got mode {opts.mode})")
     if args.out and Path(args.out).suffix in (".md", ".jsonl"):  # the table/questions file would replace it
         raise UserError(f"--out {args.out}: give the JSON file (e.g. result.json); the .md table and the "
                         ".questions.jsonl go beside it")
