@@ -437,6 +437,12 @@ def check_ids_fit(model, ids: torch.Tensor) -> None:
     check_prompt_ids(model, [int(ids.max())] if ids.numel() else [])
 
 
+def pads_leak(model) -> bool:
+    """True where left padding would change a row's outputs: a position-mixing FFN (Steel soft-MoE v2/v3)
+    from a modeling file older than its padding mask (`soft_moe_masks_padding`, an old export's remote code)."""
+    return mixes_positions(model) and not getattr(model, "soft_moe_masks_padding", False)
+
+
 @torch.no_grad()
 def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch.Tensor:
     """Logits at the last `n_last` positions of each sequence: (B, n_last, V), float32.
@@ -444,9 +450,10 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
     NOTE: the LM head is computed only there (`logits_to_keep`, which HF causal LMs and Steel's model
     accept): with a 150k vocabulary the head over every position would dominate time and memory.
     Left padding puts every row's last token at -1; position ids restart at 0 on the first real token.
-    Models whose FFN mixes positions (Steel soft-MoE v2/v3) see pads, so their rows run one by one.
+    Steel's soft-MoE v2/v3 mix positions but keep pads out of their slots; a directory exported by an
+    older Steel carries a modeling file whose slots took the pads in: its rows run one by one.
     """
-    if len(seqs) > 1 and len({len(s) for s in seqs}) > 1 and mixes_positions(model):
+    if len(seqs) > 1 and len({len(s) for s in seqs}) > 1 and pads_leak(model):
         return torch.cat([last_logits(model, [s], n_last, pad_id) for s in seqs], dim=0)
     device = next(model.parameters()).device
     ids, mask = left_pad(seqs, pad_id)
@@ -627,8 +634,8 @@ def predict_generate_mode(
     # The model's own end-of-turn ids too (Gemma's <end_of_turn>, Phi-3's <|end|>), as generate/chat do:
     # past them the model writes a turn of its own, whose letters the extractor would read.
     stops = model_stop_ids(model, tokenizer)
-    if mixes_positions(model):
-        batch_size = 1  # padding would leak into a position-mixing FFN (see last_logits)
+    if pads_leak(model):
+        batch_size = 1  # padding would leak into an older export's position-mixing FFN (see last_logits)
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     out: list = [None] * len(enc)
     for start in range(0, len(order), batch_size):
