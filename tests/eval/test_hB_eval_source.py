@@ -52,6 +52,9 @@ def test_result_names_checkpoint_and_step(tmp_path, run_dir, tiny_llama_dir, com
     assert steel_main(argv(run_dir, where, out)) == 0
     r = json.loads(out.read_text(encoding="utf-8"))
     assert (r["model"], r["checkpoint"], r["step"]) == (str(run_dir), str(run_dir / "checkpoints" / "step-5"), 5)
+    if command == "mc":  # the table beside the JSON names them too
+        head = out.with_suffix(".md").read_text(encoding="utf-8")
+        assert f"Model: `{run_dir}` (checkpoint `{run_dir / 'checkpoints' / 'step-5'}`, step 5); " in head
     ckpt = run_dir / "checkpoints" / "step-2"  # one checkpoint dir: itself
     assert steel_main(argv(ckpt, where, out)) == 0
     r = json.loads(out.read_text(encoding="utf-8"))

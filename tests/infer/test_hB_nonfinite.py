@@ -1,6 +1,7 @@
 """A model whose logits are not finite (float16 overflowing a bf16-trained model, broken weights) is an
 error naming the cause: `steel generate` died in torch.multinomial with a traceback (sampling) or printed
-token 0 over and over (greedy), and `steel eval ppl` wrote `"nll": NaN` into its JSON (not JSON)."""
+token 0 over and over (greedy), `steel eval ppl` wrote `"nll": NaN` into its JSON (not JSON), and
+`steel eval mc` scored NaN letter logits (argmax picks a letter by its NaN rule: a figure without a word)."""
 
 from __future__ import annotations
 
@@ -52,4 +53,18 @@ def test_ppl_refuses_non_finite_loss(tmp_path, overflowing_dir, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith(f"steel: error: {data / 'a.bin'}: tokens 0..32 give a non-finite loss (nan) with the "
                           "model in float32"), err
+    assert not out.exists()
+
+
+def test_eval_mc_refuses_non_finite_logits(tmp_path, overflowing_dir, capsys):
+    from test_mc import make_ceval_dir
+
+    out = tmp_path / "mc.json"
+    argv = ["eval", "mc", "--model", str(overflowing_dir), "--task", "ceval", "--data",
+            str(make_ceval_dir(tmp_path / "ceval")), "--shots", "0", "--limit", "2", "--device", "cpu", "--out",
+            str(out)]
+    assert steel_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("steel: error: the model's logits are not finite (NaN or inf) with the "
+                                           "model in float32"), err
     assert not out.exists()

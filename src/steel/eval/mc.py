@@ -464,8 +464,14 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
         kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
     if accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = n_last
-    logits = model(**kwargs).logits  # (B, T or n_last, V)
-    return logits[:, -n_last:, :].float()
+    logits = model(**kwargs).logits[:, -n_last:, :].float()  # (B, n_last, V)
+    if bool(torch.isnan(logits).any() or torch.isposinf(logits).any()):
+        # The scores of NaN logits pick a letter by argmax's NaN rule: a benchmark figure without a word.
+        dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
+        raise UserError(f"the model's logits are not finite (NaN or inf) with the model in {dtype}: its activations "
+                        "overflow or its weights are not finite (float16 overflows for many models trained in "
+                        "bfloat16: try --dtype bfloat16 or float32)")
+    return logits
 
 
 def letter_token_ids(tokenizer, context: str, letters=LETTERS) -> list[int]:
@@ -883,7 +889,9 @@ def markdown_report(result: dict) -> str:
     headline = result["headline_average"]
     other = "micro" if headline == "macro" else "macro"
     head = (
-        f"Model: `{result.get('model', '')}`; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
+        f"Model: `{result.get('model', '')}`"
+        + (f" (checkpoint `{result['checkpoint']}`, step {result['step']})" if result.get("checkpoint") else "")
+        + f"; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
         f"Headline: **{pct(result['overall'][headline])}** ({headline}, {AVERAGES[headline]}); "
         f"{other}: {pct(result['overall'][other])} ({AVERAGES[other]})."
     )
