@@ -101,3 +101,17 @@ def test_steel_no_progress_silences_transformers_bars(tmp_path, tiny_llama_dir, 
     # Without the variable transformers shows them (the test's control: the bars exist on these paths).
     for bar in ("Loading weights", "Writing model shards"):
         assert (bar in err) is not quiet, err
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_steel_no_progress_silences_transformers_bars_in_every_command(tiny_llama_dir, monkeypatch, capfd, hf_bars,
+                                                                       quiet):
+    # `steel model check-causal HF_DIR` loads with from_pretrained outside steel.infer.load: the variable is
+    # honoured by the CLI itself, for every command.
+    if quiet:
+        monkeypatch.setenv("STEEL_NO_PROGRESS", "1")
+    else:
+        monkeypatch.delenv("STEEL_NO_PROGRESS", raising=False)
+    assert steel_main(["model", "check-causal", str(tiny_llama_dir), "--seq-len", "8", "--positions", "2"]) == 0
+    err = capfd.readouterr().err
+    assert ("Loading weights" in err) is not quiet, err
