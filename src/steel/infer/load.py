@@ -147,10 +147,11 @@ def find_tokenizer_dir(path: Path, tokenizer: str | Path | None) -> Path:
     # its data's; a `tokenizer/` beside or above a run dir belongs to no run (`runs/tokenizer` of
     # `steel tokenizer train --out`) and was taken before the data's without a word.
     near = [path, path / "tokenizer"]
+    up = Path(os.path.abspath(path))  # `--model step-4` or `.` from inside a run: Path's parents are textual
     if is_hf_dir(path) or not ((path / "model_config.json").is_file() or (path / "checkpoints").is_dir()):
-        near += [path.parent / "tokenizer", path.parent.parent / "tokenizer"]  # not a Steel run
+        near += [up.parent / "tokenizer", up.parent.parent / "tokenizer"]  # not a Steel run
     elif (path / "model_config.json").is_file():  # RUN/checkpoints/step-N
-        near.append(path.parent.parent / "tokenizer")
+        near.append(up.parent.parent / "tokenizer")
     for c in near:
         if _has_tokenizer_files(c):
             return c
@@ -173,7 +174,7 @@ def _run_config(path: Path) -> tuple[dict, Path] | None:
 
     is_ckpt = (path / "model_config.json").is_file()
     # A checkpoint dir carries its own config.yaml; its run is two levels up (checkpoints/step-N).
-    run_dir = path.parent.parent if is_ckpt else path
+    run_dir = Path(os.path.abspath(path)).parent.parent if is_ckpt else path  # abspath: `--model .` in step-N
     for cfg in (path / "config.yaml", run_dir / "config.yaml"):
         if cfg.is_file():
             try:
