@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -100,15 +101,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _new_file_mode() -> int:
-    """The mode open() gives a new file under this process's umask (0644 under 022)."""
-    try:  # Linux: read without changing it (os.umask sets it process-wide, racing other threads)
-        with open("/proc/self/status", encoding="ascii") as f:
-            mask = next(int(x.split()[1], 8) for x in f if x.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        mask = os.umask(0)
-        os.umask(mask)
-    return 0o666 & ~mask
+def _new_file_mode(path: Path) -> int:
+    """The mode a new file gets at `path`: the umask's, or the directory's default ACL where it has one
+    (0644 under umask 022, 0660 in a directory whose default ACL gives others nothing). Leaves `path`
+    created, empty."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -120,15 +121,20 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         ptr = v.untyped_storage().data_ptr()
         out[k] = v.clone() if ptr in seen and v.numel() else v
         seen.add(ptr)
-    try:
-        save_file(out, str(path))
-    except SafetensorError as e:  # e.g. "No space left on device": name the file, not a traceback
-        raise CheckpointError(f"{path}: cannot write ({e}); the previous checkpoint is intact") from None
     # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): another user of a shared
-    # run dir (eval, export, a resume under a service account) could read config.yaml but not the weights.
-    os.chmod(path, _new_file_mode())
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    # run dir (eval, export, a resume under a service account) could read config.yaml but not the weights. The
+    # file gets the mode every other file of the run gets there, which a directory's default ACL decides too.
+    try:
+        mode = _new_file_mode(path)
+        save_file(out, str(path))
+    except (SafetensorError, OSError) as e:  # e.g. "No space left on device": name the file, not a traceback
+        raise CheckpointError(f"{path}: cannot write ({e}); the previous checkpoint is intact") from None
+    os.chmod(path, mode)
+    fd = os.open(path, os.O_RDONLY)  # (not "rb+": a mode without the owner's write bit would refuse it)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
