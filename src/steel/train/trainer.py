@@ -896,6 +896,20 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
 
 
+def _auto_map_modules(tok_dir: Path) -> set[str]:
+    """The `.py` files of custom tokenizer code that tokenizer_config.json's `auto_map` names
+    ("tokenization_x.XTokenizer" or "repo--tokenization_x.XTokenizer", alone or as a [slow, fast] pair):
+    a copy without them fails to load ("does not appear to have a file named tokenization_x.py")."""
+    try:
+        auto_map = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8")).get("auto_map")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    refs = []
+    for v in (auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else ()):
+        refs += v if isinstance(v, list) else [v]
+    return {r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs if isinstance(r, str) and "." in r}
+
+
 def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
     """Copy the data's tokenizer into RUN_DIR/tokenizer/ (as `steel sft` keeps its own), where generate, chat,
     eval, export and sft look first.
@@ -920,15 +934,16 @@ def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
     tmp = run_dir / "tokenizer.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    code = _auto_map_modules(Path(src))
     for f in sorted(Path(src).iterdir()):
-        if f.is_file() and (f.name in TOKENIZER_FILES or f.suffix == ".tiktoken"):
+        if f.is_file() and (f.name in TOKENIZER_FILES or f.suffix == ".tiktoken" or f.name in code):
             shutil.copyfile(f, tmp / f.name)
     if dest.is_dir() and not dest.is_symlink():
         shutil.rmtree(dest)
     elif dest.exists() or dest.is_symlink():
         dest.unlink()
     tmp.rename(dest)
-    log.info("tokenizer: %s copied to %s", src, dest)
+    log.info("tokenizer: %s copied to %s", Path(src).resolve(), dest)  # resolved: a record, whatever the cwd
 
 
 def setup(config_path: str | None, overrides: list[str] = ()) -> TrainConfig:

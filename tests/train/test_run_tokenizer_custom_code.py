@@ -1,0 +1,41 @@
+"""RUN_DIR/tokenizer/ keeps the custom tokenizer code its tokenizer_config.json's `auto_map` names: without
+the `.py` file the copy, which generate/eval/export/sft try first, failed to load where the original did."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+from tiny_models import build_byte_tokenizer  # noqa: E402
+
+from steel.data.tokenize import dir_fingerprint  # noqa: E402
+from steel.train.trainer import save_run_tokenizer  # noqa: E402
+
+
+def test_run_tokenizer_keeps_the_auto_map_code(tmp_path):
+    tok = tmp_path / "tok"
+    build_byte_tokenizer(tok)
+    (tok / "tokenization_mine.py").write_text(
+        "from transformers import PreTrainedTokenizerFast\n\n\nclass MineTokenizer(PreTrainedTokenizerFast):\n"
+        "    pass\n", encoding="utf-8")
+    (tok / "notes.py").write_text("raise SystemExit('not tokenizer code')\n", encoding="utf-8")
+    cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
+    cfg |= {"auto_map": {"AutoTokenizer": [None, "tokenization_mine.MineTokenizer"]}, "tokenizer_class": "MineTokenizer"}
+    (tok / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"tokenizer": {"spec": str(tok), "fingerprint":
+                                                                  dir_fingerprint(tok)}}), encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_run_tokenizer(run, [data])
+    copy = run / "tokenizer"
+    assert (copy / "tokenization_mine.py").read_bytes() == (tok / "tokenization_mine.py").read_bytes()
+    assert not (copy / "notes.py").exists()  # only the code auto_map names
+    loaded = AutoTokenizer.from_pretrained(str(copy), trust_remote_code=True)
+    assert type(loaded).__name__ == "MineTokenizer"
+    assert loaded.encode("钢 steel") == AutoTokenizer.from_pretrained(str(tok), trust_remote_code=True).encode("钢 steel")
