@@ -661,6 +661,12 @@ class Trainer:
         # models give logits and the loss is computed here.
         inner = getattr(model, "module", model)  # DDP wraps; FSDP2 keeps the class
         self.model_loss = getattr(getattr(inner, "config", None), "model_type", None) == "steel"
+        # Soft MoE v2/v3 mix every position of a row into their slots: right padding (SFT rows, `lengths`)
+        # must be masked out, or pads enter the slots of the row's tokens. A causal FFN cannot see a right pad,
+        # and a 2-D mask would cost SDPA its plain causal path, so only they get one.
+        from steel.model import LEAKING_FFN_TYPES
+
+        self.mask_padding = self.model_loss and getattr(inner.config, "ffn_type", None) in LEAKING_FFN_TYPES
         self._stop: str | None = None
         self.step_positions = 0  # positions of the last train_step that hold data (padding excluded), all ranks
         self.step_computed = 0  # positions the last train_step computed (padding included), all ranks: MFU's
@@ -697,10 +703,14 @@ class Trainer:
                 d.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
             ):
                 inp = b["input_ids"].to(d.device, non_blocking=True)
+                pad = {}
+                if self.mask_padding and "lengths" in b:
+                    lengths = b["lengths"].to(d.device, non_blocking=True)
+                    pad["attention_mask"] = (torch.arange(inp.shape[1], device=d.device) < lengths[:, None]).long()
                 if self.model_loss:
                     # Steel computes its own loss: with `kernels: {cross_entropy: fused}` the (B, T, V)
                     # logits are never materialised (chunked linear + CE, steel.kernels.cross_entropy).
-                    loss = self.model(input_ids=inp, shift_labels=t, loss_reduction="sum", use_cache=False).loss
+                    loss = self.model(input_ids=inp, shift_labels=t, loss_reduction="sum", use_cache=False, **pad).loss
                 else:
                     # NOTE: use_cache=False: some transformers versions (5.4) build a KV cache in training
                     # mode, which activation checkpointing's recomputation then extends to twice the length.
