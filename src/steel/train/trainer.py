@@ -691,8 +691,8 @@ class Trainer:
         cfg, d = self.cfg, self.d
         micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
-        # NOTE: padded positions are computed at the same FLOPs as the others: MFU counts them (it read 15% for a
-        # GPU busy on rows of 300-token conversations padded to 2048), tokens/s does not.
+        # NOTE: padded positions are computed at the same FLOPs as the others: MFU counts them (without, rows of
+        # 300-token conversations padded to 2048 would read 300/2048 of the GPU's real use), tokens/s does not.
         computed = torch.full((), sum(b["input_ids"].numel() for b in micro), dtype=torch.int64, device=d.device)
         counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro), computed])
         counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions, computed): one collective
