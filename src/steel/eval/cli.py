@@ -184,15 +184,18 @@ def cmd_mc(args) -> int:
         "subjects": subjects,
         "limit": args.limit,
     }
+    file = read_yaml(args.config) if args.config else {}
+    if args.scoring is None and "scoring" in file and (args.mode or file.get("mode")) == "generate":
+        if file.get("mode") == "generate":
+            # The file contradicts itself (a --mode generate repeating it too): McOptions.validate refuses only a
+            # non-default scoring, so `scoring: letter` under the file's generate mode was silently ignored.
+            raise ConfigError(f"{args.config}: scoring: only for mode logprob (got mode generate)")
+        # A --mode generate overrides the file's logprob mode with what goes with it: cmmlu-5shot.yaml
+        # (scoring: letter) is taken, and so is a `scoring: continuation` file (validate refused that one).
+        given["scoring"] = "letter"  # the default, i.e. the file's scoring dropped
     opts = options(McOptions, args.config, given)
     if args.scoring is not None and opts.mode != "logprob":  # (the default `letter` cannot say it was given)
         raise UserError(f"--scoring: only for mode logprob (got mode {opts.mode})")
-    if (args.scoring is None and args.mode is None and opts.mode != "logprob"
-            and "scoring" in (read_yaml(args.config) if args.config else {})):
-        # McOptions.validate refuses only a non-default scoring: `scoring: letter` in the file was silently ignored.
-        # A --mode on the command line overrides the file's mode with what goes with it: cmmlu-5shot.yaml
-        # (logprob, scoring: letter) with --mode generate is taken.
-        raise ConfigError(f"{args.config}: scoring: only for mode logprob (got mode {opts.mode})")
     if args.out and Path(args.out).suffix in (".md", ".jsonl"):  # the table/questions file would replace it
         raise UserError(f"--out {args.out}: give the JSON file (e.g. result.json); the .md table and the "
                         ".questions.jsonl go beside it")
