@@ -45,24 +45,35 @@ def _is_txt(path: Path) -> bool:
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     """Files named, and the supported files inside directories named (sorted), each once; missing paths are errors."""
-    files: list[Path] = []
+    return [f for group in expand_input_groups(paths) for f in group]
+
+
+def expand_input_groups(paths: Iterable[str | Path]) -> list[list[Path]]:
+    """`expand_inputs` kept apart by the input that named them (one list per path; a file already named by
+    an earlier input is left out of a later one, which may then be empty)."""
+    groups: list[list[Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
             inside = sorted(f for f in p.rglob("*") if f.is_file() and _supported(f))
             if not inside:
                 raise UserError(f"--input {p}: directory holds no {'/'.join(SUFFIXES)} file")
-            files += inside
+            groups.append(inside)
         elif p.is_file():
             if not _supported(p):
                 raise UserError(f"--input {p}: unsupported file type (expected {', '.join(SUFFIXES)})")
-            files.append(p)
+            groups.append([p])
         else:
             raise UserError(f"--input {p}: no such file or directory")
     # Keyed by the resolved path: another spelling of a file (relative, `..`, a link) is still read once.
-    once: dict[Path, Path] = {}
-    for f in files:
-        once.setdefault(f.resolve(), f)
-    return list(once.values())
+    seen: set[Path] = set()
+    out: list[list[Path]] = []
+    for group in groups:
+        out.append([])
+        for f in group:
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                out[-1].append(f)
+    return out
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
@@ -139,32 +150,47 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
 
 
 def iter_corpus(
-    files: list[Path], field: str = "text", limit_docs: int | None = None, on_bytes=None
+    files: list[Path] | list[list[Path]], field: str = "text", limit_docs: int | None = None, on_bytes=None
 ) -> Iterator[str]:
     """The documents of `files` in order. With `limit_docs`, that many spread over the files: each file
     in turn gives at most an even share of what is left (rounded up), and a file holding fewer
     documents leaves its unused share to the files after it. The first N documents instead would train
     a `--input zh/ en/ code/` tokenizer on Chinese alone.
+
+    `files` may be grouped by input (`expand_input_groups`): the shares then go to the inputs first and
+    within each to its files, so a directory of many files takes no more than a single-file input and a
+    limit under the first directory's file count still reaches every input.
     """
-    left = limit_docs
-    for i, path in enumerate(files):
-        if left is not None:
-            if left <= 0:
-                return
-            share = -(-left // (len(files) - i))
-        if _is_txt(path):  # one document, yielded in pieces: counted once
-            if left is not None:
-                left -= 1
+    if limit_docs is None:
+        for path in (f for item in files for f in (item if isinstance(item, list) else [item])):
             yield from iter_documents(path, field, on_bytes)
-            continue
-        n = 0
-        for doc in iter_documents(path, field, on_bytes):
-            if left is not None and n >= share:
-                break
-            n += 1
-            yield doc
-        if left is not None:
-            left -= n
+        return
+    yield from _spread(files, limit_docs, field, on_bytes, [0])
+
+
+def _spread(items: list, limit: int, field: str, on_bytes, used: list[int]) -> Iterator[str]:
+    """At most `limit` documents of `items` (files, or lists of them), each in turn given an even share of
+    what is left; `used[0]` counts the documents given."""
+    left = limit
+    for i, item in enumerate(items):
+        if left <= 0:
+            return
+        share = -(-left // (len(items) - i))
+        before = used[0]
+        if isinstance(item, list):
+            yield from _spread(item, share, field, on_bytes, used)
+        elif _is_txt(item):  # one document, yielded in pieces: counted once
+            used[0] += 1
+            yield from iter_documents(item, field, on_bytes)
+        else:
+            n = 0
+            for doc in iter_documents(item, field, on_bytes):
+                if n >= share:
+                    break
+                n += 1
+                used[0] += 1
+                yield doc
+        left -= used[0] - before
 
 
 def new_bpe() -> Tokenizer:
@@ -248,7 +274,8 @@ def train_tokenizer(
     if limit_docs is not None and limit_docs < 1:
         raise UserError(f"--limit-docs {limit_docs}: must be >= 1")
     check_out_dir(out_dir, overwrite)
-    files = expand_inputs(inputs)
+    groups = expand_input_groups(inputs)
+    files = [f for group in groups for f in group]
     total = sum(f.stat().st_size for f in files)
     n_docs = 0
 
@@ -263,7 +290,7 @@ def train_tokenizer(
     ) as advance:
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
         hf_bar = show_progress and sys.stderr.isatty()
-        docs = counted(iter_corpus(files, field, limit_docs, advance))
+        docs = counted(iter_corpus(groups, field, limit_docs, advance))  # spread over the inputs
         tok = train_bpe(docs, vocab_size, min_frequency, hf_bar)
     if n_docs == 0:  # a bytes-only tokenizer learned from nothing: a wrong --input, not a result
         raise UserError(f"--input: no documents in {len(files)} file(s) ({', '.join(map(str, files[:3]))}"
