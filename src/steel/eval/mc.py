@@ -465,13 +465,18 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
     if accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = n_last
     logits = model(**kwargs).logits[:, -n_last:, :].float()  # (B, n_last, V)
+    # The scores of NaN logits pick a letter by argmax's NaN rule: a benchmark figure without a word.
+    check_finite_logits(model, logits)
+    return logits
+
+
+def check_finite_logits(model, logits: torch.Tensor) -> None:
+    """One error line naming the dtype where `logits` hold NaN or +inf (-inf is a token ruled out)."""
     if bool(torch.isnan(logits).any() or torch.isposinf(logits).any()):
-        # The scores of NaN logits pick a letter by argmax's NaN rule: a benchmark figure without a word.
         dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
         raise UserError(f"the model's logits are not finite (NaN or inf) with the model in {dtype}: its activations "
                         "overflow or its weights are not finite (float16 overflows for many models trained in "
                         "bfloat16: try --dtype bfloat16 or float32)")
-    return logits
 
 
 def letter_token_ids(tokenizer, context: str, letters=LETTERS) -> list[int]:
@@ -632,7 +637,16 @@ def predict_generate_mode(
     model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None
 ):
     """Greedy chat replies (ChatML via the tokenizer's template), batched with left padding. -> [text]"""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
     from steel.infer.generate import chat_prompt_ids, model_stop_ids
+
+    class FiniteLogits(LogitsProcessor):
+        """`check_finite_logits` on each step's next-token scores (a -inf another processor set is allowed)."""
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            check_finite_logits(model, scores)
+            return scores
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -649,6 +663,8 @@ def predict_generate_mode(
         ids, mask = left_pad([enc[i] for i in idx], pad_id)
         check_ids_fit(model, ids)
         gen = model.generate(
+            # NaN logits decode greedily to token 0 over and over: every reply unanswered, a figure without a word
+            logits_processor=LogitsProcessorList([FiniteLogits()]),
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
