@@ -115,3 +115,18 @@ def test_steel_no_progress_silences_transformers_bars_in_every_command(tiny_llam
     assert steel_main(["model", "check-causal", str(tiny_llama_dir), "--seq-len", "8", "--positions", "2"]) == 0
     err = capfd.readouterr().err
     assert ("Loading weights" in err) is not quiet, err
+
+
+def test_steel_no_progress_without_transformers_imported_sets_the_hub_variable(tmp_path):
+    # A command that needs no transformers (steel data inspect) does not import it (0.65 s) to silence its bars:
+    # HF_HUB_DISABLE_PROGRESS_BARS, which transformers and huggingface_hub read at import, does.
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom steel.cli import main\nmain(['data', 'inspect', sys.argv[1]])\n"
+            "print('transformers' in sys.modules, os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'))\n"
+            "from transformers.utils import logging\nprint(logging.is_progress_bar_enabled())\n")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"} | {"STEEL_NO_PROGRESS": "1"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], env=env, capture_output=True, text=True,
+                         timeout=120).stdout.split()
+    assert out == ["False", "1", "False"], out
