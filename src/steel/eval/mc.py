@@ -472,7 +472,7 @@ def last_logits(model, seqs: list[list[int]], n_last: int, pad_id: int) -> torch
 
 def check_finite_logits(model, logits: torch.Tensor) -> None:
     """One error line naming the dtype where `logits` hold NaN or +inf (-inf is a token ruled out)."""
-    if bool(torch.isnan(logits).any() or torch.isposinf(logits).any()):
+    if bool((torch.isnan(logits) | torch.isposinf(logits)).any()):  # one read-back
         dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
         raise UserError(f"the model's logits are not finite (NaN or inf) with the model in {dtype}: its activations "
                         "overflow or its weights are not finite (float16 overflows for many models trained in "

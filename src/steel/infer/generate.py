@@ -289,7 +289,7 @@ def generate_ids(
         else:
             out = model(input_ids=seq[:, start:], use_cache=False, **keep)
         raw = out.logits[0, -1]  # (V,)
-        if bool(torch.isnan(raw).any() or torch.isposinf(raw).any()):
+        if bool((torch.isnan(raw) | torch.isposinf(raw)).any()):  # one read-back
             # Sampling died in torch.multinomial with a traceback, greedy decoding emitted token 0 over and over.
             dtype = str(getattr(model, "dtype", "?")).removeprefix("torch.")
             raise UserError(
