@@ -47,8 +47,8 @@ def register(subparsers) -> None:
     t.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to be merged")
     t.add_argument(
         "--limit-docs", type=int, default=None,
-        help="train on N documents spread evenly over the inputs, and within a directory over its files (one "
-        "holding fewer leaves its share to those after it)",
+        help="train on N documents (all, if there are fewer) spread evenly over the inputs, and within a "
+        "directory over its files (one holding fewer leaves its share to the others)",
     )
     t.add_argument("--field", default="text", help="JSON field holding the text (jsonl inputs)")
     t.add_argument(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
@@ -152,10 +153,11 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
 def iter_corpus(
     files: list[Path] | list[list[Path]], field: str = "text", limit_docs: int | None = None, on_bytes=None
 ) -> Iterator[str]:
-    """The documents of `files` in order. With `limit_docs`, that many spread over the files: each file
-    in turn gives at most an even share of what is left (rounded up), and a file holding fewer
-    documents leaves its unused share to the files after it. The first N documents instead would train
-    a `--input zh/ en/ code/` tokenizer on Chinese alone.
+    """The documents of `files` in order. With `limit_docs`, that many (or all there are) spread over the
+    files: each file in turn gives at most an even share of what is left (rounded up), a file holding fewer
+    documents leaves its unused share to the files after it, and what the last ones cannot use goes back to
+    the files cut at their share. The first N documents instead would train a `--input zh/ en/ code/`
+    tokenizer on Chinese alone.
 
     `files` may be grouped by input (`expand_input_groups`): the shares then go to the inputs first and
     within each to its files, so a directory of many files takes no more than a single-file input and a
@@ -165,12 +167,28 @@ def iter_corpus(
         for path in (f for item in files for f in (item if isinstance(item, list) else [item])):
             yield from iter_documents(path, field, on_bytes)
         return
-    yield from _spread(files, limit_docs, field, on_bytes, [0])
+    # NOTE: a file holding fewer than its share leaves the rest to those after it; what the last ones cannot use
+    # goes back, in a further pass, to the files cut at their share (read on from where they stopped).
+    taken: dict[Path, int] = {}  # documents given per file
+    done: set[Path] = set()  # files read to their end
+    left = limit_docs
+    while left > 0:
+        given = [0]
+        yield from _spread(files, left, field, on_bytes, given, taken, done)
+        left -= given[0]
+        if given[0] == 0:  # every file read to its end
+            return
 
 
-def _spread(items: list, limit: int, field: str, on_bytes, used: list[int]) -> Iterator[str]:
-    """At most `limit` documents of `items` (files, or lists of them), each in turn given an even share of
-    what is left; `used[0]` counts the documents given."""
+def _open(item, done: set[Path]) -> bool:
+    return any(_open(i, done) for i in item) if isinstance(item, list) else item not in done
+
+
+def _spread(items: list, limit: int, field: str, on_bytes, used: list[int], taken: dict[Path, int],
+            done: set[Path]) -> Iterator[str]:
+    """At most `limit` documents of `items` (files, or lists of them) not given yet, each item with documents
+    left given in turn an even share of what is left; `used[0]` counts the documents given."""
+    items = [i for i in items if _open(i, done)]
     left = limit
     for i, item in enumerate(items):
         if left <= 0:
@@ -178,18 +196,26 @@ def _spread(items: list, limit: int, field: str, on_bytes, used: list[int]) -> I
         share = -(-left // (len(items) - i))
         before = used[0]
         if isinstance(item, list):
-            yield from _spread(item, share, field, on_bytes, used)
+            yield from _spread(item, share, field, on_bytes, used, taken, done)
         elif _is_txt(item):  # one document, yielded in pieces: counted once
             used[0] += 1
+            done.add(item)
             yield from iter_documents(item, field, on_bytes)
         else:
-            n = 0
-            for doc in iter_documents(item, field, on_bytes):
+            skip, n = taken.get(item, 0), 0
+            docs = iter_documents(item, field, on_bytes)
+            for k, doc in enumerate(docs):
+                if k < skip:
+                    continue
                 if n >= share:
                     break
                 n += 1
                 used[0] += 1
                 yield doc
+            else:
+                done.add(item)
+            docs.close()
+            taken[item] = skip + n
         left -= used[0] - before
 
 
@@ -289,7 +315,7 @@ def train_tokenizer(
         "reading corpus", total=total, unit="bytes", disable=None if show_progress else True
     ) as advance:
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
-        hf_bar = show_progress and sys.stderr.isatty()
+        hf_bar = show_progress and sys.stderr.isatty() and not os.environ.get("STEEL_NO_PROGRESS")
         docs = counted(iter_corpus(groups, field, limit_docs, advance))  # spread over the inputs
         tok = train_bpe(docs, vocab_size, min_frequency, hf_bar)
     if n_docs == 0:  # a bytes-only tokenizer learned from nothing: a wrong --input, not a result
