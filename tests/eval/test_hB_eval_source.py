@@ -4,6 +4,7 @@ and its newest checkpoint changes while training goes on)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -100,3 +101,25 @@ def test_recorded_checkpoint_holds_the_scored_weights(tmp_path, run_dir):
     want = perplexity(model_from_checkpoint(Path(r["checkpoint"])).eval(), data, 16, 4, None)
     other = perplexity(model_from_checkpoint(run_dir / "checkpoints" / "step-2").eval(), data, 16, 4, None)
     assert r["nll"] == want["nll"] != other["nll"]
+
+
+@pytest.mark.parametrize("command", ["mc", "ppl"])
+def test_an_export_records_the_checkpoint_it_was_exported_from(tmp_path, run_dir, command):
+    # An export's step is in its steel_export.json only: eval of the export recorded checkpoint/step null, and an
+    # export of the export lost it too.
+    hf, hf2 = tmp_path / "hf", tmp_path / "hf2"
+    assert steel_main(["export", str(run_dir), str(hf)]) == 0
+    assert steel_main(["export", str(hf), str(hf2)]) == 0
+    origin = {"checkpoint": os.path.abspath(run_dir / "checkpoints" / "step-5"), "step": 5}
+    rec2 = json.loads((hf2 / "steel_export.json").read_text(encoding="utf-8"))
+    assert (rec2["checkpoint"], rec2["exported_from"]) == (None, origin)
+    out = tmp_path / "r.json"
+    argv = _mc if command == "mc" else _ppl
+    where = make_ceval_dir(tmp_path / "ceval") if command == "mc" else _data(tmp_path)
+    for model in (hf, hf2):
+        assert steel_main(argv(model, where, out)) == 0
+        r = json.loads(out.read_text(encoding="utf-8"))
+        assert (r["checkpoint"], r["step"], r["exported_from"]) == (None, None, origin)
+    if command == "mc":
+        head = out.with_suffix(".md").read_text(encoding="utf-8")
+        assert f"Model: `{hf2}` (exported from checkpoint `{origin['checkpoint']}`, step 5); " in head

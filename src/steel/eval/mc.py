@@ -907,6 +907,8 @@ def markdown_report(result: dict) -> str:
     head = (
         f"Model: `{result.get('model', '')}`"
         + (f" (checkpoint `{result['checkpoint']}`, step {result['step']})" if result.get("checkpoint") else "")
+        + (f" (exported from checkpoint `{result['exported_from']['checkpoint']}`, step "
+           f"{result['exported_from']['step']})" if result.get("exported_from") else "")
         + f"; {result['n_questions']} questions, {len(result['subjects'])} subjects. "
         f"Headline: **{pct(result['overall'][headline])}** ({headline}, {AVERAGES[headline]}); "
         f"{other}: {pct(result['overall'][other])} ({AVERAGES[other]})."

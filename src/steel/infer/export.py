@@ -31,7 +31,14 @@ import torch
 from steel import __version__
 from steel.cli import UserError
 from steel.infer.generate import stop_token_ids
-from steel.infer.load import load_model, load_tokenizer, max_positions, quiet_hf_progress_bars, resolve_model
+from steel.infer.load import (
+    PROVENANCE,
+    load_model,
+    load_tokenizer,
+    max_positions,
+    quiet_hf_progress_bars,
+    resolve_model,
+)
 from steel.tokenizer.qwen import make_tokenizer_config_portable
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.
@@ -40,7 +47,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 STEEL_MODEL_FILES = ("configuration_steel.py", "modeling_steel.py")
-PROVENANCE = "steel_export.json"  # where the weights came from: source, checkpoint and step, Steel version
 
 
 def export(
@@ -95,6 +101,7 @@ def export(
         "source": os.path.abspath(src),
         "checkpoint": source["checkpoint"] and os.path.abspath(source["checkpoint"]),
         "step": source["step"],
+        **({"exported_from": source["exported_from"]} if "exported_from" in source else {}),  # an export's export
         "steel": __version__,
     }
 

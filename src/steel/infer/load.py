@@ -97,14 +97,36 @@ def resolve_model(path: Path) -> tuple[Path, dict]:
     """(the directory `load_model` should be given, what it is) for a model path: a run dir is resolved to its
     newest complete checkpoint here, once, so a result records the step it was computed from even while
     training writes newer ones. The record is `{"checkpoint": PATH, "step": N}` for a run or checkpoint
-    dir (PATH spelled from the path given), both None for an HF directory or anything else."""
+    dir (PATH spelled from the path given), both None for an HF directory or anything else; a `steel export`
+    directory adds `"exported_from": {"checkpoint", "step"}` from its steel_export.json."""
     path = Path(path)
-    if not path.exists() or is_hf_dir(path):
+    if is_hf_dir(path):
+        return path, {"checkpoint": None, "step": None} | _exported_from(path)
+    if not path.exists():
         return path, {"checkpoint": None, "step": None}
     ckpt = resolve_checkpoint(path)
     if ckpt is None:
         return path, {"checkpoint": None, "step": None}
     return ckpt, {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt)}
+
+
+PROVENANCE = "steel_export.json"  # in a `steel export` directory: source, checkpoint and step, Steel version
+
+
+def _exported_from(hf_dir: Path) -> dict:
+    """`{"exported_from": {"checkpoint", "step"}}` for a `steel export` directory whose source was a Steel
+    checkpoint (its steel_export.json), else {}: the step an export holds is recorded nowhere else."""
+    try:
+        rec = json.loads((hf_dir / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(rec, dict):
+        return {}
+    if isinstance(rec.get("exported_from"), dict):  # an export of an export: the checkpoint at its origin
+        return {"exported_from": rec["exported_from"]}
+    if rec.get("checkpoint") is None:
+        return {}
+    return {"exported_from": {"checkpoint": rec["checkpoint"], "step": rec.get("step")}}
 
 
 def checkpoint_step(ckpt: Path) -> int | None:
