@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,19 +15,14 @@ from test_ppl_contamination import _data_dir
 from tiny_models import build_tiny_llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infer"))
-from run_dirs import make_run_dir  # noqa: E402
+from run_dirs import make_run_dir, make_two_step_run  # noqa: E402
 
 from steel.cli import main as steel_main  # noqa: E402
 
 
 @pytest.fixture
 def run_dir(tmp_path, tiny_tokenizer_dir) -> Path:
-    """A run with checkpoints step-2 and step-5 of different weights, its tokenizer in run/tokenizer/."""
-    run = tmp_path / "run"
-    make_run_dir(run, build_tiny_llama(261, seed=1), [], steps=(2,))
-    make_run_dir(run, build_tiny_llama(261, seed=2), [], steps=(5,))
-    shutil.copytree(tiny_tokenizer_dir, run / "tokenizer")
-    return run
+    return make_two_step_run(tmp_path / "run", tiny_tokenizer_dir)
 
 
 def _mc(model, bench: Path, out: Path) -> list[str]:

@@ -41,3 +41,15 @@ def make_run_dir(run_dir: Path, model, data_dirs: list[str], typed_run_dir: str 
         (ckpt / "train_state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
         (ckpt / "config.yaml").write_text(config, encoding="utf-8")
     return run_dir
+
+
+def make_two_step_run(run: Path, tokenizer_dir: Path) -> Path:
+    """A run with checkpoints step-2 and step-5 of different tiny Llama weights, its tokenizer in run/tokenizer/."""
+    import shutil
+
+    from tiny_models import build_tiny_llama
+
+    make_run_dir(run, build_tiny_llama(261, seed=1), [], steps=(2,))
+    make_run_dir(run, build_tiny_llama(261, seed=2), [], steps=(5,))
+    shutil.copytree(tokenizer_dir, run / "tokenizer")
+    return run

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,18 +15,14 @@ from safetensors.torch import load_file
 from tiny_models import build_tiny_llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_dirs import make_run_dir  # noqa: E402
+from run_dirs import make_run_dir, make_two_step_run  # noqa: E402
 
 from steel.cli import main as steel_main  # noqa: E402
 
 
 @pytest.fixture
 def run_dir(tmp_path, tiny_tokenizer_dir) -> Path:
-    run = tmp_path / "run"
-    make_run_dir(run, build_tiny_llama(261, seed=1), [], steps=(2,))
-    make_run_dir(run, build_tiny_llama(261, seed=2), [], steps=(5,))
-    shutil.copytree(tiny_tokenizer_dir, run / "tokenizer")
-    return run
+    return make_two_step_run(tmp_path / "run", tiny_tokenizer_dir)
 
 
 def test_export_records_the_checkpoint_it_exported(tmp_path, run_dir, capsys):

@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+import sys
+from pathlib import Path
 
 from sft_runs import write_sft_run
 
-import steel.train.trainer as trainer_mod
-from steel.cli import main as steel
-from steel.train.metrics import MetricsLogger
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_fixtures import FakeTime  # noqa: E402
 
-
-class FakeTime:
-    """The trainer module's clock: 1 s per optimizer step, nothing else."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def __getattr__(self, name):
-        return getattr(time, name)
+import steel.train.trainer as trainer_mod  # noqa: E402
+from steel.cli import main as steel  # noqa: E402
+from steel.train.metrics import MetricsLogger  # noqa: E402
 
 
 def test_sft_mfu_counts_the_padded_positions(tmp_path, tiny_tokenizer_dir, monkeypatch):

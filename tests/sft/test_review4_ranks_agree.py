@@ -55,15 +55,15 @@ def test_per_node_paths_may_differ(tmp_path, tiny_tokenizer_dir):
     raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
     moved = {**raw, "init": "/node1/init", "run_dir": "/node1/run", "tokenizer": "/node1/tok",
              "data": {**raw["data"], "root": "/node1/data", "datasets": [{"name": "chat", "path": ["/n1/chat.json"]}]},
-             "log": {**raw["log"], "every": 5}}
-    seeded = {**raw, "data": {**raw["data"], "seed": 7}}
+             "log": {**raw["log"], "every": 5}, "checkpoint": {**raw.get("checkpoint", {}), "stop_after_minutes": 230.0}}
+    seeded = {**raw, "data": {**raw["data"], "seed": 7}, "allow_tokenizer_change": True}
     vals = []
     for i, c in enumerate((raw, moved, seeded)):
         p = tmp_path / f"{i}.yaml"
         p.write_text(yaml.safe_dump(c), encoding="utf-8")
         vals.append(rank_agreed_values(setup(str(p)), {"hidden_size": 32}, None, SFT_PER_NODE_FIELDS))
     assert vals[0] == vals[1]
-    assert {k for k in vals[0] if vals[0][k] != vals[2][k]} == {"data.seed"}
+    assert {k for k in vals[0] if vals[0][k] != vals[2][k]} == {"data.seed", "allow_tokenizer_change"}
     assert vals[0]["resumed checkpoint"] is None
 
 

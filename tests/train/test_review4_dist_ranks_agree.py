@@ -1,4 +1,7 @@
-"""Ranks given different configs, or seeing different checkpoints, are refused on every rank before training."""
+"""Ranks given different configs, or seeing different checkpoints, are refused on every rank before training.
+Fields each rank may set for itself are not compared: `checkpoint.stop_after_minutes` (the stop is agreed every
+step by an all-reduce, so the first rank past its limit stops every rank at the same step) and `data.verify`
+(whether a rank hashes its own chunk files); both were refused as a config that differs."""
 
 import os
 import subprocess
@@ -52,13 +55,33 @@ def test_per_node_paths_and_logging_may_differ(tmp_path):
     """Node-local copies of the data and another spelling of the run dir are allowed (compared by content
     elsewhere); a field that changes the training is not."""
     a = yaml.safe_load(tiny_config(tmp_path, [tmp_path / "a"], data={"seed": 3}).read_text())
-    b = {**a, "run_dir": "/elsewhere/run", "data": {**a["data"], "dirs": ["/local/copy"]},
-         "log": {**a["log"], "every": 7}}
-    c = {**a, "data": {**a["data"], "seed": 4}}
+    b = {**a, "run_dir": "/elsewhere/run", "data": {**a["data"], "dirs": ["/local/copy"], "verify": False},
+         "log": {**a["log"], "every": 7}, "checkpoint": {**a["checkpoint"], "stop_after_minutes": 55.0}}
+    # a rank stopping at another non-finite count would leave the others hanging: compared
+    c = {**a, "data": {**a["data"], "seed": 4}, "max_nonfinite": 9}
     vals = []
     for i, raw in enumerate((a, b, c)):
         p = tmp_path / f"{i}.yaml"
         p.write_text(yaml.safe_dump(raw))
         vals.append(rank_agreed_values(load_config(TrainConfig, str(p), []), {"hidden_size": 32}, Path("x/step-3")))
     assert vals[0] == vals[1]
-    assert {k for k in vals[0] if vals[0][k] != vals[2][k]} == {"data.seed"}
+    assert {k for k in vals[0] if vals[0][k] != vals[2][k]} == {"data.seed", "max_nonfinite"}
+
+
+def test_rank_with_its_own_time_limit_and_no_verify_stops_every_rank_together(tmp_path):
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    cfg = tiny_config(tmp_path, [data], max_steps=4, micro_batch=2, parallel={"mode": "ddp"},
+                      checkpoint={"every": 4, "keep": 5})
+    wrapper = tmp_path / "rank_wrapper.py"
+    wrapper.write_text(RANK_WRAPPER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    # Rank 1 alone has a time limit its process has already passed (0.0001 min = 6 ms) and skips the hashing.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
+           str(cfg), "checkpoint.stop_after_minutes=0.0001", "data.verify=false"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ranks disagree" not in r.stderr
+    run = tmp_path / "run"
+    # Both ranks stopped after the first step and saved it together (rank 0 has no limit of its own).
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-1"]
+    assert "stop on another rank: checkpoint saved at step 1, stopping" in (run / "train.log").read_text()

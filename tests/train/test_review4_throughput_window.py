@@ -4,25 +4,11 @@ the save's time (the log is written before the save), so throughput dipped there
 from __future__ import annotations
 
 import json
-import time
 
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import FakeTime, make_data_dir, tiny_config
 
 import steel.train.trainer as trainer_mod
 from steel.cli import main as steel
-
-
-class FakeTime:
-    """The trainer module's clock: 1 s per optimizer step, 1000 s per checkpoint save, nothing else."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def __getattr__(self, name):
-        return getattr(time, name)
 
 
 def test_saves_are_not_counted_in_tokens_per_s(tmp_path, monkeypatch):

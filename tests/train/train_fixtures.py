@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,17 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     import json
 
     return [(r["step"], r["loss"]) for r in map(json.loads, (Path(run_dir) / "metrics.jsonl").read_text().splitlines())]
+
+
+class FakeTime:
+    """A stand-in for a module's `time`: `perf_counter()` is `now`, which the test moves (e.g. 1 s per optimizer
+    step); everything else is the real module's."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
