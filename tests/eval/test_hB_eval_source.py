@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from test_mc import make_ceval_dir
 from test_ppl_contamination import _data_dir
-from tiny_models import build_tiny_llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infer"))
-from run_dirs import make_run_dir, make_two_step_run  # noqa: E402
+from run_dirs import make_two_step_run, save_during_load  # noqa: E402
 
 from steel.cli import main as steel_main  # noqa: E402
 
@@ -63,18 +62,7 @@ def test_result_names_checkpoint_and_step(tmp_path, run_dir, tiny_llama_dir, com
 def test_recorded_step_is_the_one_loaded_while_training_saves(tmp_path, run_dir, monkeypatch, command):
     # Training writes step-9 between the command's look at the run and the weights' load: the record must
     # name the weights that were scored, not what the run dir holds later.
-    import steel.infer.load as load
-
-    loaded = []
-    original = load.model_from_checkpoint
-
-    def slow_load(ckpt):
-        if not (run_dir / "checkpoints" / "step-9").exists():
-            make_run_dir(run_dir, build_tiny_llama(261, seed=3), [], steps=(9,))
-        loaded.append(Path(ckpt))
-        return original(ckpt)
-
-    monkeypatch.setattr(load, "model_from_checkpoint", slow_load)
+    loaded = save_during_load(monkeypatch, run_dir)
     out = tmp_path / "r.json"
     argv = _mc if command == "mc" else _ppl
     where = make_ceval_dir(tmp_path / "ceval") if command == "mc" else _data(tmp_path)

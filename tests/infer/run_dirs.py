@@ -53,3 +53,23 @@ def make_two_step_run(run: Path, tokenizer_dir: Path) -> Path:
     make_run_dir(run, build_tiny_llama(261, seed=2), [], steps=(5,))
     shutil.copytree(tokenizer_dir, run / "tokenizer")
     return run
+
+
+def save_during_load(monkeypatch, run_dir: Path) -> list[Path]:
+    """Make training write step-9 into `run_dir` as soon as a command starts loading a checkpoint; returns the
+    list of checkpoints loaded (to check that the command loaded, and records, the one it resolved first)."""
+    from tiny_models import build_tiny_llama
+
+    import steel.infer.load as load
+
+    loaded: list[Path] = []
+    original = load.model_from_checkpoint
+
+    def slow_load(ckpt):
+        if not (run_dir / "checkpoints" / "step-9").exists():
+            make_run_dir(run_dir, build_tiny_llama(261, seed=3), [], steps=(9,))
+        loaded.append(Path(ckpt))
+        return original(ckpt)
+
+    monkeypatch.setattr(load, "model_from_checkpoint", slow_load)
+    return loaded

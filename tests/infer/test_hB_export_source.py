@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import build_tiny_llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_dirs import make_run_dir, make_two_step_run  # noqa: E402
+from run_dirs import make_two_step_run, save_during_load  # noqa: E402
 
 from steel.cli import main as steel_main  # noqa: E402
 
@@ -50,18 +49,7 @@ def test_export_of_an_hf_directory_has_no_step(tmp_path, tiny_llama_dir):
 
 
 def test_export_records_the_step_it_loaded_while_training_saves(tmp_path, run_dir, monkeypatch):
-    import steel.infer.load as load
-
-    loaded = []
-    original = load.model_from_checkpoint
-
-    def slow_load(ckpt):  # training writes step-9 while the export opens the run
-        if not (run_dir / "checkpoints" / "step-9").exists():
-            make_run_dir(run_dir, build_tiny_llama(261, seed=3), [], steps=(9,))
-        loaded.append(Path(ckpt))
-        return original(ckpt)
-
-    monkeypatch.setattr(load, "model_from_checkpoint", slow_load)
+    loaded = save_during_load(monkeypatch, run_dir)
     out = tmp_path / "hf"
     assert steel_main(["export", str(run_dir), str(out)]) == 0
     source = json.loads((out / "steel_export.json").read_text(encoding="utf-8"))
