@@ -53,15 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from steel.runlog import log_error_to_run_logs, run_log_handlers
+    from steel.runlog import log_error_to_run_logs, quiet_hf_progress_bars, run_log_handlers
 
-    if os.environ.get("STEEL_NO_PROGRESS"):  # transformers' and huggingface_hub's bars too, in every command
-        if "transformers" in sys.modules:  # imported already (by a caller of main): its flag was read then
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-        else:  # read by both at import: no 0.65 s transformers import for commands that need none
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    quiet_hf_progress_bars()  # STEEL_NO_PROGRESS: transformers' and huggingface_hub's bars too, in every command
     # The run log files this command opens (a handler left attached by an earlier command of the same
     # process is not this command's log) get the error that ends it, as the last line.
     before = [h for _, h in run_log_handlers()]  # the handlers themselves (held, so no id is reused)

@@ -139,6 +139,19 @@ def log_error_to_run_logs(message: str, handlers: list[tuple[logging.Logger, log
             pass
 
 
+def quiet_hf_progress_bars() -> None:
+    """With STEEL_NO_PROGRESS set, transformers' and huggingface_hub's tqdm bars ("Loading weights", "Writing
+    model shards") off for the rest of the process, as Steel's own (`progress_bar`) are."""
+    if not os.environ.get("STEEL_NO_PROGRESS"):
+        return
+    if "transformers" in sys.modules:  # imported already: it read HF_HUB_DISABLE_PROGRESS_BARS then
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # huggingface_hub's too
+    else:  # both read it at import: no 0.65 s transformers import for commands that need none
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "", disable: bool | None = None) -> Iterator:
     """A rich progress bar with ETA; yields `advance(n)`. Disabled when stderr is not a terminal unless forced."""

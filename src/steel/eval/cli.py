@@ -192,7 +192,7 @@ def cmd_mc(args) -> int:
             raise ConfigError(f"{args.config}: scoring: only for mode logprob (got mode generate)")
         # A --mode generate overrides the file's logprob mode with what goes with it: cmmlu-5shot.yaml
         # (scoring: letter) is taken, and so is a `scoring: continuation` file (validate refused that one).
-        given["scoring"] = "letter"  # the default, i.e. the file's scoring dropped
+        given["scoring"] = McOptions.scoring  # the default: the file's scoring dropped
     opts = options(McOptions, args.config, given)
     if args.scoring is not None and opts.mode != "logprob":  # (the default `letter` cannot say it was given)
         raise UserError(f"--scoring: only for mode logprob (got mode {opts.mode})")

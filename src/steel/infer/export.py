@@ -36,9 +36,9 @@ from steel.infer.load import (
     load_model,
     load_tokenizer,
     max_positions,
-    quiet_hf_progress_bars,
     resolve_model,
 )
+from steel.runlog import quiet_hf_progress_bars
 from steel.tokenizer.qwen import make_tokenizer_config_portable
 
 # Qwen's ChatML, used when the tokenizer carries no chat template of its own.

@@ -141,15 +141,6 @@ def checkpoint_step(ckpt: Path) -> int | None:
     return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
 
 
-def quiet_hf_progress_bars() -> None:
-    """transformers' and huggingface_hub's tqdm bars ("Loading weights", "Writing model shards") off, for the
-    rest of the process, when STEEL_NO_PROGRESS is set, as Steel's own bars are (steel.runlog.progress_bar)."""
-    if os.environ.get("STEEL_NO_PROGRESS"):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # huggingface_hub's too
-
-
 def _has_tokenizer_files(d: Path) -> bool:
     return (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file()
 
@@ -279,6 +270,8 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | None = None):
         kwargs = {"trust_remote_code": True}
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype
+        from steel.runlog import quiet_hf_progress_bars
+
         quiet_hf_progress_bars()
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     else:
