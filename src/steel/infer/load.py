@@ -326,6 +326,9 @@ def model_from_checkpoint(ckpt: Path):
 
     with no_init_weights():
         model = build_model(cfg)
+    # NOTE: no_init_weights skips post_init's tie_weights too: a tied lm_head was left a separate, uninitialised
+    # tensor (garbage logits for a checkpoint without lm_head.weight, which the check below lets through).
+    model.tie_weights()
     state = load_model_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied embeddings legitimately miss lm_head.weight; anything else is a real mismatch.
