@@ -171,10 +171,11 @@ def iter_corpus(
     # goes back, in a further pass, to the files cut at their share (read on from where they stopped).
     taken: dict[Path, int] = {}  # documents given per file
     done: set[Path] = set()  # files read to their end
+    reported: dict[Path, int] = {}  # bytes of each file told to on_bytes: a further pass re-reads its start
     left = limit_docs
     while left > 0:
         given = [0]
-        yield from _spread(files, left, field, on_bytes, given, taken, done)
+        yield from _spread(files, left, field, on_bytes, given, taken, done, reported)
         left -= given[0]
         if given[0] == 0:  # every file read to its end
             return
@@ -184,8 +185,25 @@ def _open(item, done: set[Path]) -> bool:
     return any(_open(i, done) for i in item) if isinstance(item, list) else item not in done
 
 
+def _once(path: Path, on_bytes, reported: dict[Path, int]):
+    """`on_bytes` for one read of `path` that tells only bytes past those told before (`reported`): a further
+    pass reads a file again from its start, and the progress bar went past 100%."""
+    if on_bytes is None:
+        return None
+    pos = 0
+
+    def tell(n: int) -> None:
+        nonlocal pos
+        pos += n
+        if pos > reported.get(path, 0):
+            on_bytes(pos - reported.get(path, 0))
+            reported[path] = pos
+
+    return tell
+
+
 def _spread(items: list, limit: int, field: str, on_bytes, used: list[int], taken: dict[Path, int],
-            done: set[Path]) -> Iterator[str]:
+            done: set[Path], reported: dict[Path, int]) -> Iterator[str]:
     """At most `limit` documents of `items` (files, or lists of them) not given yet, each item with documents
     left given in turn an even share of what is left; `used[0]` counts the documents given."""
     items = [i for i in items if _open(i, done)]
@@ -196,14 +214,14 @@ def _spread(items: list, limit: int, field: str, on_bytes, used: list[int], take
         share = -(-left // (len(items) - i))
         before = used[0]
         if isinstance(item, list):
-            yield from _spread(item, share, field, on_bytes, used, taken, done)
+            yield from _spread(item, share, field, on_bytes, used, taken, done, reported)
         elif _is_txt(item):  # one document, yielded in pieces: counted once
             used[0] += 1
             done.add(item)
             yield from iter_documents(item, field, on_bytes)
         else:
             skip, n = taken.get(item, 0), 0
-            docs = iter_documents(item, field, on_bytes)
+            docs = iter_documents(item, field, _once(item, on_bytes, reported))
             for k, doc in enumerate(docs):
                 if k < skip:
                     continue
