@@ -138,8 +138,10 @@ def read_questions(path: str | Path, task: Task, subject: str, need_answer: bool
     missing = [c for c in want if c not in cols]
     if missing:
         raise UserError(f"{path}:1: not a {task} CSV, missing column(s) {missing} (header: {cols})")
+    # C-Eval's test answers are not released (its test files have no answer column, or an empty one)
+    hint = "; C-Eval's test answers are not public: score --split val" if task == "ceval" else ""
     if need_answer and ans_col not in cols:
-        raise UserError(f"{path}:1: no '{ans_col}' column (answers are needed to score this split)")
+        raise UserError(f"{path}:1: no '{ans_col}' column (answers are needed to score this split{hint})")
     idx = {c: cols.index(c) for c in cols if c}
     out = []
     for line, row in rows:
@@ -150,7 +152,13 @@ def read_questions(path: str | Path, task: Task, subject: str, need_answer: bool
         answer = None
         if ans_col in idx:
             answer = row[idx[ans_col]].strip().upper()
-            if answer not in LETTERS:
+            if not answer and not need_answer:
+                # NOTE: the C-Eval test split as the HF `ceval/ceval-exam` dataset gives it (and a CSV written
+                # from it) has an empty answer column: no answers, as in the release's files without one.
+                answer = None
+            elif not answer:
+                raise UserError(f"{path}:{line}: empty '{ans_col}' (answers are needed to score this split{hint})")
+            elif answer not in LETTERS:
                 raise UserError(f"{path}:{line}: answer {row[idx[ans_col]]!r} is not one of A/B/C/D")
         q = row[idx[want[0]]]
         choices = tuple(row[idx[L]] for L in LETTERS)
