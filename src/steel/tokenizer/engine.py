@@ -77,9 +77,7 @@ def fingerprint(tok_json: dict) -> str:
         "model": model,
         "normalizer": tok_json.get("normalizer"),
         "pre_tokenizer": tok_json.get("pre_tokenizer"),
-        "added_tokens": sorted(
-            (t["id"], t["content"], bool(t.get("special"))) for t in tok_json.get("added_tokens", [])
-        ),
+        "added_tokens": sorted(_added_token_key(t) for t in tok_json.get("added_tokens", [])),
     }
     h.update(json.dumps(head, sort_keys=True, ensure_ascii=False).encode())
     h.update(b"\0vocab\0")
@@ -90,6 +88,18 @@ def fingerprint(tok_json: dict) -> str:
     h.update(b"\0merges\0")
     h.update("\n".join(m if isinstance(m, str) else " ".join(m) for m in merges).encode())
     return h.hexdigest()
+
+
+# NOTE: a non-special added token is matched inside ordinary text (the data pipeline's encoding), and these flags
+# change the ids around it (" <tool>" is one id with lstrip, two without). A special token's flags do not (its
+# string is plain text there). Only flags that are set join the key: every print made before stays the same.
+_MATCH_FLAGS = ("lstrip", "rstrip", "single_word")
+
+
+def _added_token_key(t: dict) -> tuple:
+    key = (t["id"], t["content"], bool(t.get("special")))
+    flags = () if t.get("special") else tuple(f for f in _MATCH_FLAGS if t.get(f))
+    return key + (flags,) if flags else key
 
 
 def _tiktoken_pattern(tok_json: dict) -> str | None:
