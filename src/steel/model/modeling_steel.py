@@ -899,6 +899,10 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
         self.model = SteelModel(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # NOTE: resolved once here, as the other ops: resolving it in the forward imported steel.kernels on
+        # every call, which dynamo cannot trace (importlib.import_module): `torch.compile(model)` broke the
+        # graph before the loss whenever the fused cross-entropy was on, and `fullgraph=True` raised.
+        self.cross_entropy_fn = _resolve_kernel(config, "cross_entropy")
         self.post_init()
 
     def train(self, mode: bool = True):
@@ -955,7 +959,7 @@ class SteelForCausalLM(SteelPreTrainedModel, GenerationMixin):
             flat = hidden.reshape(-1, hidden.shape[-1])  # (B*T, C)
             # HF Trainer's gradient-accumulation normalisation: sum over this batch / items in the whole step
             reduction = "sum" if num_items_in_batch is not None else loss_reduction
-            ce = _resolve_kernel(self.config, "cross_entropy")
+            ce = self.cross_entropy_fn
             if ce is fused_linear_cross_entropy:  # reference: the usual logits then cross-entropy
                 logits = self.lm_head(hidden)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shift, ignore_index=-100,
