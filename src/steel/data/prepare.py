@@ -15,6 +15,7 @@ byte-identical whatever the worker count.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -329,6 +330,25 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
                               "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
+_READING = [f.name for f in dataclasses.fields(SourceConfig) if f.name not in ("name", "path", "weight")]
+
+
+def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
+    """Refuse a file that two sources read the same way (overlapping globs): its records were read twice,
+    kept twice with dedup off, and with exact dedup on the second source silently lost them all to
+    `dedup_exact`. Two sources may read one file in different ways (a text field each, text and chat)."""
+    first: dict[tuple, int] = {}
+    for i, path, _ in files:
+        src = cfg.sources[i]
+        key = (os.path.realpath(path), *(repr(getattr(src, f)) for f in _READING))
+        j = first.setdefault(key, i)
+        if j != i:
+            raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
+                              f"{cfg.sources[j].name!r}) reads too, with the same settings: its records would be read "
+                              "twice; narrow a pattern (to weight some files more, give them a source of their own "
+                              "with a `weight`)")
+
+
 class _sigterm_as_interrupt:
     """SIGTERM in the main process raises KeyboardInterrupt, so a `kill` takes the same cleanup path as
     Ctrl-C (the open chunks' temp files removed, workers terminated; `steel: interrupted`, status 130).
@@ -466,6 +486,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                 rel = str(p)
             files.append((i, p, rel))
     check_formats(cfg, files)
+    check_overlaps(cfg, files)
     # A document's place in the unsharded input (file index, record ordinal): merge keeps, of the
     # exact duplicates across shards, the copy an unsharded run would have kept.
     file_index = {f: k for k, f in enumerate(files)}

@@ -69,6 +69,9 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
         matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
         if not glob.has_magic(full) and not os.path.exists(full):
             raise ConfigError(f"{where}[{index}].path[{i}]: {full} does not exist")
+        if not glob.has_magic(full) and os.path.isdir(full):  # it said "no file matches" a path that exists
+            raise ConfigError(f"{where}[{index}].path[{i}]: {full} is a directory; give the files, or a glob such "
+                              f"as {os.path.join(pattern, '*.jsonl')}")
         matches = [m for m in matches if not os.path.isdir(m)]
         if not matches:
             raise ConfigError(f"{where}[{index}].path[{i}]: no file matches {full}")
@@ -142,8 +145,10 @@ class SourceReader:
             except ChatError as e:
                 return Item(line, None, e.reason, str(e))
         value = get_field(record, src.text_field) if isinstance(record, (dict, list)) else _MISSING
-        if value is _MISSING or value is None:
+        if value is _MISSING:
             return Item(line, None, "missing_field", f"no field {src.text_field!r}")
+        if value is None:  # (a parquet/JSON null: the column is there, "no field" sent users to their config)
+            return Item(line, None, "missing_field", f"field {src.text_field!r} is null")
         if not isinstance(value, str):
             return Item(line, None, "bad_field_type", f"field {src.text_field!r} is {type(value).__name__}")
         return Item(line, value)
@@ -177,6 +182,14 @@ class SourceReader:
             return
         done = 0
         with raw:
+            wide = _wide_encoding(raw) if fmt != "parquet" else None
+            if wide is not None:
+                # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes (51
+                # for 50 records), and a UTF-16 CSV's header did not parse, so every row said "no field 'text'".
+                yield Item(0, None, "invalid_utf8", f"the file is {wide} (it opens with that byte order mark), not "
+                           f"UTF-8; convert it, e.g. `iconv -f {wide[:6]} -t UTF-8`")
+                self.progress(size)
+                return
             reader = {"jsonl": self._jsonl, "jsonl.zst": self._jsonl, "jsonl.gz": self._jsonl, "json": self._json,
                       "parquet": self._parquet, "csv": self._csv, "txt": self._txt}[fmt]
             last = 0
@@ -543,6 +556,22 @@ def jsonl_byte_lines(raw, fmt: str, max_line: int | None = None) -> Iterator[byt
     # one invalid_utf8/malformed_json rejection, nothing kept). A file that jsonl.zst/.gz names compressed
     # and is not stays a read error (a corrupt download).
     return _skip_bom(_lines(_blocks(raw, compression or _compression(raw)), max_line))
+
+
+_WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32-LE"), (codecs.BOM_UTF32_BE, "UTF-32-BE"),  # UTF-32-LE's opens as UTF-16-LE's
+              (codecs.BOM_UTF16_LE, "UTF-16-LE"), (codecs.BOM_UTF16_BE, "UTF-16-BE")]
+
+
+def _wide_encoding(raw) -> str | None:
+    """"UTF-16-LE" etc. when the (decompressed) file opens with a UTF-16/32 byte order mark, else None; the
+    file is left at its start. A compressed file that does not decompress is left to its reader to report."""
+    compression = _compression(raw)
+    try:
+        head = next(_blocks(raw, compression), b"")[:4] if compression else raw.read(4)
+    except (OSError, EOFError, zlib.error):
+        head = b""
+    raw.seek(0)
+    return next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
 
 
 def _compression(raw) -> str:
