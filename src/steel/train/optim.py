@@ -10,6 +10,16 @@ from steel.train.config import OptimSection
 from steel.train.master_adamw import MasterWeightAdamW
 
 
+def adamw_fused(device: torch.device) -> bool | None:
+    """The AdamW implementation for parameters on `device`: True (fused), or None (torch's default, foreach).
+
+    build_optimizer and a resume (`trainer.apply_optim_config`, which replaces the choice a checkpoint's
+    param groups carry) both ask this: fused and foreach round differently, so a resume that picked another
+    implementation than the run it continues was not bit-identical to the uninterrupted run.
+    """
+    return True if device.type == "cuda" else None
+
+
 def build_optimizer(model: torch.nn.Module, cfg: OptimSection, device: torch.device,
                     master_weights: bool = False) -> torch.optim.Optimizer:
     """AdamW over `model`'s parameters; `master_weights`: MasterWeightAdamW (bf16 parameters, fp32 masters)."""
@@ -21,9 +31,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimSection, device: torch.dev
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if master_weights:
         return MasterWeightAdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                                 fused=device.type == "cuda")
+                                 fused=bool(adamw_fused(device)))
     return torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=device.type == "cuda" or None
+        groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=adamw_fused(device)
     )
 
 

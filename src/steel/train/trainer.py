@@ -47,7 +47,7 @@ from steel.train.distributed import (
 )
 from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.metrics import MetricsLogger, memory_gb, peak_flops
-from steel.train.optim import build_optimizer, lr_at
+from steel.train.optim import adamw_fused, build_optimizer, lr_at
 
 log = logging.getLogger("steel")
 
@@ -573,8 +573,9 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
                 g[k] = v
         if "fused" in g and g["params"]:  # torch.optim.AdamW: the implementation build_optimizer picks here
             # NOTE: the checkpoint's groups carry the saving machine's choice: a run started on a CPU went on
-            # with the slower unfused AdamW on GPUs. `step` lives where that implementation wants it.
-            fused = True if g["params"][0].is_cuda else None
+            # with the slower unfused AdamW on GPUs. `step` lives where that implementation wants it. The
+            # choice is build_optimizer's (fused and foreach round differently: no exact resume otherwise).
+            fused = adamw_fused(g["params"][0].device)
             if g["fused"] != fused:
                 log.info("optim: fused AdamW %s in the checkpoint, %s on this device", g["fused"], fused)
                 g["fused"], g["foreach"] = fused, None
