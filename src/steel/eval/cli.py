@@ -219,6 +219,31 @@ def cmd_mc(args) -> int:
     return 0
 
 
+def warn_no_bos(tok_dir: Path) -> None:
+    """A warning where the model's tokenizer puts a BOS before every text (Llama, Mistral, Gemma): prepared
+    chunks hold none (documents only end with EOS) and `eval ppl` windows start mid-document, so such a model
+    is scored on inputs unlike its training's, and its perplexity is worse than lm-evaluation-harness's
+    rolling windows (which put the BOS first) report. Steel's and Qwen's tokenizers add nothing: no warning."""
+    import warnings
+
+    from transformers import AutoTokenizer
+
+    from steel.eval.mc import special_prefix
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
+    except Exception:  # noqa: BLE001 - unreadable: the fingerprint check above said what it could
+        return
+    prefix = special_prefix(tok)
+    if prefix:
+        warnings.warn(
+            f"steel eval ppl: the model's tokenizer {tok_dir} puts {tok.convert_ids_to_tokens(prefix)} before a "
+            "text, which a model trained so expects first; the windows hold none (prepared chunks carry no BOS), "
+            "so this perplexity is worse than that model's with it (lm-evaluation-harness puts it first)",
+            stacklevel=2,
+        )
+
+
 def cmd_ppl(args) -> int:
     from steel.data.tokenize import check_tokenizer_matches
     from steel.eval.ppl import PplOptions, perplexity
@@ -241,6 +266,7 @@ def cmd_ppl(args) -> int:
         tok_dir = None  # nothing to compare with
     if tok_dir is not None and opts.data:
         check_tokenizer_matches(opts.data, tok_dir, "the model's tokenizer")
+        warn_no_bos(tok_dir)
     device = resolve_device(args.device)
     load_from, source = resolve_model(Path(args.model))
     model = load_model(load_from, device, args.dtype)
