@@ -123,6 +123,24 @@ def _warn_other_code(manifests: list[tuple[Path, dict]], log) -> None:
                         d, v1, g1, first_dir, v0, g0)
 
 
+def _warn_other_unicode(manifests: list[tuple[Path, dict]], log) -> None:
+    """Warn when shards hashed their documents under different Unicode data (Python versions): NFC/NFKC and
+    case folding of characters that one version knows and the other does not differ, so a document holding
+    one hashes differently in each shard, and merge keeps both copies (an unsharded run keeps one)."""
+    def version(m: dict) -> str | None:
+        d = m.get("dedup") or {}
+        return d.get("unicode") if d.get("exact") or d.get("near") else None
+
+    first_dir, first = manifests[0]
+    for d, m in manifests[1:]:
+        if None not in (version(m), version(first)) and version(m) != version(first):
+            log.warning("merge: %s normalized and hashed its documents with Unicode %s (Python's unicodedata), %s "
+                        "with Unicode %s: a document holding a character whose normalization or case folding "
+                        "differs between them hashes differently in each, so such cross-shard duplicates are not "
+                        "found; prepare every shard under one Python version", d, version(m), first_dir,
+                        version(first))
+
+
 def _listing_diff(a: dict, b: dict, a_dir: Path, b_dir: Path, limit: int = 5) -> str:
     """The files two shards' input listings disagree on, as text for an error ('' when not recorded)."""
     la, lb = (m.get("inputs", {}).get("files") for m in (a, b))
@@ -225,6 +243,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     missing = sorted(set(range(count)) - set(shards_seen))
     log = log or logging.getLogger("steel.data")
     _warn_other_code(manifests, log)
+    _warn_other_unicode(manifests, log)
     inputs_digest = _check_same_inputs(manifests, log, complete=not missing)
     if missing:
         if not allow_missing:

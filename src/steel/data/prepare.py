@@ -15,7 +15,6 @@ byte-identical whatever the worker count.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -26,11 +25,12 @@ import shutil
 import signal
 import threading
 import time
+import unicodedata
 from array import array
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -330,7 +330,7 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
                               "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
-_READING = [f.name for f in dataclasses.fields(SourceConfig) if f.name not in ("name", "path", "weight")]
+_READING = [f.name for f in fields(SourceConfig) if f.name not in ("name", "path", "weight")]
 
 
 def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
@@ -661,7 +661,10 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                              "files": [rel for i, _, rel in files if cfg.sources[i] is src]}
     dedup_info: dict[str, Any] = {"exact": cfg.dedup.exact, "near": cfg.dedup.near}
     if deduper is not None:
-        dedup_info |= {"bands": deduper.bands, "rows": deduper.rows, "indexed_docs": deduper.count}
+        # The Unicode data of NFC/NFKC and casefold, which the hashes and signatures are computed after: it is
+        # Python's (3.11: 14.0.0, 3.13: 15.1.0), and merge compares hashes from shards made under other Pythons.
+        dedup_info |= {"bands": deduper.bands, "rows": deduper.rows, "indexed_docs": deduper.count,
+                       "unicode": unicodedata.unidata_version}
         if cfg.dedup.near:  # merge --near compares stored signatures: they must come from the same permutations
             dedup_info["minhash"] = MinHasher.SCHEME
         if doc_cols is not None:
