@@ -97,3 +97,18 @@ def test_one_file_read_by_two_sources_in_different_ways_is_allowed(tmp_path, qwe
                {"name": "a", "path": ["qa.jsonl"], "text_field": "a"}]
     m = prepare(_cfg(tmp_path, qwen_tokenizer_dir, sources), tmp_path / "out", quiet=True)
     assert [(s["read"], s["kept"]) for s in m["sources"].values()] == [(1, 1), (1, 1)]
+
+
+def test_a_csv_whose_read_column_is_duplicated_is_refused_not_read_from_the_last(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("id,text,text,,\n1,first,second,,\n")
+    got = list(reader().read_file(p))
+    # was [(2, "second", None)]: the row's dict kept the last 'text' cell, silently
+    assert [(it.line, it.doc, it.reason) for it in got] == [(0, None, "unreadable_file")]
+    assert "column 'text' appears 2 times" in got[0].detail
+    q = tmp_path / "b.csv"
+    q.write_text("question,answer,answer\nwhat,yes,no\n")
+    chat = reader(kind="chat", fields={"instruction": "question", "output": "answer"})
+    assert [(it.line, it.reason) for it in chat.read_file(q)] == [(0, "unreadable_file")]
+    # a duplicated column that the source does not read (two blank header cells) is no matter
+    assert items(reader(text_field="id"), p) == [(2, "1", None)]

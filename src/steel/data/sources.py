@@ -414,6 +414,10 @@ class SourceReader:
                 continue  # a blank line is not a record
             if header is None:
                 header = row
+                dup = next((c for c in self._columns_read() if header.count(c) > 1), None)
+                if dup is not None:  # -> one unreadable_file. NOTE: a row's dict kept the last: a silent choice
+                    raise ValueError(f"csv header (line {first}): column {dup!r} appears {header.count(dup)} times, "
+                                     "so which one to read is ambiguous; rename one")
                 continue
             if any(_bad_utf8(v) for v in row):
                 yield Item(first, None, "invalid_utf8", "row has bytes that are not UTF-8")
@@ -423,6 +427,16 @@ class SourceReader:
                 yield Item(first, None, "malformed_csv", f"{len(row)} cells, the header has {len(header)}")
             else:
                 yield self.to_item(first, dict(zip(header, row)))
+
+    def _columns_read(self) -> set[str]:
+        """The top-level fields this source reads from a record (CSV columns)."""
+        src = self.src
+        if src.kind == "text":
+            return {src.text_field.split(".")[0]}
+        from steel.data.chat import LAYOUT_FIELDS
+
+        named = {**LAYOUT_FIELDS[src.chat_layout or "alpaca"], **src.fields}
+        return {v.split(".")[0] for k, v in named.items() if k not in ("role", "content")}  # those are in a turn
 
     def _csv_error(self, first: int, last: int, e: csv.Error) -> Item:
         again = f"; lines {first + 1}-{last} are read again as rows" if last > first else ""
