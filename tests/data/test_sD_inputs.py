@@ -112,3 +112,17 @@ def test_a_csv_whose_read_column_is_duplicated_is_refused_not_read_from_the_last
     assert [(it.line, it.reason) for it in chat.read_file(q)] == [(0, "unreadable_file")]
     # a duplicated column that the source does not read (two blank header cells) is no matter
     assert items(reader(text_field="id"), p) == [(2, "1", None)]
+
+
+def test_a_root_or_file_name_with_glob_characters_is_found(tmp_path):
+    root = tmp_path / "data[2024]"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.jsonl", "b.jsonl", "sub/c[1].jsonl"):
+        (root / name).write_text('{"text": "x"}\n')
+    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["a.jsonl", "*.jsonl", "sub/c[1].jsonl"]}]})
+    # was "sources[0].path[0]: no file matches .../data[2024]/a.jsonl": the root was read as a pattern
+    got = expand_paths(cfg.sources[0], root, 0)
+    assert [p.relative_to(root).as_posix() for p in got] == ["a.jsonl", "b.jsonl", "sub/c[1].jsonl"]
+    bad = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["*.csv"]}]})
+    with pytest.raises(ConfigError, match=r"no file matches .*data\[2024\]/\*\.csv"):
+        expand_paths(bad.sources[0], root, 0)

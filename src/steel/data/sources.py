@@ -66,10 +66,17 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
     files: list[Path] = []
     for i, pattern in enumerate(src.path):
         full = pattern if os.path.isabs(pattern) else str(root / pattern)
-        matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
-        if not glob.has_magic(full) and not os.path.exists(full):
+        # NOTE: the root is no pattern: a root such as `data[2024]` made every path a character class that
+        # matched nothing. A pattern that matches nothing but names a file (`a[1].jsonl`) is that file.
+        magic = glob.has_magic(pattern)
+        if magic:
+            spec = pattern if os.path.isabs(pattern) else os.path.join(glob.escape(str(root)), pattern)
+            matches = sorted(glob.glob(spec, recursive=True)) or ([full] if os.path.isfile(full) else [])
+        else:
+            matches = [full]
+        if not magic and not os.path.exists(full):
             raise ConfigError(f"{where}[{index}].path[{i}]: {full} does not exist")
-        if not glob.has_magic(full) and os.path.isdir(full):  # it said "no file matches" a path that exists
+        if not magic and os.path.isdir(full):  # it said "no file matches" a path that exists
             raise ConfigError(f"{where}[{index}].path[{i}]: {full} is a directory; give the files, or a glob such "
                               f"as {os.path.join(pattern, '*.jsonl')}")
         matches = [m for m in matches if not os.path.isdir(m)]
