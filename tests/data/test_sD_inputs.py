@@ -64,6 +64,12 @@ def test_a_null_text_is_reported_as_null_not_as_a_missing_column(tmp_path):
     q = tmp_path / "b.jsonl"
     q.write_text('{"other": 1}\n')
     assert [it.detail for it in reader().read_file(q)] == ["no field 'text'"]
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"instruction": null, "output": "a"}\n{"output": "a"}\n{"conversations": null}\n')
+    assert [it.detail for it in reader(kind="chat").read_file(c)][:2] == ["field 'instruction' is null",
+                                                                          "no field 'instruction'"]
+    assert [it.detail for it in reader(kind="chat", chat_layout="sharegpt").read_file(c)][2] == \
+        "field 'conversations' is null"
 
 
 def test_a_directory_as_a_path_is_named_a_directory(tmp_path):

@@ -70,7 +70,7 @@ def _text(record: Any, dotted: str, required: bool) -> str:
     value = get_field(record, dotted)
     if value is _MISSING or value is None:
         if required:
-            raise ChatError("missing_field", f"no field {dotted!r}")
+            raise ChatError("missing_field", f"no field {dotted!r}" if value is _MISSING else f"field {dotted!r} is null")
         return ""
     if not isinstance(value, str):
         raise ChatError("bad_field_type", f"field {dotted!r} is {type(value).__name__}, not a string")
@@ -104,7 +104,7 @@ def extract_messages(record: Any, layout: str | None, fields: dict[str, str] | N
         key = f["conversations"] if layout == "sharegpt" else f["messages"]
         turns = get_field(record, key)
         if turns is _MISSING or turns is None:
-            raise ChatError("missing_field", f"no field {key!r}")
+            raise ChatError("missing_field", f"no field {key!r}" if turns is _MISSING else f"field {key!r} is null")
         if not isinstance(turns, list):
             raise ChatError("bad_chat", f"{key!r} is {type(turns).__name__}, not a list")
         if layout == "sharegpt":
