@@ -452,7 +452,9 @@ class SteelSoftMoECausal(SteelSoftMoE):
             if seen != past_length:
                 raise RuntimeError(
                     f"soft_moe_causal layer {layer_idx}: cache holds MoE state for {seen} tokens but the KV cache "
-                    f"has {past_length}; cropping/reordering a cache is not supported by this variant"
+                    f"has {past_length}: this variant cannot continue a cropped cache (assisted generation: "
+                    "prompt_lookup_num_tokens, assistant_model) nor a cache filled without its slot sums; generate "
+                    "without assistance (beam search is supported)"
                 )
         if state is None:
             if layout is not None:
