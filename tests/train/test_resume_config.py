@@ -198,8 +198,9 @@ def test_resume_warnings_say_only_what_changes(tmp_path, data):
 
 def test_adamw_implementation_follows_the_device_at_resume(tmp_path, data):
     """optimizer.json carries the saving machine's `fused`: a run started on a CPU went on with the unfused
-    AdamW on GPUs, and this one (saved "on a GPU") would run fused on the CPU. The step count stays where the
-    chosen implementation reads it, and the run continues exactly as the uninterrupted one."""
+    AdamW on GPUs, and this one (saved "on a CPU" before CPU AdamW was fused) would run foreach on the CPU.
+    The step count stays where the chosen implementation reads it, and the run continues exactly as the
+    uninterrupted one."""
     import json
 
     cfg = tiny_config(tmp_path, [data], max_steps=8)
@@ -209,9 +210,9 @@ def test_adamw_implementation_follows_the_device_at_resume(tmp_path, data):
     shutil.rmtree(run / "checkpoints" / "step-8")
     groups = run / "checkpoints" / "step-4" / "optimizer.json"
     saved = json.loads(groups.read_text())
-    groups.write_text(json.dumps([{**g, "fused": True} for g in saved]))
+    groups.write_text(json.dumps([{**g, "fused": None} for g in saved]))
     trainer = main(setup(str(cfg)))
-    assert [g["fused"] for g in trainer.optimizer.param_groups] == [None, None]
+    assert [g["fused"] for g in trainer.optimizer.param_groups] == [True, True]
     assert all(st["step"].device.type == "cpu" for st in trainer.optimizer.state.values())
     trainer.train()
     trainer.metrics.close()
