@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
@@ -16,12 +17,17 @@ from steel.data.tokenize import dir_fingerprint  # noqa: E402
 from steel.train.trainer import save_run_tokenizer  # noqa: E402
 
 
-def test_run_tokenizer_keeps_the_auto_map_code(tmp_path):
+@pytest.mark.parametrize("sibling", [False, True])
+def test_run_tokenizer_keeps_the_auto_map_code(tmp_path, sibling):
+    """`sibling`: the code imports a module beside it (which imports another), as transformers' loader allows."""
     tok = tmp_path / "tok"
     build_byte_tokenizer(tok)
-    (tok / "tokenization_mine.py").write_text(
-        "from transformers import PreTrainedTokenizerFast\n\n\nclass MineTokenizer(PreTrainedTokenizerFast):\n"
-        "    pass\n", encoding="utf-8")
+    head = "from .helpers import BASE\n" if sibling else "from transformers import PreTrainedTokenizerFast as BASE\n"
+    (tok / "tokenization_mine.py").write_text(head + "\n\nclass MineTokenizer(BASE):\n    pass\n", encoding="utf-8")
+    if sibling:
+        (tok / "helpers.py").write_text("from .more import BASE  # noqa: F401\n", encoding="utf-8")
+        (tok / "more.py").write_text("from transformers import PreTrainedTokenizerFast as BASE  # noqa: F401\n",
+                                     encoding="utf-8")
     (tok / "notes.py").write_text("raise SystemExit('not tokenizer code')\n", encoding="utf-8")
     cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
     cfg |= {"auto_map": {"AutoTokenizer": [None, "tokenization_mine.MineTokenizer"]}, "tokenizer_class": "MineTokenizer"}
@@ -34,7 +40,8 @@ def test_run_tokenizer_keeps_the_auto_map_code(tmp_path):
     run.mkdir()
     save_run_tokenizer(run, [data])
     copy = run / "tokenizer"
-    assert (copy / "tokenization_mine.py").read_bytes() == (tok / "tokenization_mine.py").read_bytes()
+    for f in ["tokenization_mine.py"] + ["helpers.py", "more.py"] * sibling:
+        assert (copy / f).read_bytes() == (tok / f).read_bytes()
     assert not (copy / "notes.py").exists()  # only the code auto_map names
     loaded = AutoTokenizer.from_pretrained(str(copy), trust_remote_code=True)
     assert type(loaded).__name__ == "MineTokenizer"

@@ -910,7 +910,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def _auto_map_modules(tok_dir: Path) -> set[str]:
     """The `.py` files of custom tokenizer code that tokenizer_config.json's `auto_map` names
     ("tokenization_x.XTokenizer" or "repo--tokenization_x.XTokenizer", alone or as a [slow, fast] pair):
-    a copy without them fails to load ("does not appear to have a file named tokenization_x.py")."""
+    a copy without them fails to load ("does not appear to have a file named tokenization_x.py"), and with
+    them the modules they import relatively (`from .helpers import K`, found by transformers' own rule, which
+    its loader follows: a copy without helpers.py failed with FileNotFoundError)."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
     try:
         auto_map = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8")).get("auto_map")
     except (OSError, ValueError, AttributeError):
@@ -918,7 +922,9 @@ def _auto_map_modules(tok_dir: Path) -> set[str]:
     refs = []
     for v in (auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else ()):
         refs += v if isinstance(v, list) else [v]
-    return {r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs if isinstance(r, str) and "." in r}
+    named = {r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs if isinstance(r, str) and "." in r}
+    return named | {Path(f).name for n in named if (tok_dir / n).is_file()
+                    for f in get_relative_import_files(str(tok_dir / n))}
 
 
 def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
