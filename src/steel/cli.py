@@ -95,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: the traceback goes to stderr as before, and into the run log too
         to_run_log(f"steel: error: {type(e).__name__}: {e}", e)
         raise
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """A command that ends with the process group still up (train/sft refused or failed at startup: only a
+    finished fit() destroys it) leaves it, so the rank exits cleanly: a gloo rank that exited with it up
+    could abort at interpreter exit ("terminate called without an active exception"), its exit status 2
+    turned into a SIGABRT under torchrun. A later command in the same process joins a new one."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
