@@ -140,9 +140,10 @@ def log_error_to_run_logs(message: str, handlers: list[tuple[logging.Logger, log
 
 
 def quiet_hf_progress_bars() -> None:
-    """With STEEL_NO_PROGRESS set, transformers' and huggingface_hub's tqdm bars ("Loading weights", "Writing
-    model shards") off for the rest of the process, as Steel's own (`progress_bar`) are."""
-    if not os.environ.get("STEEL_NO_PROGRESS"):
+    """With STEEL_NO_PROGRESS set or stderr not a terminal, transformers' and huggingface_hub's tqdm bars
+    ("Loading weights", "Writing model shards") off for the rest of the process, as Steel's own (`progress_bar`)
+    are: `make demo 2>&1 | tee log` kept "Writing model shards: 100%|█...|" lines among the log lines."""
+    if not os.environ.get("STEEL_NO_PROGRESS") and console.is_terminal:
         return
     if "transformers" in sys.modules:  # imported already: it read HF_HUB_DISABLE_PROGRESS_BARS then
         from transformers.utils import logging as hf_logging

@@ -58,11 +58,15 @@ def test_export_records_the_step_it_loaded_while_training_saves(tmp_path, run_di
 
 
 @pytest.fixture
-def hf_bars():
+def hf_bars(monkeypatch):
     """transformers' progress bars on during the test, as they were after it (quiet_hf_progress_bars turns
-    them off for the rest of a process: a command's, not the test session's)."""
+    them off for the rest of a process: a command's, not the test session's), and stderr taken for a terminal
+    (captured, it is not one, which also turns them off)."""
     from transformers.utils import logging as hf_logging
 
+    from steel.runlog import console
+
+    monkeypatch.setattr(console, "_force_terminal", True)
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()  # on, whatever an earlier test of this process did
     yield
@@ -113,3 +117,16 @@ def test_steel_no_progress_without_transformers_imported_sets_the_hub_variable(t
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], env=env, capture_output=True, text=True,
                          timeout=120).stdout.split()
     assert out == ["False", "1", "False"], out
+
+
+def test_transformers_bars_are_off_when_stderr_is_not_a_terminal(tmp_path, tiny_llama_dir, monkeypatch, capfd,
+                                                                  hf_bars):
+    # as Steel's own bars: a log (`make demo 2>&1 | tee`) got "Writing model shards: 100%|...|" lines
+    monkeypatch.delenv("STEEL_NO_PROGRESS", raising=False)
+    from steel.runlog import console
+
+    monkeypatch.setattr(console, "_force_terminal", False)
+    assert steel_main(["export", str(tiny_llama_dir), str(tmp_path / "hf")]) == 0
+    err = capfd.readouterr().err
+    for bar in ("Loading weights", "Writing model shards"):
+        assert bar not in err, err
