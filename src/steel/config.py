@@ -234,8 +234,10 @@ def _check_container(node: Any, keys: list[str], what: str = "") -> None:
     """Refuse to set a key below `keys` when the value there is a scalar (`model.config.hidden_size=32` with
     `model.config: tiny`): item assignment on it was a TypeError traceback, not an error naming the field."""
     if not isinstance(node, (dict, list)):
+        # a preset's fields are changed through model.overrides, which the message said nowhere
+        hint = "; a preset's fields are set with model.overrides.FIELD=VALUE" if keys == ["model", "config"] else ""
         raise ConfigError(f"{'.'.join(keys)}: {node!r}{what} is a {type(node).__name__}, not a mapping or list; "
-                          f"cannot set a field below it")
+                          f"cannot set a field below it{hint}")
 
 
 def _default_at(cls: Any, keys: list[str]) -> Any:

@@ -21,7 +21,8 @@ def test_set_below_a_scalar_default_names_the_field():
     """With `model.config` left at its default ('tiny'), `--set model.config.hidden_size=256` built the mapping
     {hidden_size: 256}: the model class's defaults (18 layers, vocab 151936), not tiny with a new width. The
     same override with `config: tiny` written in the YAML was already refused."""
-    with pytest.raises(ConfigError, match=r"^model\.config: 'tiny' \(its default\) is a str"):
+    with pytest.raises(ConfigError, match=r"^model\.config: 'tiny' \(its default\) is a str.*; a preset's fields "
+                                          r"are set with model\.overrides\.FIELD=VALUE$"):
         from_dict(TrainConfig, {}, ["model.config.hidden_size=256"])
     with pytest.raises(ConfigError, match=r"^optim\.lr: 0\.0003 \(its default\) is a float"):
         from_dict(TrainConfig, {"optim": {"warmup_steps": 3}}, ["optim.lr.x=1"])
