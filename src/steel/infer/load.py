@@ -326,17 +326,16 @@ def model_from_checkpoint(ckpt: Path):
 
     with no_init_weights():
         model = build_model(cfg)
-    # NOTE: no_init_weights skips post_init's tie_weights too: a tied lm_head was left a separate, uninitialised
-    # tensor (garbage logits for a checkpoint without lm_head.weight, which the check below lets through).
-    model.tie_weights()
     state = load_model_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # Tied embeddings legitimately miss lm_head.weight; anything else is a real mismatch.
-    missing = [
-        k
-        for k in missing
-        if not (k == "lm_head.weight" and getattr(model.config, "tie_word_embeddings", False))
-    ]
+    # NOTE: no_init_weights skips post_init's tie_weights too, so the weights are tied here, after loading, as
+    # from_pretrained ties them: a tied weight missing from the checkpoint (lm_head.weight) becomes the one there,
+    # and both present with different values stay apart, with transformers' warning (a config saying tied over
+    # an untied model: an HF init whose lm_head differs, which from_pretrained leaves untied). Tied before
+    # loading, the lm_head's values were copied over the embedding. Tied keys it fills are taken off `left`.
+    left = set(missing)
+    model.tie_weights(missing_keys=left)
+    missing = [k for k in missing if k in left]
     if missing or unexpected:
         raise UserError(
             f"{ckpt}: checkpoint does not match its model config (missing {missing[:3]}, unexpected {unexpected[:3]})"
