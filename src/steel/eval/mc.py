@@ -138,8 +138,10 @@ def read_questions(path: str | Path, task: Task, subject: str, need_answer: bool
     missing = [c for c in want if c not in cols]
     if missing:
         raise UserError(f"{path}:1: not a {task} CSV, missing column(s) {missing} (header: {cols})")
-    # C-Eval's test answers are not released (its test files have no answer column, or an empty one)
-    hint = "; C-Eval's test answers are not public: score --split val" if task == "ceval" else ""
+    # C-Eval's test answers are not released (its test files have no answer column, or an empty one). Only a
+    # test file gets the advice: a val or dev file without answers is damaged, and scoring --split val is no way out.
+    test_file = task == "ceval" and path.name.endswith("_test.csv")
+    hint = "; C-Eval's test answers are not public: score --split val" if test_file else ""
     if need_answer and ans_col not in cols:
         raise UserError(f"{path}:1: no '{ans_col}' column (answers are needed to score this split{hint})")
     idx = {c: cols.index(c) for c in cols if c}
