@@ -30,7 +30,7 @@ from array import array
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -330,23 +330,58 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
                               "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
-_READING = [f.name for f in fields(SourceConfig) if f.name not in ("name", "path", "weight")]
+def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> str:
+    """What decides the documents source `i` gets from a file of format `fmt`: the settings its reader uses for
+    that format (as the reader resolves them) and the filters that apply to it (less `sources`, `kinds`, `label`)."""
+    src = cfg.sources[i]
+    key: tuple = (src.kind, src.record_path)
+    key += (src.text_field,) if src.kind == "text" else (src.chat_layout or "alpaca", sorted(src.fields.items()), src.system)
+    if fmt == "csv":
+        tsv = str(path).lower().endswith((".tsv", ".tsv.gz", ".tsv.zst"))
+        delim = "\t" if tsv and src.csv_delimiter == "," else src.csv_delimiter
+        key += (delim, "minimal" if src.csv_quoting == "auto" and not tsv else src.csv_quoting)
+    elif fmt == "txt":
+        key += (src.txt_unit,)
+    spec = [sorted((k, repr(v)) for k, v in s.items() if k not in ("sources", "kinds", "label"))
+            for s, f in zip(cfg.filters, flts) if f.applies(src.name, src.kind)]
+    return repr((key, spec))
+
+
+def _file_id(path: Path) -> tuple | str:
+    """One id per file whatever the name it is reached by: a symlink (to it or to a directory above it), `..`,
+    a hard link. (st_dev, st_ino) as os.path.samefile compares, the real path where a filesystem gives no inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
 
 def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
     """Refuse a file that two sources read the same way (overlapping globs): its records were read twice,
     kept twice with dedup off, and with exact dedup on the second source silently lost them all to
-    `dedup_exact`. Two sources may read one file in different ways (a text field each, text and chat)."""
+    `dedup_exact`. Two sources may read one file in different ways (a text field each, text and chat, other
+    filters: a length filter each splits a file into two sources of their own weights).
+
+    NOTE: the way is the reader's: `format: auto` and the format it detects are one way, and a setting the
+    file's format does not use (`csv_delimiter` on JSONL) changes nothing; both let a double read through."""
+    flts = build_filters(cfg.filters, [s.name for s in cfg.sources])
+    ways: dict[tuple, str] = {}  # (source, format, csv/tsv) -> key; computed once per source, not per file
     first: dict[tuple, int] = {}
     for i, path, _ in files:
         src = cfg.sources[i]
-        key = (os.path.realpath(path), *(repr(getattr(src, f)) for f in _READING))
-        j = first.setdefault(key, i)
+        fmt = src.format if src.format != "auto" else detect_format(path)
+        fmt = "jsonl" if fmt in ("jsonl.zst", "jsonl.gz") else fmt  # one reader; compression told by magic
+        tsv = fmt == "csv" and str(path).lower().endswith((".tsv", ".tsv.gz", ".tsv.zst"))
+        way = ways.get((i, fmt, tsv))
+        if way is None:
+            way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
+        j = first.setdefault((_file_id(path), fmt, way), i)
         if j != i:
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
-                              f"{cfg.sources[j].name!r}) reads too, with the same settings: its records would be read "
-                              "twice; narrow a pattern (to weight some files more, give them a source of their own "
-                              "with a `weight`)")
+                              f"{cfg.sources[j].name!r}) reads too, with the same settings and filters: its records "
+                              "would be read twice; narrow a pattern (to weight some files more, give them a source of "
+                              "their own with a `weight`)")
 
 
 class _sigterm_as_interrupt:
