@@ -189,19 +189,21 @@ class SourceReader:
             return
         done = 0
         with raw:
-            wide = _wide_encoding(raw) if fmt != "parquet" else None
-            if wide is not None:
-                # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes (51
-                # for 50 records), and a UTF-16 CSV's header did not parse, so every row said "no field 'text'".
-                yield Item(0, None, "invalid_utf8", f"the file is {wide} (it opens with that byte order mark), not "
-                           f"UTF-8; convert it, e.g. `iconv -f {wide[:6]} -t UTF-8`")
-                self.progress(size)
-                return
             reader = {"jsonl": self._jsonl, "jsonl.zst": self._jsonl, "jsonl.gz": self._jsonl, "json": self._json,
                       "parquet": self._parquet, "csv": self._csv, "txt": self._txt}[fmt]
             last = 0
             line = 0
             try:
+                # NOTE: inside the try: a read error at the file's first bytes (EIO on a network mount) is the
+                # file's one unreadable_file, as it is for its readers, not a crash of the whole run.
+                wide = _wide_encoding(raw) if fmt != "parquet" else None
+                if wide is not None:
+                    # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes
+                    # (51 for 50 records), and a UTF-16 CSV's header did not parse: every row said "no field 'text'".
+                    yield Item(0, None, "invalid_utf8", f"the file is {wide} (it opens with that byte order mark), "
+                               f"not UTF-8; convert it, e.g. `iconv -f {wide[:6]} -t UTF-8`")
+                    self.progress(size)
+                    return
                 for item in reader(raw, fmt, path, size):
                     line = item.line or line
                     yield item
