@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from steel.runlog import log_error_to_run_logs, quiet_hf_progress_bars, run_log_handlers
+    from steel.runlog import command_ended, log_error_to_run_logs, quiet_hf_progress_bars, run_log_handlers
 
-    quiet_hf_progress_bars()  # STEEL_NO_PROGRESS: transformers' and huggingface_hub's bars too, in every command
+    # STEEL_NO_PROGRESS or stderr not a terminal: transformers' and huggingface_hub's bars too, in every command
+    quiet_hf_progress_bars(command=True)
     # The run log files this command opens (a handler left attached by an earlier command of the same
     # process is not this command's log) get the error that ends it, as the last line.
     before = [h for _, h in run_log_handlers()]  # the handlers themselves (held, so no id is reused)
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         _leave_process_group()
+        command_ended()
 
 
 def _leave_process_group() -> None:

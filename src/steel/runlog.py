@@ -139,11 +139,23 @@ def log_error_to_run_logs(message: str, handlers: list[tuple[logging.Logger, log
             pass
 
 
-def quiet_hf_progress_bars() -> None:
-    """With STEEL_NO_PROGRESS set or stderr not a terminal, transformers' and huggingface_hub's tqdm bars
-    ("Loading weights", "Writing model shards") off for the rest of the process, as Steel's own (`progress_bar`)
-    are: `make demo 2>&1 | tee log` kept "Writing model shards: 100%|█...|" lines among the log lines."""
-    if not os.environ.get("STEEL_NO_PROGRESS") and console.is_terminal:
+_QUIET_HF = False  # in a `steel` command (cli.main) whose stderr is not a terminal
+
+
+def quiet_hf_progress_bars(command: bool = False) -> None:
+    """With STEEL_NO_PROGRESS set, or in a `steel` command (`command`: cli.main) whose stderr is not a
+    terminal, transformers' and huggingface_hub's tqdm bars ("Loading weights", "Writing model shards") off for
+    the rest of the process, as Steel's own (`progress_bar`) are: `make demo 2>&1 | tee log` kept "Writing
+    model shards: 100%|█...|" lines among the log lines.
+
+    NOTE: the switch is process-wide, so library calls (load_model, export) outside a command follow
+    STEEL_NO_PROGRESS alone: in a Jupyter notebook stderr is no terminal to rich, yet the bars show there, and
+    one load_model call turned them off for the rest of the kernel (downloads included).
+    """
+    global _QUIET_HF
+    if command:
+        _QUIET_HF = not console.is_terminal
+    if not os.environ.get("STEEL_NO_PROGRESS") and not _QUIET_HF:
         return
     if "transformers" in sys.modules:  # imported already: it read HF_HUB_DISABLE_PROGRESS_BARS then
         from transformers.utils import logging as hf_logging
@@ -151,6 +163,12 @@ def quiet_hf_progress_bars() -> None:
         hf_logging.disable_progress_bar()  # huggingface_hub's too
     else:  # both read it at import: no 0.65 s transformers import for commands that need none
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+def command_ended() -> None:
+    """cli.main's last step: library calls made after a command follow STEEL_NO_PROGRESS alone again."""
+    global _QUIET_HF
+    _QUIET_HF = False
 
 
 @contextmanager
