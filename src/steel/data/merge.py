@@ -310,6 +310,9 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     dedup = {**first.get("dedup", {}), "scope": "per shard", "cross_shard_exact_duplicates": found.get("exact")}
     for key in ("exact_hashes_file", "documents_file", "signatures_file", "indexed_docs"):  # first shard's only
         dedup.pop(key, None)
+    unicode = sorted({u for u in ((m.get("dedup") or {}).get("unicode") for _, m in manifests) if u is not None})
+    if len(unicode) > 1:  # the first shard's alone claimed every hash was folded with its tables (merge warned)
+        dedup["unicode"] = ", ".join(unicode)
     if removed:
         order = list(sources)
         kept_docs, kept_sigs = [], []
