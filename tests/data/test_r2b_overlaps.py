@@ -11,6 +11,7 @@ import pytest
 from steel.config import ConfigError, from_dict
 from steel.data.config import DataConfig
 from steel.data.prepare import prepare
+from steel.data.sources import expand_paths
 
 DOCS = ["short one", "a much longer document, well over forty characters", "tiny", "another long document, "
         "also well over forty characters"]
@@ -76,3 +77,14 @@ def test_a_csv_and_a_tsv_setting_that_resolve_alike_are_one_way(tmp_path, qwen_t
         sources = [{"name": "a", "path": [path]}, {"name": "b", "path": [path], **second}]
         with pytest.raises(ConfigError, match=r"source 'b'\) matches .*, which sources\[0\] \(source 'a'\) reads"):
             prepare(_cfg(tmp_path, qwen_tokenizer_dir, sources), tmp_path / "out", quiet=True)
+
+
+def test_a_hard_link_matched_twice_by_one_source_is_read_once(tmp_path):
+    # Before: only a symlink and its target were one file (by real path); two hard links were read twice.
+    _write(tmp_path)
+    (tmp_path / "snap").mkdir()
+    os.link(tmp_path / "a" / "x.jsonl", tmp_path / "snap" / "x.jsonl")
+    (tmp_path / "snap" / "y.jsonl").write_text('{"text": "only here"}\n')
+    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": ["*/*.jsonl"]}]})
+    got = expand_paths(cfg.sources[0], tmp_path, 0)
+    assert [p.relative_to(tmp_path).as_posix() for p in got] == ["a/x.jsonl", "snap/y.jsonl"]

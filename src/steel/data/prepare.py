@@ -52,7 +52,7 @@ from steel.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceCo
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
-from steel.data.sources import SourceReader, detect_format, expand_paths
+from steel.data.sources import SourceReader, detect_format, expand_paths, file_id
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 from steel.tokenizer.qwen import scratch_dirs
 
@@ -347,16 +347,6 @@ def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> str:
     return repr((key, spec))
 
 
-def _file_id(path: Path) -> tuple | str:
-    """One id per file whatever the name it is reached by: a symlink (to it or to a directory above it), `..`,
-    a hard link. (st_dev, st_ino) as os.path.samefile compares, the real path where a filesystem gives no inode."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
-
-
 def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
     """Refuse a file that two sources read the same way (overlapping globs): its records were read twice,
     kept twice with dedup off, and with exact dedup on the second source silently lost them all to
@@ -376,7 +366,7 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
         way = ways.get((i, fmt, tsv))
         if way is None:
             way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
-        j = first.setdefault((_file_id(path), fmt, way), i)
+        j = first.setdefault((file_id(path), fmt, way), i)
         if j != i:
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
                               f"{cfg.sources[j].name!r}) reads too, with the same settings and filters: its records "

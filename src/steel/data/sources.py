@@ -83,12 +83,23 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
         if not matches:
             raise ConfigError(f"{where}[{index}].path[{i}]: no file matches {full}")
         files += [Path(m) for m in matches]
-    # NOTE: one file once, by its real path: a glob matching a symlink and its target read the file twice
-    # (in two shards of a sharded prepare, too).
-    first: dict[str, Path] = {}
+    # NOTE: one file once, whatever name reaches it: a glob matching a symlink and its target, or two hard
+    # links (snapshots made with `cp -al`), read the file twice (in two shards of a sharded prepare, too).
+    first: dict[tuple | str, Path] = {}
     for f in files:
-        first.setdefault(os.path.realpath(f), f)
+        first.setdefault(file_id(f), f)
     return list(first.values())
+
+
+def file_id(path: str | Path) -> tuple | str:
+    """One id per file whatever the name it is reached by (a symlink to it or to a directory above it, `..`, a
+    hard link): (st_dev, st_ino), as os.path.samefile compares; the real path where the filesystem gives no
+    inode number (0) or the file cannot be stat'ed (a dangling symlink: its reader reports it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
 
 _STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
