@@ -1,4 +1,8 @@
-"""Seconds per CPU AdamW step: fused (what `build_optimizer` picks on the CPU since 2026-12-07) vs foreach (torch's default).
+"""Seconds per CPU AdamW step: fused (what `build_optimizer` picks on the CPU since 2026-12-07) vs for-loop (torch's default).
+
+NOTE: torch's default on the CPU is the per-tensor for-loop, not foreach (its foreach kernels are for GPUs:
+`torch.optim.optimizer._default_to_fused_or_foreach` picks neither for CPU tensors); that loop is what CPU runs
+used before fused.
 
 Parameters shaped like a Llama (embedding, untied head, per layer q/k/v/o and gate/up/down, norms), with
 random gradients; both optimizers step the same parameters from the same state, alternating, after one
@@ -61,28 +65,28 @@ def main_() -> None:
     dtype = torch.bfloat16 if args.param_dtype == "bf16" else torch.float32
     cfg = OptimSection(lr=3e-4)
     cpu = torch.device("cpu")
-    models = {name: make_model(args.hidden, args.layers, args.vocab, dtype) for name in ("fused", "foreach")}
+    models = {name: make_model(args.hidden, args.layers, args.vocab, dtype) for name in ("fused", "for-loop")}
     grads = [p.grad.clone() for p in models["fused"].parameters()]
     opts = {}
-    # build_optimizer with each implementation (fused=None: torch's default, foreach)
-    for name, choice in (("fused", True), ("foreach", None)):
+    # build_optimizer with each implementation (fused=None: torch's default, the for-loop on the CPU)
+    for name, choice in (("fused", True), ("for-loop", None)):
         with mock.patch("steel.train.optim.adamw_fused", lambda device, choice=choice: choice):
             opts[name] = build_optimizer(models[name], cfg, cpu, master_weights=args.param_dtype == "bf16")
-    assert is_fused(opts["fused"]) and not is_fused(opts["foreach"])
-    times: dict[str, list[float]] = {"fused": [], "foreach": []}
+    assert is_fused(opts["fused"]) and not is_fused(opts["for-loop"])
+    times: dict[str, list[float]] = {"fused": [], "for-loop": []}
     for i in range(args.runs + 1):  # the first step of each (state allocation) is not counted
-        for name in ("foreach", "fused"):
+        for name in ("for-loop", "fused"):
             t = timed_step(opts[name], models[name], grads)
             if i:
                 times[name].append(t)
     n = sum(p.numel() for p in models["fused"].parameters())
     diff = max((a.float() - b.float()).abs().max().item()
-               for a, b in zip(models["fused"].parameters(), models["foreach"].parameters()))
-    f, b = statistics.median(times["fused"]), statistics.median(times["foreach"])
+               for a, b in zip(models["fused"].parameters(), models["for-loop"].parameters()))
+    f, b = statistics.median(times["fused"]), statistics.median(times["for-loop"])
     print(f"parameters: {n / 1e6:.1f}M {args.param_dtype}, threads: {torch.get_num_threads()}, torch {torch.__version__}")
-    print(f"foreach AdamW: {b:.4f} s/step  (runs: {', '.join(f'{x:.4f}' for x in times['foreach'])})")
-    print(f"fused AdamW:   {f:.4f} s/step  (runs: {', '.join(f'{x:.4f}' for x in times['fused'])})")
-    print(f"speedup: {b / f:.2f}x; max |fused - foreach| weight difference after {args.runs + 1} steps: {diff:.2e}")
+    print(f"for-loop AdamW: {b:.4f} s/step  (runs: {', '.join(f'{x:.4f}' for x in times['for-loop'])})")
+    print(f"fused AdamW:    {f:.4f} s/step  (runs: {', '.join(f'{x:.4f}' for x in times['fused'])})")
+    print(f"speedup: {b / f:.2f}x; max |fused - for-loop| weight difference after {args.runs + 1} steps: {diff:.2e}")
 
 
 if __name__ == "__main__":
