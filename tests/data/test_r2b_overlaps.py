@@ -4,6 +4,7 @@ name reaches it (a hard link too)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -27,15 +28,19 @@ def _cfg(tmp_path, tok, sources, **kw) -> DataConfig:
                                   **kw})
 
 
-def test_two_sources_splitting_one_file_by_filters_are_allowed(tmp_path, qwen_tokenizer_dir):
+def test_two_sources_splitting_one_file_by_filters_are_allowed(tmp_path, qwen_tokenizer_dir, caplog):
     # Each source keeps its own part of the file (long documents weighted 2, short 0.5): no document is read
-    # twice into the output. Before: refused as "read twice, with the same settings".
+    # twice into the output. Before: refused as "read twice, with the same settings". It is said, once.
     _write(tmp_path)
     filters = [{"name": "length", "min_chars": 40, "sources": ["long"]},
                {"name": "length", "max_chars": 39, "sources": ["short"], "label": "too_long"}]
     sources = [{"name": "long", "path": ["a/x.jsonl"], "weight": 2.0},
                {"name": "short", "path": ["a/x.jsonl"], "weight": 0.5}]
-    m = prepare(_cfg(tmp_path, qwen_tokenizer_dir, sources, filters=filters), tmp_path / "out", quiet=True)
+    with caplog.at_level(logging.WARNING, logger="test.steel.data.r2b"):
+        m = prepare(_cfg(tmp_path, qwen_tokenizer_dir, sources, filters=filters), tmp_path / "out", quiet=True,
+                    log=logging.getLogger("test.steel.data.r2b"))
+    said = [r.getMessage() for r in caplog.records if "other filters" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("sources[1] (short) reads 1 file(s) that sources[0] (long) reads")
     got = {n: (s["read"], s["kept"], s["filtered"]) for n, s in m["sources"].items()}
     assert got == {"long": (4, 2, {"length": 2, "dedup_exact": 0, "dedup_near": 0}),
                    "short": (4, 2, {"too_long": 2, "dedup_exact": 0, "dedup_near": 0})}

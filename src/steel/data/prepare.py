@@ -330,9 +330,9 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
                               "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
-def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> str:
-    """What decides the documents source `i` gets from a file of format `fmt`: the settings its reader uses for
-    that format (as the reader resolves them) and the filters that apply to it (less `sources`, `kinds`, `label`)."""
+def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> tuple[str, str]:
+    """What decides the documents source `i` gets from a file of format `fmt`: (the settings its reader uses for
+    that format, as the reader resolves them; the filters that apply to it, less `sources`, `kinds`, `label`)."""
     src = cfg.sources[i]
     key: tuple = (src.kind, src.record_path)
     key += (src.text_field,) if src.kind == "text" else (src.chat_layout or "alpaca", sorted(src.fields.items()), src.system)
@@ -344,20 +344,23 @@ def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> str:
         key += (src.txt_unit,)
     spec = [sorted((k, repr(v)) for k, v in s.items() if k not in ("sources", "kinds", "label"))
             for s, f in zip(cfg.filters, flts) if f.applies(src.name, src.kind)]
-    return repr((key, spec))
+    return repr(key), repr(spec)
 
 
-def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
+def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: logging.Logger | None = None) -> None:
     """Refuse a file that two sources read the same way (overlapping globs): its records were read twice,
     kept twice with dedup off, and with exact dedup on the second source silently lost them all to
-    `dedup_exact`. Two sources may read one file in different ways (a text field each, text and chat, other
-    filters: a length filter each splits a file into two sources of their own weights).
+    `dedup_exact`. Two sources may read one file in different ways (a text field each, text and chat); under
+    other filters (a length filter each splits a file into two sources of their own weights) it is a warning,
+    once per pair of sources: a document both keep is still read twice.
 
     NOTE: the way is the reader's: `format: auto` and the format it detects are one way, and a setting the
     file's format does not use (`csv_delimiter` on JSONL) changes nothing; both let a double read through."""
     flts = build_filters(cfg.filters, [s.name for s in cfg.sources])
-    ways: dict[tuple, str] = {}  # (source, format, csv/tsv) -> key; computed once per source, not per file
+    ways: dict[tuple, tuple[str, str]] = {}  # (source, format, tsv) -> way; once per source, not per file
     first: dict[tuple, int] = {}
+    unfiltered: dict[tuple, int] = {}
+    pairs: dict[tuple[int, int], list] = {}  # (first source, other) -> [files, an example]
     for i, path, _ in files:
         src = cfg.sources[i]
         fmt = src.format if src.format != "auto" else detect_format(path)
@@ -366,12 +369,22 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
         way = ways.get((i, fmt, tsv))
         if way is None:
             way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
-        j = first.setdefault((file_id(path), fmt, way), i)
+        fid = file_id(path)
+        j = first.setdefault((fid, fmt, *way), i)
         if j != i:
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
                               f"{cfg.sources[j].name!r}) reads too, with the same settings and filters: its records "
                               "would be read twice; narrow a pattern (to weight some files more, give them a source of "
                               "their own with a `weight`)")
+        j = unfiltered.setdefault((fid, fmt, way[0]), i)
+        if j != i:
+            pairs.setdefault((j, i), [0, path])[0] += 1
+    for (j, i), (n, path) in pairs.items():
+        (log or logging.getLogger("steel")).warning(
+            "sources[%d] (%s) reads %d file(s) that sources[%d] (%s) reads too, with the same settings but other "
+            "filters (e.g. %s): a document that both keep is kept twice, or with dedup.exact on counted as %s's "
+            "dedup_exact; right for a split by filters, else narrow a pattern",
+            i, cfg.sources[i].name, n, j, cfg.sources[j].name, path, cfg.sources[i].name)
 
 
 class _sigterm_as_interrupt:
@@ -511,7 +524,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                 rel = str(p)
             files.append((i, p, rel))
     check_formats(cfg, files)
-    check_overlaps(cfg, files)
+    check_overlaps(cfg, files, log)
     # A document's place in the unsharded input (file index, record ordinal): merge keeps, of the
     # exact duplicates across shards, the copy an unsharded run would have kept.
     file_index = {f: k for k, f in enumerate(files)}
