@@ -198,9 +198,9 @@ def test_resume_warnings_say_only_what_changes(tmp_path, data):
 
 def test_adamw_implementation_follows_the_device_at_resume(tmp_path, data):
     """optimizer.json carries the saving machine's `fused`: a run started on a CPU went on with the unfused
-    AdamW on GPUs, and this one (saved "on a CPU" before CPU AdamW was fused) would run foreach on the CPU.
-    The step count stays where the chosen implementation reads it, and the run continues exactly as the
-    uninterrupted one."""
+    AdamW on GPUs, and this one (saved "on a CPU" before CPU AdamW was fused) would run torch's CPU default,
+    a per-tensor for-loop. The step count stays where the chosen implementation reads it, and the run
+    continues exactly as the uninterrupted one."""
     import json
 
     cfg = tiny_config(tmp_path, [data], max_steps=8)

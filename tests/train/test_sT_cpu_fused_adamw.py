@@ -1,7 +1,7 @@
 """Fused AdamW on the CPU: chosen by build_optimizer, kept at a resume, and a resume stays bit-identical.
 
-A resume used to switch a fused run to foreach AdamW on the CPU (`apply_optim_config` kept fused for CUDA
-only, whatever build_optimizer picked); the two round differently, so the losses after the resume drifted
+A resume used to switch a fused run to torch's CPU default, a for-loop AdamW (`apply_optim_config` kept
+fused for CUDA only, whatever build_optimizer picked); the two round differently, so the losses after the resume drifted
 in the 7th digit. `cpu_fused` makes `adamw_fused` pick fused on the CPU, as torch >= 2.4 allows."""
 
 from __future__ import annotations
