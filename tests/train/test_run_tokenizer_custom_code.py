@@ -46,3 +46,28 @@ def test_run_tokenizer_keeps_the_auto_map_code(tmp_path, sibling):
     loaded = AutoTokenizer.from_pretrained(str(copy), trust_remote_code=True)
     assert type(loaded).__name__ == "MineTokenizer"
     assert loaded.encode("钢 steel") == AutoTokenizer.from_pretrained(str(tok), trust_remote_code=True).encode("钢 steel")
+
+
+def test_unreadable_auto_map_code_is_a_warning_not_a_failed_start(tmp_path, caplog):
+    """The data pipeline encodes with tokenizer.json and never runs this code, so code that cannot be read
+    (not UTF-8, a relative import of a module that is not there) stopped `steel train` at its start with a
+    UnicodeDecodeError / FileNotFoundError out of the tokenizer copy."""
+    tok = tmp_path / "tok"
+    build_byte_tokenizer(tok)
+    (tok / "tokenization_mine.py").write_bytes(b"from .gone import BASE\n")
+    (tok / "tokenization_latin.py").write_bytes("# caf\xe9\nfrom .x import y\n".encode("latin-1"))
+    cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
+    cfg |= {"auto_map": {"AutoTokenizer": ["tokenization_latin.L", "tokenization_mine.MineTokenizer"]}}
+    (tok / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"tokenizer": {"spec": str(tok), "fingerprint":
+                                                                  dir_fingerprint(tok)}}), encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    with caplog.at_level("WARNING", logger="steel"):
+        save_run_tokenizer(run, [data])
+    for f in ("tokenization_mine.py", "tokenization_latin.py", "tokenizer.json"):
+        assert (run / "tokenizer" / f).read_bytes() == (tok / f).read_bytes()
+    warned = [r.getMessage() for r in caplog.records if "were not copied" in r.getMessage()]
+    assert len(warned) == 2, warned

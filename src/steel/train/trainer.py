@@ -923,8 +923,15 @@ def _auto_map_modules(tok_dir: Path) -> set[str]:
     for v in (auto_map.values() if isinstance(auto_map, dict) else auto_map if isinstance(auto_map, list) else ()):
         refs += v if isinstance(v, list) else [v]
     named = {r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs if isinstance(r, str) and "." in r}
-    return named | {Path(f).name for n in named if (tok_dir / n).is_file()
-                    for f in get_relative_import_files(str(tok_dir / n))}
+    found = set(named)
+    for n in sorted(named):
+        if (tok_dir / n).is_file():
+            try:
+                found |= {Path(f).name for f in get_relative_import_files(str(tok_dir / n))}
+            except (OSError, ValueError) as e:  # not UTF-8, a relative import of a missing module
+                # The data pipeline encodes with tokenizer.json, never this code: a warning, not a failed start.
+                log.warning("tokenizer: the modules %s imports were not copied (%s)", tok_dir / n, e)
+    return found
 
 
 def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
