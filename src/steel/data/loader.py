@@ -325,6 +325,9 @@ class PretrainLoader:
         if reuse and not replace:
             raise ValueError("add_data: reuse=True needs replace=True (merged with the rest of the epoch, "
                              "re-used chunks would be read twice in it)")
+        # One dir named twice (`--add-data D --add-data D/`, relative and absolute) is read once, as in
+        # `data.dirs`: scanned twice, its chunks were refused as copies of themselves.
+        dirs = list({Path(d).resolve(): d for d in dirs}.values())
         available, tok = scan_data_dirs(dirs, self.weights)
         if tok.get("fingerprint") != self.tokenizer.get("fingerprint"):
             raise DataError(
