@@ -37,7 +37,7 @@ from typing import Any, get_args, get_type_hints
 import numpy as np
 
 from steel.config import ConfigError, to_dict
-from steel.data.chat import conversation_text, render_chatml
+from steel.data.chat import LAYOUT_FIELDS, conversation_text, render_chatml
 from steel.data.chunks import (
     DOCUMENTS,
     DOCUMENTS_DTYPE,
@@ -334,14 +334,17 @@ def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> tuple
     """What decides the documents source `i` gets from a file of format `fmt`: (the settings its reader uses for
     that format, as the reader resolves them; the filters that apply to it, less `sources`, `kinds`, `label`)."""
     src = cfg.sources[i]
-    key: tuple = (src.kind, src.record_path)
-    key += (src.text_field,) if src.kind == "text" else (src.chat_layout or "alpaca", sorted(src.fields.items()), src.system)
+    if fmt == "txt":  # lines or whole files as they are: no records, so no text_field or record_path
+        key: tuple = (src.kind, src.txt_unit)
+    else:
+        key = (src.kind, src.record_path)
+        layout = src.chat_layout or "alpaca"  # fields as the reader merges them: naming a default changes nothing
+        key += (src.text_field,) if src.kind == "text" else (layout, sorted({**LAYOUT_FIELDS[layout], **src.fields}
+                                                                             .items()), src.system)
     if fmt == "csv":
         tsv = str(path).lower().endswith((".tsv", ".tsv.gz", ".tsv.zst"))
         delim = "\t" if tsv and src.csv_delimiter == "," else src.csv_delimiter
         key += (delim, "minimal" if src.csv_quoting == "auto" and not tsv else src.csv_quoting)
-    elif fmt == "txt":
-        key += (src.txt_unit,)
     spec = [sorted((k, repr(v)) for k, v in s.items() if k not in ("sources", "kinds", "label"))
             for s, f in zip(cfg.filters, flts) if f.applies(src.name, src.kind)]
     return repr(key), repr(spec)
@@ -361,6 +364,7 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
     first: dict[tuple, int] = {}
     unfiltered: dict[tuple, int] = {}
     pairs: dict[tuple[int, int], list] = {}  # (first source, other) -> [files, an example]
+    dirs: dict[str, str] = {}  # file_id's cache of directories' real paths
     for i, path, _ in files:
         src = cfg.sources[i]
         fmt = src.format if src.format != "auto" else detect_format(path)
@@ -369,7 +373,7 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
         way = ways.get((i, fmt, tsv))
         if way is None:
             way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
-        fid = file_id(path)
+        fid = file_id(path, dirs)
         j = first.setdefault((fid, fmt, *way), i)
         if j != i:
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "

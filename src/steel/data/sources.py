@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,20 +87,41 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
     # NOTE: one file once, whatever name reaches it: a glob matching a symlink and its target, or two hard
     # links (snapshots made with `cp -al`), read the file twice (in two shards of a sharded prepare, too).
     first: dict[tuple | str, Path] = {}
+    dirs: dict[str, str] = {}
     for f in files:
-        first.setdefault(file_id(f), f)
+        first.setdefault(file_id(f, dirs), f)
     return list(first.values())
 
 
-def file_id(path: str | Path) -> tuple | str:
+def file_id(path: str | Path, dirs: dict[str, str] | None = None) -> tuple | str:
     """One id per file whatever the name it is reached by (a symlink to it or to a directory above it, `..`, a
-    hard link): (st_dev, st_ino), as os.path.samefile compares; the real path where the filesystem gives no
-    inode number (0) or the file cannot be stat'ed (a dangling symlink: its reader reports it)."""
+    hard link): (st_dev, st_ino), as os.path.samefile compares, with the real path for a file of one link; the
+    real path alone where the filesystem gives no inode number (0) or the file cannot be stat'ed (a dangling
+    symlink: its reader reports it). `dirs` caches the real paths of directories across calls.
+
+    NOTE: (st_dev, st_ino) alone does not tell two files apart everywhere: a QEMU 9p share over several host
+    filesystems, or a FUSE mount passing a backend's ids, can give two files one inode number, and the second
+    was dropped unread. A file with one link has one real path, so only hard links (st_nlink > 1) go by inode."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)  # one call for a file that is no symlink, the usual case
+        link = stat.S_ISLNK(st.st_mode)
+        if link:
+            st = os.stat(path)
     except OSError:
         return os.path.realpath(path)
-    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
+    if not st.st_ino:
+        return os.path.realpath(path)
+    if st.st_nlink > 1:
+        return (st.st_dev, st.st_ino)
+    if link:
+        return (st.st_dev, st.st_ino, os.path.normcase(os.path.realpath(path)))
+    # Not a link itself: its real path is its directory's plus its name (one realpath per directory, not per file).
+    head, name = os.path.split(os.fspath(path))
+    dirs = {} if dirs is None else dirs
+    real = dirs.get(head)
+    if real is None:
+        real = dirs[head] = os.path.realpath(head or ".")
+    return (st.st_dev, st.st_ino, os.path.normcase(os.path.join(real, name)))  # (normcase: Windows' names)
 
 
 _STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
