@@ -166,7 +166,10 @@ def quiet_hf_progress_bars(command: bool = False) -> None:
 
 
 def command_ended() -> None:
-    """cli.main's last step: library calls made after a command follow STEEL_NO_PROGRESS alone again."""
+    """cli.main's last step: library calls made after a command follow STEEL_NO_PROGRESS alone again in what
+    they switch off. The bars a command switched off stay off for the rest of the process (a `steel.cli.main`
+    call in a notebook silences them for the kernel): HF_HUB_DISABLE_PROGRESS_BARS, set when transformers is not
+    imported yet, is read once at import, after which huggingface_hub cannot turn them back on."""
     global _QUIET_HF
     _QUIET_HF = False
 
