@@ -53,7 +53,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     from steel.model import load_model_config
     from steel.model.flops import flops_per_token, parameter_counts
 
-    config = load_model_config(args.spec, args.overrides)
+    spec = args.spec
+    if Path(spec).is_dir() and not (Path(spec) / "config.json").is_file():
+        # A Steel run or checkpoint directory, as check-causal and every other model command take: its
+        # model_config.json (it was "not an HF model directory (no config.json)").
+        from steel.infer.load import checkpoint_model_config, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(Path(spec))
+        if ckpt is None:
+            raise UserError(f"{spec}: neither an HF model directory (config.json) nor a Steel run/checkpoint "
+                            "directory (checkpoints/step-N/ or model_config.json)")
+        spec = checkpoint_model_config(ckpt)
+    config = load_model_config(spec, args.overrides)
     if args.seq_len <= 0:
         raise UserError(f"--seq-len must be > 0 (got {args.seq_len})")
     try:

@@ -131,3 +131,20 @@ def test_check_causal_cli_refuses_other_dirs(tmp_path, capsys):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     assert main(["model", "check-causal", str(tmp_path / "run")]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_model_info_on_run_and_checkpoint_dirs(tiny_config, tmp_path, capsys):
+    """`steel model info RUN_DIR` said "not an HF model directory (no config.json)", though check-causal and
+    every other model command take a run or checkpoint directory: it reads the checkpoint's model config."""
+    model = _model(tiny_config, "soft_moe_v3")
+    run = _run_dir(model, tmp_path / "run")
+    model.save_pretrained(tmp_path / "hf")
+    assert main(["model", "info", str(tmp_path / "hf"), "--set", "num_hidden_layers=3"]) == 0
+    reference = capsys.readouterr().out  # the same config, read from an HF directory
+    assert "ffn_type=soft_moe_v3" in reference
+    for spec in (run, run / "checkpoints" / "step-3"):
+        assert main(["model", "info", str(spec), "--set", "num_hidden_layers=3"]) == 0
+        assert capsys.readouterr().out == reference
+    (tmp_path / "empty").mkdir()
+    assert main(["model", "info", str(tmp_path / "empty")]) == 2
+    assert "neither an HF model directory" in capsys.readouterr().err

@@ -296,13 +296,11 @@ def cast_parameters(model, dtype: torch.dtype) -> None:
     model.config.dtype = dtype
 
 
-def model_from_checkpoint(ckpt: Path):
-    """Rebuild a SteelForCausalLM from a trainer checkpoint directory (model_config.json + full state dict)."""
+def checkpoint_model_config(ckpt: Path):
+    """The model config a trainer checkpoint directory holds (its model_config.json), as a PretrainedConfig."""
     from transformers import CONFIG_MAPPING
 
     from steel.cli import UserError
-    from steel.model import build_model
-    from steel.train.checkpoint import load_model_state
 
     try:
         data = json.loads((ckpt / "model_config.json").read_text(encoding="utf-8"))
@@ -314,7 +312,16 @@ def model_from_checkpoint(ckpt: Path):
     if model_type not in CONFIG_MAPPING:
         raise UserError(f"{ckpt}/model_config.json: unknown model_type {model_type!r}")
     # The file is a PretrainedConfig.to_dict(); from_dict reads it back as save/from_pretrained would.
-    cfg = CONFIG_MAPPING[model_type].from_dict(data)
+    return CONFIG_MAPPING[model_type].from_dict(data)
+
+
+def model_from_checkpoint(ckpt: Path):
+    """Rebuild a SteelForCausalLM from a trainer checkpoint directory (model_config.json + full state dict)."""
+    from steel.cli import UserError
+    from steel.model import build_model
+    from steel.train.checkpoint import load_model_state
+
+    cfg = checkpoint_model_config(ckpt)
     # NOTE: from_config builds in `config.dtype`, and a stock HF config says bfloat16 (the hub's config.json
     # of Qwen, Llama ...) while the trainer saves fp32 weights: loading them into that bf16 model rounded
     # them, "as saved" gave bf16 and `--dtype float32` the rounded values. Built in fp32, the weights are
