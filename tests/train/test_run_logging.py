@@ -139,3 +139,28 @@ def test_a_non_zero_ranks_warnings_are_formatted_and_attributed(capsys):
     finally:
         log.handlers[:] = before
         log.setLevel(level)
+
+
+def test_a_nonzero_rank_prefixes_its_python_warnings(capsys, monkeypatch):
+    """SteelCausalityWarning (and torch's, transformers') went through `warnings`, not the log: under torchrun
+    every rank printed it bare, read as duplicates of rank 0's."""
+    import logging
+    import warnings
+
+    from steel.model import SteelCausalityWarning
+    from steel.train import trainer as T
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    log = logging.getLogger("steel")
+    before = list(log.handlers)
+    try:
+        T._rank_stderr_handler(1)
+        T._rank_stderr_handler(1)  # a second run in one process wraps it once
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("soft_moe_v3 reads the future", SteelCausalityWarning, stacklevel=1)
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith("[rank 1] ") and err[0].endswith("SteelCausalityWarning: soft_moe_v3 reads the future")
+        assert not any(x.startswith("[rank 1] [rank 1]") for x in err), err
+    finally:
+        log.handlers[:] = before

@@ -449,6 +449,20 @@ def _rank_stderr_handler(rank: int) -> None:
         h.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(message)s"))
         h.steel_rank = rank
         log.addHandler(h)
+    # Python warnings (SteelCausalityWarning, torch's and transformers') too: they printed bare on every rank.
+    import warnings
+
+    if getattr(warnings.showwarning, "steel_rank", None) != rank:
+        shown = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if file is not None and file is not sys.stderr:
+                return shown(message, category, filename, lineno, file, line)
+            text = warnings.formatwarning(message, category, filename, lineno, line)
+            sys.stderr.write(f"[rank {rank}] {text}")  # one write: the ranks share the launcher's stderr
+
+        showwarning.steel_rank = rank
+        warnings.showwarning = showwarning
 
 
 def _si(n: float) -> str:
