@@ -387,6 +387,13 @@ def test_packing_refused_for_models_without_document_mask(tmp_path, tiny_llama_d
     )
     assert steel_main(["sft", str(config)]) == 2
     assert "data.packing: document masking of packed rows needs Steel's model" in capsys.readouterr().err
+    # before the data is read (it was refused only once the whole mixture was tokenized): a dataset that
+    # is not there yet is not what the refusal names, and no run directory is made
+    config.write_text(config.read_text().replace("chat.json", "not-yet.json"))
+    assert steel_main(["sft", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "data.packing: document masking of packed rows needs Steel's model" in err and "not-yet" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def _sft_run(tmp_path, tok, max_steps=2):

@@ -332,6 +332,11 @@ def main(cfg: SftConfig):
     model = load_model(init_from, "cpu", None)
     check_seq_len_fits_model(model.config, cfg.data.seq_len,
                              raise_hint=f"start from a model with a longer context (init: {cfg.init})")
+    # Before the data is read and tokenized (minutes for a large mixture): a stock init with the default
+    # packing was refused only then.
+    if cfg.data.packing and getattr(model.config, "model_type", None) != "steel":
+        raise ConfigError("data.packing: document masking of packed rows needs Steel's model "
+                          f"(this is {model.config.model_type!r}); set data.packing: false")
     # One process per run dir; released by fit() at the end, or below if startup fails.
     release_lock = dirlock.acquire(run_dir, "steel sft") if d.is_main else (lambda: None)
     try:
@@ -445,11 +450,6 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
             f"tokenizer: {len(tokenizer)} tokens exceed the model's vocab_size {model.config.vocab_size}"
         )
     if cfg.data.packing:
-        if getattr(model.config, "model_type", None) != "steel":
-            raise ConfigError(
-                "data.packing: document masking of packed rows needs Steel's model "
-                f"(this is {model.config.model_type!r}); set data.packing: false"
-            )
         # Packed conversations end with EOS: attention and positions restart there (modeling_steel.document_mask).
         model.config.document_mask = True
         model.config.eos_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
