@@ -458,8 +458,14 @@ def _rank_stderr_handler(rank: int) -> None:
         def showwarning(message, category, filename, lineno, file=None, line=None):
             if file is not None and file is not sys.stderr:
                 return shown(message, category, filename, lineno, file, line)
+            err = sys.stderr
+            if err is None:  # no stderr (closed at launch): lost, as Python's own handler does, not an error
+                return
             text = warnings.formatwarning(message, category, filename, lineno, line)
-            sys.stderr.write(f"[rank {rank}] {text}")  # one write: the ranks share the launcher's stderr
+            try:
+                err.write(f"[rank {rank}] {text}")  # one write: the ranks share the launcher's stderr
+            except OSError:  # as Python's own handler: a closed pipe loses the warning, it does not stop the rank
+                pass
 
         showwarning.steel_rank = rank
         warnings.showwarning = showwarning
@@ -1060,7 +1066,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
             )
             if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
-                data.extra_dirs = [str(Path(x).resolve()) for x in dict.fromkeys(add_data)]
+                # by resolved path, as add_data records them: `--add-data D --add-data D/` was recorded twice
+                data.extra_dirs = list(dict.fromkeys(str(Path(x).resolve()) for x in add_data))
         if make_data is None:
             check_model_fits_data(model_cfg, data.tokenizer)
             if d.is_main:
