@@ -304,8 +304,8 @@ def main(cfg: SftConfig):
     from steel import dirlock
     from steel.infer.load import is_hf_dir, load_model, load_tokenizer, resolve_checkpoint
     from steel.train import checkpoint as ckpt
-    from steel.train.distributed import init_distributed
-    from steel.train.trainer import check_seq_len_fits_model
+    from steel.train.distributed import check_same_on_every_rank, init_distributed
+    from steel.train.trainer import RANKS_AGREE_HINT, check_seq_len_fits_model
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
@@ -333,7 +333,11 @@ def main(cfg: SftConfig):
     check_seq_len_fits_model(model.config, cfg.data.seq_len,
                              raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     # Before the data is read and tokenized (minutes for a large mixture): a stock init with the default
-    # packing was refused only then.
+    # packing was refused only then. The ranks agree on what it depends on first: a rank whose config alone
+    # asked for packing (another config file on its node, another init) raised alone, and the others died in
+    # their next collective (a gloo traceback; a hang under NCCL) instead of every rank naming what differs.
+    check_same_on_every_rank({"data.packing": cfg.data.packing, "init model_type": model.config.model_type}, d,
+                             RANKS_AGREE_HINT)
     if cfg.data.packing and getattr(model.config, "model_type", None) != "steel":
         raise ConfigError("data.packing: document masking of packed rows needs Steel's model "
                           f"(this is {model.config.model_type!r}); set data.packing: false")
