@@ -294,8 +294,11 @@ def check_weights_name_sources(weights: dict, dirs: list) -> None:
 
 # --- annealing and resume checks ---------------------------------------------------------------------
 def _unique_dirs(dirs) -> list[str]:
-    """`dirs` without repeats (by resolved path), first spelling kept."""
-    return list({Path(x).resolve(): str(x) for x in dirs}.values())
+    """`dirs` without repeats (by resolved path), in first-seen order, first spelling kept."""
+    seen: dict = {}
+    for x in dirs:
+        seen.setdefault(Path(x).resolve(), str(x))
+    return list(seen.values())
 
 
 def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
