@@ -1,5 +1,5 @@
 """Shards hash their documents after NFC/NFKC and case folding, whose tables are Python's Unicode data:
-prepare records that version, and merge warns when the shards' versions differ."""
+prepare records that version; merge warns when the shards' versions differ and names them all."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def test_merge_warns_when_shards_hashed_under_other_unicode_data(tmp_path, enc, 
     (dirs[1] / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        merge(tmp_path / "m2", dirs, log=LOG)
+        merged = merge(tmp_path / "m2", dirs, log=LOG)
+    # the merged manifest names every version (it kept the first shard's alone, as if all were hashed so)
+    assert merged["dedup"]["unicode"] == f"{unicodedata.unidata_version}, 99.0.0"
+    on_disk = json.loads((tmp_path / "m2" / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["dedup"]["unicode"] == merged["dedup"]["unicode"]
     assert (f"{dirs[1]} normalized and hashed its documents with Unicode 99.0.0" in caplog.text
             and f"{dirs[0]} with Unicode {unicodedata.unidata_version}" in caplog.text)

@@ -17,6 +17,20 @@ from steel.data.tokenize import dir_fingerprint  # noqa: E402
 from steel.train.trainer import save_run_tokenizer  # noqa: E402
 
 
+def _copy_to_run(tmp_path, tok, auto_map: dict) -> Path:
+    """`tok` with `auto_map` in its tokenizer_config.json, as a data dir's tokenizer, copied to a run dir."""
+    cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (tok / "tokenizer_config.json").write_text(json.dumps(cfg | auto_map), encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"tokenizer": {"spec": str(tok), "fingerprint":
+                                                                  dir_fingerprint(tok)}}), encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_run_tokenizer(run, [data])
+    return run / "tokenizer"
+
+
 @pytest.mark.parametrize("sibling", [False, True])
 def test_run_tokenizer_keeps_the_auto_map_code(tmp_path, sibling):
     """`sibling`: the code imports a module beside it (which imports another), as transformers' loader allows."""
@@ -29,17 +43,8 @@ def test_run_tokenizer_keeps_the_auto_map_code(tmp_path, sibling):
         (tok / "more.py").write_text("from transformers import PreTrainedTokenizerFast as BASE  # noqa: F401\n",
                                      encoding="utf-8")
     (tok / "notes.py").write_text("raise SystemExit('not tokenizer code')\n", encoding="utf-8")
-    cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
-    cfg |= {"auto_map": {"AutoTokenizer": [None, "tokenization_mine.MineTokenizer"]}, "tokenizer_class": "MineTokenizer"}
-    (tok / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "manifest.json").write_text(json.dumps({"tokenizer": {"spec": str(tok), "fingerprint":
-                                                                  dir_fingerprint(tok)}}), encoding="utf-8")
-    run = tmp_path / "run"
-    run.mkdir()
-    save_run_tokenizer(run, [data])
-    copy = run / "tokenizer"
+    copy = _copy_to_run(tmp_path, tok, {"auto_map": {"AutoTokenizer": [None, "tokenization_mine.MineTokenizer"]},
+                                        "tokenizer_class": "MineTokenizer"})
     for f in ["tokenization_mine.py"] + ["helpers.py", "more.py"] * sibling:
         assert (copy / f).read_bytes() == (tok / f).read_bytes()
     assert not (copy / "notes.py").exists()  # only the code auto_map names
@@ -56,18 +61,10 @@ def test_unreadable_auto_map_code_is_a_warning_not_a_failed_start(tmp_path, capl
     build_byte_tokenizer(tok)
     (tok / "tokenization_mine.py").write_bytes(b"from .gone import BASE\n")
     (tok / "tokenization_latin.py").write_bytes("# caf\xe9\nfrom .x import y\n".encode("latin-1"))
-    cfg = json.loads((tok / "tokenizer_config.json").read_text(encoding="utf-8"))
-    cfg |= {"auto_map": {"AutoTokenizer": ["tokenization_latin.L", "tokenization_mine.MineTokenizer"]}}
-    (tok / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "manifest.json").write_text(json.dumps({"tokenizer": {"spec": str(tok), "fingerprint":
-                                                                  dir_fingerprint(tok)}}), encoding="utf-8")
-    run = tmp_path / "run"
-    run.mkdir()
     with caplog.at_level("WARNING", logger="steel"):
-        save_run_tokenizer(run, [data])
+        copy = _copy_to_run(tmp_path, tok, {"auto_map": {"AutoTokenizer": ["tokenization_latin.L",
+                                                                           "tokenization_mine.MineTokenizer"]}})
     for f in ("tokenization_mine.py", "tokenization_latin.py", "tokenizer.json"):
-        assert (run / "tokenizer" / f).read_bytes() == (tok / f).read_bytes()
+        assert (copy / f).read_bytes() == (tok / f).read_bytes()
     warned = [r.getMessage() for r in caplog.records if "were not copied" in r.getMessage()]
     assert len(warned) == 2, warned
