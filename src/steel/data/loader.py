@@ -163,6 +163,14 @@ def report_coverage(chunks: list[_Available], seq_len: int) -> None:
                  "seq_len + 1)", f"{lost_total:,}", f"{total:,}", 100 * lost_total / total)
 
 
+def unique_dirs(dirs) -> list[str]:
+    """`dirs` without repeats (by resolved path), in first-seen order, first spelling kept."""
+    seen: dict = {}
+    for x in dirs:
+        seen.setdefault(Path(x).resolve(), str(x))
+    return list(seen.values())
+
+
 def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = None) -> tuple[list[_Available], dict]:
     """Read the manifests of `dirs`; check one tokenizer for all and no chunk twice. Returns (chunks, tokenizer)."""
     weights = weights or {}
@@ -327,7 +335,7 @@ class PretrainLoader:
                              "re-used chunks would be read twice in it)")
         # One dir named twice (`--add-data D --add-data D/`, relative and absolute) is read once, as in
         # `data.dirs`: scanned twice, its chunks were refused as copies of themselves.
-        dirs = list({Path(d).resolve(): d for d in dirs}.values())
+        dirs = unique_dirs(dirs)
         available, tok = scan_data_dirs(dirs, self.weights)
         if tok.get("fingerprint") != self.tokenizer.get("fingerprint"):
             raise DataError(

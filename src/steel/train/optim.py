@@ -14,7 +14,7 @@ def adamw_fused(device: torch.device) -> bool | None:
     """The AdamW implementation for parameters on `device`: True (fused), or None (torch's default there).
 
     build_optimizer and a resume (`trainer.apply_optim_config`, which replaces the choice a checkpoint's
-    param groups carry) both ask this: fused and foreach round differently, so a resume that picked another
+    param groups carry) both ask this: fused and unfused AdamW round differently, so a resume that picked another
     implementation than the run it continues was not bit-identical to the uninterrupted run.
     NOTE: fused on the CPU too (torch >= 2.4; fp32, and MasterWeightAdamW's fp32 masters): one step of 56M
     fp32 parameters took 0.036 s where torch's CPU default, a per-tensor for-loop (its foreach kernels are for

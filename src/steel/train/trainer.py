@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from steel import dirlock
 from steel.config import ConfigError, dump_yaml, load_config, read_yaml, to_dict
+from steel.data.loader import unique_dirs
 from steel.runlog import progress_bar, setup_run_log
 from steel.train import checkpoint as ckpt
 from steel.train.config import TrainConfig
@@ -293,14 +294,6 @@ def check_weights_name_sources(weights: dict, dirs: list) -> None:
 
 
 # --- annealing and resume checks ---------------------------------------------------------------------
-def _unique_dirs(dirs) -> list[str]:
-    """`dirs` without repeats (by resolved path), in first-seen order, first spelling kept."""
-    seen: dict = {}
-    for x in dirs:
-        seen.setdefault(Path(x).resolve(), str(x))
-    return list(seen.values())
-
-
 def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
     """The chunks of `anneal.dirs` and those of them already registered in the run, checked for the switch.
 
@@ -310,7 +303,7 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
     """
     from steel.data.loader import DataError, check_dirs_give_samples, chunk_samples, scan_data_dirs
 
-    a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
+    a, dirs = cfg.anneal, unique_dirs(cfg.anneal.dirs)
     try:
         found, tok = scan_data_dirs(dirs, data.weights)
         check_dirs_give_samples(found, dirs, cfg.data.seq_len)  # each dir, not only their total
@@ -354,7 +347,7 @@ def switch_to_anneal(cfg: TrainConfig, data) -> dict:
     only, so no sample is read twice per annealing epoch (`PretrainLoader.add_data(reuse=True)`). Mode
     `mix` takes only chunks new to the run (`scan_anneal_dirs` refuses the others at startup).
     """
-    a, dirs = cfg.anneal, _unique_dirs(cfg.anneal.dirs)
+    a, dirs = cfg.anneal, unique_dirs(cfg.anneal.dirs)
     found, _ = scan_anneal_dirs(cfg, data)
     replace = a.mode == "replace"
     data.add_data(dirs, replace=replace, phase="anneal", reuse=replace)
@@ -386,20 +379,20 @@ def check_resume_config(cfg: TrainConfig, ckpt_dir: Path, data_state: dict, trai
         if done is None:  # a checkpoint written before the switch was recorded: its config says
             old = (read_yaml(ckpt_dir / "config.yaml") or {}).get("anneal") or {}
             done = {"step": old.get("step"), "mode": old.get("mode", "replace"),
-                    "dirs": _unique_dirs(old.get("dirs", []))}
+                    "dirs": unique_dirs(old.get("dirs", []))}
         for name in ("step", "mode"):
             if getattr(a, name) != done[name]:
                 raise ConfigError(
                     f"anneal.{name}: {getattr(a, name)!r} configured, but the annealing switch already happened "
                     f"with {name} {done[name]!r} (checkpoint {ckpt_dir}); set it back, or start a new run"
                 )
-        if _unique_dirs(a.dirs) != done["dirs"]:
+        if unique_dirs(a.dirs) != done["dirs"]:
             same = False
             if "md5s" in done:  # moved dirs holding the same chunks are the same annealing data
                 from steel.data.loader import DataError, scan_data_dirs
 
                 try:
-                    same = sorted(x.md5 for x in scan_data_dirs(_unique_dirs(a.dirs))[0]) == done["md5s"]
+                    same = sorted(x.md5 for x in scan_data_dirs(unique_dirs(a.dirs))[0]) == done["md5s"]
                 except DataError:
                     pass
             if not same:
@@ -424,7 +417,7 @@ def check_registered_weights(cfg: TrainConfig, data) -> None:
     # manifest weight: one combined scan refused them as duplicates. A registration is consistent when one
     # of its places gives its count.
     now: dict[str, list] = {}
-    for x in scan_data_dirs(_unique_dirs(cfg.data.dirs), cfg.data.weights)[0]:
+    for x in scan_data_dirs(unique_dirs(cfg.data.dirs), cfg.data.weights)[0]:
         now.setdefault(x.md5, []).append(x)
     configured = {Path(x).resolve() for x in cfg.data.dirs}
     for extra in data.extra_dirs:
@@ -597,7 +590,7 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, o) -> None:
         if "fused" in g and g["params"]:  # torch.optim.AdamW: the implementation build_optimizer picks here
             # NOTE: the checkpoint's groups carry the saving machine's choice: a run started on a CPU went on
             # with the slower unfused AdamW on GPUs. `step` lives where that implementation wants it. The
-            # choice is build_optimizer's (fused and foreach round differently: no exact resume otherwise).
+            # choice is build_optimizer's (the implementations round differently: no exact resume otherwise).
             fused = adamw_fused(g["params"][0].device)
             if g["fused"] != fused:
                 log.info("optim: fused AdamW %s in the checkpoint, %s on this device", g["fused"], fused)
