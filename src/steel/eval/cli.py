@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -219,17 +220,64 @@ def cmd_mc(args) -> int:
     return 0
 
 
-def warn_no_bos(tok_dir: Path) -> None:
+def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
+    """Whether the weights at `model` were trained by Steel from the start, so never saw a BOS whatever the
+    tokenizer adds: `steel train` starts from random weights and reads prepared chunks (no BOS), and SFT encodes
+    without special tokens. Told from what the directories record: a run or checkpoint dir's config.yaml (a
+    pretraining run: yes; SFT: its `init`, followed), an export's steel_export.json (its checkpoint, followed),
+    else an HF dir's model_type `steel` (a class only Steel trains). False when it cannot be told (a stock HF
+    model: its tokenizer's BOS is what it was trained with)."""
+    from steel.infer.load import PROVENANCE, _run_bases, _run_config, is_hf_dir, resolve_checkpoint
+
+    key = os.path.abspath(model)
+    if key in _seen or len(_seen) > 16:  # an export of itself, a loop of inits
+        return False
+    seen = _seen | {key}
+    try:
+        if is_hf_dir(model):
+            try:
+                rec = json.loads((model / PROVENANCE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                rec = None
+            if isinstance(rec, dict):
+                origin = rec.get("exported_from") if isinstance(rec.get("exported_from"), dict) else rec
+                src = origin.get("checkpoint") or rec.get("source")
+                if isinstance(src, str) and Path(src).exists():
+                    return trained_without_bos(Path(src), seen)
+            cfg = json.loads((model / "config.json").read_text(encoding="utf-8"))
+            return isinstance(cfg, dict) and cfg.get("model_type") == "steel"
+        ckpt = resolve_checkpoint(model)
+        found = _run_config(ckpt) if ckpt is not None else None
+    except (OSError, ValueError, UserError):
+        return False
+    if found is None:
+        return False
+    run_cfg = found[0]
+    if "init" not in run_cfg:  # a pretraining run (SftConfig is the one with `init`)
+        return True
+    init = run_cfg.get("init")
+    if not isinstance(init, str) or not init:
+        return False
+    for c in [Path(init)] if Path(init).is_absolute() else [b / init for b in _run_bases(ckpt)]:
+        if c.exists():
+            return trained_without_bos(c, seen)
+    return False
+
+
+def warn_no_bos(tok_dir: Path, model: Path | None = None) -> None:
     """A warning where the model's tokenizer puts a BOS before every text (Llama, Mistral, Gemma): prepared
     chunks hold none (documents only end with EOS) and `eval ppl` windows start mid-document, so such a model
     is scored on inputs unlike its training's, and its perplexity is worse than lm-evaluation-harness's
-    rolling windows (which put the BOS first) report. Steel's and Qwen's tokenizers add nothing: no warning."""
+    rolling windows (which put the BOS first) report. Steel's and Qwen's tokenizers add nothing: no warning.
+    Nor does a `model` Steel trained from the start (`trained_without_bos`): its training held no BOS either."""
     import warnings
 
     from transformers import AutoTokenizer
 
     from steel.eval.mc import special_prefix
 
+    if model is not None and trained_without_bos(model):
+        return
     try:
         tok = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=True)
     except Exception:  # noqa: BLE001 - unreadable: the fingerprint check above said what it could
@@ -266,7 +314,7 @@ def cmd_ppl(args) -> int:
         tok_dir = None  # nothing to compare with
     if tok_dir is not None and opts.data:
         check_tokenizer_matches(opts.data, tok_dir, "the model's tokenizer")
-        warn_no_bos(tok_dir)
+        warn_no_bos(tok_dir, Path(args.model))
     device = resolve_device(args.device)
     load_from, source = resolve_model(Path(args.model))
     model = load_model(load_from, device, args.dtype)
