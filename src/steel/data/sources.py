@@ -631,10 +631,17 @@ def _wide_encoding(raw) -> str | None:
 
 
 def _compression(raw) -> str:
-    """"gz", "zst" or "" (plain), told by the magic number at the start of the file, which is left there."""
+    """"gz", "zst" or "" (plain), told by the magic number at the start of the file, which is left there.
+
+    NOTE: a zstd file may open with a skippable frame (magic 0x184D2A50-5F, little-endian): `pzstd` writes one
+    before every frame. Told plain, such a .json.zst/.csv.zst/.txt.zst (or any file under `format: jsonl`) was
+    read as its compressed bytes: every record rejected, a CSV's rows as `missing_field`."""
     magic = raw.read(4)
     raw.seek(0)
-    return "gz" if magic.startswith(_GZIP_MAGIC) else "zst" if magic == _ZSTD_MAGIC else ""
+    if magic.startswith(_GZIP_MAGIC):
+        return "gz"
+    skippable = len(magic) == 4 and magic[1:] == b"\x2a\x4d\x18" and magic[0] & 0xF0 == 0x50
+    return "zst" if magic == _ZSTD_MAGIC or skippable else ""
 
 
 class _BlockReader(io.RawIOBase):
