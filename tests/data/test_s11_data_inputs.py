@@ -63,3 +63,32 @@ def test_prepare_accounts_a_pzstd_layout_file(tmp_path, qwen_tokenizer_dir):
                                  "sources": [{"name": "c", "path": ["r.csv.zst"]}, {"name": "j", "path": ["p.json.zst"]}]})
     m = prepare(cfg, tmp_path / "out", quiet=True)
     assert [(s["read"], s["kept"], s["rejected"]) for s in m["sources"].values()] == [(5, 5, {}), (1, 1, {})]
+
+
+def _data_dir(d, fingerprint="ab" * 32, vocab=1000, tokens=(1, 2, 3)):
+    from steel.data.chunks import head_tail_md5, write_chunk, write_manifest
+
+    d.mkdir()
+    write_chunk(d / "s-00000.bin", list(tokens), vocab, fingerprint)
+    write_manifest(d, {"total_tokens": len(tokens), "tokenizer": {"fingerprint": fingerprint, "vocab_size": vocab,
+                                                                  "eos_id": 0},
+                       "chunks": [{"file": "s-00000.bin", "tokens": len(tokens), "md5": head_tail_md5(d / "s-00000.bin"),
+                                   "source": "s"}],
+                       "sources": {"s": {"read": 1, "kept": 1, "filtered": {}, "rejected": {}, "tokens": len(tokens)}}})
+
+
+@pytest.mark.parametrize("other", [{"fingerprint": "cd" * 32}, {"vocab": 2000}])
+def test_inspect_refuses_a_chunk_of_another_tokenizer(tmp_path, capsys, other):
+    # `steel train` refuses such a chunk (chunks.check_headers); inspect said the directory was fine (exit 0)
+    from steel.cli import main as steel_main
+
+    _data_dir(tmp_path / "good")
+    assert steel_main(["data", "inspect", str(tmp_path / "good")]) == 0
+    _data_dir(tmp_path / "other", **other)
+    (tmp_path / "other" / "s-00000.bin").replace(tmp_path / "good" / "s-00000.bin")  # same size and token count
+    capsys.readouterr()
+    assert steel_main(["data", "inspect", str(tmp_path / "good")]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 1 chunks do not match the manifest" in out
+    assert ("tokenizer fingerprint cdcdcdcdcdcdcdcd..., the manifest's is abababababababab..." in out
+            if "fingerprint" in other else "vocab size 2,000, the manifest says 1,000" in out)

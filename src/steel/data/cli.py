@@ -113,15 +113,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         console.print(f"cross-shard near duplicates (removed): {dd['cross_shard_near_removed']:,}")
     # Every chunk the manifest lists: present, a valid header, the manifest's token count (cheap: headers
     # and sizes only; `steel train` also checks each chunk's head/tail MD5).
+    # NOTE: the tokenizer too, as `steel train` checks it (`chunks.check_headers`): a chunk copied in from a
+    # data dir of another tokenizer passed here and was refused at the training run's start.
+    fp = str(tok["fingerprint"]).encode("ascii", "replace")[:64].decode("ascii")  # what headers keep of it
     problems = []
     for c in m["chunks"]:
+        path = Path(args.dir) / c["file"]
         try:
-            header = read_header(Path(args.dir) / c["file"])
+            header = read_header(path)
         except ChunkFormatError as e:
             problems.append(str(e))
             continue
         if header.num_tokens != c["tokens"]:
-            problems.append(f"{Path(args.dir) / c['file']}: {header.num_tokens:,} tokens, the manifest says {c['tokens']:,}")
+            problems.append(f"{path}: {header.num_tokens:,} tokens, the manifest says {c['tokens']:,}")
+        elif header.fingerprint != fp:
+            problems.append(f"{path}: tokenizer fingerprint {header.fingerprint[:16]}..., the manifest's is {fp[:16]}...")
+        elif header.vocab_size != int(tok["vocab_size"]):
+            problems.append(f"{path}: vocab size {header.vocab_size:,}, the manifest says {int(tok['vocab_size']):,}")
     if problems:
         print(f"{len(problems)} of {len(m['chunks'])} chunks do not match the manifest:\n  " + "\n  ".join(problems))
         return 1
