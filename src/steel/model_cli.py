@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
 
     info = sub.add_parser("info", help="parameter counts per part and true training FLOPs per token")
-    info.add_argument("spec", metavar="CONFIG_OR_DIR", help="YAML file, name in configs/model/, or HF model dir")
+    info.add_argument("spec", metavar="CONFIG_OR_DIR",
+                      help="YAML file, name in configs/model/, HF model dir, or Steel run or checkpoint dir "
+                           "(its model_config.json)")
     info.add_argument("--seq-len", type=int, default=2048, help="sequence length for the FLOPs (default 2048)")
     info.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config field, e.g. --set ffn_type=soft_moe_causal (repeatable)")
