@@ -92,3 +92,50 @@ def test_inspect_refuses_a_chunk_of_another_tokenizer(tmp_path, capsys, other):
     assert "1 of 1 chunks do not match the manifest" in out
     assert ("tokenizer fingerprint cdcdcdcdcdcdcdcd..., the manifest's is abababababababab..." in out
             if "fingerprint" in other else "vocab size 2,000, the manifest says 1,000" in out)
+
+
+def _c4_like(tmp_path):
+    import gzip
+
+    (tmp_path / "c4").mkdir()
+    for k in range(2):  # JSON Lines named .json.gz, as C4 ships them
+        lines = "".join(json.dumps({"text": f"c4 file {k} document {i}"}) + "\n" for i in range(3))
+        (tmp_path / "c4" / f"c4-{k}.json.gz").write_bytes(gzip.compress(lines.encode()))
+
+
+def test_overlap_of_json_and_jsonl_readings_of_one_jsonl_file_is_refused(tmp_path):
+    # `format: json` streams a JSON Lines file as `jsonl` does: the same records, read twice (they were kept
+    # twice with dedup off; with exact dedup the upweighted source lost them all to dedup_exact)
+    from steel.config import ConfigError
+    from steel.data.prepare import check_overlaps
+    from steel.data.sources import expand_paths
+
+    _c4_like(tmp_path)
+    cfg = from_dict(DataConfig, {"root": str(tmp_path), "sources": [
+        {"name": "c4", "path": ["c4/*.json.gz"], "format": "jsonl"},
+        {"name": "c4_up", "path": ["c4/c4-1.json.gz"], "weight": 2.0}]})
+    files = [(i, p, p.name) for i, s in enumerate(cfg.sources) for p in expand_paths(s, tmp_path, i)]
+    with pytest.raises(ConfigError, match=r"sources\[1\].path \(source 'c4_up'\) matches .*c4-1.json.gz, which "
+                                          r"sources\[0\] \(source 'c4'\) reads too, with the same settings and "
+                                          r"filters \(one as json, the other as jsonl: both read JSON Lines alike\)"):
+        check_overlaps(cfg, files)
+    # another text field is another reading: allowed, as for any format
+    cfg.sources[1].text_field = "body"
+    check_overlaps(cfg, files)
+
+
+def test_json_and_jsonl_readings_split_by_filters_warn(tmp_path, caplog):
+    from steel.data.prepare import check_overlaps
+    from steel.data.sources import expand_paths
+
+    _c4_like(tmp_path)
+    cfg = from_dict(DataConfig, {"root": str(tmp_path), "filters": [
+        {"name": "length", "max_chars": 20, "sources": ["short"]}, {"name": "length", "min_chars": 21,
+                                                                     "sources": ["long"], "label": "long"}],
+        "sources": [{"name": "short", "path": ["c4/*.json.gz"]},
+                    {"name": "long", "path": ["c4/*.json.gz"], "format": "jsonl.gz"}]})
+    files = [(i, p, p.name) for i, s in enumerate(cfg.sources) for p in expand_paths(s, tmp_path, i)]
+    with caplog.at_level("WARNING"):
+        check_overlaps(cfg, files)
+    assert [r.getMessage()[:77] for r in caplog.records] == [
+        "sources[1] (long) reads 2 file(s) that sources[0] (short) reads too, with the"]

@@ -358,10 +358,13 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
     once per pair of sources: a document both keep is still read twice.
 
     NOTE: the way is the reader's: `format: auto` and the format it detects are one way, and a setting the
-    file's format does not use (`csv_delimiter` on JSONL) changes nothing; both let a double read through."""
+    file's format does not use (`csv_delimiter` on JSONL) changes nothing; both let a double read through. So
+    are json and jsonl: `json` streams a JSON Lines file as `jsonl` reads it (C4's .json.gz under `format:
+    jsonl` in one source and `auto` in another was read twice), and a JSON document that the two read apart
+    is one that the jsonl source cannot read (a rejection per line)."""
     flts = build_filters(cfg.filters, [s.name for s in cfg.sources])
     ways: dict[tuple, tuple[str, str]] = {}  # (source, format, tsv) -> way; once per source, not per file
-    first: dict[tuple, int] = {}
+    first: dict[tuple, tuple[int, str]] = {}  # -> (source, its format)
     unfiltered: dict[tuple, int] = {}
     pairs: dict[tuple[int, int], list] = {}  # (first source, other) -> [files, an example]
     dirs: dict[str, str] = {}  # file_id's cache of directories' real paths
@@ -374,13 +377,15 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
         if way is None:
             way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
         fid = file_id(path, dirs)
-        j = first.setdefault((fid, fmt, *way), i)
+        same = "jsonl" if fmt == "json" else fmt  # the reader of the two, for JSON Lines (see the NOTE)
+        j, fmt_j = first.setdefault((fid, same, *way), (i, fmt))
         if j != i:
+            how = f" (one as {fmt}, the other as {fmt_j}: both read JSON Lines alike)" if fmt != fmt_j else ""
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
-                              f"{cfg.sources[j].name!r}) reads too, with the same settings and filters: its records "
-                              "would be read twice; narrow a pattern (to weight some files more, give them a source of "
-                              "their own with a `weight`)")
-        j = unfiltered.setdefault((fid, fmt, way[0]), i)
+                              f"{cfg.sources[j].name!r}) reads too, with the same settings and filters{how}: its "
+                              "records would be read twice; narrow a pattern (to weight some files more, give them a "
+                              "source of their own with a `weight`)")
+        j = unfiltered.setdefault((fid, same, way[0]), i)
         if j != i:
             pairs.setdefault((j, i), [0, path])[0] += 1
     for (j, i), (n, path) in pairs.items():
