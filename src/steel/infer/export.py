@@ -67,6 +67,7 @@ def export(
     load_from, source = resolve_model(src)  # a run dir's newest checkpoint, chosen once
     model = load_model(load_from, "cpu", dtype)
     cfg = model.config
+    _untie_config(model, src, notes)
     if getattr(cfg, "model_type", None) == "steel":
         # Kernels other than the torch reference live in steel.kernels, which the export must not need.
         cfg.kernels = {}
@@ -208,6 +209,21 @@ def _write_whole(out: Path, write) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _untie_config(model, src: Path, notes: list[str] | None) -> None:
+    """`tie_word_embeddings: false` in the export of a model whose config says tied but whose lm_head is not
+    its embedding (loading left them apart: an HF init so saved, SFT of one). Said tied, vLLM and llama.cpp's
+    converter use the embedding as the head, and --stock built a tied stock class whose lm_head values overwrote
+    the embedding (refused as "computes other logits"); every load warned."""
+    cfg = model.config
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if not getattr(cfg, "tie_word_embeddings", False) or inp is None or out is None or out.weight is inp.weight:
+        return
+    cfg.tie_word_embeddings = False
+    if notes is not None:
+        notes.append(f"{src}: its config says tie_word_embeddings but its lm_head differs from its embedding; "
+                     "exported with tie_word_embeddings: false (both weights kept)")
 
 
 def stock_model(model, src: Path, notes: list[str]):
