@@ -139,3 +139,25 @@ def test_json_and_jsonl_readings_split_by_filters_warn(tmp_path, caplog):
         check_overlaps(cfg, files)
     assert [r.getMessage()[:77] for r in caplog.records] == [
         "sources[1] (long) reads 2 file(s) that sources[0] (short) reads too, with the"]
+
+
+def test_a_field_named_with_dots_is_read_by_that_name(tmp_path):
+    # HF datasets' flatten() and pandas' json_normalize name nested columns `meta.body`: every row of such a
+    # CSV/parquet/JSONL was rejected as "no field 'meta.body'", though the header showed that column
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.csv").write_text('id,meta.body\n1,first\n2,"second\nrow"\n', encoding="utf-8")
+    assert _read(tmp_path / "a.csv", text_field="meta.body") == [(2, "first", None), (3, "second\nrow", None)]
+    pq.write_table(pa.table({"id": [1, 2], "meta.body": ["p1", None], "x": [b"\x00" * 10] * 2}), tmp_path / "a.parquet")
+    assert _read(tmp_path / "a.parquet", text_field="meta.body") == [(1, "p1", None), (2, None, "missing_field")]
+    # a nested field comes first; the name with dots is the fallback
+    (tmp_path / "a.jsonl").write_text(json.dumps({"meta": {"body": "nested"}, "meta.body": "flat"}) + "\n"
+                                      + json.dumps({"meta": {"lang": "en"}, "meta.body": "flat only"}) + "\n"
+                                      + json.dumps({"meta": {"lang": "en"}}) + "\n", encoding="utf-8")
+    assert _read(tmp_path / "a.jsonl", text_field="meta.body") == [
+        (1, "nested", None), (2, "flat only", None), (3, None, "missing_field")]
+    # chat fields too
+    (tmp_path / "c.csv").write_text("q.text,a.text\nwhat?,this.\n", encoding="utf-8")
+    assert _read(tmp_path / "c.csv", kind="chat", fields={"instruction": "q.text", "output": "a.text"}) == [
+        (2, [{"role": "user", "content": "what?"}, {"role": "assistant", "content": "this."}], None)]

@@ -49,7 +49,18 @@ _MISSING = object()
 
 
 def get_field(record: Any, dotted: str) -> Any:
-    """`a.b.0.c` -> record["a"]["b"][0]["c"]; returns `_MISSING` (not an error) when absent."""
+    """`a.b.0.c` -> record["a"]["b"][0]["c"]; returns `_MISSING` (not an error) when absent.
+
+    A field whose name holds the dots (`record["a.b"]`) is found by that name where no nested field is.
+    NOTE: flattened data names its columns so (HF datasets' `flatten()`, pandas' `json_normalize`: a CSV or
+    parquet column `meta.body`), and `text_field: meta.body` rejected every row as "no field 'meta.body'"."""
+    node = _nested(record, dotted)
+    if node is _MISSING and "." in dotted and isinstance(record, dict) and dotted in record:
+        return record[dotted]
+    return node
+
+
+def _nested(record: Any, dotted: str) -> Any:
     node = record
     for part in dotted.split("."):
         if isinstance(node, dict):

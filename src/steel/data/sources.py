@@ -359,8 +359,9 @@ class SourceReader:
         # a value no other column needed (a date past year 9999: OverflowError) crashed the run.
         columns = None
         if self.src.kind == "text" and self.steps is None:
-            top = self.src.text_field.split(".")[0]
-            columns = [top] if top in pf.schema_arrow.names else []  # none: each row is missing_field
+            # its top column, and a column named with the dots (`meta.body`, as flattened data names them)
+            columns = [c for c in dict.fromkeys([self.src.text_field.split(".")[0], self.src.text_field])
+                       if c in pf.schema_arrow.names]  # none: each row is missing_field
         i = 0
         batches = pf.iter_batches(batch_size=1024, columns=columns)
         while True:
@@ -474,11 +475,11 @@ class SourceReader:
         """The top-level fields this source reads from a record (CSV columns)."""
         src = self.src
         if src.kind == "text":
-            return {src.text_field.split(".")[0]}
+            return {src.text_field.split(".")[0], src.text_field}  # (a column `meta.body` is read by that name)
         from steel.data.chat import LAYOUT_FIELDS
 
         named = {**LAYOUT_FIELDS[src.chat_layout or "alpaca"], **src.fields}
-        return {v.split(".")[0] for k, v in named.items() if k not in ("role", "content")}  # those are in a turn
+        return {c for k, v in named.items() if k not in ("role", "content") for c in (v.split(".")[0], v)}  # (turns)
 
     def _csv_error(self, first: int, last: int, e: csv.Error) -> Item:
         again = f"; lines {first + 1}-{last} are read again as rows" if last > first else ""
