@@ -162,7 +162,6 @@ def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[s
     last EOS are carried into the next chunk of the same source instead.
     """
     import numpy as np
-    from transformers import AutoTokenizer
 
     from steel.data.chunks import read_chunk
     from steel.data.tokenize import check_tokenizer_matches, tokenizer_dir_for
@@ -179,8 +178,19 @@ def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[s
         raise UserError(
             f"{data_dir}: chunks need a tokenizer to decode; none in {where}{hint}, pass --tokenizer DIR"
         )
-    tok = AutoTokenizer.from_pretrained(str(tok_dir))
-    eos = manifest.get("tokenizer", {}).get("eos_id", tok.eos_token_id)
+    # NOTE: tokenizer.json itself, the inverse of the data pipeline's encoder (steel.tokenizer.engine), not
+    # AutoTokenizer: a tokenizer with custom code (`auto_map`) stopped this with a traceback asking for
+    # trust_remote_code (a prompt in a terminal), though decoding needs none of that code.
+    from tokenizers import Tokenizer
+
+    from steel.tokenizer.engine import read_tokenizer_json
+
+    tok = Tokenizer.from_str(json.dumps(read_tokenizer_json(tok_dir)))
+    eos = manifest.get("tokenizer", {}).get("eos_id")
+    if eos is None:
+        from steel.tokenizer.engine import Encoder
+
+        eos = Encoder(tok_dir, engine="hf").eos_id
 
     def decode(ids) -> str:
         return tok.decode(ids.tolist(), skip_special_tokens=True)
