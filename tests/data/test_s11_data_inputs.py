@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import struct
 
 import pytest
@@ -51,7 +52,7 @@ def test_a_plain_file_is_not_taken_for_zstd(tmp_path):
     assert _read(tmp_path / "b.txt") == [(1, "O*M\x18 text", None)]
 
 
-def test_prepare_accounts_a_pzstd_layout_file(tmp_path, qwen_tokenizer_dir):
+def test_prepare_accounts_a_pzstd_layout_file(tmp_path, qwen_tokenizer_dir, enc):
     from steel.data.prepare import prepare
 
     c = zstandard.ZstdCompressor()
@@ -61,7 +62,7 @@ def test_prepare_accounts_a_pzstd_layout_file(tmp_path, qwen_tokenizer_dir):
     cfg = from_dict(DataConfig, {"root": str(tmp_path), "tokenizer": str(qwen_tokenizer_dir), "workers": 1,
                                  "dedup": {"exact": False, "near": False},
                                  "sources": [{"name": "c", "path": ["r.csv.zst"]}, {"name": "j", "path": ["p.json.zst"]}]})
-    m = prepare(cfg, tmp_path / "out", quiet=True)
+    m = prepare(cfg, tmp_path / "out", quiet=True, encoder=enc)
     assert [(s["read"], s["kept"], s["rejected"]) for s in m["sources"].values()] == [(5, 5, {}), (1, 1, {})]
 
 
@@ -161,3 +162,40 @@ def test_a_field_named_with_dots_is_read_by_that_name(tmp_path):
     (tmp_path / "c.csv").write_text("q.text,a.text\nwhat?,this.\n", encoding="utf-8")
     assert _read(tmp_path / "c.csv", kind="chat", fields={"instruction": "q.text", "output": "a.text"}) == [
         (2, [{"role": "user", "content": "what?"}, {"role": "assistant", "content": "this."}], None)]
+
+
+def test_identical_chunks_are_named_at_prepare_and_merge(tmp_path, qwen_tokenizer_dir, enc, caplog):
+    # With dedup off, two sources holding the same documents (a file and its .zst copy) gave byte-identical
+    # chunks: prepare said nothing, and `steel train` refused the directory ("duplicate chunk ... a copy of a
+    # data dir?"). Prepare (and merge, across shards) now say so, naming the chunks.
+    from steel.data.loader import DataError, scan_data_dirs
+    from steel.data.merge import merge
+    from steel.data.prepare import prepare
+
+    body = "".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(3)).encode()
+    (tmp_path / "a.jsonl").write_bytes(body)
+    (tmp_path / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(body))
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "a.jsonl").write_bytes(body)
+    base = {"root": str(tmp_path), "tokenizer": str(qwen_tokenizer_dir), "workers": 1,
+            "dedup": {"exact": False, "near": False}}
+    cfg = from_dict(DataConfig, base | {"sources": [{"name": "a", "path": ["a.jsonl"]},
+                                                    {"name": "z", "path": ["a.jsonl.zst"]}]})
+    with caplog.at_level("WARNING"):
+        prepare(cfg, tmp_path / "out", quiet=True, encoder=enc, log=logging.getLogger("steel"))
+    warned = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(
+        "chunks a-00000.bin (source a) and z-00000.bin (source z) are identical: ")
+    with pytest.raises(DataError, match="duplicate chunk"):  # what the warning warns of
+        scan_data_dirs([tmp_path / "out"])
+    caplog.clear()
+    # one source, two shards: the file and its copy land in different shards
+    cfg = from_dict(DataConfig, base | {"sources": [{"name": "s", "path": ["a.jsonl", "copy/a.jsonl"]}]})
+    for k in range(2):
+        prepare(cfg, tmp_path / f"s{k}", shard=(k, 2), quiet=True, encoder=enc)
+    assert not [r for r in caplog.records if "identical" in r.getMessage()]
+    with caplog.at_level("WARNING"):
+        merge(tmp_path / "merged", [tmp_path / "s0", tmp_path / "s1"], log=logging.getLogger("steel"))
+    warned = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(
+        "chunks s.shard000of002-00000.bin (source s) and s.shard001of002-00000.bin (source s) are identical: ")

@@ -41,7 +41,7 @@ from steel.data.chunks import (
 )
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
-from steel.data.prepare import DEDUP_HASHES, _clear_previous
+from steel.data.prepare import DEDUP_HASHES, _clear_previous, warn_identical_chunks
 from steel.data.tokenize import dir_fingerprint, replace_tokenizer_dir
 from steel.dirlock import LOCK_NAME
 
@@ -300,6 +300,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
                     acc["kept"] -= gone[key]
                     acc["filtered"][key] = acc["filtered"].get(key, 0) + gone[key]
                 acc["tokens"] -= gone["tokens"]
+    warn_identical_chunks(chunks, log)  # across shards, with dedup off
     for name, s in sources.items():
         assert s["read"] == s["kept"] + sum(s["filtered"].values()) + sum(s["rejected"].values()), name
     for name in sources if removed else ():  # the cuts moved tokens from the chunks to the dedup filters

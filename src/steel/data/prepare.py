@@ -396,6 +396,23 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
             i, cfg.sources[i].name, n, j, cfg.sources[j].name, path, cfg.sources[i].name)
 
 
+def warn_identical_chunks(chunks: list[dict], log: logging.Logger) -> None:
+    """Warn about chunks of one output that are byte-identical (same head/tail MD5), naming them.
+
+    NOTE: `steel train` tells chunks apart by that MD5 (their identity in a run's state) and refuses a data
+    dir holding one twice ("a copy of a data dir?"). With dedup off, two sources with the same documents in
+    the same order (a file and its .zst copy, a copy made to upweight it) give such chunks; the prepare
+    succeeded and the training run refused the data at its start."""
+    first: dict[str, dict] = {}
+    same = [(first[c["md5"]], c) for c in chunks if first.setdefault(c["md5"], c) is not c]
+    if same:
+        (a, b), more = same[0], f" (and {len(same) - 1} more pairs)" if len(same) > 1 else ""
+        log.warning("chunks %s (source %s) and %s (source %s) are identical%s: their documents are the same, in the "
+                    "same order, and `steel train` refuses a data dir holding a chunk twice; turn dedup.exact on, or "
+                    "read the files once and give their source a `weight`", a["file"], a.get("source"), b["file"],
+                    b.get("source"), more)
+
+
 class _sigterm_as_interrupt:
     """SIGTERM in the main process raises KeyboardInterrupt, so a `kill` takes the same cleanup path as
     Ctrl-C (the open chunks' temp files removed, workers terminated; `steel: interrupted`, status 130).
@@ -698,6 +715,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     for src, sink in zip(cfg.sources, sinks):
         for name, n in sink.files:
             chunks.append({"file": name, "tokens": n, "md5": head_tail_md5(stage / name), "source": src.name})
+    warn_identical_chunks(chunks, log)
     sources = {}
     for src, st in zip(cfg.sources, stats):
         total = st.kept + sum(st.filtered.values()) + sum(st.rejected.values())
