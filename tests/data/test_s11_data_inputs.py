@@ -183,7 +183,7 @@ def test_identical_chunks_are_named_at_prepare_and_merge(tmp_path, qwen_tokenize
                                                     {"name": "z", "path": ["a.jsonl.zst"]}]})
     with caplog.at_level("WARNING"):
         prepare(cfg, tmp_path / "out", quiet=True, encoder=enc, log=logging.getLogger("steel"))
-    warned = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if "are identical:" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(
         "chunks a-00000.bin (source a) and z-00000.bin (source z) are identical: ")
     with pytest.raises(DataError, match="duplicate chunk"):  # what the warning warns of
@@ -193,9 +193,9 @@ def test_identical_chunks_are_named_at_prepare_and_merge(tmp_path, qwen_tokenize
     cfg = from_dict(DataConfig, base | {"sources": [{"name": "s", "path": ["a.jsonl", "copy/a.jsonl"]}]})
     for k in range(2):
         prepare(cfg, tmp_path / f"s{k}", shard=(k, 2), quiet=True, encoder=enc)
-    assert not [r for r in caplog.records if "identical" in r.getMessage()]
+    assert not [r for r in caplog.records if "are identical:" in r.getMessage()]
     with caplog.at_level("WARNING"):
         merge(tmp_path / "merged", [tmp_path / "s0", tmp_path / "s1"], log=logging.getLogger("steel"))
-    warned = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if "are identical:" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(
         "chunks s.shard000of002-00000.bin (source s) and s.shard001of002-00000.bin (source s) are identical: ")
