@@ -304,34 +304,38 @@ def main(cfg: SftConfig):
     from steel import dirlock
     from steel.infer.load import is_hf_dir, load_model, load_tokenizer, resolve_checkpoint
     from steel.train import checkpoint as ckpt
-    from steel.train.distributed import check_same_on_every_rank, init_distributed
+    from steel.train.distributed import check_same_on_every_rank, fail_together, init_distributed
     from steel.train.trainer import RANKS_AGREE_HINT, check_seq_len_fits_model
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
     # The tokenizer and the model first: a bad init or a seq_len beyond the model's limit is refused before
-    # anything is written and before the whole mixture is read and tokenized.
-    tokenizer = _load_tokenizer(cfg, load_tokenizer)
-    if ckpt.latest_checkpoint(run_dir) is None:  # a resume is held to the run's own tokenizer instead
-        check_init_tokenizer(cfg, tokenizer)
-    if not getattr(tokenizer, "chat_template", None):
-        # NOTE: SFT renders ChatML; a tokenizer without a chat template (an HF init's) gets ChatML's, saved
-        # with the run, so `steel chat`, `eval mc --chat` and the export prompt as the model was trained
-        # (they refused the run's tokenizer: no chat template).
-        from steel.tokenizer.qwen import chatml_template
+    # anything is written and before the whole mixture is read and tokenized. Each rank reads its own config
+    # and init: one rank's refusal stops every rank with it (the others died in their next collective).
+    with fail_together(d):
+        tokenizer = _load_tokenizer(cfg, load_tokenizer)
+        if ckpt.latest_checkpoint(run_dir) is None:  # a resume is held to the run's own tokenizer instead
+            check_init_tokenizer(cfg, tokenizer)
+        if not getattr(tokenizer, "chat_template", None):
+            # NOTE: SFT renders ChatML; a tokenizer without a chat template (an HF init's) gets ChatML's, saved
+            # with the run, so `steel chat`, `eval mc --chat` and the export prompt as the model was trained
+            # (they refused the run's tokenizer: no chat template).
+            from steel.tokenizer.qwen import chatml_template
 
-        tokenizer.chat_template = chatml_template()
-        # logged by rank 0 once its run log is open (it went to stderr only, bare, from every process)
-        template_note = (f"tokenizer {getattr(tokenizer, 'name_or_path', '') or ''} has no chat template: the "
-                         "run's tokenizer gets ChatML's, the format SFT trains")
-    else:
-        template_note = None
-    # The checkpoint a run-dir init resolves to is fixed here, loaded and logged: the run may go on writing newer ones.
-    init_from = Path(cfg.init) if is_hf_dir(Path(cfg.init)) else (resolve_checkpoint(Path(cfg.init)) or Path(cfg.init))
-    model = load_model(init_from, "cpu", None)
-    check_seq_len_fits_model(model.config, cfg.data.seq_len,
-                             raise_hint=f"start from a model with a longer context (init: {cfg.init})")
+            tokenizer.chat_template = chatml_template()
+            # logged by rank 0 once its run log is open (it went to stderr only, bare, from every process)
+            template_note = (f"tokenizer {getattr(tokenizer, 'name_or_path', '') or ''} has no chat template: the "
+                             "run's tokenizer gets ChatML's, the format SFT trains")
+        else:
+            template_note = None
+        # The checkpoint a run-dir init resolves to is fixed here, loaded and logged: the run may go on writing
+        # newer ones.
+        init_from = Path(cfg.init) if is_hf_dir(Path(cfg.init)) else (resolve_checkpoint(Path(cfg.init))
+                                                                      or Path(cfg.init))
+        model = load_model(init_from, "cpu", None)
+        check_seq_len_fits_model(model.config, cfg.data.seq_len,
+                                 raise_hint=f"start from a model with a longer context (init: {cfg.init})")
     # Before the data is read and tokenized (minutes for a large mixture): a stock init with the default
     # packing was refused only then. The ranks agree on what it depends on first: a rank whose config alone
     # asked for packing (another config file on its node, another init) raised alone, and the others died in
@@ -341,9 +345,13 @@ def main(cfg: SftConfig):
     if cfg.data.packing and getattr(model.config, "model_type", None) != "steel":
         raise ConfigError("data.packing: document masking of packed rows needs Steel's model "
                           f"(this is {model.config.model_type!r}); set data.packing: false")
-    # One process per run dir; released by fit() at the end, or below if startup fails.
-    release_lock = dirlock.acquire(run_dir, "steel sft") if d.is_main else (lambda: None)
+    # One process per run dir; released by fit() at the end, or below if startup fails. Rank 0 alone locks: its
+    # refusal (another run holds the dir) stops every rank.
+    release_lock = lambda: None  # noqa: E731
     try:
+        with fail_together(d):
+            if d.is_main:
+                release_lock = dirlock.acquire(run_dir, "steel sft")
         return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock, template_note, init_from)
     except BaseException:
         release_lock()
@@ -382,32 +390,14 @@ def check_ranks_agree(cfg: SftConfig, model_config: dict, latest: Path | None, i
     check_same_on_every_rank(values, d, RANKS_AGREE_HINT.replace("in run_dir", "in run_dir, and the same data"))
 
 
-def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
-                 template_note: str | None = None, init_from: Path | None = None):
+def _resume_log_rows(cfg: SftConfig, d, run_dir: Path, latest: Path | None, config_yaml: str, tokenizer,
+                     template_note: str | None, init_from: Path | None):
+    """The resume checks, the run log (rank 0) and the rows: -> (the checkpoint's config or None, the per-dataset
+    stats, input_ids, labels). Per rank, no collective."""
     from steel.runlog import setup_run_log
-    from steel.tokenizer.qwen import make_tokenizer_config_portable
     from steel.train import checkpoint as ckpt
-    from steel.train.distributed import barrier, parallelize
-    from steel.train.metrics import MetricsLogger
-    from steel.train.optim import build_optimizer
-    from steel.train.trainer import (
-        Trainer,
-        _rank_stderr_handler,
-        apply_optim_config,
-        check_run_dir_shared,
-        flops_per_token,
-        log_global_batch,
-        log_model,
-        warn_resume_changes,
-        warn_warmup_covers_run,
-        write_run_config,
-    )
+    from steel.train.trainer import _rank_stderr_handler, warn_warmup_covers_run
 
-    if d.is_main:
-        ckpt.remove_partial(run_dir)
-    barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
-    check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
-    latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         # Before anything is read or logged there: a pretraining run's checkpoint is no SFT position, and
         # its data state gave misleading refusals (its data.seed, then "the dataset files changed").
@@ -447,7 +437,37 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
         100 * trained / labels.numel(),
         json.dumps(stats, ensure_ascii=False),
     )
+    return old, stats, input_ids, labels
 
+
+def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, model, release_lock,
+                 template_note: str | None = None, init_from: Path | None = None):
+    from steel.tokenizer.qwen import make_tokenizer_config_portable
+    from steel.train import checkpoint as ckpt
+    from steel.train.distributed import barrier, fail_together, parallelize
+    from steel.train.metrics import MetricsLogger
+    from steel.train.optim import build_optimizer
+    from steel.train.trainer import (
+        Trainer,
+        apply_optim_config,
+        check_run_dir_shared,
+        flops_per_token,
+        log_global_batch,
+        log_model,
+        warn_resume_changes,
+        write_run_config,
+    )
+
+    with fail_together(d):
+        if d.is_main:
+            ckpt.remove_partial(run_dir)
+    barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
+    check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
+    # Per rank up to the rows: one rank's refusal (its run log, its data copy) stops every rank with it.
+    with fail_together(d):
+        latest = ckpt.latest_checkpoint(run_dir)
+        old, stats, input_ids, labels = _resume_log_rows(cfg, d, run_dir, latest, config_yaml, tokenizer,
+                                                         template_note, init_from)
     check_ranks_agree(cfg, model.config.to_dict(), latest, input_ids, labels, d, init_from)
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(

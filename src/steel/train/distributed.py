@@ -254,6 +254,50 @@ def check_same_on_every_rank(values: dict, d: Dist, hint: str) -> None:
     raise ConfigError(f"the ranks disagree ({'; '.join(parts)}{more}): {hint}")
 
 
+@contextlib.contextmanager
+def fail_together(d: Dist):
+    """A block of per-rank startup work, then a collective (enter it on every rank): when the block raised on
+    some ranks only, the others raise too, naming the first failing rank and its error; a failing rank raises
+    its own error. `errors_from(d)` for work that ran before the process group existed.
+
+    NOTE: a refusal that one rank alone raises (rank 0's run-dir lock held by another run, a node whose config
+    or data copy differs) ended the other ranks in their next collective: a gloo "Connection closed by peer"
+    traceback instead of the cause, or under NCCL a hang until parallel.timeout_minutes.
+    """
+    try:
+        yield
+    except Exception as e:
+        errors_from(d, e)
+        raise
+    errors_from(d, None)
+
+
+def errors_from(d: Dist, error: Exception | None) -> None:
+    """The collective of `fail_together`: `error` is what this rank's startup work raised (raised again here), or
+    None."""
+    if d.world_size == 1:
+        if error is not None:
+            raise error
+        return
+    flags = torch.zeros(d.world_size, dtype=torch.int64, device=d.device)
+    flags[d.rank] = error is not None
+    failed = [r for r, x in enumerate(all_reduce_sum(flags, d).tolist()) if x]
+    if not failed:
+        return
+    if error is not None and len(failed) == d.world_size:  # every rank has its own error: no exchange needed
+        raise error
+    from steel.cli import UserError
+
+    own = (ConfigError, UserError, OSError, ValueError)  # what the commands print as one line (DataError too)
+    note = None if error is None else (str(error) if isinstance(error, own) else f"{type(error).__name__}: {error}")
+    notes: list = [None] * d.world_size
+    dist.all_gather_object(notes, note)
+    if error is not None:
+        raise error
+    more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+    raise ConfigError(f"rank {failed[0]}{more} stopped at startup: {notes[failed[0]]}")
+
+
 def destroy(d: Dist) -> None:
     if d.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()

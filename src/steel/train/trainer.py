@@ -42,6 +42,8 @@ from steel.train.distributed import (
     broadcast_object,
     check_same_on_every_rank,
     destroy,
+    errors_from,
+    fail_together,
     grad_sync,
     init_distributed,
     parallelize,
@@ -998,31 +1000,39 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     """
     from steel.data.loader import PretrainLoader, check_same_data_on_every_rank
 
-    if make_data is None and not cfg.data.dirs:
-        raise ConfigError("data.dirs: list at least one prepared data directory")
-    if make_data is not None and cfg.anneal.step is not None:
-        raise ConfigError("anneal.step: the annealing switch needs the pretraining data loader")
-
-    # The model config first: a bad model field is one error line, not the end of the resolved-config log.
-    model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
-    check_causal_lm(model_cfg)
-    if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
-        check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
-        flops_per_token(model_cfg, None, cfg.data.seq_len)  # refuses what it cannot count before the build
-
+    # The config checks first: a bad model field is one error line, not the end of the resolved-config log.
+    # Under torchrun a rank refused here still joins the process group, so the ranks waiting there for it hear
+    # why (a node with another config file); they waited until parallel.timeout_minutes, or died in a collective.
+    try:
+        if make_data is None and not cfg.data.dirs:
+            raise ConfigError("data.dirs: list at least one prepared data directory")
+        if make_data is not None and cfg.anneal.step is not None:
+            raise ConfigError("anneal.step: the annealing switch needs the pretraining data loader")
+        model_cfg = build_model_config(cfg.model.config, cfg.model.overrides)
+        check_causal_lm(model_cfg)
+        if make_data is None:  # a custom data source decides its own row length (its `data:` may be empty)
+            check_seq_len_fits_model(model_cfg, cfg.data.seq_len)
+            flops_per_token(model_cfg, None, cfg.data.seq_len)  # refuses what it cannot count before the build
+        refused = None
+    except Exception as e:
+        refused = e
     d = init_distributed(cfg.parallel)
+    errors_from(d, refused)  # raises on every rank when one was refused
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
     # One process per run dir (a second `steel train` on it is refused); released by fit() at the end,
     # or below if startup fails.
-    release_lock = dirlock.acquire(run_dir, "steel train") if d.is_main else (lambda: None)
+    release_lock = lambda: None  # noqa: E731
     try:
-        if d.is_main:
-            ckpt.remove_partial(run_dir)
-            setup_run_log(run_dir / "train.log", config_yaml)
-        else:
-            log.setLevel(logging.WARNING)
-            _rank_stderr_handler(d.rank)
+        # Rank 0 alone locks and opens the run log: its refusal (another run holds the dir) stops every rank.
+        with fail_together(d):
+            if d.is_main:
+                release_lock = dirlock.acquire(run_dir, "steel train")
+                ckpt.remove_partial(run_dir)
+                setup_run_log(run_dir / "train.log", config_yaml)
+            else:
+                log.setLevel(logging.WARNING)
+                _rank_stderr_handler(d.rank)
         barrier(d)  # remove_partial may put a checkpoint back: every rank lists them after it
         check_run_dir_shared(run_dir, d)  # before any rank lists checkpoints there
         latest = ckpt.latest_checkpoint(run_dir)
@@ -1054,20 +1064,22 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         else:
             # A directory listed twice (or passed to --add-data while in data.dirs) is read once.
             dirs = list({Path(x).resolve(): x for x in cfg.data.dirs + ([] if latest else list(add_data))}.values())
-            # At a resume, `--add-data` dirs are also where registered chunks are looked up: appended data that
-            # moved is found at the new path given again (chunks are identified by MD5, not by path).
-            data = PretrainLoader(
-                dirs, cfg.data.seq_len, cfg.micro_batch,
-                seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
-                verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
-            )
+            # Every rank reads its own data dirs (node-local copies): one rank's refusal (a copy missing or
+            # damaged on its node) stops every rank with it, not in check_same_data_on_every_rank's collective.
+            with fail_together(d):
+                # At a resume, `--add-data` dirs are also where registered chunks are looked up: appended data
+                # that moved is found at the new path given again (chunks are identified by MD5, not by path).
+                data = PretrainLoader(
+                    dirs, cfg.data.seq_len, cfg.micro_batch,
+                    seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
+                    verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
+                )
+                check_model_fits_data(model_cfg, data.tokenizer)
             if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
                 # by resolved path, as add_data records them: `--add-data D --add-data D/` was recorded twice
                 data.extra_dirs = list(dict.fromkeys(str(Path(x).resolve()) for x in add_data))
-        if make_data is None:
-            check_model_fits_data(model_cfg, data.tokenizer)
-            if d.is_main:
-                warn_eos_differs(model_cfg, data.tokenizer)
+        if make_data is None and d.is_main:
+            warn_eos_differs(model_cfg, data.tokenizer)
         metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
                                 to_dict(cfg))
 

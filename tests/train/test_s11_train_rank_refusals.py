@@ -1,0 +1,77 @@
+"""A refusal that one rank alone raises at startup stops every rank with that error under torchrun.
+
+Rank 0 alone takes the run-dir lock, and each rank reads its own data copy: when rank 0's lock was held by another
+run, or rank 1's data dir was missing, that rank printed the cause and the other died in its next collective
+with a gloo "Connection closed by peer" traceback (under NCCL: a hang until parallel.timeout_minutes). Two ranks
+on CPU (gloo); each rank reports its exit code and exits 0 when it is the refusal's 2, so torchrun never stops
+a rank before it has printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from train_fixtures import make_data_dir, tiny_config
+
+# argv: CFG [SET...]: rank 1 alone gets the `--set`s
+PER_RANK = textwrap.dedent("""
+    import os, sys
+    from steel.cli import main
+    r = int(os.environ["RANK"])
+    code = main(["train", sys.argv[1], *[x for s in sys.argv[2:] if r == 1 for x in ("--set", s)]])
+    print(f"rank {r} exit code {code}", file=sys.stderr)
+    sys.exit(0 if code == 2 else 1)
+""")
+
+
+def _launch(tmp_path, *sets: str) -> subprocess.CompletedProcess:
+    wrapper = tmp_path / "per_rank.py"
+    wrapper.write_text(PER_RANK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
+           str(tmp_path / "train.yaml"), *sets]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def _errors(r: subprocess.CompletedProcess) -> list[str]:
+    assert "by peer" not in r.stderr, r.stderr[-3000:]  # gloo: "Connection closed by peer", "reset by peer"
+    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 2
+    assert "rank 0 exit code 2" in r.stderr and "rank 1 exit code 2" in r.stderr, r.stderr[-3000:]
+    return sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
+
+
+def test_rank0_lock_refusal_stops_every_rank_with_it(tmp_path):
+    from steel import dirlock
+
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp"})
+    release = dirlock.acquire(tmp_path / "run", "steel train")  # another run holds the dir
+    try:
+        r = _launch(tmp_path)
+    finally:
+        release()
+    errors = _errors(r)
+    assert len(errors) == 2, r.stderr[-3000:]
+    held = f"{tmp_path / 'run'}: in use by another Steel process (steel train, pid {os.getpid()} "
+    assert errors[0].startswith(f"steel: error: {held}"), errors  # rank 0's own
+    assert errors[1].startswith(f"steel: error: rank 0 stopped at startup: {held}"), errors  # rank 1's
+    assert errors[0][len("steel: error: "):] == errors[1][len("steel: error: rank 0 stopped at startup: "):]
+    assert not (tmp_path / "run" / "train.log").exists()
+
+
+def test_rank1_missing_data_copy_stops_every_rank_with_it(tmp_path):
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp"})
+    missing = tmp_path / "node1" / "data"  # node-local paths may differ per rank; this one is not there
+    r = _launch(tmp_path, f"data.dirs=[{missing}]")
+    errors = _errors(r)
+    assert len(errors) == 2, r.stderr[-3000:]
+    own = [x for x in errors if "stopped at startup" not in x]
+    other = [x for x in errors if x.startswith("steel: error: rank 1 stopped at startup: ")]
+    assert len(own) == 1 and len(other) == 1, errors
+    assert str(missing) in own[0], own
+    assert other[0] == own[0].replace("steel: error: ", "steel: error: rank 1 stopped at startup: ", 1)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
