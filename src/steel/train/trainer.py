@@ -448,9 +448,11 @@ def _rank_stderr_handler(rank: int) -> None:
         h.steel_rank = rank
         log.addHandler(h)
     # Python warnings (SteelCausalityWarning, torch's and transformers') too: they printed bare on every rank.
+    # Only in place of Python's own printer: a hook the program installed (logging.captureWarnings routes them
+    # into its log handlers) stays; wrapped, its warnings went to stderr and never reached the log.
     import warnings
 
-    if getattr(warnings.showwarning, "steel_rank", None) != rank:
+    if warnings.showwarning is getattr(warnings, "_showwarning_orig", None):
         shown = warnings.showwarning
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
