@@ -75,8 +75,14 @@ def _rope(
     B, HQ, T, D = q.shape
     HK = k.shape[1]
     q, k = _unit_last(q), _unit_last(k)
-    if max(q.numel(), k.numel()) >= 2**31:
-        raise ValueError(f"rope: q {tuple(q.shape)} overflows the kernel's int32 offsets; split the batch")
+    # The kernel's offsets are int32: the farthest element of each tensor from its data pointer must fit. NOTE:
+    # a view into a larger tensor (q sliced from a fused qkv projection) reaches past its own numel.
+    for name, t in (("q", q), ("k", k)):
+        if t.numel() and sum((n - 1) * st for n, st in zip(t.shape, t.stride())) >= 2**31:
+            raise ValueError(
+                f"rope: {name} {tuple(t.shape)} with strides {t.stride()} overflows the kernel's int32 offsets; "
+                "split the batch"
+            )
     # (1 or B, T, D) -> (B, T, D); a broadcast batch gets stride 0, no copy.
     cos, sin = _unit_last(cos.expand(B, T, D)), _unit_last(sin.expand(B, T, D))
     qo = torch.empty(q.shape, dtype=torch.promote_types(q.dtype, cos.dtype), device=q.device)
