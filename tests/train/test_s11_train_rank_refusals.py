@@ -75,3 +75,46 @@ def test_rank1_missing_data_copy_stops_every_rank_with_it(tmp_path):
     assert str(missing) in own[0], own
     assert other[0] == own[0].replace("steel: error: ", "steel: error: rank 1 stopped at startup: ", 1)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
+
+
+# Rank 0's disk is full when it writes step 4's data.json (what it writes alone: the model, the optimizer, the JSON).
+FULL_DISK = textwrap.dedent("""
+    import errno, os, sys
+    from steel.cli import main
+    from steel.train import checkpoint
+    r = int(os.environ["RANK"])
+    if r == 0:
+        write = checkpoint._write_json
+        def full(path, obj):
+            if path.parent.name == "step-4.tmp" and path.name == "data.json":
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return write(path, obj)
+        checkpoint._write_json = full
+    code = main(["train", sys.argv[1]])
+    print(f"rank {r} exit code {code}", file=sys.stderr)
+    sys.exit(0 if code == 1 else 3)
+""")
+
+
+def test_rank0_write_error_while_saving_stops_every_rank_with_it(tmp_path):
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    cfg = tiny_config(tmp_path, [data], max_steps=4, micro_batch=2, parallel={"mode": "ddp"},
+                      checkpoint={"every": 2, "keep": 5})
+    wrapper = tmp_path / "full_disk.py"
+    wrapper.write_text(FULL_DISK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
+           str(cfg)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert "by peer" not in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 1, an OSError's
+    assert "rank 0 exit code 1" in r.stderr and "rank 1 exit code 1" in r.stderr, r.stderr[-3000:]
+    errors = sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
+    full = f"[Errno 28] No space left on device: '{tmp_path / 'run' / 'checkpoints' / 'step-4.tmp' / 'data.json'}'"
+    hint = " (STEEL_TRACEBACK=1 shows where)"
+    assert errors == [f"steel: error: {full}{hint}",  # rank 0's own
+                      f"steel: error: rank 0 stopped while saving step 4: {full}{hint}"], errors  # rank 1's
+    # step 2 stays the newest complete checkpoint: a resume goes on from it
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-2", "step-4.tmp"]
+    assert (ckpts / "step-2" / "train_state.json").is_file()

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from steel.cli import UserError
-from steel.train.distributed import Dist, barrier
+from steel.train.distributed import Dist, fail_together
 
 log = logging.getLogger("steel")
 
@@ -181,44 +181,49 @@ def save_checkpoint(
     """Write `step-N.tmp/` (all ranks take part in the gather), then rename it to `step-N/` on rank 0."""
     root = checkpoints_dir(run_dir)
     final, tmp = root / f"step-{step}", root / f"step-{step}.tmp"
-    if d.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / "rng").mkdir(parents=True)
-    barrier(d)
+    # NOTE: a rank's write error (a full disk, mostly rank 0's) stops every rank with it at the end of each
+    # part: the others died in the next barrier with a gloo "Connection closed by peer" traceback (NCCL: a
+    # hang until parallel.timeout_minutes).
+    when = f"while saving step {step}"
+    with fail_together(d, when):
+        if d.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            (tmp / "rng").mkdir(parents=True)
     # Full state dicts: a collective under FSDP/DDP; only rank 0 receives the tensors (cpu_offload).
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     msd, osd = get_state_dict(model, optimizer, options=opts)
     rng = {"cpu": torch.get_rng_state()}
     if d.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(d.device)
-    _save_tensors(rng, tmp / "rng" / f"rank-{d.rank}.safetensors")
-    if d.is_main:
-        _save_tensors(msd, tmp / "model.safetensors")
-        opt_tensors, groups = _flatten_optimizer(osd)
-        _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
-        _write_json(tmp / "optimizer.json", groups)
-        _write_json(tmp / "scheduler.json", scheduler_state)
-        _write_json(tmp / "data.json", data_state)
-        _write_json(tmp / "model_config.json", model_config)
-        _write_text(tmp / "config.yaml", config_yaml)
-    barrier(d)  # every rank's RNG file is on disk
-    if d.is_main:
-        _write_json(tmp / "train_state.json", {**train_state, "world_size": d.world_size})
-        # NOTE: every file's data is fsynced as written; its directory entries too before the rename, so a
-        # power loss after the rename cannot leave a `step-N/` that looks complete with an empty file in it.
-        _fsync_dir(tmp / "rng")
-        _fsync_dir(tmp)
-        # A re-save of the same step (e.g. SIGTERM right after a periodic save): the old one is renamed aside,
-        # not deleted, until the new one is in place (`remove_partial` puts it back after a kill in between).
-        replaced = _set_aside(final) if final.exists() else None
-        os.replace(tmp, final)
-        _fsync_dir(root)  # make the rename durable before older checkpoints are deleted
-        if replaced is not None:
-            shutil.rmtree(replaced, ignore_errors=True)
-        for _, old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(_set_aside(old, ".del"), ignore_errors=True)
-    barrier(d)
+    with fail_together(d, when):  # then every rank's RNG file is on disk
+        _save_tensors(rng, tmp / "rng" / f"rank-{d.rank}.safetensors")
+        if d.is_main:
+            _save_tensors(msd, tmp / "model.safetensors")
+            opt_tensors, groups = _flatten_optimizer(osd)
+            _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+            _write_json(tmp / "optimizer.json", groups)
+            _write_json(tmp / "scheduler.json", scheduler_state)
+            _write_json(tmp / "data.json", data_state)
+            _write_json(tmp / "model_config.json", model_config)
+            _write_text(tmp / "config.yaml", config_yaml)
+    with fail_together(d, when):
+        if d.is_main:
+            _write_json(tmp / "train_state.json", {**train_state, "world_size": d.world_size})
+            # NOTE: every file's data is fsynced as written; its directory entries too before the rename, so a
+            # power loss after the rename cannot leave a `step-N/` that looks complete with an empty file in it.
+            _fsync_dir(tmp / "rng")
+            _fsync_dir(tmp)
+            # A re-save of the same step (e.g. SIGTERM right after a periodic save): the old one is renamed
+            # aside, not deleted, until the new one is in place (`remove_partial` puts it back after a kill in
+            # between).
+            replaced = _set_aside(final) if final.exists() else None
+            os.replace(tmp, final)
+            _fsync_dir(root)  # make the rename durable before older checkpoints are deleted
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
+            for _, old in list_checkpoints(run_dir)[:-keep]:
+                shutil.rmtree(_set_aside(old, ".del"), ignore_errors=True)
     return final
 
 

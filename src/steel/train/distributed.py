@@ -255,9 +255,9 @@ def check_same_on_every_rank(values: dict, d: Dist, hint: str) -> None:
 
 
 @contextlib.contextmanager
-def fail_together(d: Dist):
-    """A block of per-rank startup work, then a collective (enter it on every rank): when the block raised on
-    some ranks only, the others raise too, naming the first failing rank and its error; a failing rank raises
+def fail_together(d: Dist, when: str = "at startup"):
+    """A block of per-rank work, then a collective (enter it on every rank): when the block raised on some
+    ranks only, the others raise too, naming the first failing rank, `when` and its error; a failing rank raises
     its own error. `errors_from(d)` for work that ran before the process group existed.
 
     NOTE: a refusal that one rank alone raises (rank 0's run-dir lock held by another run, a node whose config
@@ -267,12 +267,12 @@ def fail_together(d: Dist):
     try:
         yield
     except Exception as e:
-        errors_from(d, e)
+        errors_from(d, e, when)
         raise
-    errors_from(d, None)
+    errors_from(d, None, when)
 
 
-def errors_from(d: Dist, error: Exception | None) -> None:
+def errors_from(d: Dist, error: Exception | None, when: str = "at startup") -> None:
     """The collective of `fail_together`: `error` is what this rank's startup work raised (raised again here), or
     None."""
     if d.world_size == 1:
@@ -288,14 +288,19 @@ def errors_from(d: Dist, error: Exception | None) -> None:
         raise error
     from steel.cli import UserError
 
-    own = (ConfigError, UserError, OSError, ValueError)  # what the commands print as one line (DataError too)
-    note = None if error is None else (str(error) if isinstance(error, own) else f"{type(error).__name__}: {error}")
+    # Refusals (DataError, ChatError are ValueErrors) are ConfigErrors on the other ranks, the rest (a full
+    # disk, a bug) OSErrors: each ends the command with one line and the exit status of its kind (2, 1).
+    refusal = isinstance(error, (ConfigError, UserError, ValueError))
+    note = None
+    if error is not None:
+        note = (refusal, str(error) if refusal or isinstance(error, OSError) else f"{type(error).__name__}: {error}")
     notes: list = [None] * d.world_size
     dist.all_gather_object(notes, note)
     if error is not None:
         raise error
     more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
-    raise ConfigError(f"rank {failed[0]}{more} stopped at startup: {notes[failed[0]]}")
+    refusal, text = notes[failed[0]]
+    raise (ConfigError if refusal else OSError)(f"rank {failed[0]}{more} stopped {when}: {text}")
 
 
 def destroy(d: Dist) -> None:
