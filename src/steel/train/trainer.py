@@ -500,12 +500,29 @@ def warn_warmup_covers_run(o, max_steps: int) -> None:
     never decays. A warning, not an error: short smoke runs of a long config (`--set max_steps=10`) do it on
     purpose."""
     if o.warmup_steps < max_steps:
+        warn_wsd_decay_overlaps_warmup(o, max_steps)
         return
     peak = lr_at(max_steps - 1, o, max_steps)  # the warmup rises to the last step
     log.warning("optim.warmup_steps %d >= max_steps %d: the learning rate warms up for the whole run and peaks at "
                 "%.4g at the last step (optim.lr %.4g%s), with no decay; lower optim.warmup_steps for a full "
                 "schedule", o.warmup_steps, max_steps, peak, o.lr,
                 "" if o.warmup_steps == max_steps else f", {max_steps / o.warmup_steps:.1%} of it")
+
+
+def warn_wsd_decay_overlaps_warmup(o, max_steps: int) -> None:
+    """Warn when wsd's decay (its last `decay_steps` steps) begins before the warmup ends: the LR never holds at
+    `optim.lr` and falls in one step from the warmup's peak into the decay line (decay_steps 5, warmup 8 of 10
+    steps: 1.0 at step 8, 0.2 at step 9); a decay longer than the run starts below `optim.lr`. Both were silent."""
+    decay = o.decay_steps or max(1, max_steps // 10)
+    if o.schedule != "wsd" or max_steps - decay >= o.warmup_steps:
+        return
+    w = o.warmup_steps
+    shape = (f"it peaks at {lr_at(w - 1, o, max_steps):.4g} after the warmup, then falls to "
+             f"{lr_at(w, o, max_steps):.4g} in one step") if w else f"it starts at {lr_at(0, o, max_steps):.4g}"
+    why = "the decay begins before the warmup ends" if w else "the decay is longer than the run"
+    log.warning("optim.schedule wsd: warmup_steps %d + decay_steps %d%s > max_steps %d: %s and the learning rate "
+                "never holds at optim.lr %.4g (%s); lower optim.decay_steps or optim.warmup_steps", w, decay,
+                "" if o.decay_steps else " (10% of max_steps)", max_steps, why, o.lr, shape)
 
 
 def _ranks(ranks: list[int]) -> str:
