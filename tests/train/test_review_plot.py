@@ -25,10 +25,19 @@ def test_plot_writes_png(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(run / "curves.png")
 
 
-def test_plot_out_in_a_missing_dir_names_the_file(tmp_path, capsys):
-    """Was an OSError: exit 1 and '[Errno 2] No such file or directory' without saying it is --out."""
+def test_plot_out_in_a_missing_dir_makes_it(tmp_path, capsys):
+    """`--out plots/x.png` refused a missing folder, where `steel eval --out` makes it."""
     run = _run(tmp_path)
-    out = tmp_path / "nodir" / "x.png"
+    out = tmp_path / "plots" / "sub" / "x.png"
+    assert main(["plot", str(run), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_out_under_a_file_names_the_file(tmp_path, capsys):
+    """Was an OSError: exit 1 and '[Errno ...]' without saying it is --out."""
+    run = _run(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "x.png"
     assert main(["plot", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"steel: error: {out}: cannot write the plot" in err and "Traceback" not in err

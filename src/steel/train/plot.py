@@ -34,8 +34,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not out.suffix:  # matplotlib adds ".png" to a name without one: print the file that is written
         out = out.with_name(out.name + ".png")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # as `steel eval --out` does
         fig.savefig(out, dpi=100)
-    except (OSError, ValueError) as e:  # a missing folder, an unknown format: matplotlib's message omits the file
+    except (OSError, ValueError) as e:  # a file in the way, an unknown format: matplotlib's message omits the file
         raise ValueError(f"{out}: cannot write the plot ({getattr(e, 'strerror', None) or e})") from None
     finally:
         plt.close(fig)
