@@ -250,6 +250,14 @@ def load_tokenizer(path: str | Path, tokenizer: str | Path | None = None):
     except (ValueError, KeyError) as e:  # a tokenizer.json cut short (JSONDecodeError) or not a tokenizer's
         what = f"--tokenizer {tokenizer}" if tokenizer is not None else f"tokenizer {tok_dir}"
         raise UserError(f"{what}: cannot be loaded ({type(e).__name__}: {e})") from None
+    # NOTE: an export's tokenizer says model_max_length = the model's max_position_embeddings (for plain-HF users'
+    # truncation=True), and encoding a longer text made transformers warn "Token indices sequence length is longer
+    # than the specified maximum sequence length ... will result in indexing errors": false in eval mc (the shots
+    # are dropped to fit afterwards), printed before generate's own one-line error. Steel checks lengths itself, so
+    # that one warning is marked given on this object; model_max_length stays (SFT and export save the tokenizer).
+    given = getattr(tok, "deprecation_warnings", None)
+    if isinstance(given, dict):
+        given["sequence-length-is-longer-than-the-specified-maximum"] = True
     return tok
 
 
