@@ -143,12 +143,21 @@ def _refuse_output(out: Path, overwrite: bool) -> None:
         raise UserError(f"{out}: exists and is not a directory")
     if not out.is_dir() or not any(not _staging(p) for p in out.iterdir()):
         return
-    if not overwrite:
-        raise UserError(f"{out}: output directory exists and is not empty (use --overwrite)")
     is_export = (out / "config.json").is_file() and any((out / w).is_file() for w in WEIGHT_FILES)
     subdirs = sorted(p.name for p in out.iterdir() if p.is_dir() and not _staging(p))
+    why = f"it has subdirectories ({', '.join(subdirs[:3])})" if is_export else "it has no config.json and weights"
+    if not overwrite:
+        # NOTE: "(use --overwrite)" was said for any directory, and then refused for one that is not an export.
+        if is_export and not subdirs:
+            raise UserError(
+                f"{out}: output directory is not empty: it holds a model (config.json and weights, an earlier "
+                "export?); use --overwrite to replace it as a whole"
+            )
+        raise UserError(
+            f"{out}: output directory exists, is not empty and is not an earlier export ({why}); choose another "
+            "OUT (a new or empty directory): --overwrite only replaces an earlier export"
+        )
     if not is_export or subdirs:
-        why = f"it has subdirectories ({', '.join(subdirs[:3])})" if is_export else "it has no config.json and weights"
         raise UserError(
             f"{out}: --overwrite replaces an earlier export (an HF model directory) as a whole, and this is not "
             f"one ({why}); export to a new or empty directory"
