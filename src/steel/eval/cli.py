@@ -318,7 +318,14 @@ def cmd_ppl(args) -> int:
     device = resolve_device(args.device)
     load_from, source = resolve_model(Path(args.model))
     model = load_model(load_from, device, args.dtype)
-    seq_len = opts.seq_len if opts.seq_len is not None else min(1024, max_positions(model) or 1024)
+    limit = max_positions(model)
+    seq_len = opts.seq_len if opts.seq_len is not None else min(1024, limit or 1024)
+    if args.seq_len is None and opts.seq_len is not None and limit is not None and seq_len > limit:
+        # perplexity() names --seq-len, which this value did not come from (configs/eval/ppl-1m.yaml's 1024).
+        raise ConfigError(
+            f"{args.config}: seq_len: {seq_len} is longer than the model's max_position_embeddings {limit} "
+            f"(pass --seq-len {limit} or less, or set seq_len: in the file)"
+        )
     result = perplexity(model, Path(opts.data), seq_len, opts.batch_size, opts.max_tokens)
     result["model"] = str(args.model)
     result.update(source)
