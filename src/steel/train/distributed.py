@@ -194,7 +194,22 @@ def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    log_parallel(cfg, d)
     return model
+
+
+def log_parallel(cfg: ParallelSection, d: Dist) -> None:
+    """One log line saying how the model runs: with `mode: auto` the config does not say whether torchrun made
+    it DDP or FSDP2, over which backend, nor the precision `dtype: auto` resolved to on this device."""
+    wrap = {"none": "unwrapped", "ddp": "DDP", "fsdp": "FSDP2"}.get(d.mode, d.mode)
+    if dist.is_available() and dist.is_initialized():
+        wrap += f" over {dist.get_backend()}"
+    compute = autocast_dtype(cfg, d.device)
+    logging.getLogger("steel").info(
+        "parallel: %s, %d process%s, device %s, parameters %s, compute %s, activation checkpointing %s, compile %s",
+        wrap, d.world_size, "es" if d.world_size > 1 else "", d.device.type, cfg.param_dtype,
+        "bf16 autocast" if compute is not None else cfg.param_dtype, "on" if cfg.activation_checkpointing else "off",
+        "on" if cfg.compile else "off")
 
 
 def grad_sync(model: nn.Module, d: Dist, sync: bool):
