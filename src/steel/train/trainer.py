@@ -1118,11 +1118,15 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             warn_resume_changes(cfg, latest, train_state["step"], data_state, model_cfg.to_dict(), d)
             ckpt.load_checkpoint(latest, model, optimizer, d)
             apply_optim_config(optimizer, cfg.optim)
-            data.load_state_dict(data_state)
-            if add_data:
-                if not hasattr(data, "add_data"):
-                    raise ConfigError("--add-data: this data source does not take appended data")
-                data.add_data(list(add_data))
+            # Every rank restores its data from its own copies (registered chunks looked up in its data dirs,
+            # its `--add-data` dirs): one rank's refusal stops every rank with it, not in the data check's
+            # collective (a gloo "Connection closed by peer" traceback on the others; NCCL: a hang).
+            with fail_together(d):
+                data.load_state_dict(data_state)
+                if add_data:
+                    if not hasattr(data, "add_data"):
+                        raise ConfigError("--add-data: this data source does not take appended data")
+                    data.add_data(list(add_data))
             trainer.state.load_state_dict(train_state)
         if make_data is None:  # after the resume: dirs added at an earlier resume count too
             check_same_data_on_every_rank(data, d.device)  # each rank scanned the data dirs itself
