@@ -80,6 +80,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from steel.data.chunks import ChunkFormatError, read_header, read_manifest
+    from steel.data.prepare import kept_nothing
 
     try:
         m = read_manifest(args.dir)
@@ -105,6 +106,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     console.print(table)
     if details:
         print("dropped by filter / rejected, per reason:\n" + "\n".join(details))
+    # What `steel data prepare` now refuses (errors: exit status 1 here) or warns about, for a manifest of an
+    # older Steel or of a merge
+    empty_errors, empty_warnings = kept_nothing(m["sources"], (m.get("shard") or {}).get("count", 1))
+    for line in empty_errors:
+        print(f"problem: {line}")
+    for line in empty_warnings:
+        print(f"warning: {line}")
     dd = m.get("dedup", {})
     if dd.get("cross_shard_exact_duplicates") is not None:
         done = "removed" if "cross_shard_exact_removed" in dd else "not removed"
@@ -133,4 +141,4 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} of {len(m['chunks'])} chunks do not match the manifest:\n  " + "\n  ".join(problems))
         return 1
-    return 0
+    return 1 if empty_errors else 0

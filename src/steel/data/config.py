@@ -135,7 +135,8 @@ class DedupConfig:
 @dataclass
 class DataConfig:
     sources: list[SourceConfig]  # the inputs, in order (earlier sources win dedup ties)
-    tokenizer: str = "qwen"  # tokenizer directory, or `qwen` to build Qwen's into OUTPUT/tokenizer/
+    # tokenizer directory (relative: found as `root` is), or `qwen` to build Qwen's into OUTPUT/tokenizer/
+    tokenizer: str = "qwen"
     root: str | None = None  # base of relative source paths; default: the config file's directory
     output: str = "runs/data"  # output directory (chunks + manifest.json + prepare.log)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
@@ -179,3 +180,26 @@ class DataConfig:
                 root = Path(config_path).parent / root
             return root
         return Path(config_path).parent if config_path is not None else Path.cwd()
+
+    def resolve_tokenizer(self, config_path: str | Path | None, check: bool = True) -> str:
+        """`tokenizer:` as prepare loads it: `qwen`, or a directory, relative ones found as `root` is (the current
+        directory when it exists there, else the config file's directory). `check`: a ConfigError naming the field
+        when it is no tokenizer directory.
+
+        NOTE: it was taken from the current directory alone, so `cd .. && steel data prepare dir/data.yaml` failed
+        on `tokenizer: tok/bpe` while `root:` beside it was found.
+        """
+        if self.tokenizer == "qwen":
+            return self.tokenizer
+        tok = tried = Path(self.tokenizer)
+        if not tok.is_absolute() and config_path is not None and not tok.exists():
+            tok = Path(config_path).parent / tok
+        if check:
+            if not tok.exists():
+                where = (f"neither {tried} (from the current directory) nor {tok} (from the config file's directory) "
+                         "exists" if tok != tried else f"{tok} does not exist")
+                raise ConfigError(f"tokenizer: {where}; give a tokenizer directory (holding tokenizer.json) or `qwen`")
+            if not (tok / "tokenizer.json").is_file():
+                what = "is not a directory" if not tok.is_dir() else "is not a tokenizer directory (no tokenizer.json)"
+                raise ConfigError(f"tokenizer: {tok} {what}")
+        return str(tok)

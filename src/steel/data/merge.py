@@ -41,7 +41,7 @@ from steel.data.chunks import (
 )
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
-from steel.data.prepare import DEDUP_HASHES, _clear_previous, warn_identical_chunks
+from steel.data.prepare import DEDUP_HASHES, _clear_previous, kept_nothing, warn_identical_chunks
 from steel.data.tokenize import dir_fingerprint, replace_tokenizer_dir
 from steel.dirlock import LOCK_NAME
 
@@ -352,6 +352,9 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     if inputs_digest is not None:
         manifest["inputs"] = {"digest": inputs_digest}
     write_manifest(out_dir, manifest)
+    errors, warnings = kept_nothing(sources)  # a warning here: the shards each had only their part of the input
+    for line in errors + warnings:
+        log.warning("%s", line)
     log.info("merged %d dirs: %d chunks, %d tokens; cross-shard duplicates %s (%s; %d chunks rewritten)",
              len(manifests), len(chunks), manifest["total_tokens"], found or "unknown",
              "removed" if removed else "not removed", rewritten)

@@ -36,6 +36,7 @@ from typing import Any, get_args, get_type_hints
 
 import numpy as np
 
+from steel.cli import UserError
 from steel.config import ConfigError, to_dict
 from steel.data.chat import LAYOUT_FIELDS, conversation_text, render_chatml
 from steel.data.chunks import (
@@ -396,6 +397,43 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
             i, cfg.sources[i].name, n, j, cfg.sources[j].name, path, cfg.sources[i].name)
 
 
+_HINTS = {"text": "check its text_field, record_path and format",
+          "chat": "check its chat_layout (default: alpaca), fields, record_path and format"}
+
+
+def kept_nothing(sources: dict[str, dict], shard_count: int = 1) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about a manifest's `sources` accounting: a line per source that read records and kept
+    none, naming its main reasons. Every record rejected (bad input: almost surely a wrong text_field,
+    chat_layout or fields) is an error, as is an unsharded output of no token at all; a source whose records
+    filters or dedup dropped (some or all) is a warning: those are the user's choices. A source that read
+    nothing (no record in its files, or none of its files in this shard) is neither.
+
+    NOTE: such a source silently left the mix: `steel data prepare` exited 0, its only trace per-record
+    warnings at the top of a long log (a ShareGPT file under the default alpaca layout: 500 of 500 records
+    `missing_field`, "wrote 0 chunks, 0 tokens").
+    """
+    errors, warnings = [], []
+    for name, s in sources.items():
+        read, kept = s["read"], s["kept"]
+        if read == 0 or kept > 0:
+            continue
+        rejected = sum(s["rejected"].values())
+        reasons = sorted(((v, k) for k, v in (s["filtered"] | s["rejected"]).items() if v), reverse=True)
+        why = ", ".join(f"{k} {v:,}" for v, k in reasons[:3]) + (", ..." if len(reasons) > 3 else "")
+        hint = _HINTS.get(s.get("kind", "text"), _HINTS["text"])
+        if rejected == read:
+            errors.append(f"source {name!r}: all {read:,} records rejected ({why}); {hint}")
+        else:
+            warnings.append(f"source {name!r}: kept none of its {read:,} records ({why}), it adds nothing to the "
+                            "mix" + (f"; for the {rejected:,} rejected, {hint}" if rejected else
+                                     "; its filters or dedup dropped them all"))
+    if not errors and shard_count == 1 and not any(s["kept"] for s in sources.values()):
+        read = sum(s["read"] for s in sources.values())
+        errors.append(f"no document kept of the {read:,} records read (see the warnings above): 0 tokens" if read else
+                      "the sources' files hold no records: 0 tokens")
+    return errors, warnings
+
+
 def warn_identical_chunks(chunks: list[dict], log: logging.Logger) -> None:
     """Warn about chunks of one output that are byte-identical (same head/tail MD5), naming them.
 
@@ -536,6 +574,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = cfg.resolve_root(config_path)
+    # relative: as root is; checked before any work (a given encoder is the caller's)
+    tok_spec = cfg.resolve_tokenizer(config_path, check=encoder is None)
     names = [s.name for s in cfg.sources]
     # Blocklist files and words, normalized as in the workers: fail before any work (a ConfigError in a
     # pool initializer is no error: multiprocessing respawns the worker forever)
@@ -571,7 +611,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         from steel.data.tokenize import load_data_encoder
 
         # NOTE: one tokenizer thread per worker process; the processes are the parallelism.
-        encoder = load_data_encoder(cfg.tokenizer, out_dir, num_threads=1 if workers > 1 else None, log=log)
+        encoder = load_data_encoder(tok_spec, out_dir, num_threads=1 if workers > 1 else None, log=log)
     log.info("tokenizer: %s (vocab %d, eos %d, fingerprint %s)", getattr(encoder, "engine", type(encoder).__name__),
              encoder.vocab_size, encoder.eos_id, encoder.fingerprint[:16])
     if any(s.kind == "chat" for s in cfg.sources):  # before any reading, not at the first chat record
@@ -742,19 +782,27 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                 assert deduper.count == len(docs), (deduper.count, len(docs))
                 np.save(stage / SIGNATURES, deduper.sigs[: deduper.count])
                 dedup_info["signatures_file"] = SIGNATURES
+    for name, s in sources.items():
+        log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
+                 {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
+    errors, warnings = kept_nothing(sources, shard[1])
+    for w in warnings:
+        log.warning("%s", w)
+    if errors:  # before the output is replaced: the previous one (if any) stays as it was
+        raise UserError("; ".join(errors) + f"; nothing written to {out_dir} (a previous output there is kept)")
     elapsed = time.perf_counter() - t0
     manifest = {
         "total_tokens": sum(c["tokens"] for c in chunks),
         "chunks": chunks,
         "tokenizer": {"fingerprint": encoder.fingerprint, "vocab_size": encoder.vocab_size, "eos_id": encoder.eos_id,
-                      "engine": getattr(encoder, "engine", None), "spec": cfg.tokenizer},
+                      "engine": getattr(encoder, "engine", None), "spec": tok_spec},
         "sources": sources,
         "shard": {"index": shard[0], "count": shard[1]},
         # The whole unsharded input (`input_listing`); merge compares the shards' digests. The listing itself
         # (names and sizes, to say which files differ) only in shards: unsharded, `sources.*.files` names them.
         "inputs": {"digest": inputs_digest} | ({"files": listing} if shard[1] > 1 else {}),
         "dedup": dedup_info,
-        "config": to_dict(cfg) | {"root": str(root)},
+        "config": to_dict(cfg) | {"root": str(root), "tokenizer": tok_spec},
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
         "environment": environment_report(),
     }
@@ -763,8 +811,5 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids.
         replace_tokenizer_dir(out_dir, encoder.fingerprint, log=log)
     write_manifest(out_dir, manifest)
-    for name, s in sources.items():
-        log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
-                 {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
     log.info("wrote %d chunks, %d tokens to %s in %.1f s", len(chunks), manifest["total_tokens"], out_dir, elapsed)
     return manifest

@@ -17,9 +17,9 @@ def load_tokenizer(path: str | Path):
     """The tokenizer directory `path` as a `transformers.PreTrainedTokenizerFast`."""
     from transformers import PreTrainedTokenizerFast
 
+    from steel.tokenizer.engine import not_a_tokenizer_dir
+
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
-        raise UserError(
-            f"{path}: not a tokenizer directory (no tokenizer.json); build one with `steel tokenizer qwen {path}`"
-        )
+        raise UserError(f"{path}: {not_a_tokenizer_dir(path)}; build one with `steel tokenizer qwen {path}`")
     return PreTrainedTokenizerFast.from_pretrained(str(path))

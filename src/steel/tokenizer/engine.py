@@ -48,8 +48,17 @@ def bytes_to_unicode() -> dict[int, str]:
 def read_tokenizer_json(tokenizer_dir: Path) -> dict:
     path = tokenizer_dir / "tokenizer.json"
     if not path.is_file():
-        raise UserError(f"{tokenizer_dir}: not a tokenizer directory (no tokenizer.json)")
+        raise UserError(f"{tokenizer_dir}: {not_a_tokenizer_dir(tokenizer_dir)}")
     return _read_json_object(path)
+
+
+def not_a_tokenizer_dir(path: Path) -> str:
+    """Why `path` (holding no tokenizer.json) is no tokenizer directory: a wrong path reads apart from a wrong dir."""
+    if not path.exists():
+        return "does not exist (expected a tokenizer directory holding tokenizer.json)"
+    if not path.is_dir():
+        return "is not a directory (expected a tokenizer directory holding tokenizer.json)"
+    return "not a tokenizer directory (no tokenizer.json)"
 
 
 def _read_json_object(path: Path) -> dict:
