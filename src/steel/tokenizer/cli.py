@@ -98,6 +98,7 @@ def _train(args: argparse.Namespace) -> int:
     from steel.tokenizer.train import train_tokenizer
 
     start = time.perf_counter()
+    read: dict = {}
     tok = train_tokenizer(
         args.input,
         args.out,
@@ -106,6 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         args.limit_docs,
         args.field,
         overwrite=args.overwrite,
+        read=read,
     )
     n = tok.get_vocab_size()
     note = (
@@ -113,8 +115,10 @@ def _train(args: argparse.Namespace) -> int:
         if n == args.vocab_size
         else f" (asked {args.vocab_size}: the corpus has no more pairs above --min-frequency)"
     )
+    files = f"{read['files']:,}" + (f" of the {read['of_files']:,}" if read["files"] < read["of_files"] else "")
     print(
-        f"wrote a byte-level BPE with {n:,} ids{note} to {args.out} in {time.perf_counter() - start:.1f} s; "
+        f"wrote a byte-level BPE with {n:,} ids{note} to {args.out} in {time.perf_counter() - start:.1f} s, "
+        f"trained on {read['documents']:,} documents from {files} files; "
         f"<|endoftext|>={n - 3}, <|im_start|>={n - 2}, <|im_end|>={n - 1}"
     )
     return 0

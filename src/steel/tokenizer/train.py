@@ -7,18 +7,20 @@ ChatML template. Inputs stream into HF `tokenizers`' trainer; only its word coun
 
 Inputs: `.jsonl`, `.jsonl.zst`, `.jsonl.gz` (one JSON object per line with a string field, `text`
 by default) and `.txt` (a file is one document, read in pieces of about 1 MB at line boundaries);
-a directory stands for the supported files inside it. Suffixes count in any case (`A.JSONL`).
-A malformed line is an error naming file:line.
+a directory stands for the supported files inside it (the others are named in a warning). Suffixes
+count in any case (`A.JSONL`). A malformed line is an error naming file:line.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
@@ -32,6 +34,17 @@ from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_di
 SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
 TXT_PIECE = 1 << 20  # chars per yielded piece of a .txt file
 MAX_VOCAB = 1 << 24  # 16,777,216 ids, 100x any LLM vocabulary; see train_bpe
+
+log = logging.getLogger("steel")
+
+
+@dataclass
+class ReadCount:
+    """What `iter_corpus` read: the files it opened, and the .txt pieces past a file's first (a .txt file is one
+    document, yielded in pieces: documents = items yielded - `more_pieces`)."""
+
+    files: set[Path] = field(default_factory=set)
+    more_pieces: int = 0
 
 
 def _supported(path: Path) -> bool:
@@ -55,9 +68,17 @@ def expand_input_groups(paths: Iterable[str | Path]) -> list[list[Path]]:
     groups: list[list[Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and _supported(f))
+            found = sorted(f for f in p.rglob("*") if f.is_file())
+            inside = [f for f in found if _supported(f)]
+            # NOTE: named: a .parquet, .csv or .json corpus in the directory was left out without a word.
+            skipped = [str(f.relative_to(p)) for f in found if not _supported(f)]
+            shown = ", ".join(skipped[:5]) + (f", ... ({len(skipped)} in all)" if len(skipped) > 5 else "")
             if not inside:
-                raise UserError(f"--input {p}: directory holds no {'/'.join(SUFFIXES)} file")
+                raise UserError(f"--input {p}: directory holds no {'/'.join(SUFFIXES)} file"
+                                + (f" (only {shown})" if skipped else ""))
+            if skipped:
+                log.warning("warning: --input %s: skipped %d file(s) of a type not read (%s): %s; convert them to JSONL "
+                            "to train on them", p, len(skipped), ", ".join(SUFFIXES), shown)
             groups.append(inside)
         elif p.is_file():
             if not _supported(p):
@@ -86,13 +107,16 @@ def _check_utf8(path: Path, lineno: int, line: str) -> None:
         raise UserError(f"{path}:{lineno}: invalid UTF-8")
 
 
-def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[str]:
-    """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed.
+def iter_documents(path: Path, field: str = "text", on_bytes=None, count: ReadCount | None = None) -> Iterator[str]:
+    """Documents of one input file; `on_bytes(n)` is told how many bytes of the file were consumed, `count`
+    what was read.
 
     JSONL lines come from the data pipeline's reader (`steel.data.sources.jsonl_byte_lines`), which
     notices a truncated zstd file (zstandard's stream_reader would end it silently).
     """
     with open(path, "rb") as raw:
+        if count is not None:
+            count.files.add(path)
         seen = lineno = 0
 
         def advance():
@@ -109,16 +133,21 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
                 # utf-8-sig: a BOM opening the file is no text, as in `steel data prepare`.
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
                 piece: list[str] = []
-                size = 0
+                size = pieces = 0
                 for lineno, line in enumerate(text, 1):
                     _check_utf8(path, lineno, line)
                     piece.append(line)
                     size += len(line)
                     if size >= TXT_PIECE:
+                        if count is not None and pieces:
+                            count.more_pieces += 1
+                        pieces += 1
                         yield "".join(piece)
                         piece, size = [], 0
                         advance()
                 if piece:
+                    if count is not None and pieces:
+                        count.more_pieces += 1
                     yield "".join(piece)
             else:
                 for lineno, raw_line in enumerate(jsonl_byte_lines(raw, detect_format(path)), 1):
@@ -151,7 +180,8 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None) -> Iterator[s
 
 
 def iter_corpus(
-    files: list[Path] | list[list[Path]], field: str = "text", limit_docs: int | None = None, on_bytes=None
+    files: list[Path] | list[list[Path]], field: str = "text", limit_docs: int | None = None, on_bytes=None,
+    count: ReadCount | None = None,
 ) -> Iterator[str]:
     """The documents of `files` in order. With `limit_docs`, that many (or all there are) spread over the
     files: each file in turn gives at most an even share of what is left (rounded up), a file holding fewer
@@ -161,11 +191,11 @@ def iter_corpus(
 
     `files` may be grouped by input (`expand_input_groups`): the shares then go to the inputs first and
     within each to its files, so a directory of many files takes no more than a single-file input and a
-    limit under the first directory's file count still reaches every input.
+    limit under the first directory's file count still reaches every input. `count` is told what was read.
     """
     if limit_docs is None:
         for path in (f for item in files for f in (item if isinstance(item, list) else [item])):
-            yield from iter_documents(path, field, on_bytes)
+            yield from iter_documents(path, field, on_bytes, count)
         return
     # NOTE: a file holding fewer than its share leaves the rest to those after it; what the last ones cannot use
     # goes back, in a further pass, to the files cut at their share (read on from where they stopped).
@@ -175,7 +205,7 @@ def iter_corpus(
     left = limit_docs
     while left > 0:
         given = [0]
-        yield from _spread(files, left, field, on_bytes, given, taken, done, reported)
+        yield from _spread(files, left, field, on_bytes, given, taken, done, reported, count)
         left -= given[0]
         if given[0] == 0:  # every file read to its end
             return
@@ -203,7 +233,7 @@ def _once(path: Path, on_bytes, reported: dict[Path, int]):
 
 
 def _spread(items: list, limit: int, field: str, on_bytes, used: list[int], taken: dict[Path, int],
-            done: set[Path], reported: dict[Path, int]) -> Iterator[str]:
+            done: set[Path], reported: dict[Path, int], count: ReadCount | None = None) -> Iterator[str]:
     """At most `limit` documents of `items` (files, or lists of them) not given yet, each item with documents
     left given in turn an even share of what is left; `used[0]` counts the documents given."""
     items = [i for i in items if _open(i, done)]
@@ -214,14 +244,14 @@ def _spread(items: list, limit: int, field: str, on_bytes, used: list[int], take
         share = -(-left // (len(items) - i))
         before = used[0]
         if isinstance(item, list):
-            yield from _spread(item, share, field, on_bytes, used, taken, done, reported)
+            yield from _spread(item, share, field, on_bytes, used, taken, done, reported, count)
         elif _is_txt(item):  # one document, yielded in pieces: counted once
             used[0] += 1
             done.add(item)
-            yield from iter_documents(item, field, on_bytes)
+            yield from iter_documents(item, field, on_bytes, count)
         else:
             skip, n = taken.get(item, 0), 0
-            docs = iter_documents(item, field, _once(item, on_bytes, reported))
+            docs = iter_documents(item, field, _once(item, on_bytes, reported), count)
             for k, doc in enumerate(docs):
                 if k < skip:
                     continue
@@ -305,11 +335,13 @@ def train_tokenizer(
     field: str = "text",
     show_progress: bool = True,
     overwrite: bool = False,
+    read: dict | None = None,
 ) -> Tokenizer:
     """`steel tokenizer train`: stream `inputs` into a BPE trainer and write a tokenizer directory.
 
     A non-empty `out_dir` is refused unless `overwrite`: data prepared with the tokenizer there
-    would decode to other text with a new one.
+    would decode to other text with a new one. `read`, when given, is filled with what was trained on:
+    {"documents": N, "files": files opened, "of_files": files the inputs name}.
     """
     import sys
 
@@ -322,6 +354,7 @@ def train_tokenizer(
     files = [f for group in groups for f in group]
     total = sum(f.stat().st_size for f in files)
     n_docs = 0
+    count = ReadCount()
 
     def counted(docs: Iterator[str]) -> Iterator[str]:
         nonlocal n_docs
@@ -334,8 +367,11 @@ def train_tokenizer(
     ) as advance:
         # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
         hf_bar = show_progress and sys.stderr.isatty() and not os.environ.get("STEEL_NO_PROGRESS")
-        docs = counted(iter_corpus(groups, field, limit_docs, advance))  # spread over the inputs
+        docs = counted(iter_corpus(groups, field, limit_docs, advance, count))  # spread over the inputs
         tok = train_bpe(docs, vocab_size, min_frequency, hf_bar)
+    n_docs -= count.more_pieces  # a .txt file is one document
+    if read is not None:
+        read.update(documents=n_docs, files=len(count.files), of_files=len(files))
     if n_docs == 0:  # a bytes-only tokenizer learned from nothing: a wrong --input, not a result
         raise UserError(f"--input: no documents in {len(files)} file(s) ({', '.join(map(str, files[:3]))}"
                         f"{', ...' if len(files) > 3 else ''}); nothing to train on")
