@@ -76,9 +76,10 @@ def _rope(
     HK = k.shape[1]
     q, k = _unit_last(q), _unit_last(k)
     # The kernel's offsets are int32: the farthest element of each tensor from its data pointer must fit. NOTE:
-    # a view into a larger tensor (q sliced from a fused qkv projection) reaches past its own numel.
+    # a view into a larger tensor (q sliced from a fused qkv projection) reaches past its own numel; an expanded
+    # one (stride 0) reaches less far than its numel, but the contiguous output of its shape reaches numel - 1.
     for name, t in (("q", q), ("k", k)):
-        if t.numel() and sum((n - 1) * st for n, st in zip(t.shape, t.stride())) >= 2**31:
+        if t.numel() and max(t.numel() - 1, sum((n - 1) * st for n, st in zip(t.shape, t.stride()))) >= 2**31:
             raise ValueError(
                 f"rope: {name} {tuple(t.shape)} with strides {t.stride()} overflows the kernel's int32 offsets; "
                 "split the batch"
