@@ -20,6 +20,7 @@ import pytest
 from steel.cli import UserError, main
 from steel.config import dump_yaml, from_dict
 from steel.data.config import DataConfig
+from steel.data.merge import merge
 from steel.data.prepare import STAGING, prepare
 
 LOG = logging.getLogger("test.steel.data.s11r")
@@ -123,6 +124,12 @@ def test_an_empty_unsharded_output_is_an_error_a_shard_without_files_is_not(tmp_
                  filters=[{"name": "length", "min_chars": 1000, "sources": ["stories"]}])
     parts = [run(cfg, tmp_path / f"f{i}", enc, shard=(i, 2)) for i in range(2)]
     assert sorted(p["total_tokens"] == 0 for p in parts) == [False, True]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=LOG.name):  # and the merged output says it
+        merge(tmp_path / "merged", [tmp_path / "f0", tmp_path / "f1"], log=LOG)
+    assert [r.getMessage() for r in caplog.records if "kept none" in r.getMessage()] == [
+        "source 'stories': kept none of its 3 records (length 3), it adds nothing to the mix; its filters or "
+        "dedup dropped them all"]
 
 
 def test_cli_exit_status_and_inspect(tmp_path, qwen_tokenizer_dir, capsys, monkeypatch):
