@@ -50,7 +50,8 @@ def test_two_files_with_one_inode_number_are_both_kept(tmp_path, one_inode_numbe
 
 
 def test_prepare_reads_both_files_with_one_inode_number(tmp_path, qwen_tokenizer_dir, one_inode_number):
-    (tmp_path / "clash_a.jsonl").write_text('{"text": "first file"}\n{"text": "first file, again other"}\n')
+    # One record holds `other`: a source that rejects every record it reads is an error (b800402).
+    (tmp_path / "clash_a.jsonl").write_text('{"text": "first file"}\n{"text": "first file, again", "other": "other field"}\n')
     (tmp_path / "clash_b.jsonl").write_text('{"text": "second file"}\n')
     cfg = from_dict(DataConfig, {"root": str(tmp_path), "tokenizer": str(qwen_tokenizer_dir), "workers": 1,
                                  "sources": [{"name": "a", "path": ["clash_a.jsonl"]},
