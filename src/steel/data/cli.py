@@ -108,7 +108,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("dropped by filter / rejected, per reason:\n" + "\n".join(details))
     # What `steel data prepare` now refuses (errors: exit status 1 here) or warns about, for a manifest of an
     # older Steel or of a merge
-    empty_errors, empty_warnings = kept_nothing(m["sources"], (m.get("shard") or {}).get("count", 1))
+    empty_errors, empty_warnings = kept_nothing(m["sources"], (m.get("shard") or {}).get("count", 1),
+                                                (m.get("inputs") or {}).get("files"))
     for line in empty_errors:
         print(f"problem: {line}")
     for line in empty_warnings:

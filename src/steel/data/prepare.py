@@ -401,12 +401,18 @@ _HINTS = {"text": "check its text_field, record_path and format",
           "chat": "check its chat_layout (default: alpaca), fields, record_path and format"}
 
 
-def kept_nothing(sources: dict[str, dict], shard_count: int = 1) -> tuple[list[str], list[str]]:
+def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
+                 listing: dict[str, list] | None = None) -> tuple[list[str], list[str]]:
     """(errors, warnings) about a manifest's `sources` accounting: a line per source that read records and kept
     none, naming its main reasons. Every record rejected (bad input: almost surely a wrong text_field,
     chat_layout or fields) is an error, as is an unsharded output of no token at all; a source whose records
     filters or dedup dropped (some or all) is a warning: those are the user's choices. A source that read
     nothing (no record in its files, or none of its files in this shard) is neither.
+
+    In a shard (`shard_count` > 1), a source's rejections are an error only when the shard holds all of its
+    files (`listing`: the unsharded input's files per source, `input_listing`): one holding some of them is a
+    warning, since the files of other shards may keep records, as the unsharded run would (a source of two
+    files, one of them all `missing_field`: prepare keeps the other's records, and its shard 1/2 was refused).
 
     NOTE: such a source silently left the mix: `steel data prepare` exited 0, its only trace per-record
     warnings at the top of a long log (a ShareGPT file under the default alpaca layout: 500 of 500 records
@@ -422,7 +428,13 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1) -> tuple[list[s
         why = ", ".join(f"{k} {v:,}" for v, k in reasons[:3]) + (", ..." if len(reasons) > 3 else "")
         hint = _HINTS.get(s.get("kind", "text"), _HINTS["text"])
         if rejected == read:
-            errors.append(f"source {name!r}: all {read:,} records rejected ({why}); {hint}")
+            whole = len(listing.get(name, ())) if listing is not None else None
+            if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):
+                held = f"{len(s['files']):,} of its {whole:,} files" if whole is not None else "some of its files"
+                warnings.append(f"source {name!r}: all {read:,} records of this shard rejected ({why}), which holds "
+                                f"{held}; if the other shards keep none either, {hint}")
+            else:
+                errors.append(f"source {name!r}: all {read:,} records rejected ({why}); {hint}")
         else:
             warnings.append(f"source {name!r}: kept none of its {read:,} records ({why}), it adds nothing to the "
                             "mix" + (f"; for the {rejected:,} rejected, {hint}" if rejected else
@@ -785,7 +797,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     for name, s in sources.items():
         log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
                  {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
-    errors, warnings = kept_nothing(sources, shard[1])
+    errors, warnings = kept_nothing(sources, shard[1], listing)
     for w in warnings:
         log.warning("%s", w)
     if errors:  # before the output is replaced: the previous one (if any) stays as it was
