@@ -807,7 +807,9 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         "total_tokens": sum(c["tokens"] for c in chunks),
         "chunks": chunks,
         "tokenizer": {"fingerprint": encoder.fingerprint, "vocab_size": encoder.vocab_size, "eos_id": encoder.eos_id,
-                      "engine": getattr(encoder, "engine", None), "spec": tok_spec},
+                      "engine": getattr(encoder, "engine", None), "spec": tok_spec}
+        # a relative spec is relative to this process's working directory: `tokenizer_dir_for` tries this too
+        | ({"dir": os.path.abspath(tok_spec)} if tok_spec != "qwen" else {}),
         "sources": sources,
         "shard": {"index": shard[0], "count": shard[1]},
         # The whole unsharded input (`input_listing`); merge compares the shards' digests. The listing itself

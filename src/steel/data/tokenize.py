@@ -182,9 +182,14 @@ def tokenizer_dir_for(
     (`tokenizer.spec`, from `tokenizer: DIR` at prepare time), each accepted only when the fingerprint
     of its tokenizer.json is the manifest's (a manifest without one: DATA/tokenizer/ unchecked): another
     tokenizer would decode the ids to other text. A
-    relative spec was relative to prepare's working directory, which nothing recorded: it is tried
-    against `bases` (default: the current directory), the data dir's parent and the data dir. Why a
-    candidate was not taken is appended to `notes` (for the caller's error message).
+    relative spec is relative to prepare's working directory: it is tried against `bases` (default: the
+    current directory), the data dir's parent and the data dir, then as `tokenizer.dir` (that directory
+    made absolute at prepare time; older manifests have none). Why a candidate was not taken is appended
+    to `notes` (for the caller's error message).
+
+    NOTE: `tokenizer.dir` since a relative `tokenizer:` is also found from the config file's directory
+    (702e676): `cd .. && steel data prepare proj/data.yaml` records `proj/tok`, which `steel train` run
+    from `proj/` (where the config's `tok` is) did not find, so the run got no tokenizer.
     """
     import json
 
@@ -193,9 +198,9 @@ def tokenizer_dir_for(
     had = len(notes)
     try:
         tok = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8")).get("tokenizer") or {}
-        spec, want = tok.get("spec"), tok.get("fingerprint")
+        spec, want, made = tok.get("spec"), tok.get("fingerprint"), tok.get("dir")
     except (OSError, ValueError, AttributeError):
-        spec = want = None
+        spec = want = made = None
     own = data_dir / "tokenizer"
     if (own / "tokenizer.json").is_file() or (own / "tokenizer_config.json").is_file():
         # Compared too: a tokenizer/ that an earlier output into the same directory left (Steel before
@@ -211,6 +216,8 @@ def tokenizer_dir_for(
         tried = [Path(spec)]
     else:
         tried = [Path(b) / spec for b in (bases or [Path.cwd()])] + [data_dir.parent / spec, data_dir / spec]
+        if isinstance(made, str) and Path(made).is_absolute():
+            tried.append(Path(made))
     for cand in dict.fromkeys(tried):
         got = dir_fingerprint(cand)
         if got is None:
