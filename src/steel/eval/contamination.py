@@ -66,13 +66,16 @@ def _open_text(path: Path) -> io.TextIOBase:
     # utf-8-sig: a leading BOM (Windows editors) is dropped, not read into the first record.
     # NOTE: compression is told by the magic number, as `steel data prepare` tells it (a .jsonl or .txt file
     # that is zstd or gzip is read); a .zst/.gz name on a file that is not compressed stays a read error.
+    # (its `_compression`: a zstd file opening with pzstd's skippable frame was read as plain text, "invalid UTF-8")
+    from steel.data.sources import _compression
+
     with path.open("rb") as f:
-        magic = f.read(4)
-    if path.name.endswith(".zst") or magic == b"\x28\xb5\x2f\xfd":
+        kind = _compression(f)
+    if path.name.endswith(".zst") or kind == "zst":
         import zstandard
 
         return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8-sig")
-    if path.name.endswith(".gz") or magic.startswith(b"\x1f\x8b"):
+    if path.name.endswith(".gz") or kind == "gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
 
