@@ -107,8 +107,15 @@ def _leave_process_group() -> None:
     could abort at interpreter exit ("terminate called without an active exception"), its exit status 2
     turned into a SIGABRT under torchrun. A later command in the same process joins a new one."""
     dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
+    if dist is None or not dist.is_available():
+        return
+    joined = dist.is_initialized() or os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    if dist.is_initialized():
         dist.destroy_process_group()
+    if joined:
+        from steel.train.distributed import free_process_groups
+
+        free_process_groups()
 
 
 if __name__ == "__main__":

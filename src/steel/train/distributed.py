@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -321,3 +322,26 @@ def errors_from(d: Dist, error: Exception | None, when: str = "at startup") -> N
 def destroy(d: Dist) -> None:
     if d.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def free_process_groups() -> None:
+    """Free the gloo/NCCL backends that destroy_process_group() leaves alive once the command's objects are gone.
+
+    destroy_process_group() only unregisters the groups: the model's FSDP2 state (a trainer is a reference
+    cycle, freed only by the collector) and every DeviceMesh, which DTensor's caches keep alive after the model,
+    still hold them, so gloo's threads (pt_gloo_runloop, gloo_tcp_loop) ran on to interpreter exit, where a
+    rank was seen to abort after a successful run ("terminate called without an active exception", SIGABRT,
+    under torchrun a failed run). Called by `steel.cli` when a command that joined a process group ends.
+    """
+    import gc
+
+    gc.collect()
+    mesh_module = sys.modules.get("torch.distributed.device_mesh")
+    mesh_type = getattr(mesh_module, "DeviceMesh", None)
+    if isinstance(mesh_type, type):
+        for obj in gc.get_objects():
+            if isinstance(obj, mesh_type):
+                registry = getattr(obj, "_pg_registry", None)  # NOTE: private; absent in some torch versions
+                if isinstance(registry, dict):
+                    registry.clear()
+    gc.collect()
