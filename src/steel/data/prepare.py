@@ -399,9 +399,14 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
 
 _HINTS = {"text": "check its text_field, record_path and format",
           "chat": "check its chat_layout (default: alpaca), fields, record_path and format"}
-# NOTE: a source of big .txt books (one document per file, over max_doc_chars) was told to check its text_field
-_TOO_LARGE_HINT = ("each is over a size limit (max_doc_chars; max_line_bytes for a JSONL line, max_json_file_bytes "
-                   "for a JSON file): raise it, or cut .txt files into documents with txt_unit: paragraph or line")
+# A source whose every rejection has one of these reasons: no field or format to check (big .txt books, one
+# document per file over max_doc_chars, and a GBK-encoded CSV were told to check their text_field).
+_REASON_HINTS = {
+    "too_large": "each is over a size limit (max_doc_chars; max_line_bytes for a JSONL line, max_json_file_bytes "
+                 "for a JSON file): raise it, or cut .txt files into documents with txt_unit: paragraph or line",
+    "invalid_utf8": "its files are not UTF-8 text (GBK or GB18030? see the rejections above): convert them, e.g. "
+                    "iconv -f GB18030 -t UTF-8",
+}
 
 
 def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
@@ -430,8 +435,9 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
         reasons = sorted(((v, k) for k, v in (s["filtered"] | s["rejected"]).items() if v), reverse=True)
         why = ", ".join(f"{k} {v:,}" for v, k in reasons[:3]) + (", ..." if len(reasons) > 3 else "")
         hint = _HINTS.get(s.get("kind", "text"), _HINTS["text"])
-        if {k for k, v in s["rejected"].items() if v} == {"too_large"}:  # no field or format to check: a limit
-            hint = _TOO_LARGE_HINT
+        only = {k for k, v in s["rejected"].items() if v}
+        if len(only) == 1 and next(iter(only)) in _REASON_HINTS:
+            hint = _REASON_HINTS[next(iter(only))]
         if rejected == read:
             whole = len(listing.get(name, ())) if listing is not None else None
             if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):
