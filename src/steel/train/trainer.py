@@ -975,9 +975,10 @@ def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
     """Copy the data's tokenizer into RUN_DIR/tokenizer/ (as `steel sft` keeps its own), where generate, chat,
     eval, export and sft look first.
 
-    NOTE: found only from here: relative `data.dirs` and a relative `tokenizer: DIR` of the manifest are
-    relative to this process's working directory, which nothing records, so with an absolute `run_dir`
-    those commands, run from anywhere else or on a copy of the run without its data, found no tokenizer.
+    NOTE: found reliably only from here: relative `data.dirs` are relative to this process's working
+    directory, which nothing records, and a manifest's `tokenizer.dir` (absolute, recorded since 7946383)
+    may not exist on another machine; so with an absolute `run_dir` those commands, run from anywhere else
+    or on a copy of the run without its data, found no tokenizer.
     """
     import shutil
 
