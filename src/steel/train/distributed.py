@@ -340,7 +340,10 @@ def free_process_groups() -> None:
     mesh_type = getattr(mesh_module, "DeviceMesh", None)
     if isinstance(mesh_type, type):
         for obj in gc.get_objects():
-            if isinstance(obj, mesh_type):
+            # NOTE: issubclass on type(obj), not isinstance: DeviceMesh's metaclass checks instances in Python,
+            # through obj.__class__, which for torch.distributed.reduce_op printed a FutureWarning on every rank
+            # at the end of each run, and for an object whose __class__ raises ended the command in a traceback.
+            if issubclass(type(obj), mesh_type):
                 registry = getattr(obj, "_pg_registry", None)  # NOTE: private; absent in some torch versions
                 if isinstance(registry, dict):
                     registry.clear()
