@@ -67,14 +67,18 @@ def _open_text(path: Path) -> io.TextIOBase:
     # NOTE: compression is told by the magic number, as `steel data prepare` tells it (a .jsonl or .txt file
     # that is zstd or gzip is read); a .zst/.gz name on a file that is not compressed stays a read error.
     # (its `_compression`: a zstd file opening with pzstd's skippable frame was read as plain text, "invalid UTF-8")
-    from steel.data.sources import _compression
+    # Decompressed as prepare does (`_zstd_chunks`): zstandard's stream_reader ended a truncated file without an
+    # error, so a cut .zst was checked as far as it went (nothing at all when cut inside its first frame).
+    from steel.data.sources import _BlockReader, _compression, _zstd_chunks
 
     with path.open("rb") as f:
         kind = _compression(f)
     if path.name.endswith(".zst") or kind == "zst":
-        import zstandard
+        def blocks() -> Iterator[bytes]:
+            with path.open("rb") as raw:
+                yield from _zstd_chunks(raw)
 
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(path.open("rb")), encoding="utf-8-sig")
+        return io.TextIOWrapper(io.BufferedReader(_BlockReader(blocks())), encoding="utf-8-sig")
     if path.name.endswith(".gz") or kind == "gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
     return path.open(encoding="utf-8-sig")
