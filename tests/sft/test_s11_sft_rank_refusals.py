@@ -9,12 +9,14 @@ rank before it has printed.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_fixtures import assert_stopped_by, rank_errors, torchrun_two  # noqa: E402
 
 # argv: CFG [SET...]: rank 1 alone gets the `--set`s
 PER_RANK = textwrap.dedent("""
@@ -38,19 +40,5 @@ def test_one_rank_refused_at_start_stops_every_rank_with_its_error(tmp_path, tin
     sets = {"seq_len": ["data.seq_len=1000"],
             "dataset": ["data.datasets=[{name: c, path: [node1/chat.json]}]"]}[refusal]
     cause = {"seq_len": "data.seq_len: 1000 > the model's max_position_embeddings 512", "dataset": "node1"}[refusal]
-    wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
-           str(cfg), *sets]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert "by peer" not in r.stderr, r.stderr[-3000:]  # gloo: "Connection closed by peer", "reset by peer"
-    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 2
-    assert "rank 0 exit code 2" in r.stderr and "rank 1 exit code 2" in r.stderr, r.stderr[-3000:]
-    errors = [x for x in r.stderr.splitlines() if x.startswith("steel: error:")]
-    own = [x for x in errors if "stopped at startup" not in x]
-    other = [x for x in errors if x.startswith("steel: error: rank 1 stopped at startup: ")]
-    assert len(errors) == 2 and len(own) == 1 and len(other) == 1, errors
-    assert cause in own[0], own
-    assert other[0] == own[0].replace("steel: error: ", "steel: error: rank 1 stopped at startup: ", 1)
+    assert_stopped_by(rank_errors(torchrun_two(PER_RANK, tmp_path, cfg, *sets, cwd=tmp_path), 2), 1, cause)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken

@@ -9,12 +9,10 @@ ranks on CPU (gloo); each lists its OS threads after `steel train` returned.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import make_data_dir, tiny_config, torchrun_two
 
 PER_RANK = textwrap.dedent("""
     import os, sys
@@ -31,12 +29,7 @@ def test_no_gloo_thread_survives_fit(tmp_path, mode):
     data = make_data_dir(tmp_path / "data", [3000, 2000])
     cfg = tiny_config(tmp_path, [data], max_steps=3, micro_batch=2, checkpoint={"every": 3, "keep": 2},
                       parallel={"mode": mode})
-    wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
-           str(cfg)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    r = torchrun_two(PER_RANK, tmp_path, cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [x for x in r.stderr.splitlines() if " exit code " in x and x.startswith("rank ")]
     assert sorted(x.split()[1] for x in lines) == ["0", "1"], r.stderr[-3000:]

@@ -10,11 +10,9 @@ a rank before it has printed.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import assert_stopped_by, make_data_dir, rank_errors, tiny_config, torchrun_two
 
 # argv: CFG [SET...]: rank 1 alone gets the `--set`s
 PER_RANK = textwrap.dedent("""
@@ -27,22 +25,6 @@ PER_RANK = textwrap.dedent("""
 """)
 
 
-def _launch(tmp_path, *sets: str) -> subprocess.CompletedProcess:
-    wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
-           str(tmp_path / "train.yaml"), *sets]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-
-
-def _errors(r: subprocess.CompletedProcess) -> list[str]:
-    assert "by peer" not in r.stderr, r.stderr[-3000:]  # gloo: "Connection closed by peer", "reset by peer"
-    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 2
-    assert "rank 0 exit code 2" in r.stderr and "rank 1 exit code 2" in r.stderr, r.stderr[-3000:]
-    return sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
-
-
 def test_rank0_lock_refusal_stops_every_rank_with_it(tmp_path):
     from steel import dirlock
 
@@ -50,10 +32,10 @@ def test_rank0_lock_refusal_stops_every_rank_with_it(tmp_path):
     tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp"})
     release = dirlock.acquire(tmp_path / "run", "steel train")  # another run holds the dir
     try:
-        r = _launch(tmp_path)
+        r = torchrun_two(PER_RANK, tmp_path, tmp_path / "train.yaml")
     finally:
         release()
-    errors = _errors(r)
+    errors = rank_errors(r, 2)
     assert len(errors) == 2, r.stderr[-3000:]
     held = f"{tmp_path / 'run'}: in use by another Steel process (steel train, pid {os.getpid()} "
     assert errors[0].startswith(f"steel: error: {held}"), errors  # rank 0's own
@@ -66,14 +48,8 @@ def test_rank1_missing_data_copy_stops_every_rank_with_it(tmp_path):
     data = make_data_dir(tmp_path / "data", [3000, 2000])
     tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp"})
     missing = tmp_path / "node1" / "data"  # node-local paths may differ per rank; this one is not there
-    r = _launch(tmp_path, f"data.dirs=[{missing}]")
-    errors = _errors(r)
-    assert len(errors) == 2, r.stderr[-3000:]
-    own = [x for x in errors if "stopped at startup" not in x]
-    other = [x for x in errors if x.startswith("steel: error: rank 1 stopped at startup: ")]
-    assert len(own) == 1 and len(other) == 1, errors
-    assert str(missing) in own[0], own
-    assert other[0] == own[0].replace("steel: error: ", "steel: error: rank 1 stopped at startup: ", 1)
+    r = torchrun_two(PER_RANK, tmp_path, tmp_path / "train.yaml", f"data.dirs=[{missing}]")
+    assert_stopped_by(rank_errors(r, 2), 1, str(missing))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
 
 
@@ -100,16 +76,7 @@ def test_rank0_write_error_while_saving_stops_every_rank_with_it(tmp_path):
     data = make_data_dir(tmp_path / "data", [3000, 2000])
     cfg = tiny_config(tmp_path, [data], max_steps=4, micro_batch=2, parallel={"mode": "ddp"},
                       checkpoint={"every": 2, "keep": 5})
-    wrapper = tmp_path / "full_disk.py"
-    wrapper.write_text(FULL_DISK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
-           str(cfg)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert "by peer" not in r.stderr, r.stderr[-3000:]
-    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 1, an OSError's
-    assert "rank 0 exit code 1" in r.stderr and "rank 1 exit code 1" in r.stderr, r.stderr[-3000:]
-    errors = sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
+    errors = rank_errors(torchrun_two(FULL_DISK, tmp_path, cfg), 1)  # both ranks: exit code 1, an OSError's
     full = f"[Errno 28] No space left on device: '{tmp_path / 'run' / 'checkpoints' / 'step-4.tmp' / 'data.json'}'"
     hint = " (STEEL_TRACEBACK=1 shows where)"
     assert errors == [f"steel: error: {full}{hint}",  # rank 0's own

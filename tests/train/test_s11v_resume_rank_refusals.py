@@ -9,12 +9,9 @@ is the refusal's 2, so torchrun never stops a rank before it has printed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import assert_stopped_by, make_data_dir, rank_errors, tiny_config, torchrun_two
 
 # argv: CFG [ADD_DATA...]: rank 1 alone gets the `--add-data`s
 PER_RANK = textwrap.dedent("""
@@ -36,20 +33,6 @@ def test_rank1_missing_add_data_copy_at_resume_stops_every_rank_with_it(tmp_path
     assert main(["train", str(cfg)]) == 0  # one process: checkpoint step-2 to resume from
     assert (tmp_path / "run" / "checkpoints" / "step-2").is_dir()
     missing = tmp_path / "node1" / "more"  # the copy of the appended data missing on rank 1's node
-    wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
-           str(cfg), str(missing)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert "by peer" not in r.stderr, r.stderr[-3000:]  # gloo: "Connection closed by peer", "reset by peer"
-    assert r.returncode == 0, r.stderr[-3000:]  # both ranks ended with exit code 2
-    assert "rank 0 exit code 2" in r.stderr and "rank 1 exit code 2" in r.stderr, r.stderr[-3000:]
-    errors = [x for x in r.stderr.splitlines() if x.startswith("steel: error:")]
-    own = [x for x in errors if "stopped at startup" not in x]
-    other = [x for x in errors if x.startswith("steel: error: rank 1 stopped at startup: ")]
-    assert len(errors) == 2 and len(own) == 1 and len(other) == 1, errors
-    assert str(missing) in own[0], own
-    assert other[0] == own[0].replace("steel: error: ", "steel: error: rank 1 stopped at startup: ", 1)
+    assert_stopped_by(rank_errors(torchrun_two(PER_RANK, tmp_path, cfg, missing), 2), 1, str(missing))
     steps = [x for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if x.strip()]
     assert len(steps) == 2  # no step was taken after the refusal

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +82,36 @@ def tiny_config(tmp_path: Path, data_dirs: list[Path], **over) -> Path:
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `script` (the code each rank runs; argv: `args`) on two gloo ranks under torchrun, on the CPU."""
+    wrapper = tmp_path / "per_rank.py"
+    wrapper.write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
+           *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=cwd)
+
+
+def rank_errors(r: subprocess.CompletedProcess, code: int) -> list[str]:
+    """The sorted `steel: error:` lines of a `torchrun_two` launch whose ranks each printed `rank N exit code
+    CODE` (a script that then exits 0 on that code, so torchrun stops no rank before it has printed), checked:
+    no rank died in a gloo collective."""
+    assert "by peer" not in r.stderr, r.stderr[-3000:]  # gloo: "Connection closed by peer", "reset by peer"
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"rank 0 exit code {code}" in r.stderr and f"rank 1 exit code {code}" in r.stderr, r.stderr[-3000:]
+    return sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
+
+
+def assert_stopped_by(errors: list[str], rank: int, cause: str) -> None:
+    """`errors` are rank `rank`'s own error, holding `cause`, and the other rank's `rank RANK stopped at
+    startup: ` + that same error."""
+    own = [x for x in errors if "stopped at startup" not in x]
+    other = [x for x in errors if x.startswith(f"steel: error: rank {rank} stopped at startup: ")]
+    assert len(errors) == 2 and len(own) == 1 and len(other) == 1, errors
+    assert cause in own[0], own
+    assert other[0] == own[0].replace("steel: error: ", f"steel: error: rank {rank} stopped at startup: ", 1)
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
