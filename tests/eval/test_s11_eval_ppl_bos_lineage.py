@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
-import numpy as np
 import yaml
-from test_ppl_contamination import _data_dir, _fingerprint
+from test_sE_ppl_bos_warning import _ppl
 from tiny_models import build_metaspace_tokenizer, build_tiny_llama
 
 from steel.cli import main as steel_main
 
 
 def _bos_warnings(tmp_path, model_dir, tok_dir, vocab) -> list[str]:
-    d = _data_dir(tmp_path / "data", {"a": np.arange(40) % (vocab - 3) + 3}, vocab, fp=_fingerprint(tok_dir))
-    out = tmp_path / "ppl.json"
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        assert steel_main(["eval", "ppl", "--model", str(model_dir), "--data", str(d), "--seq-len", "16",
-                           "--device", "cpu", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["tokens"] == 15 + 15 + 7  # the warning or its absence changes no figure
-    return [str(w.message) for w in seen if "before a text" in str(w.message)]
+    tokens, seen = _ppl(tmp_path, tok_dir, model_dir, vocab)
+    assert tokens == 15 + 15 + 7  # the warning or its absence changes no figure
+    return [w for w in seen if "before a text" in w]
 
 
 def _run(run_dir, model, tok_dir, config: dict):
