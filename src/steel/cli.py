@@ -105,7 +105,8 @@ def _leave_process_group() -> None:
     """A command that ends with the process group still up (train/sft refused or failed at startup: only a
     finished fit() destroys it) leaves it, so the rank exits cleanly: a gloo rank that exited with it up
     could abort at interpreter exit ("terminate called without an active exception"), its exit status 2
-    turned into a SIGABRT under torchrun. A later command in the same process joins a new one."""
+    turned into a SIGABRT under torchrun. A later command in the same single process (no torchrun) works;
+    under torchrun a process runs one distributed command (a second one cannot rendezvous again)."""
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available():
         return
