@@ -487,9 +487,10 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
     optimizer = build_optimizer(model, cfg.optim, d.device, master_weights=cfg.parallel.param_dtype == "bf16")
     data = SftBatches(input_ids, labels, cfg.micro_batch, cfg.data.seed, d.rank, d.world_size,
                       eos=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
-    metrics = MetricsLogger(
-        run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg)
-    )
+    with fail_together(d):  # rank 0 alone opens W&B (and writes its run id)
+        metrics = MetricsLogger(
+            run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project, to_dict(cfg)
+        )
     model_config = (model.module if hasattr(model, "module") else model).config.to_dict()
     trainer = Trainer(
         tcfg,
@@ -515,11 +516,13 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
             log.warning("resume: %s counts only the trained tokens in `tokens` (%d; written before 2026-12-07); "
                         "from step %d on, `tokens` in metrics.jsonl also counts the prompt positions computed",
                         latest, train_state["tokens"], train_state["step"] + 1)
-    metrics.truncate(trainer.state.step)
-    if d.is_main:  # only once accepted: a refused config must not replace the record of the run
-        write_run_config(run_dir, config_yaml)
-        tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
-        make_tokenizer_config_portable(run_dir / "tokenizer", tokenizer.chat_template)
+    # Rank 0 alone writes these: its failure (a full disk) stops every rank with it.
+    with fail_together(d):
+        metrics.truncate(trainer.state.step)
+        if d.is_main:  # only once accepted: a refused config must not replace the record of the run
+            write_run_config(run_dir, config_yaml)
+            tokenizer.save_pretrained(str(run_dir / "tokenizer"))  # so eval/chat/export find it beside the run
+            make_tokenizer_config_portable(run_dir / "tokenizer", tokenizer.chat_template)
     torch.manual_seed(cfg.data.seed)
     trainer.release_lock = release_lock
     return trainer

@@ -798,18 +798,30 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = signal.Signals(signum).name
 
-    def _stop_requested(self) -> str | None:
+    def _stop_requested(self, failed: Exception | None = None) -> str | None:
+        """The stop every rank agrees on after a step; `failed` is what this rank's metrics write raised at it
+        (under torchrun only): then every rank raises, the others naming the failing rank and its error.
+
+        NOTE: rank 0 alone writes metrics.jsonl (TensorBoard, W&B): its full disk ended the other ranks in the
+        next step's collective with a gloo "Connection closed by peer" traceback (NCCL: a hang). Told in this
+        per-step collective, not one of its own."""
         limit = self.cfg.checkpoint.stop_after_minutes
         if not self._stop and limit and process_seconds() >= 60 * limit:
             self._stop = "time limit"
         if self.d.world_size == 1:  # nothing to agree on: no device flag to read back every step
             return self._stop
-        # Every rank must stop at the same step (the save is a collective). The flag is made on the device
-        # (all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag) by a fill, not
+        # Every rank must stop at the same step (the save is a collective). The flags are made on the device
+        # (all_reduce of `flag.to(cuda)` reduced a copy, and each rank read its own flag) by fills, not
         # copied from the host (a blocking copy).
-        flag = torch.full((1,), 1.0 if self._stop else 0.0, device=self.d.device)
-        all_reduce_sum(flag, self.d)
-        return (self._stop or "stop on another rank") if flag.item() > 0 else None
+        flag = torch.zeros(2, device=self.d.device)  # (stop, failed)
+        if self._stop:
+            flag[0] = 1.0
+        if failed is not None:
+            flag[1] = 1.0
+        stops, failures = all_reduce_sum(flag, self.d).tolist()
+        if failures > 0:  # before the save: as without torchrun, where the error ends the run at once
+            errors_from(self.d, failed, f"while logging step {self.state.step}")
+        return (self._stop or "stop on another rank") if stops > 0 else None
 
     def train(self) -> str:
         """Run to `max_steps` (or a signal, or `checkpoint.stop_after_minutes`). Returns "done", the signal's
@@ -819,7 +831,7 @@ class Trainer:
         peak, device_name = peak_flops(self.d.device)
         if peak is None:
             log.info("MFU: unknown (no peak FLOPs for %r in steel.train.metrics.PEAK_FLOPS); logged as null", device_name)
-        status = "done"
+        status, failed = "done", None
         t0, tokens0, computed0 = time.perf_counter(), s.tokens, self.computed
         try:
             with progress_bar("train", total=cfg.max_steps, unit="steps",
@@ -848,13 +860,19 @@ class Trainer:
                         tps = (s.tokens - tokens0) / dt if dt > 0 else 0.0
                         cps = (self.computed - computed0) / dt if dt > 0 else 0.0  # padding included
                         mfu = cps * self.flops_per_token / (peak * self.d.world_size) if peak else None
-                        self.metrics.log(s.step, {
-                            "loss": loss, "lr": lr_at(s.step - 1, cfg.optim, cfg.max_steps), "grad_norm": norm,
-                            "tokens": s.tokens, "tokens_per_s": tps, "computed_per_s": cps, "mfu": mfu,
-                            "mem_gb": memory_gb(self.d.device), "skipped": s.skipped,
-                        })
+                        try:
+                            self.metrics.log(s.step, {
+                                "loss": loss, "lr": lr_at(s.step - 1, cfg.optim, cfg.max_steps), "grad_norm": norm,
+                                "tokens": s.tokens, "tokens_per_s": tps, "computed_per_s": cps, "mfu": mfu,
+                                "mem_gb": memory_gb(self.d.device), "skipped": s.skipped,
+                            })
+                        except Exception as e:
+                            if self.d.world_size == 1:
+                                raise
+                            failed = e  # every rank stops with it in _stop_requested
                         t0, tokens0, computed0 = time.perf_counter(), s.tokens, self.computed
-                    stop = self._stop_requested()
+                    stop = self._stop_requested(failed)
+                    failed = None
                     if s.step % cfg.checkpoint.every == 0 or s.step == cfg.max_steps or stop:
                         t_save = time.perf_counter()
                         self.save()
@@ -1100,8 +1118,9 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 data.extra_dirs = list(dict.fromkeys(str(Path(x).resolve()) for x in add_data))
         if make_data is None and d.is_main:
             warn_eos_differs(model_cfg, data.tokenizer)
-        metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
-                                to_dict(cfg))
+        with fail_together(d):  # rank 0 alone opens W&B (and writes its run id)
+            metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
+                                    to_dict(cfg))
 
         def on_step(step: int) -> None:
             a = cfg.anneal
@@ -1136,11 +1155,13 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 check_registered_weights(cfg, data)
             if cfg.anneal.step is not None and "anneal" not in data.phases:
                 scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
-        metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
-        if d.is_main:  # only once accepted: a refused config must not replace the record of the run
-            write_run_config(run_dir, config_yaml)
-            if make_data is None:
-                save_run_tokenizer(run_dir, [*dirs, *data.extra_dirs])
+        # Rank 0 alone writes these: its failure (a full disk) stops every rank with it.
+        with fail_together(d):
+            metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
+            if d.is_main:  # only once accepted: a refused config must not replace the record of the run
+                write_run_config(run_dir, config_yaml)
+                if make_data is None:
+                    save_run_tokenizer(run_dir, [*dirs, *data.extra_dirs])
         trainer.release_lock = release_lock
         return trainer
     except BaseException:  # refused or failed before training: the run dir is free again
