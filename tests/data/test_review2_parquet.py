@@ -43,13 +43,18 @@ def test_an_unused_column_that_does_not_convert_loses_nothing(tmp_path):
 
 
 def test_a_value_that_does_not_convert_rejects_its_row_only(tmp_path):
-    # A chat source reads every column, so the bad date is in its records: that row alone is rejected.
+    # The bad date is in a column the source reads (the struct its `input` field is in): that row alone is
+    # rejected. (An unread column, as `crawled` is here, is never converted: test_s11p_parquet_columns.py.)
     p = tmp_path / "c.parquet"
-    write(p, instruction=[f"问题 {i}" for i in range(1, ROWS + 1)], output=[f"回答 {i}" for i in range(1, ROWS + 1)])
-    got = items(reader(kind="chat", chat_layout="alpaca"), p)
+    dates = pa.array([0] * (BAD - 1) + [YEAR_10000] + [0] * (ROWS - BAD), pa.timestamp("s"))
+    extra = pa.StructArray.from_arrays([pa.array([""] * ROWS), dates], names=["note", "crawled"])
+    write(p, instruction=[f"问题 {i}" for i in range(1, ROWS + 1)], output=[f"回答 {i}" for i in range(1, ROWS + 1)],
+          extra=extra)
+    chat = {"kind": "chat", "chat_layout": "alpaca", "fields": {"input": "extra.note"}}
+    got = items(reader(**chat), p)
     assert len(got) == ROWS and [line for line, _, _ in got] == list(range(1, ROWS + 1))
     assert [(line, reason) for line, doc, reason in got if doc is None] == [(BAD, "bad_field_type")]
-    bad = [it for it in reader(kind="chat", chat_layout="alpaca").read_file(p) if it.reason]
-    assert bad[0].detail.startswith("column 'crawled': a value does not convert"), bad[0].detail  # names it
+    bad = [it for it in reader(**chat).read_file(p) if it.reason]
+    assert bad[0].detail.startswith("column 'extra': a value does not convert"), bad[0].detail  # names it
     assert got[BAD][1] == [{"role": "user", "content": f"问题 {BAD + 1}"},
                            {"role": "assistant", "content": f"回答 {BAD + 1}"}]

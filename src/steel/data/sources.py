@@ -354,14 +354,14 @@ class SourceReader:
         except (pa.ArrowException, OSError) as e:
             yield Item(0, None, "unreadable_file", f"not a readable parquet file ({e})")
             return
-        # NOTE: a text source reads its text column alone: converting every column of every row to Python
-        # (to_pylist) was 6x slower and held 5x the memory on a file with an unused 3 KB binary column, and
-        # a value no other column needed (a date past year 9999: OverflowError) crashed the run.
-        columns = None
-        if self.src.kind == "text" and self.steps is None:
-            # its top column, and a column named with the dots (`meta.body`, as flattened data names them)
-            columns = [c for c in dict.fromkeys([self.src.text_field.split(".")[0], self.src.text_field])
-                       if c in pf.schema_arrow.names]  # none: each row is missing_field
+        # NOTE: a source reads the columns it uses alone (a text source its text column, a chat source its
+        # layout's fields): converting every column of every row to Python (to_pylist) was 6x slower and held
+        # 5x the memory on a file with an unused 3 KB binary column (a chat source turned every image of a
+        # multimodal file into bytes), and a value no field needed (a date past year 9999) rejected its row.
+        # A field's top column, and a column named with the dots (`meta.body`, as flattened data names them);
+        # under a record_path, the column of its first step. None there: each row is missing_field, as before.
+        wanted = self._columns_read() if self.steps is None else {self.steps[0]}
+        columns = list(dict.fromkeys(c for c in pf.schema_arrow.names if c in wanted))
         i = 0
         batches = pf.iter_batches(batch_size=1024, columns=columns)
         while True:
@@ -472,7 +472,7 @@ class SourceReader:
                 yield self.to_item(first, dict(zip(header, row)))
 
     def _columns_read(self) -> set[str]:
-        """The top-level fields this source reads from a record (CSV columns)."""
+        """The top-level fields this source reads from a record (CSV and parquet columns)."""
         src = self.src
         if src.kind == "text":
             return {src.text_field.split(".")[0], src.text_field}  # (a column `meta.body` is read by that name)
