@@ -57,3 +57,27 @@ def test_rank0_config_write_error_at_end_of_startup_stops_every_rank(tmp_path):
     errors = rank_errors(torchrun_two(FULL_DISK, tmp_path, cfg, "config"), 1)
     assert_stopped_by(errors, 0, f"[Errno 28] No space left on device: '{tmp_path / 'run' / 'config.yaml.tmp'}'")
     assert not (tmp_path / "run" / "config.yaml").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+# argv: CFG [SET...]: rank 1 alone gets the `--set`s
+PER_RANK = textwrap.dedent("""
+    import os, sys
+    from steel.cli import main
+    r = int(os.environ["RANK"])
+    code = main(["train", sys.argv[1], *[x for s in sys.argv[2:] if r == 1 for x in ("--set", s)]])
+    print(f"rank {r} exit code {code}", file=sys.stderr)
+    sys.exit(0 if code == 2 else 1)
+""")
+
+
+def test_rank1_missing_anneal_copy_stops_every_rank_before_rank0_writes(tmp_path):
+    """anneal.dirs are spelled per node: rank 1's copy missing was refused on rank 1 alone, after the last
+    startup collective, and rank 0 wrote config.yaml, then died in the first step's collective."""
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    hq = make_data_dir(tmp_path / "hq", [2000], seed=1, source="hq")
+    cfg = tiny_config(tmp_path, [data], max_steps=4, micro_batch=2, parallel={"mode": "ddp"},
+                      anneal={"step": 2, "dirs": [str(hq)]})
+    missing = tmp_path / "node1" / "hq"
+    errors = rank_errors(torchrun_two(PER_RANK, tmp_path, cfg, f"anneal.dirs=[{missing}]"), 2)
+    assert_stopped_by(errors, 1, f"anneal.dirs: {missing}")
+    assert not (tmp_path / "run" / "config.yaml").exists()  # a refused config is not the run's record

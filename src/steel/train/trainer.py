@@ -1150,11 +1150,15 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
             trainer.state.load_state_dict(train_state)
         if make_data is None:  # after the resume: dirs added at an earlier resume count too
             check_same_data_on_every_rank(data, d.device)  # each rank scanned the data dirs itself
-            check_weights_name_sources(cfg.data.weights, [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
-            if latest is not None:
-                check_registered_weights(cfg, data)
-            if cfg.anneal.step is not None and "anneal" not in data.phases:
-                scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
+            # Each rank reads its own copies of the dirs (anneal.dirs are per node): a refusal on some ranks
+            # stops every rank with it, before rank 0 writes anything.
+            with fail_together(d):
+                check_weights_name_sources(cfg.data.weights,
+                                           [*cfg.data.dirs, *add_data, *cfg.anneal.dirs, *data.extra_dirs])
+                if latest is not None:
+                    check_registered_weights(cfg, data)
+                if cfg.anneal.step is not None and "anneal" not in data.phases:
+                    scan_anneal_dirs(cfg, data)  # what would stop the run at the switch stops it now
         # Rank 0 alone writes these: its failure (a full disk) stops every rank with it.
         with fail_together(d):
             metrics.truncate(trainer.state.step)  # a fresh start (step 0) begins a new metrics file
