@@ -206,7 +206,8 @@ def cmd_mc(args) -> int:
     device = resolve_device(args.device)
     load_from, source = resolve_model(Path(args.model))
     model = load_model(load_from, device, args.dtype)
-    result = with_source(run_mc(model, tokenizer, opts, model_name=str(args.model)), source)
+    bos = not no_bos_for(Path(args.model), tokenizer, "steel eval mc") if opts.mode == "logprob" else True
+    result = with_source(run_mc(model, tokenizer, opts, model_name=str(args.model), bos=bos), source)
     md = markdown_report(result)
     print(md)
     if args.out:
@@ -262,6 +263,24 @@ def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
         if c.exists():
             return trained_without_bos(c, seen)
     return False
+
+
+def no_bos_for(model: Path, tokenizer, command: str) -> bool:
+    """Whether `command` leaves out the BOS `tokenizer` puts before a text (`special_prefix`): for a `model`
+    Steel trained from the start (`trained_without_bos`), which never read one at position 0 (its embedding
+    row is untrained), so scores and continuations after it are off its training's inputs. Said once on
+    stderr when it is left out; a stock model keeps it (C-Eval's and CMMLU's scripts put it first)."""
+    import sys
+
+    from steel.eval.mc import special_prefix
+
+    prefix = special_prefix(tokenizer)
+    if not prefix or not trained_without_bos(model):
+        return False
+    names = tokenizer.convert_ids_to_tokens(prefix)
+    print(f"{command}: no {' '.join(map(str, names))} before the prompt: {model} was trained by Steel from the "
+          "start, on prepared chunks and SFT rows that hold none (a stock model keeps it)", file=sys.stderr)
+    return True
 
 
 def warn_no_bos(tok_dir: Path, model: Path | None = None) -> None:

@@ -317,13 +317,13 @@ def encode_prompt(tokenizer, prompt: str, prefix: list[int] | None = None) -> li
     return prefix + tokenizer.encode(prompt, add_special_tokens=False)
 
 
-def scored_positions(tokenizer, prompt: str, scoring: str) -> int:
-    """Positions the model reads to score `prompt`: its tokens with the tokenizer's prefix (letter
-    scoring), or the longest context + continuation minus the continuation's last token (continuation
-    scoring, see score_requests)."""
+def scored_positions(tokenizer, prompt: str, scoring: str, prefix: list[int] | None = None) -> int:
+    """Positions the model reads to score `prompt`: its tokens with `prefix` (default: the tokenizer's,
+    `special_prefix`) (letter scoring), or the longest context + continuation minus the continuation's last
+    token (continuation scoring, see score_requests)."""
+    prefix = special_prefix(tokenizer) if prefix is None else prefix
     if scoring == "letter":
-        return len(encode_prompt(tokenizer, prompt))
-    prefix = special_prefix(tokenizer)
+        return len(encode_prompt(tokenizer, prompt, prefix))
     pairs = [continuation_tokens(tokenizer, prompt, " " + L, prefix) for L in LETTERS]
     return max(len(c) + len(t) - 1 for c, t in pairs)
 
@@ -560,11 +560,12 @@ def score_requests(model, requests: list[ScoreRequest], pad_id: int, batch_size:
 
 @torch.no_grad()
 def predict_letter_mode(
-    model, tokenizer, prompts: list[str], batch_size: int, advance=None
+    model, tokenizer, prompts: list[str], batch_size: int, advance=None, prefix: list[int] | None = None
 ) -> list[tuple[str, list[float]]]:
-    """Benchmark-code scoring: argmax over the next-token logits of "A".."D". -> [(letter, 4 logits)]"""
+    """Benchmark-code scoring: argmax over the next-token logits of "A".."D". -> [(letter, 4 logits)]
+    Each prompt starts with `prefix` (default: the tokenizer's, `special_prefix`)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    prefix = special_prefix(tokenizer)
+    prefix = special_prefix(tokenizer) if prefix is None else prefix
     enc = [encode_prompt(tokenizer, p, prefix) for p in prompts]
     # The letters' ids after each prompt's last line ("答案："): one lookup per distinct line.
     letters: dict[str, list[int]] = {}
@@ -602,12 +603,15 @@ def warn_reads_future(what: str) -> None:
 
 
 @torch.no_grad()
-def predict_continuation_mode(model, tokenizer, prompts: list[str], batch_size: int, advance=None):
-    """lm-evaluation-harness scoring: argmax of log P(" X" | prompt), summed over the continuation's tokens."""
+def predict_continuation_mode(
+    model, tokenizer, prompts: list[str], batch_size: int, advance=None, prefix: list[int] | None = None
+):
+    """lm-evaluation-harness scoring: argmax of log P(" X" | prompt), summed over the continuation's tokens.
+    Each context starts with `prefix` (default: the tokenizer's, `special_prefix`)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     single: list[tuple[int, list[int], list[int]]] = []  # (question, context, 4 one-token targets)
     requests = []
-    prefix = special_prefix(tokenizer)
+    prefix = special_prefix(tokenizer) if prefix is None else prefix
     for qi, p in enumerate(prompts):
         split = [continuation_tokens(tokenizer, p, " " + L, prefix) for L in LETTERS]
         if all(len(t) == 1 and c == split[0][0] for c, t in split):
@@ -813,9 +817,18 @@ def aggregate(task: Task, per_subject: dict[str, list[bool]], table: dict[str, S
     return {"subjects": subjects, "categories": categories, "overall": overall, "n_questions": n_total}
 
 
-def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=None) -> dict:
-    """Evaluate and return the JSON-able result (see module docstring for the fields)."""
+def run_mc(
+    model, tokenizer, opts: McOptions, model_name: str = "", progress=None, bos: bool = True
+) -> dict:
+    """Evaluate and return the JSON-able result (see module docstring for the fields).
+
+    `bos`: logprob prompts start with the tokenizer's default prefix (`special_prefix`, Llama's BOS), as the
+    benchmarks' scripts score them; False for a model trained without one (Steel's own, see
+    steel.eval.cli.trained_without_bos), whose BOS embedding never trained. The result's `bos` says whether a
+    prefix was put first (false also where the tokenizer adds none). Generate mode renders the chat template
+    either way (what SFT trained on)."""
     t0 = time.perf_counter()
+    prefix = special_prefix(tokenizer) if bos else []
     questions, dev, table = load_benchmark(opts)
     flat = [(s, q) for s in questions for q in questions[s]]
     if opts.mode == "generate" and opts.cot and opts.max_new_tokens < 512:
@@ -834,14 +847,14 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
                     lambda ex, k, s=s, q=q: build_prompt(opts.task, table[s].name_zh, ex, q, k),
                     shot_pool(dev[s], q),
                     opts.shots,
-                    lambda prompt: scored_positions(tokenizer, prompt, opts.scoring),
+                    lambda prompt: scored_positions(tokenizer, prompt, opts.scoring, prefix),
                     limit,
                     q,
                 )
                 prompts.append(prompt)
                 shots_used.append(k)
             fn = predict_letter_mode if opts.scoring == "letter" else predict_continuation_mode
-            res = fn(model, tokenizer, prompts, opts.batch_size, advance)
+            res = fn(model, tokenizer, prompts, opts.batch_size, advance, prefix=prefix)
             preds = [r[0] for r in res]
             raw = [r[1] for r in res]
         else:
@@ -886,6 +899,9 @@ def run_mc(model, tokenizer, opts: McOptions, model_name: str = "", progress=Non
         # A --limit run scores the first N questions of each subject: a quick check, not the benchmark.
         "limit": opts.limit,
         "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),  # bf16 and fp32 differ a little
+        # Whether logprob prompts started with the tokenizer's BOS (special_prefix); None in generate mode,
+        # which renders the chat template.
+        "bos": bool(prefix) if opts.mode == "logprob" else None,
         **aggregate(opts.task, per_subject, table),
         # Questions whose prompt lost its earliest examples to fit the model's max positions.
         "fewer_shots": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from steel.cli import UserError
 from steel.config import ConfigError
@@ -148,14 +149,17 @@ def cmd_generate(args) -> int:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         ids = chat_prompt_ids(tok, msgs)
     else:
+        from steel.eval.cli import no_bos_for
         from steel.eval.mc import special_prefix
 
         ids = tok.encode(prompt, add_special_tokens=False)
         if not ids:
             raise UserError("--prompt: empty prompt")
         # A text starts as the tokenizer starts one (Llama's BOS; nothing for Qwen's), as `eval mc` scores
-        # it: a model trained with BOS before every text continues a prompt without it poorly.
-        ids = special_prefix(tok) + ids
+        # it: a model trained with BOS before every text continues a prompt without it poorly. A model Steel
+        # trained from the start read none (prepared chunks hold no BOS): none for it either.
+        if not no_bos_for(Path(args.model), tok, "steel generate"):
+            ids = special_prefix(tok) + ids
     limit = max_positions(model)
     if limit is not None and len(ids) >= limit:
         what = "--prompt (with the chat template and --system)" if args.chat else "--prompt"
