@@ -181,6 +181,12 @@ def _chunk_texts(data_dir: Path, tokenizer_dir: str | Path | None) -> Iterator[s
         check_tokenizer_matches(data_dir, tok_dir, "--tokenizer")
     if tok_dir is None or not tok_dir.is_dir():
         where = tok_dir or f"{data_dir / 'tokenizer'} or the manifest's tokenizer.spec"
+        rec = manifest.get("tokenizer") if isinstance(manifest.get("tokenizer"), dict) else {}
+        spec, made = rec.get("spec"), rec.get("dir")
+        relative = isinstance(spec, str) and not Path(spec).is_absolute()
+        if tok_dir is None and relative and isinstance(made, str) and Path(made).is_absolute():
+            # tried too (tokenizer_dir_for): the spec's directory as prepare resolved it
+            where = f"{data_dir / 'tokenizer'}, the manifest's tokenizer.spec or its tokenizer.dir {made}"
         hint = f" ({'; '.join(notes)})" if notes else ""
         raise UserError(
             f"{data_dir}: chunks need a tokenizer to decode; none in {where}{hint}, pass --tokenizer DIR"
