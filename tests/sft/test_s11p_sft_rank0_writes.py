@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_fixtures import assert_stopped_by, rank_errors, torchrun_two  # noqa: E402
+from train_fixtures import METRICS_FULL_AT_STEP_2, assert_stopped_by, rank_errors, torchrun_two  # noqa: E402
 
 # argv: CFG WHAT: rank 0's disk is full when it writes WHAT ("metrics": step 2's metrics.jsonl line,
 # "tokenizer": the run's tokenizer copy at the end of startup)
@@ -21,15 +21,8 @@ FULL_DISK = textwrap.dedent("""
     import errno, os, sys
     from steel.cli import main
     from steel.tokenizer import qwen
-    from steel.train import metrics
     r = int(os.environ["RANK"])
-    if r == 0 and sys.argv[2] == "metrics":
-        log = metrics.MetricsLogger.log
-        def full(self, step, values):
-            if step == 2:
-                raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-            return log(self, step, values)
-        metrics.MetricsLogger.log = full
+""") + METRICS_FULL_AT_STEP_2 + textwrap.dedent("""
     if r == 0 and sys.argv[2] == "tokenizer":
         def full_tokenizer(tok_dir, chat_template):
             raise OSError(errno.ENOSPC, "No space left on device", str(tok_dir / "tokenizer_config.json"))

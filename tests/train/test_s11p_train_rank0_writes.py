@@ -11,22 +11,23 @@ from __future__ import annotations
 import json
 import textwrap
 
-from train_fixtures import assert_stopped_by, make_data_dir, rank_errors, tiny_config, torchrun_two
+from train_fixtures import (
+    METRICS_FULL_AT_STEP_2,
+    assert_stopped_by,
+    make_data_dir,
+    rank_errors,
+    tiny_config,
+    torchrun_two,
+)
 
 # argv: CFG WHAT: rank 0's disk is full when it writes WHAT ("metrics": step 2's metrics.jsonl line,
 # "config": config.yaml at the end of startup)
 FULL_DISK = textwrap.dedent("""
     import errno, os, sys
     from steel.cli import main
-    from steel.train import metrics, trainer
+    from steel.train import trainer
     r = int(os.environ["RANK"])
-    if r == 0 and sys.argv[2] == "metrics":
-        log = metrics.MetricsLogger.log
-        def full(self, step, values):
-            if step == 2:
-                raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-            return log(self, step, values)
-        metrics.MetricsLogger.log = full
+""") + METRICS_FULL_AT_STEP_2 + textwrap.dedent("""
     if r == 0 and sys.argv[2] == "config":
         def full_config(run_dir, config_yaml):
             raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "config.yaml.tmp"))

@@ -94,6 +94,20 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None) ->
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=cwd)
 
 
+# Per-rank script lines (after `import errno, os, sys` and `r = int(os.environ["RANK"])`): with argv[2]
+# "metrics", rank 0's disk is full when it writes step 2's metrics.jsonl line.
+METRICS_FULL_AT_STEP_2 = """
+from steel.train import metrics
+if r == 0 and sys.argv[2] == "metrics":
+    log = metrics.MetricsLogger.log
+    def full(self, step, values):
+        if step == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return log(self, step, values)
+    metrics.MetricsLogger.log = full
+"""
+
+
 def rank_errors(r: subprocess.CompletedProcess, code: int) -> list[str]:
     """The sorted `steel: error:` lines of a `torchrun_two` launch whose ranks each printed `rank N exit code
     CODE` (a script that then exits 0 on that code, so torchrun stops no rank before it has printed), checked:

@@ -174,11 +174,7 @@ class DataConfig:
 
     def resolve_root(self, config_path: str | Path | None) -> Path:
         if self.root is not None:
-            root = Path(self.root)
-            if not root.is_absolute() and config_path is not None and not root.exists():
-                # `root: ../data` in a config means relative to the config file when not relative to the CWD
-                root = Path(config_path).parent / root
-            return root
+            return _from_cwd_or_config(Path(self.root), config_path)
         return Path(config_path).parent if config_path is not None else Path.cwd()
 
     def resolve_tokenizer(self, config_path: str | Path | None, check: bool = True) -> str:
@@ -191,9 +187,8 @@ class DataConfig:
         """
         if self.tokenizer == "qwen":
             return self.tokenizer
-        tok = tried = Path(self.tokenizer)
-        if not tok.is_absolute() and config_path is not None and not tok.exists():
-            tok = Path(config_path).parent / tok
+        tried = Path(self.tokenizer)
+        tok = _from_cwd_or_config(tried, config_path)
         if check:
             if not tok.exists():
                 where = (f"neither {tried} (from the current directory) nor {tok} (from the config file's directory) "
@@ -203,3 +198,11 @@ class DataConfig:
                 what = "is not a directory" if not tok.is_dir() else "is not a tokenizer directory (no tokenizer.json)"
                 raise ConfigError(f"tokenizer: {tok} {what}")
         return str(tok)
+
+
+def _from_cwd_or_config(path: Path, config_path: str | Path | None) -> Path:
+    """A relative `path` of a config (`root: ../data`, `tokenizer: tok`): from the current directory when it exists
+    there, else from the config file's directory."""
+    if not path.is_absolute() and config_path is not None and not path.exists():
+        return Path(config_path).parent / path
+    return path
