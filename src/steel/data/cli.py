@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from steel.cli import UserError
@@ -40,18 +41,31 @@ def register(subparsers) -> None:
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
 
+def _expand_home(args: argparse.Namespace, *names: str) -> None:
+    """`~` in path arguments is the home directory, as a shell expands it where it is not quoted (`--out=~/d`,
+    "~/my data"): taken literally, `--out=~/d` wrote into ./~/d."""
+    for name in names:
+        value = getattr(args, name)
+        if isinstance(value, list):
+            setattr(args, name, [os.path.expanduser(v) for v in value])
+        elif value is not None:
+            setattr(args, name, os.path.expanduser(value))
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from steel.data.config import DataConfig
     from steel.data.prepare import parse_shard, prepare
     from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
+    _expand_home(args, "config", "out")
     overrides = list(args.overrides)
     if args.workers is not None:
         overrides.append(f"workers={args.workers}")
     cfg = load_config(DataConfig, args.config, overrides)
     if args.out is not None:  # the resolved config in prepare.log and manifest.json names the directory written
         cfg.output = str(args.out)
+    cfg.output = os.path.expanduser(cfg.output)  # (`output: ~/data/web`: the home directory, as `root:`)
     shard = parse_shard(args.shard)
     out = Path(cfg.output)
     # the lock before the log: a refused second prepare must not write into the running one's log
@@ -67,6 +81,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
+    _expand_home(args, "out", "dirs")
     check_out_dir(args.out, args.overwrite)  # before the log file goes into OUT
     with dir_lock(args.out, "steel data merge"):  # before the log: see cmd_prepare
         log = setup_run_log(Path(args.out) / MERGE_LOG)
@@ -82,6 +97,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from steel.data.chunks import ChunkFormatError, read_header, read_manifest
     from steel.data.prepare import kept_nothing
 
+    _expand_home(args, "dir")
     try:
         m = read_manifest(args.dir)
     except ChunkFormatError as e:

@@ -187,7 +187,7 @@ class DataConfig:
         """
         if self.tokenizer == "qwen":
             return self.tokenizer
-        tried = Path(self.tokenizer)
+        tried = Path(self.tokenizer).expanduser()
         tok = _from_cwd_or_config(tried, config_path)
         if check:
             if not tok.exists():
@@ -202,7 +202,8 @@ class DataConfig:
 
 def _from_cwd_or_config(path: Path, config_path: str | Path | None) -> Path:
     """A relative `path` of a config (`root: ../data`, `tokenizer: tok`): from the current directory when it exists
-    there, else from the config file's directory."""
+    there, else from the config file's directory. `~` is the home directory, as in a shell."""
+    path = path.expanduser()
     if not path.is_absolute() and config_path is not None and not path.exists():
         return Path(config_path).parent / path
     return path

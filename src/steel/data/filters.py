@@ -302,7 +302,8 @@ class Blocklist(Filter):
     def setup(self, root, normalize=None):
         words = list(self.words)
         if self.file is not None:
-            path = Path(self.file) if root is None else Path(root) / self.file
+            path = Path(self.file).expanduser()  # (`~/lists/words.txt`: home, as in a shell; then absolute)
+            path = path if root is None else Path(root) / path
             try:
                 # NOTE: utf-8-sig, as the data readers: a BOM (Windows editors) kept on the first word made it
                 # "\ufeff<word>", which no document contains unless control_chars removed it from the word too.

@@ -66,12 +66,13 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
     """
     files: list[Path] = []
     for i, pattern in enumerate(src.path):
-        full = pattern if os.path.isabs(pattern) else str(root / pattern)
+        base, pattern = _home_base(pattern, root)
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
         # NOTE: the root is no pattern: a root such as `data[2024]` made every path a character class that
         # matched nothing. A pattern that matches nothing but names a file (`a[1].jsonl`) is that file.
         magic = glob.has_magic(pattern)
         if magic:
-            spec = pattern if os.path.isabs(pattern) else os.path.join(glob.escape(str(root)), pattern)
+            spec = pattern if os.path.isabs(pattern) else os.path.join(glob.escape(str(base)), pattern)
             matches = sorted(glob.glob(spec, recursive=True)) or ([full] if os.path.isfile(full) else [])
         else:
             matches = [full]
@@ -91,6 +92,20 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
     for f in files:
         first.setdefault(file_id(f, dirs), f)
     return list(first.values())
+
+
+def _home_base(pattern: str, root: Path) -> tuple[Path, str]:
+    """(the directory a pattern is relative to, the rest of it): `~/data/*.jsonl` -> (the home directory,
+    `data/*.jsonl`), as a shell expands it; else (root, pattern).
+
+    NOTE: `~` was taken literally (`ROOT/~/data/*.jsonl`: "no file matches"). The home directory is no
+    pattern either, as the root is not."""
+    if pattern.startswith("~"):
+        head, _, rest = pattern.replace(os.sep, "/").partition("/")
+        home = os.path.expanduser(head)
+        if home != head:
+            return Path(home), rest
+    return root, pattern
 
 
 def file_id(path: str | Path, dirs: dict[str, str] | None = None) -> tuple | str:

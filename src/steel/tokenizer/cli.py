@@ -66,6 +66,8 @@ def _qwen(args: argparse.Namespace) -> int:
     from steel.tokenizer.qwen import HF_TOKENIZER_EXTRAS, QWEN_SPECIAL_IDS, build_qwen_tokenizer
     from steel.tokenizer.train import check_out_dir
 
+    args.out_dir = os.path.expanduser(args.out_dir)  # (`~`: the home directory, as in a shell, also where quoted)
+    args.ranks = args.ranks and os.path.expanduser(args.ranks)
     target = Path(args.out_dir)
     if not args.overwrite and target.is_dir() and any(target.iterdir()):
         # Rebuilding the same tokenizer into its own directory is harmless (the build is deterministic);
@@ -93,10 +95,13 @@ def _qwen(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import os
     import time
 
     from steel.tokenizer.train import train_tokenizer
 
+    # `~` is the home directory, as in a shell, also where the shell leaves it (`--out=~/tok`, "~/my data")
+    args.input, args.out = [os.path.expanduser(p) for p in args.input], os.path.expanduser(args.out)
     start = time.perf_counter()
     read: dict = {}
     tok = train_tokenizer(
