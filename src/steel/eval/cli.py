@@ -225,8 +225,8 @@ def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
     """Whether the weights at `model` were trained by Steel from the start, so never saw a BOS whatever the
     tokenizer adds: `steel train` starts from random weights and reads prepared chunks (no BOS), and SFT encodes
     without special tokens. Told from what the directories record: a run or checkpoint dir's config.yaml (a
-    pretraining run: yes; SFT: its `init`, followed), an export's steel_export.json (its checkpoint, followed),
-    else an HF dir's model_type `steel` (a class only Steel trains). False when it cannot be told (a stock HF
+    pretraining run: yes; SFT: its `init`, followed), an export's steel_export.json (its `trained_without_bos`,
+    else its checkpoint, followed), else an HF dir's model_type `steel` (a class only Steel trains). False when it cannot be told (a stock HF
     model: its tokenizer's BOS is what it was trained with)."""
     from steel.infer.load import PROVENANCE, _run_bases, _run_config, is_hf_dir, resolve_checkpoint
 
@@ -241,6 +241,8 @@ def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
             except (OSError, ValueError):
                 rec = None
             if isinstance(rec, dict):
+                if isinstance(rec.get("trained_without_bos"), bool):  # told at export time: travels with a copy
+                    return rec["trained_without_bos"]
                 origin = rec.get("exported_from") if isinstance(rec.get("exported_from"), dict) else rec
                 src = origin.get("checkpoint") or rec.get("source")
                 if isinstance(src, str) and Path(src).exists():

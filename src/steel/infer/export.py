@@ -97,6 +97,15 @@ def export(
     gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty = True, 0.7, 0.8, 1.05
     gen.max_new_tokens = 512
 
+    # A model Steel trained from the start never read a BOS (prepared chunks and SFT rows hold none): the
+    # export's tokenizer puts none first either, and the record says so, so a copy taken away from its run
+    # (a --stock export is a plain Llama/Qwen2 to every loader) is not given one its embedding never trained.
+    from steel.eval.cli import trained_without_bos
+    from steel.eval.mc import special_prefix
+
+    no_bos = trained_without_bos(src)
+    bos_tokens = [str(t) for t in tok.convert_ids_to_tokens(special_prefix(tok))] if no_bos else []
+
     # Where the weights came from: a run dir's step is nowhere else in the export (config.json is the model's).
     provenance = {
         "source": os.path.abspath(src),
@@ -104,6 +113,8 @@ def export(
         "step": source["step"],
         **({"exported_from": source["exported_from"]} if "exported_from" in source else {}),  # an export's export
         "steel": __version__,
+        # Read by `steel eval` / `generate` (steel.eval.cli.trained_without_bos) where `checkpoint` is gone.
+        "trained_without_bos": no_bos,
     }
 
     def write(d: Path) -> None:
@@ -112,6 +123,8 @@ def export(
         (d / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
         tok.save_pretrained(str(d))
         make_tokenizer_config_portable(d, tok.chat_template)  # older transformers load the tokenizer too
+        if bos_tokens:
+            _drop_bos(d, bos_tokens, src, notes)
         # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): the weights get the
         # mode of config.json (the umask's), or another user (a vLLM service account) cannot read them.
         mode = (d / "config.json").stat().st_mode
@@ -218,6 +231,60 @@ def _write_whole(out: Path, write) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _drop_bos(d: Path, bos_tokens: list[str], src: Path, notes: list[str] | None) -> None:
+    """The saved tokenizer in `d` without the `bos_tokens` it put before a text: taken out of tokenizer.json's
+    post-processor (what every loader, vLLM and older transformers too, applies by default; nothing it appends
+    changes) and `add_bos_token` false where tokenizer_config.json says true (transformers rebuilds the
+    post-processor from it). Checked by loading it back; the user is told either way."""
+    tj = d / "tokenizer.json"
+    if tj.is_file():
+        data = json.loads(tj.read_text(encoding="utf-8"))
+        data["post_processor"] = _without_prefix(data.get("post_processor"), set(bos_tokens))
+        tj.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tc = d / "tokenizer_config.json"
+    cfg = json.loads(tc.read_text(encoding="utf-8"))
+    if cfg.get("add_bos_token") is True:
+        cfg["add_bos_token"] = False
+        tc.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from transformers import AutoTokenizer
+
+    from steel.eval.mc import special_prefix
+
+    left = special_prefix(AutoTokenizer.from_pretrained(str(d), trust_remote_code=True))
+    names = " ".join(bos_tokens)
+    if notes is None:
+        return
+    if left:
+        notes.append(f"{src} was trained by Steel from the start (no {names} before its texts), but the exported "
+                     f"tokenizer still puts {names} first and could not be changed: encode prompts with "
+                     "add_special_tokens=False (steel eval/generate leave it out themselves)")
+    else:
+        notes.append(f"{src} was trained by Steel from the start (no {names} before its texts): the exported "
+                     f"tokenizer puts no {names} first either")
+
+
+def _without_prefix(pp, names: set[str]):
+    """A tokenizers post-processor (its JSON) without the special tokens `names` before a sequence ($A, $B)."""
+    if not isinstance(pp, dict):
+        return pp
+    if pp.get("type") == "Sequence":
+        return {**pp, "processors": [_without_prefix(p, names) for p in pp.get("processors") or []]}
+    if pp.get("type") != "TemplateProcessing":
+        return pp  # (Bert/Roberta's [CLS]: checked by _drop_bos's reload)
+    out = dict(pp)
+    for key in ("single", "pair"):
+        pieces = pp.get(key) or []
+        kept = []
+        for i, piece in enumerate(pieces):
+            special = piece.get("SpecialToken") if isinstance(piece, dict) else None
+            before_text = any(isinstance(p, dict) and "Sequence" in p for p in pieces[i + 1 :])
+            if special and special.get("id") in names and before_text:
+                continue
+            kept.append(piece)
+        out[key] = kept
+    return out
 
 
 def _untie_config(model, src: Path, notes: list[str] | None) -> None:
