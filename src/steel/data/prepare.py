@@ -53,7 +53,7 @@ from steel.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceCo
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
-from steel.data.sources import SourceReader, detect_format, expand_paths, file_id
+from steel.data.sources import SourceReader, detect_format, expand_paths, file_id, parse_record_path
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 from steel.tokenizer.qwen import scratch_dirs
 
@@ -331,14 +331,21 @@ def check_formats(cfg: DataConfig, files: list[tuple[int, Path, str]]) -> None:
                               "reads records with turns (jsonl, json, parquet, csv); narrow the pattern")
 
 
-def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list) -> tuple[str, str]:
+_UNSET: Any = object()
+
+
+def _reading(cfg: DataConfig, i: int, fmt: str, path: Path, flts: list,
+             steps: tuple | None = _UNSET) -> tuple[str, str]:
     """What decides the documents source `i` gets from a file of format `fmt`: (the settings its reader uses for
-    that format, as the reader resolves them; the filters that apply to it, less `sources`, `kinds`, `label`)."""
+    that format, as the reader resolves them; the filters that apply to it, less `sources`, `kinds`, `label`).
+    `steps`: a record path's steps to take instead of the source's own."""
     src = cfg.sources[i]
     if fmt == "txt":  # lines or whole files as they are: no records, so no text_field or record_path
         key: tuple = (src.kind, src.txt_unit)
     else:
-        key = (src.kind, src.record_path)
+        if steps is _UNSET:  # as the reader parses it: `data.[*]` is `data[*]`
+            steps = tuple(parse_record_path(src.record_path)) if src.record_path else None
+        key = (src.kind, steps)
         layout = src.chat_layout or "alpaca"  # fields as the reader merges them: naming a default changes nothing
         key += (src.text_field,) if src.kind == "text" else (layout, sorted({**LAYOUT_FIELDS[layout], **src.fields}
                                                                              .items()), src.system)
@@ -362,9 +369,13 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
     file's format does not use (`csv_delimiter` on JSONL) changes nothing; both let a double read through. So
     are json and jsonl: `json` streams a JSON Lines file as `jsonl` reads it (C4's .json.gz under `format:
     jsonl` in one source and `auto` in another was read twice), and a JSON document that the two read apart
-    is one that the jsonl source cannot read (a rejection per line)."""
+    is one that the jsonl source cannot read (a rejection per line). So are `record_path: "[*]"` and none at all
+    on a JSON array, which the json reader reads item by item without a record path: a `json` source without one
+    also reads the file as a `[*]` source would (it reads no JSON Lines file as one: its lines are objects,
+    where `[*]` finds nothing, or arrays, which are no records)."""
     flts = build_filters(cfg.filters, [s.name for s in cfg.sources])
     ways: dict[tuple, tuple[str, str]] = {}  # (source, format, tsv) -> way; once per source, not per file
+    items: dict[int, tuple[str, str]] = {}  # a json source without a record path -> its way as `[*]`
     first: dict[tuple, tuple[int, str]] = {}  # -> (source, its format)
     unfiltered: dict[tuple, int] = {}
     pairs: dict[tuple[int, int], list] = {}  # (first source, other) -> [files, an example]
@@ -377,16 +388,33 @@ def check_overlaps(cfg: DataConfig, files: list[tuple[int, Path, str]], log: log
         way = ways.get((i, fmt, tsv))
         if way is None:
             way = ways[i, fmt, tsv] = _reading(cfg, i, fmt, path, flts)
+        also = None
+        if fmt == "json" and src.record_path is None:
+            if i not in items:
+                items[i] = _reading(cfg, i, fmt, path, flts, steps=(None,))
+            also = items[i]
         fid = file_id(path, dirs)
         same = "jsonl" if fmt == "json" else fmt  # the reader of the two, for JSON Lines (see the NOTE)
         j, fmt_j = first.setdefault((fid, same, *way), (i, fmt))
+        if also is not None:  # (both keys: the `[*]` source may come first or after)
+            j_also, fmt_also = first.setdefault((fid, same, *also), (i, fmt))
+            j, fmt_j = (j, fmt_j) if j != i else (j_also, fmt_also)
         if j != i:
             how = f" (one as {fmt}, the other as {fmt_j}: both read JSON Lines alike)" if fmt != fmt_j else ""
+            rp_i, rp_j = src.record_path, cfg.sources[j].record_path
+            if (rp_i is None) != (rp_j is None):
+                how = (" (record_path '[*]' reads a JSON array's items, which are the records a json source "
+                       "without a record_path reads)")
+            elif rp_i != rp_j:
+                how = f" (record_path {rp_j!r} and {rp_i!r} are one path)"
             raise ConfigError(f"sources[{i}].path (source {src.name!r}) matches {path}, which sources[{j}] (source "
                               f"{cfg.sources[j].name!r}) reads too, with the same settings and filters{how}: its "
                               "records would be read twice; narrow a pattern (to weight some files more, give them a "
                               "source of their own with a `weight`)")
         j = unfiltered.setdefault((fid, same, way[0]), i)
+        if also is not None:
+            j_also = unfiltered.setdefault((fid, same, also[0]), i)
+            j = j if j != i else j_also
         if j != i:
             pairs.setdefault((j, i), [0, path])[0] += 1
     for (j, i), (n, path) in pairs.items():
