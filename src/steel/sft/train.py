@@ -510,7 +510,11 @@ def _main_locked(cfg: SftConfig, d, run_dir: Path, config_yaml: str, tokenizer, 
                             old=old.trainer_config() if old is not None else None)
         ckpt.load_checkpoint(latest, model, optimizer, d)
         apply_optim_config(optimizer, cfg.optim)  # the checkpoint's param groups would override the config
-        data.load_state_dict(data_state)
+        # Each rank draws the epoch's row order with its own torch: a node whose torch draws another order is
+        # refused there alone, and that stops every rank with it (as pretraining's data restore): the others
+        # died in the next collective (a gloo "Connection closed by peer" traceback; NCCL: a hang).
+        with fail_together(d):
+            data.load_state_dict(data_state)
         trainer.state.load_state_dict(train_state)
         if "targets" not in train_state:
             log.warning("resume: %s counts only the trained tokens in `tokens` (%d; written before 2026-12-07); "
