@@ -226,8 +226,9 @@ def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
     tokenizer adds: `steel train` starts from random weights and reads prepared chunks (no BOS), and SFT encodes
     without special tokens. Told from what the directories record: a run or checkpoint dir's config.yaml (a
     pretraining run: yes; SFT: its `init`, followed), an export's steel_export.json (its `trained_without_bos`,
-    else its checkpoint, followed), else an HF dir's model_type `steel` (a class only Steel trains). False when it cannot be told (a stock HF
-    model: its tokenizer's BOS is what it was trained with)."""
+    else its checkpoint, followed), else the model_type `steel` (a class only Steel trains) of an HF dir's
+    config.json or, where a run's lineage cannot be followed (an SFT init gone), of its model_config.json.
+    False when it cannot be told (a stock HF model: its tokenizer's BOS is what it was trained with)."""
     from steel.infer.load import PROVENANCE, _run_bases, _run_config, is_hf_dir, resolve_checkpoint
 
     key = os.path.abspath(model)
@@ -253,18 +254,26 @@ def trained_without_bos(model: Path, _seen: frozenset = frozenset()) -> bool:
         found = _run_config(ckpt) if ckpt is not None else None
     except (OSError, ValueError, UserError):
         return False
-    if found is None:
+    if ckpt is None:
         return False
+    # Where the lineage cannot be followed (no config.yaml; an SFT init deleted or moved), the checkpoint's
+    # model type tells as an HF dir's does: an SFT of a stock init keeps the init's (llama, qwen2).
+    try:
+        steel_type = json.loads((ckpt / "model_config.json").read_text(encoding="utf-8")).get("model_type") == "steel"
+    except (OSError, ValueError, AttributeError):
+        steel_type = False
+    if found is None:
+        return steel_type
     run_cfg = found[0]
     if "init" not in run_cfg:  # a pretraining run (SftConfig is the one with `init`)
         return True
     init = run_cfg.get("init")
     if not isinstance(init, str) or not init:
-        return False
+        return steel_type
     for c in [Path(init)] if Path(init).is_absolute() else [b / init for b in _run_bases(ckpt)]:
         if c.exists():
             return trained_without_bos(c, seen)
-    return False
+    return steel_type
 
 
 def no_bos_for(model: Path, tokenizer, command: str) -> bool:
