@@ -1125,7 +1125,11 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         def on_step(step: int) -> None:
             a = cfg.anneal
             if a.step is not None and step >= a.step and "anneal" not in data.phases:
-                trainer.state.anneal = switch_to_anneal(cfg, data)
+                # Each rank reads its own copy of anneal.dirs again (per node; startup scanned them): one gone
+                # or changed since stops every rank with its error, not the others in the next collective (a
+                # gloo "Connection closed by peer" traceback; NCCL: a hang).
+                with fail_together(d, f"at the annealing switch (step {step + 1})"):
+                    trainer.state.anneal = switch_to_anneal(cfg, data)
                 check_same_data_on_every_rank(data, d.device)  # each rank scanned anneal.dirs itself
 
         save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
