@@ -112,11 +112,20 @@ def resolve_device(arg: str | None) -> str:
     return arg
 
 
-def _load(args):
+def _load(args, chat: str | None = None):
+    """(model, tokenizer); `chat`: the command that prompts with the tokenizer's chat template, refused here
+    without one, before a large model is loaded (`steel chat` failed only at the first message)."""
     from steel.infer.load import load_model, load_tokenizer
 
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model, args.tokenizer)  # first: a bad --tokenizer is refused in a second
+    if chat and not getattr(tokenizer, "chat_template", None):
+        where = f"--tokenizer {args.tokenizer}" if args.tokenizer else f"{args.model}'s tokenizer"
+        raise UserError(
+            f"{chat}: {where} has no chat template (tokenizer_config.json chat_template): nothing says how to "
+            "render the turns (a stock base model's tokenizer often has none); continue text with `steel generate "
+            "--prompt`, or chat with a model from `steel sft` or `steel export` (their tokenizers carry ChatML's)"
+        )
     return load_model(args.model, device, args.dtype), tokenizer
 
 
@@ -137,7 +146,7 @@ def cmd_generate(args) -> int:
     for flag, text in (("--prompt", prompt), ("--system", args.system)):
         if text and (why := not_utf8(text)) is not None:
             raise UserError(f"{flag}: {why}")
-    model, tok = _load(args)
+    model, tok = _load(args, "steel generate --chat" if args.chat else None)
     if args.chat:
         from steel.infer.chat import input_normalizer
 
@@ -185,7 +194,7 @@ def cmd_chat(args) -> int:
     opts = _sampling(args)
     if args.max_context is not None and args.max_context < 2:  # before a large model is loaded
         raise UserError(f"--max-context {args.max_context}: must be >= 2")
-    model, tok = _load(args)
+    model, tok = _load(args, "steel chat")
     limit = max_positions(model)
     if args.max_context is not None:
         if limit is not None and args.max_context > limit:
