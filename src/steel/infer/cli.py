@@ -112,13 +112,15 @@ def resolve_device(arg: str | None) -> str:
     return arg
 
 
-def _load(args, chat: str | None = None):
-    """(model, tokenizer); `chat`: the command that prompts with the tokenizer's chat template, refused here
-    without one, before a large model is loaded (`steel chat` failed only at the first message)."""
+def _load(args):
+    """(model, tokenizer). `steel chat` and `generate --chat` prompt with the tokenizer's chat template: a
+    tokenizer without one is refused here, before a large model is loaded (chat failed at the first message)."""
     from steel.infer.load import load_model, load_tokenizer
 
     device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.model, args.tokenizer)  # first: a bad --tokenizer is refused in a second
+    func = getattr(args, "func", None)
+    chat = "steel chat" if func is cmd_chat else "steel generate --chat" if getattr(args, "chat", False) else None
     if chat and not getattr(tokenizer, "chat_template", None):
         where = f"--tokenizer {args.tokenizer}" if args.tokenizer else f"{args.model}'s tokenizer"
         raise UserError(
@@ -146,7 +148,7 @@ def cmd_generate(args) -> int:
     for flag, text in (("--prompt", prompt), ("--system", args.system)):
         if text and (why := not_utf8(text)) is not None:
             raise UserError(f"{flag}: {why}")
-    model, tok = _load(args, "steel generate --chat" if args.chat else None)
+    model, tok = _load(args)
     if args.chat:
         from steel.infer.chat import input_normalizer
 
@@ -194,7 +196,7 @@ def cmd_chat(args) -> int:
     opts = _sampling(args)
     if args.max_context is not None and args.max_context < 2:  # before a large model is loaded
         raise UserError(f"--max-context {args.max_context}: must be >= 2")
-    model, tok = _load(args, "steel chat")
+    model, tok = _load(args)
     limit = max_positions(model)
     if args.max_context is not None:
         if limit is not None and args.max_context > limit:
