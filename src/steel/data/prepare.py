@@ -53,7 +53,15 @@ from steel.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceCo
 from steel.data.dedup import Deduper, MinHasher, exact_hash, fold
 from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
-from steel.data.sources import SourceReader, detect_format, expand_paths, file_id, parse_record_path
+from steel.data.sources import (
+    SourceReader,
+    detect_format,
+    expand_paths,
+    file_id,
+    iconv_name,
+    parse_record_path,
+    wide_encoding_of,
+)
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 from steel.tokenizer.qwen import scratch_dirs
 
@@ -435,10 +443,29 @@ _REASON_HINTS = {
     "invalid_utf8": "its files are not UTF-8 text (GBK or GB18030? see the rejections above): convert them, e.g. "
                     "iconv -f GB18030 -t UTF-8",
 }
+# NOTE: `invalid_utf8` of a UTF-16 file was told to convert from GB18030. Where the rejections' details are not
+# at hand (a merge, `steel data inspect`), both are said.
+_UNKNOWN_UTF8_HINT = ("its files are not UTF-8 text (GBK or GB18030? UTF-16? the prepare logs' rejections say): "
+                      "convert them, e.g. iconv -f GB18030 -t UTF-8, or iconv -f UTF-16LE -t UTF-8")
 
 
-def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
-                 listing: dict[str, list] | None = None) -> tuple[list[str], list[str]]:
+def _utf8_hint(wide: dict[str, int] | None, invalid: int) -> str:
+    """The hint for a source whose rejections are all `invalid_utf8` (`invalid` of them), `wide` of which came
+    from UTF-16/32 files, per encoding (None: not known)."""
+    if wide is None:
+        return _UNKNOWN_UTF8_HINT
+    if not wide:
+        return _REASON_HINTS["invalid_utf8"]
+    encs = sorted(wide)
+    convert = ", ".join(f"iconv -f {iconv_name(e)} -t UTF-8" for e in encs)
+    if sum(wide.values()) >= invalid:
+        return f"its files are {' or '.join(encs)}, not UTF-8 (see the rejections above): convert them, e.g. {convert}"
+    return (f"its files are not UTF-8 text: {sum(wide.values()):,} of the rejections are {' or '.join(encs)} files "
+            f"({convert}), the others GBK or GB18030? (iconv -f GB18030 -t UTF-8; see the rejections above)")
+
+
+def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[str, list] | None = None,
+                 wide: dict[str, dict[str, int]] | None = None) -> tuple[list[str], list[str]]:
     """(errors, warnings) about a manifest's `sources` accounting: a line per source that read records and kept
     none, naming its main reasons. Every record rejected (bad input: almost surely a wrong text_field,
     chat_layout or fields) is an error, as is an unsharded output of no token at all; a source whose records
@@ -453,6 +480,9 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
     NOTE: such a source silently left the mix: `steel data prepare` exited 0, its only trace per-record
     warnings at the top of a long log (a ShareGPT file under the default alpaca layout: 500 of 500 records
     `missing_field`, "wrote 0 chunks, 0 tokens").
+
+    `wide`: per source, its `invalid_utf8` rejections of UTF-16/32 files per encoding, as prepare counts them
+    (None: not known, as in a merge or `steel data inspect`); a source absent had none.
     """
     errors, warnings = [], []
     for name, s in sources.items():
@@ -466,6 +496,8 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1,
         only = {k for k, v in s["rejected"].items() if v}
         if len(only) == 1 and next(iter(only)) in _REASON_HINTS:
             hint = _REASON_HINTS[next(iter(only))]
+            if only == {"invalid_utf8"}:
+                hint = _utf8_hint(None if wide is None else wide.get(name, {}), s["rejected"]["invalid_utf8"])
         if rejected == read:
             whole = len(listing.get(name, ())) if listing is not None else None
             if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):
@@ -685,10 +717,14 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # documents.npy columns, 22 bytes per kept document (array('Q') etc. hold them unboxed)
     doc_cols = (array("Q"), array("Q"), array("I"), array("H")) if cfg.dedup.exact else None
     logged: Counter = Counter()
+    wide: dict[str, Counter] = {}  # source -> its invalid_utf8 rejections of UTF-16/32 files, per encoding
 
     def reject(i: int, file: str, line: int, reason: str, detail: str) -> None:
         st = stats[i]
         st.rejected[reason] = st.rejected.get(reason, 0) + 1
+        enc = wide_encoding_of(detail) if reason == "invalid_utf8" else None
+        if enc is not None:  # (for the hint, should the source keep nothing)
+            wide.setdefault(names[i], Counter())[enc] += 1
         key = (i, reason)
         if logged[key] < cfg.log_examples:
             logged[key] += 1
@@ -836,7 +872,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     for name, s in sources.items():
         log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
                  {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
-    errors, warnings = kept_nothing(sources, shard[1], listing)
+    errors, warnings = kept_nothing(sources, shard[1], listing, wide)
     for w in warnings:
         log.warning("%s", w)
     if errors:  # before the output is replaced: the previous one (if any) stays as it was

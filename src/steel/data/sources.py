@@ -244,12 +244,14 @@ class SourceReader:
             try:
                 # NOTE: inside the try: a read error at the file's first bytes (EIO on a network mount) is the
                 # file's one unreadable_file, as it is for its readers, not a crash of the whole run.
-                wide = _wide_encoding(raw) if fmt != "parquet" else None
+                wide, bom = _wide_encoding(raw) if fmt != "parquet" else (None, False)
                 if wide is not None:
                     # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes
                     # (51 for 50 records), and a UTF-16 CSV's header did not parse: every row said "no field 'text'".
-                    yield Item(0, None, "invalid_utf8", f"the file is {wide} (it opens with that byte order mark), "
-                               f"not UTF-8; convert it, e.g. `iconv -f {wide[:6]} -t UTF-8`")
+                    told = ("it opens with that byte order mark" if bom else
+                            "no byte order mark, told by its first bytes")
+                    yield Item(0, None, "invalid_utf8", f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. "
+                               f"`iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8`")
                     self.progress(size)
                     return
                 for item in reader(raw, fmt, path, size):
@@ -634,16 +636,81 @@ _WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32-LE"), (codecs.BOM_UTF32_BE, "UTF-32-
               (codecs.BOM_UTF16_LE, "UTF-16-LE"), (codecs.BOM_UTF16_BE, "UTF-16-BE")]
 
 
-def _wide_encoding(raw) -> str | None:
-    """"UTF-16-LE" etc. when the (decompressed) file opens with a UTF-16/32 byte order mark, else None; the
-    file is left at its start. A compressed file that does not decompress is left to its reader to report."""
+WIDE_DETAIL = "the file is "  # how the rejection of a UTF-16/32 file opens, then its encoding (`wide_encoding_of`)
+_WIDE_HEAD = 4096  # bytes looked at to tell UTF-16 without a byte order mark
+
+
+def wide_encoding_of(detail: str) -> str | None:
+    """"UTF-16-LE" etc. when an `invalid_utf8` rejection's detail is that of a UTF-16/32 file, else None."""
+    m = re.match(re.escape(WIDE_DETAIL) + r"(UTF-(?:16|32)-[LB]E) \(", detail)
+    return m.group(1) if m else None
+
+
+def iconv_name(wide: str) -> str:
+    """"UTF-16-LE" -> "UTF-16LE", as iconv names it (its "UTF-16" without a byte order mark is big-endian)."""
+    return wide.replace("-LE", "LE").replace("-BE", "BE")
+
+
+def _wide_encoding(raw) -> tuple[str | None, bool]:
+    """("UTF-16-LE" etc., True) when the (decompressed) file opens with a UTF-16/32 byte order mark; (that, False)
+    for UTF-16 without one (`_bomless_utf16`); else (None, False). The file is left at its start. A compressed
+    file that does not decompress is left to its reader to report."""
     compression = _compression(raw)
     try:
-        head = next(_blocks(raw, compression), b"")[:4] if compression else raw.read(4)
+        head = next(_blocks(raw, compression), b"")[:_WIDE_HEAD] if compression else raw.read(_WIDE_HEAD)
     except (OSError, EOFError, zlib.error):
         head = b""
     raw.seek(0)
-    return next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    name = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    if name is not None:
+        return name, True
+    return _bomless_utf16(head), False
+
+
+def _texty(c: str) -> bool:
+    """A character of Chinese or English text: ASCII, Latin, punctuation, CJK and its punctuation, full width."""
+    o = ord(c)
+    return (0x20 <= o < 0x7F or c in "\t\n\r" or 0xA0 <= o < 0x250 or 0x2000 <= o < 0x2070 or 0x3000 <= o < 0x3100
+            or 0x3400 <= o < 0xA000 or 0xFF00 <= o < 0xFFF0)
+
+
+def _bomless_utf16(head: bytes) -> str | None:
+    """"UTF-16-LE"/"UTF-16-BE" when the first bytes of a file are UTF-16 text without a byte order mark, else None.
+
+    NOTE: such a file (Windows' "Unicode" without a BOM, an export of SQL Server or .NET) read as UTF-8 was a
+    rejection per line, `malformed_json` (ASCII: a NUL every other byte) or `invalid_utf8`, and the summary told to
+    convert from GB18030. Told apart: valid UTF-8 (ASCII as UTF-16 is) is UTF-16 only with a NUL in at least a
+    quarter of the code units, all on one side; bytes that are not UTF-8 are UTF-16 when they decode in one byte
+    order to Chinese or English text (GBK does not: its pairs fall on surrogates, private use and Hangul) and the
+    high bytes hold more NULs (an ASCII character, a newline) than the low ones (text in another encoding: none)."""
+    head = head[: len(head) & ~1]
+    if len(head) < 8:
+        return None
+    try:
+        head.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError as e:
+        valid = e.reason == "unexpected end of data"  # (a character cut at the end of the head)
+    units = len(head) // 2
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if valid:
+        if odd * 4 >= units and even * 8 <= odd:
+            return "UTF-16-LE"
+        if even * 4 >= units and odd * 8 <= even:
+            return "UTF-16-BE"
+        return None
+    for name, codec, high, low in (("UTF-16-LE", "utf-16-le", odd, even), ("UTF-16-BE", "utf-16-be", even, odd)):
+        if high <= low:  # (ASCII pairs of a Latin-1 or GBK file decode to CJK too: it holds no NUL byte)
+            continue
+        try:
+            text = head.decode(codec)
+        except UnicodeDecodeError as e:
+            if e.start < len(head) - 2:  # (a surrogate pair cut at the end of the head is no error)
+                continue
+            text = head[: e.start].decode(codec)
+        if text and sum(map(_texty, text)) >= 0.9 * len(text) and "\0" not in text:
+            return name
+    return None
 
 
 def _compression(raw) -> str:
