@@ -773,7 +773,17 @@ class Trainer:
         # the whole optimizer step, with nothing queued behind it. fp32 norm -> fp64 is exact.
         loss_val, norm, n_targets, n_positions, n_computed = torch.stack([loss_mean, norm.to(loss_mean), *counts]).tolist()
         self.step_positions, self.step_computed = int(n_positions), int(n_computed)
-        if math.isfinite(loss_val) and math.isfinite(norm):
+        if n_targets == 0:
+            # NOTE: no position of the global batch (all ranks: the same count on each, so the same decision) has a
+            # target, e.g. SFT rows whose trained turns were all truncated away: there is no gradient signal, but
+            # AdamW's momentum and weight decay moved every weight. Skipped as a non-finite step is (the data is
+            # consumed, the step and its LR slot counted); the loss is undefined (null in metrics.jsonl).
+            loss_val = math.nan
+            self.state.skipped += 1
+            if d.is_main:
+                log.warning("step %d: no position of the global batch has a target (every label is -100: e.g. SFT "
+                            "rows whose trained turns were all truncated away), step skipped", self.state.step + 1)
+        elif math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
             self.optimizer.step()
