@@ -887,8 +887,14 @@ def main(argv: list[str] | None = None) -> int:
     setattr(torch._dynamo.config, limit, 64)
     torch._dynamo.config.automatic_dynamic_shapes = False  # a static graph per micro-batch: faster code
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
+    # NOTE: TF32 stays as torch leaves it (off for matmuls), as in `steel train` and hf_baseline.py, neither of
+    # which turns it on. It reaches only fp32 cuBLAS GEMMs: the bf16 and autocast GEMMs that make up the step
+    # do not read it, nor do Triton's kernels or the fused CE (it multiplies in the autocast dtype), and the HF
+    # baseline has none under autocast (transformers 5 computes RoPE's angles elementwise; before, an fp32
+    # inv_freq @ positions matmul with autocast off, which TF32's 11-bit inputs put up to 0.3 rad off at
+    # position 2047). What the process-wide switch did change was steel-1b's fp32 router GEMM (`xn @ phin`,
+    # kept fp32 on purpose) in the bf16-parameter rows: faster and rounder than the trainer runs it. The header
+    # records the setting the run had.
     peak, device_name = peak_flops(device)
     compile_ = args.compile if args.compile is not None else device.type == "cuda"
     header = {
@@ -899,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
         "seq": seq,
         "shape": shape,
         "compile": compile_,
+        "tf32": torch.backends.cuda.matmul.allow_tf32,
         "budget_s": args.budget_s,
         "argv": sys.argv[1:] if argv is None else argv,
     }
