@@ -775,14 +775,15 @@ class Trainer:
         self.step_positions, self.step_computed = int(n_positions), int(n_computed)
         if n_targets == 0:
             # NOTE: no position of the global batch (all ranks: the same count on each, so the same decision) has a
-            # target, e.g. SFT rows whose trained turns were all truncated away: there is no gradient signal, but
-            # AdamW's momentum and weight decay moved every weight. Skipped as a non-finite step is (the data is
-            # consumed, the step and its LR slot counted); the loss is undefined (null in metrics.jsonl).
+            # target (a data source's rows whose turns to train on were all masked or truncated away): there is no
+            # gradient signal, but AdamW's momentum and weight decay moved every weight. Skipped as a non-finite
+            # step is (the data is consumed, the step and its LR slot counted); the loss is undefined (null in
+            # metrics.jsonl).
             loss_val = math.nan
             self.state.skipped += 1
             if d.is_main:
-                log.warning("step %d: no position of the global batch has a target (every label is -100: e.g. SFT "
-                            "rows whose trained turns were all truncated away), step skipped", self.state.step + 1)
+                log.warning("step %d: no position of the global batch has a target (every label is -100), optimizer "
+                            "step skipped", self.state.step + 1)
         elif math.isfinite(loss_val) and math.isfinite(norm):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.state.step, cfg.optim, cfg.max_steps)
