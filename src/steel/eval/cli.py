@@ -98,7 +98,7 @@ def register(subparsers) -> None:
         "--data",
         required=True,
         nargs="+",
-        help="prepared chunk dirs and/or SFT/text files (json, jsonl, jsonl.zst)",
+        help="prepared chunk dirs and/or SFT/text files (.json, .jsonl, .txt; also zstd or gzip compressed)",
     )
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
     p.add_argument("--bench", required=True, help="benchmark directory as released")
@@ -113,7 +113,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--tokenizer",
         default=None,
-        help="tokenizer to decode prepared chunks (default: none, chunk dirs then need one)",
+        help="tokenizer to decode prepared chunks (default: each chunk dir's tokenizer/, else the tokenizer "
+        "it was prepared with, if its fingerprint matches)",
     )
     p.add_argument("--out", default=None, help="JSON result file")
     p.set_defaults(func=cmd_contamination)
