@@ -727,13 +727,28 @@ class Trainer:
         `step_positions` (the positions holding data, padding excluded: SFT's prompts are computed, not targets)
         and `step_computed` (every position computed, padding included)."""
         cfg, d = self.cfg, self.d
-        micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
+        failed = None
+        try:
+            micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
+        except Exception as e:
+            if d.world_size == 1:
+                raise
+            # NOTE: this rank alone may fail to read (its node's copy of a chunk deleted or replaced since startup:
+            # chunks are mapped when first read): the others died in the step's next collective (a gloo
+            # "Connection closed by peer" traceback; NCCL: a hang). It computes stand-in rows without a target
+            # instead, so every rank goes through the step's collectives, and every rank raises before the update;
+            # told in the counts' all-reduce below, not in a collective or read-back of its own.
+            failed, shape = e, (cfg.micro_batch, cfg.data.seq_len)
+            micro = [{"input_ids": torch.zeros(shape, dtype=torch.long), "shift_labels": torch.full(shape, -100)}
+                     for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
         # NOTE: padded positions are computed at the same FLOPs as the others: MFU counts them (without, rows of
         # 300-token conversations padded to 2048 would read 300/2048 of the GPU's real use), tokens/s does not.
         computed = torch.full((), sum(b["input_ids"].numel() for b in micro), dtype=torch.int64, device=d.device)
-        counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro), computed])
-        counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions, computed): one collective
+        unread = torch.full((), failed is not None, dtype=torch.int64, device=d.device)
+        counts = torch.stack([sum((t != -100).sum() for t in targets), sum(self._positions(b) for b in micro), computed,
+                              unread])
+        counts = all_reduce_sum(counts.to(torch.float64), d)  # (targets, positions, computed, unread): one collective
         count = counts[0]
         loss_sum = torch.zeros((), device=d.device, dtype=torch.float64)
         for i, (b, t) in enumerate(zip(micro, targets)):
@@ -771,7 +786,11 @@ class Trainer:
         # NOTE: one read-back per optimizer step (the non-finite check needs it before the update). Reading
         # loss, norm and count one by one waited on the GPU three times, the last one (after the update) for
         # the whole optimizer step, with nothing queued behind it. fp32 norm -> fp64 is exact.
-        loss_val, norm, n_targets, n_positions, n_computed = torch.stack([loss_mean, norm.to(loss_mean), *counts]).tolist()
+        loss_val, norm, n_targets, n_positions, n_computed, n_unread = torch.stack(
+            [loss_mean, norm.to(loss_mean), *counts]).tolist()
+        if n_unread:
+            self.optimizer.zero_grad(set_to_none=True)
+            errors_from(d, failed, f"while reading step {self.state.step + 1}'s batches")
         self.step_positions, self.step_computed = int(n_positions), int(n_computed)
         if n_targets == 0:
             # NOTE: no position of the global batch (all ranks: the same count on each, so the same decision) has a
