@@ -380,7 +380,7 @@ class SourceReader:
         wanted = self._columns_read() if self.steps is None else {self.steps[0]}
         columns = list(dict.fromkeys(c for c in pf.schema_arrow.names if c in wanted))
         i = 0
-        batches = pf.iter_batches(batch_size=1024, columns=columns)
+        batches = pf.iter_batches(batch_size=_parquet_batch_rows(pf, columns), columns=columns)
         while True:
             try:
                 batch = next(batches, None)
@@ -558,6 +558,50 @@ class SourceReader:
         if _bad_utf8(text):
             return Item(line, None, "invalid_utf8", "bytes that are not UTF-8")
         return Item(line, text)
+
+
+PARQUET_BATCH_ROWS = 1024  # rows converted to Python at once, at most
+PARQUET_BATCH_BYTES = 32 << 20  # and about this many bytes of the columns read (row groups' uncompressed sizes)
+
+
+def _parquet_batch_rows(pf, columns: list[str]) -> int:
+    """Rows per batch: PARQUET_BATCH_ROWS, fewer where rows of the columns read are large (the widest row group's
+    uncompressed bytes of those columns per row), so that a batch holds about PARQUET_BATCH_BYTES.
+
+    NOTE: 1024 rows of 1 MB documents made a 1 GB Arrow batch and ~0.7 GB of Python strings at once (5.6 GB peak
+    RSS reading a file of 2048 such rows; 0.2 GB in 32-row batches where the writer's row groups are 256 rows).
+    Arrow still decodes a row group's column chunk whole: a writer's 1 GB row group is 1 GB whatever the batch."""
+    md = pf.metadata
+    leaves: list[int] = []
+    k = 0
+    for f in pf.schema_arrow:  # a top-level column's leaf columns in the file, in order
+        n = _leaf_count(f.type)
+        if f.name in columns:
+            leaves += range(k, k + n)
+        k += n
+    if k != md.num_columns:  # a schema not mapped to the file's leaves: every column (smaller batches, never larger)
+        leaves = list(range(md.num_columns))
+    widest = 0.0
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        if rg.num_rows:
+            widest = max(widest, sum(rg.column(c).total_uncompressed_size for c in leaves) / rg.num_rows)
+    return max(1, min(PARQUET_BATCH_ROWS, int(PARQUET_BATCH_BYTES / widest))) if widest else PARQUET_BATCH_ROWS
+
+
+def _leaf_count(t) -> int:
+    """The parquet leaf columns of an Arrow type."""
+    import pyarrow as pa
+
+    if isinstance(t, pa.ExtensionType):
+        return _leaf_count(t.storage_type)
+    if pa.types.is_struct(t):
+        return sum(_leaf_count(t.field(j).type) for j in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _leaf_count(t.key_type) + _leaf_count(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaf_count(t.value_type)
+    return 1
 
 
 @dataclass(frozen=True, slots=True)
