@@ -124,8 +124,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("dropped by filter / rejected, per reason:\n" + "\n".join(details))
     # What `steel data prepare` now refuses (errors: exit status 1 here) or warns about, for a manifest of an
     # older Steel or of a merge
-    empty_errors, empty_warnings = kept_nothing(m["sources"], (m.get("shard") or {}).get("count", 1),
-                                                (m.get("inputs") or {}).get("files"))
+    shard = m.get("shard") or {}
+    count, merged = shard.get("count", 1), "merged_shards" in shard
+    if merged and len(shard["merged_shards"]) < shard.get("of", 1):
+        # `merge --allow-missing`: its accounting is judged as a shard's (a source whose files in the given shards
+        # were all rejected was a problem, although the missing shards' files may keep records)
+        missing = sorted(set(range(shard["of"])) - set(shard["merged_shards"]))
+        print(f"warning: merged {len(shard['merged_shards'])} of {shard['of']} shards (--allow-missing): the data of "
+              f"shard(s) {', '.join(map(str, missing))} is not here")
+        count = shard["of"]
+    empty_errors, empty_warnings = kept_nothing(m["sources"], count, (m.get("inputs") or {}).get("files"),
+                                                merged=merged)
     for line in empty_errors:
         print(f"problem: {line}")
     for line in empty_warnings:

@@ -351,8 +351,16 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     }
     if inputs_digest is not None:
         manifest["inputs"] = {"digest": inputs_digest}
+    listing = (first.get("inputs") or {}).get("files") if missing else None
+    if isinstance(listing, dict):
+        # NOTE: the whole input's files, for the accounting of an output that lacks shards (`steel data inspect`):
+        # judged as one of a whole input, a source whose files in the given shards were all rejected was a problem,
+        # although its files in the missing ones may keep records (as a shard holding some of them only warns).
+        manifest.setdefault("inputs", {})["files"] = listing
     write_manifest(out_dir, manifest)
-    errors, warnings = kept_nothing(sources)  # a warning here: the shards each had only their part of the input
+    # a warning here: the shards each had only their part of the input
+    errors, warnings = kept_nothing(sources, count if missing else 1, listing if isinstance(listing, dict) else None,
+                                    merged=True)
     for line in errors + warnings:
         log.warning("%s", line)
     log.info("merged %d dirs: %d chunks, %d tokens; cross-shard duplicates %s (%s; %d chunks rewritten)",

@@ -465,7 +465,7 @@ def _utf8_hint(wide: dict[str, int] | None, invalid: int) -> str:
 
 
 def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[str, list] | None = None,
-                 wide: dict[str, dict[str, int]] | None = None) -> tuple[list[str], list[str]]:
+                 wide: dict[str, dict[str, int]] | None = None, merged: bool = False) -> tuple[list[str], list[str]]:
     """(errors, warnings) about a manifest's `sources` accounting: a line per source that read records and kept
     none, naming its main reasons. Every record rejected (bad input: almost surely a wrong text_field,
     chat_layout or fields) is an error, as is an unsharded output of no token at all; a source whose records
@@ -482,7 +482,8 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
     `missing_field`, "wrote 0 chunks, 0 tokens").
 
     `wide`: per source, its `invalid_utf8` rejections of UTF-16/32 files per encoding, as prepare counts them
-    (None: not known, as in a merge or `steel data inspect`); a source absent had none.
+    (None: not known, as in a merge or `steel data inspect`); a source absent had none. `merged`: the accounting
+    is that of some shards of `shard_count` merged (`steel data merge --allow-missing`), not of one.
     """
     errors, warnings = [], []
     for name, s in sources.items():
@@ -502,8 +503,9 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
             whole = len(listing.get(name, ())) if listing is not None else None
             if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):
                 held = f"{len(s['files']):,} of its {whole:,} files" if whole is not None else "some of its files"
-                warnings.append(f"source {name!r}: all {read:,} records of this shard rejected ({why}), which holds "
-                                f"{held}; if the other shards keep none either, {hint}")
+                part = "the merged shards rejected ({}), which hold" if merged else "this shard rejected ({}), which holds"
+                warnings.append(f"source {name!r}: all {read:,} records of {part.format(why)} {held}; if the other "
+                                f"shards keep none either, {hint}")
             else:
                 errors.append(f"source {name!r}: all {read:,} records rejected ({why}); {hint}")
         else:
