@@ -118,3 +118,22 @@ def test_label_smoothing_loss_with_offset_logits(device):
     logits = h.double() @ w.double().t() + (b.double() - 20.0)
     want = F.cross_entropy(logits, labels, label_smoothing=0.1)
     assert abs(ours[0].item() - want.item()) <= 1e-5 * want.item()
+
+
+def test_autocast_runs_the_gemms_in_the_autocast_dtype(device):
+    # Under bf16 autocast an fp32 model's logits chunk must be computed (and held) in bf16, as F.linear's would:
+    # taking the parameters' fp32 instead doubles the chunk's memory and slows its GEMMs, and test_cross_entropy's
+    # autocast test cannot tell (fp32 is more accurate, so inside its bounds). On the same bf16-rounded inputs
+    # without autocast the op takes the same path (bf16 GEMMs, the same kernel): the loss bit for bit, and
+    # d hidden, whose bf16 GEMM result autocast stores in fp32, exactly.
+    g = torch.Generator().manual_seed(15)
+    h = torch.randn(37, 67, generator=g).to(device)
+    w = (0.4 * torch.randn(203, 67, generator=g)).to(device)
+    labels = torch.randint(0, 203, (37,), generator=g).to(device)
+    fused = lambda a, b: fused_linear_cross_entropy(a, b, labels, chunk_size=16, impl="triton")
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss, dh, _ = _grads(fused, (h, w), [torch.tensor(1.0, device=device)])
+    loss_b, dh_b, _ = _grads(fused, (h.bfloat16(), w.bfloat16()), [torch.tensor(1.0, device=device)])
+    assert dh.dtype == torch.float32 and dh_b.dtype == torch.bfloat16
+    assert torch.equal(loss, loss_b)
+    assert torch.equal(dh, dh_b.float())
