@@ -116,7 +116,8 @@ def file_id(path: str | Path, dirs: dict[str, str] | None = None) -> tuple | str
 
     NOTE: (st_dev, st_ino) alone does not tell two files apart everywhere: a QEMU 9p share over several host
     filesystems, or a FUSE mount passing a backend's ids, can give two files one inode number, and the second
-    was dropped unread. A file with one link has one real path, so only hard links (st_nlink > 1) go by inode."""
+    was dropped unread. A file with one link has one real path, so only hard links (st_nlink > 1) go by inode;
+    where the filesystem ignores case, the real path is case-folded (`_fold_case`)."""
     try:
         st = os.lstat(path)  # one call for a file that is no symlink, the usual case
         link = stat.S_ISLNK(st.st_mode)
@@ -128,15 +129,38 @@ def file_id(path: str | Path, dirs: dict[str, str] | None = None) -> tuple | str
         return os.path.realpath(path)
     if st.st_nlink > 1:
         return (st.st_dev, st.st_ino)
+    dirs = {} if dirs is None else dirs
     if link:
-        return (st.st_dev, st.st_ino, os.path.normcase(os.path.realpath(path)))
+        real_path = os.path.realpath(path)
+        return (st.st_dev, st.st_ino, _fold_case(os.path.normcase(real_path), real_path, st, dirs))
     # Not a link itself: its real path is its directory's plus its name (one realpath per directory, not per file).
     head, name = os.path.split(os.fspath(path))
-    dirs = {} if dirs is None else dirs
     real = dirs.get(head)
     if real is None:
         real = dirs[head] = os.path.realpath(head or ".")
-    return (st.st_dev, st.st_ino, os.path.normcase(os.path.join(real, name)))  # (normcase: Windows' names)
+    key = os.path.normcase(os.path.join(real, name))  # (normcase: Windows' names)
+    return (st.st_dev, st.st_ino, _fold_case(key, os.path.join(head, name), st, dirs))
+
+
+def _fold_case(key: str, path: str, st: os.stat_result, dirs: dict[str, str]) -> str:
+    """`key` case-folded where `path`'s directory ignores case (macOS, Windows volumes): the same file under
+    another case of its name is found there (tried once per directory; a name without letters tells nothing).
+
+    NOTE: realpath keeps the case it is given on such a filesystem: `data/*.jsonl` and a literal `data/A.jsonl`
+    for `data/a.jsonl` were two files, read twice (kept twice with dedup off)."""
+    head, name = os.path.split(path)
+    flag = "\0case:" + head  # (no directory's name holds a NUL)
+    ignores = dirs.get(flag)
+    if ignores is None:
+        other = name.swapcase()
+        if other == name:
+            return key
+        try:
+            ignores = "1" if os.path.samestat(st, os.lstat(os.path.join(head, other))) else ""
+        except OSError:
+            ignores = ""
+        dirs[flag] = ignores
+    return key.casefold() if ignores else key
 
 
 _STEP_RE = re.compile(r"^([^\[\]]*)((?:\[(?:\*|-?\d+)\])*)$")
