@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,8 +87,9 @@ def register(subparsers) -> None:
         "--max-tokens",
         type=int,
         default=None,
-        help="score exactly this many tokens (default: all), shared among the sources in proportion to "
-        "their size; each source's windows are taken from its start, the last one cut to fit",
+        help="score exactly this many tokens (all the data has, when that is fewer; default: all), shared among "
+        "the sources in proportion to their size; each source's windows are taken from its start, the last one "
+        "cut to fit",
     )
     p.add_argument("--batch-size", type=int, default=None, help="default: 4")
     p.add_argument("--out", default=None, help="JSON result file")
@@ -282,7 +284,6 @@ def no_bos_for(model: Path, tokenizer, command: str) -> bool:
     Steel trained from the start (`trained_without_bos`), which never read one at position 0 (its embedding
     row is untrained), so scores and continuations after it are off its training's inputs. Said once on
     stderr when it is left out; a stock model keeps it (C-Eval's and CMMLU's scripts put it first)."""
-    import sys
 
     from steel.eval.mc import special_prefix
 
@@ -358,6 +359,13 @@ def cmd_ppl(args) -> int:
             f"(pass --seq-len {limit} or less, or set seq_len: in the file)"
         )
     result = perplexity(model, Path(opts.data), seq_len, opts.batch_size, opts.max_tokens)
+    if opts.max_tokens is not None and result["tokens"] < opts.max_tokens:
+        # The figure covers fewer tokens than asked (configs/eval/ppl-1m.yaml's 1M on a small data dir): said, where
+        # only the result's `tokens` showed it.
+        asked = f"--max-tokens {opts.max_tokens}" if args.max_tokens is not None else \
+            f"max_tokens: {opts.max_tokens} ({args.config})"
+        print(f"steel eval ppl: {asked} is more than {opts.data} has to score in windows of {seq_len} tokens: "
+              f"all its {result['tokens']:,} were scored", file=sys.stderr)
     result["model"] = str(args.model)
     result.update(source)
     print(json.dumps(result, ensure_ascii=False, indent=1))
