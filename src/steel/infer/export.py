@@ -241,7 +241,7 @@ def _drop_bos(d: Path, bos_tokens: list[str], src: Path, notes: list[str] | None
     tj = d / "tokenizer.json"
     if tj.is_file():
         data = json.loads(tj.read_text(encoding="utf-8"))
-        data["post_processor"] = _without_prefix(data.get("post_processor"), set(bos_tokens))
+        data["post_processor"] = _without_prefix(data.get("post_processor"), bos_tokens)
         tj.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tc = d / "tokenizer_config.json"
     cfg = json.loads(tc.read_text(encoding="utf-8"))
@@ -265,8 +265,9 @@ def _drop_bos(d: Path, bos_tokens: list[str], src: Path, notes: list[str] | None
                      f"tokenizer puts no {names} first either")
 
 
-def _without_prefix(pp, names: set[str]):
-    """A tokenizers post-processor (its JSON) without the special tokens `names` before a sequence ($A, $B)."""
+def _without_prefix(pp, names: list[str]):
+    """A tokenizers post-processor (its JSON) without the special tokens `names` (in this order) right before a
+    sequence ($A, $B). Only there: a BOS that is also the EOS (one token put around a text) stays after $A."""
     if not isinstance(pp, dict):
         return pp
     if pp.get("type") == "Sequence":
@@ -274,16 +275,15 @@ def _without_prefix(pp, names: set[str]):
     if pp.get("type") != "TemplateProcessing":
         return pp  # (Bert/Roberta's [CLS]: checked by _drop_bos's reload)
     out = dict(pp)
+    n = len(names)
     for key in ("single", "pair"):
         pieces = pp.get(key) or []
-        kept = []
+        ids = [(p.get("SpecialToken") or {}).get("id") if isinstance(p, dict) else None for p in pieces]
+        drop: set[int] = set()
         for i, piece in enumerate(pieces):
-            special = piece.get("SpecialToken") if isinstance(piece, dict) else None
-            before_text = any(isinstance(p, dict) and "Sequence" in p for p in pieces[i + 1 :])
-            if special and special.get("id") in names and before_text:
-                continue
-            kept.append(piece)
-        out[key] = kept
+            if isinstance(piece, dict) and "Sequence" in piece and n and i >= n and ids[i - n : i] == names:
+                drop.update(range(i - n, i))
+        out[key] = [p for i, p in enumerate(pieces) if i not in drop]
     return out
 
 
