@@ -11,6 +11,10 @@ header and refuses a chunk whose token count, tokenizer fingerprint (the header 
 characters) or vocabulary size differs from its manifest entry: an edited or corrupt manifest is caught
 at startup, not hours in (a wrong token count would read the wrong windows or crash in `read_samples`).
 
+Two data dirs prepared from the same input files hold the same documents whatever their chunk bytes
+(another `chunk_tokens`, filters or normalization): such a pair in one run is refused too
+(`check_distinct_inputs`), from what the manifests record (`dir_inputs`), so no document file is read.
+
 Per-source mixture weights (the manifest's `sources[name]["weight"]`, or `weights:` in the config)
 scale how many times a source's samples appear per epoch: a chunk with `s` windows and weight `w`
 contributes `round(w * s)` *virtual* samples, virtual `v` reading window `v * s // round(w * s)`
@@ -81,6 +85,98 @@ class _Available:
     tokens: int
     weight: float
     dir: Path | None = None  # the data dir whose manifest lists it (for messages)
+
+
+@dataclass(frozen=True)
+class DirInputs:
+    """What a data dir was prepared from, as its manifest records it (`steel data prepare`, `merge`)."""
+
+    dir: Path
+    digest: str | None  # inputs.digest: the whole unsharded input listing (source names, file names, sizes)
+    names: dict[str, str]  # sources[*].files: file name relative to the prepare's root -> source name
+    paths: dict[str, str]  # the same files by absolute path (an absolute root or file name only) -> name
+    sizes: dict[str, int]  # absolute path -> size, where the manifest lists them (shards: inputs.files)
+    md5s: frozenset[str]  # its chunks
+
+
+def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
+    """`d`'s input files from its manifest (a manifest that records none, e.g. an older Steel's: none)."""
+    root = (manifest.get("config") or {}).get("root")
+    root = root if isinstance(root, str) and os.path.isabs(root) else None
+    names: dict[str, str] = {}
+    for source, s in (manifest.get("sources") or {}).items():
+        files = s.get("files") if isinstance(s, dict) else None
+        for f in files if isinstance(files, list) else ():
+            if isinstance(f, str):
+                names.setdefault(f, source)
+
+    def absolute(name: str) -> str | None:
+        # NOTE: a relative root (`root: data`, or none: the config's directory) was relative to the prepare's
+        # working directory, which the manifest does not record: those files have no absolute path here.
+        if os.path.isabs(name):
+            return os.path.normpath(name)
+        return os.path.normpath(os.path.join(root, name)) if root is not None else None
+
+    paths = {p: n for n in names if (p := absolute(n)) is not None}
+    sizes: dict[str, int] = {}
+    listing = (manifest.get("inputs") or {}).get("files")
+    for entries in listing.values() if isinstance(listing, dict) else ():
+        for e in entries if isinstance(entries, list) else ():
+            if isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and (p := absolute(e[0])) is not None:
+                sizes[p] = e[1]
+    digest = (manifest.get("inputs") or {}).get("digest")
+    return DirInputs(Path(d), digest if isinstance(digest, str) else None, names, paths, sizes, frozenset(md5s))
+
+
+def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
+    """(how, the input files of `a` that `b` read too) when the two dirs hold the same documents, else None.
+
+    The same file: with one input digest (the same listing of names and sizes: one input, maybe copied
+    under another root), the same name relative to the root; else the same absolute path (and size, where
+    both manifests list sizes). Shards of one prepare (`--shard I/N`) share the digest but read disjoint
+    files: not shared; a `merge` output shares its shards' files.
+    """
+    if a.digest is not None and a.digest == b.digest:
+        common = [n for n in a.names if n in b.names]
+        if common:
+            return f"one input listing: equal inputs.digest {a.digest[:12]}...", common
+    common = [p for p in a.paths if p in b.paths and a.sizes.get(p, b.sizes.get(p)) == b.sizes.get(p, a.sizes.get(p))]
+    if common:
+        return "the same paths", common
+    return None
+
+
+def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool = False) -> None:
+    """Refuse a dir of `new` that shares input files with another of `new` or one of `old` (already in the run).
+
+    Their chunks differ (the head/tail MD5 check passes) when prepared with other settings, but the
+    documents are the same, so every one would be trained twice per epoch. `warn=True` logs a WARNING
+    instead (mid-run, at the annealing switch: the startup checks should refuse).
+    """
+    for i, a in enumerate(new):
+        for b in [*old, *new[:i]]:
+            if a.dir.resolve() == b.dir.resolve():
+                continue
+            hit = shared_inputs(a, b)
+            if hit is None:
+                continue
+            how, files = hit
+            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            source = a.names.get(a.paths.get(files[0], files[0]), next(iter(a.names.values()), "SOURCE"))
+            where = "already in the run" if any(b is x for x in old) else "also listed"
+            msg = (f"data dir {a.dir} and data dir {b.dir} ({where}) were prepared from the same input files: "
+                   f"both read {shown} ({how}). They hold the same documents (chunks prepared with other settings "
+                   "such as chunk_tokens, filters or normalize differ, their documents do not), and every one "
+                   "would be trained twice per epoch. Give only one of them; to train a source more often, "
+                   f"give it a weight at the start of a run (data.weights: {{{source}: 2}}); to add new files, "
+                   "prepare them alone into a new dir")
+            if how == "the same paths":
+                msg += (f" (a file rewritten with other content since {b.dir} was prepared: prepare the new "
+                        "content under another file name)")
+            if warn:
+                log.warning("data: %s", msg)
+            else:
+                raise DataError(msg)
 
 
 def num_windows(tokens: int, seq_len: int) -> int:
@@ -171,8 +267,12 @@ def unique_dirs(dirs) -> list[str]:
     return list(seen.values())
 
 
-def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = None) -> tuple[list[_Available], dict]:
-    """Read the manifests of `dirs`; check one tokenizer for all and no chunk twice. Returns (chunks, tokenizer)."""
+def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = None,
+                   inputs: dict[Path, DirInputs] | None = None) -> tuple[list[_Available], dict]:
+    """Read the manifests of `dirs`; check one tokenizer for all and no chunk twice. Returns (chunks, tokenizer).
+
+    `inputs`: filled with each dir's `DirInputs`, by resolved path.
+    """
     weights = weights or {}
     found: list[_Available] = []
     by_md5: dict[str, Path] = {}
@@ -210,6 +310,8 @@ def scan_data_dirs(dirs: list[str | Path], weights: dict[str, float] | None = No
                 raise DataError(f"{d}: source {source!r} has a negative weight {w}")
             found.append(_Available(md5, path, source, tokens, w, d))
         _check_headers(d, tok, found[start:])
+        if inputs is not None:
+            inputs[d.resolve()] = dir_inputs(d, manifest, (a.md5 for a in found[start:]))
     return found, tokenizer or {}
 
 
@@ -261,7 +363,9 @@ class PretrainLoader:
         # hashed again then rather than read as the registered chunk
         self._hashed: dict[str, tuple[int, int, int, int]] = {}
         self.last_ids = np.zeros(0, dtype=np.int64)  # sample ids of the last batch (tests, debugging)
-        available, self.tokenizer = scan_data_dirs(self.dirs, self.weights)
+        self._inputs: dict[Path, DirInputs] = {}  # every dir scanned, by resolved path
+        available, self.tokenizer = scan_data_dirs(self.dirs, self.weights, self._inputs)
+        check_distinct_inputs(self._dir_inputs(self.dirs), [])
         check_dirs_give_samples(available, self.dirs, seq_len)
         report_coverage(available, seq_len)
         self._available = {a.md5: a for a in available}
@@ -274,6 +378,42 @@ class PretrainLoader:
     @property
     def total(self) -> int:
         return int(self._offsets[-1])
+
+    def _dir_inputs(self, dirs, read: bool = False) -> list[DirInputs]:
+        """The `DirInputs` of the scanned dirs among `dirs` (one per resolved path, first spelling's).
+
+        `read=True`: a dir not scanned yet has its manifest read (a missing one is a DataError).
+        """
+        out: dict[Path, DirInputs] = {}
+        for d in dirs:
+            key = Path(d).resolve()
+            if key not in self._inputs and read:
+                try:
+                    m = read_manifest(d)
+                except ChunkFormatError as e:
+                    raise DataError(str(e)) from None
+                self._inputs[key] = dir_inputs(Path(d), m, (c.get("md5") for c in m["chunks"] if isinstance(c, dict)))
+            if key in self._inputs:
+                out.setdefault(key, self._inputs[key])
+        return list(out.values())
+
+    def check_new_inputs(self, new_dirs, warn: bool = False) -> None:
+        """Refuse dirs of `new_dirs` holding chunks new to the run whose inputs another dir drawn from has too.
+
+        Called by `add_data` (not `replace`) and at a resume for new dirs of `data.dirs`; the trainer may call
+        it at startup for annealing dirs of mode `mix` (reads their manifests). Dirs whose chunks are all
+        registered are left alone (a resume with its dirs, `--add-data` given again: the run holds them
+        already); after a `replace` switch the run draws from the dirs with chunks registered since only.
+        """
+        registered = {c.md5 for c in self.chunks}
+        new = [x for x in self._dir_inputs(new_dirs, read=True) if not x.md5s <= registered]
+        if not new:
+            return
+        active = {c.md5 for c, start in zip(self.chunks, self._offsets[:-1].tolist()) if start >= self.active_base}
+        fresh = {x.dir.resolve() for x in new}
+        old = [x for x in self._dir_inputs([*self.dirs, *self.extra_dirs])
+               if x.dir.resolve() not in fresh and x.md5s & active]
+        check_distinct_inputs(new, old, warn=warn)
 
     def _register(self, chunks: list[_Available], again: bool = False) -> int:
         """Append `chunks` to the registry; `again=True` takes chunks already registered (new sample ids)."""
@@ -328,7 +468,9 @@ class PretrainLoader:
         is skipped (the same file) or refused (another file with the same content), unless `reuse=True`
         (only with `replace`): every chunk of `dirs` is then registered, those already in the run a second
         time under new sample ids, so the new phase draws from all of them and still reads no sample twice
-        per epoch (epochs draw from the ids from the switch on). Returns the new sample count.
+        per epoch (epochs draw from the ids from the switch on). Without `replace`, a dir prepared from input
+        files that a dir of the run read too is refused (`check_new_inputs`; a WARNING at a `phase` switch,
+        hours in). Returns the new sample count.
         """
         if reuse and not replace:
             raise ValueError("add_data: reuse=True needs replace=True (merged with the rest of the epoch, "
@@ -336,7 +478,7 @@ class PretrainLoader:
         # One dir named twice (`--add-data D --add-data D/`, relative and absolute) is read once, as in
         # `data.dirs`: scanned twice, its chunks were refused as copies of themselves.
         dirs = unique_dirs(dirs)
-        available, tok = scan_data_dirs(dirs, self.weights)
+        available, tok = scan_data_dirs(dirs, self.weights, self._inputs)
         if tok.get("fingerprint") != self.tokenizer.get("fingerprint"):
             raise DataError(
                 f"{dirs[0]}: tokenizer fingerprint {tok.get('fingerprint')!r} differs from the run's "
@@ -344,6 +486,8 @@ class PretrainLoader:
             )
         # NOTE: at an annealing switch (phase) the run is hours in: warn; startup checks should refuse it.
         check_dirs_give_samples(available, dirs, self.seq_len, warn=phase is not None)
+        if not replace:  # a `replace` phase draws from its own data only: it may share documents with the rest
+            self.check_new_inputs(dirs, warn=phase is not None)
         if not reuse:
             # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
             registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
@@ -524,7 +668,7 @@ class PretrainLoader:
                 seen.add(Path(d).resolve())
                 more.append(d)
         if more:
-            for a in scan_data_dirs(more, self.weights)[0]:
+            for a in scan_data_dirs(more, self.weights, self._inputs)[0]:
                 lookup.setdefault(a.md5, a)
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self.active_base, self.phases = state["active_base"], list(state["phases"])
@@ -558,6 +702,7 @@ class PretrainLoader:
                         "switch (mode replace) the run draws only from the annealing data; pass them with "
                         "--add-data to add them to it", len(new), new[0].path)
         elif new:
+            self.check_new_inputs(self.dirs)
             base = self.total
             self._append(base, self._register(new), replace=False)
 
