@@ -31,6 +31,12 @@ class UserError(Exception):
     """Bad input from the user (a file, a flag): printed as one line, exit status 2."""
 
 
+def home_path(value: str) -> str:
+    """argparse `type=` of a path argument: `~` is the home directory, also where a shell leaves it as it is
+    (`--add-data=~/d`, a quoted "~/my data"); taken literally, it named (or created) ./~/d."""
+    return os.path.expanduser(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steel", description="Steel: pretrain a Chinese-first LLM from scratch.")
     parser.add_argument("--version", action="version", version=f"steel {__version__}")

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import decimal
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -124,10 +125,26 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if tp is Path:
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{path}: expected a path, got {value!r}")
-        return Path(value)
+        return Path(os.path.expanduser(value))  # `~`: the home directory, as expand_home says
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
     return value
+
+
+def expand_home(obj: Any, *names: str) -> None:
+    """`~` in the path fields `names` of the dataclass `obj` (a str, a list of them, or None) is the home
+    directory, as a shell expands it; called by the config classes' `__post_init__`, so YAML, `--set` and code
+    that builds them alike get it (Path-typed fields are expanded by `_convert`).
+
+    NOTE: a shell leaves `~` alone in YAML, in quotes and after `=` (`--set run_dir=~/runs/a`): taken
+    literally, `data.dirs: [~/data]` was "cannot read manifest" and `run_dir: ~/runs/a` wrote into ./~/runs/a.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, list):
+            setattr(obj, name, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
+        elif isinstance(value, str):
+            setattr(obj, name, os.path.expanduser(value))
 
 
 def _fill_defaults(value: dict, default: Any) -> dict:

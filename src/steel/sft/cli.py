@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from steel.cli import home_path
+
 
 def _sft(args: argparse.Namespace) -> int:
     from steel.cli import UserError
+    from steel.config import expand_home
     from steel.sft.train import fit, setup
     from steel.train.checkpoint import CheckpointError
     from steel.train.trainer import NonFiniteError
 
     cfg = setup(args.config, args.set)
+    # `~` in SftConfig's own path fields is the home directory (data.root and self_cognition.template expand it
+    # in their classes, the dataset paths and a blocklist's file where they are read), before fit() writes the
+    # config into the run: a resume that spells the same dir with `~` or without compares equal with it.
+    expand_home(cfg, "init", "tokenizer", "run_dir")
     try:
         return fit(cfg)
     except (CheckpointError, NonFiniteError) as e:
@@ -22,6 +29,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sft", help="supervised fine-tuning on chat data (resumes from RUN_DIR's newest checkpoint)"
     )
-    p.add_argument("config", help="SFT config YAML (see configs/sft/)")
+    p.add_argument("config", type=home_path, help="SFT config YAML (see configs/sft/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-5 (repeatable)")
     p.set_defaults(func=_sft)

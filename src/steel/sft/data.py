@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import torch
 
-from steel.config import ConfigError
+from steel.config import ConfigError, expand_home
 from steel.data.config import NormalizeConfig
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
@@ -88,6 +88,9 @@ class SelfCognitionConfig:
         None  # identity.json-style file with {{name}}/{{author}}; default: built-in templates
     )
 
+    def __post_init__(self) -> None:
+        expand_home(self, "template")
+
     def validate(self) -> None:
         if self.count < 0:
             raise ConfigError("count: must be >= 0")
@@ -108,6 +111,10 @@ class SftDataConfig:
     # defaults (NFC, control/zero-width chars, whitespace and CRLF; t2s off), so a chat file gives the
     # same text here as in a pretraining mix.
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+
+    def __post_init__(self) -> None:
+        # (the dataset paths expand `~` themselves, as `steel data prepare`'s: steel.data.sources.expand_paths)
+        expand_home(self, "root")
 
     def validate(self) -> None:
         if not self.datasets and self.self_cognition.count == 0:

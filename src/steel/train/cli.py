@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from steel.cli import home_path
+
 
 def _train(args: argparse.Namespace) -> int:
     from steel.cli import UserError
@@ -32,12 +34,12 @@ def _plot(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="pretrain (resumes from RUN_DIR's newest checkpoint)")
-    p.add_argument("config", help="train config YAML (see configs/train/)")
+    p.add_argument("config", type=home_path, help="train config YAML (see configs/train/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3 (repeatable)")
-    p.add_argument("--add-data", action="append", default=[], metavar="DIR",
+    p.add_argument("--add-data", action="append", default=[], metavar="DIR", type=home_path,
                    help="append a prepared data dir at this resume (merged and reshuffled with the unseen rest; repeatable)")
     p.set_defaults(func=_train)
     p = subparsers.add_parser("plot", help="PNG of the loss and LR curves of a run")
-    p.add_argument("run_dir")
-    p.add_argument("--out", default=None, help="output PNG (default RUN_DIR/curves.png)")
+    p.add_argument("run_dir", type=home_path)
+    p.add_argument("--out", default=None, type=home_path, help="output PNG (default RUN_DIR/curves.png)")
     p.set_defaults(func=_plot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from steel.config import ConfigError
+from steel.config import ConfigError, expand_home
 
 
 @dataclass
@@ -13,6 +13,9 @@ class ModelSection:
     config: Any = "tiny"  # model spec: a name in configs/model/, a YAML path, an HF dir, or a mapping
     overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model config to change
     init_seed: int = 0  # torch seed for the initial weights
+
+    def __post_init__(self) -> None:
+        expand_home(self, "config")  # (a YAML path or an HF dir; no preset name starts with `~`)
 
 
 @dataclass
@@ -22,6 +25,9 @@ class DataSection:
     seed: int = 1234  # key of the data order (a permutation per epoch); fixed for the life of a run_dir
     weights: dict[str, float] = field(default_factory=dict)  # per-source weights overriding the manifests'
     verify: bool = True  # hash every chunk's head/tail at start (refuses changed chunks)
+
+    def __post_init__(self) -> None:
+        expand_home(self, "dirs")
 
     def validate(self) -> None:
         if self.seq_len < 1:
@@ -40,6 +46,9 @@ class AnnealSection:
     step: int | None = None  # optimizer step at which the mixture switches; null = no annealing phase
     dirs: list[str] = field(default_factory=list)  # data dirs of the annealing mixture (replace: may be in the run already)
     mode: Literal["replace", "mix"] = "replace"  # replace the rest of the epoch (and later epochs), or mix with it
+
+    def __post_init__(self) -> None:
+        expand_home(self, "dirs")
 
     def validate(self) -> None:
         if self.step is not None and (self.step < 0 or not self.dirs):
@@ -158,6 +167,9 @@ class TrainConfig:
     parallel: ParallelSection = field(default_factory=ParallelSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+
+    def __post_init__(self) -> None:
+        expand_home(self, "run_dir")
 
     def validate(self) -> None:
         validate_loop_counts(self)
