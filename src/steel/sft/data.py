@@ -314,7 +314,8 @@ def read_dataset(ds: SftDataset, root: Path, st: dict, index: int = 0, normalize
                 # the first of each reason too: a file that does not parse is one rejection (all its records),
                 # which the first five rejections of another kind hid
                 if len(st["examples"]) < 5 or reason not in shown:
-                    st["examples"].append(f"{path}:{item.line}: {reason} {detail}")
+                    # as `steel data prepare` logs one: "empty turn 1 (assistant) is empty" ran reason and detail together
+                    st["examples"].append(f"{path}:{item.line} rejected ({reason})" + (f": {detail}" if detail else ""))
                     shown.add(reason)
                 continue
             text = conversation_text(doc)
