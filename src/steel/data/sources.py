@@ -735,6 +735,9 @@ def _wide_encoding(raw) -> tuple[str | None, bool]:
     return _bomless_utf16(head), False
 
 
+_ASCII_BYTE = bytes(int(0x09 <= b <= 0x7E) for b in range(256))  # 1 for a printable ASCII byte, tab, newline
+
+
 def _texty(c: str) -> bool:
     """A character of Chinese or English text: ASCII, Latin, punctuation, CJK and its punctuation, full width."""
     o = ord(c)
@@ -766,6 +769,14 @@ def _bomless_utf16(head: bytes) -> str | None:
             return "UTF-16-LE"
         if even * 4 >= units and odd * 8 <= even:
             return "UTF-16-BE"
+        return None
+    # NOTE: two ASCII bytes decode to CJK (or to U+2000-206F for a space first) in either byte order, so 8-bit text
+    # (English in Latin-1/cp1252, any text cut inside a UTF-8 character) passed the test below with one NUL byte in
+    # its first 4 KB: the whole file was one rejection. In UTF-16 an ASCII character is a NUL and a byte, and a Chinese
+    # one is a pair of two printable ASCII bytes ~1 time in 4 (at most 0.44 of a 4 KB head of the Chinese corpora in
+    # shared/data); in 8-bit English text nearly every pair is (0.9 and more there).
+    ascii_pairs = head.translate(_ASCII_BYTE)
+    if sum(itertools.compress(ascii_pairs[1::2], ascii_pairs[0::2])) > 0.6 * units:
         return None
     for name, codec, high, low in (("UTF-16-LE", "utf-16-le", odd, even), ("UTF-16-BE", "utf-16-be", even, odd)):
         if high <= low:  # (ASCII pairs of a Latin-1 or GBK file decode to CJK too: it holds no NUL byte)
