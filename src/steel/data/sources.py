@@ -65,8 +65,8 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
     Errors name the field as `{where}[{index}].path[i]` (SFT passes its `data.datasets`).
     """
     files: list[Path] = []
-    for i, pattern in enumerate(src.path):
-        base, pattern = _home_base(pattern, root)
+    for i, given in enumerate(src.path):
+        base, pattern = _home_base(given, root)
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
         # NOTE: the root is no pattern: a root such as `data[2024]` made every path a character class that
         # matched nothing. A pattern that matches nothing but names a file (`a[1].jsonl`) is that file.
@@ -80,7 +80,7 @@ def expand_paths(src: SourceConfig, root: Path, index: int, where: str = "source
             raise ConfigError(f"{where}[{index}].path[{i}]: {full} does not exist")
         if not magic and os.path.isdir(full):  # it said "no file matches" a path that exists
             raise ConfigError(f"{where}[{index}].path[{i}]: {full} is a directory; give the files, or a glob such "
-                              f"as {os.path.join(pattern, '*.jsonl')}")
+                              f"as {os.path.join(given, '*.jsonl')}")  # (`~/data/*.jsonl`, not `data/*.jsonl`: from root)
         matches = [m for m in matches if not os.path.isdir(m)]
         if not matches:
             raise ConfigError(f"{where}[{index}].path[{i}]: no file matches {full}")
