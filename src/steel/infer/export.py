@@ -123,7 +123,7 @@ def export(
         (d / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
         tok.save_pretrained(str(d))
         make_tokenizer_config_portable(d, tok.chat_template)  # older transformers load the tokenizer too
-        if bos_tokens:
+        if no_bos:
             _drop_bos(d, bos_tokens, src, notes)
         # NOTE: safetensors >= 0.8 writes through a temp file made 0600 (safetensors#782): the weights get the
         # mode of config.json (the umask's), or another user (a vLLM service account) cannot read them.
@@ -234,28 +234,38 @@ def _write_whole(out: Path, write) -> None:
 
 
 def _drop_bos(d: Path, bos_tokens: list[str], src: Path, notes: list[str] | None) -> None:
-    """The saved tokenizer in `d` without the `bos_tokens` it put before a text: taken out of tokenizer.json's
-    post-processor (what every loader, vLLM and older transformers too, applies by default; nothing it appends
-    changes) and `add_bos_token` false where tokenizer_config.json says true (transformers rebuilds the
-    post-processor from it). Checked by loading it back; the user is told either way."""
+    """The saved tokenizer in `d` of a model trained without BOS, without the `bos_tokens` it put before a text:
+    taken out of tokenizer.json's post-processor (what every loader, vLLM too, applies by default; nothing it
+    appends changes), and tokenizer_config.json says `add_bos_token: false` and `add_eos_token` as it appends the
+    EOS or not. Checked by loading it back; the user is told either way.
+    NOTE: transformers 4's LlamaTokenizerFast (GemmaTokenizerFast...) rebuilds the post-processor from these
+    two, defaulting to true and false: without them the LlamaTokenizer class that transformers 5 keeps for a Llama
+    tokenizer (writing neither flag) got the BOS back there (4.46 checked by hand), an export of the export too
+    (`bos_tokens` empty: the flags are written again); transformers 5 and PreTrainedTokenizerFast read only
+    tokenizer.json's."""
+    from transformers import AutoTokenizer
+
+    from steel.eval.mc import special_prefix
+
     tj = d / "tokenizer.json"
-    if tj.is_file():
+    if bos_tokens and tj.is_file():
         data = json.loads(tj.read_text(encoding="utf-8"))
         data["post_processor"] = _without_prefix(data.get("post_processor"), bos_tokens)
         tj.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tc = d / "tokenizer_config.json"
     cfg = json.loads(tc.read_text(encoding="utf-8"))
-    if cfg.get("add_bos_token") is True:
-        cfg["add_bos_token"] = False
-        tc.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    from transformers import AutoTokenizer
-
-    from steel.eval.mc import special_prefix
-
+    if not bos_tokens and cfg.get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+        return  # (a tokenizer that never put a BOS first, read from tokenizer.json alone: nothing to say)
+    tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=True)
+    plain, full = tok("x", add_special_tokens=False)["input_ids"], tok("x")["input_ids"]
+    cfg["add_bos_token"] = False
+    if full[: len(plain)] == plain and full[len(plain) :] in ([], [tok.eos_token_id]):
+        cfg["add_eos_token"] = len(full) > len(plain)
+    tc.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not bos_tokens or notes is None:
+        return
     left = special_prefix(AutoTokenizer.from_pretrained(str(d), trust_remote_code=True))
     names = " ".join(bos_tokens)
-    if notes is None:
-        return
     if left:
         notes.append(f"{src} was trained by Steel from the start (no {names} before its texts), but the exported "
                      f"tokenizer still puts {names} first and could not be changed: encode prompts with "
