@@ -6,6 +6,7 @@ Every field has a comment; errors name the dotted field (`sources[2].format: ...
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +188,7 @@ class DataConfig:
         """
         if self.tokenizer == "qwen":
             return self.tokenizer
-        tried = Path(self.tokenizer).expanduser()
+        tried = Path(os.path.expanduser(self.tokenizer))
         tok = _from_cwd_or_config(tried, config_path)
         if check:
             if not tok.exists():
@@ -202,8 +203,11 @@ class DataConfig:
 
 def _from_cwd_or_config(path: Path, config_path: str | Path | None) -> Path:
     """A relative `path` of a config (`root: ../data`, `tokenizer: tok`): from the current directory when it exists
-    there, else from the config file's directory. `~` is the home directory, as in a shell."""
-    path = path.expanduser()
+    there, else from the config file's directory. `~` is the home directory, as in a shell.
+
+    NOTE: os.path.expanduser, as a shell, leaves `~name` as it is where no user is so named; Path.expanduser raised
+    RuntimeError ("Could not determine home directory"): `root: ~raw`, a directory of that name, was a traceback."""
+    path = Path(os.path.expanduser(path))
     if not path.is_absolute() and config_path is not None and not path.exists():
         return Path(config_path).parent / path
     return path

@@ -13,6 +13,7 @@ Adding an operator is one class with `@register("name")`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -302,7 +303,8 @@ class Blocklist(Filter):
     def setup(self, root, normalize=None):
         words = list(self.words)
         if self.file is not None:
-            path = Path(self.file).expanduser()  # (`~/lists/words.txt`: home, as in a shell; then absolute)
+            # (`~/lists/words.txt`: home, as in a shell; then absolute. `~words.txt`, no user of that name: as it is)
+            path = Path(os.path.expanduser(self.file))
             path = path if root is None else Path(root) / path
             try:
                 # NOTE: utf-8-sig, as the data readers: a BOM (Windows editors) kept on the first word made it
