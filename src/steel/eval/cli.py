@@ -135,7 +135,7 @@ def options(cls: type[T], config: str | None, given: dict[str, Any]) -> T:
     cli = {k: v for k, v in given.items() if v is not None}
     data = read_yaml(config) if config else {}
     if config and isinstance(data.get("data"), str) and "data" not in cli:
-        path = Path(data["data"]).expanduser()
+        path = Path(os.path.expanduser(data["data"]))  # (`~name` of no user stays a name, as in a shell)
         if not path.is_absolute() and not path.exists():
             path = (Path(config).parent / path).resolve()
         data["data"] = str(path)
