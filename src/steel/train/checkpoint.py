@@ -192,7 +192,15 @@ def save_checkpoint(
             (tmp / "rng").mkdir(parents=True)
     # Full state dicts: a collective under FSDP/DDP; only rank 0 receives the tensors (cpu_offload).
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    # NOTE: get_state_dict gives an optimizer without state (no update taken yet: every step so far skipped, a
+    # global batch without targets or a non-finite loss) one by a step on zero gradients at lr 0 (torch's
+    # `_init_optim_state`): AdamW's step count 1 with zero moments, so the first real update used the second
+    # step's bias correction, and the run depended on whether it was checkpointed then. Kept without state.
+    fresh = not optimizer.state
     msd, osd = get_state_dict(model, optimizer, options=opts)
+    if fresh:
+        optimizer.state.clear()
+        osd = {**osd, "state": {}}
     rng = {"cpu": torch.get_rng_state()}
     if d.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(d.device)
@@ -283,6 +291,8 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
             f"{ckpt_dir}: does not fit the configured model (the model config changed since this checkpoint; "
             f"it was written for {ckpt_dir / 'model_config.json'}): {detail[:500]}"
         ) from None
+    if not osd["state"]:  # saved before any update: set_state_dict gave it one on zero gradients (see save)
+        optimizer.state.clear()
     rng_file = ckpt_dir / "rng" / f"rank-{d.rank}.safetensors"
     if rng_file.is_file():
         rng = _load_tensors(rng_file)
