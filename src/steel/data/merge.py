@@ -199,6 +199,27 @@ def _check_same_inputs(manifests: list[tuple[Path, dict]], log, complete: bool) 
     return digests[0] if None not in digests else None
 
 
+def _merged_roots(manifests: list[tuple[Path, dict]]) -> dict:
+    """`inputs.root` and `inputs.elsewhere` of a merge output: its files by absolute path, as the shards name them.
+
+    The first shard's root; a file of a shard prepared under another root (another mount of the same data) is
+    named in `elsewhere`. {} when a shard records no root (an older Steel's): the output is judged as its own."""
+    roots, elsewhere = [], {}
+    for _, m in manifests:
+        inputs = m.get("inputs") or {}
+        root, more = inputs.get("root"), inputs.get("elsewhere")
+        if not isinstance(root, str):
+            return {}
+        roots.append(root)
+        elsewhere |= more if isinstance(more, dict) else {}
+    for (_, m), root in zip(manifests, roots):
+        if root != roots[0]:
+            for s in m["sources"].values():
+                elsewhere |= {f: os.path.join(root, f) for f in s.get("files", [])
+                              if f not in elsewhere and not os.path.isabs(f)}
+    return {"root": roots[0]} | ({"elsewhere": elsewhere} if elsewhere else {})
+
+
 def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = False, overwrite: bool = False,
           allow_missing: bool = False) -> dict:
     """Merge the shard dirs `dirs` into `out_dir`; returns the manifest (also written to OUT/manifest.json).
@@ -351,12 +372,16 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     }
     if inputs_digest is not None:
         manifest["inputs"] = {"digest": inputs_digest}
-    listing = (first.get("inputs") or {}).get("files") if missing else None
+    manifest["inputs"] = manifest.get("inputs", {}) | _merged_roots(manifests)
+    listing = (first.get("inputs") or {}).get("files")
     if isinstance(listing, dict):
-        # NOTE: the whole input's files, for the accounting of an output that lacks shards (`steel data inspect`):
-        # judged as one of a whole input, a source whose files in the given shards were all rejected was a problem,
-        # although its files in the missing ones may keep records (as a shard holding some of them only warns).
-        manifest.setdefault("inputs", {})["files"] = listing
+        # The whole input's files (names and sizes), as an unsharded prepare records them: the loader refuses a
+        # data dir prepared from one of them again. NOTE: with shards missing, `steel data inspect` judges the
+        # accounting as one of a whole input too: a source whose files in the given shards were all rejected was a
+        # problem, although its files in the missing ones may keep records (as a shard holding some of them only warns).
+        manifest["inputs"]["files"] = listing
+    if not manifest["inputs"]:
+        del manifest["inputs"]
     write_manifest(out_dir, manifest)
     # a warning here: the shards each had only their part of the input
     errors, warnings = kept_nothing(sources, count if missing else 1, listing if isinstance(listing, dict) else None,

@@ -667,12 +667,17 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     build_filters(cfg.filters, names, root, setup=True, normalize=Normalizer(cfg.normalize))
 
     files: list[tuple[int, Path, str]] = []
+    # Input files outside the root named relative to the working directory (`root: data`, `path: ../x.jsonl`):
+    # their absolute paths, for `inputs.elsewhere` (the loader tells two dirs of the same files apart by them).
+    elsewhere: dict[str, str] = {}
     for i, src in enumerate(cfg.sources):
         for p in expand_paths(src, root, i):
             try:
                 rel = str(p.resolve().relative_to(root.resolve()))
             except ValueError:
                 rel = str(p)
+                if not p.is_absolute():
+                    elsewhere[rel] = str(p.resolve())
             files.append((i, p, rel))
     check_formats(cfg, files)
     check_overlaps(cfg, files, log)
@@ -889,9 +894,13 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         | ({"dir": os.path.abspath(tok_spec)} if tok_spec != "qwen" else {}),
         "sources": sources,
         "shard": {"index": shard[0], "count": shard[1]},
-        # The whole unsharded input (`input_listing`); merge compares the shards' digests. The listing itself
-        # (names and sizes, to say which files differ) only in shards: unsharded, `sources.*.files` names them.
-        "inputs": {"digest": inputs_digest} | ({"files": listing} if shard[1] > 1 else {}),
+        # The whole unsharded input (`input_listing`): merge compares the shards' digests and says which files
+        # differ from the listing (names relative to `root`, and sizes). `root` is the resolved absolute root
+        # (`config.root` is as given, often relative to the working directory then): with the sizes, the loader
+        # refuses two data dirs prepared from one file (a re-prepare with one more file has another digest).
+        # NOTE: unsharded outputs had no listing (only `sources.*.files`): a re-prepare was caught by its digest only.
+        "inputs": {"digest": inputs_digest, "root": str(root.resolve()), "files": listing}
+        | ({"elsewhere": elsewhere} if elsewhere else {}),
         "dedup": dedup_info,
         "config": to_dict(cfg) | {"root": str(root), "tokenizer": tok_spec},
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
