@@ -23,12 +23,12 @@ def test_a_dataset_file_that_does_not_parse_is_a_warning_naming_it(tmp_path, cap
         D.warn_rejections(cfg, stats)
     st = stats["datasets"]["parts"]
     assert len(mix) == 4 and st["read"] == 11 and st["rejected"] == {"empty": 6, "malformed_json": 1}
-    assert [e.split(": ")[0] for e in st["examples"]] == [f"{tmp_path}/p0.json:{i}" for i in range(1, 6)] + [
+    assert [e.split(" rejected (")[0] for e in st["examples"]] == [f"{tmp_path}/p0.json:{i}" for i in range(1, 6)] + [
         f"{tmp_path}/p1.json:{p1[: len(p1) // 2].count(chr(10)) + 1}"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].startswith("data.datasets[0] (parts): 7 of 11 records rejected (empty: 6, malformed_json: 1): ")
-    assert f"{tmp_path}/p1.json:" in warnings[0] and "malformed_json the JSON file does not parse" in warnings[0]
+    assert f"{tmp_path}/p1.json:" in warnings[0] and "rejected (malformed_json): the JSON file does not parse" in warnings[0]
 
 
 def test_a_dataset_without_rejections_gives_no_warning(tmp_path, caplog):

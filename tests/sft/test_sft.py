@@ -204,7 +204,7 @@ def test_dataset_without_usable_conversations_is_an_error(tmp_path, tiny_llama_d
         D.build_conversations(cfg, {})
     msg = str(e.value)
     assert msg.startswith("data.datasets[1] (gsm): no usable conversation in 7 records (rejected missing_field: 7)")
-    assert "first rejected: " in msg and "gsm.json:1: missing_field no field 'anwser'" in msg
+    assert "first rejected: " in msg and "gsm.json:1 rejected (missing_field): no field 'anwser'" in msg
     # All filtered out is the same error; a dataset weighted 0 is not asked for anything.
     datasets[1] = {"name": "gsm", "path": ["gsm.json"], "fields": {"instruction": "question", "output": "answer"},
                    "filters": [{"name": "length", "min_chars": 1000}]}
@@ -263,7 +263,7 @@ def test_messages_are_normalized_as_steel_data_prepare_does(tmp_path, qwen_token
     text = render_chatml(mix["a"])
     assert text == ("<|im_start|>system\nＳ \u00e9<|im_end|>\n<|im_start|>user\n你好世界\n第二行<|im_end|>\n"
                     "<|im_start|>assistant\ncooperate\n\nend<|im_end|>\n")
-    assert stats["datasets"]["sg"]["rejected"] == {"empty": 1} and "sg.json:1: empty after normalization" in stats["datasets"]["sg"]["examples"][0]
+    assert stats["datasets"]["sg"]["rejected"] == {"empty": 1} and "sg.json:1 rejected (empty): after normalization" in stats["datasets"]["sg"]["examples"][0]
     # `steel data prepare` (kind: chat, its default normalize) gives the same tokens for the same record.
     enc = load_encoder(qwen_tokenizer_dir, num_threads=1)
     dcfg = from_dict(DataConfig, {"root": str(tmp_path), "tokenizer": "unused", "workers": 0, "sources": [
