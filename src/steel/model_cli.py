@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from steel.cli import UserError
+from steel.cli import UserError, home_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
 
     info = sub.add_parser("info", help="parameter counts per part and true training FLOPs per token")
-    info.add_argument("spec", metavar="CONFIG_OR_DIR",
+    info.add_argument("spec", metavar="CONFIG_OR_DIR", type=home_path,
                       help="YAML file, name in configs/model/, HF model dir, or Steel run or checkpoint dir "
                            "(its model_config.json)")
     info.add_argument("--seq-len", type=int, default=2048, help="sequence length for the FLOPs (default 2048)")
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=cmd_info)
 
     cc = sub.add_parser("check-causal", help="perturb tokens after t, report the logit change at positions <= t")
-    cc.add_argument("spec", metavar="CONFIG_OR_DIR",
+    cc.add_argument("spec", metavar="CONFIG_OR_DIR", type=home_path,
                     help="HF model dir, Steel run dir (its latest checkpoint) or checkpoint dir (their "
                          "weights), or a config (random init, see --init-std; with a directory, its config)")
     cc.add_argument("--seq-len", type=int, default=32, help="tokens per probe sequence (default 32)")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-from steel.cli import UserError
+from steel.cli import UserError, home_path
 from steel.config import ConfigError, from_dict, read_yaml
 from steel.infer.cli import add_model_args, resolve_device
 
@@ -28,12 +28,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         default=None,
+        type=home_path,
         help="YAML with the benchmark fields (see configs/eval/); flags given override it",
     )
     p.add_argument("--task", default=None, choices=["ceval", "cmmlu"], help="required unless in --config")
     p.add_argument(
         "--data",
         default=None,
+        type=home_path,
         help="benchmark directory as released (dev/, val/ or test/, subject_mapping.json)",
     )
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
@@ -64,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         default=None,
+        type=home_path,
         help="JSON result file; a .md table and a .questions.jsonl are written beside it",
     )
     p.set_defaults(func=cmd_mc)
@@ -73,9 +76,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         default=None,
+        type=home_path,
         help="YAML with the fields below (see configs/eval/); flags given override it",
     )
-    p.add_argument("--data", default=None, action="append",
+    p.add_argument("--data", default=None, action="append", type=home_path,
                    help="DATA_DIR with manifest.json and chunk files (one)")
     p.add_argument(
         "--seq-len",
@@ -92,18 +96,19 @@ def register(subparsers) -> None:
         "cut to fit",
     )
     p.add_argument("--batch-size", type=int, default=None, help="default: 4")
-    p.add_argument("--out", default=None, help="JSON result file")
+    p.add_argument("--out", default=None, type=home_path, help="JSON result file")
     p.set_defaults(func=cmd_ppl)
 
     p = sub.add_parser("contamination", help="n-gram overlap between training data and benchmark questions")
     p.add_argument(
         "--data",
         required=True,
+        type=home_path,
         nargs="+",
         help="prepared chunk dirs and/or SFT/text files (.json, .jsonl, .txt; also zstd or gzip compressed)",
     )
     p.add_argument("--task", required=True, choices=["ceval", "cmmlu"])
-    p.add_argument("--bench", required=True, help="benchmark directory as released")
+    p.add_argument("--bench", required=True, type=home_path, help="benchmark directory as released")
     p.add_argument("--split", default=None, help="default: val for ceval, test for cmmlu")
     p.add_argument("--n", type=int, default=13, help="n-gram length in characters (default: %(default)s)")
     p.add_argument(
@@ -115,10 +120,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--tokenizer",
         default=None,
+        type=home_path,
         help="tokenizer to decode prepared chunks (default: each chunk dir's tokenizer/, else the tokenizer "
         "it was prepared with, if its fingerprint matches)",
     )
-    p.add_argument("--out", default=None, help="JSON result file")
+    p.add_argument("--out", default=None, type=home_path, help="JSON result file")
     p.set_defaults(func=cmd_contamination)
 
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])

@@ -6,16 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from steel.cli import UserError
+from steel.cli import UserError, home_path
 from steel.config import ConfigError
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model/--tokenizer/--device/--dtype, shared by generate, chat and every `steel eval` command."""
     p.add_argument(
-        "--model", required=True, help="HF model directory, Steel run directory or checkpoint directory"
+        "--model", required=True, type=home_path, help="HF model directory, Steel run directory or checkpoint directory"
     )
-    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
+    p.add_argument("--tokenizer", default=None, type=home_path, help="tokenizer directory (default: the model's own)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument(
         "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="default: as saved"
@@ -62,9 +62,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export", help="write a plain HF directory (safetensors, modeling files, tokenizer)"
     )
-    p.add_argument("src", help="Steel run directory, checkpoint directory or HF model directory")
-    p.add_argument("out", help="output directory")
-    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: found beside the model)")
+    p.add_argument("src", type=home_path, help="Steel run directory, checkpoint directory or HF model directory")
+    p.add_argument("out", type=home_path, help="output directory")
+    p.add_argument("--tokenizer", default=None, type=home_path, help="tokenizer directory (default: found beside the model)")
     p.add_argument(
         "--dtype",
         default=None,
