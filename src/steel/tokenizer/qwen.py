@@ -218,11 +218,21 @@ def make_tokenizer_config_portable(out_dir: str | Path, chat_template: str | Non
     """After `save_pretrained`: transformers 5 writes `tokenizer_class: TokenizersBackend` (a class older
     transformers do not have) and keeps the template only in chat_template.jinja; name the portable class and
     embed the template too, so older transformers (and tools that read tokenizer_config.json only) load the
-    same tokenizer. A tokenizer saved under its own class (LlamaTokenizer...) keeps it."""
+    same tokenizer. A tokenizer saved under its own class (LlamaTokenizer...) keeps it.
+
+    Additional special tokens: transformers 5 writes them as a list, `extra_special_tokens`, which transformers 4
+    reads as a dict of named tokens ({"image_token": ...}): a list failed the load (`'list' object has no attribute
+    'keys'`, reported as "requires the protobuf library"). They are written as `additional_special_tokens`, which
+    transformers 4 reads and transformers 5 takes for `extra_special_tokens`."""
     cfg_path = Path(out_dir) / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     if cfg.get("tokenizer_class") == "TokenizersBackend" and (Path(out_dir) / "tokenizer.json").is_file():
         cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(cfg.get("extra_special_tokens"), list):
+        extra = cfg.pop("extra_special_tokens")
+        have = cfg.get("additional_special_tokens")
+        have = have if isinstance(have, list) else []
+        cfg["additional_special_tokens"] = have + [t for t in extra if t not in have]
     if isinstance(chat_template, str) and chat_template:
         cfg["chat_template"] = chat_template
     cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
