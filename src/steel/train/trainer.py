@@ -326,6 +326,11 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
             f"rest of the epoch: use anneal.mode: replace (the annealing phase then draws from these chunks "
             f"again) or raise its source's weight in data.weights"
         )
+    if a.mode == "mix":  # a re-prepared copy of data already in the run (other chunk bytes, same input files)
+        try:
+            data.check_new_inputs(dirs)
+        except DataError as e:
+            raise ConfigError(f"anneal.dirs: {e}") from None
     samples = sum(chunk_samples(x.tokens, x.weight, cfg.data.seq_len) for x in found)
     need = cfg.micro_batch * data.world_size if a.mode == "replace" else 1
     if samples < need:
