@@ -70,8 +70,8 @@ class TrainState:
     step: int = 0  # optimizer steps done
     tokens: int = 0  # positions holding data (padding excluded), all ranks: tokens_per_s counts these
     targets: int = 0  # target tokens trained on (labels != -100), all ranks; = tokens in pretraining
-    skipped: int = 0  # steps skipped for a non-finite loss/grad norm
-    nonfinite_run: int = 0  # consecutive skipped steps now
+    skipped: int = 0  # steps skipped: a non-finite loss/grad norm, or a global batch without targets
+    nonfinite_run: int = 0  # consecutive non-finite skipped steps now (toward max_nonfinite)
     anneal: dict | None = None  # the annealing switch once done: {step, mode, dirs, md5s} (checked at resume)
     losses: list[float] = field(default_factory=list)  # this process's step losses (not checkpointed)
 
