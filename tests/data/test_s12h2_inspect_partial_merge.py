@@ -54,7 +54,7 @@ def test_inspect_of_a_merge_without_a_shard_warns_instead_of_a_problem(tmp_path,
 def test_complete_merge_unchanged(tmp_path, qwen_tokenizer_dir, capsys):
     _shards(tmp_path, qwen_tokenizer_dir)
     m = merge(tmp_path / "m", [tmp_path / "s0", tmp_path / "s1"], log=LOG)
-    assert "files" not in m["inputs"] and m["sources"]["web"]["kept"] == 3
+    assert m["inputs"]["files"] == read_manifest(tmp_path / "s0")["inputs"]["files"] and m["sources"]["web"]["kept"] == 3
     capsys.readouterr()
     assert steel_main(["data", "inspect", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out

@@ -46,10 +46,10 @@ def test_shards_record_the_whole_input_listing(four_files, enc):
     # largest first to the least loaded shard: f1 (4 docs) -> 0, f4 (3) -> 1, f3 (2) -> 1, f2 (1) -> 0
     assert [s["sources"]["src"]["files"] for s in shards] == [["f1.jsonl", "f2.jsonl"], ["f3.jsonl", "f4.jsonl"]]
     merged = merge(d / "merged", [d / "s0", d / "s1"], log=LOG)
-    assert merged["inputs"] == {"digest": shards[0]["inputs"]["digest"]}
+    assert merged["inputs"] == {"digest": shards[0]["inputs"]["digest"], "root": str(d.resolve()), "files": want}
     assert sorted(merged["sources"]["src"]["files"]) == sorted(sizes)
     unsharded = prepare(cfg, d / "full", encoder=enc, log=LOG, quiet=True)
-    assert unsharded["inputs"] == {"digest": shards[0]["inputs"]["digest"]}  # the listing itself: shards only
+    assert unsharded["inputs"] == {"digest": shards[0]["inputs"]["digest"], "root": str(d.resolve()), "files": want}
 
 
 def test_merge_refuses_shards_split_from_different_files(four_files, enc):
