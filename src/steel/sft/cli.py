@@ -9,16 +9,12 @@ from steel.cli import home_path
 
 def _sft(args: argparse.Namespace) -> int:
     from steel.cli import UserError
-    from steel.config import expand_home
     from steel.sft.train import fit, setup
     from steel.train.checkpoint import CheckpointError
     from steel.train.trainer import NonFiniteError
 
+    # (`~` in the config's paths is the home directory: SftConfig and its sections expand it as they are built)
     cfg = setup(args.config, args.set)
-    # `~` in SftConfig's own path fields is the home directory (data.root and self_cognition.template expand it
-    # in their classes, the dataset paths and a blocklist's file where they are read), before fit() writes the
-    # config into the run: a resume that spells the same dir with `~` or without compares equal with it.
-    expand_home(cfg, "init", "tokenizer", "run_dir")
     try:
         return fit(cfg)
     except (CheckpointError, NonFiniteError) as e:

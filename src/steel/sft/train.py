@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from steel.config import ConfigError, dump_yaml, load_config, to_dict
+from steel.config import ConfigError, dump_yaml, expand_home, load_config, to_dict
 from steel.sft.data import SftData, SftDataConfig, build_sft_rows, warn_rejections
 from steel.train.config import (
     CheckpointSection,
@@ -52,6 +52,12 @@ class SftConfig:
     parallel: ParallelSection = field(default_factory=ParallelSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+
+    def __post_init__(self) -> None:
+        # NOTE: here, not in `steel sft` alone: trainer_config()'s TrainConfig expands its run_dir itself, so a
+        # config built in code (`fit(setup(path))`) with `run_dir: ~/r` wrote its checkpoints into ~/r and its
+        # lock, config.yaml, train.log, metrics and tokenizer into ./~/r (and `init: ~/m` "did not exist").
+        expand_home(self, "init", "tokenizer", "run_dir")
 
     def validate(self) -> None:
         validate_loop_counts(self)
