@@ -311,7 +311,11 @@ def main(cfg: SftConfig):
     from steel.infer.load import is_hf_dir, load_model, load_tokenizer, resolve_checkpoint
     from steel.train import checkpoint as ckpt
     from steel.train.distributed import check_same_on_every_rank, fail_together, init_distributed
-    from steel.train.trainer import RANKS_AGREE_HINT, check_seq_len_fits_model
+    from steel.train.trainer import (
+        RANKS_AGREE_HINT,
+        check_run_dir_not_left_at_literal_home,
+        check_seq_len_fits_model,
+    )
 
     d = init_distributed(cfg.parallel)
     run_dir = Path(cfg.run_dir)
@@ -357,6 +361,7 @@ def main(cfg: SftConfig):
     try:
         with fail_together(d):
             if d.is_main:
+                check_run_dir_not_left_at_literal_home(run_dir)
                 release_lock = dirlock.acquire(run_dir, "steel sft")
         return _main_locked(cfg, d, run_dir, config_yaml, tokenizer, model, release_lock, template_note, init_from)
     except BaseException:

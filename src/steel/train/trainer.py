@@ -541,6 +541,31 @@ def _ranks(ranks: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
 
 
+def check_run_dir_not_left_at_literal_home(run_dir: Path) -> None:
+    """Refuse a new run in a `run_dir` under the home directory while `./~/<the same rest>` holds a run's checkpoint.
+
+    NOTE: before 2026-12-07 (f1b3f53) a `~` in run_dir (`run_dir: ~/runs/a`, `--set run_dir=~/runs/a`) was taken
+    literally: the run went into a directory named `~` in the working directory. The same config now names
+    $HOME/runs/a, where the resume of such a run found no checkpoint and started it again from step 0, silently.
+    Called before the lock creates `run_dir`, so that the run can be moved there as it is.
+    """
+    try:
+        rest = Path(os.path.abspath(run_dir)).relative_to(os.path.abspath(os.path.expanduser("~")))
+    except ValueError:
+        return
+    literal = Path("~") / rest
+    if os.path.abspath(literal) == os.path.abspath(run_dir) or ckpt.latest_checkpoint(run_dir) is not None:
+        return
+    found = ckpt.latest_checkpoint(literal)
+    if found is not None:
+        raise ConfigError(
+            f"run_dir: {run_dir} holds no checkpoint, but ./{literal} does ({found}): a `~` in run_dir is the home "
+            f"directory now, and was a directory named ~ in the working directory before 2026-12-07; to resume "
+            f"that run, move it: mv ./{literal} {run_dir} (with {run_dir} absent); to start a new run, rename ./~ "
+            f"first"
+        )
+
+
 SHARED_CHECK = ".steel-shared-check"
 
 
@@ -1100,6 +1125,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         # Rank 0 alone locks and opens the run log: its refusal (another run holds the dir) stops every rank.
         with fail_together(d):
             if d.is_main:
+                check_run_dir_not_left_at_literal_home(run_dir)
                 release_lock = dirlock.acquire(run_dir, "steel train")
                 ckpt.remove_partial(run_dir)
                 setup_run_log(run_dir / "train.log", config_yaml)
