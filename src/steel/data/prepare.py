@@ -667,8 +667,9 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     build_filters(cfg.filters, names, root, setup=True, normalize=Normalizer(cfg.normalize))
 
     files: list[tuple[int, Path, str]] = []
-    # Input files outside the root named relative to the working directory (`root: data`, `path: ../x.jsonl`):
-    # their absolute paths, for `inputs.elsewhere` (the loader tells two dirs of the same files apart by them).
+    # Input files outside the root named relative to the working directory (`root: data`, `path: ../x.jsonl`) or
+    # through a link (`/mnt/link/x.jsonl`): their resolved paths, for `inputs.elsewhere` (the loader tells two dirs
+    # of the same files apart by them; names under the root are relative to the resolved root already).
     elsewhere: dict[str, str] = {}
     for i, src in enumerate(cfg.sources):
         for p in expand_paths(src, root, i):
@@ -676,7 +677,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
                 rel = str(p.resolve().relative_to(root.resolve()))
             except ValueError:
                 rel = str(p)
-                if not p.is_absolute():
+                if str(p.resolve()) != rel:
                     elsewhere[rel] = str(p.resolve())
             files.append((i, p, rel))
     check_formats(cfg, files)
