@@ -13,6 +13,7 @@ minutes in it (10k dirs: hours). Dirs are now compared only when they name a com
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -88,3 +89,25 @@ def test_only_dirs_naming_a_common_file_are_compared(tmp_path, monkeypatch):
     calls.clear()
     check_distinct_inputs(shards, [])
     assert calls == []
+
+
+def test_a_dir_left_out_at_a_resume_is_named_missing_not_another_dirs_chunk_changed(tmp_path):
+    # every dir names its chunks web-00000.bin...: the registered chunk of the dir left out was blamed on the other
+    # dir's file of that name ("changed since it was registered ... restore it or start a new run")
+    write_inputs(tmp_path / "raw", ["a.jsonl", "b.jsonl"])
+    a = prep(tmp_path / "raw", tmp_path / "A", ["a.jsonl"])
+    b = prep(tmp_path / "raw", tmp_path / "B", ["b.jsonl"])
+    ld = PretrainLoader([a, b], seq_len=T, micro_batch=2, seed=3)
+    ld.next_batch()
+    state = ld.state_dict()
+    r = PretrainLoader([a], seq_len=T, micro_batch=2, seed=3, resume=True)
+    with pytest.raises(DataError) as e:
+        r.load_state_dict(state)
+    assert str(e.value).startswith(f"chunk {b / 'web-00000.bin'} (MD5 ")
+    assert "in none of the data dirs" in str(e.value) and "changed" not in str(e.value)
+    # a chunk of a listed dir prepared again in place (other chunks under the same names) is still named so
+    shutil.rmtree(b)
+    prep(tmp_path / "raw", b, ["b.jsonl"], chunk_tokens=500)
+    r = PretrainLoader([a, b], seq_len=T, micro_batch=2, seed=3, resume=True)
+    with pytest.raises(DataError, match=f"^{b / 'web-00000.bin'}: chunk changed since it was registered"):
+        r.load_state_dict(state)

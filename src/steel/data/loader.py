@@ -167,6 +167,8 @@ def shared_pairs(new: list[DirInputs], old: list[DirInputs]):
     # A dir is compared only with the earlier ones that name one of its files (by digest and name, or by absolute
     # path), in the order [*old, *new[:i]] as before, so the same pair and files are named.
     every = [*old, *new]
+    if len(every) < 2 or not new:
+        return
     resolved = [x.dir.resolve() for x in every]
     index: dict[object, list[int]] = {}
     for j, a in enumerate(every):
@@ -717,11 +719,14 @@ class PretrainLoader:
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
         self.active_base, self.phases = state["active_base"], list(state["phases"])
         self.chunks, self._maps, self._paths, self._vocab, self._min_vocab = [], {}, {}, {}, 0
-        by_name = {a.path.name: a for a in lookup.values()}
+        # A chunk rewritten in place (a prepare run again into its dir): the same file of the same dir. NOTE: by
+        # dir and file name, not file name alone: every dir names its chunks SOURCE-00000.bin..., so a registered
+        # chunk whose dir was left out was blamed on another dir's file ("changed since it was registered").
+        by_name = {(a.path.parent.name, a.path.name): a for a in lookup.values()}
         for i, (md5, file, source, tokens, count) in enumerate(state["chunks"]):
             a = lookup.get(md5)
             if a is None:
-                same = by_name.get(Path(file).name)
+                same = by_name.get((Path(file).parent.name, Path(file).name))
                 if same is not None:
                     raise DataError(
                         f"{same.path}: chunk changed since it was registered as {file} (manifest MD5 {same.md5}, "
