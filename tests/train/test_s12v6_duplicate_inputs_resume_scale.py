@@ -111,3 +111,19 @@ def test_a_dir_left_out_at_a_resume_is_named_missing_not_another_dirs_chunk_chan
     r = PretrainLoader([a, b], seq_len=T, micro_batch=2, seed=3, resume=True)
     with pytest.raises(DataError, match=f"^{b / 'web-00000.bin'}: chunk changed since it was registered"):
         r.load_state_dict(state)
+
+
+def test_a_resume_after_annealing_on_a_re_prepared_copy_in_mode_replace_says_nothing(tmp_path, caplog):
+    write_inputs(tmp_path / "raw", ["a.jsonl", "b.jsonl"])
+    a = prep(tmp_path / "raw", tmp_path / "A", ["a.jsonl", "b.jsonl"])
+    a2 = prep(tmp_path / "raw", tmp_path / "A2", ["a.jsonl", "b.jsonl"], chunk_tokens=500)
+    ld = PretrainLoader([a], seq_len=T, micro_batch=2, seed=3)
+    ld.next_batch()
+    ld.add_data([a2], replace=True, phase="anneal")  # the annealing phase draws from A2 alone
+    ld.next_batch()
+    state = ld.state_dict()
+    with caplog.at_level(logging.WARNING, logger="steel"):
+        r = PretrainLoader([a], seq_len=T, micro_batch=2, seed=3, resume=True)
+        r.load_state_dict(state)
+    assert not [x for x in caplog.records if "same input files" in x.getMessage()]
+    assert r.state_dict() == state

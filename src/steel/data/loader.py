@@ -453,7 +453,10 @@ class PretrainLoader:
         input files. A run started before Steel refused such a pair trains their documents twice per epoch; it
         goes on as it began: its order holds both dirs' samples, and without one of them the resume is refused
         (a registered chunk missing), so refusing the pair (as the constructor did) left it no way on."""
-        had = [x for x in self._dir_inputs([*self.dirs, *self.extra_dirs]) if x.md5s and x.md5s <= registered]
+        # the dirs the run draws from now: after a `replace` switch, only those with chunks registered since (a
+        # re-prepared copy of pretraining data annealed on in mode replace is no pair)
+        active = {c.md5 for c, start in zip(self.chunks, self._offsets[:-1].tolist()) if start >= self.active_base}
+        had = [x for x in self._dir_inputs([*self.dirs, *self.extra_dirs]) if x.md5s <= registered and x.md5s & active]
         for a, b, _, how, files in shared_pairs(had, []):
             shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
             log.warning("data: data dir %s and data dir %s, both in this run, were prepared from the same input "
