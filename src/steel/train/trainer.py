@@ -1172,6 +1172,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                     dirs, cfg.data.seq_len, cfg.micro_batch,
                     seed=cfg.data.seed, rank=d.rank, world_size=d.world_size, weights=cfg.data.weights,
                     verify=cfg.data.verify, lookup_dirs=[*cfg.anneal.dirs, *(add_data if latest else [])],
+                    resume=latest is not None,  # a pair of dirs of one input the run drew from: judged at load
                 )
                 check_model_fits_data(model_cfg, data.tokenizer)
             if latest is None:  # `--add-data` at the start: remembered (absolute) like one given at a resume
