@@ -9,31 +9,9 @@ import shutil
 
 import torch
 from test_s11_eval_ppl_bos_lineage import _run
-from tiny_models import build_metaspace_tokenizer, build_tiny_llama
+from tiny_models import build_metaspace_tokenizer, build_tiny_llama, greedy_text, steel_generate
 
-from steel.cli import main as steel_main
 from steel.eval.cli import trained_without_bos
-
-PROMPT = "以下是中国关于考试的单项选择题"
-
-
-@torch.no_grad()
-def _greedy(model, tok, bos: bool, n: int = 6) -> str:
-    ids = ([tok.bos_token_id] if bos else []) + tok.encode(PROMPT, add_special_tokens=False)
-    new = []
-    for _ in range(n):
-        nxt = int(model(torch.tensor([ids + new])).logits[0, -1].argmax())
-        if nxt == tok.eos_token_id:
-            break
-        new.append(nxt)
-    return tok.decode(new, skip_special_tokens=True)
-
-
-def _generate(model_dir, capsys) -> str:
-    capsys.readouterr()
-    assert steel_main(["generate", "--model", str(model_dir), "--prompt", PROMPT, "--temperature", "0",
-                       "--max-new-tokens", "6", "--device", "cpu"]) == 0
-    return capsys.readouterr().out.removesuffix("\n")
 
 
 def test_sft_of_a_deleted_steel_run_gets_no_bos_sft_of_a_stock_init_does(tmp_path, capsys):
@@ -48,7 +26,7 @@ def test_sft_of_a_deleted_steel_run_gets_no_bos_sft_of_a_stock_init_does(tmp_pat
     model = SteelForCausalLM(cfg).eval()
     with torch.no_grad():  # near-uniform logits at the default init: make the BOS change the greedy choice
         model.lm_head.weight.mul_(40)
-    without, with_bos = _greedy(model, tok, False), _greedy(model, tok, True)
+    without, with_bos = greedy_text(model, tok, False), greedy_text(model, tok, True)
     assert without != with_bos
 
     pre = _run(tmp_path / "pre", model, tok_dir, {"model": {"config": "tiny"}, "data": {"dirs": []}})
@@ -56,9 +34,9 @@ def test_sft_of_a_deleted_steel_run_gets_no_bos_sft_of_a_stock_init_does(tmp_pat
     shutil.rmtree(pre)  # the pretraining run deleted (its checkpoints are large); the SFT run is kept
     assert trained_without_bos(sft) is True
     assert trained_without_bos(sft / "checkpoints" / "step-3") is True
-    assert _generate(sft, capsys) == without
+    assert steel_generate(sft, capsys)[0] == without
 
     llama = build_tiny_llama(len(tok))  # SFT of a stock init, which is gone too: its model type is llama
     stock_sft = _run(tmp_path / "sft2", llama, tok_dir, {"init": str(tmp_path / "gone-llama")})
     assert trained_without_bos(stock_sft) is False
-    assert _generate(stock_sft, capsys) == _greedy(llama, tok, True)
+    assert steel_generate(stock_sft, capsys)[0] == greedy_text(llama, tok, True)

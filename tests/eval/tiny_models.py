@@ -142,6 +142,34 @@ def position_log(monkeypatch) -> list[int]:
     return seen
 
 
+BOS_PROMPT = "以下是中国关于考试的单项选择题"
+
+
+@torch.no_grad()
+def greedy_text(model, tok, bos: bool, prompt: str = BOS_PROMPT, n: int = 6) -> str:
+    """A greedy loop of plain forwards over `prompt`'s ids, with or without the tokenizer's BOS first: the
+    reference the BOS-lineage tests hold `steel generate` to."""
+    ids = ([tok.bos_token_id] if bos else []) + tok.encode(prompt, add_special_tokens=False)
+    new = []
+    for _ in range(n):
+        nxt = int(model(torch.tensor([ids + new])).logits[0, -1].argmax())
+        if nxt == tok.eos_token_id:
+            break
+        new.append(nxt)
+    return tok.decode(new, skip_special_tokens=True)
+
+
+def steel_generate(model_dir, capsys, prompt: str = BOS_PROMPT) -> tuple[str, str]:
+    """`steel generate` greedy, 6 new tokens on the CPU: (stdout without its newline, stderr)."""
+    from steel.cli import main as steel_main
+
+    capsys.readouterr()
+    assert steel_main(["generate", "--model", str(model_dir), "--prompt", prompt, "--temperature", "0",
+                       "--max-new-tokens", "6", "--device", "cpu"]) == 0
+    got = capsys.readouterr()
+    return got.out.removesuffix("\n"), got.err
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     import csv
 

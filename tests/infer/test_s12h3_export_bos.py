@@ -14,11 +14,11 @@ import sysconfig
 
 import torch
 from test_s11_eval_ppl_bos_lineage import _run
-from tiny_models import build_metaspace_tokenizer, build_tiny_llama
+from tiny_models import BOS_PROMPT, build_metaspace_tokenizer, build_tiny_llama, greedy_text, steel_generate
 
 from steel.cli import main as steel_main
 
-PROMPT = "以下是中国关于考试的单项选择题"
+PROMPT = BOS_PROMPT
 
 # A fresh interpreter where `import steel` fails (see test_export.CHILD): the tokenizer's default encoding.
 CHILD = r"""
@@ -34,25 +34,6 @@ AutoModelForCausalLM.from_pretrained(sys.argv[2])
 tok = AutoTokenizer.from_pretrained(sys.argv[2])
 print(json.dumps({"ids": tok(sys.argv[3])["input_ids"], "plain": tok.encode(sys.argv[3], add_special_tokens=False)}))
 """
-
-
-@torch.no_grad()
-def _greedy(model, tok, bos: bool, n: int = 6) -> str:
-    ids = ([tok.bos_token_id] if bos else []) + tok.encode(PROMPT, add_special_tokens=False)
-    new = []
-    for _ in range(n):
-        nxt = int(model(torch.tensor([ids + new])).logits[0, -1].argmax())
-        if nxt == tok.eos_token_id:
-            break
-        new.append(nxt)
-    return tok.decode(new, skip_special_tokens=True)
-
-
-def _generate(model_dir, capsys) -> str:
-    capsys.readouterr()
-    assert steel_main(["generate", "--model", str(model_dir), "--prompt", PROMPT, "--temperature", "0",
-                       "--max-new-tokens", "6", "--device", "cpu"]) == 0
-    return capsys.readouterr().out.removesuffix("\n")
 
 
 def _child(tmp_path, model_dir) -> dict:
@@ -82,7 +63,7 @@ def test_moved_stock_export_of_a_steel_run_gets_no_bos(tmp_path, capsys):
     tok = build_metaspace_tokenizer(tok_dir)
     assert tok(PROMPT)["input_ids"][0] == tok.bos_token_id  # the tokenizer does put <s> first
     model = _steel_model(len(tok), tok.eos_token_id)
-    without, with_bos = _greedy(model, tok, False), _greedy(model, tok, True)
+    without, with_bos = greedy_text(model, tok, False), greedy_text(model, tok, True)
     assert without != with_bos  # the BOS changes the continuation
 
     pre = _run(tmp_path / "pre", model, tok_dir, {"model": {"config": "tiny"}, "data": {"dirs": []}})
@@ -95,7 +76,7 @@ def test_moved_stock_export_of_a_steel_run_gets_no_bos(tmp_path, capsys):
     shutil.rmtree(pre)  # the run the export's record names is gone
     assert json.loads((moved / "steel_export.json").read_text())["trained_without_bos"] is True
 
-    assert _generate(moved, capsys) == without
+    assert steel_generate(moved, capsys)[0] == without
     plain = tok.encode(PROMPT, add_special_tokens=False)
     assert _child(tmp_path, moved) == {"ids": plain, "plain": plain}  # plain transformers: no <s> either
 
@@ -109,6 +90,6 @@ def test_stock_model_export_keeps_its_bos(tmp_path, capsys):
     assert steel_main(["export", str(stock), str(out)]) == 0
     assert "<s>" not in capsys.readouterr().err
     assert json.loads((out / "steel_export.json").read_text())["trained_without_bos"] is False
-    assert _generate(out, capsys) == _greedy(model, tok, True)
+    assert steel_generate(out, capsys)[0] == greedy_text(model, tok, True)
     plain = tok.encode(PROMPT, add_special_tokens=False)
     assert _child(tmp_path, out) == {"ids": [tok.bos_token_id, *plain], "plain": plain}
