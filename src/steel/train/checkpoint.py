@@ -112,7 +112,9 @@ def _new_file_mode(path: Path) -> int:
         os.close(fd)
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, previous: Path | None = None) -> None:
+    """Write `tensors` to `path`; a write error is an OSError naming the file (saying that the checkpoint before
+    is intact where there is one: `previous`, the newest complete one)."""
     # safetensors refuses tensors sharing storage (tied embeddings): give each its own.
     seen: set[int] = set()
     out = {}
@@ -128,7 +130,11 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         mode = _new_file_mode(path)
         save_file(out, str(path))
     except (SafetensorError, OSError) as e:  # e.g. "No space left on device": name the file, not a traceback
-        raise CheckpointError(f"{path}: cannot write ({e}); the previous checkpoint is intact") from None
+        # NOTE: an OSError (exit status 1, on every rank), not a CheckpointError: a full disk is no refusal of the
+        # user's input (README: "exit 2 for a refusal, 1 for an OS error"). safetensors reports its own write
+        # errors as SafetensorError ("No space left on device (os error 28)").
+        intact = "; the previous checkpoint is intact" if previous is not None else ""
+        raise OSError(f"{path}: cannot write ({e}){intact}") from None
     os.chmod(path, mode)
     fd = os.open(path, os.O_RDONLY)  # (not "rb+": a mode without the owner's write bit would refuse it)
     try:
@@ -216,12 +222,13 @@ def save_checkpoint(
     rng = {"cpu": torch.get_rng_state()}
     if d.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(d.device)
+    previous = latest_checkpoint(run_dir)  # what a resume goes on from if this save fails (a re-save's own step too)
     with fail_together(d, when):  # then every rank's RNG file is on disk
-        _save_tensors(rng, tmp / "rng" / f"rank-{d.rank}.safetensors")
+        _save_tensors(rng, tmp / "rng" / f"rank-{d.rank}.safetensors", previous)
         if d.is_main:
-            _save_tensors(msd, tmp / "model.safetensors")
+            _save_tensors(msd, tmp / "model.safetensors", previous)
             opt_tensors, groups = _flatten_optimizer(osd)
-            _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+            _save_tensors(opt_tensors, tmp / "optimizer.safetensors", previous)
             _write_json(tmp / "optimizer.json", groups)
             _write_json(tmp / "scheduler.json", scheduler_state)
             _write_json(tmp / "data.json", data_state)
