@@ -537,6 +537,9 @@ class PretrainLoader:
         check_dirs_give_samples(available, dirs, self.seq_len, warn=phase is not None)
         if not replace:  # a `replace` phase draws from its own data only: it may share documents with the rest
             self.check_new_inputs(dirs, warn=phase is not None)
+            self._warn_outside_phase(dirs, available)
+        else:
+            self._warn_appended_left_out(dirs, {a.md5 for a in available} if reuse else set())
         if not reuse:
             # The same file listed again (e.g. `--add-data` repeated at a later resume) is not a duplicate.
             registered = {c.md5: Path(c.file).resolve() for c in self.chunks}
@@ -552,6 +555,82 @@ class PretrainLoader:
         if phase is not None:
             self.phases.append(phase)
         return added
+
+    def _active_md5s(self) -> set[str]:
+        """The chunks the run draws from now: after a `replace` switch, those registered since."""
+        return {c.md5 for c, start in zip(self.chunks, self._offsets[:-1].tolist()) if start >= self.active_base}
+
+    def _warn_outside_phase(self, dirs: list[str], available: list[_Available]) -> None:
+        """After a `replace` switch: warn of dirs given to `add_data` whose chunks are in the run, but only in the
+        phase the switch ended (a dir appended before it, or of `data.dirs`). They stay out: a dir passed again
+        changes nothing (the run's order does not depend on when a resume passes it), which a launcher that
+        passes its `--add-data` dirs at every resume relies on; the annealing data was chosen in anneal.dirs."""
+        if self.active_base == 0:
+            return
+        registered, active = {c.md5 for c in self.chunks}, self._active_md5s()
+        for d in dirs:
+            stale = [a for a in available if a.dir == Path(d) and a.md5 in registered and a.md5 not in active]
+            if stale:
+                log.warning(
+                    "data: --add-data %s: its %d chunks are in the run already, in the pretraining phase that the "
+                    "annealing switch (mode replace) ended, so they are not in the annealing data and passing the "
+                    "dir again changes nothing. From the switch on the run draws only from the chunks of "
+                    "anneal.dirs and data appended since; to anneal on data of the run, list its dir in "
+                    "anneal.dirs before the switch (mode replace may re-use data already in the run)", d, len(stale))
+
+    def _warn_appended_left_out(self, dirs: list[str], reused: set[str]) -> None:
+        """At a `replace` switch: warn of dirs appended with `add_data` whose samples not drawn yet this epoch the
+        switch leaves out (merged into the rest of the epoch that it drops), with how many.
+
+        `dirs`, the new phase's dirs, and chunks of `reused` (registered again for it) are not named.
+        """
+        skip = {Path(d).resolve() for d in dirs}
+        appended = {Path(d).resolve() for d in self.extra_dirs} - skip
+        starts = self._offsets[:-1].tolist()
+        mine: dict[Path, list[int]] = {}
+        for i, (c, start) in enumerate(zip(self.chunks, starts)):
+            if start >= self.active_base and c.md5 not in reused and c.count:
+                d = Path(c.file).parent.resolve()
+                if d in appended:
+                    mine.setdefault(d, []).append(i)
+        if not mine:
+            return
+        shown = []
+        for d, idx in mine.items():
+            n, total = int(self._left_in_epoch(idx).sum()), sum(self.chunks[i].count for i in idx)
+            if n:
+                shown.append(f"{d} ({n} of its {total} samples not drawn yet)")
+        if shown:
+            log.warning(
+                "data: the annealing switch (mode replace) leaves out data appended with --add-data: %s. Its samples "
+                "were merged into the rest of the pretraining epoch, which the switch drops: from the switch on the "
+                "run draws only from the chunks of anneal.dirs (and data appended since), and --add-data of these "
+                "dirs later changes nothing (their chunks are in the run). To anneal on appended data, list its dir "
+                "in anneal.dirs before the switch (mode replace may re-use data already in the run)",
+                "; ".join(shown))
+
+    def _left_in_epoch(self, idx: list[int]) -> np.ndarray:
+        """Samples of chunks `idx` (of the phase the run draws from) not drawn yet in this epoch."""
+        # Every id from `active_base` on is at one position of the epoch, and an id appended mid-epoch only at one
+        # from its segment's start on: left = count - drawn since then, or counted over the positions not consumed,
+        # whichever range is shorter (walked in blocks: ~8 MB at a time; ~0.5 s per million positions).
+        consumed, length = self.consumed, self.order.length
+        lo = min(s.start for s in self.order.segments
+                 if any(s.new_base < self._offsets[i + 1] and self._offsets[i] < s.new_base + s.new_count for i in idx))
+        wanted = np.full(len(self.chunks), -1, dtype=np.int64)
+        wanted[idx] = np.arange(len(idx))
+
+        def count(lo: int, hi: int) -> np.ndarray:
+            out = np.zeros(len(idx), dtype=np.int64)
+            for s in range(lo, hi, 1 << 20):
+                ids = self.order.ids(np.arange(s, min(hi, s + (1 << 20)), dtype=np.int64))
+                k = wanted[np.searchsorted(self._offsets, ids, side="right") - 1]
+                out += np.bincount(k[k >= 0], minlength=len(idx))
+            return out
+
+        if consumed - lo <= length - consumed:
+            return np.array([self.chunks[i].count for i in idx], dtype=np.int64) - count(lo, consumed)
+        return count(consumed, length)
 
     def _append(self, base: int, added: int, replace: bool) -> None:
         if added == 0 and not replace:
