@@ -11,10 +11,14 @@ def _sft(args: argparse.Namespace) -> int:
     from steel.cli import UserError
     from steel.sft.train import fit, setup
     from steel.train.checkpoint import CheckpointError
+    from steel.train.distributed import report_setup_error
     from steel.train.trainer import NonFiniteError
 
     # (`~` in the config's paths is the home directory: SftConfig and its sections expand it as they are built)
-    cfg = setup(args.config, args.set)
+    try:
+        cfg = setup(args.config, args.set)
+    except Exception as e:  # under torchrun, every rank stops with it (README: "a config error waits for the rendezvous")
+        report_setup_error(e)
     try:
         return fit(cfg)
     except (CheckpointError, NonFiniteError) as e:

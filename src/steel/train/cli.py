@@ -11,9 +11,13 @@ def _train(args: argparse.Namespace) -> int:
     from steel.cli import UserError
     from steel.data.loader import DataError
     from steel.train.checkpoint import CheckpointError
+    from steel.train.distributed import report_setup_error
     from steel.train.trainer import NonFiniteError, fit, setup
 
-    cfg = setup(args.config, args.set)
+    try:
+        cfg = setup(args.config, args.set)
+    except Exception as e:  # under torchrun, every rank stops with it (README: "a config error waits for the rendezvous")
+        report_setup_error(e)
     try:
         return fit(cfg, args.add_data)
     except (DataError, CheckpointError, NonFiniteError) as e:

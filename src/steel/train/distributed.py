@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -317,6 +318,29 @@ def errors_from(d: Dist, error: Exception | None, when: str = "at startup") -> N
     more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
     refusal, text = notes[failed[0]]
     raise (ConfigError if refusal else OSError)(f"rank {failed[0]}{more} stopped {when}: {text}")
+
+
+def report_setup_error(error: Exception) -> NoReturn:
+    """Raise `error`, the config's own (`setup()`: YAML, `--set`, a field's type or value), after joining the
+    process group under torchrun so that every rank stops with it: the others, whose config was accepted, wait
+    for this rank in their first startup collective (`errors_from`) and raise `rank N stopped at startup: ...`.
+
+    NOTE: raised before the process group existed, the error ended this rank at once and a rank on another node
+    waited in the rendezvous or at init until parallel.timeout_minutes. Without a config the process group gets
+    the defaults: gloo on the CPU, NCCL on this rank's GPU, and the default timeout.
+    """
+    try:
+        world = launch_env()[0]
+    except ConfigError:
+        world = 1  # a launch that init_distributed would refuse too: nothing to join
+    if world == 1:
+        raise error
+    try:
+        d = init_distributed(ParallelSection())
+    except ConfigError:  # no GPU for LOCAL_RANK, LOCAL_RANK unset: the others hear of it as of any rank refused
+        raise error from None
+    errors_from(d, error)
+    raise error
 
 
 def destroy(d: Dist) -> None:
