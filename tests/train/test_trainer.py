@@ -668,8 +668,8 @@ def test_damaged_or_unwritable_checkpoint_is_one_error_line(tmp_path, data, caps
     monkeypatch.setattr(ckpt, "save_file", full_disk)
     (tmp_path / "b").mkdir()
     other = tiny_config(tmp_path / "b", [data], max_steps=2)
-    assert steel(["train", str(other)]) == 2
-    assert "cannot write (No space left on device (os error 28)); the previous checkpoint is intact" in (
+    assert steel(["train", str(other)]) == 1  # an OS error, not a refusal; its first save: no previous one
+    assert "cannot write (No space left on device (os error 28)) (STEEL_TRACEBACK=1 shows where)" in (
         capsys.readouterr().err)
 
 
