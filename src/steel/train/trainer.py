@@ -344,6 +344,21 @@ def scan_anneal_dirs(cfg: TrainConfig, data) -> tuple[list, list]:
     return found, reused
 
 
+def warn_add_data_before_replace(cfg: TrainConfig, data, add_data, added: int, d) -> None:
+    """Say, when it is appended, that data appended before an annealing switch of mode replace is drawn only
+    until the switch (it joins the rest of this epoch, which the switch drops): the switch says it again, too
+    late for that run, and `--add-data` after it changes nothing. Listing the dir in anneal.dirs anneals on it."""
+    a = cfg.anneal
+    if not added or a.step is None or a.mode != "replace" or "anneal" in data.phases or not d.is_main:
+        return
+    ann = {Path(x).resolve() for x in a.dirs}
+    out = [x for x in unique_dirs(add_data) if Path(x).resolve() not in ann]
+    if out:
+        log.warning("--add-data %s: merged into the rest of this epoch; the annealing switch at step %d "
+                    "(anneal.mode replace) drops what is not drawn by then: to anneal on it too, add it to "
+                    "anneal.dirs", ", ".join(out), a.step)
+
+
 def switch_to_anneal(cfg: TrainConfig, data) -> dict:
     """Switch the loader to the annealing mixture; returns the record kept in the train state.
 
@@ -1212,7 +1227,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 if add_data:
                     if not hasattr(data, "add_data"):
                         raise ConfigError("--add-data: this data source does not take appended data")
-                    data.add_data(list(add_data))
+                    added = data.add_data(list(add_data))
+                    warn_add_data_before_replace(cfg, data, add_data, added, d)
             trainer.state.load_state_dict(train_state)
         if make_data is None:  # after the resume: dirs added at an earlier resume count too
             check_same_data_on_every_rank(data, d.device)  # each rank scanned the data dirs itself
