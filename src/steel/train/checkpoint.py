@@ -300,7 +300,12 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
     # optimizer on ranks given an empty model dict and deadlocks, torch 2.13). Host memory per rank:
     # ~16 bytes/parameter while loading; the files are shared through the page cache.
     msd = load_model_state(ckpt_dir)
-    osd = _unflatten_optimizer(_load_tensors(ckpt_dir / "optimizer.safetensors", owned=True), read_json(ckpt_dir, "optimizer.json"))
+    # On CPU the optimizer keeps the loaded tensors (a view of the file's mmap would hold a deleted checkpoint's
+    # space for the whole run): owned copies. On a GPU it copies them to the device, so the ranks keep sharing
+    # the file's pages (owned copies would be ~8 bytes/parameter of private host memory per rank at once).
+    owned = d.device.type == "cpu"
+    osd = _unflatten_optimizer(_load_tensors(ckpt_dir / "optimizer.safetensors", owned=owned),
+                               read_json(ckpt_dir, "optimizer.json"))
     opts = StateDictOptions(full_state_dict=True)
     try:
         set_state_dict(model, optimizer, model_state_dict=msd, optim_state_dict=osd, options=opts)
