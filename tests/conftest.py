@@ -15,3 +15,15 @@ def qwen_tokenizer_dir(tmp_path_factory):
     from steel.tokenizer.qwen import build_qwen_tokenizer
 
     return build_qwen_tokenizer(tmp_path_factory.mktemp("qwen_tokenizer"))
+
+
+# --- paths -------------------------------------------------------------------------------------------
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh home directory for `~` (HOME set to it), with the working directory at tmp_path: where a `~`
+    taken literally would have been looked for, or created."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home

@@ -9,22 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from steel.config import from_dict
-from steel.data.config import DataConfig
-from steel.data.sources import SourceReader
+from test_s12h2_utf16 import _items  # one SourceReader pass over a file: (line, doc, reason, detail)
 
 # Long paragraphs of plain prose, newlines the only ASCII: 一 (a NUL on the low side) far outnumbers them.
 PARAGRAPHS = ["他一个人走了一里路，看见一座山，山上有一棵树，树下有一条河，河边坐着一位老人。" * 12 + f"第{k}回。"
               for k in range(8)]
-
-
-def _items(tmp_path, name: str, data: bytes):
-    path = tmp_path / name
-    path.write_bytes(data)
-    extra = {"txt_unit": "paragraph"} if name.endswith(".txt") else {}
-    cfg = from_dict(DataConfig, {"sources": [{"name": "s", "path": [str(path)], **extra}]})
-    return [(it.line, it.doc, it.reason, it.detail) for it in SourceReader(cfg.sources[0], cfg).read_file(path)]
 
 
 def _told(codec: str, iconv: str):

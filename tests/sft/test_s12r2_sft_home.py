@@ -6,7 +6,6 @@ taken literally, so `init: ~/models/base` "does not exist", `data.root: ~/sft` b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import yaml
 from sft_runs import write_sft_run
@@ -17,16 +16,7 @@ from steel.sft import data as D
 from steel.sft.train import setup
 
 
-def _home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(tmp_path)  # where a literal `~` would have been looked for (or created)
-    return home
-
-
-def test_data_root_and_template_expand_home(tmp_path, monkeypatch):
-    home = _home(tmp_path, monkeypatch)
+def test_data_root_and_template_expand_home(tmp_path, monkeypatch, home):
     (home / "sft").mkdir()
     (home / "sft" / "a.json").write_text(json.dumps([{"instruction": "问", "output": "答"}]), encoding="utf-8")
     (home / "id.json").write_text(json.dumps([{"instruction": "你是谁", "output": "我是{{name}}"}]), encoding="utf-8")
@@ -48,8 +38,7 @@ def test_data_root_and_template_expand_home(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists() and not (proj / "~").exists()
 
 
-def test_sft_run_with_home_paths(tmp_path, monkeypatch, tiny_tokenizer_dir):
-    home = _home(tmp_path, monkeypatch)
+def test_sft_run_with_home_paths(tmp_path, monkeypatch, tiny_tokenizer_dir, home):
     write_sft_run(home, tiny_tokenizer_dir, max_steps=1)  # home/{init, chat.json, sft.yaml}
     cfg = yaml.safe_load((home / "sft.yaml").read_text(encoding="utf-8"))
     cfg.update(init="~/init", tokenizer="~/init", run_dir="~/run")

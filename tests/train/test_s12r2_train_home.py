@@ -16,16 +16,7 @@ from steel.config import from_dict, load_config
 from steel.train.config import TrainConfig
 
 
-def _home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(tmp_path)  # where a literal `~` would have been looked for (or created)
-    return home
-
-
-def test_config_path_fields_expand_home(tmp_path, monkeypatch):
-    home = _home(tmp_path, monkeypatch)
+def test_config_path_fields_expand_home(tmp_path, monkeypatch, home):
     cfg = from_dict(TrainConfig, {"run_dir": "~/runs/a", "model": {"config": "~/models/m.yaml"},
                                   "data": {"dirs": ["~/data/web", "rel/books", str(tmp_path / "abs")]},
                                   "anneal": {"step": 5, "dirs": ["~/data/hq"]}})
@@ -43,8 +34,7 @@ def _state(run: Path, step: int) -> dict:
     return json.loads((run / "checkpoints" / f"step-{step}" / "data.json").read_text())
 
 
-def test_train_resume_add_data_and_plot_with_home_paths(tmp_path, monkeypatch):
-    home = _home(tmp_path, monkeypatch)
+def test_train_resume_add_data_and_plot_with_home_paths(tmp_path, monkeypatch, home):
     make_data_dir(home / "data", [3000, 2000, 2500])
     more = make_data_dir(home / "more", [2000], seed=9, prefix="more")
     tiny_config(home, ["~/data"], max_steps=2, run_dir="~/run")  # -> home/train.yaml
@@ -65,8 +55,7 @@ def test_train_resume_add_data_and_plot_with_home_paths(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists() and not (home / "~").exists()
 
 
-def test_add_data_with_home_at_the_start_then_absolute_at_a_resume(tmp_path, monkeypatch):
-    home = _home(tmp_path, monkeypatch)
+def test_add_data_with_home_at_the_start_then_absolute_at_a_resume(tmp_path, monkeypatch, home):
     data = make_data_dir(home / "data", [3000, 2000, 2500])
     more = make_data_dir(home / "more", [2000], seed=9, prefix="more")
     cfg = tiny_config(tmp_path, [data], max_steps=2)
