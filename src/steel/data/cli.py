@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from steel.cli import UserError
+from steel.cli import UserError, home_path
 from steel.config import dump_yaml, load_config
 
 
@@ -15,17 +15,17 @@ def register(subparsers) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
 
     p = sub.add_parser("prepare", help="normalize, filter, dedup and tokenize sources into chunk files")
-    p.add_argument("config", help="data config YAML (see configs/data/)")
+    p.add_argument("config", type=home_path, help="data config YAML (see configs/data/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set root=../shared/data (repeatable)")
-    p.add_argument("--out", help="output directory (default: the config's `output`)")
+    p.add_argument("--out", type=home_path, help="output directory (default: the config's `output`)")
     p.add_argument("--workers", type=int, help="tokenizer worker processes (default: the config's `workers`)")
     p.add_argument("--shard", default="0/1", help="process shard I of N (0-based), e.g. 2/8; then `steel data merge`")
     p.set_defaults(func=cmd_prepare)
 
     m = sub.add_parser("merge", help="join the outputs of sharded `prepare` runs into one data directory")
-    m.add_argument("out", help="output data directory")
-    m.add_argument("dirs", nargs="+", help="data directories written by `steel data prepare --shard I/N`")
+    m.add_argument("out", type=home_path, help="output data directory")
+    m.add_argument("dirs", nargs="+", type=home_path, help="data directories written by `steel data prepare --shard I/N`")
     m.add_argument("--near", action="store_true",
                    help="also remove near duplicates across shards (one global MinHash-LSH index in memory, "
                         "~1.5 KB per kept document, as an unsharded prepare)")
@@ -36,20 +36,9 @@ def register(subparsers) -> None:
     m.set_defaults(func=cmd_merge)
 
     i = sub.add_parser("inspect", help="print a data directory's manifest summary")
-    i.add_argument("dir", help="data directory (holding manifest.json)")
+    i.add_argument("dir", type=home_path, help="data directory (holding manifest.json)")
     i.set_defaults(func=cmd_inspect)
     data.set_defaults(func=lambda args: data.print_help() or 2)
-
-
-def _expand_home(args: argparse.Namespace, *names: str) -> None:
-    """`~` in path arguments is the home directory, as a shell expands it where it is not quoted (`--out=~/d`,
-    "~/my data"): taken literally, `--out=~/d` wrote into ./~/d."""
-    for name in names:
-        value = getattr(args, name)
-        if isinstance(value, list):
-            setattr(args, name, [os.path.expanduser(v) for v in value])
-        elif value is not None:
-            setattr(args, name, os.path.expanduser(value))
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -58,7 +47,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
-    _expand_home(args, "config", "out")
     overrides = list(args.overrides)
     if args.workers is not None:
         overrides.append(f"workers={args.workers}")
@@ -81,7 +69,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
-    _expand_home(args, "out", "dirs")
     check_out_dir(args.out, args.overwrite)  # before the log file goes into OUT
     with dir_lock(args.out, "steel data merge"):  # before the log: see cmd_prepare
         log = setup_run_log(Path(args.out) / MERGE_LOG)
@@ -97,7 +84,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from steel.data.chunks import ChunkFormatError, read_header, read_manifest
     from steel.data.prepare import kept_nothing
 
-    _expand_home(args, "dir")
     try:
         m = read_manifest(args.dir)
     except ChunkFormatError as e:

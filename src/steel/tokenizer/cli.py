@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from steel.cli import home_path
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("tokenizer", help="build Qwen's tokenizer offline, or train a byte-level BPE")
@@ -13,10 +15,11 @@ def register(subparsers) -> None:
     q.add_argument(
         "out_dir",
         metavar="OUT_DIR",
+        type=home_path,
         help="directory to write tokenizer.json, tokenizer_config.json, qwen.tiktoken",
     )
     q.add_argument(
-        "--ranks", default=None, help="rank file to use instead of dashscope/resources/qwen.tiktoken"
+        "--ranks", default=None, type=home_path, help="rank file to use instead of dashscope/resources/qwen.tiktoken"
     )
     q.add_argument(
         "--default-system", default=None, help="system message the chat template inserts when none is given"
@@ -33,6 +36,7 @@ def register(subparsers) -> None:
     t.add_argument(
         "--input",
         nargs="+",
+        type=home_path,
         required=True,
         metavar="PATH",
         help="jsonl/jsonl.zst/jsonl.gz/txt files or directories",
@@ -43,7 +47,7 @@ def register(subparsers) -> None:
         required=True,
         help="total ids, the 3 special tokens included (they come last)",
     )
-    t.add_argument("--out", required=True, metavar="OUT_DIR", help="directory to write the tokenizer to")
+    t.add_argument("--out", required=True, metavar="OUT_DIR", type=home_path, help="directory to write the tokenizer to")
     t.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to be merged")
     t.add_argument(
         "--limit-docs", type=int, default=None,
@@ -66,8 +70,6 @@ def _qwen(args: argparse.Namespace) -> int:
     from steel.tokenizer.qwen import HF_TOKENIZER_EXTRAS, QWEN_SPECIAL_IDS, build_qwen_tokenizer
     from steel.tokenizer.train import check_out_dir
 
-    args.out_dir = os.path.expanduser(args.out_dir)  # (`~`: the home directory, as in a shell, also where quoted)
-    args.ranks = args.ranks and os.path.expanduser(args.ranks)
     target = Path(args.out_dir)
     if not args.overwrite and target.is_dir() and any(target.iterdir()):
         # Rebuilding the same tokenizer into its own directory is harmless (the build is deterministic);
@@ -95,13 +97,10 @@ def _qwen(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
     import time
 
     from steel.tokenizer.train import train_tokenizer
 
-    # `~` is the home directory, as in a shell, also where the shell leaves it (`--out=~/tok`, "~/my data")
-    args.input, args.out = [os.path.expanduser(p) for p in args.input], os.path.expanduser(args.out)
     start = time.perf_counter()
     read: dict = {}
     tok = train_tokenizer(
