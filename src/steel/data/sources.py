@@ -268,14 +268,11 @@ class SourceReader:
             try:
                 # NOTE: inside the try: a read error at the file's first bytes (EIO on a network mount) is the
                 # file's one unreadable_file, as it is for its readers, not a crash of the whole run.
-                wide, bom = _wide_encoding(raw) if fmt != "parquet" else (None, False)
+                wide = wide_encoding_detail(raw) if fmt != "parquet" else None
                 if wide is not None:
                     # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes
                     # (51 for 50 records), and a UTF-16 CSV's header did not parse: every row said "no field 'text'".
-                    told = ("it opens with that byte order mark" if bom else
-                            "no byte order mark, told by its first bytes")
-                    yield Item(0, None, "invalid_utf8", f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. "
-                               f"`iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8`")
+                    yield Item(0, None, "invalid_utf8", wide)
                     self.progress(size)
                     return
                 for item in reader(raw, fmt, path, size):
@@ -717,6 +714,17 @@ def wide_encoding_of(detail: str) -> str | None:
 def iconv_name(wide: str) -> str:
     """"UTF-16-LE" -> "UTF-16LE", as iconv names it (its "UTF-16" without a byte order mark is big-endian)."""
     return wide.replace("-LE", "LE").replace("-BE", "BE")
+
+
+def wide_encoding_detail(raw) -> str | None:
+    """What to tell of a (decompressed) file in UTF-16/32 (`_wide_encoding`): its encoding and the iconv command
+    that converts it; None for other files. The file is left at its start. `steel tokenizer train` tells the same."""
+    wide, bom = _wide_encoding(raw)
+    if wide is None:
+        return None
+    told = "it opens with that byte order mark" if bom else "no byte order mark, told by its first bytes"
+    return (f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. "
+            f"`iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8`")
 
 
 def _wide_encoding(raw) -> tuple[str | None, bool]:

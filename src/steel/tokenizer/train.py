@@ -28,7 +28,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from steel.cli import UserError
-from steel.data.sources import detect_format, json_loads, jsonl_byte_lines
+from steel.data.sources import detect_format, json_loads, jsonl_byte_lines, wide_encoding_detail
 from steel.tokenizer.qwen import QWEN_PATTERN, SPECIAL_TOKENS, save_tokenizer_dir
 
 SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".txt")
@@ -127,6 +127,11 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None, count: ReadCo
                 seen = pos
 
         try:
+            # NOTE: a UTF-16 file was "invalid UTF-8" at line 1 with no word of its encoding, and one without a byte
+            # order mark whose text is ASCII (valid UTF-8: a NUL every other byte) trained a .txt's NULs silently.
+            wide = wide_encoding_detail(raw)
+            if wide is not None:
+                raise UserError(f"{path}: {wide}")
             if _is_txt(path):
                 # NOTE: bytes that are not UTF-8 become lone surrogates here, so the line that holds
                 # them is known (a strict decoder fails on a whole decoded block, with no line number).
