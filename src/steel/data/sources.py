@@ -399,7 +399,15 @@ class SourceReader:
         # A field's top column, and a column named with the dots (`meta.body`, as flattened data names them);
         # under a record_path, the column of its first step. None there: each row is missing_field, as before.
         wanted = self._columns_read() if self.steps is None else {self.steps[0]}
-        columns = list(dict.fromkeys(c for c in pf.schema_arrow.names if c in wanted))
+        names = pf.schema_arrow.names
+        # NOTE: a column name twice (pandas and Arrow write that) was read as the last of them, without a word; a CSV
+        # header says so, and so does this (the file's one unreadable_file).
+        dup = next((c for c in sorted(wanted) if names.count(c) > 1), None)
+        if dup is not None:
+            yield Item(0, None, "unreadable_file", f"parquet schema: column {dup!r} appears {names.count(dup)} times, "
+                                                   f"so which one to read is ambiguous; rename one")
+            return
+        columns = list(dict.fromkeys(c for c in names if c in wanted))
         i = 0
         batches = pf.iter_batches(batch_size=_parquet_batch_rows(pf, columns), columns=columns)
         while True:
