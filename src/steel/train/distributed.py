@@ -76,29 +76,106 @@ def _check_local_gpu(world: int, local: int) -> None:
             "node's GPUs")
 
 
-def init_distributed(cfg: ParallelSection) -> Dist:
+def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> Dist:
+    """The process group and this rank's device. `refused` is what this rank's config checks raised before it
+    (a bad model field): under torchrun every rank then stops with it, as with this function's own refusals (the
+    mode, LOCAL_RANK, the GPU of LOCAL_RANK), through the rendezvous store, before any backend starts.
+
+    NOTE: a rank refused before the process group existed exited at once, and the others waited for it at init
+    until parallel.timeout_minutes (their torchrun agent killed them first on its node): the rendezvous store is
+    up before the backend (gloo, NCCL) starts, and a refused rank needs no device to write to it.
+    """
     world, rank, local = launch_env()
-    if torch.cuda.is_available():
-        _check_local_gpu(world, local)
-        device = torch.device("cuda", local)
+    device = torch.device("cpu")
+    try:
+        if torch.cuda.is_available():
+            _check_local_gpu(world, local)
+            device = torch.device("cuda", local)
+        mode = cfg.mode if cfg.mode != "auto" else ("fsdp" if world > 1 else "none")
+        if world > 1 and mode == "none":
+            raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
+    except ConfigError as e:
+        refused = refused or e
+    timeout = datetime.timedelta(minutes=cfg.timeout_minutes)
+    if world > 1 and not dist.is_initialized():
+        store = _startup_store(rank, world, timeout, refused)
+        _startup_errors(store, rank, world, refused, timeout)  # raises on every rank when one was refused
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            store=dist.PrefixStore("default_pg", store),  # as init_process_group prefixes the store it makes
+            rank=rank,
+            world_size=world,
+            device_id=device if device.type == "cuda" else None,
+            timeout=timeout,
+        )
+    elif refused is not None:
+        if world > 1:  # a process group joined before this call (an in-process caller): the others hear of it
+            errors_from(Dist(rank, world, local, device, "none"), refused)
+        raise refused
+    elif device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    mode = cfg.mode if cfg.mode != "auto" else ("fsdp" if world > 1 else "none")
-    if world > 1 and mode == "none":
-        raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
     if world == 1 and mode != "none":
         # Outside torchrun (one process) there is nothing to shard or all-reduce: run unwrapped rather
         # than fail in DDP/fully_shard for want of a process group (`parallelize` logs it, once the run
         # log exists).
         mode = "none"
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo",
-            device_id=device if device.type == "cuda" else None,
-            timeout=datetime.timedelta(minutes=cfg.timeout_minutes),
-        )
     return Dist(rank, world, local, device, mode)
+
+
+def _startup_store(rank: int, world: int, timeout: datetime.timedelta, refused: Exception | None):
+    """The rendezvous store init_process_group would join (torchrun's agent store, else one rank 0 hosts at
+    MASTER_ADDR:MASTER_PORT). A refused rank that cannot reach it (no MASTER_ADDR: not a torchrun launch) raises
+    its own error."""
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+    except (ValueError, RuntimeError):  # a variable unset or bad: torch's own error, or the refusal's
+        if refused is not None:
+            raise refused from None
+        raise
+    store.set_timeout(timeout)
+    return store
+
+
+def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> None:
+    """`errors_from` over the rendezvous store, before the process group exists: every rank writes its refusal
+    (or none) and waits for the others'; when one was refused, each raises its own error or `rank N stopped at
+    startup: ...`."""
+    import json
+
+    store.set(f"steel/startup/{rank}", json.dumps(_error_note(error)))
+    store.wait([f"steel/startup/{r}" for r in range(world)], timeout)
+    notes = [json.loads(store.get(f"steel/startup/{r}")) for r in range(world)]
+    failed = [r for r, note in enumerate(notes) if note is not None]
+    if not failed:
+        return
+    # No rank exits before every rank has read the notes: rank 0 may host the store (no torchrun agent), and a
+    # torchrun agent that sees its node's rank exit stops it and the node's other ranks (node 0's hosts the store).
+    store.set(f"steel/startup/read/{rank}", "1")
+    with contextlib.suppress(Exception):  # a rank that never reads: end anyway
+        store.wait([f"steel/startup/read/{r}" for r in range(world)], datetime.timedelta(seconds=60))
+    if error is not None:
+        raise error
+    raise _stopped_error(failed, notes[failed[0]], "at startup")
+
+
+def _error_note(error: Exception | None):
+    """(refusal, text) of what a rank raised, sent to the others; None for none."""
+    if error is None:
+        return None
+    from steel.cli import UserError
+
+    # Refusals (DataError, ChatError are ValueErrors) are ConfigErrors on the other ranks, the rest (a full
+    # disk, a bug) OSErrors: each ends the command with one line and the exit status of its kind (2, 1).
+    refusal = isinstance(error, (ConfigError, UserError, ValueError))
+    return (refusal, str(error) if refusal or isinstance(error, OSError) else f"{type(error).__name__}: {error}")
+
+
+def _stopped_error(failed: list[int], note, when: str) -> Exception:
+    more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+    refusal, text = note
+    return (ConfigError if refusal else OSError)(f"rank {failed[0]}{more} stopped {when}: {text}")
 
 
 def autocast_dtype(cfg: ParallelSection, device: torch.device) -> torch.dtype | None:
@@ -303,43 +380,27 @@ def errors_from(d: Dist, error: Exception | None, when: str = "at startup") -> N
         return
     if error is not None and len(failed) == d.world_size:  # every rank has its own error: no exchange needed
         raise error
-    from steel.cli import UserError
-
-    # Refusals (DataError, ChatError are ValueErrors) are ConfigErrors on the other ranks, the rest (a full
-    # disk, a bug) OSErrors: each ends the command with one line and the exit status of its kind (2, 1).
-    refusal = isinstance(error, (ConfigError, UserError, ValueError))
-    note = None
-    if error is not None:
-        note = (refusal, str(error) if refusal or isinstance(error, OSError) else f"{type(error).__name__}: {error}")
     notes: list = [None] * d.world_size
-    dist.all_gather_object(notes, note)
+    dist.all_gather_object(notes, _error_note(error))
     if error is not None:
         raise error
-    more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
-    refusal, text = notes[failed[0]]
-    raise (ConfigError if refusal else OSError)(f"rank {failed[0]}{more} stopped {when}: {text}")
+    raise _stopped_error(failed, notes[failed[0]], when)
 
 
 def report_setup_error(error: Exception) -> NoReturn:
-    """Raise `error`, the config's own (`setup()`: YAML, `--set`, a field's type or value), after joining the
-    process group under torchrun so that every rank stops with it: the others, whose config was accepted, wait
-    for this rank in their first startup collective (`errors_from`) and raise `rank N stopped at startup: ...`.
+    """Raise `error`, the config's own (`setup()`: YAML, `--set`, a field's type or value), after telling the
+    other ranks under torchrun so that every rank stops with it: the others, whose config was accepted, read it
+    in the rendezvous store at their `init_distributed` and raise `rank N stopped at startup: ...`.
 
     NOTE: raised before the process group existed, the error ended this rank at once and a rank on another node
-    waited in the rendezvous or at init until parallel.timeout_minutes. Without a config the process group gets
-    the defaults: gloo on the CPU, NCCL on this rank's GPU, and the default timeout.
+    waited in the rendezvous or at init until parallel.timeout_minutes. Without a config this rank waits for the
+    others with the default timeout.
     """
     try:
-        world = launch_env()[0]
+        launch_env()
     except ConfigError:
-        world = 1  # a launch that init_distributed would refuse too: nothing to join
-    if world == 1:
-        raise error
-    try:
-        d = init_distributed(ParallelSection())
-    except ConfigError:  # no GPU for LOCAL_RANK, LOCAL_RANK unset: the others hear of it as of any rank refused
-        raise error from None
-    errors_from(d, error)
+        raise error from None  # a launch that init_distributed would refuse too: nothing to join
+    init_distributed(ParallelSection(), refused=error)
     raise error
 
 

@@ -1114,8 +1114,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
     from steel.data.loader import PretrainLoader, check_same_data_on_every_rank
 
     # The config checks first: a bad model field is one error line, not the end of the resolved-config log.
-    # Under torchrun a rank refused here still joins the process group, so the ranks waiting there for it hear
-    # why (a node with another config file); they waited until parallel.timeout_minutes, or died in a collective.
+    # Under torchrun a rank refused here still joins the rendezvous, so the ranks waiting there for it hear why
+    # (a node with another config file); they waited until parallel.timeout_minutes, or died in a collective.
     try:
         if make_data is None and not cfg.data.dirs:
             raise ConfigError("data.dirs: list at least one prepared data directory")
@@ -1129,8 +1129,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
         refused = None
     except Exception as e:
         refused = e
-    d = init_distributed(cfg.parallel)
-    errors_from(d, refused)  # raises on every rank when one was refused
+    d = init_distributed(cfg.parallel, refused)  # raises on every rank when one was refused
     run_dir = Path(cfg.run_dir)
     config_yaml = dump_yaml(cfg)
     # One process per run dir (a second `steel train` on it is refused); released by fit() at the end,
