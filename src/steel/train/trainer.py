@@ -754,6 +754,7 @@ class Trainer:
         self.step_positions = 0  # positions of the last train_step that hold data (padding excluded), all ranks
         self.step_computed = 0  # positions the last train_step computed (padding included), all ranks: MFU's
         self.computed = 0  # positions computed (padding included) by this process's steps, all ranks
+        self.row_shape: tuple[int, int] | None = None  # (B, T) of the last micro-batch this rank read
 
     def _targets(self, batch: dict) -> torch.Tensor:
         if "shift_labels" in batch:
@@ -775,6 +776,7 @@ class Trainer:
         failed = None
         try:
             micro = [self.data.next_batch() for _ in range(cfg.grad_accum)]
+            self.row_shape = tuple(micro[-1]["input_ids"].shape)
         except Exception as e:
             if d.world_size == 1:
                 raise
@@ -783,7 +785,10 @@ class Trainer:
             # "Connection closed by peer" traceback; NCCL: a hang). It computes stand-in rows without a target
             # instead, so every rank goes through the step's collectives, and every rank raises before the update;
             # told in the counts' all-reduce below, not in a collective or read-back of its own.
-            failed, shape = e, (cfg.micro_batch, cfg.data.seq_len)
+            # NOTE: the shape of this rank's last rows: a `make_data` source has its own row length (its `data:`
+            # may be empty, data.seq_len then 2048), past a learned-position model's positions (an IndexError
+            # traceback on this rank, the others dying in a collective) or its memory.
+            failed, shape = e, self.row_shape or (cfg.micro_batch, cfg.data.seq_len)
             micro = [{"input_ids": torch.zeros(shape, dtype=torch.long), "shift_labels": torch.full(shape, -100)}
                      for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
