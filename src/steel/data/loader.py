@@ -13,7 +13,8 @@ at startup, not hours in (a wrong token count would read the wrong windows or cr
 
 Two data dirs prepared from the same input files hold the same documents whatever their chunk bytes
 (another `chunk_tokens`, filters or normalization): such a pair in one run is refused too
-(`check_distinct_inputs`), from what the manifests record (`dir_inputs`), so no document file is read.
+(`check_distinct_inputs`), from what the manifests record (`dir_inputs`), so no document file is read. A file
+that grew between the two prepares (the same path and first 64 KB, another size) is the same file.
 
 Per-source mixture weights (the manifest's `sources[name]["weight"]`, or `weights:` in the config)
 scale how many times a source's samples appear per epoch: a chunk with `s` windows and weight `w`
@@ -44,7 +45,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,8 @@ class DirInputs:
     paths: dict[str, str]  # the same files by absolute path (where the root or the name is absolute) -> name
     sizes: dict[str, int]  # absolute path -> size, where the manifest lists them (inputs.files)
     md5s: frozenset[str]  # its chunks
+    heads: dict[str, str] = field(default_factory=dict)  # absolute path -> digest of its first `head_bytes` bytes
+    head_bytes: int | None = None  # inputs.head_bytes (None: the manifest records no heads, an older Steel's)
 
 
 def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
@@ -139,7 +142,12 @@ def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
                 if (p := made[e[0]] if e[0] in made else absolute(e[0])) is not None:
                     sizes[p] = e[1]
     digest = inputs.get("digest")
-    return DirInputs(Path(d), digest if isinstance(digest, str) else None, names, paths, sizes, frozenset(md5s))
+    head_bytes = inputs.get("head_bytes")
+    listed = inputs.get("heads")
+    heads = {made[n]: h for n, h in (listed.items() if isinstance(listed, dict) else ())
+             if made.get(n) is not None and isinstance(h, str)}
+    return DirInputs(Path(d), digest if isinstance(digest, str) else None, names, paths, sizes, frozenset(md5s),
+                     heads, head_bytes if isinstance(head_bytes, int) and head_bytes > 0 else None)
 
 
 def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
@@ -157,7 +165,19 @@ def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
     common = [p for p in a.paths if p in b.paths and a.sizes.get(p, b.sizes.get(p)) == b.sizes.get(p, a.sizes.get(p))]
     if common:
         return "the same paths", common
+    # NOTE: a file that grew between the prepares (records appended: a crawl, a log) has another size: it was taken
+    # for another file, and its documents of the first prepare were trained twice. Its first bytes tell it: the same
+    # digest of the first `head_bytes` bytes, both prepares having read at least that many (a file smaller than
+    # that at either prepare is not told).
+    if a.head_bytes is not None and a.head_bytes == b.head_bytes:
+        grown = [p for p in a.paths if p in b.paths and p in a.heads and a.heads[p] == b.heads.get(p)
+                 and min(a.sizes.get(p, 0), b.sizes.get(p, 0)) >= a.head_bytes]
+        if grown:
+            return GROWN, grown
     return None
+
+
+GROWN = "the same paths, the files grown or cut since (the same first bytes, another size)"  # `shared_inputs`
 
 
 def shared_pairs(new: list[DirInputs], old: list[DirInputs]):
@@ -202,6 +222,14 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
         if how == "the same paths":
             msg += (f" (a file rewritten with other content since {b.dir} was prepared: prepare the new "
                     "content under another file name)")
+        elif how == GROWN:
+            p = files[0]
+            small, large = sorted((a.sizes[p], b.sizes[p]))
+            msg += (f". {p} is {a.sizes[p]:,} bytes for {a.dir} and {b.sizes[p]:,} for {b.dir}, with the same first "
+                    f"{a.head_bytes:,} bytes: it grew (records appended) between the two prepares, and the documents "
+                    f"of its first {small:,} bytes are in both dirs. To train only what was added, put its bytes after "
+                    f"the first {small:,} in a file of another name (tail -c +{small + 1} FILE > NEW) and prepare that "
+                    f"alone into a new dir; or give only the dir prepared from all {large:,} bytes")
         if warn:
             log.warning("data: %s", msg)
         else:

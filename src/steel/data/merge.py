@@ -380,6 +380,12 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
         # accounting as one of a whole input too: a source whose files in the given shards were all rejected was a
         # problem, although its files in the missing ones may keep records (as a shard holding some of them only warns).
         manifest["inputs"]["files"] = listing
+    # The shards' input heads (`prepare.file_heads`), for the loader to tell a file grown since; none where a shard has
+    # none (an older Steel's) or they cover other lengths.
+    head_bytes = {(m.get("inputs") or {}).get("head_bytes") for _, m in manifests}
+    heads = [(m.get("inputs") or {}).get("heads") for _, m in manifests]
+    if len(head_bytes) == 1 and isinstance(next(iter(head_bytes)), int) and all(isinstance(h, dict) for h in heads):
+        manifest["inputs"] |= {"head_bytes": head_bytes.pop(), "heads": {k: v for h in heads for k, v in h.items()}}
     if not manifest["inputs"]:
         del manifest["inputs"]
     write_manifest(out_dir, manifest)
