@@ -83,3 +83,22 @@ def test_refused_rank_hosting_the_store_stops_the_others_without_torchrun(tmp_pa
     own = "parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp"
     assert f"steel: error: {own}\nrank 0 exit code 2" in err[0], err[0][-3000:]
     assert f"steel: error: rank 0 stopped at startup: {own}\nrank 1 exit code 2" in err[1], err[1][-3000:]
+
+
+# One process per rank runs `steel train` twice: refused on rank 1 first, then accepted on both.
+TWICE = textwrap.dedent("""
+    import os, sys
+    from steel.cli import main
+    r = int(os.environ["RANK"])
+    first = main(["train", sys.argv[1], *(["--set", "parallel.mode=none"] if r == 1 else [])])
+    second = main(["train", sys.argv[1]])
+    print(f"rank {r} exit codes {first} {second}", file=sys.stderr)
+""")
+
+
+def test_a_second_start_in_the_same_process_does_not_read_the_first_ones_refusal(tmp_path):
+    data = make_data_dir(tmp_path / "data", [3000, 2000])
+    cfg = tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp", "timeout_minutes": 1})
+    r = torchrun_two(TWICE, tmp_path, cfg)
+    assert "rank 0 exit codes 2 0" in r.stderr and "rank 1 exit codes 2 0" in r.stderr, r.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "step-2").is_dir()

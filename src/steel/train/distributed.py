@@ -138,23 +138,31 @@ def _startup_store(rank: int, world: int, timeout: datetime.timedelta, refused: 
     return store
 
 
+_startup_calls = 0
+
+
 def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> None:
     """`errors_from` over the rendezvous store, before the process group exists: every rank writes its refusal
     (or none) and waits for the others'; when one was refused, each raises its own error or `rank N stopped at
     startup: ...`."""
     import json
 
-    store.set(f"steel/startup/{rank}", json.dumps(_error_note(error)))
-    store.wait([f"steel/startup/{r}" for r in range(world)], timeout)
-    notes = [json.loads(store.get(f"steel/startup/{r}")) for r in range(world)]
+    # A key of its own per call: a process that starts a second process group on the same store (a program
+    # calling `main` again) must not read the notes of the first.
+    global _startup_calls
+    _startup_calls += 1
+    key = f"steel/startup/{_startup_calls}"
+    store.set(f"{key}/{rank}", json.dumps(_error_note(error)))
+    store.wait([f"{key}/{r}" for r in range(world)], timeout)
+    notes = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
     failed = [r for r, note in enumerate(notes) if note is not None]
     if not failed:
         return
     # No rank exits before every rank has read the notes: rank 0 may host the store (no torchrun agent), and a
     # torchrun agent that sees its node's rank exit stops it and the node's other ranks (node 0's hosts the store).
-    store.set(f"steel/startup/read/{rank}", "1")
+    store.set(f"{key}/read/{rank}", "1")
     with contextlib.suppress(Exception):  # a rank that never reads: end anyway
-        store.wait([f"steel/startup/read/{r}" for r in range(world)], datetime.timedelta(seconds=60))
+        store.wait([f"{key}/read/{r}" for r in range(world)], datetime.timedelta(seconds=60))
     if error is not None:
         raise error
     raise _stopped_error(failed, notes[failed[0]], "at startup")
