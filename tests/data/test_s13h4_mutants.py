@@ -187,7 +187,7 @@ def test_chat_filters_and_dedup_see_the_turns_without_the_system_prompt(tmp_path
     recs = [{"instruction": "一加一等于几？", "output": "二。"}, {"instruction": "天是什么颜色？", "output": "蓝色。"},
             {"instruction": "嗨", "output": "好"}]  # "嗨\n好": 3 characters < min_chars 5
     (tmp_path / "c.json").write_text(json.dumps(recs, ensure_ascii=False), encoding="utf-8")
-    system = "你是一个乐于助人、诚实而且非常耐心的中文助手，请用简洁的语言回答用户提出的每一个问题。" * 4
+    system = "".join(chr(0x4E00 + 7 * k) for k in range(300))  # 300 distinct characters: ~296 distinct 5-grams
     cfg = from_dict(DataConfig, {
         "root": str(tmp_path), "tokenizer": "unused", "workers": 0, "chunk_tokens": 512,
         "filters": [{"name": "length", "min_chars": 5}],
