@@ -1,7 +1,7 @@
 """A file that grew between two prepares (records appended to the same path) has another size, so the duplicate-
 input rule took it for other data: `--add-data` (or `data.dirs`) of the second prepare trained the first prepare's
-documents twice per epoch. The manifest now records a digest of each input file's first 64 KB (`inputs.heads`,
-`inputs.head_bytes`); the same path with the same first bytes and another size is the same file, grown."""
+documents twice per epoch. The manifest now records a digest of each input file's first 64 KB (`input_heads`); the
+same path with the same first bytes and another size is the same file, grown."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_a_file_grown_between_two_prepares_is_refused_in_one_run(raw, tmp_path):
     part2 = prep(raw, tmp_path / "P2", ["crawl.part2.jsonl"])
     assert read_manifest(part2)["sources"]["web"]["read"] == 40
     assert ld.add_data([part2]) == windows(part2)
-    assert read_manifest(a)["inputs"]["head_bytes"] == HEAD_BYTES
+    assert read_manifest(a)["input_heads"]["bytes"] == HEAD_BYTES
 
 
 def test_a_file_rewritten_with_other_first_bytes_is_still_other_data(raw, tmp_path):
@@ -102,7 +102,7 @@ def test_manifests_without_heads_are_judged_as_before(raw, tmp_path):
         f.write(records("appended", 40))
     b = prep(raw, tmp_path / "B", ["crawl.jsonl"], chunk_tokens=5000)
     m = read_manifest(a)  # as an older Steel wrote it
-    del m["inputs"]["heads"], m["inputs"]["head_bytes"]
+    del m["input_heads"]
     write_manifest(a, {k: v for k, v in m.items() if k not in ("format", "version")})
     assert PretrainLoader([a, b], seq_len=T, micro_batch=2, seed=3).total == windows(a, b)
 
@@ -112,8 +112,8 @@ def test_merged_shards_keep_the_heads(raw, tmp_path):
     shards = [prep(raw, tmp_path / f"s{k}", files, shard=(k, 2)) for k in range(2)]
     m = merge(tmp_path / "merged", shards, log=LOG)
     single = read_manifest(prep(raw, tmp_path / "single", files))
-    assert m["inputs"]["head_bytes"] == HEAD_BYTES
-    assert m["inputs"]["heads"] == single["inputs"]["heads"] and set(m["inputs"]["heads"]) == set(files)
+    assert m["input_heads"]["bytes"] == HEAD_BYTES
+    assert m["input_heads"] == single["input_heads"] and set(m["input_heads"]["files"]) == set(files)
     with open(raw / "crawl.jsonl", "a") as f:
         f.write(records("appended", 40))
     b = prep(raw, tmp_path / "B", ["crawl.jsonl"], chunk_tokens=5000)

@@ -99,7 +99,7 @@ class DirInputs:
     sizes: dict[str, int]  # absolute path -> size, where the manifest lists them (inputs.files)
     md5s: frozenset[str]  # its chunks
     heads: dict[str, str] = field(default_factory=dict)  # absolute path -> digest of its first `head_bytes` bytes
-    head_bytes: int | None = None  # inputs.head_bytes (None: the manifest records no heads, an older Steel's)
+    head_bytes: int | None = None  # input_heads.bytes (None: the manifest records no heads, an older Steel's)
 
 
 def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
@@ -142,8 +142,8 @@ def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
                 if (p := made[e[0]] if e[0] in made else absolute(e[0])) is not None:
                     sizes[p] = e[1]
     digest = inputs.get("digest")
-    head_bytes = inputs.get("head_bytes")
-    listed = inputs.get("heads")
+    recorded = manifest.get("input_heads") if isinstance(manifest.get("input_heads"), dict) else {}
+    head_bytes, listed = recorded.get("bytes"), recorded.get("files")
     heads = {made[n]: h for n, h in (listed.items() if isinstance(listed, dict) else ())
              if made.get(n) is not None and isinstance(h, str)}
     return DirInputs(Path(d), digest if isinstance(digest, str) else None, names, paths, sizes, frozenset(md5s),

@@ -382,10 +382,10 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
         manifest["inputs"]["files"] = listing
     # The shards' input heads (`prepare.file_heads`), for the loader to tell a file grown since; none where a shard has
     # none (an older Steel's) or they cover other lengths.
-    head_bytes = {(m.get("inputs") or {}).get("head_bytes") for _, m in manifests}
-    heads = [(m.get("inputs") or {}).get("heads") for _, m in manifests]
-    if len(head_bytes) == 1 and isinstance(next(iter(head_bytes)), int) and all(isinstance(h, dict) for h in heads):
-        manifest["inputs"] |= {"head_bytes": head_bytes.pop(), "heads": {k: v for h in heads for k, v in h.items()}}
+    heads = [m.get("input_heads") if isinstance(m.get("input_heads"), dict) else {} for _, m in manifests]
+    lengths = {h.get("bytes") for h in heads}
+    if len(lengths) == 1 and isinstance(next(iter(lengths)), int) and all(isinstance(h.get("files"), dict) for h in heads):
+        manifest["input_heads"] = {"bytes": lengths.pop(), "files": {k: v for h in heads for k, v in h["files"].items()}}
     if not manifest["inputs"]:
         del manifest["inputs"]
     write_manifest(out_dir, manifest)

@@ -926,10 +926,10 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         # (`config.root` is as given, often relative to the working directory then): with the sizes, the loader
         # refuses two data dirs prepared from one file (a re-prepare with one more file has another digest).
         # NOTE: unsharded outputs had no listing (only `sources.*.files`): a re-prepare was caught by its digest only.
-        # `heads`: the files read (`sources.*.files`) -> the digest of their first `head_bytes` bytes (`file_heads`).
-        "inputs": {"digest": inputs_digest, "root": str(root.resolve()), "files": listing, "head_bytes": HEAD_BYTES,
-                   "heads": {rel: h for (_, _, rel), h in heads.items() if h is not None}}
+        "inputs": {"digest": inputs_digest, "root": str(root.resolve()), "files": listing}
         | ({"elsewhere": elsewhere} if elsewhere else {}),
+        # The files read (`sources.*.files`) -> the digest of their first `bytes` bytes (`file_heads`).
+        "input_heads": {"bytes": HEAD_BYTES, "files": {rel: h for (_, _, rel), h in heads.items() if h is not None}},
         "dedup": dedup_info,
         "config": to_dict(cfg) | {"root": str(root), "tokenizer": tok_spec},
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
