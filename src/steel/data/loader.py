@@ -180,6 +180,23 @@ def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
 GROWN = "the same paths, the files grown or cut since (the same first bytes, another size)"  # `shared_inputs`
 
 
+def _appended_alone(path: str, small: int) -> str:
+    """How to put the bytes of `path` after its first `small` in a file of their own, as its format allows.
+
+    NOTE: `tail -c` alone was told for every file: a CSV's appended rows have no header line (the first of them was
+    read as the header, every other row `missing_field`), and the bytes added to a JSON array or a parquet file are
+    no file of that format."""
+    name = path.lower()
+    if name.endswith((".csv", ".tsv")):
+        return (f"put its header line and its bytes after the first {small:,} in a file of another name "
+                f"((head -n 1 FILE; tail -c +{small + 1} FILE) > NEW)")
+    if name.endswith((".jsonl", ".txt", ".zst", ".gz")) and not name.endswith((".json.zst", ".json.gz")) \
+            and not name.endswith(tuple(f".{x}.{c}" for x in ("csv", "tsv") for c in ("zst", "gz"))):
+        # (a gzip or zstd file grows by whole members/frames appended: its bytes after them decompress alone)
+        return f"put its bytes after the first {small:,} in a file of another name (tail -c +{small + 1} FILE > NEW)"
+    return "put the records added since in a file of another name"
+
+
 def shared_pairs(new: list[DirInputs], old: list[DirInputs]):
     """(a, b, b is of `old`, how, files) for each dir `a` of `new` and an earlier dir `b` (of `old`, then of `new`)
     prepared from some of the same input files (`shared_inputs`), in that order."""
@@ -227,9 +244,10 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
             small, large = sorted((a.sizes[p], b.sizes[p]))
             msg += (f". {p} is {a.sizes[p]:,} bytes for {a.dir} and {b.sizes[p]:,} for {b.dir}, with the same first "
                     f"{a.head_bytes:,} bytes: it grew (records appended) between the two prepares, and the documents "
-                    f"of its first {small:,} bytes are in both dirs. To train only what was added, put its bytes after "
-                    f"the first {small:,} in a file of another name (tail -c +{small + 1} FILE > NEW) and prepare that "
-                    f"alone into a new dir; or give only the dir prepared from all {large:,} bytes")
+                    f"of its first {small:,} bytes are in both dirs. To train only what was added, "
+                    f"{_appended_alone(p, small)} and prepare that alone into a new dir; or give only the dir prepared "
+                    f"from all {large:,} bytes. If it was rewritten with other content after its first "
+                    f"{a.head_bytes:,} bytes instead, prepare the new content under another file name")
         if warn:
             log.warning("data: %s", msg)
         else:
