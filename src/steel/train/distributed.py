@@ -144,8 +144,15 @@ _startup_calls = 0
 def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> None:
     """`errors_from` over the rendezvous store, before the process group exists: every rank writes its refusal
     (or none) and waits for the others'; when one was refused, each raises its own error or `rank N stopped at
-    startup: ...`."""
+    startup: ...`. The last rank to have read the notes deletes them.
+
+    NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`): notes left there were read
+    by the restarted ranks before their peers wrote new ones (a first attempt's refusal stopped every restart).
+    TORCHELASTIC_RESTART_COUNT cannot tell attempts apart: an agent whose node did not fail restarts its workers
+    without counting (a membership change), so two nodes' counts differ.
+    """
     import json
+    import time
 
     # A key of its own per call: a process that starts a second process group on the same store (a program
     # calling `main` again) must not read the notes of the first.
@@ -155,14 +162,19 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
     store.set(f"{key}/{rank}", json.dumps(_error_note(error)))
     store.wait([f"{key}/{r}" for r in range(world)], timeout)
     notes = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
+    if store.add(f"{key}/read", 1) == world:  # every rank has read every note: none is left for a restart
+        for r in [*range(1, world), 0]:
+            store.delete_key(f"{key}/{r}")
+        store.delete_key(f"{key}/read")
     failed = [r for r, note in enumerate(notes) if note is not None]
     if not failed:
         return
-    # No rank exits before every rank has read the notes: rank 0 may host the store (no torchrun agent), and a
-    # torchrun agent that sees its node's rank exit stops it and the node's other ranks (node 0's hosts the store).
-    store.set(f"{key}/read/{rank}", "1")
-    with contextlib.suppress(Exception):  # a rank that never reads: end anyway
-        store.wait([f"{key}/read/{r}" for r in range(world)], datetime.timedelta(seconds=60))
+    # No rank exits before every rank has read the notes (its own note deleted): rank 0 may host the store (no
+    # torchrun agent), and a torchrun agent that sees its node's rank exit stops it and the node's other ranks.
+    with contextlib.suppress(Exception):  # a rank that never reads, the store gone: end anyway
+        deadline = time.monotonic() + 60
+        while store.check([f"{key}/{rank}"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
     if error is not None:
         raise error
     raise _stopped_error(failed, notes[failed[0]], "at startup")
