@@ -787,8 +787,10 @@ class Trainer:
             # told in the counts' all-reduce below, not in a collective or read-back of its own.
             # NOTE: the shape of this rank's last rows: a `make_data` source has its own row length (its `data:`
             # may be empty, data.seq_len then 2048), past a learned-position model's positions (an IndexError
-            # traceback on this rank, the others dying in a collective) or its memory.
-            failed, shape = e, self.row_shape or (cfg.micro_batch, cfg.data.seq_len)
+            # traceback on this rank, the others dying in a collective) or its memory. Before any row was read
+            # (step 1, the first step of a resume) one position per row: every causal LM takes it, and the
+            # step's collectives do not depend on the row length.
+            failed, shape = e, self.row_shape or (cfg.micro_batch, 1)
             micro = [{"input_ids": torch.zeros(shape, dtype=torch.long), "shift_labels": torch.full(shape, -100)}
                      for _ in range(cfg.grad_accum)]
         targets = [self._targets(b).to(d.device, non_blocking=True) for b in micro]
