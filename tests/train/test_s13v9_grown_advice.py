@@ -60,6 +60,8 @@ def test_the_command_told_for_a_grown_csv_keeps_its_header(tmp_path):
     b = prep(raw, tmp_path / "B", "crawl.csv", chunk_tokens=5000)
     msg = refusal(a, b)
     assert "it grew (records appended)" in msg
+    assert ("If it was rewritten with other content after its first 65,536 bytes instead, prepare the new content "
+            "under another file name") in msg
     # what the message tells to run, as a user would: the 40 appended rows, read as rows under the file's header
     command = re.search(r"(\(head -n 1 FILE; tail -c \+\d+ FILE\)|tail -c \+\d+ FILE) > NEW", msg).group(0)
     subprocess.run(["bash", "-c", command.replace("FILE", str(raw / "crawl.csv")).replace("NEW", str(raw / "new.csv"))],
@@ -88,19 +90,21 @@ def test_a_json_array_file_gets_no_byte_command(tmp_path):
     assert "put the records added since in a file of another name" in msg
 
 
-def test_a_file_rewritten_after_its_first_64_kb_is_told_how_to_train_both(tmp_path):
-    """Same path, same first 64 KB, other records after them (a dump regenerated): not certainly grown, and the
-    refusal names the way to train both versions (the new content under another file name)."""
+def test_a_file_cut_or_rewritten_after_its_first_64_kb_is_not_said_to_have_grown(tmp_path):
+    """Same path, same first 64 KB, fewer bytes now (a dump regenerated, a file cut): it did not grow since the larger
+    prepare, and the bytes after the smaller size are none. Told so, with the way to train both versions."""
     raw = tmp_path / "raw"
     raw.mkdir()
     head = rows("head", 900)
     (raw / "dump.csv").write_text("id,text\n" + head + rows("week1", 50))
     a = prep(raw, tmp_path / "A", "dump.csv")
-    (raw / "dump.csv").write_text("id,text\n" + head + rows("week2", 20))  # shorter: the message said "it grew"
+    (raw / "dump.csv").write_text("id,text\n" + head + rows("week2", 20))
+    now = (raw / "dump.csv").stat().st_size
     b = prep(raw, tmp_path / "B", "dump.csv", chunk_tokens=5000)
     msg = refusal(a, b)
-    assert "rewritten with other content after its first 65,536 bytes" in msg
-    assert "prepare the new content under another file name" in msg
+    assert "it grew" not in msg and "tail -c" not in msg  # was: "it grew (records appended)", tail -c +{now + 1}
+    assert f"it is {now:,} bytes now, so it was cut or rewritten after its first 65,536 bytes" in msg
+    assert "if rewritten with other content, prepare the new content under another file name" in msg
     (raw / "dump.csv").rename(raw / "dump-week2.csv")  # what it says to do
     b2 = prep(raw, tmp_path / "B2", "dump-week2.csv", chunk_tokens=5000)
     assert PretrainLoader([a, b2], seq_len=16, micro_batch=2, seed=3).total > 0

@@ -243,11 +243,24 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
             p = files[0]
             small, large = sorted((a.sizes[p], b.sizes[p]))
             msg += (f". {p} is {a.sizes[p]:,} bytes for {a.dir} and {b.sizes[p]:,} for {b.dir}, with the same first "
-                    f"{a.head_bytes:,} bytes: it grew (records appended) between the two prepares, and the documents "
-                    f"of its first {small:,} bytes are in both dirs. To train only what was added, "
-                    f"{_appended_alone(p, small)} and prepare that alone into a new dir; or give only the dir prepared "
-                    f"from all {large:,} bytes. If it was rewritten with other content after its first "
-                    f"{a.head_bytes:,} bytes instead, prepare the new content under another file name")
+                    f"{a.head_bytes:,} bytes: ")
+            try:
+                now = os.path.getsize(p)
+            except OSError:  # (not on this machine)
+                now = None
+            if now == small:
+                # NOTE: the file holds the smaller size now: it was not grown since the larger was prepared, and the
+                # tail of its bytes after the smaller size is empty (it said "it grew" and to prepare that tail).
+                msg += (f"it is {small:,} bytes now, so it was cut or rewritten after its first {a.head_bytes:,} bytes "
+                        f"since the dir of {large:,} bytes was prepared. If cut, the documents of its {small:,} bytes "
+                        f"are in both dirs: give only the dir prepared from all {large:,} bytes; if rewritten with other "
+                        f"content, prepare the new content under another file name")
+            else:
+                msg += (f"it grew (records appended) between the two prepares, and the documents of its first "
+                        f"{small:,} bytes are in both dirs. To train only what was added, {_appended_alone(p, small)} "
+                        f"and prepare that alone into a new dir; or give only the dir prepared from all {large:,} bytes. "
+                        f"If it was rewritten with other content after its first {a.head_bytes:,} bytes instead, "
+                        f"prepare the new content under another file name")
         if warn:
             log.warning("data: %s", msg)
         else:
