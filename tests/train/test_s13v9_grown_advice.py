@@ -108,3 +108,18 @@ def test_a_file_cut_or_rewritten_after_its_first_64_kb_is_not_said_to_have_grown
     (raw / "dump.csv").rename(raw / "dump-week2.csv")  # what it says to do
     b2 = prep(raw, tmp_path / "B2", "dump-week2.csv", chunk_tokens=5000)
     assert PretrainLoader([a, b2], seq_len=16, micro_batch=2, seed=3).total > 0
+
+
+@pytest.mark.parametrize("name", ["web.jsonl.zst", "web.jsonl.gz", "web.csv.gz", "web.parquet", "web.json"])
+def test_no_byte_command_where_the_bytes_after_the_old_size_are_no_file(tmp_path, name):
+    """A compressed file rewritten whole (one zstd frame, one gzip stream) may open with the same 64 KB; the bytes
+    after the old size are then the middle of a stream, not a file to prepare."""
+    from steel.data.loader import DirInputs, check_distinct_inputs
+
+    p = str(tmp_path / name)  # (not on this machine: the sizes recorded tell the rest)
+    dirs = [DirInputs(tmp_path / d, None, {name: "web"}, {p: name}, {p: size}, frozenset({d}), {p: "ab" * 8}, 1 << 16)
+            for d, size in (("A", 100_000), ("B", 150_000))]
+    with pytest.raises(DataError) as e:
+        check_distinct_inputs(dirs, [])
+    assert "it grew (records appended)" in str(e.value) and "tail -c" not in str(e.value)
+    assert "put the records added since in a file of another name" in str(e.value)

@@ -184,15 +184,13 @@ def _appended_alone(path: str, small: int) -> str:
     """How to put the bytes of `path` after its first `small` in a file of their own, as its format allows.
 
     NOTE: `tail -c` alone was told for every file: a CSV's appended rows have no header line (the first of them was
-    read as the header, every other row `missing_field`), and the bytes added to a JSON array or a parquet file are
-    no file of that format."""
+    read as the header, every other row `missing_field`), and the bytes added to a JSON array, a parquet file or a
+    compressed file rewritten whole are no file of that format."""
     name = path.lower()
     if name.endswith((".csv", ".tsv")):
         return (f"put its header line and its bytes after the first {small:,} in a file of another name "
                 f"((head -n 1 FILE; tail -c +{small + 1} FILE) > NEW)")
-    if name.endswith((".jsonl", ".txt", ".zst", ".gz")) and not name.endswith((".json.zst", ".json.gz")) \
-            and not name.endswith(tuple(f".{x}.{c}" for x in ("csv", "tsv") for c in ("zst", "gz"))):
-        # (a gzip or zstd file grows by whole members/frames appended: its bytes after them decompress alone)
+    if name.endswith((".jsonl", ".txt")):
         return f"put its bytes after the first {small:,} in a file of another name (tail -c +{small + 1} FILE > NEW)"
     return "put the records added since in a file of another name"
 
