@@ -159,9 +159,14 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
     global _startup_calls
     _startup_calls += 1
     key = f"steel/startup/{_startup_calls}"
-    store.set(f"{key}/{rank}", json.dumps(_error_note(error)))
-    store.wait([f"{key}/{r}" for r in range(world)], timeout)
-    notes = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
+    try:
+        store.set(f"{key}/{rank}", json.dumps(_error_note(error)))
+        store.wait([f"{key}/{r}" for r in range(world)], timeout)
+        notes = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
+    except RuntimeError:  # a rank that ended alone never wrote (its store host may have gone): say why this one stops
+        if error is not None:
+            raise error from None
+        raise
     if store.add(f"{key}/read", 1) == world:  # every rank has read every note: none is left for a restart
         for r in [*range(1, world), 0]:
             store.delete_key(f"{key}/{r}")
