@@ -304,8 +304,17 @@ def file_heads(files: list[tuple[int, Path, str]]) -> dict[tuple[int, Path, str]
     ~1 ms: 100k files took minutes serially); 16 hex characters per file in the manifest."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # NOTE: a batch of files at a time: Executor.map submits every task at once, a Future of ~1.7 KB per file held
+    # until the end (175 MB at 100k files, 1.7 GB at 1M, for 23 MB of digests).
+    heads: dict[tuple[int, Path, str], str | None] = {}
     with ThreadPoolExecutor(16) as pool:
-        return dict(zip(files, pool.map(lambda f: head_digest(f[1]), files)))
+        for start in range(0, len(files), _HEAD_BATCH):
+            batch = files[start : start + _HEAD_BATCH]
+            heads.update(zip(batch, pool.map(lambda f: head_digest(f[1]), batch)))
+    return heads
+
+
+_HEAD_BATCH = 1024  # files whose heads are read at once (`file_heads`)
 
 
 def assign_shard(files: list[tuple[int, Path, str]], index: int, count: int,
