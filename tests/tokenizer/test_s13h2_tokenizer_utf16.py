@@ -27,12 +27,14 @@ ZH = "".join(json.dumps({"text": f"长江是中国最长的河流，第{k}段"},
     ("zh.jsonl", ZH, "utf-16-be", codecs.BOM_UTF16_BE, "UTF-16-BE (it opens with that byte order mark), not UTF-8; "
                                                        "convert it, e.g. `iconv -f UTF-16 -t UTF-8`"),
     ("zh.jsonl.zst", ZH, "utf-16-le", b"", "UTF-16-LE (no byte order mark, told by its first bytes), not UTF-8; "
-                                           "convert it, e.g. `iconv -f UTF-16LE -t UTF-8`"),
+                                           "convert it, e.g. `zstd -dc {path} | iconv -f UTF-16LE -t UTF-8 | zstd > "
+                                           "NEW.jsonl.zst`"),
 ])
 def test_utf16_input_fails_naming_file_and_encoding(tmp_path, name, text, codec, bom, told):
     data = bom + text.encode(codec)
     path = tmp_path / name
     path.write_bytes(zstandard.ZstdCompressor().compress(data) if name.endswith(".zst") else data)
+    told = told.format(path=path)
     with pytest.raises(UserError) as e:
         list(iter_documents(path))
     assert str(e.value) == f"{path}: the file is {told}"

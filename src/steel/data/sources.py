@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import stat
 import zlib
 from dataclasses import dataclass
@@ -268,7 +269,7 @@ class SourceReader:
             try:
                 # NOTE: inside the try: a read error at the file's first bytes (EIO on a network mount) is the
                 # file's one unreadable_file, as it is for its readers, not a crash of the whole run.
-                wide = wide_encoding_detail(raw) if fmt != "parquet" else None
+                wide = wide_encoding_detail(raw, path) if fmt != "parquet" else None
                 if wide is not None:
                     # NOTE: read as UTF-8, a UTF-16 file was one rejection per line, lines cut at the wrong bytes
                     # (51 for 50 records), and a UTF-16 CSV's header did not parse: every row said "no field 'text'".
@@ -724,15 +725,24 @@ def iconv_name(wide: str) -> str:
     return wide.replace("-LE", "LE").replace("-BE", "BE")
 
 
-def wide_encoding_detail(raw) -> str | None:
-    """What to tell of a (decompressed) file in UTF-16/32 (`_wide_encoding`): its encoding and the iconv command
-    that converts it; None for other files. The file is left at its start. `steel tokenizer train` tells the same."""
+def wide_encoding_detail(raw, path: str | Path) -> str | None:
+    """What to tell of a (decompressed) file in UTF-16/32 (`_wide_encoding`) at `path`: its encoding and the
+    iconv command that converts it; None for other files. The file is left at its start. `steel tokenizer train`
+    tells the same."""
     wide, bom = _wide_encoding(raw)
     if wide is None:
         return None
     told = "it opens with that byte order mark" if bom else "no byte order mark, told by its first bytes"
-    return (f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. "
-            f"`iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8`")
+    iconv = f"iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8"
+    compression = _compression(raw)
+    if compression:
+        # NOTE: iconv on the file itself converts its compressed bytes: garbage. It goes through the decompressor,
+        # and the text back through the compressor (a .jsonl.zst source keeps its format).
+        tool = {"zst": "zstd", "gz": "gzip"}[compression]
+        suffixes = Path(path).suffixes
+        ext = "".join(suffixes[-2:]) if len(suffixes) > 1 and suffixes[-1] == f".{compression}" else f".{compression}"
+        iconv = f"{tool} -dc {shlex.quote(str(path))} | {iconv} | {tool} > NEW{ext}"
+    return f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. `{iconv}`"
 
 
 def _wide_encoding(raw) -> tuple[str | None, bool]:

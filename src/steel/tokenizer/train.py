@@ -129,7 +129,7 @@ def iter_documents(path: Path, field: str = "text", on_bytes=None, count: ReadCo
         try:
             # NOTE: a UTF-16 file was "invalid UTF-8" at line 1 with no word of its encoding, and one without a byte
             # order mark whose text is ASCII (valid UTF-8: a NUL every other byte) trained a .txt's NULs silently.
-            wide = wide_encoding_detail(raw)
+            wide = wide_encoding_detail(raw, path)
             if wide is not None:
                 raise UserError(f"{path}: {wide}")
             if _is_txt(path):
