@@ -331,6 +331,20 @@ def check_out_dir(out_dir: str | Path, overwrite: bool, what: str = "--out") -> 
             )
 
 
+def _refuse_wide(files: list[Path]) -> None:
+    """Fail on the first file in UTF-16/32 (`wide_encoding_detail`), told by its first 4 KB.
+
+    NOTE: `iter_documents` fails on such a file when it reaches it, after reading (hours of) every file before it."""
+    for path in files:
+        try:
+            with open(path, "rb") as raw:
+                wide = wide_encoding_detail(raw, path)
+        except OSError:
+            continue  # (a read error is reported where the file is read)
+        if wide is not None:
+            raise UserError(f"{path}: {wide}")
+
+
 def train_tokenizer(
     inputs: list[str | Path],
     out_dir: str | Path,
@@ -358,6 +372,8 @@ def train_tokenizer(
     groups = expand_input_groups(inputs)
     files = [f for group in groups for f in group]
     total = sum(f.stat().st_size for f in files)
+    if limit_docs is None:  # (every file is read: one in UTF-16/32 fails the run anyway)
+        _refuse_wide(files)
     n_docs = 0
     count = ReadCount()
 
