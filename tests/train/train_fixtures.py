@@ -89,6 +89,10 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None) ->
     wrapper = tmp_path / "per_rank.py"
     wrapper.write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    # The ranks share one stderr pipe: under PYTHONUNBUFFERED a rank's `print(line)` is two writes (the text, then
+    # "\n"), and the other rank's line could land between them ("steel: error: Asteel: error: B\n\n"); line-buffered,
+    # each line is one write, which a pipe never splits.
+    env.pop("PYTHONUNBUFFERED", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            *map(str, args)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=cwd)
