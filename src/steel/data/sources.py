@@ -739,9 +739,13 @@ def wide_encoding_detail(raw, path: str | Path) -> str | None:
         # NOTE: iconv on the file itself converts its compressed bytes: garbage. It goes through the decompressor,
         # and the text back through the compressor (a .jsonl.zst source keeps its format).
         tool = {"zst": "zstd", "gz": "gzip"}[compression]
+        # NOTE: the new file keeps the old name's ending, which `detect_format` tells the format by: a DATA.CSV.GZ
+        # (the suffix in capitals) was told `> NEW.gz`, and a gzip file named data.csv `> NEW.gz`: both read as JSONL,
+        # every row malformed_json.
         suffixes = Path(path).suffixes
-        ext = "".join(suffixes[-2:]) if len(suffixes) > 1 and suffixes[-1] == f".{compression}" else f".{compression}"
-        iconv = f"{tool} -dc {shlex.quote(str(path))} | {iconv} | {tool} > NEW{ext}"
+        ext = "".join(suffixes[-2:] if suffixes[-1:] and suffixes[-1].lower() in (".gz", ".zst") else suffixes[-1:])
+        new = shlex.quote(f"NEW{ext or f'.{compression}'}")
+        iconv = f"{tool} -dc {shlex.quote(str(path))} | {iconv} | {tool} > {new}"
     return f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. `{iconv}`"
 
 
