@@ -99,12 +99,16 @@ def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> 
     timeout = datetime.timedelta(minutes=cfg.timeout_minutes)
     if world > 1 and not dist.is_initialized():
         store = _startup_store(rank, world, timeout, refused)
-        _startup_errors(store, rank, world, refused, timeout)  # raises on every rank when one was refused
+        start = _startup_errors(store, rank, world, refused, timeout)  # raises on every rank when one was refused
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(
             "nccl" if device.type == "cuda" else "gloo",
-            store=dist.PrefixStore("default_pg", store),  # as init_process_group prefixes the store it makes
+            # NOTE: init_process_group prefixes the store it makes with "default_pg"; torchrun's agent keeps its
+            # store across a worker restart (--max-restarts), where the backend's keys of a failed attempt (a
+            # gloo peer's address, NCCL's unique id) were read by the restarted ranks: "Gloo connectFullMesh
+            # failed ... Connection refused". Every start gets a prefix of its own, rank 0's, agreed at startup.
+            store=dist.PrefixStore(f"default_pg/{start}", store),
             rank=rank,
             world_size=world,
             device_id=device if device.type == "cuda" else None,
@@ -141,10 +145,11 @@ def _startup_store(rank: int, world: int, timeout: datetime.timedelta, refused: 
 _startup_calls = 0
 
 
-def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> None:
+def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> str:
     """`errors_from` over the rendezvous store, before the process group exists: every rank writes its refusal
     (or none) and waits for the others'; when one was refused, each raises its own error or `rank N stopped at
-    startup: ...`. The last rank to have read the notes deletes them.
+    startup: ...`. The last rank to have read the notes deletes them. Returns the name of this start, one that
+    rank 0 made up and sent in its note: the same on every rank, new at each start.
 
     NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`): notes left there were read
     by the restarted ranks before their peers wrote new ones (a first attempt's refusal stopped every restart).
@@ -153,6 +158,7 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
     """
     import json
     import time
+    import uuid
 
     # A key of its own per call: a process that starts a second process group on the same store (a program
     # calling `main` again) must not read the notes of the first.
@@ -160,20 +166,21 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
     _startup_calls += 1
     key = f"steel/startup/{_startup_calls}"
     try:
-        store.set(f"{key}/{rank}", json.dumps(_error_note(error)))
+        store.set(f"{key}/{rank}", json.dumps([_error_note(error), uuid.uuid4().hex if rank == 0 else None]))
         store.wait([f"{key}/{r}" for r in range(world)], timeout)
-        notes = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
+        sent = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
     except RuntimeError:  # a rank that ended alone never wrote (its store host may have gone): say why this one stops
         if error is not None:
             raise error from None
         raise
+    notes, start = [note for note, _ in sent], sent[0][1]
     if store.add(f"{key}/read", 1) == world:  # every rank has read every note: none is left for a restart
         for r in [*range(1, world), 0]:
             store.delete_key(f"{key}/{r}")
         store.delete_key(f"{key}/read")
     failed = [r for r, note in enumerate(notes) if note is not None]
     if not failed:
-        return
+        return start
     # No rank exits before every rank has read the notes (its own note deleted): rank 0 may host the store (no
     # torchrun agent), and a torchrun agent that sees its node's rank exit stops it and the node's other ranks.
     with contextlib.suppress(Exception):  # a rank that never reads, the store gone: end anyway
