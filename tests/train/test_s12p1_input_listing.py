@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_fixtures import Bytes
 
 from steel.cli import main as steel_main
 from steel.config import from_dict
@@ -30,15 +31,6 @@ from steel.data.prepare import prepare
 LOG = logging.getLogger("test.steel.s12p1")
 T = 16
 NEW_FIELDS = ("root", "files", "elsewhere")
-
-
-class Bytes:
-    """A stand-in tokenizer: one id per UTF-8 byte, EOS 0."""
-
-    eos_id, vocab_size, fingerprint, special_ids = 0, 257, "f" * 64, {}
-
-    def encode_batch(self, texts):
-        return [[b + 1 for b in t.encode()] for t in texts]
 
 
 def write_inputs(root: Path, names: list[str], docs: int = 12) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_fixtures import Bytes
 
 from steel.config import from_dict
 from steel.data.config import DataConfig
@@ -25,15 +26,6 @@ from steel.data.prepare import prepare
 
 LOG = logging.getLogger("test.steel.s12r1")
 T = 16
-
-
-class Bytes:
-    """A stand-in tokenizer: one id per UTF-8 byte, EOS 0."""
-
-    eos_id, vocab_size, fingerprint, special_ids = 0, 257, "f" * 64, {}
-
-    def encode_batch(self, texts):
-        return [[b + 1 for b in t.encode()] for t in texts]
 
 
 def write_inputs(root: Path, names: list[str], seed: int = 0, docs: int = 12) -> None:

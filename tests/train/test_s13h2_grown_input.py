@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+from train_fixtures import Bytes
 
 from steel.config import from_dict
 from steel.data.chunks import read_manifest, write_manifest
@@ -23,15 +24,6 @@ LOG = logging.getLogger("test.steel.s13h2")
 T = 16
 HEAD_BYTES = 1 << 16  # the 64 KB whose digest a manifest records per input file
 WORDS = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "north", "paper", "lamp"]
-
-
-class Bytes:
-    """A stand-in tokenizer: one id per UTF-8 byte, EOS 0."""
-
-    eos_id, vocab_size, fingerprint, special_ids = 0, 257, "f" * 64, {}
-
-    def encode_batch(self, texts):
-        return [[b + 1 for b in t.encode()] for t in texts]
 
 
 def records(seed: str, n: int) -> str:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from train_fixtures import Bytes
 
 from steel.config import from_dict
 from steel.data.chunks import read_manifest
@@ -20,15 +21,6 @@ from steel.data.prepare import prepare
 
 LOG = logging.getLogger("test.steel.s13v9")
 WORDS = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "north", "paper", "lamp"]
-
-
-class Bytes:
-    """A stand-in tokenizer: one id per UTF-8 byte, EOS 0."""
-
-    eos_id, vocab_size, fingerprint, special_ids = 0, 257, "f" * 64, {}
-
-    def encode_batch(self, texts):
-        return [[b + 1 for b in t.encode()] for t in texts]
 
 
 def rows(seed: str, n: int) -> str:
