@@ -61,6 +61,7 @@ from steel.data.sources import (
     iconv_name,
     parse_record_path,
     wide_encoding_of,
+    wide_pipeline_of,
 )
 from steel.data.tokenize import encode_documents, replace_tokenizer_dir
 from steel.tokenizer.qwen import scratch_dirs
@@ -483,15 +484,19 @@ _UNKNOWN_UTF8_HINT = ("its files are not UTF-8 text (GBK or GB18030? UTF-16? the
                       "convert them, e.g. iconv -f GB18030 -t UTF-8, or iconv -f UTF-16LE -t UTF-8")
 
 
-def _utf8_hint(wide: dict[str, int] | None, invalid: int) -> str:
+def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int) -> str:
     """The hint for a source whose rejections are all `invalid_utf8` (`invalid` of them), `wide` of which came
-    from UTF-16/32 files, per encoding (None: not known)."""
+    from UTF-16/32 files, per (encoding, decompressor, new file name) ("" and "" for a plain file; None: not
+    known)."""
     if wide is None:
         return _UNKNOWN_UTF8_HINT
     if not wide:
         return _REASON_HINTS["invalid_utf8"]
-    encs = sorted(wide)
-    convert = ", ".join(f"iconv -f {iconv_name(e)} -t UTF-8" for e in encs)
+    encs = sorted({e for e, _, _ in wide})
+    # NOTE: `iconv` alone was told for compressed files too: on a .jsonl.zst it converts the compressed bytes
+    # (garbage). Each one goes through its decompressor and back, as each file's rejection says.
+    convert = ", ".join(f"{tool} -dc FILE | iconv -f {iconv_name(e)} -t UTF-8 | {tool} > {new}" if tool
+                        else f"iconv -f {iconv_name(e)} -t UTF-8" for e, tool, new in sorted(wide))
     if sum(wide.values()) >= invalid:
         return f"its files are {' or '.join(encs)}, not UTF-8 (see the rejections above): convert them, e.g. {convert}"
     return (f"its files are not UTF-8 text: {sum(wide.values()):,} of the rejections are {' or '.join(encs)} files "
@@ -515,7 +520,8 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
     warnings at the top of a long log (a ShareGPT file under the default alpaca layout: 500 of 500 records
     `missing_field`, "wrote 0 chunks, 0 tokens").
 
-    `wide`: per source, its `invalid_utf8` rejections of UTF-16/32 files per encoding, as prepare counts them
+    `wide`: per source, its `invalid_utf8` rejections of UTF-16/32 files per (encoding, decompressor, new file
+    name: `wide_pipeline_of`; "" and "" for a plain file), as prepare counts them
     (None: not known, as in a merge or `steel data inspect`); a source absent had none. `merged`: the accounting
     is that of some shards of `shard_count` merged (`steel data merge --allow-missing`), not of one.
     """
@@ -760,14 +766,15 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # documents.npy columns, 22 bytes per kept document (array('Q') etc. hold them unboxed)
     doc_cols = (array("Q"), array("Q"), array("I"), array("H")) if cfg.dedup.exact else None
     logged: Counter = Counter()
-    wide: dict[str, Counter] = {}  # source -> its invalid_utf8 rejections of UTF-16/32 files, per encoding
+    # source -> its invalid_utf8 rejections of UTF-16/32 files, per (encoding, decompressor, new file name)
+    wide: dict[str, Counter] = {}
 
     def reject(i: int, file: str, line: int, reason: str, detail: str) -> None:
         st = stats[i]
         st.rejected[reason] = st.rejected.get(reason, 0) + 1
         enc = wide_encoding_of(detail) if reason == "invalid_utf8" else None
         if enc is not None:  # (for the hint, should the source keep nothing)
-            wide.setdefault(names[i], Counter())[enc] += 1
+            wide.setdefault(names[i], Counter())[(enc, *(wide_pipeline_of(detail) or ("", "")))] += 1
         key = (i, reason)
         if logged[key] < cfg.log_examples:
             logged[key] += 1

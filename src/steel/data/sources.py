@@ -720,6 +720,13 @@ def wide_encoding_of(detail: str) -> str | None:
     return m.group(1) if m else None
 
 
+def wide_pipeline_of(detail: str) -> tuple[str, str] | None:
+    """(the decompressor, the new file's name) of the command a compressed UTF-16/32 file's rejection tells
+    (`wide_encoding_detail`): ("zstd", "NEW.jsonl.zst"); None for a plain file's."""
+    m = re.search(r"`(zstd|gzip) -dc .* \| iconv -f \S+ -t UTF-8 \| \1 > (.+)`$", detail)
+    return (m.group(1), m.group(2)) if m else None
+
+
 def iconv_name(wide: str) -> str:
     """"UTF-16-LE" -> "UTF-16LE", as iconv names it (its "UTF-16" without a byte order mark is big-endian)."""
     return wide.replace("-LE", "LE").replace("-BE", "BE")
