@@ -119,7 +119,14 @@ class MetricsLogger:
                     keep.append(line)
             except (json.JSONDecodeError, KeyError):
                 break  # a line cut by a crash: everything after it is recomputed
-        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        # NOTE: a temp file renamed over the old one: rewritten in place (emptied at open, then written), a kill
+        # in between left metrics.jsonl empty or cut, and the records up to the checkpoint were lost for good.
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(k + "\n" for k in keep))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:
