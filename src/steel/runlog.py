@@ -130,6 +130,10 @@ def log_error_to_run_logs(message: str, handlers: list[tuple[logging.Logger, log
     The error that stops a command (printed as `steel: error: ...` by `steel.cli`) used to reach stderr
     only: the run's log ended at the last line before it.
     """
+    if isinstance(exc_info, BaseException):
+        # NOTE: logging reads exc_info as a (type, value, traceback) tuple; the exception itself failed to format
+        # ('--- Logging error --- ... not subscriptable' on stderr) and the run log got neither line nor traceback.
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
     for lg, h in handlers:
         try:
             record = lg.makeRecord(lg.name, logging.ERROR, __file__, 0, "%s", (message,), exc_info)
