@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,10 +86,38 @@ def tiny_config(tmp_path: Path, data_dirs: list[Path], **over) -> Path:
     return path
 
 
-def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `script` (the code each rank runs; argv: `args`) on two gloo ranks under torchrun, on the CPU."""
+def _kill_tree(p: subprocess.Popen) -> None:
+    """SIGKILL `p` and every process under it (Linux: found through /proc; elsewhere `p` alone).
+
+    NOTE: torchrun starts each rank in a session of its own, so killing torchrun's process group missed them,
+    and a rank killed after torchrun (its parent gone) could not be found any more."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [p.pid]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
+                 timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run `script` (the code each rank runs; argv: `args`) on two gloo ranks under torchrun, on the CPU.
+
+    A launch still running after `timeout` seconds is killed, torchrun and its ranks, and fails the test with
+    its output so far: every rank's Python stacks (faulthandler, armed by the script's first line, prints them
+    on the rank's stderr shortly before the timeout) and the lines each rank printed."""
+    # NOTE: subprocess.run's timeout killed torchrun alone (its ranks ran on, orphaned, until gloo's timeout),
+    # and its TimeoutExpired showed none of the output: a hang in CI told nothing of where each rank was.
+    stacks_at = time.time() + timeout - min(30, timeout / 4)
     wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(script)
+    wrapper.write_text(f"import faulthandler; faulthandler.dump_traceback_later(max(1, {stacks_at} - "
+                       f"__import__('time').time()))\n{script}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     # The ranks share one stderr pipe: under PYTHONUNBUFFERED a rank's `print(line)` is two writes (the text, then
     # "\n"), and the other rank's line could land between them ("steel: error: Asteel: error: B\n\n"); line-buffered,
@@ -95,7 +125,19 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None) ->
     env.pop("PYTHONUNBUFFERED", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            *map(str, args)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=cwd)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tree(p)
+        out, err = p.communicate()  # the pipes close once every rank is gone
+        raise AssertionError(f"torchrun did not end in {timeout} s (killed, with its ranks); its stderr so far, each "
+                             f"rank's Python stacks last:\n{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
+    except BaseException:  # interrupted (Ctrl-C): no rank left running
+        _kill_tree(p)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 # Per-rank script lines (after `import errno, os, sys` and `r = int(os.environ["RANK"])`): with argv[2]
