@@ -1,6 +1,7 @@
-"""`prepare.file_heads` (the manifest's `input_heads`): each file's digest of its first 64 KB, None for a file that
-cannot be read, with memory that does not grow by a Future per file (Executor.map submitted every file's task at
-once: ~1.7 KB per input file held to the end, 1.7 GB at a million files, for ~120 bytes of digests each)."""
+"""`prepare.file_heads` (the manifest's `input_heads`): each file's digest of its first 64 KB and their length (all
+of a smaller file), None for a file that cannot be read, with memory that does not grow by a Future per file
+(Executor.map submitted every file's task at once: ~1.7 KB per input file held to the end, 1.7 GB at a million
+files, for ~120 bytes of digests each)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def test_heads_are_the_first_64_kb_digests_and_none_for_a_vanished_file(tmp_path
     gone = tmp_path / "gone.jsonl"  # listed, then removed before its head is read
     files = [(0, big, "big.jsonl"), (0, small, "small.jsonl"), (1, gone, "gone.jsonl")]
     heads = file_heads(files)
-    assert heads == {files[0]: hashlib.blake2b(big.read_bytes()[:65536], digest_size=8).hexdigest(),
-                     files[1]: hashlib.blake2b(small.read_bytes(), digest_size=8).hexdigest(), files[2]: None}
+    assert heads == {files[0]: (hashlib.blake2b(big.read_bytes()[:65536], digest_size=8).hexdigest(), 65536),
+                     files[1]: (hashlib.blake2b(small.read_bytes(), digest_size=8).hexdigest(), 14), files[2]: None}
 
 
 def test_memory_does_not_hold_a_task_per_file(tmp_path):

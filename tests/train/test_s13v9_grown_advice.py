@@ -109,7 +109,8 @@ def test_no_byte_command_where_the_bytes_after_the_old_size_are_no_file(tmp_path
     from steel.data.loader import DirInputs, check_distinct_inputs
 
     p = str(tmp_path / name)  # (not on this machine: the sizes recorded tell the rest)
-    dirs = [DirInputs(tmp_path / d, None, {name: "web"}, {p: name}, {p: size}, frozenset({d}), {p: "ab" * 8}, 1 << 16)
+    dirs = [DirInputs(tmp_path / d, None, {name: "web"}, {p: name}, {p: size}, frozenset({d}), {p: ("ab" * 8, 1 << 16)},
+                      1 << 16)
             for d, size in (("A", 100_000), ("B", 150_000))]
     with pytest.raises(DataError) as e:
         check_distinct_inputs(dirs, [])

@@ -13,8 +13,9 @@ at startup, not hours in (a wrong token count would read the wrong windows or cr
 
 Two data dirs prepared from the same input files hold the same documents whatever their chunk bytes
 (another `chunk_tokens`, filters or normalization): such a pair in one run is refused too
-(`check_distinct_inputs`), from what the manifests record (`dir_inputs`), so no document file is read. A file
-that grew between the two prepares (the same path and first 64 KB, another size) is the same file.
+(`check_distinct_inputs`), from what the manifests record (`dir_inputs`). A file that grew between the two
+prepares (the same path and first bytes once decompressed, another size) is the same file; the input files are
+read only to tell that of a file under 64 KB at one of the prepares (`same_start`).
 
 Per-source mixture weights (the manifest's `sources[name]["weight"]`, or `weights:` in the config)
 scale how many times a source's samples appear per epoch: a chunk with `s` windows and weight `w`
@@ -98,7 +99,8 @@ class DirInputs:
     paths: dict[str, str]  # the same files by absolute path (where the root or the name is absolute) -> name
     sizes: dict[str, int]  # absolute path -> size, where the manifest lists them (inputs.files)
     md5s: frozenset[str]  # its chunks
-    heads: dict[str, str] = field(default_factory=dict)  # absolute path -> digest of its first `head_bytes` bytes
+    # absolute path -> (digest, length) of its first `length` bytes once decompressed, `length` <= `head_bytes`
+    heads: dict[str, tuple[str, int]] = field(default_factory=dict)
     head_bytes: int | None = None  # input_heads.bytes (None: the manifest records no heads, an older Steel's)
 
 
@@ -144,10 +146,20 @@ def dir_inputs(d: Path, manifest: dict, md5s=()) -> DirInputs:
     digest = inputs.get("digest")
     recorded = manifest.get("input_heads") if isinstance(manifest.get("input_heads"), dict) else {}
     head_bytes, listed = recorded.get("bytes"), recorded.get("files")
-    heads = {made[n]: h for n, h in (listed.items() if isinstance(listed, dict) else ())
-             if made.get(n) is not None and isinstance(h, str)}
+    head_bytes = head_bytes if isinstance(head_bytes, int) and head_bytes > 0 else None
+    heads: dict[str, tuple[str, int]] = {}
+    for n, h in listed.items() if isinstance(listed, dict) and head_bytes is not None else ():
+        if (p := made.get(n)) is None:
+            continue
+        if isinstance(h, list) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], int) \
+                and 0 < h[1] <= head_bytes:
+            heads[p] = (h[0], h[1])
+        elif isinstance(h, str) and sizes.get(p, 0) >= head_bytes:
+            # An older Steel's: the digest alone, of the file's own first `head_bytes` bytes (compressed or not); it
+            # was compared only where both prepares read at least that many, as it still is.
+            heads[p] = (h, head_bytes)
     return DirInputs(Path(d), digest if isinstance(digest, str) else None, names, paths, sizes, frozenset(md5s),
-                     heads, head_bytes if isinstance(head_bytes, int) and head_bytes > 0 else None)
+                     heads, head_bytes)
 
 
 def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
@@ -166,15 +178,36 @@ def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
     if common:
         return "the same paths", common
     # NOTE: a file that grew between the prepares (records appended: a crawl, a log) has another size: it was taken
-    # for another file, and its documents of the first prepare were trained twice. Its first bytes tell it: the same
-    # digest of the first `head_bytes` bytes, both prepares having read at least that many (a file smaller than
-    # that at either prepare is not told).
+    # for another file, and its documents of the first prepare were trained twice. Its first bytes tell it
+    # (`same_start`).
     if a.head_bytes is not None and a.head_bytes == b.head_bytes:
-        grown = [p for p in a.paths if p in b.paths and p in a.heads and a.heads[p] == b.heads.get(p)
-                 and min(a.sizes.get(p, 0), b.sizes.get(p, 0)) >= a.head_bytes]
+        grown = [p for p in a.paths if p in b.paths and p in a.sizes and p in b.sizes and p in a.heads
+                 and p in b.heads and same_start(p, a.heads[p], b.heads[p])]
         if grown:
             return GROWN, grown
     return None
+
+
+def same_start(path: str, a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two prepares' heads of `path` ((digest, length) of its first bytes once decompressed,
+    `prepare.file_heads`) are of one text, the shorter the start of the longer: equal digests of one length; of
+    two lengths (a file under 64 KB at a prepare), the file's first bytes now give both digests.
+
+    NOTE: a digest of the first 64 KB alone did not tell a file that was under 64 KB at a prepare (its head was all
+    of it, so the head of the grown file differed); the file is read here for those only (at most 64 KB each), and
+    a file not on this machine is not told."""
+    if a[1] == b[1]:
+        return a[0] == b[0]
+    from steel.data.sources import decompressed_head
+
+    (short, n), (long, m) = sorted((a, b), key=lambda h: h[1])
+    try:
+        with open(path, "rb") as f:
+            now = decompressed_head(f, m)
+    except OSError:
+        return False
+    return (len(now) == m and hashlib.blake2b(now[:n], digest_size=8).hexdigest() == short
+            and hashlib.blake2b(now, digest_size=8).hexdigest() == long)
 
 
 GROWN = "the same paths, the files grown or cut since (the same first bytes, another size)"  # `shared_inputs`
@@ -240,8 +273,10 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
         elif how == GROWN:
             p = files[0]
             small, large = sorted((a.sizes[p], b.sizes[p]))
+            same = min(a.heads[p][1], b.heads[p][1])
+            of = " once decompressed" if p.lower().endswith((".gz", ".zst")) else ""
             msg += (f". {p} is {a.sizes[p]:,} bytes for {a.dir} and {b.sizes[p]:,} for {b.dir}, with the same first "
-                    f"{a.head_bytes:,} bytes: ")
+                    f"{same:,} bytes{of}: ")
             try:
                 now = os.path.getsize(p)
             except OSError:  # (not on this machine)
@@ -249,7 +284,7 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
             if now == small:
                 # NOTE: the file holds the smaller size now: it was not grown since the larger was prepared, and the
                 # tail of its bytes after the smaller size is empty (it said "it grew" and to prepare that tail).
-                msg += (f"it is {small:,} bytes now, so it was cut or rewritten after its first {a.head_bytes:,} bytes "
+                msg += (f"it is {small:,} bytes now, so it was cut or rewritten after its first {same:,} bytes{of} "
                         f"since the dir of {large:,} bytes was prepared. If cut, the documents of its {small:,} bytes "
                         f"are in both dirs: give only the dir prepared from all {large:,} bytes; if rewritten with other "
                         f"content, prepare the new content under another file name")
@@ -257,7 +292,7 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
                 msg += (f"it grew (records appended) between the two prepares, and the documents of its first "
                         f"{small:,} bytes are in both dirs. To train only what was added, {_appended_alone(p, small)} "
                         f"and prepare that alone into a new dir; or give only the dir prepared from all {large:,} bytes. "
-                        f"If it was rewritten with other content after its first {a.head_bytes:,} bytes instead, "
+                        f"If it was rewritten with other content after its first {same:,} bytes{of} instead, "
                         f"prepare the new content under another file name")
         if warn:
             log.warning("data: %s", msg)

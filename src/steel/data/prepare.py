@@ -59,6 +59,7 @@ from steel.data.sources import (
     expand_paths,
     file_id,
     iconv_name,
+    input_head,
     parse_record_path,
     wide_encoding_of,
     wide_pipeline_of,
@@ -284,34 +285,30 @@ def file_sizes(files: list[tuple[int, Path, str]]) -> dict[tuple[int, Path, str]
     return sizes
 
 
-HEAD_BYTES = 1 << 16  # the first bytes of each input file whose digest the manifest records (`file_heads`)
+HEAD_BYTES = 1 << 16  # the most bytes of each input file whose digest the manifest records (`file_heads`)
 
 
-def head_digest(path: Path) -> str | None:
-    """The digest of the first HEAD_BYTES bytes of a file (all of it when smaller; None when it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            return hashlib.blake2b(f.read(HEAD_BYTES), digest_size=8).hexdigest()
-    except OSError:
-        return None
-
-
-def file_heads(files: list[tuple[int, Path, str]]) -> dict[tuple[int, Path, str], str | None]:
-    """Each file's `head_digest`.
+def file_heads(files: list[tuple[int, Path, str]]) -> dict[tuple[int, Path, str], tuple[str, int] | None]:
+    """Each file's (digest, length) of its first HEAD_BYTES bytes once decompressed (`sources.input_head`; None
+    when it cannot be read or is empty).
 
     NOTE: with the sizes, the loader tells a file that grew between two prepares (records appended: the same
-    path, the same first 64 KB, a larger size) from one rewritten; it was taken for new data, and the documents
-    of both prepares trained twice. One read of 64 KB per file, in threads (an open on a network file system takes
-    ~1 ms: 100k files took minutes serially); 16 hex characters per file in the manifest."""
+    path, the same first bytes, a larger size) from one rewritten; it was taken for new data, and the documents
+    of both prepares trained twice. The decompressed bytes and their length: a digest of the file's own first 64 KB
+    missed a .zst/.gz recompressed whole (its compressed head changes: gzip's mtime, zstd's frame size) and a file
+    under 64 KB (its head was all of it); the loader digests the first `length` bytes of a file recorded with
+    another length now (`loader.same_start`). One read of up to 64 KB per file, in threads (an open on a network
+    file system takes ~1 ms: 100k files took minutes serially); ~47 characters per file in the manifest, and its
+    name."""
     from concurrent.futures import ThreadPoolExecutor
 
     # NOTE: a batch of files at a time: Executor.map submits every task at once, a Future of ~1.7 KB per file held
     # until the end (175 MB at 100k files, 1.7 GB at 1M, for 23 MB of digests).
-    heads: dict[tuple[int, Path, str], str | None] = {}
+    heads: dict[tuple[int, Path, str], tuple[str, int] | None] = {}
     with ThreadPoolExecutor(16) as pool:
         for start in range(0, len(files), _HEAD_BATCH):
             batch = files[start : start + _HEAD_BATCH]
-            heads.update(zip(batch, pool.map(lambda f: head_digest(f[1]), batch)))
+            heads.update(zip(batch, pool.map(lambda f: input_head(f[1], HEAD_BYTES), batch)))
     return heads
 
 
@@ -944,8 +941,10 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         # NOTE: unsharded outputs had no listing (only `sources.*.files`): a re-prepare was caught by its digest only.
         "inputs": {"digest": inputs_digest, "root": str(root.resolve()), "files": listing}
         | ({"elsewhere": elsewhere} if elsewhere else {}),
-        # The files read (`sources.*.files`) -> the digest of their first `bytes` bytes (`file_heads`).
-        "input_heads": {"bytes": HEAD_BYTES, "files": {rel: h for (_, _, rel), h in heads.items() if h is not None}},
+        # The files read (`sources.*.files`) -> [digest, length] of their first `bytes` bytes once decompressed, fewer
+        # for a smaller file (`file_heads`). NOTE: an older Steel recorded the digest alone, of the file's own bytes.
+        "input_heads": {"bytes": HEAD_BYTES,
+                        "files": {rel: list(h) for (_, _, rel), h in heads.items() if h is not None}},
         "dedup": dedup_info,
         "config": to_dict(cfg) | {"root": str(root), "tokenizer": tok_spec},
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},

@@ -16,6 +16,7 @@ import csv
 import decimal
 import glob
 import gzip
+import hashlib
 import io
 import itertools
 import json
@@ -944,6 +945,42 @@ def _blocks(raw, compression: str) -> Iterator[bytes]:
     return iter(lambda: raw.read(_BLOCK), b"")
 
 
+def decompressed_head(raw, limit: int) -> bytes:
+    """The first `limit` bytes of an open binary file once decompressed (gzip or zstd, told by the magic number; a
+    plain file's own bytes), all of them when it holds fewer; of a corrupt or cut stream, what decompressed before
+    the fault (a prefix of the text all the same: the reader keeps the records before it too)."""
+    compression = _compression(raw)
+    if not compression:
+        return raw.read(limit)
+    head = bytearray()
+    try:
+        # NOTE: small reads: `_blocks` reads (and decompresses) a MiB at a time, 16 times what 64 KB of head needs
+        if compression == "zst":
+            blocks = _zstd_chunks(raw, 1 << 14)
+        else:
+            stream = gzip.GzipFile(fileobj=raw)
+            blocks = iter(lambda: stream.read1(1 << 14), b"")
+        for block in blocks:
+            head += block
+            if len(head) >= limit:
+                break
+    except (OSError, EOFError, zlib.error):
+        pass
+    return bytes(head[:limit])
+
+
+def input_head(path: str | Path, limit: int) -> tuple[str, int] | None:
+    """(digest, length) of the first `limit` bytes of a file once decompressed (`decompressed_head`): a 64-bit
+    BLAKE2b in hex, and how many bytes it covers (fewer than `limit` for a smaller file); None for a file that
+    cannot be opened or holds nothing."""
+    try:
+        with open(path, "rb") as f:
+            head = decompressed_head(f, limit)
+    except OSError:
+        return None
+    return (hashlib.blake2b(head, digest_size=8).hexdigest(), len(head)) if head else None
+
+
 def _read_at_most(blocks: Iterator[bytes], limit: int) -> bytearray | None:
     """All the bytes, or None (without reading further) once there are more than `limit`."""
     data = bytearray()
@@ -963,7 +1000,7 @@ def _skip_bom(lines: Iterator[bytes | LongLine]) -> Iterator[bytes | LongLine]:
     yield from lines
 
 
-def _zstd_chunks(raw) -> Iterator[bytes]:
+def _zstd_chunks(raw, read: int = 1 << 20) -> Iterator[bytes]:
     """Decompressed blocks of a (multi-frame) zstd file.
 
     NOTE: zstandard's stream_reader returns a truncated frame's data without any error, which would
@@ -973,7 +1010,7 @@ def _zstd_chunks(raw) -> Iterator[bytes]:
 
     dctx = zstandard.ZstdDecompressor()
     d, fed = dctx.decompressobj(), False
-    while data := raw.read(1 << 20):
+    while data := raw.read(read):
         # NOTE: fed 16 KiB at a time: a corrupt block raises, and everything that one decompress() call had
         # already decoded is lost with it. Feeding the whole 1 MiB read lost up to ~1 MiB of good records
         # before a corruption; at 16 KiB it is what a byte-by-byte feed keeps (measured on a real file).
