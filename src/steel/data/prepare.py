@@ -601,6 +601,28 @@ class _sigterm_as_interrupt:
         return False
 
 
+class _signals_held:
+    """SIGINT and SIGTERM wait until the block is done (in the main thread; elsewhere a no-op): for the swap of a
+    finished output into OUT. A signal there raised KeyboardInterrupt between the previous output's deletion and
+    the new manifest: neither output was left, and training refused the directory. The run then finishes (the
+    swap takes a fraction of a second) and logs that the signal came too late to stop it.
+    """
+
+    def __enter__(self):
+        self.got: list[int] = []
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.prev = {s: signal.signal(s, lambda signum, frame: self.got.append(signum))
+                         for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:
+            for s, h in self.prev.items():
+                signal.signal(s, signal.SIG_DFL if h is None else h)
+        return False
+
+
 def _chunk_pattern(prefixes: list[str]) -> re.Pattern:
     """Names `ChunkSink` gives its chunk files (and their temp files) for these prefixes."""
     alts = "|".join(re.escape(p) for p in prefixes)
@@ -950,10 +972,14 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
         "environment": environment_report(),
     }
-    _replace_output(out_dir, stage, log)
-    if not (loaded_own and cfg.tokenizer == "qwen"):  # OUT/tokenizer/ is the one the encoder was loaded from
-        # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids.
-        replace_tokenizer_dir(out_dir, encoder.fingerprint, log=log)
-    write_manifest(out_dir, manifest)
+    with _signals_held() as held:  # from the previous output's deletion to the new manifest
+        _replace_output(out_dir, stage, log)
+        if not (loaded_own and cfg.tokenizer == "qwen"):  # OUT/tokenizer/ is the one the encoder was loaded from
+            # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids.
+            replace_tokenizer_dir(out_dir, encoder.fingerprint, log=log)
+        write_manifest(out_dir, manifest)
+    if held.got:
+        log.warning("%s came while the finished output was moved into %s: it is complete, the run ends normally",
+                    signal.Signals(held.got[0]).name, out_dir)
     log.info("wrote %d chunks, %d tokens to %s in %.1f s", len(chunks), manifest["total_tokens"], out_dir, elapsed)
     return manifest
