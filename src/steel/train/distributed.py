@@ -99,7 +99,12 @@ def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> 
     timeout = datetime.timedelta(minutes=cfg.timeout_minutes)
     if world > 1 and not dist.is_initialized():
         store = _startup_store(rank, world, timeout, refused)
-        start = _startup_errors(store, rank, world, refused, timeout)  # raises on every rank when one was refused
+        # A key of its own per call: a process that starts a second process group on the same store (a program
+        # calling `main` again) must not read the notes of the first.
+        global _startup_calls
+        _startup_calls += 1
+        # raises on every rank when one was refused
+        start = _startup_errors(store, rank, world, refused, timeout, f"steel/startup/{_startup_calls}")
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(
@@ -145,13 +150,19 @@ def _startup_store(rank: int, world: int, timeout: datetime.timedelta, refused: 
 _startup_calls = 0
 
 
-def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta) -> str:
-    """`errors_from` over the rendezvous store, before the process group exists: every rank writes its refusal
-    (or none) and waits for the others'; when one was refused, each raises its own error or `rank N stopped at
-    startup: ...`. The last rank to have read the notes deletes them. Returns the name of this start, one that
-    rank 0 made up and sent in its note: the same on every rank, new at each start.
+def _startup_errors(store, rank: int, world: int, error: Exception | None, timeout: datetime.timedelta,
+                    key: str) -> str:
+    """`errors_from` over the rendezvous store, before the process group exists: every rank tells rank 0 whether
+    it was refused, rank 0 writes one verdict, and when a rank was refused each raises its own error or `rank N
+    stopped at startup: ...`. Returns the name of this start, one that rank 0 made up and sent in its verdict:
+    the same on every rank, new at each start.
 
-    NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`): notes left there were read
+    Each other rank adds itself to a counter (a refused one first adds its note), the one that completes it says
+    so, and rank 0 then reads the refused ranks' notes alone and writes the verdict, which the others read; the
+    last reader deletes the keys. O(world) store requests in all (every rank reading every rank's note made a
+    million at 1,000 ranks).
+
+    NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`): keys left there were read
     by the restarted ranks before their peers wrote new ones (a first attempt's refusal stopped every restart).
     TORCHELASTIC_RESTART_COUNT cannot tell attempts apart: an agent whose node did not fail restarts its workers
     without counting (a membership change), so two nodes' counts differ.
@@ -160,36 +171,48 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
     import time
     import uuid
 
-    # A key of its own per call: a process that starts a second process group on the same store (a program
-    # calling `main` again) must not read the notes of the first.
-    global _startup_calls
-    _startup_calls += 1
-    key = f"steel/startup/{_startup_calls}"
+    def at(name: str) -> str:
+        return f"{key}/{name}"
+
+    last = False
     try:
-        store.set(f"{key}/{rank}", json.dumps([_error_note(error), uuid.uuid4().hex if rank == 0 else None]))
-        store.wait([f"{key}/{r}" for r in range(world)], timeout)
-        sent = [json.loads(store.get(f"{key}/{r}")) for r in range(world)]
-    except RuntimeError:  # a rank that ended alone never wrote (its store host may have gone): say why this one stops
+        if rank == 0:
+            store.wait([at("full")], timeout)  # every other rank has come (and written its note if refused)
+            n = store.add(at("notes"), 0)
+            notes = [json.loads(store.get(at(f"note/{k}"))) for k in range(1, n + 1)]
+            notes = sorted(([[0, _error_note(error)]] if error is not None else []) + notes, key=lambda x: x[0])
+            verdict = {"failed": len(notes), "rank": notes[0][0], "note": notes[0][1]} if notes else {"failed": 0}
+            verdict["start"] = uuid.uuid4().hex
+            store.set(at("verdict"), json.dumps(verdict))
+            for k in range(1, n + 1):
+                store.delete_key(at(f"note/{k}"))
+        else:
+            if error is not None:
+                k = store.add(at("notes"), 1)
+                store.set(at(f"note/{k}"), json.dumps([rank, _error_note(error)]))
+            if store.add(at("count"), 1) == world - 1:
+                store.set(at("full"), "")
+            store.wait([at("verdict")], timeout)
+            verdict = json.loads(store.get(at("verdict")))
+            last = store.add(at("read"), 1) == world - 1
+            if last:  # every rank has read the verdict: nothing of this start is left for a restart
+                for name in ("verdict", "count", "full", "notes", "read"):
+                    store.delete_key(at(name))
+    except RuntimeError:  # a rank that ended alone never came (its store host may have gone): say why this one stops
         if error is not None:
             raise error from None
         raise
-    notes, start = [note for note, _ in sent], sent[0][1]
-    if store.add(f"{key}/read", 1) == world:  # every rank has read every note: none is left for a restart
-        for r in [*range(1, world), 0]:
-            store.delete_key(f"{key}/{r}")
-        store.delete_key(f"{key}/read")
-    failed = [r for r, note in enumerate(notes) if note is not None]
-    if not failed:
-        return start
-    # No rank exits before every rank has read the notes (its own note deleted): rank 0 may host the store (no
-    # torchrun agent), and a torchrun agent that sees its node's rank exit stops it and the node's other ranks.
+    if not verdict["failed"]:
+        return verdict["start"]
+    # No rank exits before every rank has read the verdict: rank 0 may host the store (no torchrun agent), and a
+    # torchrun agent that sees its node's rank exit stops it and the node's other ranks.
     with contextlib.suppress(Exception):  # a rank that never reads, the store gone: end anyway
         deadline = time.monotonic() + 60
-        while store.check([f"{key}/{rank}"]) and time.monotonic() < deadline:
+        while store.check([at("verdict")]) and time.monotonic() < deadline:  # the last reader deletes it
             time.sleep(0.05)
     if error is not None:
         raise error
-    raise _stopped_error(failed, notes[failed[0]], "at startup")
+    raise _stopped_error(verdict["rank"], verdict["failed"], verdict["note"], "at startup")
 
 
 def _error_note(error: Exception | None):
@@ -204,10 +227,11 @@ def _error_note(error: Exception | None):
     return (refusal, str(error) if refusal or isinstance(error, OSError) else f"{type(error).__name__}: {error}")
 
 
-def _stopped_error(failed: list[int], note, when: str) -> Exception:
-    more = f" (and {len(failed) - 1} more rank{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+def _stopped_error(first: int, failed: int, note, when: str) -> Exception:
+    """`rank FIRST (and N more ranks) stopped WHEN: ...` of `failed` ranks, the first one's `note`."""
+    more = f" (and {failed - 1} more rank{'s' if failed > 2 else ''})" if failed > 1 else ""
     refusal, text = note
-    return (ConfigError if refusal else OSError)(f"rank {failed[0]}{more} stopped {when}: {text}")
+    return (ConfigError if refusal else OSError)(f"rank {first}{more} stopped {when}: {text}")
 
 
 def autocast_dtype(cfg: ParallelSection, device: torch.device) -> torch.dtype | None:
@@ -416,7 +440,7 @@ def errors_from(d: Dist, error: Exception | None, when: str = "at startup") -> N
     dist.all_gather_object(notes, _error_note(error))
     if error is not None:
         raise error
-    raise _stopped_error(failed, notes[failed[0]], when)
+    raise _stopped_error(failed[0], len(failed), notes[failed[0]], when)
 
 
 def report_setup_error(error: Exception) -> NoReturn:
