@@ -2,7 +2,8 @@
 
 Every rank read every rank's note: world * world store requests (about a million at 1,000 ranks, all served by
 the one store host, torchrun's agent on node 0). Now rank 0 alone reads the refused ranks' notes and writes one
-verdict: the requests grow as the world does.
+verdict: the requests grow as the world does. The threads also run what the torchrun tests cannot time: a
+restarted attempt that finds what a failed one left in the store (which outlives the workers under torchrun).
 """
 
 from __future__ import annotations
@@ -116,6 +117,39 @@ def test_the_store_requests_grow_with_the_world_not_its_square(world):
     # verdict); rank 0 reads no accepted rank's note, the others no other rank's
     assert sum(counts.values()) <= 8 * world, counts
     assert counts["get"] <= 2 * world, counts
+
+
+# A failed attempt's leftovers: rank `dead` of attempt 0 dies at its first request matching `at` (its process
+# killed), the others are stopped by the timeout (torchrun's agent kills them); attempt 1 runs on the same store,
+# its rank 0 arriving last.
+STALE = {
+    # rank 1 dies before it comes: rank 0's epoch and rank 2's count are left, short of world - 1
+    "before_coming": (1, lambda op, args: op == "wait", {}),
+    # the same, rank 2 refused (a transient error): its note is left too
+    "a_refusal_left": (1, lambda op, args: op == "wait", {2: ConfigError("rank 2's disk is not mounted")}),
+    # rank 1 dies after reading the verdict, before the last reader deletes it: the old epoch's verdict stays
+    "after_the_verdict": (1, lambda op, args: op == "add" and args[0].endswith("/read"), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(STALE))
+def test_a_restart_does_not_take_what_a_failed_attempt_left(case):
+    world = 3
+    store = hash_store()
+    dead, at, errors = STALE[case]
+    threads, out, _ = run_ranks(store, world, errors, die={dead: at}, timeout=2.0)
+    finish(threads, out)
+    assert out[dead][0] == "raised" and isinstance(out[dead][1], Killed), out
+    assert store.num_keys() > 0  # the failed attempt left keys behind
+    old = {out[r][1] for r in out if out[r][0] == "ok"}
+    go = threading.Event()
+    threads, out, _ = run_ranks(store, world, delay={0: go})
+    # rank 0 comes last, once the others have read what is there (and wait)
+    threading.Timer(1.0, go.set).start()
+    out = finish(threads, out)
+    names = {out[r][1] for r in range(world) if out[r][0] == "ok"}
+    assert len(names) == 1 and all(out[r][0] == "ok" for r in range(world)), out
+    assert not names & old
 
 
 def test_a_rank_that_never_comes_ends_a_refused_one_with_its_own_error():

@@ -154,65 +154,98 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
                     key: str) -> str:
     """`errors_from` over the rendezvous store, before the process group exists: every rank tells rank 0 whether
     it was refused, rank 0 writes one verdict, and when a rank was refused each raises its own error or `rank N
-    stopped at startup: ...`. Returns the name of this start, one that rank 0 made up and sent in its verdict:
-    the same on every rank, new at each start.
+    stopped at startup: ...`. Returns the name of this start: the epoch rank 0 made up, the same on every rank
+    and new at each start.
 
-    Each other rank adds itself to a counter (a refused one first adds its note), the one that completes it says
-    so, and rank 0 then reads the refused ranks' notes alone and writes the verdict, which the others read; the
-    last reader deletes the keys. O(world) store requests in all (every rank reading every rank's note made a
+    An attempt's exchange lives under `KEY/<epoch>`, which rank 0 publishes at `KEY/epoch`: each other rank adds
+    itself to a counter there (a refused one first adds its note), the one that completes it says so, and rank 0
+    then reads the refused ranks' notes alone and writes the verdict, which the others read; the last reader
+    deletes the start's keys. O(world) store requests in all (every rank reading every rank's note made a
     million at 1,000 ranks).
 
-    NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`): keys left there were read
-    by the restarted ranks before their peers wrote new ones (a first attempt's refusal stopped every restart).
-    TORCHELASTIC_RESTART_COUNT cannot tell attempts apart: an agent whose node did not fail restarts its workers
-    without counting (a membership change), so two nodes' counts differ.
+    NOTE: torchrun's agent keeps its store across a worker restart (`--max-restarts`), and an attempt that died
+    during the exchange (a rank's crash before the process group starts) left its keys there: a restarted rank
+    read the old notes before its peers wrote new ones, took the old start name while the restarted rank 0 made
+    up another, and both waited in init_process_group until parallel.timeout_minutes (an old refusal stopped
+    every restart). TORCHELASTIC_RESTART_COUNT cannot tell attempts apart: an agent whose node did not fail
+    restarts its workers without counting (a membership change), so two nodes' counts differ. Only rank 0 writes
+    the one name every attempt uses, `KEY/epoch`; a restarted rank that read a failed attempt's epoch there
+    before the restarted rank 0 replaced it is sent on by rank 0 (`moved`, and the verdict's place when that epoch
+    has none yet); one whose old epoch already had its verdict knows it by its counter, which then passes
+    world - 1. The agent stops all of an attempt's workers before the restart's rendezvous, so a failed
+    attempt's keys never change while the next one runs.
     """
     import json
-    import time
     import uuid
 
-    def at(name: str) -> str:
-        return f"{key}/{name}"
+    def at(epoch: str, name: str) -> str:
+        return f"{key}/{epoch}/{name}"
 
     last = False
     try:
         if rank == 0:
-            store.wait([at("full")], timeout)  # every other rank has come (and written its note if refused)
-            n = store.add(at("notes"), 0)
-            notes = [json.loads(store.get(at(f"note/{k}"))) for k in range(1, n + 1)]
+            epoch = uuid.uuid4().hex
+            old = store.compare_set(f"{key}/epoch", "", epoch).decode()
+            if old != epoch:  # a failed attempt's: the restarted ranks that read it come on to this one
+                store.set(f"{key}/epoch", epoch)
+                store.set(at(old, "moved"), epoch)
+                store.compare_set(at(old, "verdict"), "", json.dumps({"moved": epoch}))
+            store.wait([at(epoch, "full")], timeout)  # every other rank has come (and written its note if refused)
+            n = store.add(at(epoch, "notes"), 0)
+            notes = [json.loads(store.get(at(epoch, f"note/{k}"))) for k in range(1, n + 1)]
             notes = sorted(([[0, _error_note(error)]] if error is not None else []) + notes, key=lambda x: x[0])
             verdict = {"failed": len(notes), "rank": notes[0][0], "note": notes[0][1]} if notes else {"failed": 0}
-            verdict["start"] = uuid.uuid4().hex
-            store.set(at("verdict"), json.dumps(verdict))
+            store.set(at(epoch, "verdict"), json.dumps(verdict))
             for k in range(1, n + 1):
-                store.delete_key(at(f"note/{k}"))
+                store.delete_key(at(epoch, f"note/{k}"))
+            if old != epoch:  # every rank is here now: none reads the failed attempt's keys again
+                _forget_epoch(store, key, old)
         else:
-            if error is not None:
-                k = store.add(at("notes"), 1)
-                store.set(at(f"note/{k}"), json.dumps([rank, _error_note(error)]))
-            if store.add(at("count"), 1) == world - 1:
-                store.set(at("full"), "")
-            store.wait([at("verdict")], timeout)
-            verdict = json.loads(store.get(at("verdict")))
-            last = store.add(at("read"), 1) == world - 1
+            store.wait([f"{key}/epoch"], timeout)
+            epoch = store.get(f"{key}/epoch").decode()
+            while True:
+                if error is not None:
+                    k = store.add(at(epoch, "notes"), 1)
+                    store.set(at(epoch, f"note/{k}"), json.dumps([rank, _error_note(error)]))
+                n = store.add(at(epoch, "count"), 1)
+                if n == world - 1:
+                    store.set(at(epoch, "full"), "")
+                # counted past world - 1: a failed attempt's epoch, whose verdict (if any) is not for this rank
+                place = at(epoch, "verdict" if n < world else "moved")
+                store.wait([place], timeout)
+                verdict = json.loads(store.get(place)) if n < world else {"moved": store.get(place).decode()}
+                if "moved" not in verdict:
+                    break
+                epoch = verdict["moved"]
+            last = store.add(at(epoch, "read"), 1) == world - 1
             if last:  # every rank has read the verdict: nothing of this start is left for a restart
+                store.delete_key(f"{key}/epoch")  # first: a later attempt never finds this epoch
                 for name in ("verdict", "count", "full", "notes", "read"):
-                    store.delete_key(at(name))
+                    store.delete_key(at(epoch, name))
+                if verdict["failed"]:
+                    store.set(at(epoch, "done"), "")
     except RuntimeError:  # a rank that ended alone never came (its store host may have gone): say why this one stops
         if error is not None:
             raise error from None
         raise
     if not verdict["failed"]:
-        return verdict["start"]
+        return epoch
     # No rank exits before every rank has read the verdict: rank 0 may host the store (no torchrun agent), and a
     # torchrun agent that sees its node's rank exit stops it and the node's other ranks.
-    with contextlib.suppress(Exception):  # a rank that never reads, the store gone: end anyway
-        deadline = time.monotonic() + 60
-        while store.check([at("verdict")]) and time.monotonic() < deadline:  # the last reader deletes it
-            time.sleep(0.05)
+    if not last:
+        with contextlib.suppress(Exception):  # a rank that never reads, the store gone: end anyway
+            store.wait([at(epoch, "done")], datetime.timedelta(seconds=60))
     if error is not None:
         raise error
     raise _stopped_error(verdict["rank"], verdict["failed"], verdict["note"], "at startup")
+
+
+def _forget_epoch(store, key: str, epoch: str) -> None:
+    """Delete what a failed attempt left under `KEY/<epoch>`."""
+    for k in range(1, store.add(f"{key}/{epoch}/notes", 0) + 1):
+        store.delete_key(f"{key}/{epoch}/note/{k}")
+    for name in ("moved", "verdict", "count", "full", "notes", "read", "done"):
+        store.delete_key(f"{key}/{epoch}/{name}")
 
 
 def _error_note(error: Exception | None):
