@@ -8,6 +8,7 @@ bad input are reported as one line on stderr with exit status 2, never as a trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -37,8 +38,35 @@ def home_path(value: str) -> str:
     return os.path.expanduser(value)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (every subcommand's too: subparsers take their parent's class), whose argument error of a
+    command that starts ranks together (`set_defaults(startup_exchange=True)`: train, sft) reaches the other
+    ranks under torchrun.
+
+    NOTE: argparse printed the error and exited (status 2) before any config was read: under torchrun that rank
+    ended alone (a typo in one node's command line) and the others waited for it until
+    parallel.timeout_minutes. It now joins their startup exchange, so they stop with `rank N stopped at startup:
+    steel train: <the error>`; it waits there for them as a refused rank does.
+    """
+
+    told_command = False  # `main` sets it on the root parser for an error of the parsed command's line
+
+    def error(self, message: str):
+        exchange = self.told_command or self.get_default("startup_exchange")
+        if exchange and os.environ.get("WORLD_SIZE", "").strip() not in ("", "1"):
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"{self.prog}: error: {message}\n")  # argparse's lines, before the wait
+            sys.stderr.flush()
+            from steel.train.distributed import report_setup_error
+
+            with contextlib.suppress(UserError):  # raised again once told: printed above
+                report_setup_error(UserError(f"{self.prog}: {message}"))
+            self.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steel", description="Steel: pretrain a Chinese-first LLM from scratch.")
+    parser = _Parser(prog="steel", description="Steel: pretrain a Chinese-first LLM from scratch.")
     parser.add_argument("--version", action="version", version=f"steel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -55,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # parse_args's own check, on the root parser: the parsed command says whether the ranks hear of it
+        parser.told_command = bool(getattr(args, "startup_exchange", False))
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -31,4 +31,4 @@ def register(subparsers) -> None:
     )
     p.add_argument("config", type=home_path, help="SFT config YAML (see configs/sft/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-5 (repeatable)")
-    p.set_defaults(func=_sft)
+    p.set_defaults(func=_sft, startup_exchange=True)  # an argument error reaches the other ranks

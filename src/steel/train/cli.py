@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3 (repeatable)")
     p.add_argument("--add-data", action="append", default=[], metavar="DIR", type=home_path,
                    help="append a prepared data dir at this resume (merged and reshuffled with the unseen rest; repeatable)")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, startup_exchange=True)  # an argument error reaches the other ranks
     p = subparsers.add_parser("plot", help="PNG of the loss and LR curves of a run")
     p.add_argument("run_dir", type=home_path)
     p.add_argument("--out", default=None, type=home_path, help="output PNG (default RUN_DIR/curves.png)")

@@ -46,16 +46,33 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r}: expected an integer (torchrun sets it; launch with torchrun)") from None
 
 
-def launch_env() -> tuple[int, int, int]:
-    """(WORLD_SIZE, RANK, LOCAL_RANK) as torchrun sets them, checked: each error names the variable."""
-    world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if world < 1:
-        raise ConfigError(f"WORLD_SIZE {world}: expected >= 1")
-    if not 0 <= rank < world:
-        raise ConfigError(f"RANK {rank}: expected 0 <= RANK < WORLD_SIZE ({world})")
+def world_and_rank() -> tuple[int, int]:
+    """(WORLD_SIZE, RANK) as torchrun sets them, checked: each error names the variable.
+
+    NOTE: a rank whose own WORLD_SIZE or RANK is malformed cannot tell the other ranks why it stops (it has no
+    place in the startup exchange): it ends alone, and under torchrun the others wait for it until
+    parallel.timeout_minutes. Its error says so. Every other refusal reaches them (`init_distributed`).
+    """
+    try:
+        world, rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0)
+        if world < 1:
+            raise ConfigError(f"WORLD_SIZE {world}: expected >= 1")
+        if not 0 <= rank < world:
+            raise ConfigError(f"RANK {rank}: expected 0 <= RANK < WORLD_SIZE ({world})")
+    except ConfigError as e:
+        if os.environ.get("WORLD_SIZE", "").strip() in ("", "1"):  # one process: nobody waits for it
+            raise
+        raise ConfigError(f"{e}; this rank cannot tell the other ranks, which wait for it until "
+                          "parallel.timeout_minutes") from None
+    return world, rank
+
+
+def local_rank() -> int:
+    """LOCAL_RANK as torchrun sets it, checked."""
+    local = _env_int("LOCAL_RANK", 0)
     if local < 0:
         raise ConfigError(f"LOCAL_RANK {local}: expected >= 0")
-    return world, rank, local
+    return local
 
 
 def _check_local_gpu(world: int, local: int) -> None:
@@ -79,15 +96,17 @@ def _check_local_gpu(world: int, local: int) -> None:
 def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> Dist:
     """The process group and this rank's device. `refused` is what this rank's config checks raised before it
     (a bad model field): under torchrun every rank then stops with it, as with this function's own refusals (the
-    mode, LOCAL_RANK, the GPU of LOCAL_RANK), through the rendezvous store, before any backend starts.
+    mode, LOCAL_RANK malformed or unset, the GPU of LOCAL_RANK), through the rendezvous store, before any backend
+    starts. A malformed WORLD_SIZE or RANK ends this rank alone (`world_and_rank`).
 
     NOTE: a rank refused before the process group existed exited at once, and the others waited for it at init
     until parallel.timeout_minutes (their torchrun agent killed them first on its node): the rendezvous store is
     up before the backend (gloo, NCCL) starts, and a refused rank needs no device to write to it.
     """
-    world, rank, local = launch_env()
-    device = torch.device("cpu")
+    world, rank = world_and_rank()
+    local, device, mode = 0, torch.device("cpu"), "none"
     try:
+        local = local_rank()
         if torch.cuda.is_available():
             _check_local_gpu(world, local)
             device = torch.device("cuda", local)
@@ -486,9 +505,9 @@ def report_setup_error(error: Exception) -> NoReturn:
     others with the default timeout.
     """
     try:
-        launch_env()
+        world_and_rank()
     except ConfigError:
-        raise error from None  # a launch that init_distributed would refuse too: nothing to join
+        raise error from None  # a rank that cannot name itself: nothing to join
     init_distributed(ParallelSection(), refused=error)
     raise error
 
