@@ -148,11 +148,10 @@ def _leave_process_group() -> None:
     if dist is None or not dist.is_available():
         return
     joined = dist.is_initialized() or os.environ.get("WORLD_SIZE", "1") not in ("", "1")
-    if dist.is_initialized():
-        dist.destroy_process_group()
     if joined:
-        from steel.train.distributed import free_process_groups
+        from steel.train.distributed import destroy, free_process_groups
 
+        destroy()
         free_process_groups()
 
 
