@@ -114,10 +114,11 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
     on the rank's stderr shortly before the timeout) and the lines each rank printed."""
     # NOTE: subprocess.run's timeout killed torchrun alone (its ranks ran on, orphaned, until gloo's timeout),
     # and its TimeoutExpired showed none of the output: a hang in CI told nothing of where each rank was.
+    # Rank r's stacks 3 r s later than rank 0's: written at once, two ranks' dumps interleaved on the shared pipe.
     stacks_at = time.time() + timeout - min(30, timeout / 4)
     wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(f"import faulthandler; faulthandler.dump_traceback_later(max(1, {stacks_at} - "
-                       f"__import__('time').time()))\n{script}")
+    wrapper.write_text(f"import faulthandler, os, time; faulthandler.dump_traceback_later(max(1, {stacks_at} + 3 * "
+                       f"int(os.environ['RANK']) - time.time()))\n{script}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     # The ranks share one stderr pipe: under PYTHONUNBUFFERED a rank's `print(line)` is two writes (the text, then
     # "\n"), and the other rank's line could land between them ("steel: error: Asteel: error: B\n\n"); line-buffered,
@@ -131,8 +132,8 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
     except subprocess.TimeoutExpired:
         _kill_tree(p)
         out, err = p.communicate()  # the pipes close once every rank is gone
-        raise AssertionError(f"torchrun did not end in {timeout} s (killed, with its ranks); its stderr so far, each "
-                             f"rank's Python stacks last:\n{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
+        raise AssertionError(f"torchrun did not end in {timeout} s (killed, with its ranks); its stderr so far, the "
+                             f"ranks' Python stacks last (rank 0's first):\n{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
     except BaseException:  # interrupted (Ctrl-C): no rank left running
         _kill_tree(p)
         p.communicate()
