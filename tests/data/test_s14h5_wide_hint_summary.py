@@ -1,7 +1,9 @@
 """The summary hint of a source whose files are all compressed UTF-16 (`steel data prepare` ends with it): it said
 `iconv -f UTF-16LE -t UTF-8`, which run on a .jsonl.zst converts the compressed bytes (garbage), while each file's
 rejection already told the pipeline through the decompressor. The summary now tells that pipeline per kind of
-file, and run as told (FILE the input, NEW the output) it gives files the source reads."""
+file, and run as told (FILE the input, NEW the output) it gives files the source reads; so does the GB18030 hint
+of a source of compressed files (the same `iconv` alone), told by the file names where the rejections are not at
+hand (`steel data inspect`, merge)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import zstandard
 from steel.cli import UserError
 from steel.config import from_dict
 from steel.data.config import DataConfig
-from steel.data.prepare import prepare
+from steel.data.prepare import kept_nothing, prepare
 
 LOG = logging.getLogger("test.steel.data.s14h5")
 DOCS = [f"长江是中国最长的河流，第{k}段 Yangtze part {k}" for k in range(30)]
@@ -65,6 +67,34 @@ def test_a_mix_of_plain_and_compressed_utf16_and_gbk(tmp_path, enc):
     (tmp_path / "gbk.jsonl").write_bytes(_jsonl(DOCS[6:8]).decode().encode("gbk"))
     with pytest.raises(UserError) as e:
         _prepare(tmp_path, enc, ["plain.jsonl", "packed.jsonl.zst", "gbk.jsonl"])
+    # (which files are GBK is not counted: the GB18030 command is told for each kind of file of the source)
     assert ("all 4 records rejected (invalid_utf8 4); its files are not UTF-8 text: 2 of the rejections are "
             "UTF-16-LE files (iconv -f UTF-16LE -t UTF-8, zstd -dc FILE | iconv -f UTF-16LE -t UTF-8 | zstd > "
-            "NEW.jsonl.zst), the others GBK or GB18030? (iconv -f GB18030 -t UTF-8;") in str(e.value)
+            "NEW.jsonl.zst), the others GBK or GB18030? (iconv -f GB18030 -t UTF-8, zstd -dc FILE | iconv -f GB18030 "
+            "-t UTF-8 | zstd > NEW.jsonl.zst; see the rejections above)") in str(e.value)
+
+
+def test_a_source_of_compressed_gbk_files_is_told_the_pipeline(tmp_path, enc):
+    (tmp_path / "zh.csv.gz").write_bytes(PACK["gz"](("text\n" + "".join(f"{d}\n" for d in DOCS)).encode("gbk")))
+    with pytest.raises(UserError) as e:
+        _prepare(tmp_path, enc, ["zh.csv.gz"])
+    told = "gzip -dc FILE | iconv -f GB18030 -t UTF-8 | gzip > NEW.csv.gz"
+    # was: "convert them, e.g. iconv -f GB18030 -t UTF-8" (on the gzip bytes)
+    assert (f"all {len(DOCS)} records rejected (invalid_utf8 {len(DOCS)}); its files are not UTF-8 text (GBK or "
+            f"GB18030? see the rejections above): convert them, e.g. {told};") in str(e.value)
+    if not (shutil.which("gzip") and shutil.which("iconv")):
+        pytest.skip("no gzip or iconv here to run the command told")
+    subprocess.run(told.replace("FILE", "zh.csv.gz"), shell=True, check=True, cwd=tmp_path)
+    m = _prepare(tmp_path, enc, ["NEW.csv.gz"], out="converted")
+    assert m["sources"]["s"]["kept"] == len(DOCS)
+
+
+def test_without_the_rejections_at_hand_the_file_names_tell():
+    """`steel data inspect` and merge: the manifest's file names say which are compressed."""
+    sources = {"s": {"read": 3, "kept": 0, "filtered": {}, "rejected": {"invalid_utf8": 3}, "kind": "text",
+                     "files": ["a.jsonl", "b.JSONL.ZST"]}}
+    assert kept_nothing(sources)[0] == [
+        "source 's': all 3 records rejected (invalid_utf8 3); its files are not UTF-8 text (GBK or GB18030? UTF-16? "
+        "the prepare logs' rejections say): convert them, e.g. iconv -f GB18030 -t UTF-8, zstd -dc FILE | iconv -f "
+        "GB18030 -t UTF-8 | zstd > NEW.JSONL.ZST, or iconv -f UTF-16LE -t UTF-8, zstd -dc FILE | iconv -f UTF-16LE -t "
+        "UTF-8 | zstd > NEW.JSONL.ZST"]

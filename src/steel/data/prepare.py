@@ -55,6 +55,8 @@ from steel.data.filters import build_filters
 from steel.data.normalize import Normalizer, normalize_messages
 from steel.data.sources import (
     SourceReader,
+    compression_by_name,
+    convert_command,
     detect_format,
     expand_paths,
     file_id,
@@ -473,31 +475,38 @@ _REASON_HINTS = {
     "too_large": "each is over a size limit (max_doc_chars; max_line_bytes for a JSONL line, max_json_file_bytes "
                  "for a JSON file): raise it, or cut .txt files into documents with txt_unit: paragraph or line",
     "invalid_utf8": "its files are not UTF-8 text (GBK or GB18030? see the rejections above): convert them, e.g. "
-                    "iconv -f GB18030 -t UTF-8",
+                    "{gb}",
 }
 # NOTE: `invalid_utf8` of a UTF-16 file was told to convert from GB18030. Where the rejections' details are not
 # at hand (a merge, `steel data inspect`), both are said.
 _UNKNOWN_UTF8_HINT = ("its files are not UTF-8 text (GBK or GB18030? UTF-16? the prepare logs' rejections say): "
-                      "convert them, e.g. iconv -f GB18030 -t UTF-8, or iconv -f UTF-16LE -t UTF-8")
+                      "convert them, e.g. {gb}, or {wide}")
 
 
-def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int) -> str:
-    """The hint for a source whose rejections are all `invalid_utf8` (`invalid` of them), `wide` of which came
-    from UTF-16/32 files, per (encoding, decompressor, new file name) ("" and "" for a plain file; None: not
-    known)."""
+def _converts(iconv: str, files) -> str:
+    """`iconv` ("iconv -f GB18030 -t UTF-8") as a source of `files` (names) needs it: through the decompressor and
+    back for its .zst/.gz files (`convert_command`, FILE for the file), alone for the others; each way once."""
+    # NOTE: `iconv` alone was told for compressed files too: on a .jsonl.zst it converts the compressed bytes (garbage)
+    return ", ".join(sorted({convert_command(iconv, f, compression_by_name(f), "FILE") for f in files})) or iconv
+
+
+def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int, files=()) -> str:
+    """The hint for a source of `files` (names) whose rejections are all `invalid_utf8` (`invalid` of them), `wide`
+    of which came from UTF-16/32 files, per (encoding, decompressor, new file name) ("" and "" for a plain file;
+    None: not known)."""
+    gb = _converts("iconv -f GB18030 -t UTF-8", files)
     if wide is None:
-        return _UNKNOWN_UTF8_HINT
+        return _UNKNOWN_UTF8_HINT.format(gb=gb, wide=_converts("iconv -f UTF-16LE -t UTF-8", files))
     if not wide:
-        return _REASON_HINTS["invalid_utf8"]
+        return _REASON_HINTS["invalid_utf8"].format(gb=gb)
     encs = sorted({e for e, _, _ in wide})
-    # NOTE: `iconv` alone was told for compressed files too: on a .jsonl.zst it converts the compressed bytes
-    # (garbage). Each one goes through its decompressor and back, as each file's rejection says.
+    # NOTE: each file through its decompressor and back, as its rejection says (told by its magic number)
     convert = ", ".join(f"{tool} -dc FILE | iconv -f {iconv_name(e)} -t UTF-8 | {tool} > {new}" if tool
                         else f"iconv -f {iconv_name(e)} -t UTF-8" for e, tool, new in sorted(wide))
     if sum(wide.values()) >= invalid:
         return f"its files are {' or '.join(encs)}, not UTF-8 (see the rejections above): convert them, e.g. {convert}"
     return (f"its files are not UTF-8 text: {sum(wide.values()):,} of the rejections are {' or '.join(encs)} files "
-            f"({convert}), the others GBK or GB18030? (iconv -f GB18030 -t UTF-8; see the rejections above)")
+            f"({convert}), the others GBK or GB18030? ({gb}; see the rejections above)")
 
 
 def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[str, list] | None = None,
@@ -535,7 +544,8 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
         if len(only) == 1 and next(iter(only)) in _REASON_HINTS:
             hint = _REASON_HINTS[next(iter(only))]
             if only == {"invalid_utf8"}:
-                hint = _utf8_hint(None if wide is None else wide.get(name, {}), s["rejected"]["invalid_utf8"])
+                hint = _utf8_hint(None if wide is None else wide.get(name, {}), s["rejected"]["invalid_utf8"],
+                                  s.get("files") or ())
         if rejected == read:
             whole = len(listing.get(name, ())) if listing is not None else None
             if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):

@@ -741,20 +741,31 @@ def wide_encoding_detail(raw, path: str | Path) -> str | None:
     if wide is None:
         return None
     told = "it opens with that byte order mark" if bom else "no byte order mark, told by its first bytes"
-    iconv = f"iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8"
-    compression = _compression(raw)
-    if compression:
-        # NOTE: iconv on the file itself converts its compressed bytes: garbage. It goes through the decompressor,
-        # and the text back through the compressor (a .jsonl.zst source keeps its format).
-        tool = {"zst": "zstd", "gz": "gzip"}[compression]
-        # NOTE: the new file keeps the old name's ending, which `detect_format` tells the format by: a DATA.CSV.GZ
-        # (the suffix in capitals) was told `> NEW.gz`, and a gzip file named data.csv `> NEW.gz`: both read as JSONL,
-        # every row malformed_json.
-        suffixes = Path(path).suffixes
-        ext = "".join(suffixes[-2:] if suffixes[-1:] and suffixes[-1].lower() in (".gz", ".zst") else suffixes[-1:])
-        new = shlex.quote(f"NEW{ext or f'.{compression}'}")
-        iconv = f"{tool} -dc {shlex.quote(str(path))} | {iconv} | {tool} > {new}"
+    iconv = convert_command(f"iconv -f {iconv_name(wide) if not bom else wide[:6]} -t UTF-8", path, _compression(raw))
     return f"{WIDE_DETAIL}{wide} ({told}), not UTF-8; convert it, e.g. `{iconv}`"
+
+
+def convert_command(iconv: str, path: str | Path, compression: str, shown: str | None = None) -> str:
+    """The command that converts the file at `path` with `iconv` ("iconv -f UTF-16LE -t UTF-8"): iconv alone for a
+    plain file, through the decompressor and back for a compressed one (`compression` "gz" or "zst"), naming the
+    file `shown` (default: its path, quoted for the shell)."""
+    if not compression:
+        return iconv
+    # NOTE: iconv on the file itself converts its compressed bytes: garbage. It goes through the decompressor,
+    # and the text back through the compressor (a .jsonl.zst source keeps its format).
+    tool = {"zst": "zstd", "gz": "gzip"}[compression]
+    # NOTE: the new file keeps the old name's ending, which `detect_format` tells the format by: a DATA.CSV.GZ
+    # (the suffix in capitals) was told `> NEW.gz`, and a gzip file named data.csv `> NEW.gz`: both read as JSONL,
+    # every row malformed_json.
+    suffixes = Path(path).suffixes
+    ext = "".join(suffixes[-2:] if suffixes[-1:] and suffixes[-1].lower() in (".gz", ".zst") else suffixes[-1:])
+    new = shlex.quote(f"NEW{ext or f'.{compression}'}")
+    return f"{tool} -dc {shown or shlex.quote(str(path))} | {iconv} | {tool} > {new}"
+
+
+def compression_by_name(name: str) -> str:
+    """"gz", "zst" or "" as the file name's last suffix says (where the file is not at hand to read its magic)."""
+    return {".gz": "gz", ".zst": "zst"}.get(Path(name).suffix.lower(), "")
 
 
 def _wide_encoding(raw) -> tuple[str | None, bool]:
