@@ -47,3 +47,11 @@ def test_custom_ignore_index(impl, ignore_index, reduction):
     assert_close_scaled(loss.reshape(1), want.reshape(1), 1e-5)
     assert_close_scaled(dh, dh_want, 1e-5)
     assert dh[labels == ignore_index].abs().max().item() == 0.0
+
+
+def test_label_smoothing_above_one_is_refused_before_the_kernel():
+    # F.cross_entropy (the reference) refuses it itself; the Triton path computed a loss with a negative
+    # weight on the target, silently, had the wrapper's own bound gone.
+    h, w, labels = torch.randn(4, C), torch.randn(V, C), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="label_smoothing must be in \\[0, 1\\], got 1.5"):
+        fused_linear_cross_entropy(h, w, labels, label_smoothing=1.5, impl="triton")

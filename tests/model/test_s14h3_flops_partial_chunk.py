@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from steel.model import build_model
-from steel.model.flops import flops_per_token
+from steel.model.flops import flops_per_token, parameter_counts
 
 
 @pytest.mark.parametrize(("T", "chunk"), [(10, 3), (7, 4), (5, 8)])
@@ -26,3 +26,16 @@ def test_causal_soft_moe_counts_the_partial_last_chunk(tiny_config, T, chunk):
     ffn_per_layer = routing + S * chunk_starts * expert_macs / T
     f = flops_per_token(cfg, T)
     assert f["ffn"] == pytest.approx(2 * cfg.num_hidden_layers * ffn_per_layer, rel=1e-12)
+
+
+def test_parameter_parts_by_hand(tiny_config):
+    # `steel model info` prints these parts; counted here weight by weight from the widths of tiny.yaml.
+    cfg = tiny_config(ffn_type="soft_moe_v3")
+    C, L, V, H, Hkv, D = 64, 2, 512, 4, 2, 16
+    n, S, h = 3, 6, 128 // 4
+    attention = L * ((C * H * D + H * D) + 2 * (C * Hkv * D + Hkv * D) + H * D * C)  # q, k, v with bias; o
+    ffn = L * (C * S + 1 + n * 4 * C * h)  # phi, scale, n SENet experts of 4 matrices
+    norms = (2 * L + 1) * C  # input/post-attention per layer, final
+    parts = parameter_counts(cfg)
+    assert {k: parts[k] for k in ("embedding", "attention", "ffn", "norms", "lm_head", "other")} == {
+        "embedding": V * C, "attention": attention, "ffn": ffn, "norms": norms, "lm_head": V * C, "other": 0}
