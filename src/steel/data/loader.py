@@ -207,7 +207,18 @@ def same_start(path: str, a: tuple[str, int], b: tuple[str, int]) -> bool:
     except OSError:
         return False
     return (len(now) == m and hashlib.blake2b(now[:n], digest_size=8).hexdigest() == short
-            and hashlib.blake2b(now, digest_size=8).hexdigest() == long)
+            and hashlib.blake2b(now, digest_size=8).hexdigest() == long and _holds_records(path, now[:n]))
+
+
+def _holds_records(path: str, text: bytes) -> bool:
+    """Whether `text` (all of the file at `path` once decompressed, at a prepare) may hold a record: a line other
+    than blank, past the header line of a CSV/TSV.
+
+    NOTE: a file that held none at its first prepare shares no document with a later one: a daily CSV export
+    prepared right after it was created (its header line alone) was refused with the dir that read its rows."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    name = path.lower().removesuffix(".gz").removesuffix(".zst")
+    return len(lines) > (1 if name.endswith((".csv", ".tsv")) else 0)
 
 
 GROWN = "the same paths, the files grown or cut since (the same first bytes, another size)"  # `shared_inputs`
