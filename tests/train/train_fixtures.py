@@ -117,13 +117,14 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
     # Rank r's stacks 3 r s later than rank 0's: written at once, two ranks' dumps interleaved on the shared pipe.
     stacks_at = time.time() + timeout - min(30, timeout / 4)
     wrapper = tmp_path / "per_rank.py"
-    wrapper.write_text(f"import faulthandler, os, time; faulthandler.dump_traceback_later(max(1, {stacks_at} + 3 * "
-                       f"int(os.environ['RANK']) - time.time()))\n{script}")
+    # The ranks share one stderr pipe, and torchrun runs them with `python -u`: a rank's `print(line)` was two
+    # writes (the text, then "\n"), and the other rank's line could land between them ("steel: error: Asteel:
+    # error: B\n\n"); line-buffered, each line is one write, which a pipe never splits.
+    wrapper.write_text("import faulthandler, os, sys, time; "
+                       "[s.reconfigure(line_buffering=True, write_through=False) for s in (sys.stdout, sys.stderr)]; "
+                       f"faulthandler.dump_traceback_later(max(1, {stacks_at} + 3 * int(os.environ['RANK']) - "
+                       f"time.time()))\n{script}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    # The ranks share one stderr pipe: under PYTHONUNBUFFERED a rank's `print(line)` is two writes (the text, then
-    # "\n"), and the other rank's line could land between them ("steel: error: Asteel: error: B\n\n"); line-buffered,
-    # each line is one write, which a pipe never splits.
-    env.pop("PYTHONUNBUFFERED", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            *map(str, args)]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
