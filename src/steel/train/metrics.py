@@ -123,6 +123,8 @@ class MetricsLogger:
         # in between left metrics.jsonl empty or cut, and the records up to the checkpoint were lost for good.
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
+            # NOTE: the old file's mode (the temp file had the default: a chmod'ed metrics.jsonl was 0644 again)
+            os.fchmod(f.fileno(), os.stat(self.path).st_mode & 0o7777)
             f.write("".join(k + "\n" for k in keep))
             f.flush()
             os.fsync(f.fileno())
