@@ -292,7 +292,12 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
                 now = os.path.getsize(p)
             except OSError:  # (not on this machine)
                 now = None
-            if now == small:
+            if a.heads[p] == b.heads[p] and same < a.head_bytes:
+                # NOTE: all of its text, the same at both prepares, in another number of bytes: a compressed file
+                # recompressed (another level or tool). It was told cut (or grown), with the new bytes to prepare.
+                msg += ("that is all of its text at both prepares, recompressed into another number of bytes, so all "
+                        "its documents are in both dirs")
+            elif now == small:
                 # NOTE: the file holds the smaller size now: it was not grown since the larger was prepared, and the
                 # tail of its bytes after the smaller size is empty (it said "it grew" and to prepare that tail).
                 msg += (f"it is {small:,} bytes now, so it was cut or rewritten after its first {same:,} bytes{of} "
