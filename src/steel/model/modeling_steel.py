@@ -323,7 +323,11 @@ class SteelSoftMoE(nn.Module):
         # NOTE: fp32 like the v1 gate; with both sides L2-normalised |logits| <= |scale|.
         xn = F.normalize(x.float(), dim=-1)
         phin = F.normalize(self.phi.float(), dim=0)
-        return self.scale.float() * (xn @ phin)
+        return self.router_scale() * (xn @ phin)
+
+    def router_scale(self) -> torch.Tensor:
+        """The learned scale (temperature) of the normalised logits, fp32 (1,)."""
+        return self.scale.float()
 
     def run_experts(self, slots: torch.Tensor) -> torch.Tensor:
         """(..., S, C) -> (..., S, C): expert i on its p slots."""
@@ -379,15 +383,26 @@ class SteelSoftMoECausal(SteelSoftMoE):
     sync per forward (the number of groups).
     """
 
+    # |scale| is capped (as CLIP caps its logit scale): the prefix weights exp(logits - |scale|) lie in
+    # [exp(-2|scale|), 1]. Uncapped, a prefix whose tokens all point away from a slot (chunk 0's prefix is one
+    # token) had its slot wrong past |scale| ~ 34.5, its weight sum below `_slots`' 1e-30 floor (44% off at 35),
+    # and zero past ~52, every weight underflowed: a silently wrong output, no NaN. At 30 the weights stay
+    # >= exp(-60) ~ 8.7e-27, and the backward's 1/den <= 1.1e26; softmax ratios up to e^60 between tokens.
+    SCALE_CAP = 30.0
+
     def __init__(self, config: SteelConfig):
         super().__init__(config, "v3")
         self.chunk = config.moe_chunk_size
+
+    def router_scale(self) -> torch.Tensor:
+        """The learned scale clamped to [-SCALE_CAP, SCALE_CAP] (no gradient past the cap, as in CLIP)."""
+        return self.scale.float().clamp(-self.SCALE_CAP, self.SCALE_CAP)
 
     def _weights(self, x: torch.Tensor, token_mask: torch.Tensor | None):
         logits = self.router_logits(x)  # (B, T, S) fp32
         # NOTE: exp(logits - |scale|) instead of a running max: |logits| <= |scale| bounds it to
         # [exp(-2|scale|), 1] without looking at other tokens, so no future value enters (exact causality).
-        w = torch.exp(logits - self.scale.float().abs())  # (B, T, S)
+        w = torch.exp(logits - self.router_scale().abs())  # (B, T, S)
         if token_mask is not None:
             w = w * token_mask[..., None].to(w.dtype)
         return w, F.softmax(logits, dim=-1)
