@@ -244,10 +244,15 @@ def _startup_errors(store, rank: int, world: int, error: Exception | None, timeo
                     store.delete_key(at(epoch, name))
                 if verdict["failed"]:
                     store.set(at(epoch, "done"), "")
-    except RuntimeError:  # a rank that ended alone never came (its store host may have gone): say why this one stops
+    except RuntimeError as e:  # a rank that ended alone never came (its store host may have gone): say why this one stops
         if error is not None:
             raise error from None
-        raise
+        # NOTE: the store's own error ("Wait timeout", a DistStoreError) ended an accepted rank in a traceback
+        # naming neither the exchange nor the setting that timed it.
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OSError(f"not every rank reached the startup exchange within parallel.timeout_minutes "
+                      f"({timeout.total_seconds() / 60:g}), or the rendezvous store's host went away ({cause}); a "
+                      "rank that ended alone (a crash, a malformed RANK or WORLD_SIZE) printed why") from e
     if not verdict["failed"]:
         return epoch
     # No rank exits before every rank has read the verdict: rank 0 may host the store (no torchrun agent), and a
