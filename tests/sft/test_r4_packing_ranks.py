@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+
+from train_fixtures import launch  # noqa: E402
 
 WRAPPER = """
 import os, sys
@@ -31,7 +35,7 @@ def test_ranks_disagreeing_on_packing_all_name_it(tmp_path, tiny_llama_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            str(cfg)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    r = launch(cmd, env=env, timeout=240)
     assert r.returncode != 0
     errors = [x for x in r.stderr.splitlines() if x.startswith("steel: error:")]
     assert len(errors) == 2, r.stderr[-3000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,10 @@ from sft_runs import write_sft_run
 
 from steel.sft.train import SFT_PER_NODE_FIELDS, setup
 from steel.train.trainer import rank_agreed_values
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+
+from train_fixtures import launch  # noqa: E402
 
 # Rank 1 of the launch gets its own `--set`s (a node with another copy of the config or the data).
 RANK_WRAPPER = """
@@ -41,7 +44,7 @@ def test_ranks_with_another_lr_or_other_data_are_refused(tmp_path, tiny_tokenize
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            str(cfg), f"data.root={other}", "optim.lr=0.001"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    r = launch(cmd, env=env, timeout=240)
     assert r.returncode != 0
     assert r.stderr.count("steel: error: the ranks disagree (rank 1: ") == 2, r.stderr[-3000:]
     line = next(x for x in r.stderr.splitlines() if x.startswith("steel: error: the ranks disagree"))

@@ -3,13 +3,12 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import losses, make_data_dir, tiny_config
+from train_fixtures import launch, losses, make_data_dir, tiny_config
 
 from steel.cli import main as steel
 
@@ -25,7 +24,7 @@ def torchrun(cfg, *overrides):
            "-m", "steel.cli", "train", str(cfg)]
     for o in overrides:
         cmd += ["--set", o]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    r = launch(cmd, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
 
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import launch, make_data_dir, tiny_config
 
 # rank r trains on the data dir given as argument r + 2 (node-local copies, each at its own path)
 PER_RANK = """
@@ -29,7 +29,7 @@ def torchrun_per_rank(tmp_path, cfg, dirs, *overrides) -> subprocess.CompletedPr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(cfg), *map(str, dirs), *overrides]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return launch(cmd, env=env, timeout=300)
 
 
 def test_ranks_seeing_different_data_stop_the_run(tmp_path):

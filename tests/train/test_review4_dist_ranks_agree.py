@@ -4,12 +4,11 @@ step by an all-reduce, so the first rank past its limit stops every rank at the 
 (whether a rank hashes its own chunk files); both were refused as a config that differs."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import launch, make_data_dir, tiny_config
 
 from steel.cli import main as steel
 from steel.config import load_config
@@ -41,7 +40,7 @@ def test_ranks_with_another_lr_or_checkpoint_are_refused(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1", "STALE_LISTING": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            str(cfg), "max_steps=4", "optim.lr=0.02"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    r = launch(cmd, env=env, timeout=180)
     assert r.returncode != 0
     # Both ranks fail with the same error, naming what rank 1 disagrees on and rank 0's values.
     assert r.stderr.count("steel: error: the ranks disagree (rank 1: ") == 2, r.stderr[-3000:]
@@ -78,7 +77,7 @@ def test_rank_with_its_own_time_limit_and_no_verify_stops_every_rank_together(tm
     # Rank 1 alone has a time limit its process has already passed (0.0001 min = 6 ms) and skips the hashing.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            str(cfg), "checkpoint.stop_after_minutes=0.0001", "data.verify=false"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    r = launch(cmd, env=env, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ranks disagree" not in r.stderr
     run = tmp_path / "run"

@@ -86,8 +86,8 @@ def tiny_config(tmp_path: Path, data_dirs: list[Path], **over) -> Path:
     return path
 
 
-def _kill_tree(p: subprocess.Popen) -> None:
-    """SIGKILL `p` and every process under it (Linux: found through /proc; elsewhere `p` alone).
+def _tree(p: subprocess.Popen) -> list[int]:
+    """`p`'s pid and those of every process under it (Linux: found through /proc; elsewhere `p` alone).
 
     NOTE: torchrun starts each rank in a session of its own, so killing torchrun's process group missed them,
     and a rank killed after torchrun (its parent gone) could not be found any more."""
@@ -100,9 +100,52 @@ def _kill_tree(p: subprocess.Popen) -> None:
         pid = todo.pop()
         tree.append(pid)
         todo += children.get(pid, [])
-    for pid in tree:
+    return tree
+
+
+def _kill_tree(p: subprocess.Popen) -> None:
+    """SIGKILL `p` and every process under it."""
+    for pid in _tree(p):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def launch(cmd: list[str], *, env: dict, timeout: float, cwd: Path | None = None,
+           stacks: bool = True) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True)` for a launch of several processes (torchrun): one
+    still running after `timeout` seconds fails the test with its output so far, and neither it nor any
+    process under it is left running. With `stacks`, every Python process of the launch prints its stacks
+    first (faulthandler on SIGABRT, 2 s apart so that two dumps never interleave on the shared pipe).
+
+    NOTE: subprocess.run's timeout killed torchrun alone (its ranks ran on, orphaned, until gloo's timeout),
+    and its TimeoutExpired showed none of the output: a hang in CI told nothing of where each rank was."""
+    if stacks:
+        env = {**env, "PYTHONFAULTHANDLER": "1"}
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if stacks:
+            # The launcher stopped first: torchrun's agent would stop the other ranks (SIGTERM, no stacks) once
+            # it saw one die.
+            launcher, *ranks = _tree(p)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(launcher, signal.SIGSTOP)
+            for pid in ranks:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGABRT)
+                time.sleep(2)
+        _kill_tree(p)
+        out, err = p.communicate()  # the pipes close once every process is gone
+        what = "torchrun" if "torch.distributed.run" in cmd else Path(cmd[0]).name
+        raise AssertionError(f"{what} did not end in {timeout} s (killed, with every process under it): "
+                             f"{' '.join(map(str, cmd))}\nits stderr so far, each rank's Python stacks last:\n"
+                             f"{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
+    except BaseException:  # interrupted (Ctrl-C): no process left running
+        _kill_tree(p)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
@@ -127,19 +170,8 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(wrapper),
            *map(str, args)]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(p)
-        out, err = p.communicate()  # the pipes close once every rank is gone
-        raise AssertionError(f"torchrun did not end in {timeout} s (killed, with its ranks); its stderr so far, the "
-                             f"ranks' Python stacks last (rank 0's first):\n{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
-    except BaseException:  # interrupted (Ctrl-C): no rank left running
-        _kill_tree(p)
-        p.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    # the ranks' stacks come from the script's own first line (before the timeout, the launch then ends as it does)
+    return launch(cmd, env=env, timeout=timeout, cwd=cwd, stacks=False)
 
 
 # Per-rank script lines (after `import errno, os, sys` and `r = int(os.environ["RANK"])`): with argv[2]
