@@ -103,9 +103,9 @@ def _tree(p: subprocess.Popen) -> list[int]:
     return tree
 
 
-def _kill_tree(p: subprocess.Popen) -> None:
-    """SIGKILL `p` and every process under it."""
-    for pid in _tree(p):
+def _kill_tree(p: subprocess.Popen, known: list[int] | None = None) -> None:
+    """SIGKILL `p`, every process under it and the processes `known` (found under it earlier)."""
+    for pid in dict.fromkeys([*_tree(p), *(known or [])]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -125,18 +125,23 @@ def launch(cmd: list[str], *, env: dict, timeout: float, cwd: Path | None = None
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        if stacks:
-            # The launcher stopped first: torchrun's agent would stop the other ranks (SIGTERM, no stacks) once
-            # it saw one die.
-            launcher, *ranks = _tree(p)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(launcher, signal.SIGSTOP)
-            for pid in ranks:
+        ranks = []
+        try:
+            if stacks:
+                # The launcher stopped first: torchrun's agent would stop the other ranks (SIGTERM, no stacks)
+                # once it saw one die.
+                launcher, *ranks = _tree(p)
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGABRT)
-                time.sleep(2)
-        _kill_tree(p)
-        out, err = p.communicate()  # the pipes close once every process is gone
+                    os.kill(launcher, signal.SIGSTOP)
+                for pid in ranks:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGABRT)
+                    time.sleep(2)
+        finally:
+            # NOTE: also when interrupted meanwhile (Ctrl-C): it left torchrun stopped and ranks running. The
+            # processes found before the aborts too: a rank's child, its parent aborted, is no longer under p.
+            _kill_tree(p, ranks)
+            out, err = p.communicate()  # the pipes close once every process is gone
         what = "torchrun" if "torch.distributed.run" in cmd else Path(cmd[0]).name
         raise AssertionError(f"{what} did not end in {timeout} s (killed, with every process under it): "
                              f"{' '.join(map(str, cmd))}\nits stderr so far, each rank's Python stacks last:\n"
