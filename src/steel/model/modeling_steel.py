@@ -316,14 +316,14 @@ class SteelSoftMoE(nn.Module):
             self.scale = nn.Parameter(torch.ones(1))
         self.experts = nn.ModuleList(_make_expert(config) for _ in range(config.num_experts))
 
-    def router_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> fp32 logits (B, T, S)."""
+    def router_logits(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> fp32 logits (B, T, S); scale: `router_scale()` when already at hand."""
         if self.version == "v2":
             return (x @ self.phi.to(x.dtype)).float()
         # NOTE: fp32 like the v1 gate; with both sides L2-normalised |logits| <= |scale|.
         xn = F.normalize(x.float(), dim=-1)
         phin = F.normalize(self.phi.float(), dim=0)
-        return self.router_scale() * (xn @ phin)
+        return (self.router_scale() if scale is None else scale) * (xn @ phin)
 
     def router_scale(self) -> torch.Tensor:
         """The learned scale (temperature) of the normalised logits, fp32 (1,)."""
@@ -363,6 +363,27 @@ class SteelSoftMoE(nn.Module):
         return torch.einsum("bts,bsc->btc", combine, ys)  # (B, T, C)
 
 
+class _CappedScale(torch.autograd.Function):
+    """scale.clamp(-cap, cap) whose backward, past the cap, keeps the gradient whose descent step goes back
+    toward it and drops the one that pushes further out (at the cap and within it: clamp's gradient).
+
+    NOTE: clamp's own backward is 0 past the cap in both directions, and the scale has no weight decay (1-D),
+    so the first optimizer step that carried it over the cap froze it for the rest of the run, even when the
+    loss later asked for a smaller scale. CLIP clamps its parameter after each step, where it moves back."""
+
+    @staticmethod
+    def forward(ctx, scale: torch.Tensor, cap: float) -> torch.Tensor:
+        ctx.save_for_backward(scale)
+        ctx.cap = cap
+        return scale.clamp(-cap, cap)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (scale,) = ctx.saved_tensors
+        out = ((scale > ctx.cap) & (grad < 0)) | ((scale < -ctx.cap) & (grad > 0))  # descent: scale -= lr * grad
+        return grad.masked_fill(out, 0.0), None
+
+
 class SteelSoftMoECausal(SteelSoftMoE):
     """Soft MoE that reads only the past: v3's parameters, normalisation, scale and combine.
 
@@ -388,6 +409,7 @@ class SteelSoftMoECausal(SteelSoftMoE):
     # token) had its slot wrong past |scale| ~ 34.5, its weight sum below `_slots`' 1e-30 floor (44% off at 35),
     # and zero past ~52, every weight underflowed: a silently wrong output, no NaN. At 30 the weights stay
     # >= exp(-60) ~ 8.7e-27, and the backward's 1/den <= 1.1e26; softmax ratios up to e^60 between tokens.
+    # Past the cap the scale keeps the gradient that brings it back (`_CappedScale`).
     SCALE_CAP = 30.0
 
     def __init__(self, config: SteelConfig):
@@ -395,14 +417,17 @@ class SteelSoftMoECausal(SteelSoftMoE):
         self.chunk = config.moe_chunk_size
 
     def router_scale(self) -> torch.Tensor:
-        """The learned scale clamped to [-SCALE_CAP, SCALE_CAP] (no gradient past the cap, as in CLIP)."""
-        return self.scale.float().clamp(-self.SCALE_CAP, self.SCALE_CAP)
+        """The learned scale clamped to [-SCALE_CAP, SCALE_CAP]; past the cap only a gradient that brings it back
+        passes (`_CappedScale`)."""
+        return _CappedScale.apply(self.scale.float(), self.SCALE_CAP)
 
     def _weights(self, x: torch.Tensor, token_mask: torch.Tensor | None):
-        logits = self.router_logits(x)  # (B, T, S) fp32
+        # NOTE: one capped scale for both uses: `_CappedScale` keeps or drops the gradient of its whole use.
+        scale = self.router_scale()
+        logits = self.router_logits(x, scale)  # (B, T, S) fp32
         # NOTE: exp(logits - |scale|) instead of a running max: |logits| <= |scale| bounds it to
         # [exp(-2|scale|), 1] without looking at other tokens, so no future value enters (exact causality).
-        w = torch.exp(logits - self.router_scale().abs())  # (B, T, S)
+        w = torch.exp(logits - scale.abs())  # (B, T, S)
         if token_mask is not None:
             w = w * token_mask[..., None].to(w.dtype)
         return w, F.softmax(logits, dim=-1)
