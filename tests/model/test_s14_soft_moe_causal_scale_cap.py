@@ -17,15 +17,20 @@ from test_ffn import reference
 from steel.model.modeling_steel import SteelSoftMoECausal, make_ffn
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-@pytest.mark.parametrize("scale", [80.0, -120.0])
-def test_large_scale_is_capped_not_underflowed(tiny_config, chunk, scale):
+def causal_moe(tiny_config, chunk: int):
+    """A soft_moe_causal FFN with weights of std 0.3 (every branch moves the output) and an input (2, 7, C)."""
     torch.manual_seed(0)
     cfg = tiny_config(ffn_type="soft_moe_causal", expert_type="senet", moe_chunk_size=chunk)
     m = make_ffn(cfg)
     for prm in m.parameters():
         torch.nn.init.normal_(prm, std=0.3)
-    x = torch.randn(2, 7, cfg.hidden_size)
+    return cfg, m, torch.randn(2, 7, cfg.hidden_size)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("scale", [80.0, -120.0])
+def test_large_scale_is_capped_not_underflowed(tiny_config, chunk, scale):
+    cfg, m, x = causal_moe(tiny_config, chunk)
     with torch.no_grad():
         m.scale.fill_(scale)
     ref = copy.deepcopy(m).double()
@@ -38,12 +43,7 @@ def test_large_scale_is_capped_not_underflowed(tiny_config, chunk, scale):
 
 
 def test_scale_within_the_cap_unchanged_and_only_the_gradient_back_past_it(tiny_config):
-    torch.manual_seed(0)
-    cfg = tiny_config(ffn_type="soft_moe_causal", expert_type="senet", moe_chunk_size=3)
-    m = make_ffn(cfg)
-    for prm in m.parameters():
-        torch.nn.init.normal_(prm, std=0.3)
-    x = torch.randn(2, 7, cfg.hidden_size)
+    cfg, m, x = causal_moe(tiny_config, 3)
     with torch.no_grad():
         m.scale.fill_(20.0)
     y20 = m(x)
@@ -67,12 +67,7 @@ def test_scale_within_the_cap_unchanged_and_only_the_gradient_back_past_it(tiny_
 def test_a_prefix_of_one_opposed_token_keeps_exact_outputs_and_gradients(tiny_config, scale):
     """The smallest weights there are: token 0 (chunk 0's whole prefix) exactly opposite slot 0, logit -|scale|;
     at the cap, weight exp(-60) ~ 8.7e-27: output and gradients as the fp64 reference's at min(scale, cap)."""
-    torch.manual_seed(0)
-    cfg = tiny_config(ffn_type="soft_moe_causal", expert_type="senet", moe_chunk_size=3)
-    m = make_ffn(cfg)
-    for prm in m.parameters():
-        torch.nn.init.normal_(prm, std=0.3)
-    x = torch.randn(2, 7, cfg.hidden_size)
+    cfg, m, x = causal_moe(tiny_config, 3)
     with torch.no_grad():
         x[:, 0] = -3 * m.phi[:, 0]
         m.scale.fill_(scale)
