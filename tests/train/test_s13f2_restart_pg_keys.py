@@ -14,10 +14,9 @@ break one of them in about 9 runs out of 10).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from train_fixtures import torchrun_restarts
 
 PER_RANK = textwrap.dedent("""
     import os, sys, time
@@ -44,12 +43,7 @@ PER_RANK = textwrap.dedent("""
 
 
 def test_a_restarted_attempt_does_not_join_the_failed_attempts_process_group(tmp_path):
-    script = tmp_path / "per_rank.py"
-    script.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "--max-restarts", "3", "--monitor-interval", "0.1", str(script)],
-                       env=env, capture_output=True, text=True, timeout=240)
+    r = torchrun_restarts(PER_RANK, tmp_path, 3)
     for attempt in range(4):
         for rank in range(2):
             assert f"attempt {attempt} rank {rank} sum 3.0" in r.stderr, r.stderr[-3000:]

@@ -10,12 +10,9 @@ rank 1 of the restarted attempt starts a few seconds late, as a slower node does
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from train_fixtures import make_data_dir, tiny_config
+from train_fixtures import make_data_dir, tiny_config, torchrun_restarts
 
 PER_RANK = textwrap.dedent("""
     import os, sys, time
@@ -34,12 +31,7 @@ PER_RANK = textwrap.dedent("""
 def test_a_restarted_attempt_does_not_read_the_failed_attempts_refusal(tmp_path):
     data = make_data_dir(tmp_path / "data", [3000, 2000])
     cfg = tiny_config(tmp_path, [data], max_steps=2, micro_batch=2, parallel={"mode": "ddp", "timeout_minutes": 1})
-    script = tmp_path / "per_rank.py"
-    script.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "--max-restarts", "1", "--monitor-interval", "0.1", str(script), str(cfg)],
-                       env=env, capture_output=True, text=True, timeout=240)
+    r = torchrun_restarts(PER_RANK, tmp_path, 1, cfg)
     own = "parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp"
     errors = sorted(x for x in r.stderr.splitlines() if x.startswith("steel: error:"))
     # the first attempt alone was refused, on every rank

@@ -10,10 +10,9 @@ store prefixes until parallel.timeout_minutes, and the restart failed. Two ranks
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from train_fixtures import torchrun_restarts
 
 PER_RANK = textwrap.dedent("""
     import datetime, os, sys, time
@@ -41,13 +40,8 @@ PER_RANK = textwrap.dedent("""
 
 
 def test_a_restart_after_a_crash_during_the_exchange_does_not_take_its_stale_notes(tmp_path):
-    script = tmp_path / "per_rank.py"
-    script.write_text(PER_RANK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # timeout 0.5 minutes: before the fix attempt 1 waited that long in init_process_group, then failed
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "--max-restarts", "1", "--monitor-interval", "0.1", str(script), "0.5"],
-                       env=env, capture_output=True, text=True, timeout=240)
+    r = torchrun_restarts(PER_RANK, tmp_path, 1, "0.5")
     for rank in range(2):
         assert f"attempt 1 rank {rank} sum 3.0" in r.stderr, r.stderr[-3000:]
     assert r.returncode == 0, r.stderr[-3000:]

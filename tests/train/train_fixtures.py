@@ -179,6 +179,17 @@ def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
     return launch(cmd, env=env, timeout=timeout, cwd=cwd, stacks=False)
 
 
+
+def torchrun_restarts(script: str, tmp_path: Path, restarts: int, *args, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run `script` (argv: `args`) on two gloo ranks under torchrun with `--max-restarts restarts`: the agent starts
+    a failed attempt again at once (its store kept), the script tells the attempt by TORCHELASTIC_RESTART_COUNT."""
+    path = tmp_path / "per_rank.py"
+    path.write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts",
+           str(restarts), "--monitor-interval", "0.1", str(path), *map(str, args)]
+    return launch(cmd, env=env, timeout=timeout)
+
 # Per-rank script lines (after `import errno, os, sys` and `r = int(os.environ["RANK"])`): with argv[2]
 # "metrics", rank 0's disk is full when it writes step 2's metrics.jsonl line.
 METRICS_FULL_AT_STEP_2 = """
