@@ -1011,22 +1011,127 @@ def _skip_bom(lines: Iterator[bytes | LongLine]) -> Iterator[bytes | LongLine]:
     yield from lines
 
 
+ZSTD_MAX_WINDOW = 1 << 27  # the largest zstd window decoded (128 MiB: zstd's own default limit, window log 27)
+_ZSTD_FEED = 1 << 14  # compressed bytes fed to the decompressor at once (`_zstd_chunks`)
+_ZSTD_FEED_BLOCKS = 8  # the most zstd blocks that end in one feed: each decompresses to 128 KiB at most
+
+
+class _ZstdWalk:
+    """The frames and blocks of a zstd stream, walked on its compressed bytes as they come (RFC 8878 section 3.1):
+    where each block ends, and the window each frame needs, before anything is decompressed.
+
+    NOTE: a zstd block decompresses to at most 128 KiB, whatever its own size: an RLE block of 4 bytes gives all
+    of it, so 16 KiB of a file of one repeated byte decompressed to ~500 MB in one call (zstandard's decompressobj
+    has no bound on its output). `_zstd_chunks` cuts its feeds where `ends` says, at most `_ZSTD_FEED_BLOCKS` blocks
+    a feed. A stream it cannot follow (not zstd from some byte on) is left to the decompressor to report."""
+
+    def __init__(self, max_window: int):
+        self.max_window = max_window
+        self.pos = 0  # bytes of the stream walked
+        self.state, self.need, self.held = "magic", 4, b""  # what comes next, its size, its bytes so far
+        self.skip = 0  # bytes of the current block (or skippable frame) still to pass
+        self.checksum = False  # the current frame ends with a 4-byte checksum
+        self.lost = False
+
+    def ends(self, data: bytes) -> list[int]:
+        """The offsets in `data` (the next bytes of the stream) just past the end of each block that ends there."""
+        ends: list[int] = []
+        i, n = 0, len(data)
+        while i < n and not self.lost:
+            if self.skip:
+                step = min(self.skip, n - i)
+                i, self.skip = i + step, self.skip - step
+                if not self.skip and self.state == "block":
+                    ends.append(i)
+                    self.state, self.need = self.after_block, self.need_after
+                continue
+            take = min(self.need - len(self.held), n - i)
+            self.held += data[i : i + take]
+            i += take
+            if len(self.held) == self.need:
+                self._parsed(self.pos + i - self.need)
+        self.pos += n
+        return ends
+
+    def _parsed(self, at: int) -> None:
+        """Act on the complete header in `held`, which starts at byte `at` of the stream."""
+        head, state = self.held, self.state
+        self.held = b""
+        if state == "magic":
+            if head == b"\x28\xb5\x2f\xfd":
+                self.state, self.need, self.held = "frame", 5, head
+            elif head[0] & 0xF0 == 0x50 and head[1:] == b"\x2a\x4d\x18":
+                self.state, self.need = "skippable", 4
+            else:
+                self.lost = True
+        elif state == "skippable":
+            self.state, self.need, self.skip = "magic", 4, int.from_bytes(head, "little")
+        elif state == "frame" and len(head) == 5:
+            fhd = head[4]
+            size = 5 + (not fhd & 0x20) + (0, 1, 2, 4)[fhd & 3] + (int(bool(fhd & 0x20)), 2, 4, 8)[fhd >> 6]
+            self.checksum = bool(fhd & 4)
+            self.need, self.held = size, head  # (6 bytes at least: a window or content size byte)
+        elif state == "frame":
+            import zstandard
+
+            try:
+                window = zstandard.get_frame_parameters(head).window_size
+            except zstandard.ZstdError:
+                self.lost = True  # (a bad header: the decompressor says so)
+                return
+            if window > self.max_window:
+                # NOTE: short enough for prepare's log line (200 characters of a rejection's detail)
+                raise OSError(f"zstd: the frame at byte {at:,} needs a {window / 2**20:,.0f} MiB window > "
+                              f"{self.max_window / 2**20:,.0f} MiB (written by `zstd --long`?); recompress it: "
+                              f"`zstd -dc --long=31 FILE | zstd > NEW`")
+            self.state, self.need = "block_header", 3
+        elif state == "block_header":
+            h = int.from_bytes(head, "little")
+            kind, size = (h >> 1) & 3, h >> 3
+            if kind == 3:
+                self.lost = True  # (reserved block type: corrupt, the decompressor says so)
+                return
+            self.after_block, self.need_after = ("checksum", 4) if h & 1 and self.checksum else (
+                ("magic", 4) if h & 1 else ("block_header", 3))
+            self.state, self.skip = "block", 1 if kind == 1 else size
+            if not self.skip:  # an empty raw block
+                self.state, self.need = self.after_block, self.need_after
+        elif state == "checksum":
+            self.state, self.need = "magic", 4
+
+
+def _zstd_feeds(walk: _ZstdWalk, data: bytes) -> Iterator[bytes]:
+    """`data` (the next bytes of a zstd stream) in pieces of at most `_ZSTD_FEED` bytes in which at most
+    `_ZSTD_FEED_BLOCKS` blocks end: each decompresses to at most ~1 MiB."""
+    ends = walk.ends(data)
+    start, k = 0, 0  # k: the first block end past `start`
+    while start < len(data):
+        stop = min(start + _ZSTD_FEED, len(data))
+        while k < len(ends) and ends[k] <= start:
+            k += 1
+        if k + _ZSTD_FEED_BLOCKS - 1 < len(ends) and ends[k + _ZSTD_FEED_BLOCKS - 1] < stop:
+            stop = ends[k + _ZSTD_FEED_BLOCKS - 1]
+        yield data[start:stop]
+        start = stop
+
+
 def _zstd_chunks(raw, read: int = 1 << 20) -> Iterator[bytes]:
-    """Decompressed blocks of a (multi-frame) zstd file.
+    """Decompressed blocks of a (multi-frame) zstd file, each of about 1 MiB at most (`_ZstdWalk`); a frame whose
+    window is over `ZSTD_MAX_WINDOW` is a read error that says so.
 
     NOTE: zstandard's stream_reader returns a truncated frame's data without any error, which would
     lose the rest of a cut file silently; decompressobj tells us whether the last frame was complete.
     """
     import zstandard
 
-    dctx = zstandard.ZstdDecompressor()
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
     d, fed = dctx.decompressobj(), False
+    walk = _ZstdWalk(ZSTD_MAX_WINDOW)
     while data := raw.read(read):
-        # NOTE: fed 16 KiB at a time: a corrupt block raises, and everything that one decompress() call had
-        # already decoded is lost with it. Feeding the whole 1 MiB read lost up to ~1 MiB of good records
+        # NOTE: fed 16 KiB at a time (`_zstd_feeds`): a corrupt block raises, and everything that one decompress()
+        # call had already decoded is lost with it. Feeding the whole 1 MiB read lost up to ~1 MiB of good records
         # before a corruption; at 16 KiB it is what a byte-by-byte feed keeps (measured on a real file).
-        for start in range(0, len(data), 1 << 14):
-            buf = data[start : start + (1 << 14)]
+        for buf in _zstd_feeds(walk, data):
             while buf:
                 fed = True
                 try:
