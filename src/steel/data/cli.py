@@ -82,7 +82,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from steel.data.chunks import ChunkFormatError, read_header, read_manifest
-    from steel.data.prepare import kept_nothing
+    from steel.data.prepare import kept_nothing, manifest_paths
 
     try:
         m = read_manifest(args.dir)
@@ -120,7 +120,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"shard(s) {', '.join(map(str, missing))} is not here")
         count = shard["of"]
     empty_errors, empty_warnings = kept_nothing(m["sources"], count, (m.get("inputs") or {}).get("files"),
-                                                merged=merged)
+                                                merged=merged, paths=manifest_paths(m))
     for line in empty_errors:
         print(f"problem: {line}")
     for line in empty_warnings:

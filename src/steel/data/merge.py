@@ -41,7 +41,13 @@ from steel.data.chunks import (
 )
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
-from steel.data.prepare import DEDUP_HASHES, _clear_previous, kept_nothing, warn_identical_chunks
+from steel.data.prepare import (
+    DEDUP_HASHES,
+    _clear_previous,
+    kept_nothing,
+    manifest_paths,
+    warn_identical_chunks,
+)
 from steel.data.tokenize import dir_fingerprint, replace_tokenizer_dir
 from steel.dirlock import LOCK_NAME
 
@@ -391,7 +397,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     write_manifest(out_dir, manifest)
     # a warning here: the shards each had only their part of the input
     errors, warnings = kept_nothing(sources, count if missing else 1, listing if isinstance(listing, dict) else None,
-                                    merged=True)
+                                    merged=True, paths=manifest_paths(manifest))
     for line in errors + warnings:
         log.warning("%s", line)
     log.info("merged %d dirs: %d chunks, %d tokens; cross-shard duplicates %s (%s; %d chunks rewritten)",

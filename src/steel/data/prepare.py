@@ -56,6 +56,7 @@ from steel.data.normalize import Normalizer, normalize_messages
 from steel.data.sources import (
     SourceReader,
     compression_by_name,
+    compression_of,
     convert_command,
     detect_format,
     expand_paths,
@@ -483,20 +484,28 @@ _UNKNOWN_UTF8_HINT = ("its files are not UTF-8 text (GBK or GB18030? UTF-16? the
                       "convert them, e.g. {gb}, or {wide}")
 
 
-def _converts(iconv: str, files) -> str:
+def _converts(iconv: str, files, paths: dict[str, str | Path] | None = None) -> str:
     """`iconv` ("iconv -f GB18030 -t UTF-8") as a source of `files` (names) needs it: through the decompressor and
-    back for its .zst/.gz files (`convert_command`, FILE for the file), alone for the others; each way once."""
+    back for its compressed files (`convert_command`, FILE for the file), alone for the others; each way once. A file
+    that `paths` places (name -> where it is now) is told compressed by its magic number, as its reader tells it;
+    the others by their names.
+
+    NOTE: told by the name alone, a zstd file named x.txt (read as zstd: the readers go by the magic number) was told
+    `iconv` on its compressed bytes, and a plain file named x.zst a `zstd -dc` that fails."""
     # NOTE: `iconv` alone was told for compressed files too: on a .jsonl.zst it converts the compressed bytes (garbage)
-    return ", ".join(sorted({convert_command(iconv, f, compression_by_name(f), "FILE") for f in files})) or iconv
+    paths = paths or {}
+    return ", ".join(sorted({convert_command(iconv, f, compression_of(paths[f]) if f in paths else compression_by_name(f),
+                                             "FILE") for f in files})) or iconv
 
 
-def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int, files=()) -> str:
+def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int, files=(),
+               paths: dict[str, str | Path] | None = None) -> str:
     """The hint for a source of `files` (names) whose rejections are all `invalid_utf8` (`invalid` of them), `wide`
     of which came from UTF-16/32 files, per (encoding, decompressor, new file name) ("" and "" for a plain file;
-    None: not known)."""
-    gb = _converts("iconv -f GB18030 -t UTF-8", files)
+    None: not known); `paths` as `_converts` takes it."""
+    gb = _converts("iconv -f GB18030 -t UTF-8", files, paths)
     if wide is None:
-        return _UNKNOWN_UTF8_HINT.format(gb=gb, wide=_converts("iconv -f UTF-16LE -t UTF-8", files))
+        return _UNKNOWN_UTF8_HINT.format(gb=gb, wide=_converts("iconv -f UTF-16LE -t UTF-8", files, paths))
     if not wide:
         return _REASON_HINTS["invalid_utf8"].format(gb=gb)
     encs = sorted({e for e, _, _ in wide})
@@ -509,8 +518,25 @@ def _utf8_hint(wide: dict[tuple[str, str, str], int] | None, invalid: int, files
             f"({convert}), the others GBK or GB18030? ({gb}; see the rejections above)")
 
 
+def manifest_paths(manifest: dict) -> dict[str, str]:
+    """Where the files `manifest`'s sources name are on this machine, as far as it says (`inputs.root`, the resolved
+    absolute root, and `inputs.elsewhere`): name -> path, for `kept_nothing`; {} for an older Steel's manifest."""
+    inputs = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
+    root, elsewhere = inputs.get("root"), inputs.get("elsewhere")
+    elsewhere = elsewhere if isinstance(elsewhere, dict) else {}
+    paths = {}
+    for s in (manifest.get("sources") or {}).values():
+        for f in (s.get("files") if isinstance(s, dict) and isinstance(s.get("files"), list) else ()):
+            if isinstance(f, str) and isinstance(elsewhere.get(f), str):
+                paths[f] = elsewhere[f]
+            elif isinstance(f, str) and (os.path.isabs(f) or isinstance(root, str) and os.path.isabs(root)):
+                paths[f] = os.path.join(root, f) if not os.path.isabs(f) else f
+    return paths
+
+
 def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[str, list] | None = None,
-                 wide: dict[str, dict[str, int]] | None = None, merged: bool = False) -> tuple[list[str], list[str]]:
+                 wide: dict[str, dict[str, int]] | None = None, merged: bool = False,
+                 paths: dict[str, str | Path] | None = None) -> tuple[list[str], list[str]]:
     """(errors, warnings) about a manifest's `sources` accounting: a line per source that read records and kept
     none, naming its main reasons. Every record rejected (bad input: almost surely a wrong text_field,
     chat_layout or fields) is an error, as is an unsharded output of no token at all; a source whose records
@@ -530,6 +556,7 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
     name: `wide_pipeline_of`; "" and "" for a plain file), as prepare counts them
     (None: not known, as in a merge or `steel data inspect`); a source absent had none. `merged`: the accounting
     is that of some shards of `shard_count` merged (`steel data merge --allow-missing`), not of one.
+    `paths`: where the files the sources name are now (name -> path), to tell which are compressed (`_converts`).
     """
     errors, warnings = [], []
     for name, s in sources.items():
@@ -545,7 +572,7 @@ def kept_nothing(sources: dict[str, dict], shard_count: int = 1, listing: dict[s
             hint = _REASON_HINTS[next(iter(only))]
             if only == {"invalid_utf8"}:
                 hint = _utf8_hint(None if wide is None else wide.get(name, {}), s["rejected"]["invalid_utf8"],
-                                  s.get("files") or ())
+                                  s.get("files") or (), paths)
         if rejected == read:
             whole = len(listing.get(name, ())) if listing is not None else None
             if shard_count > 1 and (whole is None or len(s.get("files", ())) < whole):
@@ -951,7 +978,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     for name, s in sources.items():
         log.info("%s: read %d kept %d tokens %d filtered %s rejected %s", name, s["read"], s["kept"], s["tokens"],
                  {k: v for k, v in s["filtered"].items() if v}, s["rejected"])
-    errors, warnings = kept_nothing(sources, shard[1], listing, wide)
+    errors, warnings = kept_nothing(sources, shard[1], listing, wide, paths={rel: p for _, p, rel in files})
     for w in warnings:
         log.warning("%s", w)
     if errors:  # before the output is replaced: the previous one (if any) stays as it was

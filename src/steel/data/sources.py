@@ -768,6 +768,16 @@ def compression_by_name(name: str) -> str:
     return {".gz": "gz", ".zst": "zst"}.get(Path(name).suffix.lower(), "")
 
 
+def compression_of(path: str | Path) -> str:
+    """"gz", "zst" or "" as the file at `path` is, told by its magic number as its reader tells it; by its name's last
+    suffix where it cannot be read (`compression_by_name`)."""
+    try:
+        with open(path, "rb") as f:
+            return _compression(f)
+    except OSError:
+        return compression_by_name(str(path))
+
+
 def _wide_encoding(raw) -> tuple[str | None, bool]:
     """("UTF-16-LE" etc., True) when the (decompressed) file opens with a UTF-16/32 byte order mark; (that, False)
     for UTF-16 without one (`_bomless_utf16`); else (None, False). The file is left at its start. A compressed
