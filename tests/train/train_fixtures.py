@@ -86,11 +86,17 @@ def tiny_config(tmp_path: Path, data_dirs: list[Path], **over) -> Path:
     return path
 
 
+# Every process of a launch has this variable in its environment, with a value of its own launch: found by it also
+# when its parent has gone (a torchrun agent killed from outside leaves its ranks, each in a session of its own,
+# outside any tree or process group of the agent).
+_MARK = "STEEL_TEST_LAUNCH"
+
+
 def _tree(p: subprocess.Popen) -> list[int]:
     """`p`'s pid and those of every process under it (Linux: found through /proc; elsewhere `p` alone).
 
     NOTE: torchrun starts each rank in a session of its own, so killing torchrun's process group missed them,
-    and a rank killed after torchrun (its parent gone) could not be found any more."""
+    and a rank killed after torchrun (its parent gone) could not be found any more: `_marked` finds those."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
@@ -103,36 +109,119 @@ def _tree(p: subprocess.Popen) -> list[int]:
     return tree
 
 
-def _kill_tree(p: subprocess.Popen, known: list[int] | None = None) -> None:
-    """SIGKILL `p`, every process under it and the processes `known` (found under it earlier)."""
-    for pid in dict.fromkeys([*_tree(p), *(known or [])]):
+def _marked(mark: str | None) -> list[int]:
+    """The pids of the running processes whose environment holds `_MARK`=`mark`: those of one launch."""
+    if mark is None:
+        return []
+    key, found = f"{_MARK}={mark}".encode(), []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError, ValueError):  # ended meanwhile, or another user's
+            if key in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def _kill_tree(p: subprocess.Popen, known: list[int] | None = None, mark: str | None = None) -> None:
+    """SIGKILL `p`, every process under it, the processes `known` (found under it earlier) and those of its
+    launch `mark` (`p`'s tree only while `p` is not reaped: its pid may be another process's since)."""
+    tree = _tree(p) if p.returncode is None else []
+    for pid in dict.fromkeys([*tree, *(known or []), *_marked(mark)]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def launch(cmd: list[str], *, env: dict, timeout: float, cwd: Path | None = None,
-           stacks: bool = True) -> subprocess.CompletedProcess:
-    """`subprocess.run(cmd, capture_output=True, text=True)` for a launch of several processes (torchrun): one
-    still running after `timeout` seconds fails the test with its output so far, and neither it nor any
-    process under it is left running. With `stacks`, every Python process of the launch prints its stacks
-    first (faulthandler on SIGABRT, 2 s apart so that two dumps never interleave on the shared pipe).
+class Launch:
+    """Commands started at once, each a launch of several processes (torchrun: one agent per node, all on this
+    machine), run as `launch` runs one: `wait()` returns each one's CompletedProcess; one still running after
+    `timeout` seconds fails the test with every command's output so far (and, with `stacks`, every Python
+    process's stacks) and no process of any of them is left running. `kill(i)` ends command `i` and every process
+    it started (a node that dies) from outside.
 
-    NOTE: subprocess.run's timeout killed torchrun alone (its ranks ran on, orphaned, until gloo's timeout),
-    and its TimeoutExpired showed none of the output: a hang in CI told nothing of where each rank was."""
-    if stacks:
-        env = {**env, "PYTHONFAULTHANDLER": "1"}
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        ranks = []
+    Each launch gets a TMPDIR of its own, removed at its end: torchrun's agent makes a `torchelastic_*` log
+    directory there at each start and never removes it (hundreds were left in /tmp by the suite)."""
+
+    def __init__(self, cmds: list[list[str]], *, env: dict, timeout: float, cwd: Path | None = None,
+                 stacks: bool = True):
+        import tempfile
+        import threading
+        import uuid
+
+        self.cmds, self.timeout, self.stacks = cmds, timeout, stacks
+        self.deadline = time.monotonic() + timeout
+        self.tmp = tempfile.mkdtemp(prefix="steel-launch-")
+        env = {**env, "TMPDIR": self.tmp}
+        # inductor's cache (a compiled rank's kernels) stays where it was, shared by the launches as before
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"torchinductor_{_user()}"))
+        if stacks:
+            env["PYTHONFAULTHANDLER"] = "1"
+        self.marks = [uuid.uuid4().hex for _ in cmds]
+        self.procs: list[subprocess.Popen] = []
+        self.out: list[list[str]] = [["", ""] for _ in cmds]
+        self.threads: list[threading.Thread] = []
         try:
-            if stacks:
-                # The launcher stopped first: torchrun's agent would stop the other ranks (SIGTERM, no stacks)
+            for cmd, mark in zip(cmds, self.marks):
+                self.procs.append(subprocess.Popen(cmd, env={**env, _MARK: mark}, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, text=True, cwd=cwd))
+        except BaseException:
+            self._kill_all()
+            raise
+        for i, p in enumerate(self.procs):
+            for k, pipe in enumerate((p.stdout, p.stderr)):
+                self.threads.append(threading.Thread(target=self._read, args=(i, k, pipe), daemon=True))
+            # A command that ended leaves no process behind: a rank whose agent was killed from outside held the
+            # pipes open (the launch waited for it until its timeout) and ran on.
+            self.threads.append(threading.Thread(target=self._reap, args=(i,), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _read(self, i: int, k: int, pipe) -> None:
+        self.out[i][k] = pipe.read()
+
+    def _reap(self, i: int) -> None:
+        self.procs[i].wait()
+        _kill_tree(self.procs[i], mark=self.marks[i])  # its own pid is not looked at once reaped (reused)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL command `i` and every process it started."""
+        _kill_tree(self.procs[i], mark=self.marks[i])
+
+    def _kill_all(self, known: list[int] | None = None) -> None:
+        for p, mark in zip(self.procs, self.marks):
+            _kill_tree(p, known, mark)
+
+    def _join(self, deadline: float | None) -> bool:
+        for t in self.threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads)
+
+    def wait(self) -> list[subprocess.CompletedProcess]:
+        try:
+            if not self._join(self.deadline):
+                self._timed_out()
+        except BaseException:  # interrupted (Ctrl-C), or timed out: no process left running
+            self._kill_all()
+            self._join(None)
+            raise
+        finally:
+            import shutil
+
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return [subprocess.CompletedProcess(cmd, p.returncode, out, err)
+                for cmd, p, (out, err) in zip(self.cmds, self.procs, self.out)]
+
+    def _timed_out(self) -> None:
+        running = [p.poll() is None for p in self.procs]
+        ranks: list[int] = []
+        try:
+            if self.stacks:
+                # The launchers stopped first: torchrun's agent would stop the other ranks (SIGTERM, no stacks)
                 # once it saw one die.
-                launcher, *ranks = _tree(p)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(launcher, signal.SIGSTOP)
+                for p, mark in zip(self.procs, self.marks):
+                    launcher, *tree = _tree(p) if p.returncode is None else [None]  # an ended one: its pid reused
+                    if launcher is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(launcher, signal.SIGSTOP)
+                    ranks += [pid for pid in dict.fromkeys([*tree, *_marked(mark)]) if pid != launcher]
                 for pid in ranks:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGABRT)
@@ -140,17 +229,37 @@ def launch(cmd: list[str], *, env: dict, timeout: float, cwd: Path | None = None
         finally:
             # NOTE: also when interrupted meanwhile (Ctrl-C): it left torchrun stopped and ranks running. The
             # processes found before the aborts too: a rank's child, its parent aborted, is no longer under p.
-            _kill_tree(p, ranks)
-            out, err = p.communicate()  # the pipes close once every process is gone
-        what = "torchrun" if "torch.distributed.run" in cmd else Path(cmd[0]).name
-        raise AssertionError(f"{what} did not end in {timeout} s (killed, with every process under it): "
-                             f"{' '.join(map(str, cmd))}\nits stderr so far, each rank's Python stacks last:\n"
-                             f"{err[-30000:]}\n--- stdout ---\n{out[-3000:]}") from None
-    except BaseException:  # interrupted (Ctrl-C): no process left running
-        _kill_tree(p)
-        p.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+            self._kill_all(ranks)
+            self._join(None)  # the pipes close once every process is gone
+        parts = []
+        for cmd, (out, err), p, late in zip(self.cmds, self.out, self.procs, running):
+            what = "torchrun" if "torch.distributed.run" in cmd else Path(cmd[0]).name
+            ended = (f"did not end in {self.timeout} s (killed, with every process under it)" if late else
+                     f"ended (exit status {p.returncode}), another command did not")
+            parts.append(f"{what} {ended}: "
+                         f"{' '.join(map(str, cmd))}\nits stderr so far, each rank's Python stacks last:\n"
+                         f"{err[-30000 // len(self.cmds):]}\n--- stdout ---\n{out[-3000:]}")
+        raise AssertionError("\n\n".join(parts)) from None
+
+
+def _user() -> str:
+    import getpass
+
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return "unknown"
+
+
+def launch(cmd: list[str], *, env: dict, timeout: float, cwd: Path | None = None,
+           stacks: bool = True) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True)` for a launch of several processes (torchrun): one
+    still running after `timeout` seconds fails the test with its output so far, and neither it nor any
+    process it started is left running (`Launch`). With `stacks`, every Python process of the launch prints its
+    stacks first (faulthandler on SIGABRT, 2 s apart so that two dumps never interleave on the shared pipe).
+
+    NOTE: subprocess.run's timeout killed torchrun alone (its ranks ran on, orphaned, until gloo's timeout),
+    and its TimeoutExpired showed none of the output: a hang in CI told nothing of where each rank was."""
+    return Launch([cmd], env=env, timeout=timeout, cwd=cwd, stacks=stacks).wait()[0]
 
 
 def torchrun_two(script: str, tmp_path: Path, *args, cwd: Path | None = None,
@@ -251,3 +360,31 @@ class Bytes:
 
     def encode_batch(self, texts):
         return [[b + 1 for b in t.encode()] for t in texts]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_nodes(node_args: list[list], *, timeout: float = 240, join_timeout: float = 120,
+                   nnodes: int | None = None, env: dict | None = None) -> Launch:
+    """Start one torchrun agent per entry of `node_args` (each `--nproc_per_node 1`, its own command line after
+    the launcher's options: `-m steel.cli train ...` or a script and its argv), as the README's several-node
+    launch does (`--nnodes N --rdzv_backend c10d --rdzv_endpoint ...`), all on this machine; returns the
+    `Launch` (`wait()`, `kill(node)`). The agents rendezvous for `join_timeout` seconds at most, `nnodes` of them
+    (by default as many as started: fewer, the others never come).
+
+    NOTE: under c10d torchrun ignores `--node_rank` (it warns so): the rendezvous numbers the nodes in the
+    order of their descriptors (address, then pid). Each agent here names a loopback address of its own
+    (`--local_addr 127.0.0.<node + 1>`), so node i runs rank i, as a test that names the rank of a node needs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1", **(env or {})}
+    endpoint, rdzv_id = f"127.0.0.1:{_free_port()}", f"steel-test-{os.getpid()}-{time.monotonic_ns()}"
+    cmds = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes or len(node_args)), "--node_rank", str(i),
+             "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", rdzv_id,
+             "--rdzv_conf", f"join_timeout={join_timeout:g}", "--local_addr", f"127.0.0.{i + 1}",
+             *map(str, args)] for i, args in enumerate(node_args)]
+    return Launch(cmds, env=env, timeout=timeout)
