@@ -41,6 +41,7 @@ The Trainer's data protocol (also met by the SFT data): `next_batch()` returns a
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -189,8 +190,8 @@ def shared_inputs(a: DirInputs, b: DirInputs) -> tuple[str, list[str]] | None:
 
 
 def same_start(path: str, a: tuple[str, int], b: tuple[str, int]) -> bool:
-    """Whether two prepares' heads of `path` ((digest, length) of its first bytes once decompressed,
-    `prepare.file_heads`) are of one text, the shorter the start of the longer: equal digests of one length; of
+    """Whether two prepares' heads of `path` ((digest, length) of the first bytes of its text,
+    `sources.comparable_head`, `prepare.file_heads`) are of one text, the shorter the start of the longer: equal digests of one length; of
     two lengths (a file under 64 KB at a prepare), the file's first bytes now give both digests.
 
     NOTE: a digest of the first 64 KB alone did not tell a file that was under 64 KB at a prepare (its head was all
@@ -198,12 +199,12 @@ def same_start(path: str, a: tuple[str, int], b: tuple[str, int]) -> bool:
     a file not on this machine is not told."""
     if a[1] == b[1]:
         return a[0] == b[0]
-    from steel.data.sources import decompressed_head
+    from steel.data.sources import comparable_head
 
     (short, n), (long, m) = sorted((a, b), key=lambda h: h[1])
     try:
         with open(path, "rb") as f:
-            now = decompressed_head(f, m)
+            now = comparable_head(f, m)
     except OSError:
         return False
     return (len(now) == m and hashlib.blake2b(now[:n], digest_size=8).hexdigest() == short
@@ -215,7 +216,10 @@ def _holds_records(path: str, text: bytes) -> bool:
     than blank, past the header line of a CSV/TSV.
 
     NOTE: a file that held none at its first prepare shares no document with a later one: a daily CSV export
-    prepared right after it was created (its header line alone) was refused with the dir that read its rows."""
+    prepared right after it was created (its header line alone) was refused with the dir that read its rows. So was
+    a JSON document of an empty array, whose head ends at its opening bracket (`sources.comparable_head`)."""
+    if text.removeprefix(codecs.BOM_UTF8).lstrip().startswith((b"[", b"{")) and text.rstrip().endswith(b"["):
+        return False
     lines = [line for line in text.splitlines() if line.strip()]
     name = path.lower().removesuffix(".gz").removesuffix(".zst")
     return len(lines) > (1 if name.endswith((".csv", ".tsv")) else 0)
@@ -286,6 +290,7 @@ def check_distinct_inputs(new: list[DirInputs], old: list[DirInputs], warn: bool
             small, large = sorted((a.sizes[p], b.sizes[p]))
             same = min(a.heads[p][1], b.heads[p][1])
             of = " once decompressed" if p.lower().endswith((".gz", ".zst")) else ""
+            of = " of its rows (as JSON lines)" if p.lower().endswith(".parquet") else of
             msg += (f". {p} is {a.sizes[p]:,} bytes for {a.dir} and {b.sizes[p]:,} for {b.dir}, with the same first "
                     f"{same:,} bytes{of}: ")
             try:

@@ -991,15 +991,90 @@ def decompressed_head(raw, limit: int) -> bytes:
 
 
 def input_head(path: str | Path, limit: int) -> tuple[str, int] | None:
-    """(digest, length) of the first `limit` bytes of a file once decompressed (`decompressed_head`): a 64-bit
-    BLAKE2b in hex, and how many bytes it covers (fewer than `limit` for a smaller file); None for a file that
-    cannot be opened or holds nothing."""
+    """(digest, length) of the first `limit` bytes of a file's text (`comparable_head`): a 64-bit BLAKE2b in hex, and
+    how many bytes it covers (fewer than `limit` for a smaller file); None for a file that cannot be opened or holds
+    nothing."""
     try:
         with open(path, "rb") as f:
-            head = decompressed_head(f, limit)
+            head = comparable_head(f, limit)
     except OSError:
         return None
     return (hashlib.blake2b(head, digest_size=8).hexdigest(), len(head)) if head else None
+
+
+_PARQUET_MAGIC = b"PAR1"
+
+
+def comparable_head(raw, limit: int) -> bytes:
+    """The first `limit` bytes of what an open binary file holds, in a form whose start stays the same when records
+    are added at the end: what the manifest's `input_heads` digest, for the loader to tell a file grown since.
+
+    Its bytes once decompressed (`decompressed_head`), but for two kinds of file:
+    - a parquet file (told by its magic number): its rows as JSON lines (`_parquet_rows_head`). NOTE: a parquet file
+      rewritten with rows added has other bytes from its first page on (its pages are encoded anew, its footer is at
+      the end), and two unrelated ones open alike (PAR1, a similar first page): its bytes tell neither way.
+    - a JSON document (one value, all of it within `limit`): its bytes to the closing brackets after its last record
+      (`_json_open_end`). NOTE: a record added inside its array puts a comma where the `]` was, so a small JSON file
+      that grew (`[{...}, {...}]` -> `[{...}, {...}, {...}]`) had another head and was taken for new data.
+    The file is left at its start."""
+    magic = raw.read(4)
+    raw.seek(0)
+    if magic == _PARQUET_MAGIC:
+        rows = _parquet_rows_head(raw, limit)
+        raw.seek(0)
+        if rows is not None:
+            return rows
+    head = decompressed_head(raw, limit + 1)  # (one byte more: is it all of the file?)
+    raw.seek(0)
+    if len(head) > limit:
+        return head[:limit]
+    return _json_open_end(head)
+
+
+def _json_open_end(text: bytes) -> bytes:
+    """`text` (all of a file) up to the closing brackets that follow its last record when it is one JSON document
+    whose end closes an array (`[{...}]`, `{"data": [{...}]}` -> `[{...}`, `{"data": [{...}`: what a file with records
+    added to that array starts with); else `text`."""
+    stripped = text.removeprefix(codecs.BOM_UTF8).lstrip()
+    if stripped[:1] not in (b"[", b"{"):
+        return text
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):  # (JSON Lines, or no JSON: as read)
+        return text
+    end = len(text)
+    while end and text[end - 1] in b" \t\r\n]}":
+        end -= 1
+    first = text.find(b"]", end)  # the innermost array's close: records are added before it
+    # (and before the spaces ahead of it: pretty-printed, a record added puts a comma after the last one's `}`)
+    return text[:first].rstrip() if first >= 0 else text
+
+
+def _parquet_rows_head(raw, limit: int) -> bytes | None:
+    """The first `limit` bytes of a parquet file's rows, one JSON object a line, in its columns' order (a binary value
+    as its length and digest); None where it does not read or a value does not convert (its bytes then stand)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = bytearray()
+    try:
+        # NOTE: buffer_size: a column chunk is read a page at a time, not whole (a row group of images is ~100 MB)
+        batches = pq.ParquetFile(raw, buffer_size=1 << 20).iter_batches(batch_size=16)
+        for batch in batches:
+            for row in batch.to_pylist():
+                out += json.dumps(row, ensure_ascii=False, default=_json_value).encode("utf-8", "surrogatepass")
+                out += b"\n"
+                if len(out) >= limit:
+                    return bytes(out[:limit])
+    except (pa.ArrowException, OSError, ValueError, ArithmeticError):
+        return None
+    return bytes(out)
+
+
+def _json_value(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes {hashlib.blake2b(v, digest_size=8).hexdigest()}>"
+    return repr(v)  # (datetime, Decimal, ...)
 
 
 def _read_at_most(blocks: Iterator[bytes], limit: int) -> bytearray | None:
