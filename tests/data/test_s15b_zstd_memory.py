@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import zlib
 
 import pytest
@@ -121,3 +122,39 @@ def test_gzip_bomb_is_bounded_per_read():
     assert gzip.decompress(data) == b" " * (64 * MIB)
     sizes = [len(b) for b in _blocks(io.BytesIO(data), "gz")]
     assert sum(sizes) == 64 * MIB and max(sizes) <= _BLOCK
+
+
+def test_the_walk_follows_every_kind_of_frame_and_block():
+    # Frames of raw, RLE and compressed blocks, with and without checksum and content size, flushed mid-stream,
+    # between skippable frames, walked in reads of every size: the walk ends between frames each time (a walk out
+    # of step would take data for a header: a wrong window refused, or feeds cut at random), and the text is whole.
+    from steel.data.sources import _zstd_chunks, _ZstdWalk
+
+    rng = random.Random(1)
+    for trial in range(40):
+        parts, text = [], b""
+        for _ in range(rng.randint(1, 4)):
+            n = rng.choice([0, 1, 100, 5000, 300_000])
+            kind = rng.randrange(3)
+            content = (rng.randbytes(n) if kind == 0 else bytes([rng.randrange(256)]) * n if kind == 1
+                       else b"".join(b"word%d " % rng.randrange(50) for _ in range(n // 6)))
+            c = zstandard.ZstdCompressor(level=rng.choice([-5, 1, 3, 19]), write_checksum=rng.random() < 0.5,
+                                         write_content_size=rng.random() < 0.5)
+            if rng.random() < 0.3:  # a streaming writer that flushes a block now and then
+                obj = c.compressobj()
+                frame = b"".join(obj.compress(content[i : i + 10_000]) + obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+                                 for i in range(0, len(content), 10_000)) + obj.flush()
+            else:
+                frame = c.compress(content)
+            parts.append(frame)
+            text += content
+            if rng.random() < 0.3:
+                parts.append(bytes([0x50 + rng.randrange(16)]) + b"\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"hello")
+        data = b"".join(parts)
+        step = rng.choice([1, 7, 1 << 14, 1 << 20])
+        walk = _ZstdWalk(1 << 27)
+        for i in range(0, len(data), step):
+            walk.ends(data[i : i + step])
+        assert (walk.state, walk.held, walk.lost, walk.skip) == ("magic", b"", False, 0), trial
+        if step > 1:
+            assert b"".join(_zstd_chunks(io.BytesIO(data), step)) == text, trial
