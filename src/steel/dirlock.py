@@ -67,6 +67,11 @@ def acquire(path: str | Path, what: str) -> Callable[[], None]:
     return _releaser(key)
 
 
+def held_here(path: str | Path) -> bool:
+    """Whether this process holds `path`'s lock (`acquire`): a second `flock` of its own would wait for itself."""
+    return str(Path(path).resolve()) in _held
+
+
 def _releaser(key: str) -> Callable[[], None]:
     done = False
 

@@ -216,10 +216,23 @@ def write_manifest(data_dir: str | Path, manifest: dict) -> Path:
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    """Read and check `DATA_DIR/manifest.json` (does not open the chunks)."""
+    """Read and check `DATA_DIR/manifest.json` (does not open the chunks).
+
+    A swap of a prepare's output into DATA_DIR that a kill left half done is finished first (`steel.data.swap`).
+    """
+    from steel.data.swap import JOURNAL, finish_swap
+
     path = Path(data_dir) / MANIFEST
+    finish_swap(data_dir)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            if not (Path(data_dir) / JOURNAL).exists():
+                raise
+            finish_swap(data_dir)  # a prepare's swap began after the first look: the output it leaves
+            text = path.read_text(encoding="utf-8")
+        manifest = json.loads(text)
     except OSError as e:
         raise ChunkFormatError(f"{path}: cannot read manifest ({e.strerror})") from None
     except json.JSONDecodeError as e:

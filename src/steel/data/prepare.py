@@ -67,7 +67,8 @@ from steel.data.sources import (
     wide_encoding_of,
     wide_pipeline_of,
 )
-from steel.data.tokenize import encode_documents, replace_tokenizer_dir
+from steel.data.swap import JOURNAL, finish_swap, swap_in
+from steel.data.tokenize import encode_documents
 from steel.tokenizer.qwen import scratch_dirs
 
 DEDUP_HASHES = "dedup_exact_hashes.npy"  # written before documents.npy held the hashes; removed on a rerun
@@ -680,12 +681,14 @@ def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -
     """Remove what a killed run left: its staging directory, chunk temp files (`*.bin.tmp`), and chunk
     files named as this prepare names its own (`PREFIX-NNNNN.bin`, PREFIX = source name + shard tag) that
     no manifest lists (a Steel from before staging, killed before writing its manifest). Other files, and
-    the previous output (its manifest and chunks: replaced only once the new one is complete), are kept.
+    the previous output (its manifest and chunks: replaced only once the new one is complete), are kept. A swap
+    a killed run left half done is finished first (`steel.data.swap`).
     """
+    finish_swap(out_dir, log)  # before OUT/.partial/ goes: it may hold the complete output a killed swap left
     shutil.rmtree(out_dir / STAGING, ignore_errors=True)
     listed = set(_previous_chunks(out_dir))
-    stale = [p for p in out_dir.glob("*.bin.tmp") if p.is_file()] + [p for p in [out_dir / (MANIFEST + ".tmp")]
-                                                                   if p.is_file()]
+    stale = [p for p in out_dir.glob("*.bin.tmp") if p.is_file()] + [
+        p for p in [out_dir / (MANIFEST + ".tmp"), out_dir / (JOURNAL + ".tmp")] if p.is_file()]
     if prefixes:
         own = _chunk_pattern(list(prefixes))
         stale += [p for p in out_dir.glob("*.bin") if own.fullmatch(p.name) and p.is_file() and p.name not in listed]
@@ -711,14 +714,6 @@ def _remove_previous(out_dir: Path, log: logging.Logger) -> None:
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old))
 
 
-def _replace_output(out_dir: Path, stage: Path, log: logging.Logger) -> None:
-    """Swap the complete new output in: the previous one goes, the staged files move in (renames)."""
-    _remove_previous(out_dir, log)
-    for p in sorted(stage.iterdir()):
-        os.replace(p, out_dir / p.name)
-    stage.rmdir()
-
-
 def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
     """For `steel data merge` (which writes into OUT directly): leftovers and the previous output, now."""
     _clear_stale(out_dir, log)
@@ -741,7 +736,14 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
             return _prepare(cfg, out_dir, config_path=config_path, shard=shard, encoder=encoder, log=log,
                             quiet=quiet)
         except BaseException:
-            shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)  # the previous output stays as it was
+            # the previous output stays as it was; once the swap's journal is written, the staged output is the
+            # one OUT gets (an error in the swap: the next reader finishes it)
+            if not (Path(out_dir) / JOURNAL).exists():
+                shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)
+            else:
+                (log or logging.getLogger("steel")).error(
+                    "the new output is complete in %s; the next read of %s (training, `steel data inspect`, a "
+                    "prepare) finishes moving it in", Path(out_dir) / STAGING, out_dir)
             raise
 
 
@@ -1009,12 +1011,16 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         "stats": {"seconds": round(elapsed, 3), "chars_read": chars_read, "input_bytes": total_bytes},
         "environment": environment_report(),
     }
+    old_chunks = _previous_chunks(out_dir)
+    previous = old_chunks + [n for n in (DEDUP_HASHES, DOCUMENTS, SIGNATURES) if (out_dir / n).exists()]
+    # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids (with
+    # Qwen's loaded here, OUT/tokenizer/ is the one the encoder was loaded from).
+    tokenizer = None if loaded_own and cfg.tokenizer == "qwen" else encoder.fingerprint
+    # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
     with _signals_held() as held:  # from the previous output's deletion to the new manifest
-        _replace_output(out_dir, stage, log)
-        if not (loaded_own and cfg.tokenizer == "qwen"):  # OUT/tokenizer/ is the one the encoder was loaded from
-            # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids.
-            replace_tokenizer_dir(out_dir, encoder.fingerprint, log=log)
-        write_manifest(out_dir, manifest)
+        swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, tokenizer, log)
+    if old_chunks:
+        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
     if held.got:
         log.warning("%s came while the finished output was moved into %s: it is complete, the run ends normally",
                     signal.Signals(held.got[0]).name, out_dir)

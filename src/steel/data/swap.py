@@ -1,0 +1,172 @@
+"""Moving a finished `steel data prepare` output into OUT so that a kill -9 or a power loss at any moment leaves
+the previous output or the new one (README: the previous output stays until the new one is complete).
+
+OUT holds its output flat (manifest.json, chunk files, sidecars, tokenizer/) beside files that are not the
+output's (the lock, prepare.log, the user's), and a rerun's chunks often carry the previous output's names
+(`a-00000.bin`): the new files cannot sit beside the old ones, and OUT itself is not renamed (it may be a mount
+point or a link). So the swap keeps a journal, `OUT/.steel-swap.json`:
+
+1. The new output is complete in OUT/.partial/: every file fsynced, its manifest.json written last.
+2. The journal names the previous output's files to delete (those the new output does not replace) and the staged
+   files to move in; written to a temp file, fsynced, renamed, OUT fsynced: the commit point. A kill before it
+   leaves the previous output as it was (the next prepare removes OUT/.partial/).
+3. The previous manifest goes, then the files the journal names; the staged files are renamed in (replacing those
+   of the same name); a tokenizer/ of another tokenizer goes; OUT is fsynced; the new manifest is renamed in
+   last; the journal is deleted. Renames only: a chunk is never copied.
+
+Each step of 3 may run again. Whoever reads OUT next through `read_manifest` (training, `steel data inspect`,
+eval, the next prepare or merge) finds the journal, finishes the swap under OUT's lock (`.steel.lock`, waiting
+for a prepare that is finishing its own), says so with a warning, and reads the new output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from steel.data.chunks import MANIFEST, ChunkFormatError
+
+JOURNAL = ".steel-swap.json"
+JOURNAL_FORMAT = "steel-data-swap"
+JOURNAL_VERSION = 1
+LOCK_WAIT_S = 60.0  # a prepare holding OUT's lock with a journal there is finishing its swap (well under a second)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file's data or a directory's entries."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def swap_in(out: Path, stage: Path, manifest_writer, previous: list[str], tokenizer: str | None,
+            log: logging.Logger) -> None:
+    """Move the complete output staged in `stage` (a directory in `out`) into `out`, replacing the previous one.
+
+    `manifest_writer(dir)` writes the new manifest into `dir` (fsynced); `previous`: the previous output's files
+    (its chunks and sidecars; its manifest goes anyway); `tokenizer`: the new output's tokenizer fingerprint when
+    a `out`/tokenizer/ of another one must go (`replace_tokenizer_dir`), else None.
+    """
+    moving = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST)
+    for name in moving:  # chunks are fsynced as written, sidecars (np.save) are not
+        _fsync(stage / name)
+    manifest_writer(stage)  # fsyncs the file and `stage`
+    replaced = set(moving)
+    journal = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "stage": stage.name,
+               "remove": sorted(set(previous) - replaced), "move": moving, "tokenizer": tokenizer}
+    tmp = out / (JOURNAL + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(journal, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out / JOURNAL)
+    _fsync(out)  # committed: from here on the swap is finished, by this run or the next reader
+    _finish(out, journal, log)
+
+
+def _finish(out: Path, journal: dict, log: logging.Logger) -> None:
+    """Steps 3 of the module docstring; each may have run already (a killed run, a reader finishing it)."""
+    stage = out / journal["stage"]
+    staged = stage / MANIFEST
+    if staged.exists():  # the new manifest is not in yet: OUT's is the previous one
+        (out / MANIFEST).unlink(missing_ok=True)
+        for name in journal["remove"]:  # none of them is a name the new output uses
+            (out / name).unlink(missing_ok=True)
+        for name in journal["move"]:
+            if os.path.lexists(stage / name):  # else moved in already (it may have replaced a previous file)
+                os.replace(stage / name, out / name)
+        if journal["tokenizer"] is not None:
+            from steel.data.tokenize import replace_tokenizer_dir
+
+            replace_tokenizer_dir(out, journal["tokenizer"], log=log)
+        _fsync(out)  # the moves are durable before the manifest that lists them
+        os.replace(staged, out / MANIFEST)
+        _fsync(out)
+    elif not (out / MANIFEST).exists():
+        raise ChunkFormatError(f"{out}: {JOURNAL} says a prepare was moving its output in, but neither "
+                               f"{stage.name}/{MANIFEST} nor {MANIFEST} is there (removed by hand?): run the prepare "
+                               "again")
+    shutil.rmtree(stage, ignore_errors=True)  # empty by now
+    (out / JOURNAL).unlink(missing_ok=True)
+    _fsync(out)
+
+
+def finish_swap(data_dir: str | Path, log: logging.Logger | None = None) -> bool:
+    """Finish the swap a killed prepare left half done in `data_dir` (a stat when there is none); -> whether it did.
+
+    Under `data_dir`'s lock, which a live prepare holds while it swaps (waited for) and which the kernel dropped
+    when the killed one died. A failure (a read-only directory) is a ChunkFormatError saying what to do.
+    """
+    d = Path(data_dir)
+    if not (d / JOURNAL).exists():
+        return False
+    log = log or logging.getLogger("steel")
+    with _swap_lock(d):
+        try:
+            journal = json.loads((d / JOURNAL).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False  # the prepare that held the lock finished it
+        except (OSError, ValueError) as e:
+            raise ChunkFormatError(f"{d / JOURNAL}: unreadable ({e}); run the prepare again") from None
+        if journal.get("format") != JOURNAL_FORMAT or journal.get("version") != JOURNAL_VERSION:
+            raise ChunkFormatError(f"{d / JOURNAL}: not a version-{JOURNAL_VERSION} {JOURNAL_FORMAT} journal")
+        try:
+            _finish(d, journal, log)
+        except OSError as e:
+            raise ChunkFormatError(
+                f"{d}: a `steel data prepare` ended while moving its finished output in ({JOURNAL}), and "
+                f"finishing that failed ({e.strerror or e}): make the directory writable and read it again "
+                "(`steel data inspect`), or run the prepare again") from None
+    log.warning("%s: a `steel data prepare` ended (killed, or an error) while moving its finished output in: "
+                "finished moving it (%d files); the directory holds the new output", d, len(journal["move"]) + 1)
+    return True
+
+
+@contextlib.contextmanager
+def _swap_lock(d: Path) -> Iterator[None]:
+    """OUT's `.steel.lock` (`steel.dirlock`), taken by every process (torchrun ranks too: only one may finish
+    the swap) and waited for; held already when this process is the prepare."""
+    from steel import dirlock
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    if dirlock.held_here(d):
+        yield
+        return
+    try:
+        f = open(d / dirlock.LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 -- closed below
+    except OSError:  # a read-only directory: finishing fails with its own error
+        yield
+        return
+    with f:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not (d / JOURNAL).exists():  # finished by the prepare holding the lock
+                    break
+                if time.monotonic() > deadline:
+                    f.seek(0)
+                    raise ChunkFormatError(
+                        f"{d}: a prepare's output is being moved in ({JOURNAL}) by another Steel process "
+                        f"({f.read().strip() or 'holder unknown'}) that has not finished in {LOCK_WAIT_S:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+            except OSError as e:  # a file system without flock: as `dirlock.acquire`
+                logging.getLogger("steel").warning("%s: cannot lock %s (%s); finishing the swap unlocked", d,
+                                                   dirlock.LOCK_NAME, e.strerror or e)
+                break
+        yield
