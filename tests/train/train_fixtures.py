@@ -380,11 +380,14 @@ def torchrun_nodes(node_args: list[list], *, timeout: float = 240, join_timeout:
 
     NOTE: under c10d torchrun ignores `--node_rank` (it warns so): the rendezvous numbers the nodes in the
     order of their descriptors (address, then pid). Each agent here names a loopback address of its own
-    (`--local_addr 127.0.0.<node + 1>`), so node i runs rank i, as a test that names the rank of a node needs."""
+    (`--local_addr 127.0.0.<node + 1>`), so node i runs rank i, as a test that names the rank of a node needs.
+    Node 0's agent hosts the rendezvous store, as the endpoint's node does on a cluster (`is_host`): on one
+    machine every agent took the endpoint for its own and the first to bind it hosted it, at times node 1's,
+    whose end then took the store from node 0's agent (RendezvousConnectionError), which stopped its rank."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEEL_NO_PROGRESS": "1", **(env or {})}
     endpoint, rdzv_id = f"127.0.0.1:{_free_port()}", f"steel-test-{os.getpid()}-{time.monotonic_ns()}"
     cmds = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes or len(node_args)), "--node_rank", str(i),
              "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", rdzv_id,
-             "--rdzv_conf", f"join_timeout={join_timeout:g}", "--local_addr", f"127.0.0.{i + 1}",
+             "--rdzv_conf", f"join_timeout={join_timeout:g},is_host={int(i == 0)}", "--local_addr", f"127.0.0.{i + 1}",
              *map(str, args)] for i, args in enumerate(node_args)]
     return Launch(cmds, env=env, timeout=timeout)

@@ -982,9 +982,35 @@ def check_same_data_on_every_rank(data: PretrainLoader, device: torch.device) ->
         f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks[:8]))}{', ...' if len(ranks) > 8 else ''}: "
         f"{n_chunks} chunks, {total} samples, epoch of {length}" for (_, n_chunks, total, length), ranks in groups.items()
     )
+    # NOTE: the counts alone told nothing when a node's copy held another chunk of the same size (another
+    # prepare's, a file replaced): "rank 0: 2 chunks, 311 samples, epoch of 311; rank 1: 2 chunks, 311 samples,
+    # epoch of 311". Each rank compares its registry with rank 0's (one broadcast) and names its first
+    # difference, with its host (ranks are numbered by the rendezvous, not by node).
+    import socket
+
+    box = [[(c.md5, c.file) for c in data.chunks] if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0, device=device)
+    notes: list = [None] * dist.get_world_size()
+    dist.all_gather_object(notes, (socket.gethostname(), _first_chunk_difference(box[0], data.chunks)))
+    differs = [f"rank {r} (host {host}): {note}" for r, (host, note) in enumerate(notes) if note][:4]
+    views += "".join(f"; {x}" for x in differs)
     raise DataError(f"the ranks see different data ({views}): each rank takes its share of the global order, so "
                     "every rank must read the same data dirs (node-local copies out of sync? a data dir changed while "
                     "the run started?); make them the same and start again")
+
+
+def _first_chunk_difference(ref: list[tuple[str, str]], chunks: list[ChunkRecord]) -> str | None:
+    """Where a rank's registry `chunks` first differs from rank 0's `ref` ((MD5, file) per chunk), or None."""
+    for i, ((md5, file), c) in enumerate(zip(ref, chunks)):
+        if c.md5 != md5:
+            return f"chunk {i + 1} is {c.file} (MD5 {c.md5}), rank 0's is {file} (MD5 {md5})"
+    if len(chunks) > len(ref):
+        c = chunks[len(ref)]
+        return f"chunk {len(ref) + 1} is {c.file} (MD5 {c.md5}), rank 0 has {len(ref)} chunks"
+    if len(chunks) < len(ref):
+        md5, file = ref[len(chunks)]
+        return f"{len(chunks)} chunks, rank 0's chunk {len(chunks) + 1} is {file} (MD5 {md5})"
+    return None
 
 
 def _identity(path: Path) -> tuple[int, int, int, int]:
