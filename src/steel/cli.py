@@ -46,23 +46,44 @@ class _Parser(argparse.ArgumentParser):
     NOTE: argparse printed the error and exited (status 2) before any config was read: under torchrun that rank
     ended alone (a typo in one node's command line) and the others waited for it until
     parallel.timeout_minutes. It now joins their startup exchange, so they stop with `rank N stopped at startup:
-    steel train: <the error>`; it waits there for them as a refused rank does.
+    steel train: <the error>`; it waits there for them as a refused rank does. So does `--help` (its exit 0).
     """
 
     told_command = False  # `main` sets it on the root parser for an error of the parsed command's line
 
-    def error(self, message: str):
+    def _exchange(self) -> bool:
+        """Whether this parser's command starts ranks together and this process is one of several."""
         exchange = self.told_command or self.get_default("startup_exchange")
-        if exchange and os.environ.get("WORLD_SIZE", "").strip() not in ("", "1"):
+        return bool(exchange) and os.environ.get("WORLD_SIZE", "").strip() not in ("", "1")
+
+    def error(self, message: str):
+        if self._exchange():
             self.print_usage(sys.stderr)
             sys.stderr.write(f"{self.prog}: error: {message}\n")  # argparse's lines, before the wait
             sys.stderr.flush()
-            from steel.train.distributed import report_setup_error
-
-            with contextlib.suppress(UserError):  # raised again once told: printed above
-                report_setup_error(UserError(f"{self.prog}: {message}"))
+            self._tell_the_others(f"{self.prog}: {message}")
             self.exit(2)
         super().error(message)
+
+    def exit(self, status: int = 0, message: str | None = None):
+        # NOTE: `--help` (argparse's help action: the help printed, then exit(0)) ended this rank alone too,
+        # and the others waited for it until parallel.timeout_minutes.
+        if status == 0 and self._exchange():
+            if message:
+                sys.stderr.write(message)
+                message = None
+            sys.stdout.flush()
+            self._tell_the_others(f"{self.prog}: --help: this rank printed the help instead of running")
+        super().exit(status, message)
+
+    @staticmethod
+    def _tell_the_others(refusal: str) -> None:
+        """Join the startup exchange as a refused rank: the others stop with `rank N stopped at startup:
+        REFUSAL`; returns once they have read it."""
+        from steel.train.distributed import report_setup_error
+
+        with contextlib.suppress(UserError):  # raised again once told: this rank has printed its own lines
+            report_setup_error(UserError(refusal))
 
 
 def build_parser() -> argparse.ArgumentParser:
