@@ -1117,6 +1117,7 @@ class _ZstdWalk:
         self.skip = 0  # bytes of the current block (or skippable frame) still to pass
         self.checksum = False  # the current frame ends with a 4-byte checksum
         self.lost = False
+        self.refused: tuple[int, OSError] | None = None  # (where, why) of a frame refused for its window
 
     def ends(self, data: bytes) -> list[int]:
         """The offsets in `data` (the next bytes of the stream) just past the end of each block that ends there."""
@@ -1165,10 +1166,17 @@ class _ZstdWalk:
                 self.lost = True  # (a bad header: the decompressor says so)
                 return
             if window > self.max_window:
-                # NOTE: short enough for prepare's log line (200 characters of a rejection's detail)
-                raise OSError(f"zstd: the frame at byte {at:,} needs a {window / 2**20:,.0f} MiB window > "
-                              f"{self.max_window / 2**20:,.0f} MiB (written by `zstd --long`?); recompress it: "
-                              f"`zstd -dc --long=31 FILE | zstd > NEW`")
+                # NOTE: not raised here: the bytes walked in this call may end frames before this one, whose records
+                # are read first (`_zstd_feeds` feeds up to `at`, then raises), as before any other read error.
+                # Short enough for prepare's log line (200 characters of a rejection's detail); in bytes where MiB
+                # would read "128 MiB > 128 MiB".
+                need, most = f"{window / 2**20:,.0f} MiB", f"{self.max_window / 2**20:,.0f} MiB"
+                if need == most:
+                    need, most = f"{window:,}-byte", f"{self.max_window:,} bytes"
+                self.refused = at, OSError(f"zstd: the frame at byte {at:,} needs a {need} window > {most} (written "
+                                           f"by `zstd --long`?); recompress it: `zstd -dc --long=31 FILE | zstd > NEW`")
+                self.lost = True
+                return
             self.state, self.need = "block_header", 3
         elif state == "block_header":
             h = int.from_bytes(head, "little")
@@ -1189,6 +1197,8 @@ def _zstd_feeds(walk: _ZstdWalk, data: bytes) -> Iterator[bytes]:
     """`data` (the next bytes of a zstd stream) in pieces of at most `_ZSTD_FEED` bytes in which at most
     `_ZSTD_FEED_BLOCKS` blocks end: each decompresses to at most ~1 MiB."""
     ends = walk.ends(data)
+    if walk.refused is not None:  # a frame refused for its window: the frames before it are fed, then the error
+        data = data[: max(0, walk.refused[0] - (walk.pos - len(data)))]
     start, k = 0, 0  # k: the first block end past `start`
     while start < len(data):
         stop = min(start + _ZSTD_FEED, len(data))
@@ -1198,6 +1208,8 @@ def _zstd_feeds(walk: _ZstdWalk, data: bytes) -> Iterator[bytes]:
             stop = ends[k + _ZSTD_FEED_BLOCKS - 1]
         yield data[start:stop]
         start = stop
+    if walk.refused is not None:
+        raise walk.refused[1]
 
 
 def _zstd_chunks(raw, read: int = 1 << 20) -> Iterator[bytes]:
