@@ -228,9 +228,11 @@ def read_manifest(data_dir: str | Path) -> dict:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
-            if not (Path(data_dir) / JOURNAL).exists():
+            # NOTE: a prepare's swap began after the first look: the output it leaves. It may have ended by now too
+            # (its journal gone, the new manifest in): read that, not the error of a look in between.
+            if not (Path(data_dir) / JOURNAL).exists() and not path.exists():
                 raise
-            finish_swap(data_dir)  # a prepare's swap began after the first look: the output it leaves
+            finish_swap(data_dir)
             text = path.read_text(encoding="utf-8")
         manifest = json.loads(text)
     except OSError as e:
