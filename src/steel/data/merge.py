@@ -1,7 +1,9 @@
 """`steel data merge OUT DIR...`: join the outputs of `steel data prepare --shard I/N` into one data dir.
 
 Chunk files are hard-linked into OUT (copied when OUT is on another file system) after their
-head/tail MD5 is checked against their manifest; the per-source accounting is summed.
+head/tail MD5 is checked against their manifest; the per-source accounting is summed. As `prepare`, merge
+builds its output in OUT/.partial/ and swaps it in when complete (`steel.data.swap`): a kill or an error
+leaves OUT's previous output (`--overwrite`) or the new one, never neither.
 
 Dedup ran within each shard; merge finishes the exact dedup across shards from the `documents.npy`
 each shard wrote (hash, place in the unsharded input, tokens, source of every kept document): of the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +46,16 @@ from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
 from steel.data.prepare import (
     DEDUP_HASHES,
-    _clear_previous,
+    STAGING,
+    _clear_stale,
+    _previous_chunks,
+    _signals_held,
     kept_nothing,
     manifest_paths,
     warn_identical_chunks,
 )
-from steel.data.tokenize import dir_fingerprint, replace_tokenizer_dir
+from steel.data.swap import JOURNAL, finish_swap, swap_in
+from steel.data.tokenize import dir_fingerprint
 from steel.dirlock import LOCK_NAME
 
 MERGE_LOG = "merge.log"
@@ -57,14 +64,20 @@ MERGE_LOG = "merge.log"
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     """Refuse a non-empty OUT unless `overwrite`: merge deletes the chunks its manifest lists.
 
-    OUT's own `merge.log` does not count (`steel data merge` opens it before merging), nor `.steel.lock`.
+    OUT's own `merge.log` does not count (`steel data merge` opens it before merging), nor `.steel.lock`, nor
+    the `.partial/` of a merge or prepare killed before its swap (removed by the merge). A swap a killed one left
+    half done is finished first: its output is OUT's.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     if overwrite or not out.is_dir():
         return
-    names = sorted(p.name for p in out.iterdir() if p.name not in (MERGE_LOG, LOCK_NAME))
+    try:
+        finish_swap(out)
+    except ChunkFormatError as e:
+        raise UserError(str(e)) from None
+    names = sorted(p.name for p in out.iterdir() if p.name not in (MERGE_LOG, LOCK_NAME, STAGING))
     if not names:
         return
     if MANIFEST in names:
@@ -243,7 +256,14 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
     from steel.dirlock import dir_lock
 
     with dir_lock(out_dir, "steel data merge"):  # a second merge (or prepare) into OUT is refused
-        return _merge(out_dir, dirs, log, near, allow_missing)
+        try:
+            return _merge(out_dir, dirs, log, near, allow_missing)
+        except BaseException:
+            # the previous output stays as it was; once the swap's journal is written, the staged output is the
+            # one OUT gets (the next reader finishes the swap)
+            if not (out_dir / JOURNAL).exists():
+                shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+            raise
 
 
 def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing: bool) -> dict:
@@ -281,8 +301,11 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
                     missing)
     removed, found = _cross_shard_duplicates(manifests, log, near)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A rerun into the same directory replaces its previous output, as `prepare` does (no stale chunks).
-    _clear_previous(out_dir, log)
+    # The output is written to OUT/.partial/ and replaces the previous one (`--overwrite`) in one swap when complete,
+    # as `prepare`'s does: a kill or an error before leaves the previous output, after it the new one.
+    _clear_stale(out_dir, log)
+    stage = out_dir / STAGING
+    stage.mkdir()
     chunks, names = [], set()
     sources: dict[str, dict] = {}
     rewritten = 0
@@ -295,9 +318,7 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
             src = d / c["file"]
             if head_tail_md5(src) != c["md5"]:
                 raise UserError(f"{src}: MD5 differs from its manifest (corrupt or replaced)")
-            dst = out_dir / c["file"]
-            if dst.exists():
-                dst.unlink()
+            dst = stage / c["file"]
             if c["file"] in cuts:
                 rewritten += 1
                 n = _write_without(src, dst, cuts[c["file"]])
@@ -351,21 +372,24 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
             kept_docs.append(rows)
             if "near" in found:
                 kept_sigs.append(np.load(d / SIGNATURES, mmap_mode="r")[r.keep])
-        np.save(out_dir / DOCUMENTS, np.concatenate(kept_docs))
+        np.save(stage / DOCUMENTS, np.concatenate(kept_docs))
         dedup |= {"scope": "all shards (merge removed the cross-shard duplicates)",
                   "cross_shard_exact_removed": found["exact"], "rewritten_chunks": rewritten,
                   "documents_file": DOCUMENTS}
         if "near" in found:
-            np.save(out_dir / SIGNATURES, np.concatenate(kept_sigs))
+            np.save(stage / SIGNATURES, np.concatenate(kept_sigs))
             dedup |= {"cross_shard_near_removed": found["near"], "signatures_file": SIGNATURES}
         elif dedup.get("near"):
             dedup["scope"] = "exact: all shards (merge removed the cross-shard copies); near: per shard"
-    # OUT/tokenizer/: the shards' (`tokenizer: qwen` builds it into each), or none; one that a previous
-    # output left with another tokenizer (`--overwrite`) goes, or decoding would take it.
+    # OUT/tokenizer/: the shards' (`tokenizer: qwen` builds it into each; staged, it replaces OUT's in the swap), or
+    # none; one that a previous output left with another tokenizer (`--overwrite`) goes, or decoding would take it.
+    swap_tokenizer = tok["fingerprint"]
     if dir_fingerprint(out_dir / "tokenizer") != tok["fingerprint"]:
         src = next((d / "tokenizer" for d, _ in manifests if dir_fingerprint(d / "tokenizer") == tok["fingerprint"]),
                    None)
-        replace_tokenizer_dir(out_dir, tok["fingerprint"], src, log)
+        if src is not None:
+            shutil.copytree(src, stage / "tokenizer")
+            swap_tokenizer = None
     manifest = {
         "total_tokens": sum(c["tokens"] for c in chunks),
         "chunks": chunks,
@@ -394,7 +418,17 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
         manifest["input_heads"] = {"bytes": lengths.pop(), "files": {k: v for h in heads for k, v in h["files"].items()}}
     if not manifest["inputs"]:
         del manifest["inputs"]
-    write_manifest(out_dir, manifest)
+    old_chunks = _previous_chunks(out_dir)
+    previous = old_chunks + [n for n in (DEDUP_HASHES, DOCUMENTS, SIGNATURES) if (out_dir / n).exists()]
+    # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
+    with _signals_held() as held:
+        swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, swap_tokenizer, log,
+                by="steel data merge")
+    if old_chunks:
+        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
+    if held.got:
+        log.warning("%s came while the finished output was moved into %s: it is complete, the merge ends normally",
+                    signal.Signals(held.got[0]).name, out_dir)
     # a warning here: the shards each had only their part of the input
     errors, warnings = kept_nothing(sources, count if missing else 1, listing if isinstance(listing, dict) else None,
                                     merged=True, paths=manifest_paths(manifest))

@@ -701,25 +701,6 @@ def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -
                  len(stale), out_dir)
 
 
-def _remove_previous(out_dir: Path, log: logging.Logger) -> None:
-    """Delete the directory's output: its manifest first (a crash in between leaves no manifest, never one
-    listing missing chunks), then the chunks it lists and the sidecars."""
-    old = _previous_chunks(out_dir)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    for name in old:
-        (out_dir / name).unlink(missing_ok=True)
-    for name in (DEDUP_HASHES, DOCUMENTS, SIGNATURES):
-        (out_dir / name).unlink(missing_ok=True)
-    if old:
-        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old))
-
-
-def _clear_previous(out_dir: Path, log: logging.Logger) -> None:
-    """For `steel data merge` (which writes into OUT directly): leftovers and the previous output, now."""
-    _clear_stale(out_dir, log)
-    _remove_previous(out_dir, log)
-
-
 def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | None = None,
             shard: tuple[int, int] = (0, 1), encoder=None, log: logging.Logger | None = None,
             quiet: bool | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Moving a finished `steel data prepare` output into OUT so that a kill -9 or a power loss at any moment leaves
+"""Moving a finished `steel data prepare` or `steel data merge` output into OUT so that a kill -9 or a power loss at any moment leaves
 the previous output or the new one (README: the previous output stays until the new one is complete).
 
 OUT holds its output flat (manifest.json, chunk files, sidecars, tokenizer/) beside files that are not the
@@ -9,10 +9,11 @@ point or a link). So the swap keeps a journal, `OUT/.steel-swap.json`:
 1. The new output is complete in OUT/.partial/: every file fsynced, its manifest.json written last.
 2. The journal names the previous output's files to delete (those the new output does not replace) and the staged
    files to move in; written to a temp file, fsynced, renamed, OUT fsynced: the commit point. A kill before it
-   leaves the previous output as it was (the next prepare removes OUT/.partial/).
+   leaves the previous output as it was (the next prepare or merge removes OUT/.partial/).
 3. The previous manifest goes, then the files the journal names; the staged files are renamed in (replacing those
-   of the same name); a tokenizer/ of another tokenizer goes; OUT is fsynced; the new manifest is renamed in
-   last; the journal is deleted. Renames only: a chunk is never copied.
+   of the same name; a staged directory, tokenizer/, replaces OUT's as a whole: OUT's is renamed into the stage
+   first, and goes with it); a tokenizer/ of another tokenizer goes; OUT is fsynced; the new manifest is renamed
+   in last; the journal is deleted. Renames only: a chunk is never copied.
 
 Each step of 3 may run again. Whoever reads OUT next through `read_manifest` (training, `steel data inspect`,
 eval, the next prepare or merge) finds the journal, finishes the swap under OUT's lock (`.steel.lock`, waiting
@@ -35,6 +36,7 @@ from steel.data.chunks import MANIFEST, ChunkFormatError
 JOURNAL = ".steel-swap.json"
 JOURNAL_FORMAT = "steel-data-swap"
 JOURNAL_VERSION = 1
+ASIDE = ".replaced-"  # STAGE/.replaced-NAME: OUT's directory NAME that a staged one replaces, deleted with the stage
 LOCK_WAIT_S = 60.0  # a prepare holding OUT's lock with a journal there is finishing its swap (well under a second)
 
 
@@ -47,21 +49,29 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_tree(path: Path) -> None:
+    """`_fsync` a staged file, or a staged directory's files and directories (links are not followed)."""
+    for p in [*path.rglob("*"), path] if path.is_dir() and not path.is_symlink() else [path]:
+        if not p.is_symlink():
+            _fsync(p)
+
+
 def swap_in(out: Path, stage: Path, manifest_writer, previous: list[str], tokenizer: str | None,
-            log: logging.Logger) -> None:
+            log: logging.Logger, by: str = "steel data prepare") -> None:
     """Move the complete output staged in `stage` (a directory in `out`) into `out`, replacing the previous one.
 
     `manifest_writer(dir)` writes the new manifest into `dir` (fsynced); `previous`: the previous output's files
     (its chunks and sidecars; its manifest goes anyway); `tokenizer`: the new output's tokenizer fingerprint when
-    a `out`/tokenizer/ of another one must go (`replace_tokenizer_dir`), else None.
+    a `out`/tokenizer/ of another one must go (`replace_tokenizer_dir`), else None (a staged tokenizer/ replaces
+    OUT's); `by`: the command, for the warning of a reader that finishes the swap.
     """
     moving = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST)
-    for name in moving:  # chunks are fsynced as written, sidecars (np.save) are not
-        _fsync(stage / name)
+    for name in moving:  # chunks are fsynced as written, sidecars (np.save) and a tokenizer/ are not
+        _fsync_tree(stage / name)
     manifest_writer(stage)  # fsyncs the file and `stage`
     replaced = set(moving)
     journal = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "stage": stage.name,
-               "remove": sorted(set(previous) - replaced), "move": moving, "tokenizer": tokenizer}
+               "remove": sorted(set(previous) - replaced), "move": moving, "tokenizer": tokenizer, "by": by}
     tmp = out / (JOURNAL + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(json.dumps(journal, indent=1) + "\n")
@@ -81,8 +91,15 @@ def _finish(out: Path, journal: dict, log: logging.Logger) -> None:
         for name in journal["remove"]:  # none of them is a name the new output uses
             (out / name).unlink(missing_ok=True)
         for name in journal["move"]:
-            if os.path.lexists(stage / name):  # else moved in already (it may have replaced a previous file)
-                os.replace(stage / name, out / name)
+            src, dst = stage / name, out / name
+            if not os.path.lexists(src):  # moved in already (it may have replaced a previous file)
+                continue
+            if src.is_dir() and not src.is_symlink() and os.path.lexists(dst):  # no rename over a full directory
+                aside = stage / (ASIDE + name)
+                if os.path.lexists(aside):  # (never: dst went there and src in next, with no kill between)
+                    shutil.rmtree(aside)
+                os.rename(dst, aside)
+            os.replace(src, dst)
         if journal["tokenizer"] is not None:
             from steel.data.tokenize import replace_tokenizer_dir
 
@@ -91,16 +108,16 @@ def _finish(out: Path, journal: dict, log: logging.Logger) -> None:
         os.replace(staged, out / MANIFEST)
         _fsync(out)
     elif not (out / MANIFEST).exists():
-        raise ChunkFormatError(f"{out}: {JOURNAL} says a prepare was moving its output in, but neither "
-                               f"{stage.name}/{MANIFEST} nor {MANIFEST} is there (removed by hand?): run the prepare "
-                               "again")
-    shutil.rmtree(stage, ignore_errors=True)  # empty by now
+        raise ChunkFormatError(f"{out}: {JOURNAL} says a `{journal.get('by', 'steel data prepare')}` was moving its "
+                               f"output in, but neither {stage.name}/{MANIFEST} nor {MANIFEST} is there (removed by "
+                               "hand?): run it again")
+    shutil.rmtree(stage, ignore_errors=True)  # empty by now, or OUT's replaced directories
     (out / JOURNAL).unlink(missing_ok=True)
     _fsync(out)
 
 
 def finish_swap(data_dir: str | Path, log: logging.Logger | None = None) -> bool:
-    """Finish the swap a killed prepare left half done in `data_dir` (a stat when there is none); -> whether it did.
+    """Finish the swap a killed prepare or merge left half done in `data_dir` (a stat when there is none); -> whether it did.
 
     Under `data_dir`'s lock, which a live prepare holds while it swaps (waited for) and which the kernel dropped
     when the killed one died. A failure (a read-only directory) is a ChunkFormatError saying what to do.
@@ -118,15 +135,16 @@ def finish_swap(data_dir: str | Path, log: logging.Logger | None = None) -> bool
             raise ChunkFormatError(f"{d / JOURNAL}: unreadable ({e}); run the prepare again") from None
         if journal.get("format") != JOURNAL_FORMAT or journal.get("version") != JOURNAL_VERSION:
             raise ChunkFormatError(f"{d / JOURNAL}: not a version-{JOURNAL_VERSION} {JOURNAL_FORMAT} journal")
+        by = journal.get("by", "steel data prepare")  # (journals of 148523e do not say)
         try:
             _finish(d, journal, log)
         except OSError as e:
             raise ChunkFormatError(
-                f"{d}: a `steel data prepare` ended while moving its finished output in ({JOURNAL}), and "
-                f"finishing that failed ({e.strerror or e}): make the directory writable and read it again "
-                "(`steel data inspect`), or run the prepare again") from None
-    log.warning("%s: a `steel data prepare` ended (killed, or an error) while moving its finished output in: "
-                "finished moving it (%d files); the directory holds the new output", d, len(journal["move"]) + 1)
+                f"{d}: a `{by}` ended while moving its finished output in ({JOURNAL}), and finishing that failed "
+                f"({e.strerror or e}): make the directory writable and read it again (`steel data inspect`), or "
+                "run it again") from None
+    log.warning("%s: a `%s` ended (killed, or an error) while moving its finished output in: finished moving it "
+                "(%d entries); the directory holds the new output", d, by, len(journal["move"]) + 1)
     return True
 
 
