@@ -41,8 +41,10 @@ FAKE = textwrap.dedent("""
 @pytest.fixture
 def fake(monkeypatch):
     ns: dict = {}
-    exec(FAKE, ns)
+    # before FAKE, which sets cli.COMMAND_MODULES itself: set after it, monkeypatch kept the fake list as the
+    # value to restore, and every later test of the session parsed a steel with no train or sft command
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["s15d_fake_cmd"])
+    exec(FAKE, ns)
     # a command whose stderr is no terminal sets it for the rest of the process when transformers is not
     # imported yet (steel.runlog.quiet_hf_progress_bars): not past this test
     hub = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
