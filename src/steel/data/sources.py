@@ -1124,6 +1124,21 @@ class _ZstdWalk:
         ends: list[int] = []
         i, n = 0, len(data)
         while i < n and not self.lost:
+            if self.state == "block_header" and not self.held:
+                # NOTE: the common case, blocks that are not a frame's last with their headers and bodies whole in
+                # `data`, walked here without the general path's slices: a stream flushed a record at a time (blocks
+                # of ~60 bytes) read at a third of 35b457d's speed through that path alone.
+                while i + 3 <= n:
+                    h = data[i] | data[i + 1] << 8 | data[i + 2] << 16
+                    size = 1 if h & 6 == 2 else h >> 3  # (an RLE block's body is its one byte)
+                    if h & 1 or h & 6 == 6 or i + 3 + size > n:  # last, reserved, or not all here: as below
+                        break
+                    i += 3 + size
+                    if size:  # (an empty raw block ends nothing to decode)
+                        ends.append(i)
+                if i + 3 > n:
+                    self.held = data[i:]
+                    break
             if self.skip:
                 step = min(self.skip, n - i)
                 i, self.skip = i + step, self.skip - step
