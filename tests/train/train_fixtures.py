@@ -163,7 +163,8 @@ class Launch:
                 self.procs.append(subprocess.Popen(cmd, env={**env, _MARK: mark}, stdout=subprocess.PIPE,
                                                    stderr=subprocess.PIPE, text=True, cwd=cwd))
         except BaseException:
-            self._kill_all()
+            # NOTE: the TMPDIR too (only wait() removed it: a command that could not start left it behind)
+            self.close()
             raise
         for i, p in enumerate(self.procs):
             for k, pipe in enumerate((p.stdout, p.stderr)):
@@ -189,6 +190,29 @@ class Launch:
         for p, mark in zip(self.procs, self.marks):
             _kill_tree(p, known, mark)
 
+    def close(self) -> None:
+        """Kill every process of the launch, wait for its pipes and remove its TMPDIR (`wait()` ends so when it
+        fails; `with Launch(...) as run:` on leaving the block)."""
+        import shutil
+
+        try:
+            self._kill_all()
+            self._join(None)  # the pipes close once every process is gone
+            for p in self.procs:
+                p.wait()
+                p.stdout.close()
+                p.stderr.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> Launch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # NOTE: a launch not waited for (an error or Ctrl-C while a test polled it before killing a node) ran on,
+        # its ranks until gloo's timeout, and left its TMPDIR.
+        self.close()
+
     def _join(self, deadline: float | None) -> bool:
         for t in self.threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -199,8 +223,7 @@ class Launch:
             if not self._join(self.deadline):
                 self._timed_out()
         except BaseException:  # interrupted (Ctrl-C), or timed out: no process left running
-            self._kill_all()
-            self._join(None)
+            self.close()
             raise
         finally:
             import shutil
