@@ -75,13 +75,14 @@ def test_two_nodes_train_as_one_and_resume_exactly_after_a_node_dies(tmp_path, n
     # Node 1 dies (its agent and its rank, killed from outside) once step 4's checkpoint is saved.
     hold, mark = tmp_path / "hold.py", tmp_path / "held"
     hold.write_text(HOLD)
-    run = torchrun_nodes([_train(cfg, node0), [hold, 4, mark, *_train(cfg, node1)[2:]]])
-    deadline = time.monotonic() + 200
-    while not mark.exists() and time.monotonic() < deadline and all(p.poll() is None for p in run.procs):
-        time.sleep(0.1)
-    held = mark.exists()
-    run.kill(1)
-    first = run.wait()
+    # (`with`: an error or Ctrl-C while polling ends both nodes: node 1's rank would sleep 600 s)
+    with torchrun_nodes([_train(cfg, node0), [hold, 4, mark, *_train(cfg, node1)[2:]]]) as run:
+        deadline = time.monotonic() + 200
+        while not mark.exists() and time.monotonic() < deadline and all(p.poll() is None for p in run.procs):
+            time.sleep(0.1)
+        held = mark.exists()
+        run.kill(1)
+        first = run.wait()
     assert held, first[0].stderr[-3000:] + first[1].stderr[-3000:]
     assert first[0].returncode != 0 and first[1].returncode == -9
     out = tmp_path / "run"
@@ -111,7 +112,8 @@ def test_a_node_whose_data_copy_holds_another_chunk_stops_both_naming_it(tmp_pat
     # NOTE: the counts alone were the whole message, the same on both sides
     cause = (f"the ranks see different data (rank 0: 2 chunks, 311 samples, epoch of 311; rank 1: 2 chunks, 311 "
              f"samples, epoch of 311; rank 1 (host {socket.gethostname()}): chunk 2 is "
-             f"{node1 / 'chunk-00001.bin'} (MD5 {ours}), rank 0's is {node0 / 'chunk-00001.bin'} (MD5 {theirs})): ")
+             f"{node1 / 'chunk-00001.bin'} (head/tail MD5 {ours}), rank 0's is {node0 / 'chunk-00001.bin'} "
+             f"(head/tail MD5 {theirs})): ")
     r = torchrun_nodes([_train(cfg, node0), _train(cfg, node1)]).wait()
     for node in r:
         assert node.returncode == 1, node.stderr[-3000:]  # torchrun's, for its rank's 2
@@ -150,8 +152,10 @@ def test_first_chunk_difference_names_the_chunk_on_both_sides():
     ref = [("a" * 32, "/n0/c0.bin"), ("b" * 32, "/n0/c1.bin")]
     mine = [ChunkRecord("a" * 32, "/n1/c0.bin", "web", 10, 1), ChunkRecord("b" * 32, "/n1/c1.bin", "web", 10, 1)]
     assert _first_chunk_difference(ref, mine) is None  # the same chunks at other paths
-    assert _first_chunk_difference(ref, mine[:1]) == f"1 chunks, rank 0's chunk 2 is /n0/c1.bin (MD5 {'b' * 32})"
+    assert _first_chunk_difference(ref, mine[:1]) == (
+        f"1 chunks, rank 0's chunk 2 is /n0/c1.bin (head/tail MD5 {'b' * 32})")
     extra = ChunkRecord("c" * 32, "/n1/c2.bin", "web", 10, 1)
-    assert _first_chunk_difference(ref, [*mine, extra]) == f"chunk 3 is /n1/c2.bin (MD5 {'c' * 32}), rank 0 has 2 chunks"
+    assert _first_chunk_difference(ref, [*mine, extra]) == (
+        f"chunk 3 is /n1/c2.bin (head/tail MD5 {'c' * 32}), rank 0 has 2 chunks")
     assert _first_chunk_difference(ref, [mine[0], extra]) == (
-        f"chunk 2 is /n1/c2.bin (MD5 {'c' * 32}), rank 0's is /n0/c1.bin (MD5 {'b' * 32})")
+        f"chunk 2 is /n1/c2.bin (head/tail MD5 {'c' * 32}), rank 0's is /n0/c1.bin (head/tail MD5 {'b' * 32})")

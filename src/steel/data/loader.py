@@ -1000,16 +1000,19 @@ def check_same_data_on_every_rank(data: PretrainLoader, device: torch.device) ->
 
 
 def _first_chunk_difference(ref: list[tuple[str, str]], chunks: list[ChunkRecord]) -> str | None:
-    """Where a rank's registry `chunks` first differs from rank 0's `ref` ((MD5, file) per chunk), or None."""
+    """Where a rank's registry `chunks` first differs from rank 0's `ref` ((MD5, file) per chunk), or None.
+
+    NOTE: the MD5s are the manifests' head/tail MD5s (`head_tail_md5`: no chunk is read here), which `md5sum` of
+    the file does not print: told as such."""
     for i, ((md5, file), c) in enumerate(zip(ref, chunks)):
         if c.md5 != md5:
-            return f"chunk {i + 1} is {c.file} (MD5 {c.md5}), rank 0's is {file} (MD5 {md5})"
+            return f"chunk {i + 1} is {c.file} (head/tail MD5 {c.md5}), rank 0's is {file} (head/tail MD5 {md5})"
     if len(chunks) > len(ref):
         c = chunks[len(ref)]
-        return f"chunk {len(ref) + 1} is {c.file} (MD5 {c.md5}), rank 0 has {len(ref)} chunks"
+        return f"chunk {len(ref) + 1} is {c.file} (head/tail MD5 {c.md5}), rank 0 has {len(ref)} chunks"
     if len(chunks) < len(ref):
         md5, file = ref[len(chunks)]
-        return f"{len(chunks)} chunks, rank 0's chunk {len(chunks) + 1} is {file} (MD5 {md5})"
+        return f"{len(chunks)} chunks, rank 0's chunk {len(chunks) + 1} is {file} (head/tail MD5 {md5})"
     return None
 
 
