@@ -1058,8 +1058,9 @@ def _parquet_rows_head(raw, limit: int) -> bytes | None:
 
     out = bytearray()
     try:
-        # NOTE: buffer_size: a column chunk is read a page at a time, not whole (a row group of images is ~100 MB)
-        batches = pq.ParquetFile(raw, buffer_size=1 << 20).iter_batches(batch_size=16)
+        # NOTE: buffer_size: a column chunk is read a page at a time, not whole (a row group of images is ~100 MB);
+        # pre_buffer off: on (pyarrow's default) it reads every column chunk of the row group first, whole
+        batches = pq.ParquetFile(raw, buffer_size=1 << 20, pre_buffer=False).iter_batches(batch_size=16)
         for batch in batches:
             for row in batch.to_pylist():
                 out += json.dumps(row, ensure_ascii=False, default=_json_value).encode("utf-8", "surrogatepass")
