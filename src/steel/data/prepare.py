@@ -782,7 +782,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
         from steel.data.tokenize import load_data_encoder
 
         # NOTE: one tokenizer thread per worker process; the processes are the parallelism.
-        encoder = load_data_encoder(tok_spec, out_dir, num_threads=1 if workers > 1 else None, log=log)
+        # NOTE: a `qwen` build goes into the stage: OUT/tokenizer/ is replaced with the output, in the swap.
+        encoder = load_data_encoder(tok_spec, out_dir, num_threads=1 if workers > 1 else None, log=log, stage=stage)
     log.info("tokenizer: %s (vocab %d, eos %d, fingerprint %s)", getattr(encoder, "engine", type(encoder).__name__),
              encoder.vocab_size, encoder.eos_id, encoder.fingerprint[:16])
     if any(s.kind == "chat" for s in cfg.sources):  # before any reading, not at the first chat record
@@ -995,7 +996,7 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     old_chunks = _previous_chunks(out_dir)
     previous = old_chunks + [n for n in (DEDUP_HASHES, DOCUMENTS, SIGNATURES) if (out_dir / n).exists()]
     # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids (with
-    # Qwen's loaded here, OUT/tokenizer/ is the one the encoder was loaded from).
+    # Qwen's loaded here, OUT/tokenizer/ is the one the encoder was loaded from, or the staged one replaces it).
     tokenizer = None if loaded_own and cfg.tokenizer == "qwen" else encoder.fingerprint
     # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
     with _signals_held() as held:  # from the previous output's deletion to the new manifest

@@ -31,19 +31,24 @@ class EncoderLike(Protocol):
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
 
 
-def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, log=None):
+def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, log=None,
+                      stage: Path | None = None):
     """`tokenizer:` of the data config -> an Encoder. `qwen` builds Qwen's tokenizer into OUT/tokenizer/.
 
     An OUT/tokenizer/ that lacks a file the build writes, or does not load with the tiktoken engine (a
     truncated tokenizer.json or rank file), is what an interrupted build of an older Steel left: it is
-    rebuilt, with a warning (the build itself is atomic).
+    rebuilt, with a warning (the build itself is atomic). With `stage` (prepare's OUT/.partial/), the build goes
+    into `stage`/tokenizer/ instead, with the files of OUT/tokenizer/ the build does not write (as
+    `build_qwen_tokenizer` keeps them), and OUT's is replaced only when the output's swap moves it in: an
+    interrupted prepare leaves the previous output's tokenizer/ with it. (A link OUT/tokenizer is built through,
+    as before: what it points to is not the output's to swap.)
     """
     from steel.tokenizer.engine import load_encoder
 
     if spec != "qwen":
         return load_encoder(spec, num_threads=num_threads)
     from steel.cli import UserError
-    from steel.tokenizer.qwen import QWEN_FILES, build_qwen_tokenizer
+    from steel.tokenizer.qwen import HF_TOKENIZER_EXTRAS, QWEN_FILES, build_qwen_tokenizer
 
     log = log or logging.getLogger("steel")
     tok_dir = out_dir / "tokenizer"
@@ -60,8 +65,13 @@ def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, 
                     ", ".join(missing))
     else:
         log.info("building Qwen's tokenizer into %s", tok_dir)
-    build_qwen_tokenizer(tok_dir)
-    return load_encoder(tok_dir, engine="tiktoken", num_threads=num_threads)
+    build = tok_dir if stage is None or tok_dir.is_symlink() else stage / "tokenizer"
+    build_qwen_tokenizer(build)
+    if build != tok_dir and tok_dir.is_dir():
+        for p in tok_dir.iterdir():
+            if p.name not in HF_TOKENIZER_EXTRAS and not (build / p.name).exists():
+                (shutil.copytree if p.is_dir() and not p.is_symlink() else shutil.copy2)(p, build / p.name)
+    return load_encoder(build, engine="tiktoken", num_threads=num_threads)
 
 
 def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path | None = None, log=None) -> None:

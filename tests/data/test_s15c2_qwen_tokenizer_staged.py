@@ -1,0 +1,235 @@
+"""`tokenizer: qwen` builds Qwen's tokenizer into the prepare's stage, and the output's swap moves it into
+OUT/tokenizer/: a rerun interrupted before the swap leaves the previous output whole, its tokenizer/ included.
+
+`load_data_encoder` rebuilt OUT/tokenizer/ at the start of the prepare: a qwen rerun over an output made with
+another tokenizer, interrupted (Ctrl-C, an error, a kill) before its swap, left the previous manifest and chunks
+beside a Qwen tokenizer/ that is not theirs (`tokenizer_dir_for` refused it as a mismatch: the data had lost its
+tokenizer until a new prepare).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import steel
+import steel.data.prepare as P
+from steel.cli import main
+from steel.config import from_dict
+from steel.data.config import DataConfig
+from steel.data.tokenize import dir_fingerprint, tokenizer_dir_for
+from steel.tokenizer import qwen
+from steel.tokenizer.engine import fingerprint
+
+LOG = logging.getLogger("test.steel.s15c2")
+OLD_TOKENIZER = {"model": {"type": "WordLevel", "vocab": {"x": 0}}, "added_tokens": []}
+
+
+class Bytes:  # the previous output's tokenizer: one id per UTF-8 byte, EOS 0
+    eos_id, vocab_size, special_ids, fingerprint = 0, 257, {}, fingerprint(OLD_TOKENIZER)
+
+    def encode_batch(self, texts):
+        return [[b + 1 for b in t.encode()] for t in texts]
+
+
+def files(d: Path) -> dict[str, str]:
+    """Every file under `d` but the machinery's hidden entries at the top (lock, logs of a run) -> its MD5."""
+    return {p.relative_to(d).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
+            if not p.relative_to(d).parts[0].startswith(".") and p.is_file()}
+
+
+def output(d: Path) -> dict[str, str]:
+    """`files`, the manifest's MD5 taken without its timing and environment (they differ between two runs)."""
+    got = files(d)
+    m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+    m.pop("stats"), m.pop("environment")
+    return got | {"manifest.json": hashlib.md5(json.dumps(m, sort_keys=True).encode()).hexdigest()}
+
+
+@pytest.fixture()
+def small_ranks(tmp_path, monkeypatch) -> Path:
+    """Qwen's first 3,000 ranks as the rank file `tokenizer: qwen` builds from (well under a second)."""
+    path = tmp_path / "small.tiktoken"
+    with open(qwen.find_qwen_ranks(), "rb") as src, open(path, "wb") as dst:
+        dst.writelines(line for _, line in zip(range(3000), src))
+    monkeypatch.setattr(qwen, "find_qwen_ranks", lambda: path)
+    return path
+
+
+def test_an_interrupted_qwen_rerun_leaves_the_previous_output_and_its_tokenizer(tmp_path, small_ranks,
+                                                                                 monkeypatch):
+    root = tmp_path / "in"
+    root.mkdir()
+    docs = [f"第{i}篇文档，讲的是第{i * 7 % 11}件事情。Document {i}." for i in range(30)]
+    (root / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
+                                  encoding="utf-8")
+    cfg = {"root": str(root), "tokenizer": "unused (encoder passed in)", "chunk_tokens": 200, "workers": 0,
+           "sources": [{"name": "a", "path": ["a.jsonl"]}]}
+    out = tmp_path / "out"
+    # The previous output, made with another tokenizer whose tokenizer/ it holds (as a merge of such shards does)
+    P.prepare(from_dict(DataConfig, cfg), out, encoder=Bytes(), log=LOG, quiet=True)
+    (out / "tokenizer").mkdir()
+    (out / "tokenizer" / "tokenizer.json").write_text(json.dumps(OLD_TOKENIZER), encoding="utf-8")
+    (out / "tokenizer" / "NOTES.md").write_text("kept by a rebuild, as build_qwen_tokenizer keeps it\n")
+    # read by transformers beside tokenizer.json: dropped by a rebuild (qwen.HF_TOKENIZER_EXTRAS)
+    (out / "tokenizer" / "special_tokens_map.json").write_text('{"eos_token": "</s>"}', encoding="utf-8")
+    before = files(out)
+    assert tokenizer_dir_for(out) == out / "tokenizer"
+
+    qwen_cfg = from_dict(DataConfig, cfg | {"tokenizer": "qwen"})
+    real = P.encode_documents
+
+    def interrupted(*a, **k):  # Ctrl-C while the documents are tokenized: after the tokenizer was loaded
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "encode_documents", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        P.prepare(qwen_cfg, out, log=LOG, quiet=True)
+    assert files(out) == before  # the tokenizer/ too: before, Qwen's was built over it here
+    assert tokenizer_dir_for(out) == out / "tokenizer"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".steel.lock"]
+
+    monkeypatch.setattr(P, "encode_documents", real)
+    m = P.prepare(qwen_cfg, out, log=LOG, quiet=True)
+    built = tmp_path / "built"
+    qwen.build_qwen_tokenizer(built, ranks_path=small_ranks)
+    assert m["tokenizer"]["fingerprint"] == dir_fingerprint(built) != Bytes.fingerprint
+    got = files(out)
+    assert {k[len("tokenizer/"):]: v for k, v in got.items() if k.startswith("tokenizer/")} == files(built) | {
+        "NOTES.md": before["tokenizer/NOTES.md"]}
+    assert tokenizer_dir_for(out) == out / "tokenizer"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".steel.lock"]
+
+    # a rerun with the tokenizer/ in place reuses it (no rebuild: nothing staged, OUT's kept as it is)
+    monkeypatch.setattr(qwen, "build_qwen_tokenizer", lambda *a, **k: pytest.fail("rebuilt a complete tokenizer/"))
+    P.prepare(qwen_cfg, out, log=LOG, quiet=True)
+    assert {k: v for k, v in files(out).items() if k.startswith("tokenizer/")} == {
+        k: v for k, v in got.items() if k.startswith("tokenizer/")}
+
+
+CHILD = r'''
+import json, os, signal, sys
+from pathlib import Path
+
+from steel.config import from_dict
+from steel.data.config import DataConfig
+import steel.data.prepare as P
+import steel.runlog
+from steel.tokenizer import qwen
+
+steel.runlog.environment_report = lambda: {}  # it imports torch (seconds per child); not what is tested
+
+out, cfg_json, ranks, old_fp, kill_at, trace = sys.argv[1:7]
+out, kill_at = Path(out), int(kill_at)
+qwen.find_qwen_ranks = lambda: Path(ranks)
+
+
+class Bytes:  # the previous output's tokenizer
+    eos_id, vocab_size, special_ids, fingerprint = 0, 257, {}, old_fp
+
+    def encode_batch(self, texts):
+        return [[b + 1 for b in t.encode()] for t in texts]
+
+
+ops = []
+enter = P._signals_held.__enter__
+
+
+def entered(self):  # the swap begins
+    ops.append("start")
+    return enter(self)
+
+
+def wrap(name):
+    real = getattr(os, name)
+
+    def call(*a, **kw):
+        if ops:
+            if len(ops) - 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            ops.append(f"{name} {[os.fspath(x) if isinstance(x, (str, os.PathLike)) else x for x in a]}")
+        return real(*a, **kw)
+
+    setattr(os, name, call)
+
+
+P._signals_held.__enter__ = entered
+for name in ("replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync"):
+    wrap(name)
+cfg = from_dict(DataConfig, json.loads(cfg_json))
+try:
+    P.prepare(cfg, out, encoder=None if cfg.tokenizer == "qwen" else Bytes(), quiet=True)
+finally:
+    Path(trace).write_text("\n".join(ops[1:]) + "\n")
+'''
+
+
+def run_child(tmp: Path, out: Path, cfg: dict, ranks: Path, kill_at: int = -1) -> tuple[int, list[str]]:
+    script, trace = tmp / "child.py", tmp / "trace.txt"
+    script.write_text(CHILD, encoding="utf-8")
+    trace.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(Path(steel.__file__).resolve().parents[1]))
+    p = subprocess.run([sys.executable, str(script), str(out), json.dumps(cfg), str(ranks), Bytes.fingerprint,
+                        str(kill_at), str(trace)], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode in (0, -9), f"child failed ({p.returncode}):\n{p.stderr[-3000:]}"
+    return p.returncode, trace.read_text().splitlines() if trace.exists() else []
+
+
+def test_a_kill_in_the_swap_leaves_the_previous_tokenizer_dir_or_the_new_one(tmp_path, small_ranks, capsys):
+    """The staged tokenizer/ replaces OUT's in the swap, at every kill point of it: OUT is then the previous output
+    with its tokenizer/ or the new one with Qwen's (`tokenizer_dir_for` takes it), never a mix."""
+    root = tmp_path / "in"
+    root.mkdir()
+    docs = [f"第{i}篇文档，讲的是第{i * 7 % 11}件事情。Document {i}." for i in range(30)]
+    (root / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
+                                  encoding="utf-8")
+    cfg = {"root": str(root), "tokenizer": "unused (encoder passed in)", "chunk_tokens": 200, "workers": 0,
+           "sources": [{"name": "a", "path": ["a.jsonl"]}]}
+    new_cfg = cfg | {"tokenizer": "qwen", "chunk_tokens": 150}
+    old = tmp_path / "old"
+    assert run_child(tmp_path, old, cfg, small_ranks)[0] == 0
+    (old / "tokenizer").mkdir()
+    (old / "tokenizer" / "tokenizer.json").write_text(json.dumps(OLD_TOKENIZER), encoding="utf-8")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    code, trace = run_child(tmp_path, new, new_cfg, small_ranks)
+    assert code == 0
+    old_files, new_files = output(old), output(new)
+    assert old_files["tokenizer/tokenizer.json"] != new_files["tokenizer/tokenizer.json"]
+    assert "tokenizer/qwen.tiktoken" in new_files
+
+    out = tmp_path / "out"
+    seen = {"old": 0, "new": 0}
+    for k in range(len(trace) + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(old, out)
+        code, _ = run_child(tmp_path, out, new_cfg, small_ranks, k)
+        assert (code == 0) == (k == len(trace)), (k, code)
+        where = f"killed before {trace[k]!r} (step {k} of {len(trace)})" if k < len(trace) else "unkilled"
+        raw = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+        rerun = tmp_path / "rerun"
+        shutil.rmtree(rerun, ignore_errors=True)
+        shutil.copytree(out, rerun, symlinks=True)
+        capsys.readouterr()
+        try:
+            rc = main(["data", "inspect", str(out)])  # finishes a swap left half done
+        except SystemExit as e:
+            rc = e.code
+        assert rc in (0, None), f"{where}: inspect failed ({capsys.readouterr().err[-500:]}); OUT held {raw}"
+        got = output(out)
+        assert got in (old_files, new_files), f"{where}: OUT holds neither output: {sorted(got)}; raw {raw}"
+        seen["old" if got == old_files else "new"] += 1
+        assert tokenizer_dir_for(out) == out / "tokenizer", where
+        # the next prepare, on what the kill left: the new output, nothing left behind
+        assert run_child(tmp_path, rerun, new_cfg, small_ranks)[0] == 0, where
+        assert output(rerun) == new_files, where
+        assert sorted(p.name for p in rerun.iterdir() if p.name.startswith(".")) == [".steel.lock"], where
+    assert seen["old"] and seen["new"], seen
