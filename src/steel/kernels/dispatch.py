@@ -21,7 +21,8 @@ import warnings
 import torch
 
 try:
-    import triton  # noqa: F401
+    import triton
+    import triton.language as tl
 
     HAS_TRITON = True
 except ImportError:  # a CPU-only install without the `triton` extra: the references still work
@@ -29,6 +30,60 @@ except ImportError:  # a CPU-only install without the `triton` extra: the refere
 
 # Read once, like Triton itself does when it decorates the kernels of this package.
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _interpreter_loops_run() -> bool:
+    """True when Triton's interpreter runs a loop whose bound is a runtime value (a kernel argument)."""
+
+    @triton.jit
+    def _range_probe_kernel(OUT, n):
+        for i in range(0, n):
+            tl.store(OUT + i, i)
+
+    out = torch.full((3,), -1, dtype=torch.int32)
+    try:
+        _range_probe_kernel[(1,)](out, 3)
+    except Exception:  # any failure: the loop does not run here (repair_interpreter_loops tells which)
+        return False
+    return out.tolist() == [0, 1, 2]
+
+
+def repair_interpreter_loops() -> bool:
+    """Make Triton's interpreter run loops with runtime bounds where it cannot; True if it now can.
+
+    NOTE: the interpreter holds every runtime scalar (a program id, an int argument) as a 1-element
+    NumPy array, and Triton 3.6's (torch 2.11's CUDA wheels require it; the lent GPU machines have it)
+    makes a Python int of one for `range` with `int(array)`, which NumPy >= 2.4 refuses ("only
+    0-dimensional arrays can be converted to Python scalars"; triton-lang/triton#9171, fixed upstream by
+    #9172, which our Triton 3.9 has). Every kernel with a runtime loop bound (the RMSNorm backward's rows,
+    the cross-entropy kernel's vocabulary tiles) then failed in the interpreter (`make test`,
+    STEEL_KERNELS_INTERPRET=1); compiled kernels never do this conversion. Where a probe kernel shows the
+    defect, the interpreter's tensor patch gets #9172's `__index__` (squeeze, then int); the interpreter
+    puts it on `tl.tensor` while a kernel runs and takes it off after, as its own. Process-wide: any
+    other interpreted kernel gets the fix too.
+    """
+    if _interpreter_loops_run():
+        return True
+    from triton.runtime import interpreter
+
+    patch = getattr(interpreter, "_patch_lang_tensor", None)
+    if patch is None or getattr(patch, "_steel_repaired", False):
+        return False
+
+    def _patch_lang_tensor(tensor, *args, **kwargs):
+        patch(tensor, *args, **kwargs)  # sets __index__ (among others) for this kernel run
+        tensor.__index__ = lambda self: int(self.handle.data.squeeze())
+
+    _patch_lang_tensor._steel_repaired = True
+    interpreter._patch_lang_tensor = _patch_lang_tensor
+    if _interpreter_loops_run():
+        return True
+    interpreter._patch_lang_tensor = patch  # not this defect: leave Triton as it was
+    return False
+
+
+if HAS_TRITON and INTERPRET:
+    repair_interpreter_loops()
 
 IMPLS = ("auto", "triton", "torch")
 
