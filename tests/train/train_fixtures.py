@@ -404,6 +404,9 @@ def torchrun_nodes(node_args: list[list], *, timeout: float = 240, join_timeout:
     NOTE: under c10d torchrun ignores `--node_rank` (it warns so): the rendezvous numbers the nodes in the
     order of their descriptors (address, then pid). Each agent here names a loopback address of its own
     (`--local_addr 127.0.0.<node + 1>`), so node i runs rank i, as a test that names the rank of a node needs.
+    The addresses are compared as strings (9 nodes at most: 127.0.0.10 sorts before 127.0.0.2), and only node
+    0's is connected to (MASTER_ADDR): the others are names, so a machine whose loopback holds 127.0.0.1 alone
+    runs these tests too (seen in a network namespace with lo 127.0.0.1/32, review V2).
     Node 0's agent hosts the rendezvous store, as the endpoint's node does on a cluster (`is_host`): on one
     machine every agent took the endpoint for its own and the first to bind it hosted it, at times node 1's,
     whose end then took the store from node 0's agent (RendezvousConnectionError), which stopped its rank."""
