@@ -87,6 +87,11 @@ def model_stop_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def token_count(tokenizer) -> int:
+    """How many ids the tokenizer has text for: its largest id + 1 (added tokens included)."""
+    return max(tokenizer.get_vocab().values(), default=-1) + 1
+
+
 def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of a conversation rendered with the tokenizer's chat template (ChatML for Steel).
 
@@ -257,11 +262,13 @@ def generate_ids(
     use_cache: bool = True,
     max_length: int | None = None,
     generator: torch.Generator | None = None,
+    vocab: int | None = None,
 ) -> Generator[int, None, StopReason]:
     """Yield new token ids one at a time until a stop id (not yielded), `max_new_tokens`, or prompt +
     reply reaching `max_length` (default: the model's max positions). Returns the StopReason
     (the generator's return value). `generator`: the sampling RNG to go on with (a chat's, across turns);
-    default: a fresh one seeded with `opts.seed`."""
+    default: a fresh one seeded with `opts.seed`. `vocab`: ids from this one on (embedding rows past the
+    tokenizer's ids, which have no text) are never picked."""
     budget = new_token_budget(model, len(prompt_ids), opts.max_new_tokens, max_length)
     check_prompt_ids(model, prompt_ids)
     device = next(model.parameters()).device
@@ -297,6 +304,12 @@ def generate_ids(
                 f"{dtype}: its activations overflow or its weights are not finite (float16 overflows for many "
                 "models trained in bfloat16: try --dtype bfloat16 or float32)"
             )
+        if vocab is not None and vocab < raw.shape[0]:
+            # NOTE: rows past the tokenizer (Qwen's padding; a model configured with a larger vocab_size than
+            # its tokenizer, e.g. tiny-cpu.yaml's 151,936 with a user's own 6,000-id BPE) have no text: a
+            # sampled one was dropped by decode without a word (an empty reply, exit 0).
+            raw = raw.clone()
+            raw[vocab:] = float("-inf")
         logits = process_logits(raw, seq[0], opts)  # (V,)
         tok = pick_token(logits.cpu(), opts, generator)
         if tok in stop_ids:
@@ -365,7 +378,7 @@ def generate_reply(
     """Generate, streaming pieces to `stream` when given; returns the new text, tokens and stop reason."""
     stream = stream or TextStream(tokenizer, write=lambda s: None)
     it = generate_ids(model, prompt_ids, opts, model_stop_ids(model, tokenizer), max_length=max_length,
-                      generator=generator)
+                      generator=generator, vocab=token_count(tokenizer))
     while True:
         try:
             tok = next(it)
