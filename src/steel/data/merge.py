@@ -54,7 +54,7 @@ from steel.data.prepare import (
     manifest_paths,
     warn_identical_chunks,
 )
-from steel.data.swap import JOURNAL, finish_swap, swap_in
+from steel.data.swap import finish_swap, log_left, swap_in
 from steel.data.tokenize import dir_fingerprint
 from steel.dirlock import LOCK_NAME
 
@@ -261,8 +261,7 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
         except BaseException:
             # the previous output stays as it was; once the swap's journal is written, the staged output is the
             # one OUT gets (the next reader finishes the swap)
-            if not (out_dir / JOURNAL).exists():
-                shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+            log_left(out_dir, out_dir / STAGING, log or logging.getLogger("steel"))
             raise
 
 

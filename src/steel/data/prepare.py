@@ -67,7 +67,7 @@ from steel.data.sources import (
     wide_encoding_of,
     wide_pipeline_of,
 )
-from steel.data.swap import JOURNAL, finish_swap, swap_in
+from steel.data.swap import JOURNAL, finish_swap, log_left, swap_in
 from steel.data.tokenize import encode_documents
 from steel.tokenizer.qwen import scratch_dirs
 
@@ -682,9 +682,11 @@ def _clear_stale(out_dir: Path, log: logging.Logger, prefixes: list[str] = ()) -
     files named as this prepare names its own (`PREFIX-NNNNN.bin`, PREFIX = source name + shard tag) that
     no manifest lists (a Steel from before staging, killed before writing its manifest). Other files, and
     the previous output (its manifest and chunks: replaced only once the new one is complete), are kept. A swap
-    a killed run left half done is finished first (`steel.data.swap`).
+    a killed run left half done is finished first (`steel.data.swap`); its journal is dropped when its output is
+    gone (OUT/.partial/ removed by hand after a failed swap): this run makes OUT's output.
     """
-    finish_swap(out_dir, log)  # before OUT/.partial/ goes: it may hold the complete output a killed swap left
+    # before OUT/.partial/ goes: it may hold the complete output a killed swap left
+    finish_swap(out_dir, log, rebuilding=True)
     shutil.rmtree(out_dir / STAGING, ignore_errors=True)
     listed = set(_previous_chunks(out_dir))
     stale = [p for p in out_dir.glob("*.bin.tmp") if p.is_file()] + [
@@ -719,12 +721,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | N
         except BaseException:
             # the previous output stays as it was; once the swap's journal is written, the staged output is the
             # one OUT gets (an error in the swap: the next reader finishes it)
-            if not (Path(out_dir) / JOURNAL).exists():
-                shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)
-            else:
-                (log or logging.getLogger("steel")).error(
-                    "the new output is complete in %s; the next read of %s (training, `steel data inspect`, a "
-                    "prepare) finishes moving it in", Path(out_dir) / STAGING, out_dir)
+            log_left(Path(out_dir), Path(out_dir) / STAGING, log or logging.getLogger("steel"))
             raise
 
 

@@ -17,7 +17,10 @@ point or a link). So the swap keeps a journal, `OUT/.steel-swap.json`:
 
 Each step of 3 may run again. Whoever reads OUT next through `read_manifest` (training, `steel data inspect`,
 eval, the next prepare or merge) finds the journal, finishes the swap under OUT's lock (`.steel.lock`, waiting
-for a prepare that is finishing its own), says so with a warning, and reads the new output.
+for a prepare that is finishing its own), says so with a warning, and reads the new output. Once the new manifest
+is in, only cleanup is left: a reader that cannot do it (OUT copied to read-only storage) warns and reads on. A
+journal whose staged output is gone too (OUT/.partial/ removed by hand after a failed swap) leaves no complete
+output: a reader refuses OUT, naming the journal; the next prepare or merge, which rebuilds OUT, drops it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ JOURNAL = ".steel-swap.json"
 JOURNAL_FORMAT = "steel-data-swap"
 JOURNAL_VERSION = 1
 ASIDE = ".replaced-"  # STAGE/.replaced-NAME: OUT's directory NAME that a staged one replaces, deleted with the stage
-LOCK_WAIT_S = 60.0  # a prepare holding OUT's lock with a journal there is finishing its swap (well under a second)
+# A reader finding a journal and OUT's lock held waits for the holder (a prepare or merge finishing its swap: well
+# under a second locally, but one rename per file, minutes for 100,000 chunks on slow network storage) as long as
+# the swap moves (OUT's or the stage's entry count changed within LOCK_WAIT_S, looked at every PROGRESS_LOOK_S).
+LOCK_WAIT_S = 60.0
+PROGRESS_LOOK_S = 1.0
 
 
 def _fsync(path: Path) -> None:
@@ -82,8 +89,13 @@ def swap_in(out: Path, stage: Path, manifest_writer, previous: list[str], tokeni
     _finish(out, journal, log)
 
 
-def _finish(out: Path, journal: dict, log: logging.Logger) -> None:
-    """Steps 3 of the module docstring; each may have run already (a killed run, a reader finishing it)."""
+def _finish(out: Path, journal: dict, log: logging.Logger, rebuilding: bool = False) -> str:
+    """Steps 3 of the module docstring; each may have run already (a killed run, a reader finishing it).
+
+    -> "moved" (the staged output moved in), "cleaned" (it was in: the journal and the stage went), "left" (the
+    new output is in; removing the journal or the stage failed: a warning, the output is complete) or "dropped"
+    (`rebuilding`: neither output was there, see `finish_swap`).
+    """
     stage = out / journal["stage"]
     staged = stage / MANIFEST
     if staged.exists():  # the new manifest is not in yet: OUT's is the previous one
@@ -103,24 +115,72 @@ def _finish(out: Path, journal: dict, log: logging.Logger) -> None:
         if journal["tokenizer"] is not None:
             from steel.data.tokenize import replace_tokenizer_dir
 
-            replace_tokenizer_dir(out, journal["tokenizer"], log=log)
+            # set aside in the stage, which goes below: a kill while it is deleted leaves it to the next reader
+            replace_tokenizer_dir(out, journal["tokenizer"], log=log, aside=stage / (ASIDE + "tokenizer"))
         _fsync(out)  # the moves are durable before the manifest that lists them
         os.replace(staged, out / MANIFEST)
         _fsync(out)
-    elif not (out / MANIFEST).exists():
-        raise ChunkFormatError(f"{out}: {JOURNAL} says a `{journal.get('by', 'steel data prepare')}` was moving its "
-                               f"output in, but neither {stage.name}/{MANIFEST} nor {MANIFEST} is there (removed by "
-                               "hand?): run it again")
-    shutil.rmtree(stage, ignore_errors=True)  # empty by now, or OUT's replaced directories
+        done = "moved"
+    elif (out / MANIFEST).exists():  # ended after its manifest went in: the journal and the stage are left
+        done = "cleaned"
+    elif rebuilding:
+        return _drop(out, journal, log)
+    else:
+        by = journal.get("by", "steel data prepare")
+        raise ChunkFormatError(
+            f"{out}: holds no complete output: {out / JOURNAL} says a `{by}` was moving its output in, but neither "
+            f"{stage.name}/{MANIFEST} nor {MANIFEST} is there (removed by hand?). Run `{by}"
+            f"{' --overwrite' if by == 'steel data merge' else ''}` again: it drops the journal and the files it "
+            "names, and makes the output")
+    try:
+        shutil.rmtree(stage, ignore_errors=True)  # empty by now, or OUT's replaced directories
+        (out / JOURNAL).unlink(missing_ok=True)
+        _fsync(out)
+    except OSError as e:
+        log.warning("%s: holds the new output, but what its swap left (%s, %s/) cannot be removed (%s); the next "
+                    "read of the directory where it is writable removes it", out, JOURNAL, stage.name,
+                    e.strerror or e)
+        return "left"
+    return done
+
+
+def _drop(out: Path, journal: dict, log: logging.Logger) -> str:
+    """A journal without its output (the stage's manifest and OUT's both gone) goes, with the files it names, which
+    no manifest lists; OUT's directories (tokenizer/) are the rebuilding run's to replace."""
+    named = [out / n for n in dict.fromkeys([*journal["remove"], *journal["move"]])]
+    gone = [p for p in named if p.is_symlink() or p.is_file()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    shutil.rmtree(out / journal["stage"], ignore_errors=True)
     (out / JOURNAL).unlink(missing_ok=True)
     _fsync(out)
+    log.warning("%s: %s says a `%s` was moving its output in, but neither %s/%s nor %s is there (removed by hand?): "
+                "the directory held no complete output; dropped the journal and the %d files it named",
+                out, JOURNAL, journal.get("by", "steel data prepare"), journal["stage"], MANIFEST, MANIFEST, len(gone))
+    return "dropped"
 
 
-def finish_swap(data_dir: str | Path, log: logging.Logger | None = None) -> bool:
+def log_left(out: Path, stage: Path, log: logging.Logger) -> None:
+    """After an error in a prepare or merge holding OUT's lock: remove its stage when no swap began (the previous
+    output is as it was), else say what the swap's journal leaves to the next reader."""
+    if not (out / JOURNAL).exists():
+        shutil.rmtree(stage, ignore_errors=True)
+    elif (stage / MANIFEST).exists():
+        log.error("the new output is complete (in %s, and what was moved into %s); the next read of %s (training, "
+                  "`steel data inspect`, a prepare) finishes moving it in", stage, out, out)
+    elif (out / MANIFEST).exists():
+        log.error("the new output is in %s; the next read of it removes what its swap left (%s)", out, JOURNAL)
+    # else: no output is there; the error says what to do
+
+
+def finish_swap(data_dir: str | Path, log: logging.Logger | None = None, rebuilding: bool = False) -> bool:
     """Finish the swap a killed prepare or merge left half done in `data_dir` (a stat when there is none); -> whether it did.
 
     Under `data_dir`'s lock, which a live prepare holds while it swaps (waited for) and which the kernel dropped
-    when the killed one died. A failure (a read-only directory) is a ChunkFormatError saying what to do.
+    when the killed one died. A failure before the new manifest is in (a read-only directory) is a
+    ChunkFormatError saying what to do; after it, a warning. A journal whose output is gone (neither the staged
+    manifest nor OUT's) is an error, or, `rebuilding` (a prepare or merge about to make OUT's output), dropped with
+    its leftovers and a warning.
     """
     d = Path(data_dir)
     if not (d / JOURNAL).exists():
@@ -137,15 +197,34 @@ def finish_swap(data_dir: str | Path, log: logging.Logger | None = None) -> bool
             raise ChunkFormatError(f"{d / JOURNAL}: not a version-{JOURNAL_VERSION} {JOURNAL_FORMAT} journal")
         by = journal.get("by", "steel data prepare")  # (journals of 148523e do not say)
         try:
-            _finish(d, journal, log)
+            done = _finish(d, journal, log, rebuilding)
         except OSError as e:
             raise ChunkFormatError(
                 f"{d}: a `{by}` ended while moving its finished output in ({JOURNAL}), and finishing that failed "
                 f"({e.strerror or e}): make the directory writable and read it again (`steel data inspect`), or "
                 "run it again") from None
-    log.warning("%s: a `%s` ended (killed, or an error) while moving its finished output in: finished moving it "
-                "(%d entries); the directory holds the new output", d, by, len(journal["move"]) + 1)
+    if done == "moved":
+        log.warning("%s: a `%s` ended (killed, or an error) while moving its finished output in: finished moving it "
+                    "(%d entries); the directory holds the new output", d, by, len(journal["move"]) + 1)
+    elif done == "cleaned":
+        log.warning("%s: a `%s` ended (killed, or an error) after moving its output in, before removing its %s: the "
+                    "directory holds the new output", d, by, JOURNAL)
     return True
+
+
+def _swap_progress(d: Path) -> tuple[int, int]:
+    """(entries of `d`, of its swap's stage): every step of a live swap changes one (an unlink, a rename in)."""
+    try:
+        stage = json.loads((d / JOURNAL).read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        stage = None
+    counts = []
+    for p in (d, d / stage if isinstance(stage, str) else None):
+        try:
+            counts.append(len(os.listdir(p)) if p is not None else -1)
+        except OSError:
+            counts.append(-1)
+    return counts[0], counts[1]
 
 
 @contextlib.contextmanager
@@ -168,7 +247,8 @@ def _swap_lock(d: Path) -> Iterator[None]:
         yield
         return
     with f:
-        deadline = time.monotonic() + LOCK_WAIT_S
+        now = time.monotonic()
+        deadline, look, seen = now + LOCK_WAIT_S, now + PROGRESS_LOOK_S, _swap_progress(d)
         while True:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -176,11 +256,16 @@ def _swap_lock(d: Path) -> Iterator[None]:
             except BlockingIOError:
                 if not (d / JOURNAL).exists():  # finished by the prepare holding the lock
                     break
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > look:  # the holder's swap still moves: wait on
+                    look, progress = now + PROGRESS_LOOK_S, _swap_progress(d)
+                    if progress != seen:
+                        deadline, seen = now + LOCK_WAIT_S, progress
+                if now > deadline:
                     f.seek(0)
                     raise ChunkFormatError(
                         f"{d}: a prepare's output is being moved in ({JOURNAL}) by another Steel process "
-                        f"({f.read().strip() or 'holder unknown'}) that has not finished in {LOCK_WAIT_S:.0f} s"
+                        f"({f.read().strip() or 'holder unknown'}) that has moved no file in {LOCK_WAIT_S:.0f} s"
                     ) from None
                 time.sleep(0.05)
             except OSError as e:  # a file system without flock: as `dirlock.acquire`

@@ -74,25 +74,34 @@ def load_data_encoder(spec: str, out_dir: Path, num_threads: int | None = None, 
     return load_encoder(build, engine="tiktoken", num_threads=num_threads)
 
 
-def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path | None = None, log=None) -> None:
+def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path | None = None, log=None,
+                          aside: Path | None = None) -> None:
     """Make `data_dir`/tokenizer/ the tokenizer the data was tokenized with (`fingerprint`), or absent.
 
     A tokenizer/ with another fingerprint (left by an earlier output into the same directory) is removed:
     `tokenizer_dir_for` and `steel chat` would take it and decode the ids to other text. `source`, when
-    given, is copied in its place (via a temporary sibling renamed when complete).
+    given, is copied in its place (via a temporary sibling renamed when complete). `aside`: a path in a
+    directory of the caller's to rename that tokenizer/ to (the caller deletes it), instead of a scratch
+    directory beside it deleted here.
     """
     from steel.tokenizer.qwen import OLD_SUFFIX, PARTIAL_SUFFIX, scratch_dir
 
     data_dir = Path(data_dir)
     log = log or logging.getLogger("steel")
     own = data_dir / "tokenizer"
-    aside = None
+    drop = None
     if own.exists() or own.is_symlink():
         got = dir_fingerprint(own)
         if got == fingerprint:
             return
-        aside = scratch_dir(own, OLD_SUFFIX)
-        os.rename(own, aside / "tokenizer")  # a rename first: a kill in the rmtree leaves no half tokenizer/
+        if aside is None:
+            drop = scratch_dir(own, OLD_SUFFIX)
+            aside = drop / "tokenizer"
+        elif aside.is_symlink() or aside.is_file():  # set aside by a killed run, which then found none here
+            aside.unlink()
+        elif aside.exists():
+            shutil.rmtree(aside)
+        os.rename(own, aside)  # a rename first: a kill in the rmtree leaves no half tokenizer/
         log.info("removed %s: not the data's tokenizer (fingerprint %s, the data's %s)", own,
                  got[:12] if got else "none", fingerprint[:12])
     if source is not None:
@@ -100,8 +109,8 @@ def replace_tokenizer_dir(data_dir: str | Path, fingerprint: str, source: Path |
         shutil.copytree(source, tmp / "tokenizer")
         os.rename(tmp / "tokenizer", own)
         tmp.rmdir()
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    if drop is not None:
+        shutil.rmtree(drop, ignore_errors=True)
 
 
 def encode_documents(encoder: EncoderLike, docs: list[str], is_chat: list[bool]) -> tuple[np.ndarray, np.ndarray]:
