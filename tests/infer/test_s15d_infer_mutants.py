@@ -80,3 +80,70 @@ def test_a_document_the_model_starts_after_its_own_eos_decodes_as_the_full_forwa
     opts = G.SamplingOptions(max_new_tokens=12, temperature=0.0)
     assert list(G.generate_ids(model, prompt, opts, use_cache=True)) == ref
     assert list(G.generate_ids(model, prompt, opts, use_cache=False)) == ref
+
+
+def test_stop_ids_include_a_tokenizers_own_eos(tmp_path):
+    from tiny_models import build_byte_tokenizer
+
+    tok = build_byte_tokenizer(tmp_path / "tok")
+    ids = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    assert G.stop_token_ids(tok) == ids  # <|endoftext|> is its EOS
+    tok.add_special_tokens({"eos_token": "</s>"})  # a Llama-style EOS besides them
+    assert G.stop_token_ids(tok) == [*ids, tok.convert_tokens_to_ids("</s>")]
+
+
+def test_only_a_written_generation_config_adds_stop_ids(tmp_path):
+    from tiny_models import build_byte_tokenizer
+    from transformers import GenerationConfig
+
+    tok = build_byte_tokenizer(tmp_path / "tok")
+    model = build_tiny_llama(300)
+    # derived from config.json (LlamaConfig's eos_token_id 2, byte 2 of this tokenizer): not an end of turn
+    assert model.generation_config._from_model_config and model.config.eos_token_id == 2
+    assert G.model_stop_ids(model, tok) == G.stop_token_ids(tok)
+    model.generation_config = GenerationConfig(eos_token_id=[7, 2])  # a chat model's own, as saved with it
+    assert G.model_stop_ids(model, tok) == [*G.stop_token_ids(tok), 7, 2]
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval(),
+            AutoTokenizer.from_pretrained(str(tiny_llama_dir)))
+
+
+def test_chat_history_room_is_the_context_less_at_most_half_for_the_reply(llama):
+    from steel.infer.chat import chat_loop, fit_history
+
+    model, tok = llama
+    sys_turn = [{"role": "system", "content": "你是Steel"}]
+    n = len(G.chat_prompt_ids(tok, sys_turn + [{"role": "user", "content": ""}]))
+    # a system prompt that takes the history's room exactly is accepted (budget = (n + 1) - 1)
+    one = G.SamplingOptions(max_new_tokens=1, temperature=0.0)
+    assert chat_loop(model, tok, one, [], print, system="你是Steel", max_context=n + 1) == sys_turn
+    # a reply of 10,000 tokens asked for leaves the history half of a 2n-token context, not nothing
+    big = G.SamplingOptions(max_new_tokens=10_000, temperature=0.0)
+    assert chat_loop(model, tok, big, [], print, system="你是Steel", max_context=2 * n) == sys_turn
+    with pytest.raises(UserError, match=f"takes {n} tokens, more than the {n - 1} the history may use in a "
+                                        f"{2 * n - 2}-token context"):
+        chat_loop(model, tok, big, [], print, system="你是Steel", max_context=2 * n - 2)
+    # a history of exactly the room fits whole
+    hist = sys_turn + [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "好"},
+                       {"role": "user", "content": "再见"}]
+    ids = G.chat_prompt_ids(tok, hist)
+    assert fit_history(tok, hist, len(ids)) == (hist, ids)
+
+
+def test_chat_says_how_many_exchanges_it_dropped(llama):
+    from steel.infer.chat import chat_loop
+
+    model, tok = llama
+    line = "一二三四五六七八九十"
+    n1 = len(G.chat_prompt_ids(tok, [{"role": "user", "content": line}]))
+    opts = G.SamplingOptions(max_new_tokens=2, temperature=0.0)
+    notes = []
+    # room for one exchange (the line and a 2-token reply), not two: the first one goes when the line comes again
+    history = chat_loop(model, tok, opts, [line, line], lambda s: None, max_context=n1 + 4, notify=notes.append)
+    assert notes == [f"(steel chat: history over the {n1 + 4}-token context: dropped the oldest 1 exchange(s))\n"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
