@@ -103,3 +103,19 @@ def test_a_letter_of_several_tokens_is_refused_for_letter_scoring(tmp_path):
     # "甲" is three bytes, three tokens here: its first byte alone would score for it
     with pytest.raises(UserError, match="option letter '甲' after '答案：' is 3 tokens, letter scoring needs one"):
         mc.letter_token_ids(tok, "答案：", letters=("A", "甲"))
+
+
+def test_perplexity_refuses_data_of_a_larger_vocabulary_and_lists_only_sources_with_data(tmp_path):
+    from steel.cli import UserError
+
+    model = build_tiny_llama(300)
+    rng = np.random.default_rng(0)
+    d = _data_dir(tmp_path / "big", {"a": rng.integers(0, 300, 40)}, 400)
+    with pytest.raises(UserError, match=r"manifest.json: tokenizer vocab_size 400 exceeds the model's 300"):
+        perplexity(model, d, 16, 2, advance=lambda n: None)
+    # a source of one token predicts nothing: no data, so not "unscored" (that names sources --max-tokens left out)
+    d = _data_dir(tmp_path / "one", {"a": rng.integers(0, 300, 40), "t": rng.integers(0, 300, 1)}, 300)
+    res = perplexity(model, d, 16, 2, advance=lambda n: None)
+    assert set(res["sources"]) == {"a"} and res["unscored_sources"] == []
+    res = perplexity(model, d, 16, 2, max_tokens=1, advance=lambda n: None)
+    assert set(res["sources"]) == {"a"} and res["tokens"] == 1
