@@ -237,7 +237,13 @@ def tokenizer_dir_for(
         tried = [Path(b) / spec for b in (bases or [Path.cwd()])] + [data_dir.parent / spec, data_dir / spec]
         if isinstance(made, str) and Path(made).is_absolute():
             tried.append(Path(made))
-    for cand in dict.fromkeys(tried):
+    # NOTE: by resolved path: `tok` from the data dir's parent and the recorded absolute `tokenizer.dir` are one
+    # directory, which a retrained tokenizer there named twice in the caller's message.
+    seen: set[Path] = set()
+    for cand in tried:
+        if cand.resolve() in seen:
+            continue
+        seen.add(cand.resolve())
         got = dir_fingerprint(cand)
         if got is None:
             continue

@@ -1084,12 +1084,16 @@ def save_run_tokenizer(run_dir: Path, data_dirs: list) -> None:
 
     from steel.data.tokenize import dir_fingerprint, tokenizer_dir_for
 
-    src = next((t for t in map(tokenizer_dir_for, data_dirs) if t is not None), None)
+    # NOTE: why each candidate was not taken goes into the warning: a `tokenizer: DIR` retrained (--overwrite)
+    # since the prepare was only "not found", though the directory was there.
+    notes: list[str] = []
+    src = next((t for t in (tokenizer_dir_for(d, notes=notes) for d in data_dirs) if t is not None), None)
     dest = run_dir / "tokenizer"
     if src is None:
         if not dest.is_dir():
-            log.warning("tokenizer: the data's tokenizer was not found, so %s has none: pass --tokenizer DIR to "
-                        "steel generate/chat/eval/export (tokenizer: DIR to steel sft) for this run", run_dir)
+            why = f" ({'; '.join(notes)})" if notes else ""
+            log.warning("tokenizer: the data's tokenizer was not found%s, so %s has none: pass --tokenizer DIR to "
+                        "steel generate/chat/eval/export (tokenizer: DIR to steel sft) for this run", why, run_dir)
         return
     if dest.is_dir() and dir_fingerprint(dest) is not None and dir_fingerprint(dest) == dir_fingerprint(src):
         return
