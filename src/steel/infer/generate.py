@@ -88,8 +88,10 @@ def model_stop_ids(model, tokenizer) -> list[int]:
 
 
 def token_count(tokenizer) -> int:
-    """How many ids the tokenizer has text for: its largest id + 1 (added tokens included)."""
-    return max(tokenizer.get_vocab().values(), default=-1) + 1
+    """How many ids the tokenizer has text for: its largest id + 1 (added tokens included). NOTE: not
+    `get_vocab()` (0.07-0.15 s for Qwen's, at every reply of a chat)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return max(len(tokenizer), max(added, default=-1) + 1)
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
