@@ -584,7 +584,8 @@ class PretrainLoader:
         self._verify_all([(a.path, a.md5) for a in chunks], registered=False)
         for a in chunks:
             if a.md5 in known and not again:
-                raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}")
+                raise DataError(f"duplicate chunk: {a.path} has the same head/tail MD5 ({a.md5}) as {known[a.md5]}, "
+                                "already in the run (a copy of a data dir? give only one of the two)")
             count = chunk_samples(a.tokens, a.weight, self.seq_len)
             rec = ChunkRecord(a.md5, str(a.path), a.source, a.tokens, count)
             self._paths[len(self.chunks)] = a.path
