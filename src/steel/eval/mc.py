@@ -653,13 +653,24 @@ def predict_generate_mode(
     """Greedy chat replies (ChatML via the tokenizer's template), batched with left padding. -> [text]"""
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from steel.infer.generate import chat_prompt_ids, model_stop_ids
+    from steel.infer.generate import chat_prompt_ids, model_stop_ids, token_count
 
     class FiniteLogits(LogitsProcessor):
         """`check_finite_logits` on each step's next-token scores (a -inf another processor set is allowed)."""
 
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
             check_finite_logits(model, scores)
+            return scores
+
+    n_tokens = token_count(tokenizer)
+
+    class TokensOnly(LogitsProcessor):
+        """Only ids the tokenizer has (as `steel generate`): embedding rows past it (Qwen's padding, a model
+        vocab_size larger than the tokenizer's) have no text, and a reply of them decoded to nothing."""
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            if n_tokens < scores.shape[-1]:
+                scores[:, n_tokens:] = float("-inf")
             return scores
 
     device = next(model.parameters()).device
@@ -678,7 +689,7 @@ def predict_generate_mode(
         check_ids_fit(model, ids)
         gen = model.generate(
             # NaN logits decode greedily to token 0 over and over: every reply unanswered, a figure without a word
-            logits_processor=LogitsProcessorList([FiniteLogits()]),
+            logits_processor=LogitsProcessorList([FiniteLogits(), TokensOnly()]),
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
