@@ -65,10 +65,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from steel.data.merge import MERGE_LOG, check_out_dir, merge
+    from steel.data.merge import MERGE_LOG, check_not_input, check_out_dir, merge
     from steel.dirlock import dir_lock
     from steel.runlog import setup_run_log
 
+    check_not_input(args.out, args.dirs)  # before the lock and the log go into OUT (an input's directory)
     check_out_dir(args.out, args.overwrite)  # before the log file goes into OUT
     with dir_lock(args.out, "steel data merge"):  # before the log: see cmd_prepare
         log = setup_run_log(Path(args.out) / MERGE_LOG)

@@ -50,6 +50,7 @@ from steel.data.prepare import (
     _clear_stale,
     _previous_chunks,
     _signals_held,
+    _sigterm_as_interrupt,
     kept_nothing,
     manifest_paths,
     warn_identical_chunks,
@@ -59,6 +60,16 @@ from steel.data.tokenize import dir_fingerprint
 from steel.dirlock import LOCK_NAME
 
 MERGE_LOG = "merge.log"
+
+
+def check_not_input(out_dir: str | Path, dirs: list[str | Path]) -> None:
+    """Refuse an OUT that is one of the inputs (writing there would replace the chunks it reads), before anything
+    (the command's lock and merge.log) touches it."""
+    if not dirs:
+        raise UserError("merge: give at least one data directory")
+    for d in dirs:
+        if Path(d).resolve() == Path(out_dir).resolve():
+            raise UserError(f"{d}: the output directory cannot be one of the inputs")
 
 
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
@@ -247,15 +258,12 @@ def merge(out_dir: str | Path, dirs: list[str | Path], log=None, near: bool = Fa
     `allow_missing` (the result would silently lack the missing shards' data).
     """
     out_dir = Path(out_dir)
-    if not dirs:
-        raise UserError("merge: give at least one data directory")
-    for d in dirs:  # writing into an input would unlink its chunks before linking them
-        if Path(d).resolve() == out_dir.resolve():
-            raise UserError(f"{d}: the output directory cannot be one of the inputs")
+    check_not_input(out_dir, dirs)
     check_out_dir(out_dir, overwrite)
     from steel.dirlock import dir_lock
 
-    with dir_lock(out_dir, "steel data merge"):  # a second merge (or prepare) into OUT is refused
+    # SIGTERM as Ctrl-C (as prepare): the stage goes; it used to kill the merge and leave OUT/.partial/ behind
+    with _sigterm_as_interrupt(), dir_lock(out_dir, "steel data merge"):  # a second merge (or prepare) is refused
         try:
             return _merge(out_dir, dirs, log, near, allow_missing)
         except BaseException:
