@@ -55,7 +55,7 @@ from steel.data.prepare import (
     manifest_paths,
     warn_identical_chunks,
 )
-from steel.data.swap import finish_swap, log_left, swap_in
+from steel.data.swap import chunk_name, finish_swap, log_left, swap_in
 from steel.data.tokenize import dir_fingerprint
 from steel.dirlock import LOCK_NAME
 
@@ -318,7 +318,11 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     rewritten = 0
     for n_in, (d, m) in enumerate(manifests):
         cuts = removed[n_in].cuts if removed else {}
-        for c in m["chunks"]:
+        for i, c in enumerate(m["chunks"]):
+            try:
+                chunk_name(c["file"], d / MANIFEST, i)  # linked into the stage by that name
+            except ChunkFormatError as e:
+                raise UserError(str(e)) from None
             if c["file"] in names:
                 raise UserError(f"{d}: chunk name {c['file']} occurs in two inputs")
             names.add(c["file"])

@@ -67,7 +67,7 @@ from steel.data.sources import (
     wide_encoding_of,
     wide_pipeline_of,
 )
-from steel.data.swap import JOURNAL, finish_swap, log_left, swap_in
+from steel.data.swap import JOURNAL, chunk_name, finish_swap, log_left, swap_in
 from steel.data.tokenize import encode_documents
 from steel.tokenizer.qwen import scratch_dirs
 
@@ -672,7 +672,7 @@ def _previous_chunks(out_dir: Path) -> list[str]:
     if not (out_dir / MANIFEST).exists():
         return []
     try:
-        return [c["file"] for c in read_manifest(out_dir)["chunks"]]
+        return [chunk_name(c["file"], out_dir / MANIFEST, i) for i, c in enumerate(read_manifest(out_dir)["chunks"])]
     except ValueError as e:
         raise ConfigError(f"output: {out_dir} holds an unreadable {MANIFEST} ({e}); remove it first") from None
 

@@ -47,6 +47,15 @@ LOCK_WAIT_S = 60.0
 PROGRESS_LOOK_S = 1.0
 
 
+def chunk_name(name, manifest: Path, i: int) -> str:
+    """A manifest's `chunks[i].file`, which the swap deletes or moves as OUT/NAME: a plain file name, or a
+    ChunkFormatError (a hand-edited or corrupt manifest naming `../x.bin` had a rerun delete a file outside OUT)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ChunkFormatError(f"{manifest}: chunks[{i}].file {name!r} is not a file name in its directory (a chunk "
+                               "file is named SOURCE-NNNNN.bin); fix or remove the manifest")
+    return name
+
+
 def _fsync(path: Path) -> None:
     """fsync a file's data or a directory's entries."""
     fd = os.open(path, os.O_RDONLY)
