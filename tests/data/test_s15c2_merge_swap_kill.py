@@ -21,28 +21,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from swap_kill import TRACER, run_traced  # (same dir)
 
-import steel
 from steel.cli import main
 from steel.data.loader import PretrainLoader
 from steel.data.merge import merge
 from steel.tokenizer.engine import fingerprint
 
-SRC = str(Path(steel.__file__).resolve().parents[1])  # the children run the Steel this test imports
 # The previous output's tokenizer and the new one's: each output's tokenizer/ holds its own (fingerprints match).
 OLD_TOKENIZER = {"model": {"type": "WordLevel", "vocab": {"x": 0}}, "added_tokens": []}
 NEW_TOKENIZER = {"model": {"type": "WordLevel", "vocab": {"y": 0, "z": 1}}, "added_tokens": []}
 
-CHILD = r'''
-import json, os, signal, sys
-from pathlib import Path
+CHILD = TRACER + r'''
+import json, sys
 
 from steel.config import from_dict
 from steel.data.config import DataConfig
@@ -70,29 +65,12 @@ if what == "prepare":  # a shard: args = [config, index, count]
 
 from steel.data.merge import merge
 
-ops = []
-
-
-def wrap(name):
-    real = getattr(os, name)
-
-    def call(*a, **kw):
-        if ops:
-            if len(ops) - 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            ops.append(f"{name} {[os.fspath(x) if isinstance(x, (str, os.PathLike)) else x for x in a]}")
-        return real(*a, **kw)
-
-    setattr(os, name, call)
-
-
-for name in ("link", "replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync"):
-    wrap(name)
+trace_ops(("link", *SWAP_OPS))
 try:
     ops.append("start")
     merge(out, json.loads(args), overwrite=True)
 finally:
-    Path(trace).write_text("\n".join(ops[1:]) + "\n")
+    write_trace(trace)
 '''
 
 
@@ -127,14 +105,7 @@ def write_docs(root: Path) -> None:
 
 
 def run_child(tmp: Path, what: str, out: Path, args, fp: str, kill_at: int = -1) -> tuple[int, list[str]]:
-    script, trace = tmp / "child.py", tmp / "trace.txt"
-    script.write_text(CHILD, encoding="utf-8")
-    trace.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=SRC)
-    p = subprocess.run([sys.executable, str(script), what, str(out), json.dumps(args), fp, str(kill_at), str(trace)],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode in (0, -9), f"child failed ({p.returncode}):\n{p.stderr[-3000:]}"
-    return p.returncode, trace.read_text().splitlines() if trace.exists() else []
+    return run_traced(tmp, CHILD, [what, str(out), json.dumps(args), fp, str(kill_at)])
 
 
 def shards(tmp: Path, name: str, cfg: dict, tokenizer: dict) -> list[str]:

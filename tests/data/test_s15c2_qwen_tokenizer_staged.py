@@ -12,15 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from swap_kill import TRACER, run_traced  # (same dir)
 
-import steel
 import steel.data.prepare as P
 from steel.cli import main
 from steel.config import from_dict
@@ -54,6 +51,17 @@ def output(d: Path) -> dict[str, str]:
     return got | {"manifest.json": hashlib.md5(json.dumps(m, sort_keys=True).encode()).hexdigest()}
 
 
+def input_config(tmp: Path) -> dict:
+    """30 documents in tmp/in/a.jsonl, and the config of a prepare of them with another tokenizer than Qwen's."""
+    root = tmp / "in"
+    root.mkdir()
+    docs = [f"第{i}篇文档，讲的是第{i * 7 % 11}件事情。Document {i}." for i in range(30)]
+    (root / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
+                                  encoding="utf-8")
+    return {"root": str(root), "tokenizer": "unused (encoder passed in)", "chunk_tokens": 200, "workers": 0,
+            "sources": [{"name": "a", "path": ["a.jsonl"]}]}
+
+
 @pytest.fixture()
 def small_ranks(tmp_path, monkeypatch) -> Path:
     """Qwen's first 3,000 ranks as the rank file `tokenizer: qwen` builds from (well under a second)."""
@@ -66,13 +74,7 @@ def small_ranks(tmp_path, monkeypatch) -> Path:
 
 def test_an_interrupted_qwen_rerun_leaves_the_previous_output_and_its_tokenizer(tmp_path, small_ranks,
                                                                                  monkeypatch):
-    root = tmp_path / "in"
-    root.mkdir()
-    docs = [f"第{i}篇文档，讲的是第{i * 7 % 11}件事情。Document {i}." for i in range(30)]
-    (root / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
-                                  encoding="utf-8")
-    cfg = {"root": str(root), "tokenizer": "unused (encoder passed in)", "chunk_tokens": 200, "workers": 0,
-           "sources": [{"name": "a", "path": ["a.jsonl"]}]}
+    cfg = input_config(tmp_path)
     out = tmp_path / "out"
     # The previous output, made with another tokenizer whose tokenizer/ it holds (as a merge of such shards does)
     P.prepare(from_dict(DataConfig, cfg), out, encoder=Bytes(), log=LOG, quiet=True)
@@ -115,9 +117,8 @@ def test_an_interrupted_qwen_rerun_leaves_the_previous_output_and_its_tokenizer(
         k: v for k, v in got.items() if k.startswith("tokenizer/")}
 
 
-CHILD = r'''
-import json, os, signal, sys
-from pathlib import Path
+CHILD = TRACER + r'''
+import json, sys
 
 from steel.config import from_dict
 from steel.data.config import DataConfig
@@ -139,60 +140,24 @@ class Bytes:  # the previous output's tokenizer
         return [[b + 1 for b in t.encode()] for t in texts]
 
 
-ops = []
-enter = P._signals_held.__enter__
-
-
-def entered(self):  # the swap begins
-    ops.append("start")
-    return enter(self)
-
-
-def wrap(name):
-    real = getattr(os, name)
-
-    def call(*a, **kw):
-        if ops:
-            if len(ops) - 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            ops.append(f"{name} {[os.fspath(x) if isinstance(x, (str, os.PathLike)) else x for x in a]}")
-        return real(*a, **kw)
-
-    setattr(os, name, call)
-
-
-P._signals_held.__enter__ = entered
-for name in ("replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync"):
-    wrap(name)
+trace_from_swap(P)
+trace_ops(SWAP_OPS)
 cfg = from_dict(DataConfig, json.loads(cfg_json))
 try:
     P.prepare(cfg, out, encoder=None if cfg.tokenizer == "qwen" else Bytes(), quiet=True)
 finally:
-    Path(trace).write_text("\n".join(ops[1:]) + "\n")
+    write_trace(trace)
 '''
 
 
 def run_child(tmp: Path, out: Path, cfg: dict, ranks: Path, kill_at: int = -1) -> tuple[int, list[str]]:
-    script, trace = tmp / "child.py", tmp / "trace.txt"
-    script.write_text(CHILD, encoding="utf-8")
-    trace.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(Path(steel.__file__).resolve().parents[1]))
-    p = subprocess.run([sys.executable, str(script), str(out), json.dumps(cfg), str(ranks), Bytes.fingerprint,
-                        str(kill_at), str(trace)], env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode in (0, -9), f"child failed ({p.returncode}):\n{p.stderr[-3000:]}"
-    return p.returncode, trace.read_text().splitlines() if trace.exists() else []
+    return run_traced(tmp, CHILD, [str(out), json.dumps(cfg), str(ranks), Bytes.fingerprint, str(kill_at)])
 
 
 def test_a_kill_in_the_swap_leaves_the_previous_tokenizer_dir_or_the_new_one(tmp_path, small_ranks, capsys):
     """The staged tokenizer/ replaces OUT's in the swap, at every kill point of it: OUT is then the previous output
     with its tokenizer/ or the new one with Qwen's (`tokenizer_dir_for` takes it), never a mix."""
-    root = tmp_path / "in"
-    root.mkdir()
-    docs = [f"第{i}篇文档，讲的是第{i * 7 % 11}件事情。Document {i}." for i in range(30)]
-    (root / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs),
-                                  encoding="utf-8")
-    cfg = {"root": str(root), "tokenizer": "unused (encoder passed in)", "chunk_tokens": 200, "workers": 0,
-           "sources": [{"name": "a", "path": ["a.jsonl"]}]}
+    cfg = input_config(tmp_path)
     new_cfg = cfg | {"tokenizer": "qwen", "chunk_tokens": 150}
     old = tmp_path / "old"
     assert run_child(tmp_path, old, cfg, small_ranks)[0] == 0

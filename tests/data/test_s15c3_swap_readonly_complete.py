@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from swap_kill import SRC  # (same dir)
 from test_s15c_prepare_swap_kill import (  # (same dir)
     NEW_FP,
     OLD_FP,
     OLD_TOKENIZER,
-    SRC,
     config,
     output_files,
     run_child,

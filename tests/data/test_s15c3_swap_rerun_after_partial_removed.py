@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from swap_kill import fail_second_move  # (same dir)
 from test_s15c2_merge_swap_kill import output_files as merged_files  # (same dir)
 from test_s15c_prepare_swap_kill import NEW_FP, config, output_files, write_docs
 
@@ -32,20 +33,6 @@ class Bytes:
 
     def encode_batch(self, texts):
         return [[b + 1 for b in t.encode()] for t in texts]
-
-
-def fail_second_move(monkeypatch, out: Path) -> None:
-    """The second staged file the swap moves into `out` fails (EIO): the previous manifest and files are gone."""
-    real, moved = os.replace, []
-
-    def replace(src, dst):
-        if Path(src).parent.name == STAGING and Path(dst).parent == out:
-            moved.append(src)
-            if len(moved) == 2:
-                raise OSError(5, "Input/output error")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
 
 
 def hidden(d: Path) -> list[str]:

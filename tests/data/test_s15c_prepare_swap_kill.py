@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from swap_kill import TRACER, fail_second_move, run_traced  # (same dir)
 
-import steel
 from steel.cli import main
 from steel.config import from_dict
 from steel.data.config import DataConfig
@@ -37,15 +36,13 @@ from steel.data.loader import PretrainLoader
 from steel.data.prepare import prepare
 from steel.tokenizer.engine import fingerprint
 
-SRC = str(Path(steel.__file__).resolve().parents[1])  # the child runs the Steel this test imports
 # What a tokenizer/ of the previous output holds: its fingerprint is the previous output's tokenizer's, and the
 # new output (another tokenizer) must not keep it.
 OLD_TOKENIZER = {"model": {"type": "WordLevel", "vocab": {"x": 0}}, "added_tokens": []}
 OLD_FP, NEW_FP = fingerprint(OLD_TOKENIZER), "e" * 64
 
-CHILD = r'''
-import json, os, signal, sys
-from pathlib import Path
+CHILD = TRACER + r'''
+import json, sys
 
 from steel.config import from_dict
 from steel.data.config import DataConfig
@@ -64,35 +61,12 @@ class Bytes:  # one id per UTF-8 byte, EOS 0
         return [[b + 1 for b in t.encode()] for t in texts]
 
 
-ops = []
-enter = P._signals_held.__enter__
-
-
-def entered(self):  # the swap begins (the block that holds Ctrl-C and SIGTERM)
-    ops.append("start")
-    return enter(self)
-
-
-def wrap(name):
-    real = getattr(os, name)
-
-    def call(*args, **kwargs):
-        if ops:
-            if len(ops) - 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            ops.append(f"{name} {[os.fspath(a) if isinstance(a, (str, os.PathLike)) else a for a in args]}")
-        return real(*args, **kwargs)
-
-    setattr(os, name, call)
-
-
-P._signals_held.__enter__ = entered
-for name in ("replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync"):
-    wrap(name)
+trace_from_swap(P)
+trace_ops(SWAP_OPS)
 try:
     P.prepare(from_dict(DataConfig, json.loads(cfg_json)), out, encoder=Bytes(), quiet=True)
 finally:
-    Path(trace).write_text("\n".join(ops[1:]) + "\n")
+    write_trace(trace)
 '''
 
 
@@ -117,14 +91,7 @@ def write_docs(root: Path) -> None:
 
 
 def run_child(tmp: Path, out: Path, cfg: dict, fp: str, kill_at: int) -> tuple[int, list[str]]:
-    script, trace = tmp / "child.py", tmp / "trace.txt"
-    script.write_text(CHILD, encoding="utf-8")
-    trace.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=SRC)
-    p = subprocess.run([sys.executable, str(script), str(out), json.dumps(cfg), fp, str(kill_at), str(trace)],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode in (0, -9), f"child failed ({p.returncode}):\n{p.stderr[-3000:]}"
-    return p.returncode, trace.read_text().splitlines() if trace.exists() else []
+    return run_traced(tmp, CHILD, [str(out), json.dumps(cfg), fp, str(kill_at)])
 
 
 def output_files(d: Path) -> dict[str, str]:
@@ -228,23 +195,14 @@ def test_an_error_in_the_swap_leaves_the_staged_output_for_the_next_reader(tmp_p
     shutil.copytree(out, new)
     new_cfg = from_dict(DataConfig, config(root, 450, ["a", "c"], False))
     prepare(new_cfg, new, encoder=Bytes(), log=log, quiet=True)
-    real_replace, failed = os.replace, []
-
-    def replace(src, dst):  # the second staged file to move in fails
-        if Path(src).parent.name == STAGING and Path(dst).parent == out:
-            failed.append(src)
-            if len(failed) == 2:
-                raise OSError(5, "Input/output error")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    try:
-        prepare(new_cfg, out, encoder=Bytes(), log=log, quiet=True)
-    except OSError as e:
-        assert e.errno == 5
-    else:
-        raise AssertionError("the failing rename did not fail the run")
-    monkeypatch.setattr(os, "replace", real_replace)
+    with monkeypatch.context() as m:
+        fail_second_move(m, out)  # the second staged file to move in fails (EIO)
+        try:
+            prepare(new_cfg, out, encoder=Bytes(), log=log, quiet=True)
+        except OSError as e:
+            assert e.errno == 5
+        else:
+            raise AssertionError("the failing rename did not fail the run")
     assert (out / STAGING).is_dir() and not (out / "manifest.json").exists()
     with caplog.at_level(logging.WARNING, logger="steel"):
         m = read_manifest(out)

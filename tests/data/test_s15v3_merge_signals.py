@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_s15c2_merge_swap_kill import SRC, config, output_files, write_docs
+from swap_kill import SRC  # (same dir)
+from test_s15c2_merge_swap_kill import config, output_files, write_docs
 
 from steel.cli import main
 from steel.config import from_dict

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 
 import pytest
+from swap_kill import fail_second_move  # (same dir)
 from test_s15c_prepare_swap_kill import NEW_FP, config, output_files, write_docs
 
 from steel.config import from_dict
 from steel.data.chunks import read_manifest
 from steel.data.config import DataConfig
-from steel.data.prepare import STAGING, prepare
+from steel.data.prepare import prepare
 from steel.data.swap import JOURNAL
 
 LOG = logging.getLogger("steel.test.s15v3")
@@ -36,17 +35,8 @@ def test_a_148523e_journal_without_by_is_finished(tmp_path, monkeypatch, caplog)
     prepare(from_dict(DataConfig, config(root, 600, ["a", "b"], True)), out, encoder=Bytes(), log=LOG, quiet=True)
     new_cfg = from_dict(DataConfig, config(root, 450, ["a", "c"], False))
     prepare(new_cfg, ref, encoder=Bytes(), log=LOG, quiet=True)
-    real, moved = os.replace, []
-
-    def replace(src, dst):  # the swap dies at its second move into OUT (the previous manifest and files gone)
-        if Path(src).parent.name == STAGING and Path(dst).parent == out:
-            moved.append(src)
-            if len(moved) == 2:
-                raise KeyboardInterrupt  # stands for the kill: nothing after it runs
-        return real(src, dst)
-
-    with monkeypatch.context() as m:
-        m.setattr(os, "replace", replace)
+    with monkeypatch.context() as m:  # the swap dies at its second move into OUT (previous manifest and files gone)
+        fail_second_move(m, out, KeyboardInterrupt())  # stands for the kill: nothing after it runs
         with pytest.raises(KeyboardInterrupt):
             prepare(new_cfg, out, encoder=Bytes(), log=LOG, quiet=True)
     journal = json.loads((out / JOURNAL).read_text(encoding="utf-8"))
