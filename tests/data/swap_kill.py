@@ -11,8 +11,10 @@ numbered `kill_at` (0 = the first), so k = 0, 1, ... kills it before each of the
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import steel
@@ -88,3 +90,22 @@ def fail_second_move(monkeypatch, out: Path, error: BaseException | None = None)
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
+
+
+def killed_states(tmp: Path, old: Path, trace: list[str], kill: Callable[[Path, int], int]
+                  ) -> Iterator[tuple[Path, Path, str, list[str]]]:
+    """Every state a run leaves when killed before each op of its unkilled `trace`, and the unkilled end: for
+    k = 0, ..., len(trace), tmp/out as a copy of `old`, `kill(out, k)` (the traced child run on it, killed before
+    op k: its exit status) -> (out, tmp/rerun: a copy of the state the kill left for the next run alone, where: the
+    kill point in words, raw: every path under out)."""
+    out, rerun = tmp / "out", tmp / "rerun"
+    for k in range(len(trace) + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(old, out)
+        code = kill(out, k)
+        assert (code == 0) == (k == len(trace)), (k, code)
+        where = f"killed before {trace[k]!r} (step {k} of {len(trace)})" if k < len(trace) else "unkilled"
+        raw = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+        shutil.rmtree(rerun, ignore_errors=True)
+        shutil.copytree(out, rerun, symlinks=True)
+        yield out, rerun, where, raw

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from swap_kill import TRACER, run_traced  # (same dir)
+from swap_kill import TRACER, killed_states, run_traced  # (same dir)
 
 from steel.cli import main
 from steel.data.loader import PretrainLoader
@@ -147,18 +147,11 @@ def test_a_kill_at_any_point_of_a_merge_leaves_the_previous_or_the_new_output(tm
     old_samples, new_samples = samples(old), samples(new)
     assert old_samples.shape != new_samples.shape
 
-    out = tmp_path / "out"
+    def kill(out: Path, k: int) -> int:  # the merge on a copy of the previous output, killed before op k
+        return run_child(tmp_path, "merge", out, new_dirs, new_fp, k)[0]
+
     seen = {"old": 0, "new": 0}
-    for k in range(len(trace) + 1):
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(old, out)
-        code, _ = run_child(tmp_path, "merge", out, new_dirs, new_fp, k)
-        assert (code == 0) == (k == len(trace)), (k, code)
-        where = f"killed before {trace[k]!r} (step {k} of {len(trace)})" if k < len(trace) else "unkilled"
-        raw = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-        rerun = tmp_path / "rerun"  # the state the kill left, for the next merge alone
-        shutil.rmtree(rerun, ignore_errors=True)
-        shutil.copytree(out, rerun, symlinks=True)
+    for out, rerun, where, raw in killed_states(tmp_path, old, trace, kill):
         # what `steel data inspect` and the training loader read (each finishes a swap left half done)
         capsys.readouterr()
         with caplog.at_level(logging.INFO, logger="steel"):

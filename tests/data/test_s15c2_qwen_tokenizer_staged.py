@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from swap_kill import TRACER, run_traced  # (same dir)
+from swap_kill import TRACER, killed_states, run_traced  # (same dir)
 
 import steel.data.prepare as P
 from steel.cli import main
@@ -171,18 +171,11 @@ def test_a_kill_in_the_swap_leaves_the_previous_tokenizer_dir_or_the_new_one(tmp
     assert old_files["tokenizer/tokenizer.json"] != new_files["tokenizer/tokenizer.json"]
     assert "tokenizer/qwen.tiktoken" in new_files
 
-    out = tmp_path / "out"
+    def kill(out: Path, k: int) -> int:  # the prepare on a copy of the previous output, killed before op k
+        return run_child(tmp_path, out, new_cfg, small_ranks, k)[0]
+
     seen = {"old": 0, "new": 0}
-    for k in range(len(trace) + 1):
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(old, out)
-        code, _ = run_child(tmp_path, out, new_cfg, small_ranks, k)
-        assert (code == 0) == (k == len(trace)), (k, code)
-        where = f"killed before {trace[k]!r} (step {k} of {len(trace)})" if k < len(trace) else "unkilled"
-        raw = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-        rerun = tmp_path / "rerun"
-        shutil.rmtree(rerun, ignore_errors=True)
-        shutil.copytree(out, rerun, symlinks=True)
+    for out, rerun, where, raw in killed_states(tmp_path, old, trace, kill):
         capsys.readouterr()
         try:
             rc = main(["data", "inspect", str(out)])  # finishes a swap left half done
