@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from swap_kill import fail_second_move  # (same dir)
 from test_s15c2_merge_swap_kill import output_files as merged_files  # (same dir)
-from test_s15c_prepare_swap_kill import NEW_FP, config, output_files, write_docs
+from test_s15c_prepare_swap_kill import NEW_FP, config, output_files, previous_and_new, write_docs
 
 from steel.config import from_dict
 from steel.data.chunks import ChunkFormatError, read_manifest
@@ -40,13 +40,7 @@ def hidden(d: Path) -> list[str]:
 
 
 def test_the_prepare_the_error_tells_to_run_again_runs(tmp_path, monkeypatch, caplog):
-    root = tmp_path / "in"
-    root.mkdir()
-    write_docs(root)
-    out, ref = tmp_path / "out", tmp_path / "ref"
-    prepare(from_dict(DataConfig, config(root, 600, ["a", "b"], True)), out, encoder=Bytes(), log=LOG, quiet=True)
-    new_cfg = from_dict(DataConfig, config(root, 450, ["a", "c"], False))
-    prepare(new_cfg, ref, encoder=Bytes(), log=LOG, quiet=True)
+    out, ref, new_cfg = previous_and_new(tmp_path, Bytes(), LOG)
     with monkeypatch.context() as m:
         fail_second_move(m, out)
         with caplog.at_level(logging.ERROR, logger="steel"), pytest.raises(OSError):

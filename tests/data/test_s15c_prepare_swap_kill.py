@@ -90,6 +90,19 @@ def write_docs(root: Path) -> None:
                                           encoding="utf-8")
 
 
+def previous_and_new(tmp: Path, encoder, log: logging.Logger) -> tuple[Path, Path, DataConfig]:
+    """The documents in tmp/in, the previous output in tmp/out (sources a, b; 600-token chunks; exact dedup) and
+    the new one made unkilled in tmp/ref (a, c; 450; no dedup) -> (out, ref, the new one's config)."""
+    root = tmp / "in"
+    root.mkdir()
+    write_docs(root)
+    out, ref = tmp / "out", tmp / "ref"
+    prepare(from_dict(DataConfig, config(root, 600, ["a", "b"], True)), out, encoder=encoder, log=log, quiet=True)
+    new_cfg = from_dict(DataConfig, config(root, 450, ["a", "c"], False))
+    prepare(new_cfg, ref, encoder=encoder, log=log, quiet=True)
+    return out, ref, new_cfg
+
+
 def run_child(tmp: Path, out: Path, cfg: dict, fp: str, kill_at: int) -> tuple[int, list[str]]:
     return run_traced(tmp, CHILD, [str(out), json.dumps(cfg), fp, str(kill_at)])
 

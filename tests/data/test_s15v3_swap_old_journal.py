@@ -9,11 +9,9 @@ import logging
 
 import pytest
 from swap_kill import fail_second_move  # (same dir)
-from test_s15c_prepare_swap_kill import NEW_FP, config, output_files, write_docs
+from test_s15c_prepare_swap_kill import NEW_FP, output_files, previous_and_new
 
-from steel.config import from_dict
 from steel.data.chunks import read_manifest
-from steel.data.config import DataConfig
 from steel.data.prepare import prepare
 from steel.data.swap import JOURNAL
 
@@ -28,13 +26,7 @@ class Bytes:
 
 
 def test_a_148523e_journal_without_by_is_finished(tmp_path, monkeypatch, caplog):
-    root = tmp_path / "in"
-    root.mkdir()
-    write_docs(root)
-    out, ref = tmp_path / "out", tmp_path / "ref"
-    prepare(from_dict(DataConfig, config(root, 600, ["a", "b"], True)), out, encoder=Bytes(), log=LOG, quiet=True)
-    new_cfg = from_dict(DataConfig, config(root, 450, ["a", "c"], False))
-    prepare(new_cfg, ref, encoder=Bytes(), log=LOG, quiet=True)
+    out, ref, new_cfg = previous_and_new(tmp_path, Bytes(), LOG)
     with monkeypatch.context() as m:  # the swap dies at its second move into OUT (previous manifest and files gone)
         fail_second_move(m, out, KeyboardInterrupt())  # stands for the kill: nothing after it runs
         with pytest.raises(KeyboardInterrupt):
