@@ -16,8 +16,9 @@ from train_fixtures import launch
 # then wait, each in a session of its own (torchrun's), their parent gone.
 ORPHANS = """
 import os, signal, sys, time
-print(f"rank {os.environ['RANK']} pid {os.getpid()} log {os.environ['TORCHELASTIC_ERROR_FILE']}", file=sys.stderr,
-      flush=True)
+# one write of the whole line: under torchrun (`python -u`) print's text and its newline are two writes, and the
+# two ranks' lines interleaved ("...error.jsonrank 1 pid ...")
+os.write(2, f"rank {os.environ['RANK']} pid {os.getpid()} log {os.environ['TORCHELASTIC_ERROR_FILE']}\\n".encode())
 if os.environ["RANK"] == "0":
     time.sleep(1)
     os.kill(os.getppid(), signal.SIGKILL)
