@@ -18,7 +18,8 @@ point or a link). So the swap keeps a journal, `OUT/.steel-swap.json`:
 Each step of 3 may run again. Whoever reads OUT next through `read_manifest` (training, `steel data inspect`,
 eval, the next prepare or merge) finds the journal, finishes the swap under OUT's lock (`.steel.lock`, waiting
 for a prepare that is finishing its own), says so with a warning, and reads the new output. Once the new manifest
-is in, only cleanup is left: a reader that cannot do it (OUT copied to read-only storage) warns and reads on. A
+is in, only cleanup is left: a reader that cannot do it (OUT copied to read-only storage) warns (once per process
+and directory) and reads on. A
 journal whose staged output is gone too (OUT/.partial/ removed by hand after a failed swap) leaves no complete
 output: a reader refuses OUT, naming the journal; the next prepare or merge, which rebuilds OUT, drops it.
 """
@@ -45,6 +46,9 @@ ASIDE = ".replaced-"  # STAGE/.replaced-NAME: OUT's directory NAME that a staged
 # the swap moves (OUT's or the stage's entry count changed within LOCK_WAIT_S, looked at every PROGRESS_LOOK_S).
 LOCK_WAIT_S = 60.0
 PROGRESS_LOOK_S = 1.0
+# The directories this process was told cannot be cleaned (`_finish`'s "left"): said once per directory, not on
+# every read (a training run reads its data dirs' manifests more than once; each warned again, session 16).
+_TOLD_LEFT: set[str] = set()
 
 
 def chunk_name(name, manifest: Path, i: int) -> str:
@@ -146,9 +150,11 @@ def _finish(out: Path, journal: dict, log: logging.Logger, rebuilding: bool = Fa
         (out / JOURNAL).unlink(missing_ok=True)
         _fsync(out)
     except OSError as e:
-        log.warning("%s: holds the new output, but what its swap left (%s, %s/) cannot be removed (%s); the next "
-                    "read of the directory where it is writable removes it", out, JOURNAL, stage.name,
-                    e.strerror or e)
+        if str(out.resolve()) not in _TOLD_LEFT:
+            _TOLD_LEFT.add(str(out.resolve()))
+            log.warning("%s: holds the new output, but what its swap left (%s, %s/) cannot be removed (%s); the next "
+                        "read of the directory where it is writable removes it", out, JOURNAL, stage.name,
+                        e.strerror or e)
         return "left"
     return done
 
