@@ -32,6 +32,18 @@ class UserError(Exception):
     """Bad input from the user (a file, a flag): printed as one line, exit status 2."""
 
 
+# What the running command has finished and put in place (`done_so_far`), for the line of a Ctrl-C or SIGTERM that
+# comes after it. NOTE: a prepare interrupted right after its output was moved into OUT printed a bare
+# "steel: interrupted", and the user ran hours of preparation again for an output that was complete (session 16).
+_done: list[str] = []
+
+
+def done_so_far(note: str) -> None:
+    """The running command's result is complete and in place; `note` says what and where. A Ctrl-C or SIGTERM after
+    this ends the command as before (status 130: it stopped there), with the line `steel: interrupted after NOTE`."""
+    _done.append(note)
+
+
 def home_path(value: str) -> str:
     """argparse `type=` of a path argument: `~` is the home directory, also where a shell leaves it as it is
     (`--add-data=~/d`, a quoted "~/my data"); taken literally, it named (or created) ./~/d."""
@@ -129,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
+    _done.clear()
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UserError) as e:
@@ -136,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         to_run_log(f"steel: error: {e}")
         return 2
     except KeyboardInterrupt:
-        to_stderr("steel: interrupted")
-        to_run_log("steel: interrupted")
+        line = "steel: interrupted" + (f" after {_done[-1]}" if _done else "")
+        to_stderr(line)
+        to_run_log(line)
         return 130
     except BrokenPipeError:  # `steel ... | head`: the reader left; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         to_run_log(f"steel: error: {type(e).__name__}: {e}", e)
         raise
     finally:
+        _done.clear()
         _leave_process_group()
         command_ended()
 

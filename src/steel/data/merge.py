@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steel.cli import UserError
+from steel.cli import UserError, done_so_far
 from steel.data.chunks import (
     DOCUMENTS,
     MANIFEST,
@@ -435,6 +435,9 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
     with _signals_held() as held:
         swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, swap_tokenizer, log,
                 by="steel data merge")
+        done_so_far(f"the output was complete: {out_dir} holds the merged output ({len(chunks)} chunks, "
+                    f"{manifest['total_tokens']:,} tokens); the check of what each source kept may not have run: "
+                    f"`steel data inspect {out_dir}` runs it")
     if old_chunks:
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
     if held.got:

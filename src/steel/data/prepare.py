@@ -36,7 +36,7 @@ from typing import Any, get_args, get_type_hints
 
 import numpy as np
 
-from steel.cli import UserError
+from steel.cli import UserError, done_so_far
 from steel.config import ConfigError, to_dict
 from steel.data.chat import LAYOUT_FIELDS, conversation_text, render_chatml
 from steel.data.chunks import (
@@ -998,6 +998,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
     with _signals_held() as held:  # from the previous output's deletion to the new manifest
         swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, tokenizer, log)
+        done_so_far(f"the output was complete: {out_dir} holds the new output ({len(chunks)} chunks, "
+                    f"{manifest['total_tokens']:,} tokens); nothing to run again")
     if old_chunks:
         log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
     if held.got:
