@@ -276,6 +276,35 @@ def warn_eos_differs(model_cfg, tokenizer: dict) -> None:
                     have, eos, eos)
 
 
+# A vocab_size this far above the data tokenizer's ids is a config left at another tokenizer's size (tiny-cpu.yaml's
+# Qwen 151,936 over a 4-8k tokenizer of one's own), not padding. NOTE: padding stays below both bounds: Qwen pads
+# its 151,646 ids to 151,936 (290 rows, 0.2%), nanoGPT/HF pad to a multiple of 64 (< 64 rows), Megatron to a
+# multiple of 128 x tensor-parallel size (< 1,024 rows for TP <= 8); a tokenizer of 4k-16k ids padded to 1,024 rows
+# more is under 25% of the rows (the head still computes every row's logit, so 10% is a cost worth naming).
+UNUSED_VOCAB_ROWS_MIN = 1024
+UNUSED_VOCAB_SHARE_MIN = 0.10
+
+
+def warn_vocab_far_above_tokenizer(model_cfg, tokenizer: dict, parameters: int) -> None:
+    """Warn once (at the start) when most of the embedding and output head are rows no data id reaches:
+    `model_cfg.vocab_size` - the data tokenizer's `vocab_size` > both UNUSED_VOCAB_ROWS_MIN and
+    UNUSED_VOCAB_SHARE_MIN of the rows. `parameters`: the model's, for the share those rows hold."""
+    vocab, have = tokenizer.get("vocab_size"), model_cfg.vocab_size
+    if not isinstance(vocab, int) or vocab <= 0:
+        return
+    unused = have - vocab
+    if unused <= UNUSED_VOCAB_ROWS_MIN or unused <= UNUSED_VOCAB_SHARE_MIN * have:
+        return
+    rows = unused * model_cfg.hidden_size * (1 if getattr(model_cfg, "tie_word_embeddings", False) else 2)
+    padded = -(-vocab // 64) * 64
+    log.warning("model.config: vocab_size %d is %.1fx the data tokenizer's %d ids: its %d rows past them (%.0f%% of "
+                "the embedding%s) hold %s of the model's %s parameters, are never an input nor a target, and the "
+                "head still computes their logits for every token; set model.overrides.vocab_size: %d%s",
+                have, have / vocab, vocab, unused, 100 * unused / have,
+                "" if getattr(model_cfg, "tie_word_embeddings", False) else " and of the output head",
+                _si(rows), _si(parameters), vocab, f" (or {padded}, a multiple of 64)" if padded != vocab else "")
+
+
 def check_weights_name_sources(weights: dict, dirs: list) -> None:
     """Refuse a `data.weights` key that names no source of the run's data dirs (a typo would be ignored)."""
     from steel.data.chunks import ChunkFormatError, read_manifest
@@ -1205,6 +1234,7 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 data.extra_dirs = list(dict.fromkeys(str(Path(x).resolve()) for x in add_data))
         if make_data is None and d.is_main:
             warn_eos_differs(model_cfg, data.tokenizer)
+            warn_vocab_far_above_tokenizer(model_cfg, data.tokenizer, sum(p.numel() for p in model.parameters()))
         with fail_together(d):  # rank 0 alone opens W&B (and writes its run id)
             metrics = MetricsLogger(run_dir, d.is_main, cfg.log.tensorboard, cfg.log.wandb, cfg.log.wandb_project,
                                     to_dict(cfg))
