@@ -96,6 +96,11 @@ def jaccard_estimate(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.count_nonzero(s1 == s2)) / len(s1)
 
 
+# NOTE: np.trapezoid is numpy >= 2.0; numpy 1.x (pyproject allows numpy>=1.26) names the same rule np.trapz,
+# which 2.x deprecates, so the new name is used wherever it exists.
+_trapezoid = np.trapezoid if hasattr(np, "trapezoid") else np.trapz
+
+
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(b, r) with b*r <= num_perm minimizing the weighted false positive/negative probability mass."""
     best, best_err = (1, num_perm), float("inf")
@@ -103,8 +108,8 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     x_fn = np.linspace(threshold, 1.0, 201)
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - x_fp**r) ** b, x_fp)
-            fn = np.trapezoid((1 - x_fn**r) ** b, x_fn)
+            fp = _trapezoid(1 - (1 - x_fp**r) ** b, x_fp)
+            fn = _trapezoid((1 - x_fn**r) ** b, x_fn)
             err = fp_weight * fp + fn_weight * fn
             if err < best_err:
                 best, best_err = (b, r), err
