@@ -30,7 +30,7 @@ import torch
 
 from steel import __version__
 from steel.cli import UserError
-from steel.infer.generate import stop_token_ids
+from steel.infer.generate import stop_token_ids, token_count
 from steel.infer.load import (
     PROVENANCE,
     load_model,
@@ -96,6 +96,17 @@ def export(
     # Sampling defaults for chat (users override them); greedy evaluation sets do_sample=False itself.
     gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty = True, 0.7, 0.8, 1.05
     gen.max_new_tokens = 512
+    # Rows past the tokenizer (Qwen's padding; a vocab_size set above a tokenizer of one's own) have no text: HF's
+    # generate sampled them (decode gave "" or raised), `steel generate` never does (`generate_ids`). The logits
+    # stay the model's; generate is told to skip those ids. NOTE: as single-token `bad_words_ids`, a bias vector
+    # built at the first step and added each step (65-105 us/step on CPU for 290 or 23,936 ids, 2-257 ms once per
+    # generate call); `suppress_tokens` runs torch.isin of every row against the list each step, 28-240 ms/step on
+    # CPU (bench/export_suppress_tokens.py).
+    # A source's own entries stay, but for single ids past this tokenizer (an export's export: its list was of the
+    # tokenizer it had, which --tokenizer may replace).
+    have = token_count(tok)
+    kept = [w for w in gen.bad_words_ids or [] if not (len(w) == 1 and w[0] >= have)]
+    gen.bad_words_ids = kept + [[i] for i in range(have, cfg.vocab_size)] or None
 
     # A model Steel trained from the start never read a BOS (prepared chunks and SFT rows hold none): the
     # export's tokenizer puts none first either, and the record says so, so a copy taken away from its run
