@@ -87,7 +87,7 @@ def test_arguments_no_command_knows_are_refused(fake, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["boom", "ok", "--lr", "3"])
     assert e.value.code == 2
-    assert "steel: error: unrecognized arguments: --lr 3" in capsys.readouterr().err
+    assert "steel boom: error: unrecognized arguments: --lr 3" in capsys.readouterr().err  # the command's usage
 
 
 def test_no_command_prints_the_help_and_exits_2(fake, capsys):

@@ -114,12 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the deepest command `args` names (`steel eval mc`'s), or `parser` when none."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, sub.dest, None) if sub is not None else None
+        if name not in (sub.choices if sub is not None else {}):
+            return parser
+        parser = sub.choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
-    if extras:  # parse_args's own check, on the root parser: the parsed command says whether the ranks hear of it
-        parser.told_command = bool(getattr(args, "startup_exchange", False))
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if extras:  # parse_args's own check: the parsed command says whether the ranks hear of it
+        # NOTE: with the command's usage (argparse reports them on the root parser: `steel export --model R --out
+        # H` printed `usage: steel [-h] [--version] COMMAND ...`, nothing of the `src out` that export takes).
+        command = _command_parser(parser, args)
+        command.told_command = bool(getattr(args, "startup_exchange", False))
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

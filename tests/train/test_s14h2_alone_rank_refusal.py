@@ -34,7 +34,7 @@ PER_RANK = textwrap.dedent("""
 """)
 
 CASES = {
-    "argv": ("train", "steel: unrecognized arguments: --bogus"),
+    "argv": ("train", "steel train: unrecognized arguments: --bogus"),
     "local_rank": ("train", "LOCAL_RANK='one': expected an integer (torchrun sets it; launch with torchrun)"),
 }
 
@@ -52,9 +52,12 @@ def test_a_rank_stopped_before_its_config_stops_the_others_with_its_error(tmp_pa
         prog, message = cause.split(": ", 1)
         own = f"{prog}: error: {message}"
         assert f"usage: {prog} " in r.stderr, r.stderr[-3000:]
+        # the command's own prog (`steel train: error: ...`), not a `steel: error:` line
+        assert r.stderr.splitlines().count(own) == 1, r.stderr[-3000:]
+        assert errors == [f"steel: error: rank 1 stopped at startup: {cause}"], errors
     else:
         own = f"steel: error: {cause}"
-    assert errors == sorted([own, f"steel: error: rank 1 stopped at startup: {cause}"]), errors
+        assert errors == sorted([own, f"steel: error: rank 1 stopped at startup: {cause}"]), errors
     assert not (tmp_path / "run").exists()
 
 
@@ -82,10 +85,10 @@ def test_one_process_launch_errors_are_unchanged(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, told", [
-    (["sft", "c.yaml", "--bogus"], "steel: unrecognized arguments: --bogus"),  # the root parser's check
+    (["sft", "c.yaml", "--bogus"], "steel sft: unrecognized arguments: --bogus"),  # reported with the command's usage
     (["train", "--set"], "steel train: argument --set: expected one argument"),
     (["plot", "run", "--bogus"], None),  # one process's command: nobody waits for it
-    (["--bogus", "train", "c.yaml"], "steel: unrecognized arguments: --bogus"),  # a line of steel train all the same
+    (["--bogus", "train", "c.yaml"], "steel train: unrecognized arguments: --bogus"),  # a line of steel train all the same
     (["trian", "c.yaml"], None),  # no command: nothing says the others run one that waits
 ])
 def test_which_argument_errors_are_told_under_torchrun(monkeypatch, capsys, argv, told):
