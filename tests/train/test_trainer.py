@@ -420,7 +420,8 @@ def test_parallel_mode_without_torchrun_runs_one_process(tmp_path, data, mode):
     assert losses(tmp_path / "a" / "run") == losses(tmp_path / "b" / "run")
     # ...and says so in the run log (it was logged before the log existed, so it never appeared)
     log_text = (tmp_path / "b" / "run" / "train.log").read_text()
-    assert f"parallel.mode: {mode} with one process (no torchrun): running unwrapped" in log_text
+    # not "(no torchrun)": `torchrun --nproc_per_node 1` (a 2-rank run resumed on one GPU) runs one process too
+    assert f"parallel.mode: {mode} with one process: running unwrapped" in log_text
 
 
 def test_bf16_saved_model_trains_with_fp32_master_weights(tmp_path, data):

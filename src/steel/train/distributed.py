@@ -317,7 +317,7 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
 def parallelize(model: nn.Module, cfg: ParallelSection, d: Dist) -> nn.Module:
     log = logging.getLogger("steel")
     if cfg.mode not in ("auto", d.mode):
-        log.info("parallel.mode: %s with one process (no torchrun): running unwrapped", cfg.mode)
+        log.info("parallel.mode: %s with one process: running unwrapped", cfg.mode)
     model.to(d.device)
     if cfg.param_dtype == "fp32":
         # A model loaded in bf16 (an HF directory saved so, a config with dtype: bfloat16) would otherwise
