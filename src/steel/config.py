@@ -168,8 +168,13 @@ def _build(cls: type[T], data: dict, path: str) -> T:
     unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints (`1: a`): never compare int < str
     if unknown:
         where = f"{path}." if path else ""
+        # A field of one of this level's sections (`--set lr=1e-3` for optim.lr, SFT's `self_cognition:` at the
+        # top instead of under `data:`) is named: the list of this level's fields alone did not say where it goes.
+        inner = [f"{where}{n}.{unknown[0]}" for n in sorted(fields) if dataclasses.is_dataclass(hints.get(n))
+                 and any(g.init and g.name == unknown[0] for g in dataclasses.fields(hints[n]))]
+        hint = f"did you mean {' or '.join(inner)}?; " if inner else ""
         raise ConfigError(
-            f"{where}{unknown[0]}: unknown field" + (f" (known: {', '.join(sorted(fields))})" if fields else "")
+            f"{where}{unknown[0]}: unknown field" + (f" ({hint}known: {', '.join(sorted(fields))})" if fields else "")
         )
     kwargs = {}
     for name, f in fields.items():
