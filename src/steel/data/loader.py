@@ -525,6 +525,15 @@ class PretrainLoader:
     def total(self) -> int:
         return int(self._offsets[-1])
 
+    def mixture(self) -> dict[str, int]:
+        """Samples per epoch by source (round(weight x windows) per chunk), of the chunks the next epochs draw
+        from: what `data.weights` and the manifests' weights make of the prepared tokens."""
+        out: dict[str, int] = {}
+        for i, c in enumerate(self.chunks):
+            if self._offsets[i] >= self.active_base:
+                out[c.source] = out.get(c.source, 0) + c.count
+        return out
+
     def _dir_inputs(self, dirs, read: bool = False) -> list[DirInputs]:
         """The `DirInputs` of the scanned dirs among `dirs` (one per resolved path, first spelling's).
 
