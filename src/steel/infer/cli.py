@@ -145,6 +145,11 @@ def cmd_generate(args) -> int:
     except UnicodeDecodeError as e:  # stdin decoded strictly (a UTF-8 locale) holding other bytes
         raise UserError(f"--prompt -: stdin is not {e.encoding} text (byte 0x{e.object[e.start]:02X}); "
                         "convert it first, e.g. iconv -f gbk -t utf-8") from None
+    if args.prompt == "-" and not args.chat:
+        # NOTE: the line end `echo` or a file's last line adds: kept, `echo 钢铁是 | steel generate --prompt -`
+        # continued "钢铁是\n" (a new line), not the sentence `--prompt 钢铁是` continues. One only, as a file
+        # holds it (--chat normalizes the prompt as steel chat does its lines).
+        prompt = prompt[:-2] if prompt.endswith("\r\n") else prompt[:-1] if prompt.endswith("\n") else prompt
     for flag, text in (("--prompt", prompt), ("--system", args.system)):
         if text and (why := not_utf8(text)) is not None:
             raise UserError(f"{flag}: {why}")
