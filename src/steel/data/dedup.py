@@ -133,7 +133,7 @@ class Deduper:
         # A bucket holds EVERY kept document with that band (an int for one, a list for more): keeping only
         # the first missed near duplicates of a later document that shared only that band.
         self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
-        self.sigs = np.zeros((1024, cfg.num_perm), dtype=np.uint32)  # grown by doubling
+        self.sigs = np.zeros((1024, cfg.num_perm), dtype=np.uint32)  # grown by doubling, in place
         self.count = 0
 
     def check(self, h: int | None, sig: np.ndarray | None) -> str | None:
@@ -158,7 +158,11 @@ class Deduper:
                     return "dedup_near"
             idx = self.count
             if idx == len(self.sigs):
-                self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
+                # NOTE: doubled in place (realloc, a remap for a large array: no copy; the new rows zeroed).
+                # np.concatenate with zeros_like held the old array, the zeros and the doubled copy at once: 4x the
+                # signatures at that moment (64 GiB at 32M documents, beside the bands). No view of `sigs` outlives a
+                # `check`, so nothing refers to the old buffer (refcheck would refuse a debugger's reference).
+                self.sigs.resize((2 * len(self.sigs), self.sigs.shape[1]), refcheck=False)
             self.sigs[idx] = sig
             self.count += 1
             for table, key in zip(self.tables, keys):
