@@ -1,6 +1,6 @@
 """`steel eval mc --mode generate` stays plain greedy over the tokenizer's ids whatever an export's
 `generation_config.json` lists as `bad_words_ids` (since session 16 an export lists its rows past the tokenizer
-there): HF would build a bias vector from that list at every generate call (257 ms for a 23,936-id gap,
+there): HF would build a bias vector from that list at every generate call (0.26-0.45 s for a 23,936-id gap,
 bench/export_suppress_tokens.py) for ids `TokensOnly` already masks, and would drop ids the list names."""
 
 from __future__ import annotations

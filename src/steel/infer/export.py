@@ -99,9 +99,9 @@ def export(
     # Rows past the tokenizer (Qwen's padding; a vocab_size set above a tokenizer of one's own) have no text: HF's
     # generate sampled them (decode gave "" or raised), `steel generate` never does (`generate_ids`). The logits
     # stay the model's; generate is told to skip those ids. NOTE: as single-token `bad_words_ids`, a bias vector
-    # built at the first step and added each step (65-105 us/step on CPU for 290 or 23,936 ids, 2-257 ms once per
-    # generate call); `suppress_tokens` runs torch.isin of every row against the list each step, 28-240 ms/step on
-    # CPU (bench/export_suppress_tokens.py).
+    # built at the first step and added each step (0.07-0.3 ms/step on a loaded 2-core CPU for 290 or 23,936 ids of
+    # 151,936, 2-6 or 260-450 ms once per generate call); `suppress_tokens` runs torch.isin of every row against
+    # the list each step, 56-203 ms/step there (bench/export_suppress_tokens.py).
     # A source's own entries stay, but for single ids past this tokenizer (an export's export: its list was of the
     # tokenizer it had, which --tokenizer may replace).
     have = token_count(tok)
