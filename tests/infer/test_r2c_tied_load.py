@@ -20,6 +20,13 @@ from steel.infer.load import model_from_checkpoint  # noqa: E402
 from steel.model import build_model, load_model_config  # noqa: E402
 
 
+def _own_tensors(path):
+    """The tensors of `path` in memory of their own. NOTE: `load_file` gives views of an mmap of the file, and
+    safetensors < 0.8 (transformers 5.4 allows 0.4.3) rewrites a file in place: saving the edited state back to
+    the same path changed the tensors still held (the test compared against bytes of the new layout)."""
+    return {k: v.clone() for k, v in load_file(path).items()}
+
+
 def _untied_model_saying_tied():
     cfg = load_model_config("tiny")
     cfg.ffn_type = "swiglu"
@@ -56,7 +63,7 @@ def test_tied_checkpoint_holding_only_lm_head_takes_it_for_both(tmp_path):
     torch.manual_seed(1)
     saved = build_model(cfg).eval()
     ckpt = make_run_dir(tmp_path / "run", saved, [], steps=(3,)) / "checkpoints" / "step-3"
-    state = load_file(ckpt / "model.safetensors")
+    state = _own_tensors(ckpt / "model.safetensors")
     del state["model.embed_tokens.weight"]
     save_file(state, str(ckpt / "model.safetensors"))
     loaded = model_from_checkpoint(ckpt)
@@ -70,7 +77,7 @@ def test_tied_checkpoint_missing_both_is_refused(tmp_path):
     cfg.tie_word_embeddings = True
     saved = build_model(cfg).eval()
     ckpt = make_run_dir(tmp_path / "run", saved, [], steps=(3,)) / "checkpoints" / "step-3"
-    state = load_file(ckpt / "model.safetensors")
+    state = _own_tensors(ckpt / "model.safetensors")
     del state["model.embed_tokens.weight"], state["lm_head.weight"]
     save_file(state, str(ckpt / "model.safetensors"))
     with pytest.raises(UserError, match="does not match its model config.*embed_tokens"):
