@@ -68,8 +68,8 @@ def main() -> int:
         print(f"shared data not found at {SHARED}", file=sys.stderr)
         return 2
 
-    import tiktoken
-    import tokenizers
+    from importlib.metadata import version
+
     from tokenizers import Tokenizer
 
     from steel.tokenizer.engine import load_encoder
@@ -78,7 +78,8 @@ def main() -> int:
 
     print(
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
-        f"tokenizers {tokenizers.__version__}, tiktoken {tiktoken.__version__}"
+        # NOTE: the installed versions as pip knows them: tiktoken < 0.8 has no `__version__` (pyproject allows 0.7)
+        f"tokenizers {version('tokenizers')}, tiktoken {version('tiktoken')}"
     )
     corpus = load_corpus()
     work = Path(tempfile.mkdtemp(prefix="steel-tok-bench-"))
