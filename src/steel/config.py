@@ -162,16 +162,35 @@ def _fill_defaults(value: dict, default: Any) -> dict:
     return out
 
 
+def _places_below(cls: type, name: Any, prefix: str, depth: int = 1) -> list[tuple[int, str]]:
+    """(depth, dotted path) of each field `name` of the sections below the dataclass `cls` (a list's items as
+    `<i>`), for the hint of an unknown field."""
+    out = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, sub = hints.get(f.name), f"{prefix}{f.name}."
+        if get_origin(tp) in (Union, types.UnionType):  # an optional section
+            args = [a for a in get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else None
+        if get_origin(tp) is list and get_args(tp):
+            tp, sub = get_args(tp)[0], f"{sub}<i>."
+        if f.init and dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if any(g.init and g.name == name for g in dataclasses.fields(tp)):
+                out.append((depth, f"{sub}{name}"))
+            out += _places_below(tp, name, sub, depth + 1)
+    return out
+
+
 def _build(cls: type[T], data: dict, path: str) -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints (`1: a`): never compare int < str
     if unknown:
         where = f"{path}." if path else ""
-        # A field of one of this level's sections (`--set lr=1e-3` for optim.lr, SFT's `self_cognition:` at the
-        # top instead of under `data:`) is named: the list of this level's fields alone did not say where it goes.
-        inner = [f"{where}{n}.{unknown[0]}" for n in sorted(fields) if dataclasses.is_dataclass(hints.get(n))
-                 and any(g.init and g.name == unknown[0] for g in dataclasses.fields(hints[n]))]
+        # A field of one of the sections below this level (`--set lr=1e-3` for optim.lr, SFT's `self_cognition:`
+        # at the top instead of under `data:`) is named: the list of this level's fields alone did not say where
+        # it goes. NOTE: at any depth (SFT's `--set count=20`, data.self_cognition.count) and in a list's items.
+        inner = [p for _, p in sorted(_places_below(cls, unknown[0], where))]
         hint = f"did you mean {' or '.join(inner)}?; " if inner else ""
         raise ConfigError(
             f"{where}{unknown[0]}: unknown field" + (f" ({hint}known: {', '.join(sorted(fields))})" if fields else "")
