@@ -1248,6 +1248,8 @@ def main(cfg: TrainConfig, add_data: list[str] = (), make_data=None) -> Trainer:
                 with fail_together(d, f"at the annealing switch (step {step + 1})"):
                     trainer.state.anneal = switch_to_anneal(cfg, data)
                 check_same_data_on_every_rank(data, d.device)  # each rank scanned anneal.dirs itself
+                if make_data is None and d.is_main:  # the mixture the switch made (train.log said only its count)
+                    log_mixture(data)
 
         save_extra = {"config_yaml": config_yaml, "model_config": model_cfg.to_dict()}
         trainer = Trainer(cfg, model, optimizer, data, d, metrics, fpt, save_extra, on_step=on_step)
