@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
     steel train: <the error>`; it waits there for them as a refused rank does. So does `--help` (its exit 0).
     """
 
-    told_command = False  # `main` sets it on the root parser for an error of the parsed command's line
+    told_command = False  # `main` sets it on the parsed command's parser for an error of that command's line
 
     def _exchange(self) -> bool:
         """Whether this parser's command starts ranks together and this process is one of several."""
