@@ -44,7 +44,11 @@ def test_rms_norm_backward_runs_in_an_interpreter_that_refuses_1_element_arrays(
     assert not dispatch._interpreter_loops_run()  # the defect is there
     index_before = tl.tensor.__dict__.get("__index__")
     assert dispatch.repair_interpreter_loops()
-    assert tl.tensor.__dict__.get("__index__") is index_before  # only inside a kernel run, as Triton's own patch
+    from triton.runtime import interpreter
+
+    if hasattr(interpreter, "_LangPatchScope"):  # an interpreter that takes its patches off after a kernel run
+        assert tl.tensor.__dict__.get("__index__") is index_before  # only inside a kernel run, as Triton's own
+    # (Triton 3.2's, which torch 2.6 pins, leaves its patch of tl.tensor on after a run, and so leaves ours.)
 
     g = torch.Generator().manual_seed(0)
     # 37 rows over 4 programs: each program loops over 10 rows (the last over 7), bounds from its program id
