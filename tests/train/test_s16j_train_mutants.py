@@ -1,0 +1,72 @@
+"""Tests written by a mutation audit of training (session 16, J): the schedule, the master-weight optimizer and
+checkpoint cleanup. Each kills a deliberate bug (named in the comment) that the suite let pass, against a value
+worked out by hand or torch.optim.AdamW.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_master_adamw import SHAPES, _grads, _groups, _params
+
+from steel.train.checkpoint import list_checkpoints, remove_partial
+from steel.train.config import OptimSection
+from steel.train.master_adamw import MasterWeightAdamW
+from steel.train.optim import lr_at
+
+
+def test_wsd_decays_linearly_to_min_lr_from_the_first_decay_step():
+    # decay_steps 20 of 100: steps 80..99 go down by (lr - min_lr) / 20 each, the first of them already one
+    # twentieth down, the last at min_lr. By hand with min_lr 0.1 (test_trainer's by-hand case has min_lr 0).
+    # Mutants: the hold one step longer (step 80 at lr); the decay towards 0 rather than min_lr.
+    w = OptimSection(lr=1.0, min_lr=0.1, warmup_steps=10, schedule="wsd", decay_steps=20)
+    assert lr_at(79, w, 100) == 1.0
+    assert lr_at(80, w, 100) == pytest.approx(1.0 - 0.9 / 20)
+    assert lr_at(89, w, 100) == pytest.approx(0.55)
+    assert lr_at(99, w, 100) == pytest.approx(0.1)
+    assert lr_at(120, w, 100) == pytest.approx(0.1)  # past max_steps (a run extended at resume): stays at min_lr
+
+
+def test_a_clip_applies_to_its_own_step_only():
+    # clip_grad_norm_ before step 0 only: step 1 takes its gradients unscaled, as torch.optim.AdamW after a
+    # clip_grad_norm_ on step 0 alone (mutant: the clip factor was kept and applied again at step 1).
+    model = _params(torch.bfloat16)
+    ref = [p.detach().float().clone().requires_grad_() for p in model]
+    opt = MasterWeightAdamW(_groups(model), lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
+    ref_opt = torch.optim.AdamW(_groups(ref), lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
+    for step in (1, 2):  # _grads(1): norm ~30, clipped at 1.0
+        for p, r, gr in zip(model, ref, _grads(step)):
+            p.grad, r.grad = gr.clone(), gr.float()
+        if step == 1:
+            assert torch.equal(opt.clip_grad_norm_(1.0), torch.nn.utils.clip_grad_norm_(ref, 1.0))
+        opt.step()
+        ref_opt.step()
+        ref_opt.zero_grad()
+    assert len(model) == len(SHAPES)
+    for p, r in zip(model, ref):
+        assert torch.equal(opt.state[p]["master"], r.detach())
+
+
+def _ckpt(path, tag: str) -> None:
+    path.mkdir(parents=True)
+    (path / "train_state.json").write_text(json.dumps({"tag": tag}))
+
+
+def test_a_landed_resave_leaves_its_old_copy_to_be_deleted(tmp_path):
+    # A re-save of step 3 renamed step-3/ to step-3.old/, its new step-3/ in, then a kill before the old one was
+    # deleted: step-3/ is the checkpoint, step-3.old/ goes (mutant: step-3.old/ was put back over step-3/, a
+    # rename onto a full directory: an OSError at every later start). When the new one did not land, the old one
+    # comes back.
+    root = tmp_path / "checkpoints"
+    _ckpt(root / "step-2", "2")
+    _ckpt(root / "step-3", "new")
+    _ckpt(root / "step-3.old", "old")
+    remove_partial(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["step-2", "step-3"]
+    assert json.loads((root / "step-3" / "train_state.json").read_text()) == {"tag": "new"}
+    (root / "step-3").rename(root / "step-3.old")
+    remove_partial(tmp_path)
+    assert [(n, p.name) for n, p in list_checkpoints(tmp_path)] == [(2, "step-2"), (3, "step-3")]
+    assert json.loads((root / "step-3" / "train_state.json").read_text()) == {"tag": "new"}
