@@ -30,6 +30,14 @@ def kernel_names() -> set[str]:
 
 
 def test_kernels_compile_for_sm90_and_sm80_as_the_benchmark_launches_them(tmp_path):
+    import triton
+    from triton.backends.nvidia import compiler
+
+    if not hasattr(compiler, "get_ptxas"):
+        # NOTE: the check drives Triton's compiler internals as Triton 3.6 (the GPU image's) has them: its
+        # binder (create_function_from_signature), ASTSource's fields and get_ptxas(arch). Triton 3.2 (what
+        # torch 2.6, Steel's floor, pins) has other ones; there only the interpreter tests check the kernels.
+        pytest.skip(f"Triton {triton.__version__} lacks the 3.6 compiler internals cuda_codegen_check.py drives")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret
     env["TRITON_CACHE_DIR"] = str(tmp_path)  # a real compile, not a cache hit
     env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton 3.9's default, stated to silence its warning
