@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 import pytest
-from test_merge import LOG, accounting, cfg_for, docs_per_source, dup_inputs  # noqa: F401 (a fixture)
+from test_merge import LOG, accounting, cfg_for, docs_per_source, dup_inputs, write_jsonl  # noqa: F401 (a fixture)
 
 from steel.data.config import DedupConfig, NormalizeConfig
 from steel.data.filters import Blocklist, RepeatedLines, RepeatedNgrams, ScriptShare
@@ -237,3 +237,29 @@ def test_merge_keeps_the_earliest_copy_whatever_the_order_of_its_inputs(dup_inpu
     assert merged["dedup"]["cross_shard_exact_removed"] > 0 and merged["dedup"]["cross_shard_near_removed"] == 0
     assert accounting(merged) == accounting(full)
     assert docs_per_source(d / "near", merged, enc.eos_id) == want
+
+
+def test_merge_links_a_chunk_that_a_removed_copy_only_follows(tmp_path, enc):
+    # Six digits + EOS are 7 tokens (Qwen splits digits): one document per 7-token chunk. The shard reading
+    # part1.jsonl holds 333333 then a copy of 111111 (part0.jsonl's, earlier in the input): that copy starts
+    # where 333333's chunk ends. Only its own chunk loses tokens (and goes, emptied); 333333's is linked, not
+    # rewritten (mutant: the chunk holding the copy's first token looked up on the left of the boundary, an
+    # empty cut that copied the chunk before it).
+    from steel.data.chunks import read_chunk
+    from steel.data.merge import merge
+    from steel.data.prepare import prepare
+
+    write_jsonl(tmp_path / "part0.jsonl", ["111111", "222222"])
+    write_jsonl(tmp_path / "part1.jsonl", ["333333", "111111"])
+    cfg = cfg_for(tmp_path, [{"name": "parts", "path": ["part*.jsonl"]}], chunk_tokens=7)
+    dirs = [tmp_path / f"s{k}" for k in range(2)]
+    shards = [prepare(cfg, s, shard=(k, 2), encoder=enc, log=LOG, quiet=True) for k, s in enumerate(dirs)]
+    assert [len(s["chunks"]) for s in shards] == [2, 2] and all(c["tokens"] == 7 for s in shards for c in s["chunks"])
+    merged = merge(tmp_path / "merged", dirs, log=LOG)
+    assert merged["dedup"]["cross_shard_exact_removed"] == 1 and merged["dedup"]["rewritten_chunks"] == 1
+    assert len(merged["chunks"]) == 3
+    for c in merged["chunks"]:
+        (src,) = [s / c["file"] for s, m in zip(dirs, shards) if c in m["chunks"]]
+        assert (tmp_path / "merged" / c["file"]).samefile(src)
+    texts = sorted(tuple(np.asarray(read_chunk(tmp_path / "merged" / c["file"])[1]).tolist()) for c in merged["chunks"])
+    assert len(set(texts)) == 3
