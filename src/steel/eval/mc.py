@@ -43,6 +43,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -646,6 +647,24 @@ def predict_continuation_mode(
     return out
 
 
+@contextmanager
+def _bad_words_set_aside(model):
+    """The model's `generation_config.bad_words_ids` set aside for the block, put back after (an error too).
+    NOTE: HF deep-copies the model's generation config at every generate call (`_prepare_generation_config`), an
+    export's bad_words_ids included, whatever generate is passed: 1.2 s per call for a 151,675-id list (a small
+    tokenizer in Qwen's 151,936 rows) on a loaded 2-core CPU (cProfile). TokensOnly masks those rows anyway."""
+    config = getattr(model, "generation_config", None)
+    listed = getattr(config, "bad_words_ids", None)
+    if listed is None:
+        yield
+        return
+    config.bad_words_ids = None
+    try:
+        yield
+    finally:
+        config.bad_words_ids = listed
+
+
 @torch.no_grad()
 def predict_generate_mode(
     model, tokenizer, messages: list[list[dict]], max_new_tokens: int, batch_size: int, advance=None
@@ -683,33 +702,34 @@ def predict_generate_mode(
         batch_size = 1  # padding would leak into an older export's position-mixing FFN (see last_logits)
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
     out: list = [None] * len(enc)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = left_pad([enc[i] for i in idx], pad_id)
-        check_ids_fit(model, ids)
-        gen = model.generate(
-            # NaN logits decode greedily to token 0 over and over: every reply unanswered, a figure without a word
-            logits_processor=LogitsProcessorList([FiniteLogits(), TokensOnly()]),
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            # plain greedy whatever the model directory's generation_config.json says (a Steel export
-            # asks for repetition_penalty 1.05: the run dir and its export answered differently)
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            # an export's rows past its tokenizer (its bad_words_ids): TokensOnly masks them already, without the
-            # bias vector HF builds from that list at every generate call (0.26-0.45 s for a 23,936-id gap)
-            bad_words_ids=None,
-            eos_token_id=stops,
-            pad_token_id=pad_id,
-        )
-        for b, i in enumerate(idx):
-            new = gen[b, ids.shape[1] :].tolist()
-            cut = next((j for j, t in enumerate(new) if t in stops), len(new))
-            out[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
-        if advance is not None:
-            advance(len(idx))
+    with _bad_words_set_aside(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = left_pad([enc[i] for i in idx], pad_id)
+            check_ids_fit(model, ids)
+            gen = model.generate(
+                # NaN logits decode greedily to token 0 over and over: every reply unanswered, a figure without a word
+                logits_processor=LogitsProcessorList([FiniteLogits(), TokensOnly()]),
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                # plain greedy whatever the model directory's generation_config.json says (a Steel export
+                # asks for repetition_penalty 1.05: the run dir and its export answered differently)
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                # (an export's rows past its tokenizer, its bad_words_ids: TokensOnly masks them; see
+                # _bad_words_set_aside)
+                bad_words_ids=None,
+                eos_token_id=stops,
+                pad_token_id=pad_id,
+            )
+            for b, i in enumerate(idx):
+                new = gen[b, ids.shape[1] :].tolist()
+                cut = next((j for j, t in enumerate(new) if t in stops), len(new))
+                out[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
+            if advance is not None:
+                advance(len(idx))
     return out
 
 
