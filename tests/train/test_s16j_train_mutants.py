@@ -6,13 +6,17 @@ worked out by hand or torch.optim.AdamW.
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 import torch
 from test_master_adamw import SHAPES, _grads, _groups, _params
+from train_fixtures import Launch
 
 from steel.train.checkpoint import list_checkpoints, remove_partial
 from steel.train.config import OptimSection
+from steel.train.distributed import decoder_layers
 from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.optim import lr_at
 
@@ -70,3 +74,49 @@ def test_a_landed_resave_leaves_its_old_copy_to_be_deleted(tmp_path):
     remove_partial(tmp_path)
     assert [(n, p.name) for n, p in list_checkpoints(tmp_path)] == [(2, "step-2"), (3, "step-3")]
     assert json.loads((root / "step-3" / "train_state.json").read_text()) == {"tag": "new"}
+
+
+def test_decoder_layers_take_the_outer_list_on_a_tie():
+    # "Outermost first on a tie": 2 blocks named `layers`, each holding a 2-long ModuleList `layer` (T5-style
+    # sublayers): the blocks are the FSDP/checkpoint units (mutant: the last list of the tie, one block's sublayers).
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)])
+
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([Block(), Block()])
+    assert decoder_layers(model) == list(model.layers)
+
+
+RANK_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+from steel.train.distributed import Dist, fail_together
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=3)
+try:
+    with fail_together(Dist(rank, 3, rank, torch.device("cpu"), "ddp"), "at startup"):
+        if rank:
+            raise ValueError(f"rank {rank}'s own refusal")
+except Exception as e:
+    print(f"{rank}|{type(e).__name__}|{e}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_a_rank_that_did_not_fail_names_the_first_failing_rank(tmp_path):
+    # 3 gloo ranks, ranks 1 and 2 refuse: each raises its own error, rank 0 the first failing rank's with the count
+    # of the others (mutant: the last failing rank's; with 2 ranks the first and the last are one).
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmds = [[sys.executable, str(script), str(r), str(tmp_path / "store")] for r in range(3)]
+    runs = Launch(cmds, env=env, timeout=120).wait()
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr[-2000:] for r in runs]
+    assert [r.stdout.strip() for r in runs] == [
+        "0|ConfigError|rank 1 (and 1 more rank) stopped at startup: rank 1's own refusal",
+        "1|ValueError|rank 1's own refusal",
+        "2|ValueError|rank 2's own refusal",
+    ]
