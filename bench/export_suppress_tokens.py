@@ -5,7 +5,9 @@ The logits processors transformers builds from the generation config, timed on C
 rows: `suppress_tokens` (SuppressTokensLogitsProcessor: an isin of every row against the list, each step) and the
 same ids as single-token `bad_words_ids` (NoBadWordsLogitsProcessor: a bias vector built at the first step, added
 each step), for a 24k-id gap (a 128,000-id tokenizer) and Qwen's own 290; the baseline is the softmax +
-multinomial of one sampling step over the same scores. Also the JSON's size.
+multinomial of one sampling step over the same scores. Also the JSON's size, and what every generate call costs
+whatever it is passed: HF's `_prepare_generation_config` deep-copies the model's generation config (`to_dict`), the
+list included (`--tokenizer 6000`: a tokenizer of one's own in Qwen's rows, 145,936 ids).
 
 Usage: .venv/bin/python bench/export_suppress_tokens.py [--vocab 151936] [--tokenizer 128000] [--batch 1]
        [--repeat 200]
@@ -18,6 +20,7 @@ import json
 import time
 
 import torch
+from transformers import GenerationConfig
 from transformers.generation.logits_process import NoBadWordsLogitsProcessor, SuppressTokensLogitsProcessor
 
 
@@ -62,9 +65,14 @@ def main() -> None:
         b = per_call_us(lambda x, p=bad: p(ids, x), scores, args.repeat)
         size_s = len(json.dumps({"suppress_tokens": gap}))
         size_b = len(json.dumps({"bad_words_ids": [[i] for i in gap]}))
+        config = GenerationConfig(bad_words_ids=[[i] for i in gap])
+        t0 = time.perf_counter()
+        config.to_dict()  # (HF's copy at each generate call)
+        copy_ms = (time.perf_counter() - t0) * 1e3
         print(f"gap {len(gap):,} ids ({tok:,}-{args.vocab - 1:,}): suppress_tokens {s:.0f} us/step "
               f"({s / base:.2f}x the sampling step), {size_s / 1e3:.0f} KB of JSON; bad_words_ids {b:.0f} us/step "
-              f"({b / base:.2f}x) after {build:.0f} ms at the first, {size_b / 1e3:.0f} KB")
+              f"({b / base:.2f}x) after {build:.0f} ms at the first, {size_b / 1e3:.0f} KB; the config's copy at "
+              f"each generate call {copy_ms:.0f} ms")
 
 
 if __name__ == "__main__":
