@@ -383,11 +383,13 @@ def train_tokenizer(
             n_docs += 1
             yield doc
 
+    # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines. NOTE: asked before
+    # rich's bar starts: that bar puts a proxy in sys.stderr, whose isatty() is io.TextIOBase's False in rich 13.0
+    # (pyproject allows rich>=13; later rich forwards it), so there the merge bar never showed.
+    hf_bar = show_progress and sys.stderr.isatty() and not os.environ.get("STEEL_NO_PROGRESS")
     with progress_bar(
         "reading corpus", total=total, unit="bytes", disable=None if show_progress else True
     ) as advance:
-        # tokenizers' own bar (the merge phase) only on a terminal; off one it prints blank lines.
-        hf_bar = show_progress and sys.stderr.isatty() and not os.environ.get("STEEL_NO_PROGRESS")
         docs = counted(iter_corpus(groups, field, limit_docs, advance, count))  # spread over the inputs
         tok = train_bpe(docs, vocab_size, min_frequency, hf_bar)
     n_docs -= count.more_pieces  # a .txt file is one document
