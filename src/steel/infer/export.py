@@ -107,6 +107,18 @@ def export(
     have = token_count(tok)
     kept = [w for w in gen.bad_words_ids or [] if not (len(w) == 1 and w[0] >= have)]
     gen.bad_words_ids = kept + [[i] for i in range(have, cfg.vocab_size)] or None
+    from steel.train.trainer import UNUSED_VOCAB_ROWS_MIN, UNUSED_VOCAB_SHARE_MIN  # (steel train's warning's)
+
+    gap = cfg.vocab_size - have
+    if notes is not None and gap > UNUSED_VOCAB_ROWS_MIN and gap > UNUSED_VOCAB_SHARE_MIN * cfg.vocab_size:
+        # NOTE: the list grows with the gap and HF handles it in Python at every generate call (at 145,936 ids:
+        # 3.8 MB of JSON, 0.43-0.57 s to copy the config and ~0.6 s to build the mask per call on a loaded 2-core
+        # CPU, bench/export_suppress_tokens.py); padding (Qwen's 290 rows) stays below `steel train`'s bounds.
+        notes.append(f"the model has {gap:,} rows past the tokenizer's {have:,} ids ({100 * gap / cfg.vocab_size:.0f}%):"
+                     f" generation_config.json lists them as bad_words_ids, so HF's generate never picks one, and HF "
+                     "copies that list and builds its mask from it at every generate call (at 145,936 ids about 1 s "
+                     "per call on CPU; an engine that restricts ids itself can drop the entry); a model trained with "
+                     f"model.overrides.vocab_size near its tokenizer's ({-(-have // 64) * 64}) has none of this")
 
     # A model Steel trained from the start never read a BOS (prepared chunks and SFT rows hold none): the
     # export's tokenizer puts none first either, and the record says so, so a copy taken away from its run
