@@ -94,6 +94,17 @@ def _check_local_gpu(world: int, local: int) -> None:
             "node's GPUs")
 
 
+def check_fsdp_device(mode: str, device: torch.device) -> None:
+    """Refuse FSDP on CPU where this torch's FSDP2 cannot run there. NOTE: FSDP2 records an event on its CPU
+    streams at every all-gather, and torch 2.6's (Steel's floor) CPU streams have no record_event: every rank
+    died at the first forward ("'Stream' object has no attribute 'record_event'"); torch 2.11's have it."""
+    if mode == "fsdp" and device.type == "cpu" and not hasattr(torch.cpu.Stream, "record_event"):
+        raise ConfigError(
+            f"parallel.mode: fsdp on CPU does not run with torch {torch.__version__} (its FSDP2 needs CPU streams "
+            "with record_event, which this torch lacks); use parallel.mode: ddp on CPU, fsdp on GPUs, or a newer torch"
+        )
+
+
 def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> Dist:
     """The process group and this rank's device. `refused` is what this rank's config checks raised before it
     (a bad model field): under torchrun every rank then stops with it, as with this function's own refusals (the
@@ -114,6 +125,8 @@ def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> 
         mode = cfg.mode if cfg.mode != "auto" else ("fsdp" if world > 1 else "none")
         if world > 1 and mode == "none":
             raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
+        if world > 1:
+            check_fsdp_device(mode, device)
     except ConfigError as e:
         refused = refused or e
     timeout = datetime.timedelta(minutes=cfg.timeout_minutes)
