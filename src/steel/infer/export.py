@@ -102,10 +102,17 @@ def export(
     # built at the first step and added each step (0.07-0.3 ms/step on a loaded 2-core CPU for 290 or 23,936 ids of
     # 151,936, 2-6 or 260-450 ms once per generate call); `suppress_tokens` runs torch.isin of every row against
     # the list each step, 56-203 ms/step there (bench/export_suppress_tokens.py).
-    # A source's own entries stay, but for single ids past this tokenizer (an export's export: its list was of the
-    # tokenizer it had, which --tokenizer may replace).
+    # A source's own entries stay, but for single ids past this tokenizer and an earlier export's list (an export's
+    # export: its list was of the tokenizer it had, which --tokenizer may replace): the run of single ids it put
+    # last, ending at the last row. NOTE: kept, that run banned the ids a larger tokenizer added (tool tokens in
+    # Qwen's padding rows) from HF's generate.
     have = token_count(tok)
-    kept = [w for w in gen.bad_words_ids or [] if not (len(w) == 1 and w[0] >= have)]
+    listed = list(gen.bad_words_ids or [])
+    last = cfg.vocab_size - 1
+    while listed and listed[-1] == [last]:
+        listed.pop()
+        last -= 1
+    kept = [w for w in listed if not (len(w) == 1 and w[0] >= have)]
     gen.bad_words_ids = kept + [[i] for i in range(have, cfg.vocab_size)] or None
     from steel.train.trainer import UNUSED_VOCAB_ROWS_MIN, UNUSED_VOCAB_SHARE_MIN  # (steel train's warning's)
 
