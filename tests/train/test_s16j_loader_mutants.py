@@ -13,6 +13,7 @@ from test_review3_loader_vocab import corrupt
 from train_fixtures import VOCAB, make_data_dir
 
 from steel.data.loader import DataError, PretrainLoader
+from steel.data.order import FeistelPermutation, derive_key
 
 
 def test_a_resume_in_a_later_epoch_draws_what_the_uninterrupted_run_draws(tmp_path):
@@ -53,3 +54,24 @@ def test_a_token_id_equal_to_the_vocabulary_size_names_the_file_and_offset(tmp_p
     assert str(e.value).startswith(
         f"{chunk}: token id {VOCAB} at token offset 750003 (in the sample at offset 750000) is >= the chunk's "
         f"vocabulary size {VOCAB}")
+
+
+def test_an_append_is_ordered_by_a_fresh_permutation_keyed_by_its_segment(tmp_path):
+    # steel.data.order: appending M samples after k of the epoch's L positions starts a segment of (L - k) + M
+    # positions; its position j is u = Q(j), the old order's position k + u when u < L - k, else new sample
+    # base + u - (L - k), with Q a fresh permutation keyed by (seed, epoch, segment index). The reference is built
+    # from FeistelPermutation and derive_key. Mutant: every segment keyed as the epoch's first one.
+    data = make_data_dir(tmp_path / "a", [300, 200])
+    extra = make_data_dir(tmp_path / "b", [250], seed=1, prefix="more")
+    ld = PretrainLoader([data], seq_len=16, micro_batch=4, seed=9)
+    for _ in range(3):
+        ld.next_batch()
+    length, k, base = ld.order.length, ld.consumed, ld.total
+    old = ld.order.ids(np.arange(length))
+    added = ld.add_data([extra])
+    assert (length, k, base, added) == (30, 12, 30, 15)
+    n = length - k + added
+    u = FeistelPermutation(n, derive_key(9, 0, 1))(np.arange(n))
+    want = np.where(u < length - k, old[np.minimum(k + u, length - 1)], base + u - (length - k))
+    assert np.array_equal(ld.global_ids(k, n), want)
+    assert sorted(want.tolist()) == sorted([*old[k:].tolist(), *range(base, base + added)])  # nothing lost or repeated

@@ -19,6 +19,7 @@ from steel.train.config import OptimSection
 from steel.train.distributed import decoder_layers
 from steel.train.master_adamw import MasterWeightAdamW
 from steel.train.optim import lr_at
+from steel.train.trainer import TrainState
 
 
 def test_wsd_decays_linearly_to_min_lr_from_the_first_decay_step():
@@ -120,3 +121,16 @@ def test_a_rank_that_did_not_fail_names_the_first_failing_rank(tmp_path):
         "1|ValueError|rank 1's own refusal",
         "2|ValueError|rank 2's own refusal",
     ]
+
+
+def test_train_state_round_trips_through_its_checkpoint_json():
+    # Every counter comes back as saved (mutants: `targets` taken from `tokens`, which SFT's prompts make larger;
+    # the non-finite run reset, so a resume gave a diverging run max_nonfinite more steps). A checkpoint written
+    # before `targets` existed counted targets in `tokens`.
+    s = TrainState(step=7, tokens=700, targets=300, skipped=3, nonfinite_run=2, anneal={"step": 5, "mode": "mix"})
+    back = TrainState()
+    back.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    assert back.state_dict() == s.state_dict()
+    old = {k: v for k, v in s.state_dict().items() if k != "targets"}
+    back.load_state_dict(old)
+    assert back.targets == 700
