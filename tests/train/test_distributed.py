@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import launch, losses, make_data_dir, tiny_config
+from train_fixtures import launch, losses, make_data_dir, needs_cpu_fsdp, tiny_config
 
 from steel.cli import main as steel
 
@@ -44,7 +44,7 @@ def final_weights(run):
     return load_file(run / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("mode", ["ddp", pytest.param("fsdp", marks=needs_cpu_fsdp)])
 def test_two_ranks_match_one_process_and_resume(tmp_path, reference, mode):
     data, ref_run = reference
     cfg = tiny_config(tmp_path, [data], max_steps=STEPS, micro_batch=2, parallel={"mode": mode},

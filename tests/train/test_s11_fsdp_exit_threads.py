@@ -12,7 +12,7 @@ import os
 import textwrap
 
 import pytest
-from train_fixtures import make_data_dir, tiny_config, torchrun_two
+from train_fixtures import make_data_dir, needs_cpu_fsdp, tiny_config, torchrun_two
 
 PER_RANK = textwrap.dedent("""
     import os, sys
@@ -24,7 +24,7 @@ PER_RANK = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="lists threads through /proc (Linux)")
-@pytest.mark.parametrize("mode", ["fsdp", "ddp"])
+@pytest.mark.parametrize("mode", [pytest.param("fsdp", marks=needs_cpu_fsdp), "ddp"])
 def test_no_gloo_thread_survives_fit(tmp_path, mode):
     data = make_data_dir(tmp_path / "data", [3000, 2000])
     cfg = tiny_config(tmp_path, [data], max_steps=3, micro_batch=2, checkpoint={"every": 3, "keep": 2},

@@ -11,12 +11,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from steel.data.chunks import head_tail_md5, write_chunk, write_manifest
 
 VOCAB = 256
 EOS = 0
 FINGERPRINT = "test-tokenizer-v1"
+# FSDP on the CPU (gloo) needs CPU streams with record_event, which torch 2.6 (pyproject's floor) lacks; Steel
+# refuses parallel.mode fsdp on CPU there (tests/train/test_s16g_fsdp_cpu_old_torch.py). On GPUs it runs.
+needs_cpu_fsdp = pytest.mark.skipif(
+    not hasattr(torch.cpu.Stream, "record_event"),
+    reason=f"torch {torch.__version__}: FSDP2 cannot run on CPU (no record_event on CPU streams)",
+)
 
 
 def make_data_dir(
