@@ -1,0 +1,697 @@
+"""README.md is checked against the code (session 16, M): the commands, options, config snippets and repo paths
+it names must exist.
+
+- (a) every `steel <cmd> [<sub>]` in a fenced block or an inline code span is a command of steel.cli's parser;
+- (b) every `--option` of such a command line (and of the `# options: ...` comments under it) is one of that
+  command's options; an inline `--option` in prose is one of the commands its section (heading) or paragraph
+  names, or, where those name none, of some steel command or of the outside tool it is listed for;
+  `--set KEY=...` keys are fields of that command's config;
+- (c) every YAML block is a config (data / train / sft / model) that the real loader builds, each `# or` part of
+  a block on its own; `# also:` comments under a model config name SteelConfig fields; an inline `a.b: value`
+  whose first key is a training config section resolves through TrainConfig (or SftConfig), and an inline
+  `key: value` names a field of some config (partial on purpose, but a misspelled key is none of them);
+- (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file).
+
+A README that states a wrong thing on purpose (an example of a refused command line) lists it in INTENDED, and
+the test checks that each of those is still refused, so the list cannot hide a real mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import dataclasses
+import io
+import re
+import shlex
+import typing
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from steel.config import ConfigError, from_dict, load_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+# Wrong on purpose in the README (shown as what is refused): item -> why it is there.
+INTENDED = {
+    "steel export --model": "the refused command line whose usage message the README quotes",
+    "steel export --out": "the refused command line whose usage message the README quotes",
+    "steel trian": "the misspelled command the README says is refused on every rank",
+    "configs/model/x.yaml": "the file named by a quoted error message",
+    "configs/x.yaml": "the file named by a quoted error message",
+    "--set lr": "a section's field at the top level, refused with a hint the README quotes",
+    "--set weight": "a source's field at the top level, refused with a hint the README quotes",
+    "model.hiden_size": "a stock config's misspelled field, in the error line the README quotes",
+}
+# Options of tools other than steel that the README shows in prose or in their own command lines.
+OUTSIDE_OPTIONS = {
+    "torchrun": {"--standalone", "--nproc_per_node", "--nnodes", "--node_rank", "--rdzv_backend", "--rdzv_endpoint",
+                 "--rdzv_id", "--max-restarts", "--max_restarts", "--nproc-per-node", "--rdzv-conf", "--rdzv_conf"},
+    "pip": {"--index-url", "--no-deps", "-e"},
+    "pytest": {"-q", "-k", "-p", "-x", "-m", "--timeout"},  # --timeout: pytest-timeout's
+}
+# Inline `key: value` keys that are no config field of steel's: a tokenizer_config.json key, a stock BERT config's
+# field, log/message formats (run log header's `launch:`).
+OTHER_KEYS = {"add_bos_token", "usage", "source", "Answer", "launch", "is_decoder"}
+
+
+# ---- the real parsers and schemas ----------------------------------------------------------------------------
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return dict(a.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+@cache
+def _root() -> argparse.ArgumentParser:
+    from steel.cli import build_parser
+
+    return build_parser()
+
+
+@cache
+def _all_steel_options() -> frozenset[str]:
+    out: set[str] = set()
+    todo = [_root()]
+    while todo:
+        p = todo.pop()
+        out |= _options(p)
+        todo.extend(_subparsers(p).values())
+    return frozenset(out)
+
+
+@cache
+def _script_options(path: str) -> frozenset[str]:
+    """A bench/ or scripts/ Python file's argparse options, read from its source (its parser is built in main())."""
+    tree = ast.parse((ROOT / path).read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            out |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")}
+    return frozenset(out)
+
+
+def _eval_classes() -> list[type]:
+    from steel.eval.mc import McOptions
+    from steel.eval.ppl import PplOptions
+
+    return [McOptions, PplOptions]
+
+
+def _config_classes() -> dict[str, type]:
+    from steel.data.config import DataConfig
+    from steel.sft.train import SftConfig
+    from steel.train.config import TrainConfig
+
+    return {"data": DataConfig, "train": TrainConfig, "sft": SftConfig}
+
+
+@cache
+def _model_fields() -> frozenset[str]:
+    from steel.model import _COMMON_KEYS, _steel_fields
+
+    return frozenset(_steel_fields()) | frozenset(_COMMON_KEYS) | {"model_type"}
+
+
+def _dataclass_of(tp: typing.Any) -> type | None:
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t):
+            return t
+        for u in typing.get_args(t):  # list[SourceConfig]
+            if dataclasses.is_dataclass(u):
+                return u
+    return None
+
+
+@cache
+def _all_config_keys() -> frozenset[str]:
+    from steel.data.filters import FILTERS
+
+    keys: set[str] = set(_model_fields())
+    todo = [*_config_classes().values(), *_eval_classes(), *FILTERS.values()]
+    seen = set()
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            keys.add(f.name)
+            if (sub := _dataclass_of(hints[f.name])) is not None:
+                todo.append(sub)
+    return frozenset(keys | _kernel_keys())
+
+
+@cache
+def _kernel_keys() -> frozenset[str]:
+    from steel.model.configuration_steel import SteelConfig
+
+    return frozenset(SteelConfig(kernels="all").kernels)
+
+
+def _resolve_key(cls: type, dotted: str) -> str | None:
+    """None when `dotted` (`optim.lr`, `model.overrides.vocab_size`, `data.datasets[0].count`) is a field path of
+    `cls`; else the first segment that is not."""
+    node: typing.Any = cls
+    for part in re.sub(r"\[\d+\]", "", dotted).split("."):
+        if part.isdigit():  # `sources.0.weight`: a list item
+            continue
+        if node == "model":  # model.overrides.<model config field>
+            return None if part in _model_fields() else part
+        if node is None:
+            return None  # below a free-form mapping
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return part
+        tp = typing.get_type_hints(node)[part]
+        sub = _dataclass_of(tp)
+        if sub is not None:
+            node = sub
+        elif part == "overrides":
+            node = "model"
+        else:
+            node = None
+    return None
+
+
+# ---- the README, read ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Line:
+    no: int
+    text: str
+    fence: str | None  # the fence's language ("" for a bare fence), None outside fences
+    heading_cmds: tuple[str, ...]  # the `steel ...` commands the enclosing headings name
+    spans: list[str] = dataclasses.field(default_factory=list)  # inline code spans opening on this line (outside
+    # fences; one that goes on over the next lines of its paragraph is joined with spaces)
+
+
+def _lines(text: str) -> list[Line]:
+    out, fence, headings = [], None, {}
+    for no, raw in enumerate(text.split("\n"), 1):
+        if raw.startswith("```"):
+            fence = raw[3:].strip() if fence is None else None
+            continue
+        if fence is None and (m := re.match(r"(#{1,4}) ", raw)):
+            level = len(m.group(1))
+            headings = {k: v for k, v in headings.items() if k < level}
+            headings[level] = tuple(_commands_in_heading(raw))
+        cmds = tuple(c for v in headings.values() for c in v)
+        out.append(Line(no, raw, fence, cmds))
+    para: list[Line] = []
+    for line in [*out, Line(0, "", "", ())]:
+        if line.fence is None and line.text.strip():
+            para.append(line)
+            continue
+        text = "\n".join(ln.text for ln in para)
+        for m in re.finditer(r"`([^`]+)`", text):
+            para[text[: m.start()].count("\n")].spans.append(" ".join(m.group(1).split("\n")))
+        para = []
+    return out
+
+
+def _commands_in_heading(heading: str) -> list[str]:
+    cmds = []
+    for span in re.findall(r"`([^`]+)`", heading):
+        if re.fullmatch(r"(?:bench|scripts)/\S+\.py", span):
+            cmds.append(span)
+        if span.startswith("steel "):
+            # `steel data prepare | merge | inspect`: each of the alternatives
+            path, alts = [], []
+            for w in span.replace(" | ", "|").split()[1:]:
+                if not re.fullmatch(r"[a-z][a-z|-]*", w):
+                    break
+                if "|" in w:
+                    alts = w.split("|")
+                    break
+                path.append(w)
+            cmds += [" ".join([*path, a]) for a in alts] if alts else [" ".join(path)]
+    return cmds
+
+
+def _leaf(words: list[str]) -> tuple[argparse.ArgumentParser | None, list[str], str | None]:
+    """(the parser of the deepest command `words` names, the words used, the first wrong command word or None)."""
+    parser, used = _root(), []
+    for w in words:
+        subs = _subparsers(parser)
+        if not subs:
+            break
+        if w not in subs:
+            if re.fullmatch(r"[a-z][a-z-]*", w) and (not used or _takes_only_commands(parser)):
+                return None, used, w
+            break
+        parser = subs[w]
+        used.append(w)
+    return parser, used, None
+
+
+def _takes_only_commands(parser: argparse.ArgumentParser) -> bool:
+    """Whether a word after this command must be one of its subcommands (it takes no positional of its own)."""
+    return not any(not a.option_strings for a in parser._actions if not isinstance(a, argparse._SubParsersAction))
+
+
+_OPT = re.compile(r"(?<![\w-])(--[a-z][a-z0-9_-]*|-[a-zA-Z])(?![\w-])")
+_CMD_START = re.compile(r"(?:^|&&\s*|;\s*|\|\s*|\(\s*|^(?:[A-Z_]+=\S*\s+)+)(?:\S*/)?steel\s+(?=[a-z-])")
+_TORCHRUN_STEEL = re.compile(r"-m\s+steel\.cli\s+(?=[a-z])")
+_CONFIG_OF = {"train": "train", "sft": "sft", "data prepare": "data"}
+
+
+class Problems(list):
+    def add(self, no: int, what: str) -> None:
+        self.append(f"README.md:{no}: {what}")
+
+
+def _split_words(s: str) -> list[str]:
+    try:
+        return shlex.split(s)
+    except ValueError:
+        return s.split()
+
+
+def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier: str = "") -> tuple[str, ...] | None:
+    """Check one `steel ...` command line (from after `steel`); returns its command path when it names one."""
+    words = _split_words(cmdline)
+    cmd_words = []
+    for w in words:
+        if not re.fullmatch(r"[a-z][a-z|-]*", w):
+            break
+        cmd_words.append(w)
+    # alternatives `mc|ppl` or a bare `...`: check each alternative as a command
+    if any("|" in w for w in cmd_words):
+        i = next(i for i, w in enumerate(cmd_words) if "|" in w)
+        for alt in cmd_words[i].split("|"):
+            _, _, bad = _leaf([*cmd_words[:i], alt])
+            if bad is not None:
+                probs.add(no, f"`steel {' '.join([*cmd_words[:i], alt])}`: no such command")
+        return None
+    parser, used, bad = _leaf(cmd_words)
+    if bad is not None:
+        item = f"steel {' '.join([*used, bad])}"
+        if item not in INTENDED:
+            probs.add(no, f"`{item}`: no such command")
+        return None
+    if _subparsers(parser) and not used:
+        return None
+    name = " ".join(used)
+    opts = _options(parser)
+    rest = words[len(used):]
+    for i, w in enumerate(rest):
+        for o in _OPT.findall(w.strip("[]()")) if w.lstrip("[(").startswith("-") else []:
+            if o not in opts and f"steel {name} {o}" not in INTENDED:
+                probs.add(no, f"`steel {name}`: no option {o}")
+        if w.lstrip("[") == "--set" and i + 1 < len(rest):
+            _check_set(no, name, rest[i + 1], probs)
+    siblings = _subparsers(_leaf(used[:-1])[0]) if used else {}
+    for m in _OPT.finditer(comment):
+        before = [w for w in (earlier + " " + comment[: m.start()]).replace("#", " ").split()]
+        sibling = before[-1] if before else ""
+        target = siblings.get(sibling, parser) if sibling != used[-1:] else parser
+        if m.group(1) not in _options(target):
+            probs.add(no, f"`steel {name}` (comment): no option {m.group(1)}")
+    return tuple(used)
+
+
+def _check_set(no: int, command: str, item: str, probs: Problems) -> None:
+    key = item.split("=", 1)[0].strip("'\"[")
+    if not re.fullmatch(r"[a-z_][\w.\[\]]*", key) or key in ("key", "KEY"):
+        return  # KEY=VALUE
+    if command == "model info":
+        if key.split(".")[0] not in _model_fields():
+            probs.add(no, f"`steel model info --set {key}`: no such model config field")
+        return
+    kind = _CONFIG_OF.get(command)
+    if kind is None or f"--set {key}" in INTENDED:
+        return
+    bad = _resolve_key(_config_classes()[kind], key)
+    if bad is not None:
+        probs.add(no, f"`steel {command} --set {key}`: {bad!r} is no {kind} config field")
+
+
+def _command_spans(line: Line) -> list[tuple[str, str]]:
+    """(command line after `steel`, its trailing comment) for each steel command on `line`."""
+    out = []
+    if line.fence is not None:
+        code, _, comment = line.text.partition(" #") if not line.text.lstrip().startswith("#") else ("", "", "")
+        for rx in (_CMD_START, _TORCHRUN_STEEL):
+            for m in rx.finditer(code):
+                out.append((code[m.end():], comment))
+    else:
+        for span in line.spans:
+            m = re.match(r"(?:[A-Z_]+=\S*\s+)*(?:\S*/)?steel\s+(?=[a-z-])", span)
+            if m:
+                out.append((span[m.end():].split(":", 1)[0] if ": " in span else span[m.end():], ""))
+    return out
+
+
+def _check_make(lines: list[Line], probs: Problems) -> None:
+    targets = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    for line in lines:
+        texts = [line.text.split(" #")[0]] if line.fence is not None else line.spans
+        for t in texts:
+            for m in re.finditer(r"(?:^|&&\s*|;\s*)make\s+([a-z][\w-]*)", t.strip()):
+                if m.group(1) not in targets:
+                    probs.add(line.no, f"`make {m.group(1)}`: no such Makefile target")
+
+
+def readme_problems(text: str) -> list[str]:
+    probs = Problems()
+    lines = _lines(text)
+    _check_make(lines, probs)
+    _check_commands(lines, probs)
+    _check_prose_options(lines, probs)
+    _check_yaml_blocks(lines, probs)
+    _check_inline_keys(lines, probs)
+    _check_paths(lines, probs)
+    return list(probs)
+
+
+def _check_commands(lines: list[Line], probs: Problems) -> None:
+    last: tuple[str, ...] | None = None
+    earlier = ""  # the comment text above, under the same command
+    joined: list[tuple[int, str]] = []  # (first line, text) with `\` continuations joined
+    for line in lines:
+        if joined and joined[-1][1].endswith("\\") and line.fence is not None:
+            no, t = joined[-1]
+            joined[-1] = (no, t[:-1] + " " + line.text.strip())
+            continue
+        joined.append((line.no, line.text if line.fence is not None else ""))
+    text_of = dict(joined)
+    for line in lines:
+        if line.fence is None:
+            last = None
+            for cmdline, comment in _command_spans(line):
+                _check_command(line.no, cmdline, comment, probs)
+            continue
+        if line.no not in text_of:
+            continue
+        full = Line(line.no, text_of[line.no], line.fence, line.heading_cmds)
+        stripped = full.text.strip()
+        if not stripped:
+            last = None
+            continue
+        if stripped.startswith("#"):  # a comment line under a command: its options are that command's
+            if last is not None and stripped != "# options":  # (or a sibling's it names: `a merge --allow-missing`)
+                _check_command(line.no, " ".join(last), stripped, probs, earlier)
+                earlier += " " + stripped
+            continue
+        earlier = full.text.partition(" #")[2]
+        spans = _command_spans(full)
+        last = None
+        for cmdline, comment in spans:
+            last = _check_command(line.no, cmdline, comment, probs) or last
+            _check_parses(line.no, cmdline, probs)
+        if not spans:
+            _check_other_tool(full, probs)
+
+
+def _check_parses(no: int, cmdline: str, probs: Problems) -> None:
+    """A whole command line in a fence (its `[optional ...]` parts left out) is one steel's parser takes."""
+    if "..." in cmdline or re.search(r"\w\|\w", cmdline):
+        return  # a usage pattern, not a command line
+    words = _split_words(re.sub(r"\[[^\[\]]*\]", "", re.sub(r"\[[^\[\]]*\]", "", cmdline)).split(" <")[0])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            _root().parse_args(words)
+        except SystemExit as e:
+            if e.code:
+                probs.add(no, f"`steel {cmdline.strip()}`: {err.getvalue().strip().splitlines()[-1]}")
+
+
+def _check_other_tool(line: Line, probs: Problems) -> None:
+    """`python bench/x.py --opt`: the script's options."""
+    code = line.text.split(" #", 1)[0]
+    m = re.search(r"python3?\s+((?:bench|scripts)/\S+\.py)(.*)", code)
+    if m and (ROOT / m.group(1)).is_file():
+        known = _script_options(m.group(1))
+        for w in _split_words(m.group(2)):
+            for o in _OPT.findall(w) if w.startswith("-") else []:
+                if o not in known:
+                    probs.add(line.no, f"`{m.group(1)}`: no option {o}")
+
+
+def _check_prose_options(lines: list[Line], probs: Problems) -> None:
+    para_cmds: list[str] = []
+    for line in lines:
+        if line.fence is not None:
+            continue
+        if not line.text.strip():
+            para_cmds = []
+            continue
+        for span in line.spans:
+            m = re.match(r"(?:\S*/)?steel\s+([a-z][a-z -]*)", span)
+            if m:
+                para_cmds.append(m.group(1).strip())
+                continue
+            m = re.match(r"(?:python3?\s+)?((?:bench|scripts)/\S+\.py)", span)
+            if m:
+                para_cmds.append(m.group(1))
+                _check_other_tool(Line(line.no, "python " + span, "", ()), probs)
+                continue
+            if not span.startswith("-") or not (opts := _OPT.findall(span.split("=", 1)[0].split(" ", 1)[0])):
+                continue
+            opt = opts[0]
+            if opt == "--set" and (m := re.match(r"--set\s+'?([a-z_][\w.\[\]]*)=", span)) and m.group(1) not in ("key", "a.b"):
+                key = m.group(1)
+                if key.split(".")[0] not in _model_fields() and f"--set {key}" not in INTENDED and all(
+                        _resolve_key(c, key) is not None for c in _config_classes().values()):
+                    probs.add(line.no, f"`--set {key}`: no field of any config")
+            context = [c for c in (*line.heading_cmds, *para_cmds)]
+            if _option_known(opt, context, line.text):
+                continue
+            named = ", ".join(f"`{c}`" if c.endswith(".py") else f"`steel {c}`" for c in context)
+            probs.add(line.no, f"`{opt}`: no option of {named or 'any command'}")
+
+
+def _option_known(opt: str, context: list[str], text: str) -> bool:
+    heads = re.findall(r"`((?:bench|scripts)/[\w/]+\.py)`", text)
+    for c in context:
+        if c.endswith(".py"):
+            if (ROOT / c).is_file() and opt in _script_options(c):
+                return True
+            continue
+        parser, _, bad = _leaf(c.split())
+        if bad is None and parser is not None and opt in _options(parser):
+            return True
+    if any(opt in _script_options(h) for h in heads if (ROOT / h).is_file()):
+        return True
+    if opt in _all_steel_options():
+        return True  # named in prose about another command (`steel train` refuses ... `--add-data`)
+    if any(opt in _script_options(str(p.relative_to(ROOT))) for p in sorted((ROOT / "bench").glob("*.py"))):
+        return True  # a bench script's, in its figures' paragraph
+    return any(opt in v for v in OUTSIDE_OPTIONS.values())
+
+
+def _yaml_parts(block: list[Line]) -> list[tuple[int, str]]:
+    """A block split at its `# or ...` comment lines (alternatives of the same keys)."""
+    parts, cur, start = [], [], block[0].no if block else 0
+    for ln in block:
+        if re.match(r"#\s*or\b", ln.text.strip()):
+            parts.append((start, "\n".join(cur)))
+            cur, start = [], ln.no + 1
+            continue
+        cur.append(ln.text)
+    parts.append((start, "\n".join(cur)))
+    return parts
+
+
+def _yaml_kind(data: dict, text: str) -> str | None:
+    if "configs/model/" in text.split("\n", 2)[0] or "model_type" in data or set(data) <= _model_fields():
+        return "model"
+    if "init" in data:
+        return "sft"
+    if "sources" in data:
+        return "data"
+    if "run_dir" in data or "max_steps" in data:
+        return "train"
+    return None
+
+
+def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
+    from steel.model import load_model_config
+
+    blocks: list[list[Line]] = []
+    for line in lines:
+        if line.fence == "yaml":
+            if not blocks or blocks[-1][-1].no != line.no - 1:
+                blocks.append([])
+            blocks[-1].append(line)
+    for block in blocks:
+        for start, text in _yaml_parts(block):
+            try:
+                data = load_yaml(text)
+            except Exception as e:  # noqa: BLE001 - a YAML error is the finding
+                probs.add(start, f"YAML block does not parse: {e}")
+                continue
+            kind = _yaml_kind(data or {}, text)
+            if kind is None:
+                probs.add(start, f"YAML block is no config steel knows (keys {sorted(data)})")
+                continue
+            try:
+                if kind == "model":
+                    load_model_config(data)
+                else:
+                    from_dict(_config_classes()[kind], data)
+            except (ConfigError, ValueError, TypeError) as e:
+                probs.add(_line_of(str(e), start, text), f"{kind} config YAML block: {e}")
+        _check_also(block, probs)
+
+
+def _check_also(block: list[Line], probs: Problems) -> None:
+    """`# also: a (...), b, c: {...}` (and its indented `#   ` lines) under a model config: each a model field."""
+    if not any(re.match(r"#\s*configs/model/|model_type:", ln.text) for ln in block):
+        return
+    in_also = False
+    for ln in block:
+        m = re.match(r"#\s*also:(.*)", ln.text)
+        in_also = bool(m) or (in_also and ln.text.startswith("#   "))
+        if not in_also:
+            continue
+        for item in _top_level_items(m.group(1) if m else ln.text.lstrip("#")):
+            key = re.match(r"\s*([a-z_]+)", item)
+            if key and key.group(1) not in _model_fields():
+                probs.add(ln.no, f"`{key.group(1)}`: no model config field")
+
+
+def _line_of(error: str, start: int, text: str) -> int:
+    """The line of a YAML part that holds the key an error names (`dedup.naer: unknown field`), else its first."""
+    path = re.sub(r"^\S*\.ya?ml: ", "", error).split(":", 1)[0].split(" ")[0]
+    key = re.sub(r"\[\d+\]", "", path).split(".")[-1]
+    for i, t in enumerate(text.split("\n")):
+        if re.search(rf"(?:^\s*(?:- )?|[{{,]\s*){re.escape(key)}:", t):
+            return start + i
+    return start
+
+
+def _top_level_items(s: str) -> list[str]:
+    items, depth, cur = [], 0, ""
+    for ch in s:
+        depth += ch in "({[" and 1 or (ch in ")}]" and -1 or 0)
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*items, cur] if cur.strip() else items
+
+
+def _check_inline_keys(lines: list[Line], probs: Problems) -> None:
+    sections = {"model", "data", "anneal", "optim", "parallel", "checkpoint", "log"}
+    for line in lines:
+        if line.fence is not None:
+            continue
+        for span in line.spans:
+            m = re.fullmatch(r"([a-z_][\w]*(?:\.[a-z_]\w*|\[\d+\])*):(?: .*)?", span)
+            if not m or span.startswith("steel"):
+                continue
+            key = m.group(1)
+            first = key.split(".")[0].split("[")[0]
+            if key in INTENDED:
+                continue
+            if "." in key and first in sections:
+                if all(_resolve_key(c, key) is not None for c in (_config_classes()["train"],
+                                                                 _config_classes()["sft"])):
+                    probs.add(line.no, f"`{key}`: no training (or SFT) config field")
+            elif "." not in key and "[" not in key and key not in _all_config_keys() and key not in OTHER_KEYS:
+                probs.add(line.no, f"`{key}`: no field of any config")
+
+
+_PATH = re.compile(r"(?<![\w./~-])((?:configs|bench|scripts|src/steel|tests)/(?:[\w./*<>-]|\{[\w.,-]*\})*[\w*}])")
+
+
+def _check_paths(lines: list[Line], probs: Problems) -> None:
+    for line in lines:
+        for p in _PATH.findall(line.text):
+            if "<" in p or p in INTENDED:
+                continue
+            if "{" in p:  # `configs/model/{tiny,steel-1b}.yaml`: each
+                head, alts, tail = re.fullmatch(r"([^{]*)\{([^}]*)\}(.*)", p).groups()
+                paths = [head + a + tail for a in alts.split(",")]
+            else:
+                paths = [p]
+            for q in paths:
+                _check_path(line.no, q, probs)
+
+
+def _check_path(no: int, p: str, probs: Problems) -> None:
+    if any(ch in p for ch in "*?"):
+        if not list(ROOT.glob(p)):
+            probs.add(no, f"`{p}`: no file matches")
+    elif not (ROOT / p).exists():
+        probs.add(no, f"`{p}`: no such path in the repo")
+
+
+# ---- tests ------------------------------------------------------------------------------------------------------
+
+def test_readme_names_only_real_commands_options_fields_and_paths():
+    problems = readme_problems(README.read_text())
+    assert not problems, "README.md states what the code does not have:\n" + "\n".join(problems)
+
+
+def test_intended_mistakes_are_still_refused():
+    """Each INTENDED item is really wrong: were it fixed in the code, the README's example would lie."""
+    for item in INTENDED:
+        if item.startswith("steel "):
+            words = item.split()[1:]
+            parser, used, bad = _leaf([w for w in words if not w.startswith("-")])
+            opts = [w for w in words if w.startswith("-")]
+            assert bad is not None or any(o not in _options(parser) for o in opts), item
+        elif item.startswith("--set "):
+            key = item.split()[1]
+            assert all(_resolve_key(c, key) is not None for c in _config_classes().values()), item
+        elif item.startswith("model."):
+            assert item.split(".")[1] not in _model_fields(), item
+        else:
+            assert not (ROOT / item).exists(), item
+        shown = r"[^`\n]*".join(re.escape(w) for w in item.split())
+        assert re.search(shown, README.read_text()), f"{item}: no longer in README.md, drop it"
+
+
+PLANTED = [
+    # (what is replaced, by what, the item the problem must name[, the text whose line it names if not the plant's])
+    ("steel data inspect runs/demo/data", "steel data inspekt runs/demo/data", "steel data inspekt"),
+    ("--max-new-tokens 200", "--max-new-token 200", "--max-new-token"),
+    ("# options: --ranks PATH", "# options: --rank PATH", "--rank"),
+    ("  near: true                    # MinHash LSH", "  naer: true", "naer"),
+    ("  warmup_steps: 100 ", "  warmup_step: 100 ", "warmup_step"),
+    ("  self_cognition: {count: 300,", "  self_cognition: {cuont: 300,", "cuont"),
+    ("attention_bias: true            # q/k/v", "attention_bais: true  # q/k/v", "attention_bais"),
+    # (the loader's message names the `kernels:` mapping, not the key in it: that is the line named)
+    ("  rope: triton ", "  rop: triton ", "rop", "kernels:\n  rmsnorm: triton"),
+    ("attention_dropout, attn_implementation", "attention_dropout, attn_implementaton", "attn_implementaton"),
+    ("--set model.overrides.vocab_size=6000", "--set model.overides.vocab_size=6000", "overides"),
+    ("`parallel.param_dtype: bf16`", "`parallel.param_dtyp: bf16`", "param_dtyp"),
+    ("`document_mask: true`", "`document_masking: true`", "document_masking"),
+    ("configs/train/tiny-cpu.yaml", "configs/train/tiny_cpu.yaml", "configs/train/tiny_cpu.yaml"),
+    ("python bench/gpu_throughput.py --tiny ", "python bench/gpu_throughput.py --tiney ", "--tiney"),
+    ("`bench/gpu_throughput.py --tiny` runs", "`bench/gpu_throughput.py --tiney` runs", "--tiney"),
+    ("(`--shard I/N`", "(`--shards I/N`", "--shards"),
+    ("--vocab-size 6000` puts", "--vocab-sizes 6000` puts", "--vocab-sizes"),
+    ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
+    ("--model HF_DIR --chat --system", "--chat --system", "the following arguments are required: --model"),
+    ("and run with `make gpu-test`", "and run with `make gpu-tests`", "make gpu-tests"),
+]
+
+
+@pytest.mark.parametrize("old, new, item, named", [(*p, None)[:4] for p in PLANTED], ids=[p[2] for p in PLANTED])
+def test_a_planted_mistake_is_named_with_its_line(old, new, item, named):
+    text = README.read_text()
+    assert old in text, f"the plant's anchor {old!r} left README.md: choose another"
+    at = text.index(old)
+    no = text[: text.index(named) if named else at].count("\n") + 1
+    planted = text[:at] + new + text[at + len(old):]
+    problems = readme_problems(planted)
+    hits = [p for p in problems if item in p]
+    assert hits, f"planted {item!r} not reported; problems: {problems}"
+    assert any(p.startswith(f"README.md:{no}: ") for p in hits), (no, hits)
