@@ -158,10 +158,13 @@ class Deduper:
                     return "dedup_near"
             idx = self.count
             if idx == len(self.sigs):
-                # NOTE: doubled in place (realloc, a remap for a large array: no copy; the new rows zeroed).
+                # NOTE: doubled in place (realloc, a remap for a large array: no copy; the new rows zeroed). While
+                # malloc still serves the array from its heap's free space, realloc copies it (old + new) and moves
+                # it to a mapping of its own; every later doubling is a remap.
                 # np.concatenate with zeros_like held the old array, the zeros and the doubled copy at once: 4x the
                 # signatures at that moment (64 GiB at 32M documents, beside the bands). No view of `sigs` outlives a
-                # `check`, so nothing refers to the old buffer (refcheck would refuse a debugger's reference).
+                # `check`, so nothing refers to the old buffer. refcheck=True refuses spuriously under a tracing
+                # debugger (numpy#11538) and on Python 3.14 with numpy 2.4 (numpy#30991): the prepare would fail here.
                 self.sigs.resize((2 * len(self.sigs), self.sigs.shape[1]), refcheck=False)
             self.sigs[idx] = sig
             self.count += 1
