@@ -25,10 +25,11 @@ Inputs are built under --work (default /tmp/h-data) from one seed corpus of shar
    data side's peak RSS and questions/s.
 
 Prints a table per part, and the ratio of the largest input to the smallest. ~12 minutes on the shared 2-core
-machine; `--parts` picks some, `--src` measures another checkout's src (a worktree of an older commit).
+machine; `--parts` picks some, `--src` measures another checkout's src (a worktree of an older commit),
+`--smoke` runs every part on tiny inputs (~1 min: a check that the script still works, not a measurement).
 
     nice -n 10 .venv/bin/python bench/scale_memory.py [--base-docs 4000] [--scales 1,4,16] [--work /tmp/h-data]
-        [--parts index,prepare,merge,loader,sft,eval] [--src DIR]
+        [--parts index,prepare,merge,loader,sft,eval] [--src DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -190,10 +191,10 @@ def part_index(args, work: Path) -> None:
     from steel.data.merge import _cross_shard_duplicates
 
     print("\n0. what grows with the kept documents (tracemalloc, distinct documents)")
-    print(f"{'structure':58} {'docs':>10} {'B/doc':>7} {'GiB at 1e9 docs':>16}")
+    print(f"{'structure':66} {'docs':>10} {'B/doc':>7} {'GiB at 1e9 docs':>16}")
 
     def show(what: str, n: int, size: int) -> None:
-        print(f"{what:58} {n:>10,} {size / n:>7,.0f} {size / n * 1e9 / 2**30:>16,.0f}", flush=True)
+        print(f"{what:66} {n:>10,} {size / n:>7,.0f} {size / n * 1e9 / 2**30:>16,.0f}", flush=True)
 
     rng = np.random.default_rng(0)
     n = args.index_docs
@@ -210,31 +211,34 @@ def part_index(args, work: Path) -> None:
         del d
         show(f"prepare: dedup index, exact{' + near (128 perms, 9 bands)' if near else ' only'}", n, size)
     show("prepare: documents.npy columns (dedup.exact on)", n, n * DOCUMENTS_DTYPE.itemsize)
-    # merge's cross-shard exact dedup over two shards of n documents each (1% of them in both)
-    dirs = []
-    for k in range(2):
-        dd = work / f"index-merge-{k}"
-        dd.mkdir(parents=True, exist_ok=True)
-        docs = np.zeros(n, DOCUMENTS_DTYPE)
-        docs["hash"] = rng.integers(0, 2**63, size=n)
-        if k:
-            docs["hash"][: n // 100] = dirs[0][1]["hash"][: n // 100]
-        docs["order"] = np.arange(n) + (k << 32)
-        docs["tokens"] = 1
-        np.save(dd / DOCUMENTS, docs)
-        dirs.append((dd, docs, {"sources": {"s": {}}, "chunks": [{"file": "s-00000.bin", "tokens": n, "source": "s"}],
-                                "dedup": {"exact": True}}))
-    manifests = [(dd, m) for dd, _, m in dirs]
-    del docs, dirs
-    tracemalloc.start()
-    removals, found = _cross_shard_duplicates(manifests, None, near=False)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert found["exact"] == n // 100, found
-    del removals
-    show("merge: cross-shard exact dedup, peak (documents of all shards)", 2 * n, peak)
-    for dd, _ in manifests:
-        shutil.rmtree(dd, ignore_errors=True)
+    # merge's cross-shard exact dedup over two shards of n documents each, 1% of all documents copies of the other
+    # shard's (then 25%: each removed copy adds its token range to cut)
+    for share in (0.01, 0.25):
+        copies = int(2 * n * share)
+        dirs = []
+        for k in range(2):
+            dd = work / f"index-merge-{k}"
+            dd.mkdir(parents=True, exist_ok=True)
+            docs = np.zeros(n, DOCUMENTS_DTYPE)
+            docs["hash"] = rng.integers(0, 2**63, size=n)
+            if k:
+                docs["hash"][:copies] = dirs[0][1]["hash"][:copies]
+            docs["order"] = np.arange(n) + (k << 32)
+            docs["tokens"] = 1
+            np.save(dd / DOCUMENTS, docs)
+            dirs.append((dd, docs, {"sources": {"s": {}}, "dedup": {"exact": True},
+                                    "chunks": [{"file": "s-00000.bin", "tokens": n, "source": "s"}]}))
+        manifests = [(dd, m) for dd, _, m in dirs]
+        del docs, dirs
+        tracemalloc.start()
+        removals, found = _cross_shard_duplicates(manifests, None, near=False)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert found["exact"] == copies, found
+        del removals
+        show(f"merge: cross-shard exact dedup, peak ({share:.0%} of the documents copies)", 2 * n, peak)
+        for dd, _ in manifests:
+            shutil.rmtree(dd, ignore_errors=True)
 
 
 def part_prepare(args, docs: list[str], tok: Path, work: Path) -> None:
@@ -268,11 +272,13 @@ def part_prepare(args, docs: list[str], tok: Path, work: Path) -> None:
         mid = rows[variant, sorted(args.scales)[-2]] if len(args.scales) > 2 else a
         grown = (b["end_mib"] - mid["end_mib"]) * 2**20  # the two largest: both above the tokenizer's transient
         per = grown / max(b["kept"] - mid["kept"], 1)
+        between = (f"{(b['read'] - mid['read']) / (b['wall'] - mid['wall']):,.0f}" if b["wall"] > mid["wall"] and
+                   b["read"] > mid["read"] else "n/a")  # a small input: the startup's noise outweighs the records
         print(f"{variant}: x{hi}/x{lo}: read {b['read'] / a['read']:.1f}x, main peak RSS {b['main_mib'] / a['main_mib']:.2f}x, "
               f"at stream end {b['end_mib'] / a['end_mib']:.2f}x (+{(b['end_mib'] - a['end_mib']):.0f} MiB), "
               f"workers {b['workers_mib'] / max(a['workers_mib'], 1):.2f}x, "
               f"records/s {b['read'] / b['wall'] / (a['read'] / a['wall']):.2f}x (startup included; "
-              f"{(b['read'] - mid['read']) / max(b['wall'] - mid['wall'], 1e-9):,.0f} records/s between the two largest)"
+              f"{between} records/s between the two largest)"
               + (f"; main growth per kept document (stream end, the two largest scales) {per:,.0f} B -> {per * 1e9 / 2**40:.2f} TiB at 1e9 kept documents"
                  if variant == "distinct" else ""))
 
@@ -508,7 +514,13 @@ def main() -> None:
     ap.add_argument("--src", default=str(SRC), help="the src directory to measure (a worktree's: the old code)")
     ap.add_argument("--index-docs", type=int, default=200_000)
     ap.add_argument("--parts", default="index,prepare,merge,loader,sft,eval")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny inputs (300 documents x1/x2, 100/200 chunks, ...): every part runs in ~1 min; the "
+                         "figures mean nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.base_docs, args.scales, args.chunks, args.index_docs = 300, [1, 2], [100, 200], 5000
+        args.sft_base, args.sft_scales, args.eval_limits = 300, [1, 2], [2, 3]
     SRC = Path(args.src).resolve()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
