@@ -23,13 +23,14 @@ Inputs are built under --work (default /tmp/h-data) from one seed corpus of shar
    Alpaca-zh conversations (rotated as above): the peak RSS it adds, conversations/s.
 5. `run_mc` (`steel eval mc`, CMMLU test, 5-shot) with a stub model, 10 / 40 / all questions per subject: the
    data side's peak RSS and questions/s.
+6. a `.json` array source (loaded whole): the RSS added while `SourceReader` reads it, Alpaca-zh's records x1, x8.
 
 Prints a table per part, and the ratio of the largest input to the smallest. ~12 minutes on the shared 2-core
 machine; `--parts` picks some, `--src` measures another checkout's src (a worktree of an older commit),
 `--smoke` runs every part on tiny inputs (~1 min: a check that the script still works, not a measurement).
 
     nice -n 10 .venv/bin/python bench/scale_memory.py [--base-docs 4000] [--scales 1,4,16] [--work /tmp/h-data]
-        [--parts index,prepare,merge,loader,sft,eval] [--src DIR] [--smoke]
+        [--parts index,prepare,merge,loader,sft,eval,json] [--src DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -498,6 +499,48 @@ def part_eval(args, shared: Path, tok: Path) -> None:
           f"({b[1] * 2**20 / b[0] / 1024:.1f} KiB per question)")
 
 
+JSON_CHILD = """
+import sys
+from pathlib import Path
+
+def _status(key):
+    with open("/proc/self/status") as f:
+        return int(next(ln for ln in f if ln.startswith(key + ":")).split()[1])
+
+from steel.data.config import DataConfig, SourceConfig
+from steel.data.sources import SourceReader
+p = Path(sys.argv[1])
+src = SourceConfig(name="s", path=[p.name], kind="chat")
+reader = SourceReader(src, DataConfig(sources=[src], root=str(p.parent)))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM := VmRSS
+base = _status("VmRSS")
+n = sum(1 for _ in reader.read_file(p))
+print(n, base, _status("VmHWM"))
+"""
+
+
+def part_json(args, shared: Path, work: Path) -> None:
+    """A `.json` array source (loaded whole, as the README says): the RSS it adds while read, against its size."""
+    recs = []
+    for name in ("zh-data-part-00.json", "zh-data-part-01.json"):
+        recs += json.loads((shared / "sft_zh/alpaca_chinese_carbonz0" / name).read_text(encoding="utf-8"))
+    print(f"\n6. a JSON array source read whole (SourceReader.read_file, a chat source): {len(recs):,} Alpaca-zh records "
+          "of sft_zh/alpaca_chinese_carbonz0 repeated")
+    print(f"{'scale':>5} {'records':>9} {'MiB file':>9} {'RSS added MiB':>14} {'x file':>7}")
+    for s in args.json_scales:
+        p = work / f"array-x{s}.json"
+        p.write_text(json.dumps(recs * s, ensure_ascii=False), encoding="utf-8")
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        out = subprocess.run([sys.executable, "-c", JSON_CHILD, str(p)], env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        n, base, peak = (int(x) for x in out.stdout.split())
+        size, added = p.stat().st_size / 2**20, (peak - base) / 1024
+        print(f"{'x' + str(s):>5} {n:>9,} {size:>9.1f} {added:>14.0f} {added / size:>7.1f}", flush=True)
+        p.unlink()
+
+
 def main() -> None:
     global SRC
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -513,14 +556,15 @@ def main() -> None:
                     help="questions per subject (0: all)")
     ap.add_argument("--src", default=str(SRC), help="the src directory to measure (a worktree's: the old code)")
     ap.add_argument("--index-docs", type=int, default=200_000)
-    ap.add_argument("--parts", default="index,prepare,merge,loader,sft,eval")
+    ap.add_argument("--json-scales", default="1,8", type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--parts", default="index,prepare,merge,loader,sft,eval,json")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny inputs (300 documents x1/x2, 100/200 chunks, ...): every part runs in ~1 min; the "
                          "figures mean nothing")
     args = ap.parse_args()
     if args.smoke:
         args.base_docs, args.scales, args.chunks, args.index_docs = 300, [1, 2], [100, 200], 5000
-        args.sft_base, args.sft_scales, args.eval_limits = 300, [1, 2], [2, 3]
+        args.sft_base, args.sft_scales, args.eval_limits, args.json_scales = 300, [1, 2], [2, 3], [1]
     SRC = Path(args.src).resolve()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -548,6 +592,8 @@ def main() -> None:
             part_eval(args, Path(args.shared), tok)
     if "loader" in parts:
         part_loader(args, work)
+    if "json" in parts:
+        part_json(args, Path(args.shared), work)
 
 
 if __name__ == "__main__":
