@@ -695,3 +695,56 @@ def test_a_planted_mistake_is_named_with_its_line(old, new, item, named):
     hits = [p for p in problems if item in p]
     assert hits, f"planted {item!r} not reported; problems: {problems}"
     assert any(p.startswith(f"README.md:{no}: ") for p in hits), (no, hits)
+
+
+def _make_recipe(target: str) -> tuple[list[str], list[str]]:
+    """(the target's prerequisites, its recipe lines with the Makefile's variables put in)."""
+    text = (ROOT / "Makefile").read_text()
+    variables = dict(re.findall(r"^(\w+) [:?]= (.*)$", text, re.M))
+    head, _, body = text.partition(f"\n{target}:")
+    assert body, f"Makefile: no target {target}"
+    prereqs = body.split("\n", 1)[0].split()
+    recipe = []
+    for raw in body.split("\n")[1:]:
+        if not raw.startswith("\t"):
+            break
+        line = raw.strip()
+        for _ in range(3):  # $(STEEL) -> $(VENV)/bin/steel -> .venv/bin/steel
+            line = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), line)
+        recipe.append(line)
+    return prereqs, recipe
+
+
+def test_the_newcomers_two_commands_are_what_the_makefile_and_setup_do():
+    """README's first lines (`make demo`, `make test`) and the demo's stages are what Makefile and setup.sh run."""
+    readme = README.read_text()
+    first = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    demo_line, test_line = first.strip().split("\n")
+    assert demo_line.startswith("make demo ") and test_line.startswith("make test ")
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    pin = re.search(r"torch==([\d.]+)", demo_line).group(1)
+    assert f'"torch=={pin}"' in setup and "import torch" in setup  # kept when importable, else this pin
+    prereqs, demo = _make_recipe("demo")
+    assert prereqs == ["setup"] and "setup.sh" in _make_recipe("$(VENV)/.steel-installed")[1][0]
+    shared = re.search(r"on (\S+)$", demo_line).group(1)
+    assert re.search(rf"^SHARED \?= {re.escape(shared)}$", (ROOT / "Makefile").read_text(), re.M)
+    prereqs, test = _make_recipe("test")
+    assert prereqs == ["setup"] and "TRITON_INTERPRET=1" in test_line
+    assert len(test) == 1 and test[0].startswith("TRITON_INTERPRET=1 ") and " -m pytest " in test[0]
+
+    # the demo's steps: each recipe line is a steel command its parser takes, in the order README lists them
+    stages = []
+    for line in demo:
+        m = re.match(r"(?:[A-Z_]+=\S+ )*\.venv/bin/steel (.*)", line)
+        assert m, f"Makefile demo: {line!r} is no steel command"
+        words = shlex.split(m.group(1))
+        _root().parse_args(words)  # exits (fails the test) on a wrong command line
+        parser, used, _ = _leaf(words)
+        # argparse takes a prefix (`--max-new-token`): the recipe spells each option out
+        assert all(w in _options(parser) for w in words if w.startswith("--")), line
+        stages.append(" ".join(used))
+    listed = readme.split("`make demo` runs every stage", 1)[1].split("`make test` runs", 1)[0]
+    named = [m for m in re.findall(r"`steel ([a-z][a-z ]*[a-z])`", listed)]
+    assert named == stages, (named, stages)
+    limit = next(w for w in demo if " eval mc " in w).split("--limit ")[1].split()[0]
+    assert f"({limit} questions per subject)" in listed
