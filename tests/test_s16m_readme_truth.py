@@ -10,7 +10,9 @@ it names must exist.
   a block on its own; `# also:` comments under a model config name SteelConfig fields; an inline `a.b: value`
   whose first key is a training config section resolves through TrainConfig (or SftConfig), and an inline
   `key: value` names a field of some config (partial on purpose, but a misspelled key is none of them);
-- (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file).
+- (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file), and every
+  `make TARGET` is a Makefile target;
+- (e) every `steel.a.b` Python name exists, with the keywords its call shows; a python block's imports too.
 
 A README that states a wrong thing on purpose (an example of a refused command line) lists it in INTENDED, and
 the test checks that each of those is still refused, so the list cannot hide a real mistake.
@@ -373,6 +375,7 @@ def readme_problems(text: str) -> list[str]:
     _check_yaml_blocks(lines, probs)
     _check_inline_keys(lines, probs)
     _check_paths(lines, probs)
+    _check_python_names(lines, probs)
     return list(probs)
 
 
@@ -632,6 +635,57 @@ def _check_path(no: int, p: str, probs: Problems) -> None:
         probs.add(no, f"`{p}`: no such path in the repo")
 
 
+def _resolve_name(dotted: str) -> typing.Any:
+    """The object `steel.a.b.c` names (modules imported as needed); raises LookupError naming the missing part."""
+    import importlib
+
+    parts = dotted.split(".")
+    obj, i = importlib.import_module(parts[0]), 1
+    while i < len(parts):
+        try:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+        except ModuleNotFoundError as e:
+            if e.name != ".".join(parts[: i + 1]):
+                raise
+            if not hasattr(obj, parts[i]):
+                raise LookupError(parts[i]) from None
+            obj = getattr(obj, parts[i])
+        i += 1
+    return obj
+
+
+def _check_python_names(lines: list[Line], probs: Problems) -> None:
+    """`steel.a.b` (and `steel.a.f(x, key=...)`: its keywords, its positional count) in inline code, and the names
+    a python block imports from steel."""
+    import inspect
+
+    for line in lines:
+        found = [(m.group(1), m.group(2)) for span in line.spans
+                 for m in [re.match(r"(steel(?:\.\w+)+)(?:\((.*)\))?", span)] if m]
+        if line.fence == "python" and (m := re.match(r"from (steel(?:\.\w+)*) import (\w+(?:, \w+)*)", line.text)):
+            found += [(f"{m.group(1)}.{n}", None) for n in m.group(2).split(", ")]
+        for dotted, args in found:
+            try:
+                obj = _resolve_name(dotted)
+            except LookupError as e:
+                probs.add(line.no, f"`{dotted}`: no {e.args[0]!r} there")
+                continue
+            if args is None or not callable(obj):
+                continue
+            # a keyword must be a parameter; a positional one is a placeholder (`load_tokenizer(dir)`): counted
+            params = inspect.signature(obj).parameters
+            kinds = [p.kind for p in params.values()]
+            items = [i.strip() for i in _top_level_items(args)]
+            keywords = [m.group(1) for i in items if (m := re.match(r"(\w+)=", i))]
+            positional = [i for i in items if re.fullmatch(r"\w+", i)]
+            for k in keywords:
+                if k not in params and inspect.Parameter.VAR_KEYWORD not in kinds:
+                    probs.add(line.no, f"`{dotted}`: no parameter {k!r}")
+            takes = sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+            if len(positional) > takes and inspect.Parameter.VAR_POSITIONAL not in kinds:
+                probs.add(line.no, f"`{dotted}`: takes {takes} positional arguments, shown with {len(positional)}")
+
+
 # ---- tests ------------------------------------------------------------------------------------------------------
 
 def test_readme_names_only_real_commands_options_fields_and_paths():
@@ -676,6 +730,8 @@ PLANTED = [
     ("configs/train/tiny-cpu.yaml", "configs/train/tiny_cpu.yaml", "configs/train/tiny_cpu.yaml"),
     ("python bench/gpu_throughput.py --tiny ", "python bench/gpu_throughput.py --tiney ", "--tiney"),
     ("`bench/gpu_throughput.py --tiny` runs", "`bench/gpu_throughput.py --tiney` runs", "--tiney"),
+    ("`steel.model.flops.parameter_counts(config)`", "`steel.model.flops.param_counts(config)`", "param_counts"),
+    ("`steel.kernels.resolve_kernels(spec, field=", "`steel.kernels.resolve_kernels(spec, name=", "'name'"),
     ("(`--shard I/N`", "(`--shards I/N`", "--shards"),
     ("--vocab-size 6000` puts", "--vocab-sizes 6000` puts", "--vocab-sizes"),
     ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
