@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,8 +65,13 @@ def setup(tmp_path_factory):
 
 def run(setup: Path, at: str, *argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=SRC, STEEL_NO_PROGRESS="1")
+    # NOTE: the child starts with SIGINT's default disposition, as under a terminal (where Ctrl-C comes from).
+    # A runner started with SIGINT ignored (`make test &`, nohup, some CI agents) passes SIG_IGN down, Python then
+    # installs no KeyboardInterrupt handler, and the child's Ctrl-C was ignored: these tests failed in a full
+    # suite run started in the background (session 16).
     return subprocess.run([sys.executable, str(setup / "child.py"), at, *argv], cwd=setup, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def output(d: Path) -> list[bytes]:
