@@ -7,7 +7,7 @@ it names must exist.
   names, or, where those name none, of some steel command or of the outside tool it is listed for;
   `--set KEY=...` keys are fields of that command's config;
 - (c) every YAML block is a config (data / train / sft / model) that the real loader builds, each `# or` part of
-  a block on its own; `# also:` comments under a model config name SteelConfig fields; an inline `a.b: value`
+  a block on its own; a `key: v  # a | b | c` comment lists exactly the values the loader takes; `# also:` comments under a model config name SteelConfig fields; an inline `a.b: value`
   whose first key is a training config section resolves through TrainConfig (or SftConfig), and an inline
   `key: value` names a field of some config (partial on purpose, but a misspelled key is none of them);
 - (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file), and every
@@ -522,7 +522,6 @@ def _yaml_kind(data: dict, text: str) -> str | None:
 
 
 def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
-    from steel.model import load_model_config
 
     blocks: list[list[Line]] = []
     for line in lines:
@@ -542,13 +541,55 @@ def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
                 probs.add(start, f"YAML block is no config steel knows (keys {sorted(data)})")
                 continue
             try:
-                if kind == "model":
-                    load_model_config(data)
-                else:
-                    from_dict(_config_classes()[kind], data)
+                _load(kind, data)
             except (ConfigError, ValueError, TypeError) as e:
                 probs.add(_line_of(str(e), start, text), f"{kind} config YAML block: {e}")
+                continue
+            _check_choices(kind, start, text, probs)
         _check_also(block, probs)
+
+
+def _load(kind: str, data: dict) -> None:
+    from steel.model import load_model_config
+
+    if kind == "model":
+        load_model_config(data)
+    else:
+        from_dict(_config_classes()[kind], data)
+
+
+def _choices(comment: str) -> list[str]:
+    """`# a | b (note) | c. More` -> [a, b, c] (one word: no list)."""
+    out, rest = [], comment.lstrip("# ")
+    while m := re.match(r"([\w.]+)(?:\s*\([^)]*\))?\s*", rest):
+        out.append(m.group(1).rstrip("."))  # `none.` ends a sentence
+        rest = rest[m.end():]
+        if not rest.startswith("|"):
+            break
+        rest = rest[1:].lstrip()
+    return out if len(out) > 1 else []
+
+
+def _check_choices(kind: str, start: int, text: str, probs: Problems) -> None:
+    """`key: v  # a | b | c`: the values the loader takes for key are a, b and c (its error lists them)."""
+    rows = text.split("\n")
+    for i, row in enumerate(rows):
+        m = re.match(r"(\s*)(\w+): (\S+)\s+(#.*)", row)
+        if not m or not (shown := _choices(m.group(4))):
+            continue
+        bogus = [*rows[:i], f"{m.group(1)}{m.group(2)}: not-a-choice", *rows[i + 1:]]
+        try:
+            _load(kind, load_yaml("\n".join(bogus)))
+        except (ConfigError, ValueError, TypeError) as e:
+            listed = re.search(r"one of [\[(]([^\])]*)[\])]", str(e))
+            if listed is None:
+                continue
+            taken = re.findall(r"'([^']*)'", listed.group(1))
+            if sorted(taken) != sorted(shown):
+                probs.add(start + i, f"`{m.group(2)}`: README lists {' | '.join(shown)}, the loader takes "
+                                     f"{' | '.join(taken)}")
+        else:
+            probs.add(start + i, f"`{m.group(2)}`: README lists {' | '.join(shown)}, the loader takes anything")
 
 
 def _check_also(block: list[Line], probs: Problems) -> None:
@@ -732,6 +773,8 @@ PLANTED = [
     ("`bench/gpu_throughput.py --tiny` runs", "`bench/gpu_throughput.py --tiney` runs", "--tiney"),
     ("`steel.model.flops.parameter_counts(config)`", "`steel.model.flops.param_counts(config)`", "param_counts"),
     ("`steel.kernels.resolve_kernels(spec, field=", "`steel.kernels.resolve_kernels(spec, name=", "'name'"),
+    ("# cosine | wsd (warmup-stable-decay) | constant", "# cosine | wsd (warmup-stable-decay)", "`schedule`"),
+    ("# auto | none | ddp | fsdp", "# auto | none | ddp | fsdp | zero3", "`mode`"),
     ("(`--shard I/N`", "(`--shards I/N`", "--shards"),
     ("--vocab-size 6000` puts", "--vocab-sizes 6000` puts", "--vocab-sizes"),
     ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
