@@ -7,9 +7,12 @@ it names must exist.
   names, or, where those name none, of some steel command or of the outside tool it is listed for;
   `--set KEY=...` keys are fields of that command's config;
 - (c) every YAML block is a config (data / train / sft / model) that the real loader builds, each `# or` part of
-  a block on its own; a `key: v  # a | b | c` comment lists exactly the values the loader takes; `# also:` comments under a model config name SteelConfig fields; an inline `a.b: value`
-  whose first key is a training config section resolves through TrainConfig (or SftConfig), and an inline
-  `key: value` names a field of some config (partial on purpose, but a misspelled key is none of them);
+  a block on its own; a block headed `# configs/x.yaml` shows that file's values; the block README calls "every
+  field, with its default" holds every field at its default; a `# ... default V` comment gives the code's
+  default; a `key: v  # a | b | c` comment lists exactly the values the loader takes; `# also:` comments under
+  a model config name SteelConfig fields; an inline `a.b: value` whose first key is a training config section
+  resolves through TrainConfig (or SftConfig), and an inline `key: value` names a field of some config
+  (partial on purpose, but a misspelled key is none of them);
 - (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file), and every
   `make TARGET` is a Makefile target;
 - (e) every `steel.a.b` Python name exists, with the keywords its call shows; a python block's imports too.
@@ -524,6 +527,7 @@ def _yaml_kind(data: dict, text: str) -> str | None:
 def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
 
     blocks: list[list[Line]] = []
+    text_of = {ln.no: ln.text for ln in lines if ln.fence is None}  # the prose just above a block
     for line in lines:
         if line.fence == "yaml":
             if not blocks or blocks[-1][-1].no != line.no - 1:
@@ -546,6 +550,8 @@ def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
                 probs.add(_line_of(str(e), start, text), f"{kind} config YAML block: {e}")
                 continue
             _check_choices(kind, start, text, probs)
+            before = " ".join(text_of.get(no, "") for no in range(block[0].no - 4, block[0].no))
+            _check_shown_values(kind, start, text, before, probs)
         _check_also(block, probs)
 
 
@@ -556,6 +562,69 @@ def _load(kind: str, data: dict) -> None:
         load_model_config(data)
     else:
         from_dict(_config_classes()[kind], data)
+
+
+def _defaults(kind: str) -> dict:
+    from steel.config import to_dict
+
+    required = {"sft": {"init": "-"}, "data": {"sources": [{"name": "a", "path": ["a"]}]}}.get(kind, {})
+    return to_dict(from_dict(_config_classes()[kind], required))
+
+
+def _key_paths(text: str) -> list[tuple[int, str, str]]:
+    """(row, dotted key, comment) for each `key: value  # comment` row of a block mapping (not in a list)."""
+    out, stack = [], []  # stack: (indent, key)
+    for i, row in enumerate(text.split("\n")):
+        m = re.match(r"( *)(\w+):(?: (.*?))?(?:\s+#\s*(.*))?$", row)
+        if not m or row.lstrip().startswith(("#", "-")):
+            continue
+        indent = len(m.group(1))
+        stack = [(n, k) for n, k in stack if n < indent]
+        stack.append((indent, m.group(2)))
+        out.append((i, ".".join(k for _, k in stack), m.group(4) or ""))
+    return out
+
+
+def _at(tree: typing.Any, dotted: str) -> typing.Any:
+    for k in dotted.split("."):
+        if not isinstance(tree, dict) or k not in tree:
+            return KeyError
+        tree = tree[k]
+    return tree
+
+
+def _check_shown_values(kind: str, start: int, text: str, before: str, probs: Problems) -> None:
+    """A block headed `# configs/x.yaml` shows that file's values; one README calls "every field, with its
+    default" holds every field at the code's default; a `# ... default V` comment gives the code's default."""
+    data, rows = load_yaml(text), _key_paths(text)
+    if (m := re.match(r"#\s*(configs/[\w/.-]+\.yaml)\s*$", text.split("\n", 1)[0])) and (ROOT / m.group(1)).is_file():
+        from steel.config import read_yaml
+
+        real = read_yaml(ROOT / m.group(1))
+        for i, key, _ in rows:
+            if _at(data, key) != _at(real, key):
+                probs.add(start + i, f"`{key}: {_at(data, key)}`: {m.group(1)} has {_at(real, key)!r}")
+    if kind == "model":
+        return
+    defaults = _defaults(kind)
+    if "Every field, with its default" in before:
+        for i, key, _ in rows:
+            if not isinstance(_at(data, key), dict) and _at(data, key) != _at(defaults, key):
+                probs.add(start + i, f"`{key}: {_at(data, key)}`: the default is {_at(defaults, key)!r}")
+        shown = {key for _, key, _ in rows}
+
+        def walk(tree: dict, prefix: str = "") -> None:
+            for k, v in tree.items():
+                if f"{prefix}{k}" not in shown:
+                    probs.add(start, f"`{prefix}{k}`: a {kind} config field the block of every field leaves out")
+                elif isinstance(v, dict) and v:
+                    walk(v, f"{prefix}{k}.")
+
+        walk(defaults)
+    for i, key, comment in rows:
+        m = re.search(r"(?<!own )\bdefault:?\s+(-?[\d.e+]+|true|false|null)(?=[);,\s]|$)", comment)
+        if m and _at(defaults, key) is not KeyError and load_yaml(m.group(1)) != _at(defaults, key):
+            probs.add(start + i, f"`{key}`: README says default {m.group(1)}, the code's is {_at(defaults, key)!r}")
 
 
 def _choices(comment: str) -> list[str]:
@@ -775,6 +844,9 @@ PLANTED = [
     ("`steel.kernels.resolve_kernels(spec, field=", "`steel.kernels.resolve_kernels(spec, name=", "'name'"),
     ("# cosine | wsd (warmup-stable-decay) | constant", "# cosine | wsd (warmup-stable-decay)", "`schedule`"),
     ("# auto | none | ddp | fsdp", "# auto | none | ddp | fsdp | zero3", "`mode`"),
+    ("  seq_len: 2048              # samples", "  seq_len: 4096              # samples", "`data.seq_len: 4096`"),
+    ("(default 16777216)", "(default 8388608)", "default 8388608"),
+    ("hidden_size: 1792\n", "hidden_size: 2048\n", "`hidden_size: 2048`: configs/model/steel-1b.yaml has 1792"),
     ("(`--shard I/N`", "(`--shards I/N`", "--shards"),
     ("--vocab-size 6000` puts", "--vocab-sizes 6000` puts", "--vocab-sizes"),
     ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
