@@ -341,6 +341,10 @@ def _check_set(no: int, command: str, item: str, probs: Problems) -> None:
     bad = _resolve_key(_config_classes()[kind], key)
     if bad is not None:
         probs.add(no, f"`steel {command} --set {key}`: {bad!r} is no {kind} config field")
+    elif kind in ("train", "sft") and "=" in item:
+        value = item.split("=", 1)[1]
+        if not re.search(r"[A-Z]{2}|\.\.\.|\$", value):  # no placeholder (DIR, N, ..., $VAR)
+            _check_training_value(no, key, value, probs)
 
 
 def _command_spans(line: Line) -> list[tuple[str, str]]:
@@ -716,8 +720,25 @@ def _check_inline_keys(lines: list[Line], probs: Problems) -> None:
                 if all(_resolve_key(c, key) is not None for c in (_config_classes()["train"],
                                                                  _config_classes()["sft"])):
                     probs.add(line.no, f"`{key}`: no training (or SFT) config field")
+                elif (v := re.fullmatch(r"[^:]*: (\S+)", span)) and not v.group(1).isupper():
+                    _check_training_value(line.no, key, v.group(1), probs)
             elif "." not in key and "[" not in key and key not in _all_config_keys() and key not in OTHER_KEYS:
                 probs.add(line.no, f"`{key}`: no field of any config")
+
+
+def _check_training_value(no: int, key: str, value: str, probs: Problems) -> None:
+    """`optim.schedule: wsd` in prose: a value the training (or SFT) config takes for that field."""
+    from steel.config import apply_overrides
+
+    errors = []
+    for kind, base in (("train", {}), ("sft", {"init": "-"})):
+        cls = _config_classes()[kind]
+        try:
+            from_dict(cls, apply_overrides(base, [f"{key}={value}"], cls))
+            return
+        except ConfigError as e:
+            errors.append(str(e))
+    probs.add(no, f"`{key}: {value}`: refused ({errors[0]})")
 
 
 _PATH = re.compile(r"(?<![\w./~-])((?:configs|bench|scripts|src/steel|tests)/(?:[\w./*<>-]|\{[\w.,-]*\})*[\w*}])")
@@ -847,6 +868,9 @@ PLANTED = [
     ("  seq_len: 2048              # samples", "  seq_len: 4096              # samples", "`data.seq_len: 4096`"),
     ("(default 16777216)", "(default 8388608)", "default 8388608"),
     ("hidden_size: 1792\n", "hidden_size: 2048\n", "`hidden_size: 2048`: configs/model/steel-1b.yaml has 1792"),
+    ("`optim.schedule: wsd`", "`optim.schedule: wds`", "`optim.schedule: wds`"),
+    # (a command continued with `\` is named by its first line)
+    ("--set grad_accum=2", "--set grad_accum=two", "`grad_accum: two`", "torchrun --nnodes 4"),
     ("(`--shard I/N`", "(`--shards I/N`", "--shards"),
     ("--vocab-size 6000` puts", "--vocab-sizes 6000` puts", "--vocab-sizes"),
     ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
