@@ -319,9 +319,9 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
             _check_set(no, name, rest[i + 1], probs)
     siblings = _subparsers(_leaf(used[:-1])[0]) if used else {}
     for m in _OPT.finditer(comment):
-        before = [w for w in (earlier + " " + comment[: m.start()]).replace("#", " ").split()]
+        before = (earlier + " " + comment[: m.start()]).replace("#", " ").split()
         sibling = before[-1] if before else ""
-        target = siblings.get(sibling, parser) if sibling != used[-1:] else parser
+        target = siblings.get(sibling, parser)  # `... a merge --allow-missing` under `data inspect`
         if m.group(1) not in _options(target):
             probs.add(no, f"`steel {name}` (comment): no option {m.group(1)}")
     return tuple(used)
@@ -477,7 +477,7 @@ def _check_prose_options(lines: list[Line], probs: Problems) -> None:
                 if key.split(".")[0] not in _model_fields() and f"--set {key}" not in INTENDED and all(
                         _resolve_key(c, key) is not None for c in _config_classes().values()):
                     probs.add(line.no, f"`--set {key}`: no field of any config")
-            context = [c for c in (*line.heading_cmds, *para_cmds)]
+            context = [*line.heading_cmds, *para_cmds]
             if _option_known(opt, context, line.text):
                 continue
             named = ", ".join(f"`{c}`" if c.endswith(".py") else f"`steel {c}`" for c in context)
