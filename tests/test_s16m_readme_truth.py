@@ -52,10 +52,8 @@ INTENDED = {
     "--set weight": "a source's field at the top level, refused with a hint the README quotes",
     "model.hiden_size": "a stock config's misspelled field, in the error line the README quotes",
 }
-# Options of tools other than steel that the README shows in prose or in their own command lines.
+# Options of tools other than steel that the README shows in prose (torchrun's come from its own parser).
 OUTSIDE_OPTIONS = {
-    "torchrun": {"--standalone", "--nproc_per_node", "--nnodes", "--node_rank", "--rdzv_backend", "--rdzv_endpoint",
-                 "--rdzv_id", "--max-restarts", "--max_restarts", "--nproc-per-node", "--rdzv-conf", "--rdzv_conf"},
     "pip": {"--index-url", "--no-deps", "-e"},
     "pytest": {"-q", "-k", "-p", "-x", "-m", "--timeout"},  # --timeout: pytest-timeout's
 }
@@ -93,6 +91,13 @@ def _all_steel_options() -> frozenset[str]:
         out |= _options(p)
         todo.extend(_subparsers(p).values())
     return frozenset(out)
+
+
+@cache
+def _torchrun_options() -> frozenset[str]:
+    from torch.distributed.run import get_args_parser
+
+    return frozenset(_options(get_args_parser()))
 
 
 @cache
@@ -278,10 +283,18 @@ class Problems(list):
 
 
 def _split_words(s: str) -> list[str]:
+    """The words of a command line up to its first shell operator (`| tee log`, `> out`, `2>&1`, `&&`, `;`, `&`):
+    what follows is another program's."""
     try:
-        return shlex.split(s)
+        words = shlex.split(s)
     except ValueError:
-        return s.split()
+        words = s.split()
+    for i, w in enumerate(words):
+        if re.match(r"\d*>|<$|[|&;]", w):
+            return words[:i]
+        if w.endswith(";"):
+            return [*words[:i], w[:-1]]
+    return words
 
 
 def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier: str = "") -> tuple[str, ...] | None:
@@ -318,6 +331,7 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
         if w.lstrip("[") == "--set" and i + 1 < len(rest):
             _check_set(no, name, rest[i + 1], probs)
     siblings = _subparsers(_leaf(used[:-1])[0]) if used else {}
+    comment = re.sub(r"https?://\S+", "", comment)  # `run.html#--rdzv-conf` is a link, not an option
     for m in _OPT.finditer(comment):
         before = (earlier + " " + comment[: m.start()]).replace("#", " ").split()
         sibling = before[-1] if before else ""
@@ -421,8 +435,26 @@ def _check_commands(lines: list[Line], probs: Problems) -> None:
         for cmdline, comment in spans:
             last = _check_command(line.no, cmdline, comment, probs) or last
             _check_parses(line.no, cmdline, probs)
+        _check_torchrun(full, probs)
         if not spans:
             _check_other_tool(full, probs)
+
+
+def _check_torchrun(line: Line, probs: Problems) -> None:
+    """`torchrun --opt ... -m steel.cli ...` (or `python -m steel.launch`, which takes torchrun's arguments): the
+    options before the program are torchrun's (its own parser's)."""
+    code = line.text.split(" #", 1)[0]
+    m = re.search(r"(?:^|&&\s*|;\s*|\s)(?:torchrun|python3? -m steel\.launch)\s(.*)", code)
+    if not m:
+        return
+    for w in _split_words(m.group(1)):
+        if w in ("-m", "--module") or not w.startswith("-"):
+            if w in ("-m", "--module") or re.match(r"[\w./-]+\.py$", w):
+                break  # the program and its own arguments
+            continue
+        opt = w.split("=", 1)[0]
+        if opt not in _torchrun_options():
+            probs.add(line.no, f"`torchrun`: no option {opt}")
 
 
 def _check_parses(no: int, cmdline: str, probs: Problems) -> None:
@@ -481,7 +513,8 @@ def _check_prose_options(lines: list[Line], probs: Problems) -> None:
             if _option_known(opt, context, line.text):
                 continue
             named = ", ".join(f"`{c}`" if c.endswith(".py") else f"`steel {c}`" for c in context)
-            probs.add(line.no, f"`{opt}`: no option of {named or 'any command'}")
+            probs.add(line.no, f"`{opt}`: no option of {named or 'any command'}, nor of torchrun (another tool's? "
+                               f"add it to OUTSIDE_OPTIONS in {Path(__file__).name})")
 
 
 def _option_known(opt: str, context: list[str], text: str) -> bool:
@@ -500,7 +533,7 @@ def _option_known(opt: str, context: list[str], text: str) -> bool:
         return True  # named in prose about another command (`steel train` refuses ... `--add-data`)
     if any(opt in _script_options(str(p.relative_to(ROOT))) for p in sorted((ROOT / "bench").glob("*.py"))):
         return True  # a bench script's, in its figures' paragraph
-    return any(opt in v for v in OUTSIDE_OPTIONS.values())
+    return opt in _torchrun_options() or any(opt in v for v in OUTSIDE_OPTIONS.values())
 
 
 def _yaml_parts(block: list[Line]) -> list[tuple[int, str]]:
@@ -546,7 +579,8 @@ def _check_yaml_blocks(lines: list[Line], probs: Problems) -> None:
                 continue
             kind = _yaml_kind(data or {}, text)
             if kind is None:
-                probs.add(start, f"YAML block is no config steel knows (keys {sorted(data)})")
+                probs.add(start, f"YAML block is no config steel knows (keys {sorted(data)}): a ```yaml block is "
+                                 "read as a steel config; show other YAML in a bare ``` fence")
                 continue
             try:
                 _load(kind, data)
@@ -723,7 +757,8 @@ def _check_inline_keys(lines: list[Line], probs: Problems) -> None:
                 elif (v := re.fullmatch(r"[^:]*: (\S+)", span)) and not v.group(1).isupper():
                     _check_training_value(line.no, key, v.group(1), probs)
             elif "." not in key and "[" not in key and key not in _all_config_keys() and key not in OTHER_KEYS:
-                probs.add(line.no, f"`{key}`: no field of any config")
+                probs.add(line.no, f"`{key}`: no field of any config (a quoted output or another file's key? add "
+                               f"it to OTHER_KEYS in {Path(__file__).name})")
 
 
 def _check_training_value(no: int, key: str, value: str, probs: Problems) -> None:
@@ -890,6 +925,32 @@ def test_a_planted_mistake_is_named_with_its_line(old, new, item, named):
     hits = [p for p in problems if item in p]
     assert hits, f"planted {item!r} not reported; problems: {problems}"
     assert any(p.startswith(f"README.md:{no}: ") for p in hits), (no, hits)
+
+
+# Paragraphs a writer may add under "Launching on GPUs": (the text, the item its problem names, or None where it
+# states nothing wrong and must give no problem).
+INSERTED = [
+    ("```bash\nsteel train configs/train/tiny-cpu.yaml 2>&1 | tee train.log\n```", None),
+    ("```bash\nsteel data inspect runs/demo/data | head -n 20 > top.txt; steel plot runs/demo\n```", None),
+    ("```bash\nsteel data inspect runs/demo/data --json | grep -c tokens\n```", "--json"),  # before the pipe: steel's
+    ("Two jobs on one node take `--master_port 29501` each (torchrun's).", None),
+    ("```\ntorchrun --standalone --nproc_per_node 2 -m steel.cli train configs/train/tiny-cpu.yaml"
+     "  # https://pytorch.org/docs/stable/elastic/run.html#--rdzv-conf\n```", None),
+    ("```\ntorchrun --standalone --nprocs_per_node 2 -m steel.cli train configs/train/tiny-cpu.yaml\n```",
+     "--nprocs_per_node"),
+]
+
+
+@pytest.mark.parametrize("new, item", INSERTED, ids=[i or f"legit{n}" for n, (_, i) in enumerate(INSERTED)])
+def test_an_added_paragraph_is_judged_on_what_it_states(new, item):
+    text = README.read_text()
+    anchor = "### Launching on GPUs\n"
+    no = text[: text.index(anchor)].count("\n") + 1 + 2 + new.startswith("```")  # the heading, a blank line
+    problems = readme_problems(text.replace(anchor, f"{anchor}\n{new}\n", 1))
+    if item is None:
+        assert problems == []
+    else:
+        assert [p for p in problems if p.startswith(f"README.md:{no}: ") and item in p], problems
 
 
 def _make_recipe(target: str) -> tuple[list[str], list[str]]:
