@@ -92,7 +92,8 @@ class OptimSection:
 
 @dataclass
 class ParallelSection:
-    mode: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # auto: fsdp when WORLD_SIZE > 1, else none
+    # auto: fsdp when WORLD_SIZE > 1 (ddp where FSDP2 cannot run on the device: CPU on torch 2.6), else none
+    mode: Literal["auto", "none", "ddp", "fsdp"] = "auto"
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on CUDA, fp32 on CPU); master weights fp32
     # fp32: fp32 parameters (+ autocast of `dtype`). bf16: bf16 parameters and gradients, no autocast, fp32
     # master weights and AdamW state in the optimizer (steel.train.master_adamw); modes none and ddp.

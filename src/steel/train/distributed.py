@@ -94,11 +94,26 @@ def _check_local_gpu(world: int, local: int) -> None:
             "node's GPUs")
 
 
+def fsdp_runs_on(device: torch.device) -> bool:
+    """Whether this torch's FSDP2 runs on `device`. NOTE: FSDP2 records an event on its CPU streams at every
+    all-gather, and torch 2.6's (Steel's floor) CPU streams have no record_event: every rank died at the first
+    forward ("'Stream' object has no attribute 'record_event'"); torch 2.11's have it."""
+    return device.type != "cpu" or hasattr(torch.cpu.Stream, "record_event")
+
+
+def pick_mode(mode: str, world: int, device: torch.device) -> str:
+    """parallel.mode as run: `auto` is FSDP2 with several processes, DDP where this torch's FSDP2 cannot run on
+    the device (CPU on torch 2.6: `auto` is what runs), and none with one process."""
+    if mode != "auto":
+        return mode
+    if world == 1:
+        return "none"
+    return "fsdp" if fsdp_runs_on(device) else "ddp"
+
+
 def check_fsdp_device(mode: str, device: torch.device) -> None:
-    """Refuse FSDP on CPU where this torch's FSDP2 cannot run there. NOTE: FSDP2 records an event on its CPU
-    streams at every all-gather, and torch 2.6's (Steel's floor) CPU streams have no record_event: every rank
-    died at the first forward ("'Stream' object has no attribute 'record_event'"); torch 2.11's have it."""
-    if mode == "fsdp" and device.type == "cpu" and not hasattr(torch.cpu.Stream, "record_event"):
+    """Refuse FSDP where this torch's FSDP2 cannot run on the device (`fsdp_runs_on`)."""
+    if mode == "fsdp" and not fsdp_runs_on(device):
         raise ConfigError(
             f"parallel.mode: fsdp on CPU does not run with torch {torch.__version__} (its FSDP2 needs CPU streams "
             "with record_event, which this torch lacks); use parallel.mode: ddp on CPU, fsdp on GPUs, or a newer torch"
@@ -122,7 +137,7 @@ def init_distributed(cfg: ParallelSection, refused: Exception | None = None) -> 
         if torch.cuda.is_available():
             _check_local_gpu(world, local)
             device = torch.device("cuda", local)
-        mode = cfg.mode if cfg.mode != "auto" else ("fsdp" if world > 1 else "none")
+        mode = pick_mode(cfg.mode, world, device)
         if world > 1 and mode == "none":
             raise ConfigError("parallel.mode: 'none' with WORLD_SIZE > 1; use ddp or fsdp")
         if world > 1:
@@ -410,6 +425,8 @@ def log_parallel(cfg: ParallelSection, d: Dist) -> None:
     wrap = {"none": "unwrapped", "ddp": "DDP", "fsdp": "FSDP2"}.get(d.mode, d.mode)
     if dist.is_available() and dist.is_initialized():
         wrap += f" over {dist.get_backend()}"
+    if cfg.mode == "auto" and d.mode == "ddp":  # `pick_mode`: auto is FSDP2 wherever it runs
+        wrap += f" (mode auto: torch {torch.__version__}'s FSDP2 does not run on {d.device.type})"
     compute = autocast_dtype(cfg, d.device)
     logging.getLogger("steel").info(
         "parallel: %s, %d process%s, device %s, parameters %s, compute %s, activation checkpointing %s, compile %s",
