@@ -17,8 +17,8 @@ it names must exist.
   `make TARGET` is a Makefile target;
 - (e) every `steel.a.b` Python name exists, with the keywords its call shows; a python block's imports too.
 
-A README that states a wrong thing on purpose (an example of a refused command line) lists it in INTENDED, and
-the test checks that each of those is still refused, so the list cannot hide a real mistake.
+A README that states a wrong thing on purpose (an example of a refused command line) lists it in INTENDED, which
+excuses it in prose only (quoted as refused; a code block shows what to run), and the test checks that each of those is still refused, so the list cannot hide a real mistake.
 """
 
 from __future__ import annotations
@@ -297,8 +297,11 @@ def _split_words(s: str) -> list[str]:
     return words
 
 
-def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier: str = "") -> tuple[str, ...] | None:
-    """Check one `steel ...` command line (from after `steel`); returns its command path when it names one."""
+def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier: str = "",
+                   quoted: bool = False) -> tuple[str, ...] | None:
+    """Check one `steel ...` command line (from after `steel`); returns its command path when it names one.
+    `quoted`: in prose, where an INTENDED mistake is excused (a code block's command line is one to run)."""
+    intended = INTENDED if quoted else {}
     words = _split_words(cmdline)
     cmd_words = []
     for w in words:
@@ -316,7 +319,7 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
     parser, used, bad = _leaf(cmd_words)
     if bad is not None:
         item = f"steel {' '.join([*used, bad])}"
-        if item not in INTENDED:
+        if item not in intended:
             probs.add(no, f"`{item}`: no such command")
         return None
     if _subparsers(parser) and not used:
@@ -326,10 +329,10 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
     rest = words[len(used):]
     for i, w in enumerate(rest):
         for o in _OPT.findall(w.strip("[]()")) if w.lstrip("[(").startswith("-") else []:
-            if o not in opts and f"steel {name} {o}" not in INTENDED:
+            if o not in opts and f"steel {name} {o}" not in intended:
                 probs.add(no, f"`steel {name}`: no option {o}")
         if w.lstrip("[") == "--set" and i + 1 < len(rest):
-            _check_set(no, name, rest[i + 1], probs)
+            _check_set(no, name, rest[i + 1], probs, intended)
     siblings = _subparsers(_leaf(used[:-1])[0]) if used else {}
     comment = re.sub(r"https?://\S+", "", comment)  # `run.html#--rdzv-conf` is a link, not an option
     for m in _OPT.finditer(comment):
@@ -341,7 +344,7 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
     return tuple(used)
 
 
-def _check_set(no: int, command: str, item: str, probs: Problems) -> None:
+def _check_set(no: int, command: str, item: str, probs: Problems, intended: dict[str, str]) -> None:
     key = item.split("=", 1)[0].strip("'\"[")
     if not re.fullmatch(r"[a-z_][\w.\[\]]*", key) or key in ("key", "KEY"):
         return  # KEY=VALUE
@@ -350,7 +353,7 @@ def _check_set(no: int, command: str, item: str, probs: Problems) -> None:
             probs.add(no, f"`steel model info --set {key}`: no such model config field")
         return
     kind = _CONFIG_OF.get(command)
-    if kind is None or f"--set {key}" in INTENDED:
+    if kind is None or f"--set {key}" in intended:
         return
     bad = _resolve_key(_config_classes()[kind], key)
     if bad is not None:
@@ -415,7 +418,7 @@ def _check_commands(lines: list[Line], probs: Problems) -> None:
         if line.fence is None:
             last = None
             for cmdline, comment in _command_spans(line):
-                _check_command(line.no, cmdline, comment, probs)
+                _check_command(line.no, cmdline, comment, probs, quoted=True)
             continue
         if line.no not in text_of:
             continue
@@ -782,7 +785,7 @@ _PATH = re.compile(r"(?<![\w./~-])((?:configs|bench|scripts|src/steel|tests)/(?:
 def _check_paths(lines: list[Line], probs: Problems) -> None:
     for line in lines:
         for p in _PATH.findall(line.text):
-            if "<" in p or p in INTENDED:
+            if "<" in p or (p in INTENDED and line.fence is None):
                 continue
             if "{" in p:  # `configs/model/{tiny,steel-1b}.yaml`: each
                 head, alts, tail = re.fullmatch(r"([^{]*)\{([^}]*)\}(.*)", p).groups()
@@ -938,6 +941,9 @@ INSERTED = [
      "  # https://pytorch.org/docs/stable/elastic/run.html#--rdzv-conf\n```", None),
     ("```\ntorchrun --standalone --nprocs_per_node 2 -m steel.cli train configs/train/tiny-cpu.yaml\n```",
      "--nprocs_per_node"),
+    # INTENDED mistakes are excused where README quotes them as refused, not in a block of commands to run
+    ("```bash\nsteel train configs/x.yaml --set lr=1e-3\n```", "'lr' is no train config field"),
+    ("```bash\nsteel train configs/x.yaml --set max_steps=5\n```", "`configs/x.yaml`: no such path"),
 ]
 
 
