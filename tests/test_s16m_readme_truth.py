@@ -326,6 +326,11 @@ def _check_command(no: int, cmdline: str, comment: str, probs: Problems, earlier
         return None
     name = " ".join(used)
     opts = _options(parser)
+    for m in re.finditer(r"\[(--[a-z][\w-]*)[ =](-?\d[\d.e+-]*)\]", cmdline):  # `[--seq-len 2048]`: the default
+        default = next((a.default for a in parser._actions if m.group(1) in a.option_strings), None)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and float(m.group(2)) != default:
+            probs.add(no, f"`steel {name} [{m.group(1)} {m.group(2)}]`: the default is {default} (an optional part "
+                          f"shows the default; an example value goes without brackets)")
     rest = words[len(used):]
     for i, w in enumerate(rest):
         for o in _OPT.findall(w.strip("[]()")) if w.lstrip("[(").startswith("-") else []:
@@ -400,7 +405,17 @@ def readme_problems(text: str) -> list[str]:
     _check_inline_keys(lines, probs)
     _check_paths(lines, probs)
     _check_python_names(lines, probs)
+    _check_environment(lines, probs)
     return list(probs)
+
+
+def _check_environment(lines: list[Line], probs: Problems) -> None:
+    """Every `STEEL_...` variable README names is one steel's source reads."""
+    source = "\n".join(f.read_text() for f in sorted((ROOT / "src" / "steel").rglob("*.py")))
+    for line in lines:
+        for var in sorted(set(re.findall(r"\bSTEEL_[A-Z][A-Z0-9_]*\b", line.text))):
+            if not re.search(rf"\b{var}\b", source):
+                probs.add(line.no, f"`{var}`: no environment variable steel reads (none in src/steel)")
 
 
 def _check_commands(lines: list[Line], probs: Problems) -> None:
@@ -512,6 +527,10 @@ def _check_prose_options(lines: list[Line], probs: Problems) -> None:
                 if key.split(".")[0] not in _model_fields() and f"--set {key}" not in INTENDED and all(
                         _resolve_key(c, key) is not None for c in _config_classes().values()):
                     probs.add(line.no, f"`--set {key}`: no field of any config")
+                elif any(_resolve_key(_config_classes()[k], key) is None for k in ("train", "sft")):
+                    value = span.split("=", 1)[1].strip("'")
+                    if not re.search(r"[A-Z]{2}|\.\.\.|\$|\s", value):  # no placeholder (DIR, N, ..., $VAR)
+                        _check_training_value(line.no, key, value, probs)
             context = [*line.heading_cmds, *para_cmds]
             if _option_known(opt, context, line.text):
                 continue
@@ -914,6 +933,9 @@ PLANTED = [
     ("--set max_steps=60 ", "--set max_step=60 ", "max_step"),
     ("--model HF_DIR --chat --system", "--chat --system", "the following arguments are required: --model"),
     ("and run with `make gpu-test`", "and run with `make gpu-tests`", "make gpu-tests"),
+    ("[--seq-len 2048] [--set key=value]`", "[--seq-len 4096] [--set key=value]`", "the default is 2048"),
+    ("`STEEL_NO_PROGRESS=1` also", "`STEEL_NOPROGRESS=1` also", "STEEL_NOPROGRESS"),
+    ("`--set 'data.dirs=[DIR, ...]'`", "`--set parallel.mode=zero3`", "'zero3' is not one of"),
 ]
 
 
