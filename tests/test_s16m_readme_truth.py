@@ -15,7 +15,10 @@ it names must exist.
   (partial on purpose, but a misspelled key is none of them);
 - (d) every repo path (configs/, bench/, scripts/, src/steel/, tests/) exists (a glob matches a file), and every
   `make TARGET` is a Makefile target;
-- (e) every `steel.a.b` Python name exists, with the keywords its call shows; a python block's imports too.
+- (e) every `steel.a.b` Python name exists, with the keywords its call shows; a python block's imports too;
+- (f) every `STEEL_*` variable is one steel's source reads; the filters table has a row per registered filter, each
+  parameter at its default; a usage line's `[--opt 2048]` is the parser's default; torchrun's options are those
+  of torch's own parser. A command line is judged up to its first shell operator (`| tee log`, `> out`, `&&`).
 
 A README that states a wrong thing on purpose (an example of a refused command line) lists it in INTENDED, which
 excuses it in prose only (quoted as refused; a code block shows what to run), and the test checks that each of those is still refused, so the list cannot hide a real mistake.
@@ -406,7 +409,43 @@ def readme_problems(text: str) -> list[str]:
     _check_paths(lines, probs)
     _check_python_names(lines, probs)
     _check_environment(lines, probs)
+    _check_filter_table(lines, probs)
     return list(probs)
+
+
+_FILTER_TABLE = "| name | parameters (defaults) |"
+
+
+def _check_filter_table(lines: list[Line], probs: Problems) -> None:
+    """The filters table: a row per registered filter, each parameter one of its fields, at the code's default."""
+    from steel.data.filters import FILTERS
+
+    at = next((i for i, ln in enumerate(lines) if ln.fence is None and ln.text.startswith(_FILTER_TABLE)), None)
+    if at is None:
+        probs.add(1, f"no filters table (a row starting {_FILTER_TABLE!r}; renamed? change _FILTER_TABLE)")
+        return
+    rows = {}
+    for ln in lines[at + 2:]:
+        if not ln.text.startswith("|"):
+            break
+        name, params = [c.strip() for c in ln.text.split("|")[1:3]]
+        name = name.strip("`")
+        rows[name] = ln.no
+        if name not in FILTERS:
+            probs.add(ln.no, f"`{name}`: no registered filter (steel.data.filters.FILTERS)")
+            continue
+        fields = {f.name: f for f in dataclasses.fields(FILTERS[name]) if f.name not in ("label", "sources", "kinds")}
+        for key, value in re.findall(r"`(\w+): ([^`]*)`", params):
+            f = fields.get(key)
+            if f is None:
+                probs.add(ln.no, f"`{key}`: no parameter of filter {name!r}")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if load_yaml(value) != default:
+                probs.add(ln.no, f"`{key}: {value}`: the default of filter {name!r} is {default!r}")
+    for name in FILTERS:
+        if name not in rows:
+            probs.add(lines[at].no, f"filter {name!r} has no row in the filters table")
 
 
 def _check_environment(lines: list[Line], probs: Problems) -> None:
@@ -934,6 +973,8 @@ PLANTED = [
     ("--model HF_DIR --chat --system", "--chat --system", "the following arguments are required: --model"),
     ("and run with `make gpu-test`", "and run with `make gpu-tests`", "make gpu-tests"),
     ("[--seq-len 2048] [--set key=value]`", "[--seq-len 4096] [--set key=value]`", "the default is 2048"),
+    ("| `max_line_length` |", "| `max_line_len` |", "`max_line_len`: no registered filter"),
+    ("`n: 20`, `max_frac: 0.3`", "`n: 13`, `max_frac: 0.3`", "the default of filter 'repeated_ngrams' is 20"),
     ("`STEEL_NO_PROGRESS=1` also", "`STEEL_NOPROGRESS=1` also", "STEEL_NOPROGRESS"),
     ("`--set 'data.dirs=[DIR, ...]'`", "`--set parallel.mode=zero3`", "'zero3' is not one of"),
 ]
