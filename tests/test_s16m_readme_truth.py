@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import copy
 import dataclasses
 import io
 import re
@@ -39,7 +40,8 @@ from pathlib import Path
 
 import pytest
 
-from steel.config import ConfigError, from_dict, load_yaml
+from steel.config import ConfigError, from_dict
+from steel.config import load_yaml as _load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -196,6 +198,17 @@ def _resolve_key(cls: type, dotted: str) -> str | None:
         else:
             node = None
     return None
+
+
+
+@cache
+def _parsed_yaml(text: str) -> typing.Any:
+    return _load_yaml(text)
+
+
+def load_yaml(text: str) -> typing.Any:
+    """steel's YAML reader, each text parsed once: the planted-mistake tests read the same blocks ~45 times."""
+    return copy.deepcopy(_parsed_yaml(text))
 
 
 # ---- the README, read ------------------------------------------------------------------------------------------
