@@ -318,17 +318,24 @@ def part_merge(args, docs: list[str], tok: Path, work: Path) -> None:
           f"main peak RSS {b['main_mib'] / a['main_mib']:.2f}x")
 
 
-LOADER_CHILD = """
+# What every measuring child defines first (Linux /proc): a status field in KiB, and the peak reset.
+CHILD_RSS = """
 import sys, time
 
 def _status(key):
     with open("/proc/self/status") as f:
         return int(next(ln for ln in f if ln.startswith(key + ":")).split()[1])
 
-def reset_peak():  # VmHWM := VmRSS (the tokenizer's loading peaked above what follows), -> VmRSS in KiB
+def reset_peak():  # VmHWM := VmRSS (what loaded before, e.g. a tokenizer, peaked above what follows), -> VmRSS in KiB
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     return _status("VmRSS")
+"""
+
+
+LOADER_CHILD = """
+import sys, time
+
 t = time.perf_counter()
 import steel.data.loader as L
 base = reset_peak()
@@ -366,7 +373,7 @@ def part_loader(args, work: Path) -> None:
                            "tokenizer": {"fingerprint": "bench", "vocab_size": 151_936, "eos_id": 0},
                            "sources": {"web": {"weight": 1.0}}, "config": {}})
         env = dict(os.environ, PYTHONPATH=str(SRC))
-        out = subprocess.run([sys.executable, "-c", LOADER_CHILD, str(d)], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", CHILD_RSS + LOADER_CHILD, str(d)], env=env, capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         t_open, t_batches, base, peak = (float(x) for x in out.stdout.split())
@@ -381,14 +388,6 @@ def part_loader(args, work: Path) -> None:
 SFT_CHILD = """
 import sys, time
 
-def _status(key):
-    with open("/proc/self/status") as f:
-        return int(next(ln for ln in f if ln.startswith(key + ":")).split()[1])
-
-def reset_peak():  # VmHWM := VmRSS (the tokenizer's loading peaked above what follows), -> VmRSS in KiB
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status("VmRSS")
 from transformers import AutoTokenizer
 from steel.config import from_dict
 from steel.sft import data as D
@@ -427,7 +426,7 @@ def part_sft(args, shared: Path, tok: Path, work: Path) -> None:
                             {"role": "assistant", "content": perturb(r["output"], c)}]
                     nbytes += f.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
         env = dict(os.environ, PYTHONPATH=str(SRC), STEEL_NO_PROGRESS="1")
-        out = subprocess.run([sys.executable, "-c", SFT_CHILD, str(d), str(tok)], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", CHILD_RSS + SFT_CHILD, str(d), str(tok)], env=env, capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         t, base, peak, n_rows, kept = (float(x) for x in out.stdout.split())
@@ -445,14 +444,6 @@ def part_sft(args, shared: Path, tok: Path, work: Path) -> None:
 EVAL_CHILD = """
 import sys, time
 
-def _status(key):
-    with open("/proc/self/status") as f:
-        return int(next(ln for ln in f if ln.startswith(key + ":")).split()[1])
-
-def reset_peak():  # VmHWM := VmRSS (the tokenizer's loading peaked above what follows), -> VmRSS in KiB
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status("VmRSS")
 from pathlib import Path
 from types import SimpleNamespace
 import torch
@@ -487,7 +478,7 @@ def part_eval(args, shared: Path, tok: Path) -> None:
     rows = {}
     for limit in args.eval_limits:
         env = dict(os.environ, PYTHONPATH=str(SRC), STEEL_NO_PROGRESS="1")
-        out = subprocess.run([sys.executable, "-c", EVAL_CHILD, str(shared / "cmmlu"), str(tok), str(limit)], env=env,
+        out = subprocess.run([sys.executable, "-c", CHILD_RSS + EVAL_CHILD, str(shared / "cmmlu"), str(tok), str(limit)], env=env,
                              capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
@@ -500,21 +491,14 @@ def part_eval(args, shared: Path, tok: Path) -> None:
 
 
 JSON_CHILD = """
-import sys
 from pathlib import Path
-
-def _status(key):
-    with open("/proc/self/status") as f:
-        return int(next(ln for ln in f if ln.startswith(key + ":")).split()[1])
 
 from steel.data.config import DataConfig, SourceConfig
 from steel.data.sources import SourceReader
 p = Path(sys.argv[1])
 src = SourceConfig(name="s", path=[p.name], kind="chat")
 reader = SourceReader(src, DataConfig(sources=[src], root=str(p.parent)))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # VmHWM := VmRSS
-base = _status("VmRSS")
+base = reset_peak()
 n = sum(1 for _ in reader.read_file(p))
 print(n, base, _status("VmHWM"))
 """
@@ -532,7 +516,7 @@ def part_json(args, shared: Path, work: Path) -> None:
         p = work / f"array-x{s}.json"
         p.write_text(json.dumps(recs * s, ensure_ascii=False), encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(SRC))
-        out = subprocess.run([sys.executable, "-c", JSON_CHILD, str(p)], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", CHILD_RSS + JSON_CHILD, str(p)], env=env, capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         n, base, peak = (int(x) for x in out.stdout.split())
