@@ -541,6 +541,9 @@ class SftData:
         if state.get("rows_md5", self.rows_md5) != self.rows_md5:  # checkpoints before rows_md5: not checked
             raise ConfigError("sft data: the checkpoint's rows differ from those the config now gives")
         self.seed, self.epoch, self.consumed = state["seed"], state["epoch"], state["consumed"]
+        if state.get("world_size", self.world_size) != self.world_size and self.rank == 0:  # as pretraining says it
+            log.info("sft data: world size %d -> %d, the global row order is re-split", state["world_size"],
+                     self.world_size)
         self._order = self._perm(self.epoch)
         if state.get("order_md5", self._order_md5()) != self._order_md5():  # checkpoints before 2026-12-07: none
             raise ConfigError(
