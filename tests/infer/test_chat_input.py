@@ -55,7 +55,13 @@ def test_generate_chat_prompt_is_normalized_like_steel_chat(tiny_tokenizer_dir, 
     assert prompts == [want]
     monkeypatch.setattr("sys.stdin", io.StringIO("\u200b\r\n"))
     assert steel_main(["generate", "--model", "m", "--chat", "--prompt", "-"]) == 2
-    assert "--prompt: empty prompt" in capsys.readouterr().err
+    assert "--prompt -: empty prompt (stdin held no text)" in capsys.readouterr().err  # names where it came from
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))  # `echo | steel generate --prompt -`: its one line end dropped
+    assert steel_main(["generate", "--model", "m", "--prompt", "-"]) == 2
+    assert "--prompt -: empty prompt (stdin held no text)" in capsys.readouterr().err
+    assert steel_main(["generate", "--model", "m", "--prompt", ""]) == 2  # an empty --prompt itself: no stdin named
+    err = capsys.readouterr().err
+    assert "--prompt: empty prompt" in err and "stdin" not in err
 
 
 def test_chat_seed_seeds_the_conversation_not_every_turn(tiny_tokenizer_dir, tiny_llama_dir):

@@ -145,6 +145,8 @@ def cmd_generate(args) -> int:
     except UnicodeDecodeError as e:  # stdin decoded strictly (a UTF-8 locale) holding other bytes
         raise UserError(f"--prompt -: stdin is not {e.encoding} text (byte 0x{e.object[e.start]:02X}); "
                         "convert it first, e.g. iconv -f gbk -t utf-8") from None
+    # `echo | steel generate --prompt -` said "--prompt: empty prompt": the prompt was stdin's, which held none.
+    empty_prompt = "--prompt -: empty prompt (stdin held no text)" if args.prompt == "-" else "--prompt: empty prompt"
     if args.prompt == "-" and not args.chat:
         # NOTE: the line end `echo` or a file's last line adds: kept, `echo 钢铁是 | steel generate --prompt -`
         # continued "钢铁是\n" (a new line), not the sentence `--prompt 钢铁是` continues. One only, as a file
@@ -161,7 +163,7 @@ def cmd_generate(args) -> int:
         normalize = input_normalizer()
         system, prompt = normalize(args.system) if args.system else None, normalize(prompt)
         if not prompt:
-            raise UserError("--prompt: empty prompt")
+            raise UserError(empty_prompt)
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         ids = chat_prompt_ids(tok, msgs)
     else:
@@ -170,7 +172,7 @@ def cmd_generate(args) -> int:
 
         ids = tok.encode(prompt, add_special_tokens=False)
         if not ids:
-            raise UserError("--prompt: empty prompt")
+            raise UserError(empty_prompt)
         # A text starts as the tokenizer starts one (Llama's BOS; nothing for Qwen's), as `eval mc` scores
         # it: a model trained with BOS before every text continues a prompt without it poorly. A model Steel
         # trained from the start read none (prepared chunks hold no BOS): none for it either.
