@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 
-from steel.cli import UserError, done_so_far
+from steel.cli import UserError
 from steel.data.chunks import (
     DOCUMENTS,
     MANIFEST,
@@ -40,7 +39,6 @@ from steel.data.chunks import (
     read_chunk,
     read_documents,
     read_manifest,
-    write_manifest,
 )
 from steel.data.config import DedupConfig
 from steel.data.dedup import Deduper
@@ -49,13 +47,13 @@ from steel.data.prepare import (
     STAGING,
     _clear_stale,
     _previous_chunks,
-    _signals_held,
     _sigterm_as_interrupt,
     kept_nothing,
     manifest_paths,
+    swap_finished_output,
     warn_identical_chunks,
 )
-from steel.data.swap import chunk_name, finish_swap, log_left, swap_in
+from steel.data.swap import chunk_name, finish_swap, log_left
 from steel.data.tokenize import dir_fingerprint
 from steel.dirlock import LOCK_NAME
 
@@ -431,18 +429,10 @@ def _merge(out_dir: Path, dirs: list[str | Path], log, near: bool, allow_missing
         del manifest["inputs"]
     old_chunks = _previous_chunks(out_dir)
     previous = old_chunks + [n for n in (DEDUP_HASHES, DOCUMENTS, SIGNATURES) if (out_dir / n).exists()]
-    # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
-    with _signals_held() as held:
-        swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, swap_tokenizer, log,
-                by="steel data merge")
-        done_so_far(f"the output was complete: {out_dir} holds the merged output ({len(chunks)} chunks, "
-                    f"{manifest['total_tokens']:,} tokens); the check of what each source kept may not have run: "
-                    f"`steel data inspect {out_dir}` runs it")
-    if old_chunks:
-        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
-    if held.got:
-        log.warning("%s came while the finished output was moved into %s: it is complete, the merge ends normally",
-                    signal.Signals(held.got[0]).name, out_dir)
+    swap_finished_output(out_dir, stage, manifest, previous, swap_tokenizer, len(old_chunks),
+                         f"the output was complete: {out_dir} holds the merged output ({len(chunks)} chunks, "
+                         f"{manifest['total_tokens']:,} tokens); the check of what each source kept may not have "
+                         f"run: `steel data inspect {out_dir}` runs it", "merge", log, by="steel data merge")
     # a warning here: the shards each had only their part of the input
     errors, warnings = kept_nothing(sources, count if missing else 1, listing if isinstance(listing, dict) else None,
                                     merged=True, paths=manifest_paths(manifest))

@@ -661,6 +661,23 @@ class _signals_held:
         return False
 
 
+def swap_finished_output(out_dir: Path, stage: Path, manifest: dict, previous: list[str], tokenizer: str | None,
+                         replaced: int, done: str, what: str, log: logging.Logger,
+                         by: str = "steel data prepare") -> None:
+    """The last step of prepare and merge: the output staged in `stage` moved into OUT (`swap_in`) with SIGINT and
+    SIGTERM held from the previous output's deletion to the new manifest; `done` is what a signal after it reports
+    (the output is complete); `replaced`: the previous output's chunk count, `what`: "run" or "merge".
+    NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it."""
+    with _signals_held() as held:
+        swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, tokenizer, log, by=by)
+        done_so_far(done)
+    if replaced:
+        log.info("replaced the previous output in %s (%d chunks)", out_dir, replaced)
+    if held.got:
+        log.warning("%s came while the finished output was moved into %s: it is complete, the %s ends normally",
+                    signal.Signals(held.got[0]).name, out_dir, what)
+
+
 def _chunk_pattern(prefixes: list[str]) -> re.Pattern:
     """Names `ChunkSink` gives its chunk files (and their temp files) for these prefixes."""
     alts = "|".join(re.escape(p) for p in prefixes)
@@ -995,15 +1012,8 @@ def _prepare(cfg: DataConfig, out_dir: str | Path, *, config_path: str | Path | 
     # A tokenizer/ of an earlier output with another tokenizer goes: it would be taken to decode these ids (with
     # Qwen's loaded here, OUT/tokenizer/ is the one the encoder was loaded from, or the staged one replaces it).
     tokenizer = None if loaded_own and cfg.tokenizer == "qwen" else encoder.fingerprint
-    # NOTE: a kill -9 or power loss in the swap leaves its journal: the next reader of OUT finishes it.
-    with _signals_held() as held:  # from the previous output's deletion to the new manifest
-        swap_in(out_dir, stage, lambda d: write_manifest(d, manifest), previous, tokenizer, log)
-        done_so_far(f"the output was complete: {out_dir} holds the new output ({len(chunks)} chunks, "
-                    f"{manifest['total_tokens']:,} tokens); nothing to run again")
-    if old_chunks:
-        log.info("replaced the previous output in %s (%d chunks)", out_dir, len(old_chunks))
-    if held.got:
-        log.warning("%s came while the finished output was moved into %s: it is complete, the run ends normally",
-                    signal.Signals(held.got[0]).name, out_dir)
+    swap_finished_output(out_dir, stage, manifest, previous, tokenizer, len(old_chunks),
+                         f"the output was complete: {out_dir} holds the new output ({len(chunks)} chunks, "
+                         f"{manifest['total_tokens']:,} tokens); nothing to run again", "run", log)
     log.info("wrote %d chunks, %d tokens to %s in %.1f s", len(chunks), manifest["total_tokens"], out_dir, elapsed)
     return manifest
